@@ -1,0 +1,41 @@
+"""One command-line entry point: ``compscope <verb> ...``.
+
+Every capability registers a typer sub-app from its own module in this package. Modules
+import heavy libraries (torch, rdkit, ...) inside the command functions, so ``compscope --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="compscope",
+    help="compscope: equivariant deep learning for molecules and physical fields.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+# (verb, module): each module defines ``app`` (a typer.Typer) or ``register(app)``.
+_SUBAPPS = [
+    ("data", "compscope.cli.data"),
+    ("md", "compscope.cli.md"),
+    ("generate", "compscope.cli.generate"),
+    ("pde", "compscope.cli.pde"),
+    ("search", "compscope.cli.search"),
+]
+# modules that add top-level verbs to ``app`` through ``register(app)``
+_TOPLEVEL = ["compscope.cli.info", "compscope.cli.forcefield"]
+
+for _mod in _TOPLEVEL:
+    importlib.import_module(_mod).register(app)
+for _verb, _mod in _SUBAPPS:
+    _m = importlib.import_module(_mod)
+    app.add_typer(_m.app, name=_verb, help=_m.app.info.help)
+
+
+def main() -> None:  # console-script entry point
+    app()

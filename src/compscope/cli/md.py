@@ -1,0 +1,7 @@
+"""`compscope md ...` verbs."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="(md) capability commands.", no_args_is_help=True)
