@@ -37,6 +37,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        # other work on the machine skews timings: the 1/5/15-min load average at write time
+        "loadavg": list(os.getloadavg()),
     }
     try:
         with open("/proc/cpuinfo") as fh:
