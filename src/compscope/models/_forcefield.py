@@ -1,0 +1,169 @@
+"""The equivariant force-field network (MACE-style): energies as per-atom sums, forces by autograd."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from compscope.data import AtomicGraph
+from compscope.data import keys as K
+from compscope.nn import (
+    Interaction,
+    LinearReadout,
+    MLPReadout,
+    ProductBasis,
+    RadialEmbedding,
+    forces_and_stress,
+    gate_for,
+    prepare_strain,
+    scatter_sum,
+)
+
+
+class UnknownElementError(ValueError):
+    """A structure contains an element the model was not trained on."""
+
+
+class EquivariantPotential(nn.Module):
+    """E(3)-equivariant interatomic potential: message passing with higher body order (MACE-style).
+
+    The constructor arguments are the model's config schema (YAML).
+
+    Args:
+        species: atomic numbers the model knows (order defines the one-hot encoding).
+        r_max: cutoff radius in Å.
+        num_bessel: radial Bessel functions.
+        poly_p: smoothness of the polynomial cutoff envelope.
+        max_ell: largest ``l`` of the edge spherical harmonics and of the atomic basis.
+        hidden_irreps: node-feature irreps between interactions, e.g. ``"32x0e+32x1o"``.
+        num_interactions: message-passing layers.
+        correlation: body order minus one of the product basis (MACE: 3).
+        radial_hidden: widths of the radial MLP.
+        readout_hidden: width of the last layer's MLP readout.
+        avg_num_neighbors: normalisation of the neighbour sum (set from data by the trainer).
+        atomic_energies: isolated-atom/reference energies per species (eV), added to the per-atom energy.
+        scale: initial scale of the learned interaction energy (eV), e.g. the RMS of force components.
+        shift: initial per-atom energy shift (eV).
+
+    Shapes:
+        forward(graph) -> {energy: (G,), forces: (N, 3), node_energy: (N,), [stress: (G, 3, 3)]}
+    """
+
+    def __init__(
+        self,
+        species: Sequence[int],
+        r_max: float = 5.0,
+        num_bessel: int = 8,
+        poly_p: int = 6,
+        max_ell: int = 2,
+        hidden_irreps: str = "32x0e+32x1o",
+        num_interactions: int = 2,
+        correlation: int = 3,
+        radial_hidden: Sequence[int] = (64, 64),
+        readout_hidden: int = 16,
+        avg_num_neighbors: float = 8.0,
+        atomic_energies: Sequence[float] | None = None,
+        scale: float = 1.0,
+        shift: float = 0.0,
+    ):
+        super().__init__()
+        self.species = [int(z) for z in species]
+        self.cutoff = float(r_max)
+        n_el = len(self.species)
+        z_to_index = torch.full((119,), -1, dtype=torch.long)
+        for i, z in enumerate(self.species):
+            z_to_index[z] = i
+        self.register_buffer("z_to_index", z_to_index, persistent=False)
+        e0 = torch.zeros(n_el) if atomic_energies is None else torch.as_tensor(atomic_energies, dtype=torch.float64)
+        if e0.shape != (n_el,):
+            raise ValueError(f"atomic_energies needs {n_el} values (one per species), got {tuple(e0.shape)}")
+        self.register_buffer("atomic_energies", e0.to(torch.get_default_dtype()))
+        # learnable per-element scale and shift of the interaction energy
+        self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
+        self.element_shift = nn.Parameter(torch.full((n_el,), float(shift)))
+
+        hidden = o3.Irreps(hidden_irreps).simplify()
+        mul = hidden[0].mul
+        self.irreps_sh = o3.Irreps.spherical_harmonics(max_ell)
+        self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
+        self.radial = RadialEmbedding(r_max, num_bessel, poly_p)
+        self.embedding = o3.Linear(o3.Irreps(f"{n_el}x0e"), o3.Irreps(f"{mul}x0e"))
+
+        irreps_a = o3.Irreps([(mul, ir) for _, ir in self.irreps_sh])  # atomic basis: every l up to max_ell
+        self.interactions = nn.ModuleList()
+        self.products = nn.ModuleList()
+        self.gates = nn.ModuleList()
+        self.self_connections = nn.ModuleList()
+        self.readouts = nn.ModuleList()
+        irreps_node = o3.Irreps(f"{mul}x0e")
+        for layer in range(num_interactions):
+            last = layer == num_interactions - 1
+            irreps_out = o3.Irreps(f"{mul}x0e") if last else hidden
+            self.interactions.append(
+                Interaction(irreps_node, self.irreps_sh, irreps_a, self.radial.out_dim, tuple(radial_hidden),
+                            avg_num_neighbors)
+            )
+            gate_in, gate = gate_for(irreps_out)
+            self.products.append(ProductBasis(irreps_a, gate_in, n_el, correlation, l_max=max_ell))
+            self.gates.append(gate)
+            self.self_connections.append(
+                o3.FullyConnectedTensorProduct(irreps_node, o3.Irreps(f"{n_el}x0e"), gate_in)
+            )
+            self.readouts.append(MLPReadout(irreps_out, readout_hidden) if last else LinearReadout(irreps_out))
+            irreps_node = irreps_out
+
+    # ------------------------------------------------------------------------------------------
+    def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
+        if (atomic_numbers < 0).any() or (atomic_numbers > 118).any():
+            raise UnknownElementError(f"atomic numbers out of range: {atomic_numbers.unique().tolist()}")
+        idx = self.z_to_index[atomic_numbers]
+        if (idx < 0).any():
+            unknown = sorted(set(atomic_numbers[idx < 0].tolist()))
+            raise UnknownElementError(
+                f"elements {unknown} are unknown to this model (trained on atomic numbers {self.species}); "
+                "retrain with data containing them"
+            )
+        return idx
+
+    def forward(
+        self,
+        graph: AtomicGraph,
+        compute_forces: bool = True,
+        compute_stress: bool = False,
+        training: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        idx = self.species_index(graph.atomic_numbers)
+        node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
+        leaf = graph.positions
+        if compute_forces or compute_stress:
+            leaf = leaf.detach().requires_grad_(True)
+        positions, cell, strain = prepare_strain(leaf, graph.cell, graph.batch, compute_stress)
+        send, recv = graph.edge_index[0], graph.edge_index[1]
+        offsets = torch.einsum("ei,eij->ej", graph.cell_shifts, cell[graph.batch[send]])
+        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
+        lengths = vectors.norm(dim=-1)  # (E,)
+        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        edge_radial = self.radial(lengths)  # (E, num_bessel), exactly 0 beyond r_max
+
+        h = self.embedding(node_attrs)  # (N, mul)
+        node_energy = positions.new_zeros(graph.num_nodes)  # (N,)
+        for inter, prod, gate, sc, readout in zip(
+            self.interactions, self.products, self.gates, self.self_connections, self.readouts
+        ):
+            a = inter(h, edge_sh, edge_radial, graph.edge_index)  # (N, irreps_a.dim)
+            h = gate(prod(a, node_attrs) + sc(h, node_attrs))  # (N, irreps_out.dim)
+            node_energy = node_energy + readout(h)  # (N,)
+        node_energy = (
+            node_energy * self.element_scale[idx] + self.element_shift[idx] + self.atomic_energies[idx]
+        )  # (N,)
+        energy = scatter_sum(node_energy, graph.batch, graph.num_graphs)  # (G,)
+        out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
+        if compute_forces or compute_stress:
+            forces, stress = forces_and_stress(energy, leaf, cell, strain, training)
+            out[K.FORCES] = forces
+            if stress is not None:
+                out[K.STRESS] = stress
+        return out

@@ -1,0 +1,45 @@
+"""Forces and stress from a scalar energy by autograd: the one shared helper every model uses."""
+
+from __future__ import annotations
+
+import torch
+
+
+def prepare_strain(positions: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, compute_stress: bool):
+    """Displace positions and cells by a symmetric strain (zero-valued) so dE/d(strain) gives the virial.
+
+    Returns ``(positions', cell', strain)`` where ``strain`` is (G, 3, 3) or ``None``.
+    """
+    if not compute_stress:
+        return positions, cell, None
+    strain = torch.zeros_like(cell, requires_grad=True)  # (G, 3, 3)
+    sym = 0.5 * (strain + strain.transpose(1, 2))
+    positions = positions + torch.einsum("ni,nij->nj", positions, sym[batch])
+    cell = cell + torch.bmm(cell, sym)
+    return positions, cell, strain
+
+
+def forces_and_stress(
+    energy: torch.Tensor,  # (G,)
+    positions: torch.Tensor,  # (N, 3) with requires_grad
+    cell: torch.Tensor,  # (G, 3, 3) after strain
+    strain: torch.Tensor | None,  # (G, 3, 3) or None
+    training: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    r"""Forces :math:`F = -\partial E/\partial r` (N, 3) and stress :math:`\sigma = V^{-1}\partial E/\partial\epsilon`.
+
+    The stress follows ASE's sign (positive = tensile; ``atoms.get_stress()``), in eV/Å^3, shape (G, 3, 3).
+    ``training=True`` keeps the graph (``create_graph``) so force losses can be differentiated.
+    """
+    inputs = [positions] if strain is None else [positions, strain]
+    grads = torch.autograd.grad(
+        [energy.sum()], inputs, create_graph=training, retain_graph=training, allow_unused=True
+    )
+    g_pos = grads[0]
+    forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
+    stress = None
+    if strain is not None:
+        g_strain = grads[1] if grads[1] is not None else torch.zeros_like(strain)
+        volume = torch.linalg.det(cell).abs().view(-1, 1, 1)
+        stress = g_strain / volume
+    return forces, stress

@@ -1,0 +1,85 @@
+"""Equivariant interaction: tensor-product messages weighted by a radial MLP, summed over neighbours.
+
+Implements the atomic basis of MACE (Batatia et al., NeurIPS 2022, eq. 8):
+:math:`A_{i,kLM} = \\sum_j R_{kL}(r_{ij}) Y_{LM}(\\hat r_{ij}) \\otimes h_{j,k}` with channel-wise ("uvu")
+paths, followed by a linear mix of channels.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import nn as enn
+from e3nn import o3
+from torch import nn
+
+from ._scatter import scatter_sum
+
+
+def _tp_out_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, target: o3.Irreps):
+    """Channel-wise ("uvu") paths of irreps_in x irreps_sh whose output irrep occurs in ``target``."""
+    keep = {ir for _, ir in target}
+    out, instructions = [], []
+    for i, (mul, ir_in) in enumerate(irreps_in):
+        for j, (_, ir_sh) in enumerate(irreps_sh):
+            for ir_out in ir_in * ir_sh:
+                if ir_out in keep:
+                    instructions.append((i, j, len(out), "uvu", True))
+                    out.append((mul, ir_out))
+    out = o3.Irreps(out)
+    sorted_out, perm, _ = out.sort()
+    instructions = [(i, j, perm[k], mode, w) for i, j, k, mode, w in instructions]
+    return sorted_out, instructions
+
+
+class Interaction(nn.Module):
+    """One message-passing step producing the atomic basis ``A`` (N, irreps_out).
+
+    Args:
+        irreps_node: irreps of incoming node features ``h``.
+        irreps_sh: irreps of the edge spherical harmonics ``Y``.
+        irreps_out: irreps of the atomic basis after the channel mix.
+        radial_dim: number of radial features per edge.
+        radial_hidden: hidden widths of the radial MLP producing the tensor-product weights.
+        avg_num_neighbors: normalisation of the neighbour sum.
+
+    Shapes:
+        node_feats (N, irreps_node.dim), edge_sh (E, irreps_sh.dim), edge_radial (E, radial_dim),
+        edge_index (2, E) -> (N, irreps_out.dim)
+    """
+
+    def __init__(
+        self,
+        irreps_node: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        irreps_out: o3.Irreps,
+        radial_dim: int,
+        radial_hidden: tuple[int, ...] = (64, 64),
+        avg_num_neighbors: float = 1.0,
+    ):
+        super().__init__()
+        self.irreps_node = o3.Irreps(irreps_node)
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.linear_up = o3.Linear(self.irreps_node, self.irreps_node)
+        irreps_mid, instructions = _tp_out_irreps(self.irreps_node, o3.Irreps(irreps_sh), self.irreps_out)
+        self.tp = o3.TensorProduct(
+            self.irreps_node, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial_mlp = enn.FullyConnectedNet(
+            [radial_dim, *radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+        )
+        self.linear = o3.Linear(irreps_mid, self.irreps_out)
+        self.avg_num_neighbors = float(avg_num_neighbors)
+
+    def forward(
+        self,
+        node_feats: torch.Tensor,  # (N, irreps_node.dim)
+        edge_sh: torch.Tensor,  # (E, irreps_sh.dim)
+        edge_radial: torch.Tensor,  # (E, radial_dim)
+        edge_index: torch.Tensor,  # (2, E)
+    ) -> torch.Tensor:
+        sender, receiver = edge_index[0], edge_index[1]
+        h = self.linear_up(node_feats)  # (N, irreps_node.dim)
+        weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
+        messages = self.tp(h[sender], edge_sh, weights)  # (E, irreps_mid.dim)
+        agg = scatter_sum(messages, receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, irreps_mid.dim)
+        return self.linear(agg)  # (N, irreps_out.dim)
