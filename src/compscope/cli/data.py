@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ PathOpt = typer.Option(None, "--path", help="Data directory (default: $COMPSCOPE
 
 
 @app.command("list")
-def list_(path: Optional[Path] = PathOpt) -> None:
+def list_(path: Path | None = PathOpt) -> None:
     """List registered datasets with license, units and whether they are present."""
     from rich.console import Console
     from rich.table import Table
@@ -32,7 +31,7 @@ def list_(path: Optional[Path] = PathOpt) -> None:
 
 @app.command()
 def fetch(name: str = typer.Argument(..., help="Dataset name (see `compscope data list`)."),
-          path: Optional[Path] = PathOpt,
+          path: Path | None = PathOpt,
           force: bool = typer.Option(False, help="Download again even if present and valid.")) -> None:
     """Download a dataset from its canonical public location and verify its sha256."""
     from compscope.data.datasets import fetch as _fetch
@@ -45,8 +44,8 @@ def fetch(name: str = typer.Argument(..., help="Dataset name (see `compscope dat
 
 
 @app.command()
-def verify(name: Optional[str] = typer.Argument(None, help="One dataset (default: all)."),
-           path: Optional[Path] = PathOpt,
+def verify(name: str | None = typer.Argument(None, help="One dataset (default: all)."),
+           path: Path | None = PathOpt,
            strict: bool = typer.Option(False, help="Fail when a dataset is missing, not only when corrupt.")) -> None:
     """Verify sha256 checksums of the dataset files present in the data directory."""
     from rich.console import Console

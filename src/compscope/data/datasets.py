@@ -79,7 +79,8 @@ REGISTRY: dict[str, Dataset] = {
             units="energy eV, forces eV/Å, positions Å",
             homepage="https://github.com/davkovacs/BOTNet-datasets",
             files=_botnet("dataset_3BPA", {
-                "train_300K.xyz": ("train_300K.xyz", "d109971fab90e2231ad931a83eb704c8d940f5c7d7a8de27fe3b84ea18634c0a"),
+                "train_300K.xyz": (
+                    "train_300K.xyz", "d109971fab90e2231ad931a83eb704c8d940f5c7d7a8de27fe3b84ea18634c0a"),
                 "train_mixedT.xyz": (
                     "train_mixedT.xyz", "bc108532964b2ed259eaaabf82e5dfaffa5bda9ac384fc2afabcce192a49250b"),
                 "iso_atoms.xyz": ("iso_atoms.xyz", "e12a2465a2612bf38fd5dabdf64d4b57fc58ce9610a858c54ea1142d517c053f"),
@@ -94,8 +95,10 @@ REGISTRY: dict[str, Dataset] = {
             units="energy eV, forces eV/Å, positions Å",
             homepage="https://github.com/davkovacs/BOTNet-datasets",
             files=_botnet("dataset_acac", {
-                "train_300K.xyz": ("train_300K.xyz", "8f5706d6902360555a5be59395612d2afc3489a75688388a58e7275fdad68af3"),
-                "train_600K.xyz": ("train_600K.xyz", "180c2538508f7810a623c279426f44953ee7cfb2af77e48ea3986ff97645a71c"),
+                "train_300K.xyz": (
+                    "train_300K.xyz", "8f5706d6902360555a5be59395612d2afc3489a75688388a58e7275fdad68af3"),
+                "train_600K.xyz": (
+                    "train_600K.xyz", "180c2538508f7810a623c279426f44953ee7cfb2af77e48ea3986ff97645a71c"),
                 "test_MD_300K.xyz": (
                     "test_MD_300K.xyz", "2291f3186a3cc6a5e05e92952c84a9237ca53f862d78fd3316a769360719ec43"),
                 "test_MD_600K.xyz": (
