@@ -1,0 +1,269 @@
+"""Index build and append: parallel over processes, with a progress bar and an invalid-SMILES report."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import logging
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ._errors import InputFileError
+from ._fingerprints import PATTERN_BITS, FingerprintSpec
+from ._format import open_arrays, pack_strings, read_header, unpack_strings, write_index
+from ._molecules import PROPERTIES, process_chunk, smiles_hash
+from ._reader import iter_records
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildReport:
+    """What a build/append did. ``invalid`` lists ``(line_number, smiles)`` of every rejected record."""
+
+    path: Path
+    n_molecules: int
+    n_added: int
+    n_invalid: int
+    invalid: list[tuple[int, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = f"{self.path}: {self.n_molecules} molecules ({self.n_added} added, {self.n_invalid} invalid SMILES"
+        return s + f") in {self.seconds:.1f} s"
+
+
+def _chunks(records, size):
+    it = iter(records)
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress, max_invalid_fraction):
+    """Yield processed chunks in input order; raise early if the file does not look like SMILES."""
+    records = iter_records(source, smiles_col=smiles_col, id_col=id_col)
+    tasks = ((chunk, spec.to_dict(), *opts) for chunk in _chunks(records, chunk_size))
+    prog = None
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        prog = Progress(TextColumn("[bold]indexing"), BarColumn(), TextColumn("{task.completed:,} molecules"),
+                        TimeElapsedColumn(), transient=False)
+        prog.start()
+        bar = prog.add_task("build", total=None)
+    first = True
+
+    def check(res):
+        nonlocal first
+        if first:
+            first = False
+            n_bad, n_all = len(res["invalid"]), len(res["invalid"]) + len(res["smiles"])
+            if n_all and n_bad / n_all > max_invalid_fraction:
+                ex = "; ".join(f"line {ln}: {s[:40]!r}" for ln, s in res["invalid"][:3])
+                raise InputFileError(
+                    f"{source}: {n_bad} of the first {n_all} records are not valid SMILES ({ex}); this does not "
+                    "look like a SMILES file. Pass a .smi file (SMILES [id] per line) or a CSV with a header and "
+                    "--smiles-col naming the SMILES column"
+                )
+        if prog is not None:
+            prog.update(bar, advance=len(res["smiles"]) + len(res["invalid"]))
+        return res
+
+    try:
+        if n_jobs <= 1:
+            for t in tasks:
+                yield check(process_chunk(t))
+        else:
+            ctx = mp.get_context("spawn")  # never fork a process that may hold threads (numba, ray, uvicorn)
+            with cf.ProcessPoolExecutor(n_jobs, mp_context=ctx) as ex:
+                pending: list[cf.Future] = []
+                for t in tasks:  # bounded look-ahead keeps memory flat on huge files
+                    pending.append(ex.submit(process_chunk, t))
+                    if len(pending) >= 2 * n_jobs:
+                        yield check(pending.pop(0).result())
+                for f in pending:
+                    yield check(f.result())
+    finally:
+        if prog is not None:
+            prog.stop()
+
+
+def _collect(chunks, opts) -> dict:
+    with_inchikey, with_pattern, with_props = opts
+    acc: dict[str, list] = {k: [] for k in ("lines", "ids", "smiles", "fps", "inchikey", "pattern", "props")}
+    invalid: list[tuple[int, str]] = []
+    for res in chunks:
+        invalid.extend(res["invalid"])
+        for k in ("lines", "fps") + (("inchikey",) if with_inchikey else ()) + (("pattern",) if with_pattern else ()) \
+                + (("props",) if with_props else ()):
+            acc[k].append(res[k])
+        acc["ids"].extend(res["ids"])
+        acc["smiles"].extend(res["smiles"])
+    out = {"ids": acc["ids"], "smiles": acc["smiles"], "invalid": invalid}
+    for k in ("lines", "fps", "inchikey", "pattern", "props"):
+        if acc[k]:
+            out[k] = np.concatenate(acc[k])
+    return out
+
+
+def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict, dict]:
+    """Sort by (popcount, row) and lay the arrays out in the index format."""
+    fps = data["fps"]  # (N, W)
+    pop = np.unpackbits(fps.view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)  # (N,)
+    order = np.lexsort((rows, pop))
+    pop = pop[order]
+    bins = np.searchsorted(pop, np.arange(spec.nbits + 2), side="left").astype(np.int64)
+    smiles = [data["smiles"][i] for i in order]
+    ids = [data["ids"][i] for i in order]
+    s_blob, s_off = pack_strings(smiles)
+    i_blob, i_off = pack_strings(ids)
+    hashes = np.fromiter((smiles_hash(s) for s in smiles), dtype=np.int64, count=len(smiles))
+    h_pos = np.argsort(hashes, kind="stable")
+    arrays = {
+        "fps": fps[order], "bins": bins, "rows": rows[order], "lines": data["lines"][order],
+        "smiles_blob": s_blob, "smiles_off": s_off, "ids_blob": i_blob, "ids_off": i_off,
+        "smiles_hash": hashes[h_pos], "smiles_hash_pos": h_pos.astype(np.int64),
+    }
+    if "pattern" in data:
+        arrays["pattern"] = data["pattern"][order]
+    if "props" in data:
+        arrays["props"] = data["props"][order]
+    if "inchikey" in data:
+        ik = data["inchikey"][order]
+        ik_pos = np.argsort(ik, kind="stable")
+        arrays["inchikey_sorted"] = ik[ik_pos]
+        arrays["inchikey_pos"] = ik_pos.astype(np.int64)
+    header = {
+        "n": int(len(order)), "fingerprint": spec.to_dict(),
+        "pattern_bits": PATTERN_BITS if "pattern" in data else 0,
+        "properties": list(PROPERTIES) if "props" in data else [],
+        "inchikey": "inchikey" in data,
+    }
+    return arrays, header
+
+
+def build_index(
+    source: str | Path,
+    out: str | Path,
+    spec: FingerprintSpec | None = None,
+    *,
+    smiles_col: str | None = None,
+    id_col: str | None = None,
+    n_jobs: int = 2,
+    chunk_size: int = 5000,
+    inchikey: bool = True,
+    pattern: bool = True,
+    properties: bool = True,
+    progress: bool = False,
+    overwrite: bool = False,
+    max_invalid_fraction: float = 0.5,
+) -> BuildReport:
+    """Build a ``.csi`` index from a SMILES/CSV file.
+
+    Args:
+        source: ``.smi``/``.csv``/``.tsv`` file, optionally ``.gz`` (see :func:`iter_records`).
+        out: index directory to write (``lib.csi``).
+        spec: fingerprint settings (default Morgan radius 2, 2048 bits).
+        smiles_col, id_col: CSV columns (name or 0-based index).
+        n_jobs: worker processes (1 = in-process).
+        chunk_size: records per work unit.
+        inchikey, pattern, properties: store InChIKeys (exact match by key), pattern fingerprints
+            (substructure screen) and :data:`PROPERTIES` (filters). Similarity search needs none of them.
+        progress: show a rich progress bar.
+        overwrite: replace an existing index at ``out``.
+        max_invalid_fraction: if more of the first chunk is invalid, the file is rejected as not SMILES.
+
+    Returns:
+        A :class:`BuildReport`; every invalid record is listed, and also written to ``out/invalid.tsv``.
+
+    Raises:
+        InputFileError: unreadable/binary/non-SMILES file or no valid molecule at all.
+    """
+    t0 = time.perf_counter()
+    spec = spec or FingerprintSpec()
+    opts = (inchikey, pattern, properties)
+    data = _collect(_run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress,
+                                max_invalid_fraction), opts)
+    if not data["smiles"]:
+        raise InputFileError(
+            f"{source}: no valid SMILES found ({len(data['invalid'])} invalid records); pass a file with one "
+            "SMILES per line or a CSV with --smiles-col"
+        )
+    rows = np.arange(len(data["smiles"]), dtype=np.int64)
+    arrays, header = _assemble(spec, data, rows)
+    header["sources"] = [str(source)]
+    header["n_invalid"] = len(data["invalid"])
+    write_index(Path(out), arrays, header, overwrite=overwrite)
+    _write_invalid(Path(out), data["invalid"])
+    rep = BuildReport(Path(out), len(rows), len(rows), len(data["invalid"]), data["invalid"],
+                      time.perf_counter() - t0)
+    log.info(rep.summary())
+    return rep
+
+
+def _write_invalid(out: Path, invalid: list[tuple[int, str]], source: str | None = None) -> None:
+    with (out / "invalid.tsv").open("a") as fh:
+        for ln, s in invalid:
+            fh.write(f"{source + ':' if source else ''}{ln}\t{s}\n")
+
+
+def append_index(
+    index: str | Path,
+    source: str | Path,
+    *,
+    smiles_col: str | None = None,
+    id_col: str | None = None,
+    n_jobs: int = 2,
+    chunk_size: int = 5000,
+    progress: bool = False,
+    max_invalid_fraction: float = 0.5,
+) -> BuildReport:
+    """Append the molecules of ``source`` to an existing index (same fingerprint settings and options).
+
+    New molecules get global rows after the existing ones; the merged index is re-sorted by popcount and
+    swapped in atomically, so readers never see a half-written index.
+    """
+    t0 = time.perf_counter()
+    index = Path(index)
+    hdr = read_header(index)
+    old = open_arrays(index, hdr)
+    spec = FingerprintSpec.from_dict(hdr["fingerprint"])
+    opts = (bool(hdr["inchikey"]), bool(hdr["pattern_bits"]), bool(hdr["properties"]))
+    new = _collect(_run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress,
+                               max_invalid_fraction), opts)
+    n_old, n_new = int(hdr["n"]), len(new["smiles"])
+    if n_new:
+        merged = {
+            "smiles": unpack_strings(old["smiles_blob"], old["smiles_off"]) + new["smiles"],
+            "ids": unpack_strings(old["ids_blob"], old["ids_off"]) + new["ids"],
+            "fps": np.concatenate([old["fps"], new["fps"]]),
+            "lines": np.concatenate([old["lines"], new["lines"]]),
+        }
+        if opts[0]:
+            ik_old = np.empty(n_old, "S27")
+            ik_old[old["inchikey_pos"]] = old["inchikey_sorted"]
+            merged["inchikey"] = np.concatenate([ik_old, new["inchikey"]])
+        if opts[1]:
+            merged["pattern"] = np.concatenate([old["pattern"], new["pattern"]])
+        if opts[2]:
+            merged["props"] = np.concatenate([old["props"], new["props"]])
+        start = int(old["rows"].max()) + 1 if n_old else 0
+        rows = np.concatenate([old["rows"], start + np.arange(n_new, dtype=np.int64)])
+        arrays, header = _assemble(spec, merged, rows)
+        header["sources"] = list(hdr.get("sources", [])) + [str(source)]
+        header["n_invalid"] = int(hdr.get("n_invalid", 0)) + len(new["invalid"])
+        del old
+        invalid_old = (index / "invalid.tsv").read_text() if (index / "invalid.tsv").exists() else ""
+        write_index(index, arrays, header, overwrite=True)
+        (index / "invalid.tsv").write_text(invalid_old)
+    _write_invalid(index, new["invalid"], str(source))
+    rep = BuildReport(index, n_old + n_new, n_new, len(new["invalid"]), new["invalid"], time.perf_counter() - t0)
+    log.info(rep.summary())
+    return rep

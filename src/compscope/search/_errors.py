@@ -1,0 +1,23 @@
+"""Error types of the search engine; every message says what to do about it."""
+
+from __future__ import annotations
+
+
+class SearchError(ValueError):
+    """Base class: bad input to the search engine (maps to HTTP 4xx in the REST API)."""
+
+
+class QueryError(SearchError):
+    """The query itself is unusable: invalid/empty SMILES or SMARTS, bad k/limit, bad filter."""
+
+
+class IndexFormatError(SearchError):
+    """The index path is not a (complete) compscope search index: foreign, truncated or from a newer version."""
+
+
+class FingerprintMismatchError(SearchError):
+    """A query (or a shard) uses fingerprint settings other than those the index was built with."""
+
+
+class InputFileError(SearchError):
+    """The molecule file given to ``build``/``append`` is not a SMILES/CSV file we can read."""
