@@ -128,6 +128,36 @@ class EquivariantPotential(nn.Module):
             )
         return idx
 
+    def node_energies(
+        self,
+        positions: torch.Tensor,  # (N, 3), possibly strained
+        node_attrs: torch.Tensor,  # (N, n_el) one-hot
+        species_idx: torch.Tensor,  # (N,)
+        edge_index: torch.Tensor,  # (2, E)
+        cell_shifts: torch.Tensor,  # (E, 3)
+        edge_cell: torch.Tensor,  # (E, 3, 3) cell of each edge's structure
+    ) -> torch.Tensor:
+        """Per-atom energies (N,) in eV. Sizes come from tensor shapes only, so the method traces (TorchScript)."""
+        send, recv = edge_index[0], edge_index[1]
+        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
+        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
+        lengths = vectors.norm(dim=-1)  # (E,)
+        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        edge_radial = self.radial(lengths)  # (E, num_bessel), exactly 0 beyond r_max
+
+        h = self.embedding(node_attrs)  # (N, mul)
+        node_energy = torch.zeros_like(positions[:, 0])  # (N,)
+        for inter, prod, gate, sc, readout in zip(
+            self.interactions, self.products, self.gates, self.self_connections, self.readouts
+        ):
+            a = inter(h, edge_sh, edge_radial, edge_index)  # (N, irreps_a.dim)
+            h = gate(prod(a, node_attrs) + sc(h, node_attrs))  # (N, irreps_out.dim)
+            node_energy = node_energy + readout(h)  # (N,)
+        return (
+            node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
+            + self.atomic_energies[species_idx]
+        )  # (N,)
+
     def forward(
         self,
         graph: AtomicGraph,
@@ -141,23 +171,8 @@ class EquivariantPotential(nn.Module):
         if compute_forces or compute_stress:
             leaf = leaf.detach().requires_grad_(True)
         positions, cell, strain = prepare_strain(leaf, graph.cell, graph.batch, compute_stress)
-        send, recv = graph.edge_index[0], graph.edge_index[1]
-        offsets = torch.einsum("ei,eij->ej", graph.cell_shifts, cell[graph.batch[send]])
-        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
-        lengths = vectors.norm(dim=-1)  # (E,)
-        edge_sh = self.sh(vectors)  # (E, sh.dim)
-        edge_radial = self.radial(lengths)  # (E, num_bessel), exactly 0 beyond r_max
-
-        h = self.embedding(node_attrs)  # (N, mul)
-        node_energy = positions.new_zeros(graph.num_nodes)  # (N,)
-        for inter, prod, gate, sc, readout in zip(
-            self.interactions, self.products, self.gates, self.self_connections, self.readouts
-        ):
-            a = inter(h, edge_sh, edge_radial, graph.edge_index)  # (N, irreps_a.dim)
-            h = gate(prod(a, node_attrs) + sc(h, node_attrs))  # (N, irreps_out.dim)
-            node_energy = node_energy + readout(h)  # (N,)
-        node_energy = (
-            node_energy * self.element_scale[idx] + self.element_shift[idx] + self.atomic_energies[idx]
+        node_energy = self.node_energies(
+            positions, node_attrs, idx, graph.edge_index, graph.cell_shifts, cell[graph.batch[graph.edge_index[0]]]
         )  # (N,)
         energy = scatter_sum(node_energy, graph.batch, graph.num_graphs)  # (G,)
         out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}

@@ -1,0 +1,139 @@
+"""Three artifacts, three extensions: checkpoint ``.ckpt`` (resume), package ``.pt`` (share), compiled
+``.jit.pt`` (deploy, TorchScript). The package loads with ``torch.load(weights_only=True)``: no pickled code."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compscope.data import keys as K
+from compscope.models import build_model
+
+FORMAT = "compscope-model/1"
+
+
+def code_versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("compscope", "torch", "e3nn", "ase", "lightning"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def save_package(model: nn.Module, model_kwargs: dict[str, Any], path: str | Path,
+                 config: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> Path:
+    """Write weights + constructor arguments + versions (+ resolved config, metrics) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in model_kwargs.items()}
+    doc = {
+        "format": FORMAT,
+        "model_kwargs": kwargs,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "versions": code_versions(),
+        "config": config or {},
+        "metrics": metrics or {},
+    }
+    torch.save(doc, path)
+    return path
+
+
+def load_model(path: str | Path, dtype: torch.dtype | None = None, device: str = "cpu") -> nn.Module:
+    """Load a packaged model (safe loading) in eval mode; ``dtype`` overrides the saved one."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model file {path} not found (train one with `compscope train CONFIG.yaml`)")
+    try:
+        doc = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ValueError(f"{path}: not a compscope model package ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a compscope model package (expected format {FORMAT}); "
+                         "a Lightning checkpoint (.ckpt) is exported with `compscope export`")
+    model = build_model(**doc["model_kwargs"])
+    model.load_state_dict(doc["state_dict"])
+    model = model.to(device=device, dtype=dtype or getattr(torch, doc["dtype"]))
+    model.eval()
+    model.package_info = {k: doc[k] for k in ("model_kwargs", "versions", "config", "metrics")}
+    return model
+
+
+class _NodeEnergy(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions, node_attrs, species_idx, edge_index, cell_shifts, edge_cell):
+        return self.model.node_energies(positions, node_attrs, species_idx, edge_index, cell_shifts, edge_cell)
+
+
+def compile_model(model: nn.Module, example, path: str | Path | None = None) -> torch.jit.ScriptModule:
+    """TorchScript (traced) per-atom energy function of ``model``; forces come from autograd at run time.
+
+    ``example`` is an :class:`~compscope.data.AtomicGraph` used for tracing; shapes stay dynamic (sizes are
+    read from tensor shapes). The file stores the model's species, cutoff and versions as extra files.
+    """
+    import json
+
+    model = model.eval()
+    dtype = next(model.parameters()).dtype
+    g = example.to(dtype=dtype)
+    idx = model.species_index(g.atomic_numbers)
+    attrs = torch.nn.functional.one_hot(idx, len(model.species)).to(dtype)
+    pos = g.positions.detach().requires_grad_(True)
+    args = (pos, attrs, idx, g.edge_index, g.cell_shifts, g.cell[g.batch[g.edge_index[0]]])
+    with torch.jit.optimized_execution(False):
+        traced = torch.jit.trace(_NodeEnergy(model), args, check_trace=False)
+    if path is not None:
+        meta = {"species": model.species, "cutoff": model.cutoff, "dtype": str(dtype).replace("torch.", ""),
+                "versions": code_versions(), "format": "compscope-compiled/1"}
+        torch.jit.save(traced, str(path), _extra_files={"compscope.json": json.dumps(meta)})
+    return traced
+
+
+class CompiledPotential(nn.Module):
+    """A TorchScript energy function behind the usual ``forward(graph) -> {energy, forces, [stress]}`` contract."""
+
+    def __init__(self, path: str | Path):
+        import json
+
+        super().__init__()
+        extra = {"compscope.json": ""}
+        self.module = torch.jit.load(str(path), _extra_files=extra, map_location="cpu")
+        meta = json.loads(extra["compscope.json"])
+        self.species = [int(z) for z in meta["species"]]
+        self.cutoff = float(meta["cutoff"])
+        self.dtype = getattr(torch, meta["dtype"])
+        z_to_index = torch.full((119,), -1, dtype=torch.long)
+        for i, z in enumerate(self.species):
+            z_to_index[z] = i
+        self.register_buffer("z_to_index", z_to_index, persistent=False)
+
+    def forward(self, graph, compute_forces: bool = True, compute_stress: bool = False, training: bool = False):
+        from compscope.models import UnknownElementError
+        from compscope.nn import forces_and_stress, prepare_strain, scatter_sum
+
+        g = graph.to(dtype=self.dtype)
+        idx = self.z_to_index[g.atomic_numbers]
+        if (idx < 0).any():
+            raise UnknownElementError(f"elements {sorted(set(g.atomic_numbers[idx < 0].tolist()))} are unknown "
+                                      f"to this model (trained on {self.species})")
+        attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.dtype)
+        leaf = g.positions.detach().requires_grad_(compute_forces or compute_stress)
+        positions, cell, strain = prepare_strain(leaf, g.cell, g.batch, compute_stress)
+        node_e = self.module(positions, attrs, idx, g.edge_index, g.cell_shifts, cell[g.batch[g.edge_index[0]]])
+        energy = scatter_sum(node_e, g.batch, g.num_graphs)
+        out = {K.ENERGY: energy, K.NODE_ENERGY: node_e}
+        if compute_forces or compute_stress:
+            forces, stress = forces_and_stress(energy, leaf, cell, strain, training)
+            out[K.FORCES] = forces
+            if stress is not None:
+                out[K.STRESS] = stress
+        return out

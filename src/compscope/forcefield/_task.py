@@ -1,0 +1,156 @@
+"""The Lightning module that fits a potential to energies and forces."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from compscope.data import AtomicGraph
+from compscope.data import keys as K
+from compscope.models import build_model
+from compscope.train import EMA
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; training stops and the last good checkpoint is kept."""
+
+
+def errors(pred: dict[str, torch.Tensor], batch: AtomicGraph) -> dict[str, torch.Tensor]:
+    """Per-graph energy errors per atom (G,) and per-component force errors (N, 3), in eV and eV/Å."""
+    n = batch.num_atoms.to(pred[K.ENERGY].dtype)
+    return {
+        "energy_per_atom": (pred[K.ENERGY] - batch.energy) / n,  # (G,)
+        "forces": pred[K.FORCES] - batch.forces,  # (N, 3)
+    }
+
+
+class ForceFieldTask(L.LightningModule):
+    """Weighted energy + force regression (constructor arguments = the config's ``task`` section).
+
+    Args:
+        model: keyword arguments of :func:`compscope.models.build_model` (``name``, ``preset`` and the model's
+            constructor arguments). ``species``, ``atomic_energies``, ``avg_num_neighbors`` and ``scale`` are
+            filled from the training data unless given.
+        energy_weight: weight of the per-atom energy MSE (eV^2).
+        forces_weight: weight of the force-component MSE (eV^2/Å^2).
+        optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant).
+        lr: learning rate.
+        weight_decay: decoupled weight decay.
+        scheduler: ``"plateau"`` (reduce on validation-loss plateau), ``"cosine"`` or ``"none"``.
+        scheduler_patience: epochs without improvement before the LR is reduced (plateau).
+        lr_factor: LR reduction factor (plateau).
+        ema_decay: decay of the weight EMA (``0`` disables it); validation and export use the EMA weights.
+        max_epochs_hint: epochs for the cosine schedule (set by the trainer section).
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        energy_weight: float = 1.0,
+        forces_weight: float = 100.0,
+        optimizer: str = "amsgrad",
+        lr: float = 0.01,
+        weight_decay: float = 5e-7,
+        scheduler: str = "plateau",
+        scheduler_patience: int = 10,
+        lr_factor: float = 0.8,
+        ema_decay: float = 0.99,
+        max_epochs_hint: int = 100,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if optimizer not in ("adamw", "amsgrad"):
+            raise ValueError(f"optimizer must be 'adamw' or 'amsgrad', got {optimizer!r}")
+        if scheduler not in ("plateau", "cosine", "none"):
+            raise ValueError(f"scheduler must be 'plateau', 'cosine' or 'none', got {scheduler!r}")
+        self.model = build_model(**model)
+        self.ema = EMA(self.model, ema_decay) if ema_decay > 0 else None
+        self._val_outputs: list[dict[str, torch.Tensor]] = []
+        self._last_batch_idx = -1
+
+    # -------------------------------------------------------------------------------------------
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights used for validation, testing and export (EMA if enabled)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def transfer_batch_to_device(self, batch: AtomicGraph, device, dataloader_idx: int) -> AtomicGraph:
+        return batch.to(device=device, dtype=self.model.atomic_energies.dtype)
+
+    def loss(self, pred, batch: AtomicGraph) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if batch.forces is None:
+            raise ValueError("the force loss needs reference forces; the data has none (set forces_weight: 0)")
+        err = errors(pred, batch)
+        e_mse = err["energy_per_atom"].pow(2).mean()
+        f_mse = err["forces"].pow(2).mean()
+        total = self.hparams.energy_weight * e_mse + self.hparams.forces_weight * f_mse
+        return total, {"e_mse": e_mse.detach(), "f_mse": f_mse.detach()}
+
+    def training_step(self, batch: AtomicGraph, batch_idx: int):
+        pred = self.model(batch, compute_forces=True, training=True)
+        loss, parts = self.loss(pred, batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite loss ({float(loss)}) at epoch {self.current_epoch}, batch {batch_idx} "
+                f"(frames {[d.get('config_type', '?') for d in (batch.info or [])][:3]}...). "
+                "Lower the learning rate or check the data; the last good checkpoint is kept."
+            )
+        self.log("train_loss", loss, batch_size=batch.num_graphs, on_epoch=True, on_step=False, sync_dist=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _eval_step(self, batch: AtomicGraph) -> dict[str, torch.Tensor]:
+        with torch.enable_grad():
+            pred = self.eval_model(batch, compute_forces=True, training=False)
+        err = errors(pred, batch)
+        return {k: v.detach() for k, v in err.items()}
+
+    def validation_step(self, batch: AtomicGraph, batch_idx: int):
+        err = self._eval_step(batch)
+        e_mse = err["energy_per_atom"].pow(2).mean()
+        f_mse = err["forces"].pow(2).mean()
+        loss = self.hparams.energy_weight * e_mse + self.hparams.forces_weight * f_mse
+        bs = batch.num_graphs
+        self.log("val_loss", loss, batch_size=bs, sync_dist=True, prog_bar=True)
+        self.log("val_e_mae_meV_atom", 1000 * err["energy_per_atom"].abs().mean(), batch_size=bs, sync_dist=True,
+                 prog_bar=True)
+        self.log("val_f_mae_meV_A", 1000 * err["forces"].abs().mean(), batch_size=bs, sync_dist=True, prog_bar=True)
+        self.log("val_f_rmse_meV_A", 1000 * err["forces"].pow(2).mean().sqrt(), batch_size=bs, sync_dist=True)
+
+    # -------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.AdamW(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
+                                amsgrad=hp.optimizer == "amsgrad")
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs_hint))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_factor, patience=hp.scheduler_patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+
+    # RNG state travels with the checkpoint, so a resumed run continues exactly
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = checkpoint.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])

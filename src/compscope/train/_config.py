@@ -1,0 +1,61 @@
+"""YAML configs whose keys are constructor arguments: validation with messages that name the bad key."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config cannot be used as written; the message names the key and the allowed ones."""
+
+
+def accepted_arguments(fn: Callable) -> tuple[set[str], set[str], bool]:
+    """(all parameter names, required names, accepts **kwargs) of a constructor or function."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    sig = inspect.signature(target)
+    names, required, var_kw = set(), set(), False
+    for name, p in sig.parameters.items():
+        if name == "self":
+            continue
+        if p.kind == p.VAR_KEYWORD:
+            var_kw = True
+            continue
+        if p.kind == p.VAR_POSITIONAL:
+            continue
+        names.add(name)
+        if p.default is p.empty:
+            required.add(name)
+    return names, required, var_kw
+
+
+def check_arguments(section: str, fn: Callable, args: Mapping[str, Any], extra: set[str] | None = None,
+                    provided: set[str] | None = None) -> None:
+    """Raise :class:`ConfigError` for keys ``fn`` does not accept, or required keys that are missing."""
+    names, required, var_kw = accepted_arguments(fn)
+    allowed = names | (extra or set())
+    unknown = sorted(set(args) - allowed)
+    if unknown and not var_kw:
+        raise ConfigError(
+            f"config section '{section}': unknown key(s) {unknown}. Allowed keys: {sorted(allowed)}"
+        )
+    missing = sorted(required - set(args) - (provided or set()))
+    if missing:
+        raise ConfigError(f"config section '{section}': missing required key(s) {missing}")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} not found")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    return cfg
