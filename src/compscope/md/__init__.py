@@ -1,0 +1,45 @@
+"""Molecular dynamics with learned force fields: batched integrators, stability monitors, trajectories.
+
+Public API (see docs/md.md):
+
+- integrators in init/apply style: :class:`VelocityVerlet` (NVE), :class:`LangevinBAOAB` (NVT),
+  :class:`NoseHooverChain` (deterministic NVT), over a batch of replicas (:class:`MDState`);
+- :class:`StabilityMonitor`: stops a replica that blows up, keeps its last good frame;
+- :func:`simulate`: the whole run (HDF5/extxyz trajectories, restart files, resume, plots);
+- :mod:`compscope.md.potentials`: analytic potentials under the force-field contract;
+- :class:`PotentialCalculator`: any compscope potential as an ASE calculator.
+"""
+
+from . import potentials
+from ._ase import PotentialCalculator
+from ._checks import MDInputError, check_start, check_timestep, model_elements
+from ._forces import ForceEvaluator, wrap_positions
+from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
+from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
+from ._runner import MDResult, init_state, simulate, state_to_atoms
+from ._state import (
+    MDState,
+    degrees_of_freedom,
+    kinetic_energy,
+    maxwell_boltzmann,
+    remove_com_momentum,
+    temperature,
+)
+from ._trajectory import (
+    ExtxyzTrajectory,
+    H5Trajectory,
+    TrajectoryError,
+    load_restart,
+    read_h5_observables,
+    repair_extxyz,
+    save_restart,
+)
+
+__all__ = [
+    "potentials", "PotentialCalculator", "MDInputError", "check_start", "check_timestep", "model_elements",
+    "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
+    "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
+    "init_state", "simulate", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
+    "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
+    "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",
+]

@@ -1,0 +1,247 @@
+"""Integrators in init/apply style over a batch of replicas: NVE velocity Verlet, Langevin BAOAB, NHC.
+
+Every integrator has ``init(state) -> state`` (sets up its thermostat variables) and
+``apply(state, evaluate) -> state`` (one time step; ``evaluate`` is a :class:`ForceEvaluator`), and
+``conserved(state) -> (G,)`` for the quantity that should stay constant (``None`` for Langevin).
+Time steps are given in fs and converted with ``ase.units.fs``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from ase import units
+
+from ._state import MDState, degrees_of_freedom, kinetic_energy
+
+__all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "make_integrator"]
+
+Evaluate = Callable[[MDState], MDState]
+
+
+class Integrator:
+    """Base class. ``removed_dof`` is 3 when the integrator conserves total momentum (zero at start)."""
+
+    removed_dof: int = 3
+    name: str = "base"
+
+    def __init__(self, dt: float):
+        if not dt > 0:
+            raise ValueError(f"time step dt must be > 0 fs, got {dt}")
+        self.dt_fs = float(dt)
+        self.dt = self.dt_fs * units.fs  # ASE time units
+
+    def init(self, state: MDState) -> MDState:
+        return state
+
+    def apply(self, state: MDState, evaluate: Evaluate) -> MDState:  # pragma: no cover
+        raise NotImplementedError
+
+    def conserved(self, state: MDState) -> torch.Tensor | None:
+        """Potential + kinetic energy per replica (G,), eV; subclasses add thermostat terms."""
+        return state.energy + kinetic_energy(state.momenta, state.masses, state.batch, state.num_graphs)
+
+    # thermostat target temperature (K) per replica; None for NVE
+    temperature_K: float | None = None
+
+    def rng_state(self) -> torch.Tensor | None:
+        return None
+
+    def set_rng_state(self, s: torch.Tensor | None) -> None:
+        return None
+
+    def config(self) -> dict:
+        return {"name": self.name, "dt": self.dt_fs}
+
+    def _kick(self, state: MDState, h: float) -> torch.Tensor:
+        return state.momenta + h * state.forces
+
+    def _drift(self, state: MDState, h: float) -> MDState:
+        pos = state.positions + h * state.momenta / state.masses[:, None]
+        return state.replace(graph=state.graph.with_positions(pos))
+
+
+class VelocityVerlet(Integrator):
+    """Velocity Verlet (NVE): ``p += dt/2 F; x += dt p/m; F = F(x); p += dt/2 F``.
+
+    Args:
+        dt: time step, fs.
+    """
+
+    name = "nve"
+
+    def apply(self, state: MDState, evaluate: Evaluate) -> MDState:
+        state = state.replace(momenta=self._kick(state, 0.5 * self.dt))
+        state = evaluate(self._drift(state, self.dt))
+        return state.replace(momenta=self._kick(state, 0.5 * self.dt), step=state.step + 1)
+
+
+class LangevinBAOAB(Integrator):
+    """Langevin dynamics with the BAOAB splitting (Leimkuhler & Matthews, AMRX 2013, eq. 2.9).
+
+    ``B``: ``p += dt/2 F``; ``A``: ``x += dt/2 p/m``; ``O``: ``p = c1 p + sqrt((1 - c1^2) m kT) xi`` with
+    ``c1 = exp(-gamma dt)``; then ``A``, force, ``B``.
+
+    Args:
+        dt: time step, fs.
+        temperature: K (a scalar; every replica is held at it).
+        friction: gamma in 1/fs (0.01 = 1/(100 fs)).
+        seed: seed of the thermostat's random numbers.
+
+    Notes:
+        The O step does not conserve momentum, so temperatures use 3n degrees of freedom.
+    """
+
+    name = "langevin"
+    removed_dof = 0
+
+    def __init__(self, dt: float, temperature: float, friction: float = 0.01, seed: int = 0):
+        super().__init__(dt)
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 K, got {temperature}")
+        if friction < 0:
+            raise ValueError(f"friction must be >= 0 1/fs, got {friction}")
+        self.temperature_K = float(temperature)
+        self.friction = float(friction)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.c1 = math.exp(-self.friction * self.dt_fs)
+        self.c2 = math.sqrt(max(0.0, 1.0 - self.c1**2))
+
+    def apply(self, state: MDState, evaluate: Evaluate) -> MDState:
+        h = 0.5 * self.dt
+        state = state.replace(momenta=self._kick(state, h))
+        state = self._drift(state, h)
+        m = state.masses
+        xi = torch.randn(m.shape[0], 3, generator=self.generator, dtype=torch.float64).to(
+            device=m.device, dtype=m.dtype
+        )
+        act = state.active[state.batch][:, None]
+        noise = torch.where(act, self.c2 * torch.sqrt(m * units.kB * self.temperature_K)[:, None] * xi, 0.0)
+        state = state.replace(momenta=self.c1 * state.momenta + noise)
+        state = evaluate(self._drift(state, h))
+        return state.replace(momenta=self._kick(state, h), step=state.step + 1)
+
+    def conserved(self, state: MDState) -> torch.Tensor | None:
+        return None
+
+    def rng_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_rng_state(self, s: torch.Tensor | None) -> None:
+        if s is not None:
+            self.generator.set_state(s)
+
+    def config(self) -> dict:
+        return {**super().config(), "temperature": self.temperature_K, "friction": self.friction, "seed": self.seed}
+
+
+class NoseHooverChain(Integrator):
+    """Nosé-Hoover chain thermostat (deterministic NVT), one chain per replica.
+
+    Trotter splitting ``NHC(dt/2) . VelocityVerlet(dt) . NHC(dt/2)`` with the chain propagator of
+    Martyna, Tuckerman, Tobias & Klein (Mol. Phys. 87, 1117 (1996), eqs. 29-33; Frenkel & Smit, Alg. 31).
+    Chain masses ``Q_1 = dof kT tau^2``, ``Q_k = kT tau^2``. The conserved quantity is
+    ``E_pot + E_kin + sum_k Q_k v_k^2 / 2 + dof kT xi_1 + kT sum_{k>1} xi_k``.
+
+    Args:
+        dt: time step, fs.
+        temperature: K (> 0).
+        tau: thermostat time constant, fs.
+        chain_length: number of thermostats in each chain (M).
+    """
+
+    name = "nhc"
+
+    def __init__(self, dt: float, temperature: float, tau: float = 50.0, chain_length: int = 3):
+        super().__init__(dt)
+        if not temperature > 0:
+            raise ValueError(f"a Nosé-Hoover thermostat needs temperature > 0 K, got {temperature}")
+        if not tau > 0 or chain_length < 1:
+            raise ValueError(f"need tau > 0 fs and chain_length >= 1, got tau={tau}, chain_length={chain_length}")
+        self.temperature_K = float(temperature)
+        self.tau_fs = float(tau)
+        self.chain_length = int(chain_length)
+
+    def _masses(self, state: MDState) -> torch.Tensor:  # (G, M)
+        kT = units.kB * self.temperature_K
+        tau = self.tau_fs * units.fs
+        dof = degrees_of_freedom(state.batch, state.num_graphs, self.removed_dof).to(state.momenta.dtype)
+        q = torch.full((state.num_graphs, self.chain_length), kT * tau**2, dtype=dof.dtype, device=dof.device)
+        q[:, 0] = dof * kT * tau**2
+        return q
+
+    def init(self, state: MDState) -> MDState:
+        if "nhc_xi" in state.thermostat:
+            return state
+        z = torch.zeros(state.num_graphs, self.chain_length, dtype=state.momenta.dtype, device=state.momenta.device)
+        return state.replace(thermostat={**state.thermostat, "nhc_xi": z.clone(), "nhc_v": z.clone()})
+
+    def _chain(self, state: MDState) -> MDState:
+        """Propagate the chain by dt/2 and scale the momenta (the ``NHC(dt/2)`` operator)."""
+        dt2, dt4, dt8 = 0.5 * self.dt, 0.25 * self.dt, 0.125 * self.dt
+        kT = units.kB * self.temperature_K
+        Q = self._masses(state)  # (G, M)
+        M = self.chain_length
+        xi = state.thermostat["nhc_xi"].clone()
+        v = state.thermostat["nhc_v"].clone()
+        dof = degrees_of_freedom(state.batch, state.num_graphs, self.removed_dof).to(v.dtype)
+        ke2 = 2.0 * kinetic_energy(state.momenta, state.masses, state.batch, state.num_graphs)  # (G,)
+        G = torch.empty_like(v)
+        G[:, 0] = (ke2 - dof * kT) / Q[:, 0]
+        for k in range(1, M):
+            G[:, k] = (Q[:, k - 1] * v[:, k - 1] ** 2 - kT) / Q[:, k]
+        v[:, M - 1] = v[:, M - 1] + dt4 * G[:, M - 1]
+        for k in range(M - 2, -1, -1):
+            a = torch.exp(-dt8 * v[:, k + 1])
+            v[:, k] = (v[:, k] * a + dt4 * G[:, k]) * a
+        scale = torch.exp(-dt2 * v[:, 0])  # (G,)
+        ke2 = ke2 * scale**2
+        xi = xi + dt2 * v
+        G[:, 0] = (ke2 - dof * kT) / Q[:, 0]
+        for k in range(M - 1):
+            a = torch.exp(-dt8 * v[:, k + 1])
+            v[:, k] = (v[:, k] * a + dt4 * G[:, k]) * a
+            G[:, k + 1] = (Q[:, k] * v[:, k] ** 2 - kT) / Q[:, k + 1]
+        v[:, M - 1] = v[:, M - 1] + dt4 * G[:, M - 1]
+        # stopped replicas keep their chain frozen
+        act = state.active[:, None]
+        xi = torch.where(act, xi, state.thermostat["nhc_xi"])
+        v = torch.where(act, v, state.thermostat["nhc_v"])
+        scale = torch.where(state.active, scale, torch.ones_like(scale))
+        p = state.momenta * scale[state.batch][:, None]
+        return state.replace(momenta=p, thermostat={**state.thermostat, "nhc_xi": xi, "nhc_v": v})
+
+    def apply(self, state: MDState, evaluate: Evaluate) -> MDState:
+        state = self._chain(state)
+        state = state.replace(momenta=self._kick(state, 0.5 * self.dt))
+        state = evaluate(self._drift(state, self.dt))
+        state = state.replace(momenta=self._kick(state, 0.5 * self.dt))
+        state = self._chain(state)
+        return state.replace(step=state.step + 1)
+
+    def conserved(self, state: MDState) -> torch.Tensor:
+        kT = units.kB * self.temperature_K
+        Q = self._masses(state)
+        xi, v = state.thermostat["nhc_xi"], state.thermostat["nhc_v"]
+        dof = degrees_of_freedom(state.batch, state.num_graphs, self.removed_dof).to(v.dtype)
+        extra = 0.5 * (Q * v**2).sum(-1) + dof * kT * xi[:, 0] + kT * xi[:, 1:].sum(-1)
+        return super().conserved(state) + extra
+
+    def config(self) -> dict:
+        return {**super().config(), "temperature": self.temperature_K, "tau": self.tau_fs,
+                "chain_length": self.chain_length}
+
+
+def make_integrator(name: str, dt: float, temperature: float = 300.0, seed: int = 0, **kw) -> Integrator:
+    """Integrator by name: ``nve`` (velocity Verlet), ``langevin`` (BAOAB) or ``nhc`` (Nosé-Hoover chain)."""
+    name = name.lower()
+    if name in ("nve", "verlet", "velocity-verlet"):
+        return VelocityVerlet(dt)
+    if name in ("langevin", "baoab", "nvt"):
+        return LangevinBAOAB(dt, temperature, seed=seed, **kw)
+    if name in ("nhc", "nose-hoover", "nosehoover"):
+        return NoseHooverChain(dt, temperature, **kw)
+    raise ValueError(f"unknown integrator {name!r}: choose one of nve, langevin, nhc")

@@ -1,0 +1,412 @@
+"""Running MD: set up replicas, integrate with monitors, write trajectories/restarts, resume.
+
+The Python entry point is :func:`simulate`; ``compscope md run`` calls it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import units
+
+from compscope.data import AtomicGraph
+
+from ._checks import MDInputError, check_start, check_timestep
+from ._forces import ForceEvaluator
+from ._integrators import Integrator, make_integrator
+from ._monitors import StabilityMonitor, Violation, summary_table
+from ._state import MDState, kinetic_energy, maxwell_boltzmann, temperature
+from ._trajectory import (
+    ExtxyzTrajectory,
+    H5Trajectory,
+    TrajectoryError,
+    load_restart,
+    repair_extxyz,
+    save_restart,
+)
+
+__all__ = ["init_state", "simulate", "MDResult", "state_to_atoms"]
+
+log = logging.getLogger(__name__)
+
+RESTART = "restart.pt"
+H5 = "trajectory.h5"
+XYZ = "trajectory.extxyz"
+CONFIG = "run.json"
+SUMMARY = "summary.json"
+
+
+def _potential_dtype(potential: torch.nn.Module, default: torch.dtype) -> torch.dtype:
+    for p in potential.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return default
+
+
+def init_state(
+    potential: torch.nn.Module,
+    atoms_list: list,
+    temperature_K: float = 300.0,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    skin: float = 0.5,
+    initial_momenta: str = "maxwell-boltzmann",
+) -> tuple[MDState, ForceEvaluator]:
+    """Batch ``atoms_list`` (one entry per replica) into an :class:`MDState` with forces evaluated.
+
+    Args:
+        potential: force-field module (``cutoff``, ``forward(graph)``).
+        atoms_list: G structures (copies of one molecule for replicas, or different systems).
+        temperature_K: Maxwell-Boltzmann temperature of the initial momenta.
+        seed: seed of the initial momenta.
+        dtype: float dtype of positions/momenta (default: the potential's parameter dtype, else float64).
+        skin: Verlet skin, Å.
+        initial_momenta: ``"maxwell-boltzmann"`` (zero net momentum per replica) or ``"atoms"`` (take
+            ``atoms.get_momenta()``).
+    """
+    dtype = dtype or _potential_dtype(potential, torch.float64)
+    evaluate = ForceEvaluator(potential, skin=skin)
+    graphs = [AtomicGraph.from_atoms(a, evaluate.radius, energy_key=None, forces_key=None, stress_key=None,
+                                     dtype=dtype) for a in atoms_list]
+    graph = AtomicGraph.collate(graphs)
+    masses = torch.as_tensor(np.concatenate([a.get_masses() for a in atoms_list]), dtype=dtype)
+    G = graph.num_graphs
+    if initial_momenta == "atoms":
+        p = torch.as_tensor(np.concatenate([a.get_momenta() for a in atoms_list]), dtype=dtype)
+    elif initial_momenta == "maxwell-boltzmann":
+        gen = torch.Generator().manual_seed(int(seed))
+        p = maxwell_boltzmann(masses.double(), graph.batch, G, temperature_K, generator=gen).to(dtype)
+    else:
+        raise ValueError(f"initial_momenta must be 'maxwell-boltzmann' or 'atoms', got {initial_momenta!r}")
+    n = graph.num_nodes
+    state = MDState(graph=graph, momenta=p, masses=masses, forces=torch.zeros(n, 3, dtype=dtype),
+                    energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),
+                    ref_positions=graph.positions.clone())
+    return evaluate(state), evaluate
+
+
+def state_to_atoms(state: MDState) -> list:
+    """One :class:`ase.Atoms` per replica with momenta, energy and forces attached."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    g = state.graph
+    out = []
+    for k, atoms in enumerate(AtomicGraph.to_atoms(g.with_positions(g.positions.detach()))):
+        sl = (g.batch == k).nonzero().flatten()
+        atoms.set_momenta(state.momenta[sl].detach().double().numpy())
+        atoms.calc = SinglePointCalculator(atoms, energy=float(state.energy[k]),
+                                           forces=state.forces[sl].detach().double().numpy())
+        out.append(atoms)
+    return out
+
+
+@dataclass
+class MDResult:
+    """What :func:`simulate` returns."""
+
+    state: MDState
+    summary: list[dict]
+    violations: list[Violation]
+    steps: int
+    wall_s: float
+    ns_per_day: float  # simulated ns per replica per wall-clock day
+    atom_steps_per_s: float
+    out: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    observables: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_stable(self) -> int:
+        return sum(r["stable"] for r in self.summary)
+
+
+def _observables(state: MDState, integ: Integrator) -> dict[str, np.ndarray]:
+    G = state.num_graphs
+    ke = kinetic_energy(state.momenta, state.masses, state.batch, G)
+    cons = integ.conserved(state)
+    return {
+        "potential_energy": state.energy.detach().double().numpy(),
+        "kinetic_energy": ke.detach().double().numpy(),
+        "temperature": temperature(state.momenta, state.masses, state.batch, G, integ.removed_dof)
+        .detach().double().numpy(),
+        "conserved_energy": (cons if cons is not None else state.energy + ke).detach().double().numpy(),
+        "active": state.active.double().numpy(),
+    }
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]MD"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                    TextColumn("{task.fields[nsday]:.2f} ns/day"), TextColumn("{task.fields[stable]}"),
+                    TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def _run_config(atoms_list, integ: Integrator, replicas: int, potential, skin: float, dtype) -> dict:
+    return {
+        "integrator": integ.config(), "replicas": replicas,
+        "atomic_numbers": [a.get_atomic_numbers().tolist() for a in atoms_list],
+        "potential": type(potential).__name__, "cutoff": float(potential.cutoff), "skin": skin, "dtype": str(dtype),
+    }
+
+
+def _check_same_config(old: dict, new: dict, out: Path) -> None:
+    diffs = [k for k in ("integrator", "replicas", "atomic_numbers", "potential", "dtype") if old.get(k) != new.get(k)]
+    if diffs:
+        raise MDInputError(
+            f"--resume in {out}: the run was started with different settings ({', '.join(diffs)}: "
+            f"{ {k: old.get(k) for k in diffs} } -> { {k: new.get(k) for k in diffs} }); resuming would mix two "
+            "different simulations. Use the original settings, or a new --out folder."
+        )
+
+
+def simulate(
+    potential: torch.nn.Module,
+    start,
+    steps: int,
+    dt: float = 0.5,
+    temperature: float = 300.0,
+    replicas: int = 1,
+    integrator: str | Integrator = "langevin",
+    friction: float = 0.01,
+    seed: int = 0,
+    out: str | Path | None = None,
+    traj_every: int = 100,
+    extxyz: bool = True,
+    resume: bool = False,
+    monitor: StabilityMonitor | None = None,
+    skin: float = 0.5,
+    dtype: torch.dtype | None = None,
+    progress: bool = False,
+    plots: bool = False,
+    initial_momenta: str = "maxwell-boltzmann",
+    check_inputs: bool = True,
+) -> MDResult:
+    """Run MD of ``replicas`` copies of ``start`` (or of each structure in a list) with stability monitors.
+
+    Args:
+        potential: force-field module (``cutoff``; ``forward(graph) -> {energy, forces}``).
+        start: an :class:`ase.Atoms`, a list of them (one per replica), or a path to an extxyz/xyz file
+            (its last frame, or all frames when ``replicas`` equals their number).
+        steps: total number of steps (with ``resume``: the run continues up to this step).
+        dt: time step, fs.
+        temperature: K; initial Maxwell-Boltzmann temperature and thermostat target.
+        replicas: copies of a single start structure, batched in one graph.
+        integrator: ``nve``, ``langevin``, ``nhc`` or an :class:`Integrator`.
+        friction: Langevin friction, 1/fs.
+        seed: seed of initial velocities and Langevin noise.
+        out: folder for ``trajectory.h5``, ``trajectory.extxyz``, ``restart.pt``, ``summary.json`` and plots.
+        traj_every: steps between saved frames (and restart files).
+        extxyz: also write the extxyz trajectory.
+        resume: continue the run in ``out`` from its restart file (or its last complete frame).
+        monitor: stability monitor (default :class:`StabilityMonitor` with its defaults).
+        skin: Verlet skin, Å.
+        dtype: float dtype (default: the potential's).
+        progress: show a rich progress bar with ns/day.
+        plots: write PNG plots of the traces and bond-length distributions to ``out``.
+        initial_momenta: ``maxwell-boltzmann`` or ``atoms``.
+        check_inputs: refuse overlapping atoms/unknown elements and warn on a large ``dt``.
+
+    Returns:
+        :class:`MDResult` with the final state, the per-replica stability summary and the speed.
+    """
+    from ase import Atoms
+
+    if steps < 0:
+        raise MDInputError(f"steps must be >= 0, got {steps}")
+    if traj_every < 1:
+        raise MDInputError(f"traj_every must be >= 1, got {traj_every}")
+    if isinstance(start, (str, Path)):
+        from compscope.data import read_extxyz
+
+        frames = read_extxyz(start)
+        atoms_list = frames if (len(frames) == replicas and replicas > 1) else [frames[-1]] * replicas
+    elif isinstance(start, Atoms):
+        atoms_list = [start] * replicas
+    else:
+        atoms_list = list(start)
+        replicas = len(atoms_list)
+    if replicas < 1:
+        raise MDInputError(f"replicas must be >= 1, got {replicas}")
+    atoms_list = [a.copy() for a in atoms_list]
+    if check_inputs:
+        check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
+        check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]))
+    integ = integrator if isinstance(integrator, Integrator) else make_integrator(
+        integrator, dt, temperature, seed=seed, **({"friction": friction} if integrator == "langevin" else {}))
+    monitor = monitor or StabilityMonitor()
+    out_dir = Path(out) if out is not None else None
+    if resume and out_dir is None:
+        raise MDInputError("--resume needs --out: the folder of the run to continue")
+
+    state, evaluate = init_state(potential, atoms_list, temperature, seed, dtype, skin, initial_momenta)
+    dtype = state.positions.dtype
+    cfg = _run_config(atoms_list, integ, replicas, potential, skin, dtype)
+    restart = None
+    if resume:
+        old = json.loads((out_dir / CONFIG).read_text()) if (out_dir / CONFIG).exists() else None
+        if old is None:
+            raise MDInputError(f"--resume: {out_dir / CONFIG} not found; is {out_dir} the --out folder of a run?")
+        _check_same_config(old, cfg, out_dir)
+        try:
+            restart = load_restart(out_dir / RESTART)
+        except TrajectoryError as err:
+            log.warning("%s; falling back to the last complete extxyz frame", err)
+            restart = None
+        state, restart = _restore(state, evaluate, integ, restart, out_dir, replicas)
+    else:
+        state = integ.init(state)
+    monitor.setup(state, integ, reference=None if restart is None else restart.get("monitor"))
+    if restart is not None and "good_positions" in restart:
+        monitor.good_positions, monitor.good_momenta = restart["good_positions"], restart["good_momenta"]
+        monitor.good_step = restart["good_step"]
+
+    h5 = xyz = None
+    files: dict[str, str] = {}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / CONFIG).write_text(json.dumps(cfg, indent=1))
+        h5, xyz = _open_writers(state, integ, out_dir, resume, extxyz, replicas)
+        files = {"hdf5": str(out_dir / H5), "restart": str(out_dir / RESTART)}
+        if extxyz:
+            files["extxyz"] = str(out_dir / XYZ)
+
+    def save_frame(st: MDState) -> None:
+        if h5 is None:
+            return
+        obs = _observables(st, integ)
+        vel = (st.momenta / st.masses[:, None] * units.fs).detach().double().numpy()  # Å/fs
+        h5.write(st.step, st.step * integ.dt_fs / 1000.0, st.positions.detach().double().numpy(), vel,
+                 st.forces.detach().double().numpy(), obs)
+        if xyz is not None:
+            xyz.write(state_to_atoms(st), st.step, st.step * integ.dt_fs)
+        save_restart(out_dir / RESTART, _restart_payload(st, integ, monitor))
+
+    if not resume:
+        save_frame(state)
+    start_step = state.step
+    t0 = time.perf_counter()
+    n_atoms = state.graph.num_nodes
+    with _progress(progress) as bar:
+        task = bar.add_task("md", total=steps, completed=start_step, nsday=0.0, stable=f"{replicas}/{replicas} stable")
+        while state.step < steps:
+            if not bool(state.active.any()):
+                log.warning("all replicas stopped at step %d", state.step)
+                break
+            state = integ.apply(state, evaluate)
+            state, new = monitor.check(state)
+            if new and out_dir is not None:
+                _save_failed(out_dir, monitor, state, new, integ)
+            if state.step % traj_every == 0 or state.step == steps:
+                save_frame(state)
+            if progress and (state.step % 10 == 0 or state.step == steps):
+                el = time.perf_counter() - t0
+                nsday = (state.step - start_step) * integ.dt_fs * 1e-6 / max(el, 1e-9) * 86400.0
+                bar.update(task, completed=state.step, nsday=nsday,
+                           stable=f"{int(state.active.sum())}/{replicas} stable")
+    wall = time.perf_counter() - t0
+    done = state.step - start_step
+    ns_day = done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0
+    rows = summary_table(replicas, state.step, integ.dt_fs, monitor.violations)
+    result = MDResult(state=state, summary=rows, violations=list(monitor.violations), steps=state.step, wall_s=wall,
+                      ns_per_day=ns_day, atom_steps_per_s=done * n_atoms / max(wall, 1e-12), out=out_dir,
+                      files=files)
+    if h5 is not None:
+        h5.close()
+    if xyz is not None:
+        xyz.close()
+    if out_dir is not None:
+        summary = {"steps": state.step, "dt_fs": integ.dt_fs, "replicas": replicas, "n_stable": result.n_stable,
+                   "wall_s": wall, "ns_per_day": ns_day, "atom_steps_per_s": result.atom_steps_per_s,
+                   "evaluator_rebuilds": evaluate.rebuilds, "replica_summary": rows}
+        (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1))
+        files["summary"] = str(out_dir / SUMMARY)
+        if plots:
+            from ._plots import plot_run
+
+            files.update(plot_run(out_dir / H5, out_dir, monitor.bonds.numpy(), dt_fs=integ.dt_fs))
+    return result
+
+
+def _restart_payload(state: MDState, integ: Integrator, monitor: StabilityMonitor) -> dict:
+    return {
+        "step": state.step, "positions": state.positions.detach().clone(), "momenta": state.momenta.detach().clone(),
+        "active": state.active.clone(), "thermostat": {k: v.clone() for k, v in state.thermostat.items()},
+        "rng": integ.rng_state(), "monitor": monitor.reference(), "good_positions": monitor.good_positions,
+        "good_momenta": monitor.good_momenta, "good_step": monitor.good_step, "integrator": integ.config(),
+    }
+
+
+def _restore(state: MDState, evaluate, integ: Integrator, restart: dict | None, out_dir: Path, replicas: int):
+    """Set ``state`` from a restart file, or from the last complete frame of the extxyz trajectory."""
+    if restart is None:
+        xyz = out_dir / XYZ
+        if not xyz.exists():
+            raise MDInputError(f"--resume: neither {out_dir / RESTART} nor {xyz} can be used; start a new run")
+        kept, _ = repair_extxyz(xyz, n_replicas=replicas)
+        if kept == 0:
+            raise MDInputError(f"--resume: {xyz} has no complete frame; start a new run")
+        from ase.io import read
+
+        last = read(xyz, index=f"{kept - replicas}:{kept}")
+        step = int(last[0].info["step"])
+        log.warning("resuming from the last complete extxyz frame (step %d); thermostat variables and the random "
+                    "stream restart fresh", step)
+        dtype = state.positions.dtype
+        pos = torch.as_tensor(np.concatenate([a.get_positions() for a in last]), dtype=dtype)
+        mom = torch.as_tensor(np.concatenate([a.get_momenta() for a in last]), dtype=dtype)
+        state = state.replace(graph=state.graph.with_positions(pos), momenta=mom, step=step)
+        state = integ.init(state)
+    else:
+        step = int(restart["step"])
+        state = state.replace(graph=state.graph.with_positions(restart["positions"]), momenta=restart["momenta"],
+                              active=restart["active"], step=step, thermostat=restart["thermostat"])
+        integ.set_rng_state(restart["rng"])
+        xyz = out_dir / XYZ
+        if xyz.exists():
+            repair_extxyz(xyz, max_step=step, n_replicas=replicas)
+    state = evaluate(state.replace(ref_positions=torch.full_like(state.positions, float("inf"))))
+    act = state.active[state.batch][:, None]
+    state = state.replace(forces=torch.where(act, state.forces, torch.zeros_like(state.forces)))
+    return state, restart
+
+
+def _open_writers(state: MDState, integ: Integrator, out_dir: Path, resume: bool, extxyz: bool, replicas: int):
+    g = state.graph
+    args = (g.atomic_numbers.numpy(), g.batch.numpy(), state.masses.double().numpy(), g.cell.double().numpy(),
+            g.pbc.numpy(), integ.dt_fs)
+    h5 = None
+    if resume and (out_dir / H5).exists():
+        try:
+            h5 = H5Trajectory(out_dir / H5, *args, append=True)
+            h5.truncate(state.step)
+        except (TrajectoryError, OSError, KeyError) as err:
+            bad = out_dir / (H5 + ".corrupt")
+            log.warning("%s; moved to %s and starting a new HDF5 file at step %d", err, bad, state.step)
+            (out_dir / H5).replace(bad)
+            h5 = None
+    if h5 is None:
+        h5 = H5Trajectory(out_dir / H5, *args, append=False)
+    xyz = ExtxyzTrajectory(out_dir / XYZ, append=resume) if extxyz else None
+    return h5, xyz
+
+
+def _save_failed(out_dir: Path, monitor: StabilityMonitor, state: MDState, new: list[Violation], integ) -> None:
+    """Write each stopped replica's last good frame as ``failed_replica_<g>.extxyz`` plus a JSON record."""
+    from ase.io import write
+
+    good = state.replace(graph=state.graph.with_positions(monitor.good_positions), momenta=monitor.good_momenta)
+    atoms = state_to_atoms(good)
+    for v in new:
+        a = atoms[v.replica]
+        a.calc = None
+        a.info.update({"step": v.last_good_step, "replica": v.replica, "stopped_at_step": v.step,
+                       "reason": v.reason})
+        write(out_dir / f"failed_replica_{v.replica}.extxyz", a, format="extxyz")
+    (out_dir / "violations.json").write_text(json.dumps([v.to_dict() for v in monitor.violations], indent=1))
