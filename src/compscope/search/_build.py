@@ -115,10 +115,13 @@ def _collect(chunks, opts) -> dict:
 
 def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict, dict]:
     """Sort by (popcount, row) and lay the arrays out in the index format."""
+    from . import _kernels as K
+
     fps = data["fps"]  # (N, W)
-    pop = np.unpackbits(fps.view(np.uint8), axis=1).sum(axis=1, dtype=np.int64)  # (N,)
+    pop = K.popcounts(fps)  # (N,)
     order = np.lexsort((rows, pop))
     pop = pop[order]
+    fps_sorted = fps[order]  # (N, W)
     bins = np.searchsorted(pop, np.arange(spec.nbits + 2), side="left").astype(np.int64)
     smiles = [data["smiles"][i] for i in order]
     ids = [data["ids"][i] for i in order]
@@ -127,7 +130,8 @@ def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict
     hashes = np.fromiter((smiles_hash(s) for s in smiles), dtype=np.int64, count=len(smiles))
     h_pos = np.argsort(hashes, kind="stable")
     arrays = {
-        "fps": fps[order], "bins": bins, "rows": rows[order], "lines": data["lines"][order],
+        "fps": fps_sorted, "wcounts": K.word_popcounts(fps_sorted), "bins": bins, "rows": rows[order],
+        "lines": data["lines"][order],
         "smiles_blob": s_blob, "smiles_off": s_off, "ids_blob": i_blob, "ids_off": i_off,
         "smiles_hash": hashes[h_pos], "smiles_hash_pos": h_pos.astype(np.int64),
     }

@@ -4,6 +4,7 @@ Layout of ``lib.csi/`` (``N`` molecules, ``W`` fingerprint words, rows sorted by
 
     header.json          format name + version, fingerprint settings, N, property names, array manifest
     fps.npy              (N, W) uint64   similarity fingerprints, rows sorted by popcount (then input order)
+    wcounts.npy          (N, W) uint8    popcount of every word (per-word similarity bound)
     bins.npy             (nbits + 2,) int64  rows with popcount c are fps[bins[c]:bins[c + 1]]
     rows.npy             (N,) int64      global input ordinal of each row (tie-break key, shard-merge key)
     lines.npy            (N,) int64      line number in the source file

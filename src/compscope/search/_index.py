@@ -87,6 +87,7 @@ class SearchIndex:
         self.property_names: list[str] = list(self.header.get("properties", []))
         a = self.arrays
         self.fps, self.bins, self.rows = a["fps"], a["bins"], a["rows"]  # (N, W), (nbits+2,), (N,)
+        self.wc = a["wcounts"]  # (N, W) uint8 per-word popcounts
         if self.fps.shape != (self.n, self.spec.nwords) or self.bins.shape != (self.spec.nbits + 2,):
             from ._errors import IndexFormatError
 
@@ -190,7 +191,8 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        pos, sc = K.threshold_search(self.fps, self.bins, q, qc, m, fa, fb, np.float32(thr),
+        qw = K.word_popcounts(q[None, :])[0]  # (W,) uint8
+        pos, sc = K.threshold_search(self.fps, self.wc, self.bins, q, qw, qc, m, fa, fb, np.float32(thr),
                                      mask if mask is not None else np.zeros(0, np.bool_), mask is not None)
         order = np.lexsort((self.rows[pos], -sc))
         n_all = len(order)
@@ -211,8 +213,10 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        pos, sc, rw = K.topk_search(self.fps, self.bins, self.rows, q, qc, m, fa, fb, k, np.float32(threshold),
-                                    mask if mask is not None else np.zeros(0, np.bool_), mask is not None)
+        qw = K.word_popcounts(q[None, :])[0]  # (W,) uint8
+        pos, sc, rw = K.topk_search(self.fps, self.wc, self.bins, self.rows, q, qw, qc, m, fa, fb, k,
+                                    np.float32(threshold), mask if mask is not None else np.zeros(0, np.bool_),
+                                    mask is not None)
         order = np.lexsort((rw, -sc))  # best first: score desc, global row asc
         pos, sc = pos[order], sc[order]
         res = self._records(pos, "topk", sc)

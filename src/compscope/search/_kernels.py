@@ -63,6 +63,28 @@ def popcounts(fps):
 
 
 @nb.njit(nogil=True, cache=True)
+def word_popcounts(fps):
+    """Bits set per word. ``fps`` (M, W) uint64 -> (M, W) uint8 (the per-word bound's table)."""
+    m, w = fps.shape
+    out = np.empty((m, w), np.uint8)
+    for i in range(m):
+        for j in range(w):
+            out[i, j] = _ctpop(fps[i, j])
+    return out
+
+
+@nb.njit(inline="always")
+def _word_bound(wc, i, qw, w):
+    # common(q, x) = sum_w |q_w & x_w| <= sum_w min(|q_w|, |x_w|): reads W bytes instead of 8 W
+    ub = 0
+    for j in range(w):
+        a_ = wc[i, j]
+        b_ = qw[j]
+        ub += a_ if a_ < b_ else b_
+    return ub
+
+
+@nb.njit(nogil=True, cache=True)
 def bin_bounds(bins, qcount, metric, a, b):
     """Upper bound of the score for every popcount bin: (nbits + 1,) float32."""
     nb_ = bins.shape[0] - 1
@@ -73,11 +95,16 @@ def bin_bounds(bins, qcount, metric, a, b):
 
 
 @nb.njit(nogil=True, cache=True)
-def threshold_search(fps, bins, query, qcount, metric, a, b, thr, mask, use_mask):
+def threshold_search(fps, wc, bins, query, qw, qcount, metric, a, b, thr, mask, use_mask):
     """All rows with score >= thr.
 
+    Two bounds prune the scan, both exact (no false negatives): the BitBound on whole popcount bins,
+    then per row the per-word bound ``common <= sum_w min(|q_w|, |x_w|)`` from the (N, W) uint8 table
+    ``wc`` (1/8 of the fingerprint bytes); only rows that pass it have their fingerprint read.
+
     Args:
-        fps: (N, W) uint64, sorted by popcount.  bins: (nbits + 2,) int64 bin offsets.
+        fps: (N, W) uint64, sorted by popcount.  wc: (N, W) uint8 word popcounts.
+        bins: (nbits + 2,) int64 bin offsets.  qw: (W,) uint8 query word popcounts.
         query: (W,) uint64.  qcount: query popcount.  metric: TANIMOTO/DICE/TVERSKY; a, b: Tversky weights.
         thr: float32 threshold.  mask: (N,) bool row filter, used if ``use_mask``.
 
@@ -98,6 +125,8 @@ def threshold_search(fps, bins, query, qcount, metric, a, b, thr, mask, use_mask
             continue
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
+                continue
+            if _coeff(metric, _word_bound(wc, i, qw, w), qcount, c, a, b) < thr:
                 continue
             common = 0
             for j in range(w):
@@ -149,12 +178,13 @@ def _sift_up(hs, hr, hp, i):
 
 
 @nb.njit(nogil=True, cache=True)
-def topk_search(fps, bins, rows, query, qcount, metric, a, b, k, thr, mask, use_mask):
+def topk_search(fps, wc, bins, rows, query, qw, qcount, metric, a, b, k, thr, mask, use_mask):
     """Exact top-k (score desc, global row asc) with BitBound early stopping.
 
     Visits popcount bins in decreasing order of their score bound and stops at the first bin whose
     bound is below the current k-th score (a tie may still win on the row key, so equal bounds are
-    visited). ``rows`` (N,) int64 are the global tie-break keys.
+    visited). Inside a bin, the per-word bound (see :func:`threshold_search`) skips rows that cannot
+    beat the current k-th score. ``rows`` (N,) int64 are the global tie-break keys.
 
     Returns:
         (positions (<=k,) int64, scores float32, global rows int64), in heap order (unsorted).
@@ -175,6 +205,9 @@ def topk_search(fps, bins, rows, query, qcount, metric, a, b, k, thr, mask, use_
             break
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
+                continue
+            ub = _coeff(metric, _word_bound(wc, i, qw, w), qcount, c, a, b)
+            if ub < thr or (n == k and ub < hs[0]):
                 continue
             common = 0
             for j in range(w):

@@ -1,0 +1,240 @@
+"""Benchmark compscope.search against FPSim2 (similarity) and RDKit SubstructLibrary (substructure) on MOSES.
+
+Database: the first 1,000,000 SMILES of MOSES train; queries: 100 SMILES sampled with seed 0 from MOSES
+test. Both engines get the same molecules and the same fingerprints (Morgan radius 2, 2048 bits) in the
+same run, single core for every per-query figure. Writes ``benchmarks/results/search_moses.json``.
+
+Usage::
+
+    COMPSCOPE_DATA=/work/shared/data nice -n 10 python benchmarks/search_moses.py [--n 1000000] \
+        [--workdir /tmp/compscope_search_bench] [--reuse]
+
+``--reuse`` keeps built indexes in ``--workdir`` and reuses them (and their recorded build times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+SUBSTRUCTURE_QUERIES = {  # name -> SMARTS/SMILES, from unselective to rare
+    "benzene": "c1ccccc1", "pyridine": "c1ccncc1", "amide": "[CX3](=O)[NX3]",
+    "carboxylic_acid": "C(=O)[OX2H1]", "thiophene": "c1ccsc1", "piperazine": "C1CNCCN1",
+    "sulfonamide": "S(=O)(=O)N", "indole": "c1ccc2[nH]ccc2c1", "furan": "c1ccoc1", "morpholine": "C1COCCN1",
+    "urea": "[NX3]C(=O)[NX3]", "trifluoromethyl": "C(F)(F)F", "nitrile": "C#N", "tetrazole": "c1nnn[nH]1",
+    "quinoline": "c1ccc2ncccc2c1", "ester": "[CX3](=O)[OX2][#6]", "aryl_halide": "c[Cl,Br,I]",
+    "piperidine": "C1CCNCC1", "benzimidazole": "c1ccc2[nH]cnc2c1", "adamantane": "C1C2CC3CC1CC(C2)C3",
+}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def stats_ms(ts: list[float]) -> dict:
+    a = np.asarray(ts) * 1e3
+    return {"mean_ms": float(a.mean()), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
+            "max_ms": float(a.max()), "n": len(a)}
+
+
+def moses_path(name: str) -> Path:
+    from compscope.data import dataset_path
+
+    return Path(dataset_path("moses", name))
+
+
+def prepare(workdir: Path, n: int) -> tuple[Path, list[str]]:
+    smi = workdir / f"moses_train_{n}.smi"
+    if not smi.exists():
+        with gzip.open(moses_path("train.csv.gz"), "rt") as fh, smi.open("w") as out:
+            next(fh)
+            for i, line in enumerate(fh):
+                if i >= n:
+                    break
+                out.write(f"{line.strip()} {i}\n")
+    with gzip.open(moses_path("test.csv.gz"), "rt") as fh:
+        test = [ln.strip() for ln in fh][1:]
+    rng = np.random.default_rng(0)
+    queries = [test[i] for i in rng.choice(len(test), 100, replace=False)]
+    return smi, queries
+
+
+def build_ours(smi: Path, workdir: Path, reuse: bool) -> dict:
+    from compscope.search import build_index
+
+    rec_path = workdir / "build_ours.json"
+    if reuse and rec_path.exists() and (workdir / "lib.csi").exists():
+        return json.loads(rec_path.read_text()) | {"reused": True}
+    rec = {}
+    t = time.perf_counter()
+    rep = build_index(smi, workdir / "lib_simonly.csi", n_jobs=2, inchikey=False, pattern=False,
+                      properties=False, progress=True, overwrite=True)
+    rec["similarity_only_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rep = build_index(smi, workdir / "lib.csi", n_jobs=2, progress=True, overwrite=True, chunk_size=10000)
+    rec["full_s"] = time.perf_counter() - t
+    rec["n_molecules"], rec["n_invalid"] = rep.n_molecules, rep.n_invalid
+    rec["index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib.csi").iterdir())
+    rec["similarity_only_index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib_simonly.csi").iterdir())
+    rec_path.write_text(json.dumps(rec))
+    return rec
+
+
+def build_fpsim2(smi: Path, workdir: Path, reuse: bool) -> dict:
+    from FPSim2.io import create_db_file
+
+    h5 = workdir / "fpsim2.h5"
+    rec_path = workdir / "build_fpsim2.json"
+    if reuse and rec_path.exists() and h5.exists():
+        return json.loads(rec_path.read_text()) | {"reused": True}
+    t = time.perf_counter()
+    create_db_file(str(smi), str(h5), "smiles", "Morgan", {"radius": 2, "fpSize": 2048})
+    rec = {"build_s": time.perf_counter() - t, "file_bytes": h5.stat().st_size}
+    rec_path.write_text(json.dumps(rec))
+    return rec
+
+
+def similarity_bench(workdir: Path, queries: list[str]) -> dict:
+    from FPSim2 import FPSim2Engine
+
+    from compscope.search import SearchIndex
+
+    out: dict = {}
+    r0 = rss_mb()
+    t = time.perf_counter()
+    idx = SearchIndex.open(workdir / "lib.csi")
+    out["ours_load_mmap_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    idx_mem = SearchIndex.open(workdir / "lib.csi", in_memory=True)
+    out["ours_load_in_memory_s"] = time.perf_counter() - t
+    out["ours_rss_in_memory_mb"] = rss_mb() - r0
+    del idx_mem
+    r1 = rss_mb()
+    t = time.perf_counter()
+    eng = FPSim2Engine(str(workdir / "fpsim2.h5"), in_memory_fps=True)
+    out["fpsim2_load_s"] = time.perf_counter() - t
+    out["fpsim2_rss_mb"] = rss_mb() - r1
+    out["ours_fps_mb"] = idx.fps.nbytes / 2**20
+    idx.top_k(queries[0], k=10)  # compile/warm the kernels and page in the fingerprints
+    idx.similarity(queries[0], 0.7)
+    eng.similarity(queries[0], 0.7, n_workers=1)
+    ours_id = {}
+    res: dict = {}
+    for name, ours_fn, fp_fn in [
+        ("threshold_0.7", lambda q: idx.similarity(q, 0.7), lambda q: eng.similarity(q, 0.7, n_workers=1)),
+        ("top10", lambda q: idx.top_k(q, k=10), lambda q: eng.top_k(q, k=10, threshold=0.0, n_workers=1)),
+    ]:
+        t_ours, t_fp, same_set, same_scores, n_hits = [], [], 0, 0, []
+        for q in queries:
+            t = time.perf_counter()
+            r = ours_fn(q)
+            t_ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            f = fp_fn(q)
+            t_fp.append(time.perf_counter() - t)
+            a = {(int(i), round(float(s), 5)) for i, s in zip(r.ids, r.scores)}
+            b = {(int(i), round(float(s), 5)) for i, s in zip(f["mol_id"], f["coeff"])}
+            same_set += a == b
+            same_scores += sorted(s for _, s in a) == sorted(s for _, s in b)
+            n_hits.append(len(r))
+            ours_id[(name, q)] = r.ids
+        res[name] = {
+            "ours": stats_ms(t_ours), "fpsim2": stats_ms(t_fp),
+            "speedup_mean": float(np.mean(t_fp) / np.mean(t_ours)),
+            "hit_set_agreement": same_set / len(queries),
+            "score_list_agreement": same_scores / len(queries),
+            "hits_per_query_mean": float(np.mean(n_hits)),
+        }
+    out["queries"] = res
+    return out
+
+
+def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool) -> dict:
+    from rdkit import Chem, RDLogger
+    from rdkit.Chem import rdSubstructLibrary as SL
+
+    from compscope.search import SearchIndex
+
+    RDLogger.DisableLog("rdApp.*")
+    idx = SearchIndex.open(workdir / "lib.csi")
+    t = time.perf_counter()
+    holder, pats = SL.CachedTrustedSmilesMolHolder(), SL.PatternHolder()
+    lib = SL.SubstructLibrary(holder, pats)
+    with smi.open() as fh:
+        for line in fh:
+            s = line.split()[0]
+            m = Chem.MolFromSmiles(s, sanitize=False)
+            m.UpdatePropertyCache(strict=False)
+            Chem.FastFindRings(m)
+            holder.AddSmiles(s)
+            pats.AddFingerprint(Chem.PatternFingerprint(m))
+    rdkit_build = time.perf_counter() - t
+    out = {"rdkit_substructlibrary_build_s": rdkit_build, "time_limit_s": time_limit, "limit": 100, "per_query": {}}
+    t_ours, t_rd = [], []
+    idx.substructure("c1ccccc1", limit=10)
+    for name, sma in SUBSTRUCTURE_QUERIES.items():
+        t = time.perf_counter()
+        r = idx.substructure(sma, limit=100, time_limit=time_limit)
+        t_ours.append(time.perf_counter() - t)
+        q = Chem.MolFromSmarts(sma)
+        t = time.perf_counter()
+        hits, timed_out, start, chunk = [], False, 0, 50_000
+        while start < len(lib) and len(hits) < 100:  # same time limit, checked between chunks
+            hits += list(lib.GetMatches(q, start, min(start + chunk, len(lib)), numThreads=1,
+                                        maxResults=100 - len(hits)))
+            start += chunk
+            if time.perf_counter() - t > time_limit:
+                timed_out = True
+                break
+        t_rd.append(time.perf_counter() - t)
+        out["per_query"][name] = {
+            "smarts": sma, "ours_ms": t_ours[-1] * 1e3, "ours_hits": len(r), "ours_partial": r.partial,
+            "ours_screen_candidates": r.stats["screen_candidates"], "ours_verified": r.stats["verified"],
+            "rdkit_ms": t_rd[-1] * 1e3, "rdkit_hits": len(hits), "rdkit_timed_out": timed_out,
+        }
+    out["ours"] = stats_ms(t_ours)
+    out["rdkit"] = stats_ms(t_rd)
+    out["all_bounded_by_time_limit"] = bool(max(t_ours) <= time_limit + 0.5)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1_000_000)
+    p.add_argument("--workdir", default="/tmp/compscope_search_bench")
+    p.add_argument("--reuse", action="store_true")
+    p.add_argument("--time-limit", type=float, default=5.0)
+    p.add_argument("--skip-substructure", action="store_true")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    smi, queries = prepare(workdir, args.n)
+    payload: dict = {"n_database": args.n, "n_queries": len(queries), "fingerprint": "Morgan r=2, 2048 bits",
+                     "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
+    payload["build"] = {"ours": build_ours(smi, workdir, args.reuse), "fpsim2": build_fpsim2(smi, workdir, args.reuse)}
+    print(json.dumps(payload["build"], indent=1), flush=True)
+    payload["similarity"] = similarity_bench(workdir, queries)
+    print(json.dumps(payload["similarity"], indent=1), flush=True)
+    if not args.skip_substructure:
+        payload["substructure"] = substructure_bench(workdir, smi, args.time_limit, args.reuse)
+    path = write_result("search_moses", payload, seed=0)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
