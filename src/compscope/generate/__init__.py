@@ -1,0 +1,26 @@
+"""3D molecule generation on QM9: E(n) diffusion (EDM), equivariant flow matching, EDM's metrics.
+
+Public API:
+    * data: :func:`load_qm9`, :func:`edm_splits`, :data:`PROPERTIES`, :class:`QM9DataModule`
+    * models: :class:`EDM`, :class:`FlowMatching` (both :class:`MoleculeGenerator`), :class:`EGNNDynamics`
+    * training: :func:`train`, :func:`load_model`, :class:`GeneratorModule`
+    * metrics: :mod:`compscope.generate.metrics`
+"""
+
+from . import metrics
+from ._batch import MolBatch, collate, fully_connected_edges, remove_mean
+from ._data import QM9DataModule, QM9Molecules
+from ._dynamics import EGNNDynamics
+from ._edm import EDM
+from ._flow import FlowMatching
+from ._model import MoleculeGenerator
+from ._qm9 import ATOM_DECODER, PROPERTIES, QM9, check_property, edm_splits, load_qm9
+from ._schedule import PolynomialSchedule
+from ._train import GeneratorModule, build, build_run, load_config, load_model, train
+
+__all__ = [
+    "metrics", "MolBatch", "collate", "fully_connected_edges", "remove_mean", "QM9DataModule", "QM9Molecules",
+    "EGNNDynamics", "EDM", "FlowMatching", "MoleculeGenerator", "ATOM_DECODER", "PROPERTIES", "QM9",
+    "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "build_run",
+    "load_config", "load_model", "train",
+]

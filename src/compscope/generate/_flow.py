@@ -1,0 +1,58 @@
+"""Equivariant flow matching for molecules: a faster-to-sample alternative to EDM.
+
+Conditional flow matching (Lipman et al., ICLR 2023) on the same joint space as EDM (CoM-free positions +
+normalised one-hot/charge features), with the straight path ``z_t = (1 - t) z_0 + t z_1`` from CoM-free
+Gaussian noise ``z_0`` to data ``z_1`` and the constant target velocity ``z_1 - z_0`` (EquiFM, Song et al.,
+NeurIPS 2023; equivariant flow matching, Klein et al., NeurIPS 2023). The EGNN velocity field is
+E(3)-equivariant, so the pushed-forward density is E(3)-invariant. Sampling integrates the ODE with a
+few Euler steps (default 50) instead of EDM's 1000 stochastic ones.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._batch import MolBatch, com_free_noise
+from ._model import MoleculeGenerator
+
+
+class FlowMatching(MoleculeGenerator):
+    """Equivariant flow matching generator.
+
+    Args:
+        sample_steps: Euler steps from noise (t = 0) to data (t = 1).
+        time_power: sampling grid ``t_k = (k / K)^(1/p)``: ``p > 1`` puts more steps near the data end,
+            where bonds are decided.
+        **kwargs: see :class:`MoleculeGenerator`.
+    """
+
+    def __init__(self, sample_steps: int = 50, time_power: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.sample_steps = sample_steps
+        self.time_power = time_power
+
+    def loss(self, mb: MolBatch) -> torch.Tensor:
+        x1, h1 = self.encode(mb)
+        t = torch.rand(mb.num_graphs, dtype=x1.dtype, device=x1.device)  # (G,)
+        x0 = com_free_noise(mb.batch, mb.num_graphs, x1)
+        h0 = torch.randn_like(h1)
+        tn = t[mb.batch, None]
+        vx, vh = self.dynamics((1 - tn) * x0 + tn * x1, (1 - tn) * h0 + tn * h1, t, mb, self.context_of(mb))
+        err = ((vx - (x1 - x0)) ** 2).sum(-1) + ((vh - (h1 - h0)) ** 2).sum(-1)  # (N,)
+        per_mol = torch.zeros(mb.num_graphs, dtype=err.dtype, device=err.device).index_add(0, mb.batch, err)
+        return (per_mol / (mb.n_atoms.to(err.dtype) * (3 + h1.shape[1]))).mean()
+
+    @torch.no_grad()
+    def sample_batch(self, mb: MolBatch, generator: torch.Generator | None = None) -> MolBatch:
+        dtype = next(self.parameters()).dtype
+        g = mb.num_graphs
+        ctx = self.context_of(mb)
+        z_x = com_free_noise(mb.batch, g, torch.empty(0, dtype=dtype, device=mb.batch.device))
+        z_h = torch.randn(len(mb.batch), 6, dtype=dtype, device=z_x.device)
+        grid = torch.linspace(0.0, 1.0, self.sample_steps + 1, dtype=dtype) ** (1.0 / self.time_power)
+        for k in range(self.sample_steps):
+            dt = grid[k + 1] - grid[k]
+            vx, vh = self.dynamics(z_x, z_h, grid[k].expand(g), mb, ctx)
+            z_x, z_h = z_x + dt * vx, z_h + dt * vh
+        mb.x, mb.types = z_x, self.decode(z_h)
+        return mb
