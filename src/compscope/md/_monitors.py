@@ -116,8 +116,13 @@ class StabilityMonitor:
                                                "temperature_factor", "max_drift", "check_every", "bond_scale")}
 
     # ------------------------------------------------------------------------------------------
-    def setup(self, state: MDState, integrator: Integrator, reference: dict | None = None) -> None:
-        """Record bonds, their initial lengths and the initial conserved energy (or restore them)."""
+    def setup(self, state: MDState, integrator: Integrator, reference: dict | None = None,
+              temperature_K: float | None = None) -> None:
+        """Record bonds, their initial lengths and the initial conserved energy (or restore them).
+
+        ``temperature_K`` is the run's nominal temperature, the reference of the runaway check when the
+        integrator has no thermostat (default: the median initial temperature of the replicas).
+        """
         self.integrator = integrator
         if reference is not None:  # resuming: keep the references of the original start
             self.bonds = reference["bonds"]
@@ -130,12 +135,12 @@ class StabilityMonitor:
             c = integrator.conserved(state)
             self.conserved0 = None if c is None else c.clone()
             self.violations = []
-        t_ref = integrator.temperature_K
+        t_ref = integrator.temperature_K if integrator.temperature_K is not None else temperature_K
         if self.max_temperature is not None:
             self.t_max = float(self.max_temperature)
         else:
             t0 = float(t_ref) if t_ref is not None else float(
-                temperature(state.momenta, state.masses, state.batch, state.num_graphs).max())
+                temperature(state.momenta, state.masses, state.batch, state.num_graphs).median())
             self.t_max = self.temperature_factor * max(t0, 100.0)
         self.n_atoms = torch.bincount(state.batch, minlength=state.num_graphs).to(state.momenta.dtype)
         self._snapshot(state)

@@ -262,7 +262,8 @@ def simulate(
         state, restart = _restore(state, evaluate, integ, restart, out_dir, replicas)
     else:
         state = integ.init(state)
-    monitor.setup(state, integ, reference=None if restart is None else restart.get("monitor"))
+    monitor.setup(state, integ, reference=None if restart is None else restart.get("monitor"),
+                  temperature_K=temperature)
     if restart is not None and "good_positions" in restart:
         monitor.good_positions, monitor.good_momenta = restart["good_positions"], restart["good_momenta"]
         monitor.good_step = restart["good_step"]
