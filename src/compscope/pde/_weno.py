@@ -6,7 +6,8 @@ averages:
 * convective flux: fifth-order WENO-Z reconstruction (Borges et al. 2008, Eqs. 2.4-2.9 of Jiang & Shu 1996
   for the smoothness indicators) of the two face states and the exact Godunov flux of the convex Burgers flux;
 * viscous flux ``-beta u_x`` at faces: fourth-order stencil for cell averages;
-* dispersive flux ``gamma u_xx`` at faces: second-order stencil (so u_xxx is the usual 5-point stencil);
+* dispersive flux ``gamma u_xx`` at faces: fourth-order stencil for cell averages (from the 7-point
+  third derivative of the primitive function);
 * forcing: exact cell average (the sines are integrated analytically over each cell);
 * time: the three-stage third-order strong-stability-preserving Runge-Kutta (Shu & Osher 1988) with a step
   from the advective, diffusive and dispersive stability limits, clipped to land exactly on output times.
@@ -70,7 +71,7 @@ def weno_rhs(u, t, alpha, beta, gamma, dx, x, A, omega, phi, k, damp, flux, out)
             ux = (15.0 * (u[ip1] - u[i]) - (u[ip2] - u[im1])) / (12.0 * dx)
             f -= beta * ux
         if gamma != 0.0:
-            uxx = (u[ip2] - u[ip1] - u[i] + u[im1]) / (2.0 * dx * dx)
+            uxx = (-u[im2] + 7.0 * u[im1] - 6.0 * u[i] - 6.0 * u[ip1] + 7.0 * u[ip2] - u[ip3]) / (8.0 * dx * dx)
             f += gamma * uxx
         flux[i] = f
     m = A.shape[0]
@@ -86,7 +87,7 @@ def _stable_dt(u, alpha, beta, gamma, dx, cfl):
     umax = 0.0
     for i in range(u.shape[0]):
         umax = max(umax, abs(u[i]))
-    rate = abs(alpha) * umax / dx + 5.4 * beta / (2.5 * dx * dx) + 2.6 * gamma / (1.7 * dx ** 3)
+    rate = abs(alpha) * umax / dx + 5.4 * beta / (2.5 * dx * dx) + 4.61 * gamma / (1.7 * dx ** 3)
     return cfl / max(rate, 1e-12)
 
 
