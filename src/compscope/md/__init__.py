@@ -16,6 +16,7 @@ from ._checks import MDInputError, check_start, check_timestep, model_elements
 from ._forces import ForceEvaluator, wrap_positions
 from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
+from ._openmm import OpenMMBridge
 from ._runner import MDResult, init_state, simulate, state_to_atoms
 from ._state import (
     MDState,
@@ -36,7 +37,8 @@ from ._trajectory import (
 )
 
 __all__ = [
-    "potentials", "PotentialCalculator", "MDInputError", "check_start", "check_timestep", "model_elements",
+    "potentials", "PotentialCalculator", "OpenMMBridge", "MDInputError", "check_start", "check_timestep",
+    "model_elements",
     "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
     "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
     "init_state", "simulate", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
