@@ -1,5 +1,6 @@
 """The ML force-field task: fit to DFT energies/forces, evaluate, ASE calculator, export, committees."""
 
+from ._calculator import Calculator
 from ._data import ForceFieldData
 from ._evaluate import error_table, predict
 from ._export import CompiledPotential, compile_model, load_model, save_package
@@ -7,6 +8,7 @@ from ._fit import fit, resolve_config, trainer_options
 from ._task import ForceFieldTask, NonFiniteLossError
 
 __all__ = [
-    "ForceFieldData", "error_table", "predict", "CompiledPotential", "compile_model", "load_model", "save_package",
+    "Calculator", "ForceFieldData", "error_table", "predict", "CompiledPotential", "compile_model", "load_model",
+    "save_package",
     "fit", "resolve_config", "trainer_options", "ForceFieldTask", "NonFiniteLossError",
 ]

@@ -129,7 +129,9 @@ class ForceFieldData(L.LightningDataModule):
             valid = self._load(self.valid_path)
             train_idx = perm
         else:
-            n_valid = self.n_valid if self.n_valid is not None else max(1, int(round(self.valid_fraction * len(graphs))))
+            n_valid = self.n_valid
+            if n_valid is None:
+                n_valid = max(1, int(round(self.valid_fraction * len(graphs))))
             if n_valid >= len(graphs):
                 raise ValueError(f"{self.train_path}: {len(graphs)} frames cannot give {n_valid} validation frames")
             valid = [graphs[i] for i in perm[:n_valid]]

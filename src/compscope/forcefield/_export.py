@@ -137,3 +137,43 @@ class CompiledPotential(nn.Module):
             if stress is not None:
                 out[K.STRESS] = stress
         return out
+
+
+def _example_graph(species: list[int], cutoff: float, dtype: torch.dtype):
+    """A small random cluster with every species, used only to trace the compiled model."""
+    from ase import Atoms
+
+    from compscope.data import AtomicGraph
+
+    rng = torch.Generator().manual_seed(0)
+    n = max(4, len(species))
+    numbers = [species[i % len(species)] for i in range(n)]
+    pos = torch.rand(n, 3, generator=rng, dtype=torch.float64) * 0.8 * cutoff / 3**0.5
+    return AtomicGraph.from_atoms(Atoms(numbers=numbers, positions=pos.numpy()), cutoff, energy_key=None,
+                                  forces_key=None, dtype=dtype)
+
+
+def export_model(src: str | Path, out: str | Path, dtype: str = "float64") -> Path:
+    """Export from a run directory, Lightning checkpoint or package to a package (.pt) or TorchScript (.jit.pt)."""
+    src, out = Path(src), Path(out)
+    if src.is_dir():
+        src = src / "model.pt"
+    if not src.exists():
+        raise FileNotFoundError(f"{src} not found")
+    if src.suffix == ".ckpt":
+        from ._task import ForceFieldTask
+
+        task = ForceFieldTask.load_from_checkpoint(src, map_location="cpu", weights_only=False)
+        model = task.eval_model.eval()
+        kwargs = dict(task.hparams["model"])
+    else:
+        model = load_model(src)
+        kwargs = model.package_info["model_kwargs"]
+    if out.name.endswith(".jit.pt"):
+        dt = getattr(torch, dtype)
+        model = model.to(dt)
+        compile_model(model, _example_graph(model.species, model.cutoff, dt), out)
+        return out
+    if out.suffix != ".pt":
+        raise ValueError(f"output must end in .pt (package) or .jit.pt (compiled), got {out.name}")
+    return save_package(model, kwargs, out)

@@ -11,6 +11,7 @@ from torch import nn
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
 from compscope.nn import (
+    ElementLinear,
     Interaction,
     LinearReadout,
     MLPReadout,
@@ -41,6 +42,7 @@ class EquivariantPotential(nn.Module):
         hidden_irreps: node-feature irreps between interactions, e.g. ``"32x0e+32x1o"``.
         num_interactions: message-passing layers.
         correlation: body order minus one of the product basis (MACE: 3).
+        product_l_max: largest ``l`` kept in intermediate products of the product basis.
         radial_hidden: widths of the radial MLP.
         readout_hidden: width of the last layer's MLP readout.
         avg_num_neighbors: normalisation of the neighbour sum (set from data by the trainer).
@@ -62,6 +64,7 @@ class EquivariantPotential(nn.Module):
         hidden_irreps: str = "32x0e+32x1o",
         num_interactions: int = 2,
         correlation: int = 3,
+        product_l_max: int = 1,
         radial_hidden: Sequence[int] = (64, 64),
         readout_hidden: int = 16,
         avg_num_neighbors: float = 8.0,
@@ -107,11 +110,9 @@ class EquivariantPotential(nn.Module):
                             avg_num_neighbors)
             )
             gate_in, gate = gate_for(irreps_out)
-            self.products.append(ProductBasis(irreps_a, gate_in, n_el, correlation, l_max=max_ell))
+            self.products.append(ProductBasis(irreps_a, gate_in, n_el, correlation, l_max=product_l_max))
             self.gates.append(gate)
-            self.self_connections.append(
-                o3.FullyConnectedTensorProduct(irreps_node, o3.Irreps(f"{n_el}x0e"), gate_in)
-            )
+            self.self_connections.append(ElementLinear(irreps_node, gate_in, n_el))
             self.readouts.append(MLPReadout(irreps_out, readout_hidden) if last else LinearReadout(irreps_out))
             irreps_node = irreps_out
 
@@ -151,7 +152,7 @@ class EquivariantPotential(nn.Module):
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
         ):
             a = inter(h, edge_sh, edge_radial, edge_index)  # (N, irreps_a.dim)
-            h = gate(prod(a, node_attrs) + sc(h, node_attrs))  # (N, irreps_out.dim)
+            h = gate(prod(a, species_idx) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         return (
             node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]

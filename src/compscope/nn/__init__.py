@@ -3,12 +3,12 @@
 from ._forces import forces_and_stress, prepare_strain
 from ._gate import gate_for
 from ._interaction import Interaction
-from ._product import ProductBasis
+from ._product import ElementLinear, ProductBasis
 from ._radial import BesselBasis, PolynomialCutoff, RadialEmbedding
 from ._readout import LinearReadout, MLPReadout
 from ._scatter import scatter_sum
 
 __all__ = [
-    "forces_and_stress", "prepare_strain", "gate_for", "Interaction", "ProductBasis", "BesselBasis",
+    "ElementLinear", "forces_and_stress", "prepare_strain", "gate_for", "Interaction", "ProductBasis", "BesselBasis",
     "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout", "scatter_sum",
 ]

@@ -1,11 +1,11 @@
 """Higher body order from channel-wise products of the atomic basis.
 
 MACE (Batatia et al. 2022, eq. 10) forms symmetric products :math:`B = A \\otimes \\dots \\otimes A` up to a
-correlation order :math:`\\nu` with element-dependent weights, using generalised Clebsch-Gordan coefficients. We use
-an equivalent construction built from e3nn's tensor products: iterated channel-wise ("uuu") products
-:math:`B^{(\\nu)} = B^{(\\nu-1)} \\otimes A` (each keeps every irrep up to ``l_max``), then an element-dependent
-linear map of :math:`[B^{(1)}, \\dots, B^{(\\nu)}]` to the output irreps. Each :math:`B^{(\\nu)}` carries
-:math:`(\\nu+1)`-body information per channel, as in MACE.
+correlation order :math:`\\nu` with element-dependent weights, using generalised Clebsch-Gordan coefficients.
+We use an equivalent construction built from e3nn's tensor products: iterated channel-wise ("uuu")
+products :math:`B^{(\\nu)} = B^{(\\nu-1)} \\otimes A` (intermediates keep irreps up to ``l_max``), then an
+element-dependent linear map of :math:`[B^{(1)}, \\dots, B^{(\\nu)}]` to the output irreps. Each
+:math:`B^{(\\nu)}` carries :math:`(\\nu+1)`-body information per channel, as in MACE.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from e3nn import o3
 from torch import nn
 
 
-def _uuu_product(irreps1: o3.Irreps, irreps2: o3.Irreps, l_max: int, mul: int):
+def _uuu_product(irreps1: o3.Irreps, irreps2: o3.Irreps, keep, mul: int):
     out, instructions = [], []
     for i, (_, ir1) in enumerate(irreps1):
         for j, (_, ir2) in enumerate(irreps2):
             for ir_out in ir1 * ir2:
-                if ir_out.l <= l_max:
+                if keep(ir_out):
                     instructions.append((i, j, len(out), "uuu", True))
                     out.append((mul, ir_out))
     out = o3.Irreps(out)
@@ -28,9 +28,28 @@ def _uuu_product(irreps1: o3.Irreps, irreps2: o3.Irreps, l_max: int, mul: int):
     instructions = [(i, j, perm[k], mode, w) for i, j, k, mode, w in instructions]
     tp = o3.TensorProduct(irreps1, irreps2, sorted_out, instructions, internal_weights=True, shared_weights=True)
     # merge repeated irreps with a linear map so the next product stays small
-    simplified = sorted_out.simplify()
-    merged = o3.Irreps([(mul, ir) for _, ir in simplified])
+    merged = o3.Irreps([(mul, ir) for _, ir in sorted_out.simplify()])
     return tp, o3.Linear(sorted_out, merged), merged
+
+
+class ElementLinear(nn.Module):
+    """An equivariant linear map with separate weights per chemical element.
+
+    Shapes:
+        x (N, irreps_in.dim), species (N,) element index -> (N, irreps_out.dim)
+    """
+
+    def __init__(self, irreps_in, irreps_out, num_elements: int):
+        super().__init__()
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.linears = nn.ModuleList(o3.Linear(o3.Irreps(irreps_in), self.irreps_out) for _ in range(num_elements))
+
+    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros((x.shape[0], self.irreps_out.dim))
+        for e, lin in enumerate(self.linears):
+            mask = species == e
+            out = out.index_put((mask,), lin(x[mask]))
+        return out
 
 
 class ProductBasis(nn.Module):
@@ -39,39 +58,41 @@ class ProductBasis(nn.Module):
     Args:
         irreps_a: irreps of the atomic basis ``A``; every irrep must have the same multiplicity.
         irreps_out: irreps of the output node features.
-        num_elements: number of chemical elements (one-hot size).
+        num_elements: number of chemical elements.
         correlation: body order minus one (1 = linear in ``A``, MACE uses 3).
-        l_max: largest ``l`` kept in intermediate products.
+        l_max: largest ``l`` kept in intermediate products (the last product keeps only ``irreps_out``'s).
 
     Shapes:
-        a (N, irreps_a.dim), node_attrs (N, num_elements) one-hot -> (N, irreps_out.dim)
+        a (N, irreps_a.dim), species (N,) element index -> (N, irreps_out.dim)
     """
 
-    def __init__(self, irreps_a, irreps_out, num_elements: int, correlation: int = 3, l_max: int = 2):
+    def __init__(self, irreps_a, irreps_out, num_elements: int, correlation: int = 3, l_max: int = 1):
         super().__init__()
         irreps_a = o3.Irreps(irreps_a)
+        irreps_out = o3.Irreps(irreps_out)
         muls = {mul for mul, _ in irreps_a}
         if len(muls) != 1:
             raise ValueError(f"ProductBasis needs equal multiplicities, got {irreps_a}")
         mul = muls.pop()
+        out_irs = {ir for _, ir in irreps_out}
         self.products = nn.ModuleList()
         self.mixers = nn.ModuleList()
         current = irreps_a
         collected = [irreps_a]
-        for _ in range(correlation - 1):
-            tp, mix, current = _uuu_product(current, irreps_a, l_max, mul)
+        for nu in range(2, correlation + 1):
+            last = nu == correlation
+            keep = (lambda ir: ir in out_irs) if last else (lambda ir: ir.l <= l_max)
+            tp, mix, current = _uuu_product(current, irreps_a, keep, mul)
             self.products.append(tp)
             self.mixers.append(mix)
             collected.append(current)
         self.irreps_cat = o3.Irreps(sum((list(c) for c in collected), []))
-        self.elementwise = o3.FullyConnectedTensorProduct(
-            self.irreps_cat, o3.Irreps(f"{num_elements}x0e"), o3.Irreps(irreps_out)
-        )
+        self.linear = ElementLinear(self.irreps_cat, irreps_out, num_elements)
 
-    def forward(self, a: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         feats = [a]
         b = a
         for tp, mix in zip(self.products, self.mixers):
             b = mix(tp(b, a))  # (N, merged.dim)
             feats.append(b)
-        return self.elementwise(torch.cat(feats, dim=-1), node_attrs)  # (N, irreps_out.dim)
+        return self.linear(torch.cat(feats, dim=-1), species)  # (N, irreps_out.dim)
