@@ -19,6 +19,8 @@ from ._molecules import smiles_hash
 from ._query import INCHIKEY_RE, MAX_K, check_count, mol_from_smiles, parse_filters, substructure_query
 
 log = logging.getLogger(__name__)
+_REQUIRED = ("fps", "wcounts", "bins", "rows", "smiles_blob", "smiles_off", "ids_blob", "ids_off", "smiles_hash",
+             "smiles_hash_pos")
 
 
 @dataclass
@@ -86,6 +88,12 @@ class SearchIndex:
         self.n = int(self.header["n"])
         self.property_names: list[str] = list(self.header.get("properties", []))
         a = self.arrays
+        missing = [k for k in _REQUIRED if k not in a]
+        if missing:
+            from ._errors import IndexFormatError
+
+            raise IndexFormatError(f"index {self.path} lacks arrays {missing} (older or foreign format); rebuild it "
+                                   "with `compscope search build`")
         self.fps, self.bins, self.rows = a["fps"], a["bins"], a["rows"]  # (N, W), (nbits+2,), (N,)
         self.wc = a["wcounts"]  # (N, W) uint8 per-word popcounts
         if self.fps.shape != (self.n, self.spec.nwords) or self.bins.shape != (self.spec.nbits + 2,):

@@ -1,0 +1,171 @@
+"""Index build, append, file format checks and bad input files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from compscope.search import (
+    FingerprintSpec,
+    IndexFormatError,
+    InputFileError,
+    SearchIndex,
+    append_index,
+    build_index,
+)
+
+from ._data import LIBRARY, library_records
+
+
+def test_build_stores_canonical_smiles_inchikeys_and_props(index):
+    from rdkit import Chem
+    from rdkit.Chem import Descriptors
+
+    recs = library_records()
+    assert len(index) == len(recs) == 3000
+    hit = index.exact(recs[123][0])
+    assert hit.ids == [recs[123][1]]
+    mol = Chem.MolFromSmiles(recs[123][0])
+    assert hit.smiles == [Chem.MolToSmiles(mol)]
+    assert index.inchikeys(hit.positions) == [Chem.MolToInchiKey(mol)]
+    assert hit.properties["mw"][0] == pytest.approx(Descriptors.MolWt(mol), rel=1e-5)
+    assert hit.properties["hbd"][0] == Chem.rdMolDescriptors.CalcNumHBD(mol)
+    pop = np.unpackbits(np.asarray(index.fps).view(np.uint8), axis=1).sum(1)
+    assert np.all(np.diff(pop) >= 0), "rows must be sorted by popcount"
+    assert np.array_equal(np.asarray(index.bins)[pop[:5]] <= np.arange(5), np.ones(5, bool))
+
+
+def test_parallel_build_equals_serial_and_reports_invalid_lines(tmp_path):
+    recs = library_records()[:400]
+    src = tmp_path / "mix.smi"
+    lines = [f"{s} {i}" for s, i in recs]
+    lines.insert(10, "C1CC bad_ring")  # line 11 (1-based)
+    lines.insert(100, "Xx(C) bad_atom")  # line 101
+    src.write_text("\n".join(lines) + "\n")
+    r1 = build_index(src, tmp_path / "a.csi", n_jobs=1, chunk_size=100)
+    r2 = build_index(src, tmp_path / "b.csi", n_jobs=2, chunk_size=100)
+    assert r1.n_molecules == r2.n_molecules == 400
+    assert r1.n_invalid == r2.n_invalid == 2
+    assert [ln for ln, _ in r2.invalid] == [11, 101]
+    assert (tmp_path / "b.csi" / "invalid.tsv").read_text().splitlines()[0].startswith("11\tC1CC")
+    a, b = SearchIndex.open(tmp_path / "a.csi"), SearchIndex.open(tmp_path / "b.csi")
+    assert np.array_equal(a.fps, b.fps) and np.array_equal(a.rows, b.rows)
+
+
+def test_csv_columns_and_gzip(tmp_path):
+    recs = library_records()[:50]
+    src = tmp_path / "mols.csv.gz"
+    with gzip.open(src, "wt") as fh:
+        fh.write("name,weight,Structure\n")
+        for s, i in recs:
+            fh.write(f"{i},1.0,{s}\n")
+    build_index(src, tmp_path / "c.csi", smiles_col="Structure", id_col="name", n_jobs=1)
+    idx = SearchIndex.open(tmp_path / "c.csi")
+    assert idx.exact(recs[7][0]).ids == [recs[7][1]]
+    with pytest.raises(InputFileError, match="no column 'nope'"):
+        build_index(src, tmp_path / "d.csi", smiles_col="nope", n_jobs=1)
+
+
+def test_append_equals_full_build(tmp_path):
+    recs = library_records()[:300]
+    (tmp_path / "p1.smi").write_text("".join(f"{s} {i}\n" for s, i in recs[:200]))
+    (tmp_path / "p2.smi").write_text("".join(f"{s} {i}\n" for s, i in recs[200:]) + "not_a_smiles x\n")
+    (tmp_path / "all.smi").write_text("".join(f"{s} {i}\n" for s, i in recs))
+    build_index(tmp_path / "p1.smi", tmp_path / "inc.csi", n_jobs=1)
+    rep = append_index(tmp_path / "inc.csi", tmp_path / "p2.smi", n_jobs=1)
+    assert rep.n_added == 100 and rep.n_invalid == 1 and rep.n_molecules == 300
+    build_index(tmp_path / "all.smi", tmp_path / "full.csi", n_jobs=1)
+    inc, full = SearchIndex.open(tmp_path / "inc.csi"), SearchIndex.open(tmp_path / "full.csi")
+    assert np.array_equal(inc.fps, full.fps) and np.array_equal(inc.rows, full.rows)
+    q = recs[250][0]
+    assert inc.top_k(q, 5).ids == full.top_k(q, 5).ids
+    assert inc.exact(q, by="inchikey").ids == [recs[250][1]]
+
+
+@pytest.mark.parametrize("spec", [FingerprintSpec("fcfp", 2, 1024), FingerprintSpec("maccs"),
+                                  FingerprintSpec("morgan", 3, 4096, counts=True)])
+def test_fingerprint_options(tmp_path, spec):
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator, rdMolDescriptors
+
+    recs = library_records()[:200]
+    (tmp_path / "m.smi").write_text("".join(f"{s} {i}\n" for s, i in recs))
+    build_index(tmp_path / "m.smi", tmp_path / "f.csi", spec, n_jobs=1, pattern=False, inchikey=False)
+    idx = SearchIndex.open(tmp_path / "f.csi")
+    assert idx.spec == spec
+    mols = [Chem.MolFromSmiles(s) for s, _ in recs]
+    if spec.kind == "maccs":
+        fps = [rdMolDescriptors.GetMACCSKeysFingerprint(m) for m in mols]
+    else:
+        kw = {"atomInvariantsGenerator": rdFingerprintGenerator.GetMorganFeatureAtomInvGen()} \
+            if spec.kind == "fcfp" else {}
+        gen = rdFingerprintGenerator.GetMorganGenerator(radius=spec.radius, fpSize=spec.nbits,
+                                                        countSimulation=spec.counts, **kw)
+        fps = [gen.GetFingerprint(m) for m in mols]
+    ref = DataStructs.BulkTanimotoSimilarity(fps[3], fps)
+    r = idx.similarity(recs[3][0], threshold=0.3)
+    expect = {recs[i][1]: s for i, s in enumerate(ref) if s >= 0.3}
+    assert set(r.ids) == set(expect)
+    for i, s in zip(r.ids, r.scores):
+        assert s == pytest.approx(expect[i], abs=1e-6)
+
+
+def test_not_smiles_files_are_rejected(tmp_path):
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\nwater\nO 0 0 0\nH 0 0 1\nH 0 1 0\n" * 20)
+    with pytest.raises(InputFileError, match="does not look like a SMILES file"):
+        build_index(xyz, tmp_path / "x.csi", n_jobs=1)
+    binary = tmp_path / "blob.smi"
+    binary.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(InputFileError, match="binary file"):
+        build_index(binary, tmp_path / "y.csi", n_jobs=1)
+    empty = tmp_path / "empty.smi"
+    empty.write_text("\n\n")
+    with pytest.raises(InputFileError, match="no valid SMILES"):
+        build_index(empty, tmp_path / "z.csi", n_jobs=1)
+    with pytest.raises(InputFileError, match="does not exist"):
+        build_index(tmp_path / "missing.smi", tmp_path / "w.csi", n_jobs=1)
+    bad_gz = tmp_path / "cut.smi.gz"
+    data = gzip.compress("".join(f"{s} {i}\n" for s, i in library_records()).encode())
+    bad_gz.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="truncated"):
+        build_index(bad_gz, tmp_path / "v.csi", n_jobs=1)
+
+
+def test_existing_output_needs_overwrite(index_path, tmp_path):
+    with pytest.raises(IndexFormatError, match="--overwrite"):
+        build_index(LIBRARY, index_path, n_jobs=1)
+
+
+def test_truncated_and_foreign_indexes(index_path, tmp_path):
+    bad = tmp_path / "trunc.csi"
+    shutil.copytree(index_path, bad)
+    data = (bad / "fps.npy").read_bytes()
+    (bad / "fps.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(IndexFormatError, match="truncated"):
+        SearchIndex.open(bad)
+    foreign = tmp_path / "foreign.csi"
+    foreign.mkdir()
+    (foreign / "header.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(IndexFormatError, match="not a compscope search index"):
+        SearchIndex.open(foreign)
+    f = tmp_path / "file.csi"
+    f.write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(IndexFormatError, match="not a compscope search index"):
+        SearchIndex.open(f)
+    missing = tmp_path / "missing.csi"
+    shutil.copytree(index_path, missing)
+    (missing / "wcounts.npy").unlink()
+    with pytest.raises(IndexFormatError, match="missing"):
+        SearchIndex.open(missing)
+    newer = tmp_path / "newer.csi"
+    shutil.copytree(index_path, newer)
+    h = json.loads((newer / "header.json").read_text())
+    h["version"] = 99
+    (newer / "header.json").write_text(json.dumps(h))
+    with pytest.raises(IndexFormatError, match="version 99"):
+        SearchIndex.open(newer)
