@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from compscope.pde import (
+    EQUATIONS,
+    ResolutionError,
+    UnknownEquationError,
+    check_resolution,
+    forcing_cell_average,
+    get_equation,
+    periodic_grid,
+)
+
+
+def test_unknown_equation_lists_valid_names():
+    with pytest.raises(UnknownEquationError, match="E1, E2, E3, WE1, WE2, WE3"):
+        get_equation("E4")
+    assert get_equation("we2").name == "WE2"
+
+
+@pytest.mark.parametrize("nx", [30, 64, 0, 201])
+def test_resolution_must_divide_reference(nx):
+    with pytest.raises(ResolutionError, match="does not divide the reference grid"):
+        check_resolution(get_equation("E1"), nx)
+
+
+def test_paper_resolutions_accepted():
+    for eq in EQUATIONS.values():
+        for nx in eq.resolutions:
+            assert check_resolution(eq, nx) == nx
+    with pytest.raises(ResolutionError, match="too small"):
+        check_resolution(get_equation("WE1"), 3)
+
+
+def test_periodic_grid_does_not_repeat_endpoint():
+    x = periodic_grid(16.0, 100)
+    assert x[0] > 0 and x[-1] < 16.0
+    np.testing.assert_allclose(np.diff(x), 0.16)
+    np.testing.assert_allclose((x[-1] + 0.16) % 16.0, x[0], atol=1e-12)  # one step past the end wraps to x[0]
+
+
+def test_sampling_is_seeded_and_in_range():
+    eq = get_equation("E3")
+    a = eq.sample(np.random.default_rng([0, 1]))
+    b = eq.sample(np.random.default_rng([0, 1]))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    draws = [eq.sample(np.random.default_rng(i)) for i in range(200)]
+    A = np.concatenate([d["A"] for d in draws])
+    assert -0.5 <= A.min() and A.max() <= 0.5
+    om = np.concatenate([d["omega"] for d in draws])
+    assert -0.4 <= om.min() and om.max() <= 0.4
+    assert set(np.concatenate([d["l"] for d in draws]).astype(int)) == {1, 2, 3}
+    assert all(0 <= d["alpha"] <= 3 and 0 <= d["beta"] <= 0.4 and 0 <= d["gamma"] <= 1 for d in draws)
+    e1 = get_equation("E1").sample(np.random.default_rng(0))
+    assert (e1["alpha"], e1["beta"], e1["gamma"]) == (1.0, 0.0, 0.0)
+
+
+def test_forcing_cell_average_matches_quadrature():
+    p = get_equation("E1").sample(np.random.default_rng(3))
+    nx, L = 40, 16.0
+    h = L / nx
+    xq, wq = np.polynomial.legendre.leggauss(8)
+    x = periodic_grid(L, nx)
+    pts = x[:, None] + 0.5 * h * xq[None, :]
+    k = 2 * np.pi * p["l"] / L
+    f = np.sum(p["A"] * np.sin(0.7 * p["omega"] + k * pts[..., None] + p["phi"]), -1)
+    np.testing.assert_allclose(forcing_cell_average(p, L, nx, 0.7), (f * wq).sum(1) / 2, atol=1e-13)
+
+
+def test_wave_boundary_sampling():
+    assert get_equation("WE1").sample(np.random.default_rng(0))["b_left"] == 0.0
+    assert get_equation("WE2").sample(np.random.default_rng(0))["a_right"] == 0.0
+    kinds = set()
+    for i in range(60):
+        p = get_equation("WE3").sample(np.random.default_rng(i))
+        kinds.add((float(p["a_left"]) in (0.0, 1.0)) and (float(p["b_left"]) in (0.0, 1.0)))
+        np.testing.assert_allclose(p["a_left"] ** 2 + p["b_left"] ** 2, 1.0)
+    assert kinds == {True, False}  # Dirichlet/Neumann and Robin both occur
