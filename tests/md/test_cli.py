@@ -55,3 +55,11 @@ def test_cli_bad_input(ar_cluster, tmp_path):
     junk.write_bytes(b"not a model")
     with pytest.raises(Exception, match="not a usable model"):
         load_potential(junk)
+
+
+def test_cli_reference_bad_input(tmp_path):
+    r = CliRunner().invoke(app, ["md", "reference", "chignolin", "--out", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "only 'alanine-dipeptide'" in r.output
+    r = CliRunner().invoke(app, ["md", "reference", "alanine-dipeptide", "--solvent", "water",
+                                 "--out", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "unknown solvent" in r.output

@@ -1,0 +1,15 @@
+"""Reference data generators (classical MD with OpenMM, fanned out with Ray)."""
+
+from ._alanine import (
+    PDB_PATH,
+    PHI,
+    PSI,
+    ReferenceError,
+    dihedral,
+    generate_alanine_dipeptide,
+    plot_free_energy,
+    run_replica,
+)
+
+__all__ = ["PDB_PATH", "PHI", "PSI", "ReferenceError", "dihedral", "generate_alanine_dipeptide", "plot_free_energy",
+           "run_replica"]

@@ -1,0 +1,323 @@
+"""Alanine-dipeptide reference data: classical OpenMM MD (amber14), replicas fanned out with Ray.
+
+Each replica is one Ray task running Langevin dynamics (``LangevinMiddleIntegrator``, bonds to H
+constrained) from the committed ``alanine-dipeptide.pdb`` (see ``_build_pdb.py`` for its provenance),
+after a short minimisation. Workers write their frames and an OpenMM checkpoint to a shard file
+(``<out>.parts/replica_XXXX.npz``, written atomically) every ``chunk_frames`` frames; the driver moves
+finished shards into the HDF5 file. Re-running the command resumes unfinished shards from their
+checkpoint and appends new replicas to the file.
+
+HDF5 layout::
+
+    /                   attrs: system, forcefield, solvent, temperature_K, dt_fs, save_every
+    /atomic_numbers     (22,)
+    /topology_pdb       the PDB text
+    /replicas/XXXX/     attrs: seed, steps, wall_s, ns_per_day, platform
+        positions (T, 22, 3) Å; forces (T, 22, 3) eV/Å; energy (T,) eV; phi, psi (T,) rad; time_ps (T,)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
+           "plot_free_energy"]
+
+log = logging.getLogger(__name__)
+
+PDB_PATH = Path(__file__).with_name("alanine-dipeptide.pdb")
+SOLVENTS = {"vacuum": [], "obc": ["implicit/obc2.xml"], "obc2": ["implicit/obc2.xml"], "gbn2": ["implicit/gbn2.xml"]}
+FORCEFIELD = "amber14-all.xml"
+# atom indices (0-based, in PDB order) of the backbone dihedrals
+PHI = (1, 6, 7, 9)  # C(ACE) - N - CA - C
+PSI = (6, 7, 9, 16)  # N - CA - C - N(NME)
+
+
+class ReferenceError(RuntimeError):  # noqa: A001 - our own error type, scoped to this module
+    """Reference-data generation cannot go on; the message says what to do."""
+
+
+def dihedral(pos: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarray:
+    """Dihedral angles (T,) in radians, in (-pi, pi], of atoms ``idx`` over frames ``pos`` (T, N, 3)."""
+    p0, p1, p2, p3 = (pos[:, i] for i in idx)
+    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
+    b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
+    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
+    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
+    x = (v * w).sum(-1)
+    y = (np.cross(b1n, v) * w).sum(-1)
+    return np.arctan2(y, x)
+
+
+def _system(solvent: str):
+    from openmm import app
+
+    if solvent not in SOLVENTS:
+        raise ReferenceError(f"unknown solvent {solvent!r}: choose vacuum, obc or gbn2")
+    pdb = app.PDBFile(str(PDB_PATH))
+    ff = app.ForceField(FORCEFIELD, *SOLVENTS[solvent])
+    system = ff.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
+    return pdb, system
+
+
+def _atomic_write_npz(path: Path, **arrays) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run_replica(spec: dict, max_steps: int | None = None) -> str:
+    """Run (or resume) one replica described by ``spec``; return the path of its finished shard.
+
+    ``spec``: ``replica, seed, steps, dt_fs, temperature, save_every, solvent, platform, shard, chunk_frames``.
+    ``max_steps`` stops early (the shard stays resumable), as an interrupted run would.
+    """
+    import openmm as mm
+    import openmm.unit as u
+    from ase import units
+
+    kj_per_ev = 1.0 / (units.kJ / units.mol)
+    shard = Path(spec["shard"])
+    pdb, system = _system(spec["solvent"])
+    # OpenMM treats seed 0 as "pick one at random": shift by one to keep runs reproducible
+    integ = mm.LangevinMiddleIntegrator(spec["temperature"] * u.kelvin, 1.0 / u.picosecond,
+                                        spec["dt_fs"] * u.femtosecond)
+    integ.setRandomNumberSeed(int(spec["seed"]) % (2**31 - 2) + 1)
+    platform = mm.Platform.getPlatformByName(spec["platform"])
+    props = {"Threads": "1"} if spec["platform"] == "CPU" else {}
+    ctx = mm.Context(system, integ, platform, props)
+    frames: dict[str, list] = {"positions": [], "forces": [], "energy": [], "time_ps": []}
+    done, wall = 0, 0.0
+    if shard.exists():
+        with np.load(shard) as z:
+            for k in frames:
+                frames[k] = list(z[k])
+            done = int(z["done"])
+            wall = float(z["wall_s"])
+            ctx.loadCheckpoint(z["checkpoint"].tobytes())
+    else:
+        ctx.setPositions(pdb.positions)
+        mm.LocalEnergyMinimizer.minimize(ctx, 1.0, 200)
+        ctx.setVelocitiesToTemperature(spec["temperature"] * u.kelvin, int(spec["seed"]) % (2**31 - 2) + 1)
+    total = int(spec["steps"]) if max_steps is None else min(int(spec["steps"]), int(max_steps))
+    every = int(spec["save_every"])
+    since_write = 0
+    while done < total:
+        n = min(every, total - done)
+        t0 = time.perf_counter()
+        integ.step(n)
+        wall += time.perf_counter() - t0
+        done += n
+        if done % every == 0:
+            st = ctx.getState(getPositions=True, getForces=True, getEnergy=True)
+            frames["positions"].append(st.getPositions(asNumpy=True).value_in_unit(u.angstrom))
+            frames["forces"].append(st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.angstrom)
+                                    / kj_per_ev)
+            frames["energy"].append(st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / kj_per_ev)
+            frames["time_ps"].append(done * spec["dt_fs"] / 1000.0)
+            since_write += 1
+        if since_write >= spec.get("chunk_frames", 20) or done >= total:
+            chk = np.frombuffer(ctx.createCheckpoint(), dtype=np.uint8)
+            _atomic_write_npz(shard, done=done, wall_s=wall, checkpoint=chk, spec=json.dumps(spec),
+                              **{k: np.asarray(v, dtype=np.float64) for k, v in frames.items()})
+            since_write = 0
+    return str(shard)
+
+
+def _merge(h5, shard: Path) -> int:
+    with np.load(shard) as z:
+        spec = json.loads(str(z["spec"]))
+        if int(z["done"]) < int(spec["steps"]):
+            return 0
+        g = h5.require_group(f"replicas/{int(spec['replica']):04d}")
+        pos = z["positions"].reshape(-1, 22, 3)
+        for k in ("positions", "forces", "energy", "time_ps"):
+            if k in g:
+                del g[k]
+            g[k] = z[k].reshape(pos.shape) if k in ("positions", "forces") else z[k]
+        g["phi"] = dihedral(pos, PHI)
+        g["psi"] = dihedral(pos, PSI)
+        sim_ns = int(spec["steps"]) * spec["dt_fs"] * 1e-6
+        g.attrs.update({"seed": spec["seed"], "steps": spec["steps"], "wall_s": float(z["wall_s"]),
+                        "ns_per_day": sim_ns / max(float(z["wall_s"]), 1e-9) * 86400.0,
+                        "platform": spec["platform"]})
+        g["positions"].attrs["unit"] = "angstrom"
+        g["forces"].attrs["unit"] = "eV/angstrom"
+        g["energy"].attrs["unit"] = "eV"
+    shard.unlink()
+    return len(pos)
+
+
+def generate_alanine_dipeptide(
+    out: str | Path,
+    solvent: str = "vacuum",
+    replicas: int = 4,
+    steps: int = 10000,
+    dt_fs: float = 1.0,
+    temperature: float = 300.0,
+    save_every: int = 100,
+    workers: int | None = None,
+    seed: int = 0,
+    platform: str = "CPU",
+    plot: bool = True,
+    chunk_frames: int = 20,
+) -> dict:
+    """Generate (or extend, or resume) an alanine-dipeptide reference data set.
+
+    Args:
+        out: HDF5 file; created, or new replicas appended (same solvent/temperature/dt required).
+        solvent: ``vacuum``, ``obc`` (OBC2 GB) or ``gbn2``.
+        replicas: new replicas to add (unfinished replicas of an interrupted run are resumed first and
+            count towards this number).
+        steps: steps per replica.
+        dt_fs: time step (fs); bonds to hydrogen are constrained.
+        temperature: K.
+        save_every: steps between saved frames.
+        workers: Ray worker processes (default: all cores).
+        seed: base seed; replica ``k`` (numbered across the whole file) uses ``seed + k``.
+        platform: OpenMM platform (``CPU`` or ``Reference``).
+        plot: write ``<out stem>_phi_psi.png``.
+
+    Returns:
+        dict with ``new_replicas``, ``total_replicas``, ``total_frames``, ``total_ns``, ``ns_per_day``.
+    """
+    import h5py
+
+    out = Path(out)
+    if solvent not in SOLVENTS:
+        raise ReferenceError(f"unknown solvent {solvent!r}: choose vacuum, obc or gbn2")
+    if replicas < 0 or steps < 1 or save_every < 1 or steps % save_every:
+        raise ReferenceError(f"need replicas >= 0 and steps ({steps}) a positive multiple of save_every ({save_every})")
+    if dt_fs > 4.0:
+        raise ReferenceError(f"dt {dt_fs} fs is too large for amber14 with H-bond constraints; use <= 2 fs")
+    meta = {"system": "alanine-dipeptide (ACE-ALA-NME)", "forcefield": FORCEFIELD + "".join(
+        f" + {x}" for x in SOLVENTS[solvent]), "solvent": solvent, "temperature_K": float(temperature),
+        "dt_fs": float(dt_fs), "save_every": int(save_every)}
+    parts = out.with_name(out.name + ".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        h5 = h5py.File(out, "a")
+    except OSError as err:
+        raise ReferenceError(f"{out} cannot be opened as HDF5 ({err}); move it away or pick another --out") from err
+    with h5:
+        if "atomic_numbers" in h5:
+            old = {k: h5.attrs[k] for k in meta}
+            bad = {k: (old[k], meta[k]) for k in meta if (old[k] != meta[k] if not isinstance(meta[k], float)
+                                                         else abs(float(old[k]) - meta[k]) > 1e-9)}
+            if bad:
+                raise ReferenceError(f"{out} holds data made with other settings {bad}; use the same settings to "
+                                     "add to it, or another --out file")
+        else:
+            from ase.io import read
+
+            h5.attrs.update(meta)
+            h5["atomic_numbers"] = read(PDB_PATH).get_atomic_numbers()
+            h5["topology_pdb"] = PDB_PATH.read_text()
+        n_existing = len(h5.get("replicas", {}))
+        # finish shards already complete but not merged (driver interrupted after the workers were done)
+        for s in sorted(parts.glob("replica_*.npz")):
+            _merge(h5, s)
+        n_existing = len(h5.get("replicas", {}))
+    pending = [s for s in sorted(parts.glob("replica_*.npz")) if not s.name.endswith(".tmp.npz")]
+    specs = []
+    for s in pending:
+        with np.load(s) as z:
+            specs.append(json.loads(str(z["spec"])))
+    used = {sp["replica"] for sp in specs}
+    k = n_existing
+    while len(specs) < max(replicas, len(pending)):
+        while k in used:
+            k += 1
+        specs.append({"replica": k, "seed": int(seed) + k, "steps": int(steps), "dt_fs": float(dt_fs),
+                      "temperature": float(temperature), "save_every": int(save_every), "solvent": solvent,
+                      "platform": platform, "shard": str(parts / f"replica_{k:04d}.npz"),
+                      "chunk_frames": int(chunk_frames)})
+        used.add(k)
+    t0 = time.perf_counter()
+    shards = _fan_out(specs, workers)
+    with h5py.File(out, "a") as h5:
+        for s in shards:
+            _merge(h5, Path(s))
+        reps = h5.require_group("replicas")
+        total_frames = sum(len(reps[r]["energy"]) for r in reps)
+        total_ns = sum(int(reps[r].attrs["steps"]) * float(h5.attrs["dt_fs"]) * 1e-6 for r in reps)
+        rates = [float(reps[f"{sp['replica']:04d}"].attrs["ns_per_day"]) for sp in specs]
+        phi = np.concatenate([reps[r]["phi"][:] for r in reps])
+        psi = np.concatenate([reps[r]["psi"][:] for r in reps])
+        n_total = len(reps)
+    if not any(parts.iterdir()):
+        parts.rmdir()
+    info = {"new_replicas": len(specs), "total_replicas": n_total, "total_frames": int(total_frames),
+            "total_ns": total_ns, "ns_per_day": float(np.mean(rates)) if rates else 0.0,
+            "wall_s": time.perf_counter() - t0, "path": str(out)}
+    if plot:
+        info["png"] = str(plot_free_energy(phi, psi, out.with_name(out.stem + "_phi_psi.png"), temperature,
+                                           title=f"alanine dipeptide, {solvent}, {total_ns:.3f} ns"))
+    return info
+
+
+def _fan_out(specs: list[dict], workers: int | None) -> list[str]:
+    """Run replicas as Ray tasks (one CPU each) on ``workers`` local processes."""
+    if not specs:
+        return []
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=1)(run_replica)
+        from rich.progress import Progress
+
+        refs = [task.remote(sp) for sp in specs]
+        out = []
+        with Progress(transient=True) as bar:
+            t = bar.add_task(f"{len(specs)} alanine-dipeptide replicas", total=len(refs))
+            pending = list(refs)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                out.extend(ray.get(ready))
+                bar.advance(t)
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def plot_free_energy(phi: np.ndarray, psi: np.ndarray, path: str | Path, temperature: float = 300.0,
+                     title: str = "") -> Path:
+    """Ramachandran free-energy surface ``-kT ln p(phi, psi)`` (kJ/mol) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kT = 0.0083144626 * temperature  # kJ/mol
+    h, xe, ye = np.histogram2d(np.degrees(phi), np.degrees(psi), bins=60, range=[[-180, 180], [-180, 180]],
+                               density=True)
+    with np.errstate(divide="ignore"):
+        f = -kT * np.log(h)
+    f -= np.nanmin(f[np.isfinite(f)]) if np.isfinite(f).any() else 0.0
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    im = ax.pcolormesh(xe, ye, np.where(np.isfinite(f), f, np.nan).T, cmap="viridis", shading="flat")
+    fig.colorbar(im, ax=ax, label="free energy (kJ/mol)")
+    ax.set_xlabel("φ (deg)")
+    ax.set_ylabel("ψ (deg)")
+    ax.set_title(title or f"{len(phi)} frames", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    plt.close(fig)
+    path = Path(path)
+    path.write_bytes(buf.getvalue())
+    return path
