@@ -163,10 +163,13 @@ def load_qm9(path: str | os.PathLike | None = None, rebuild: bool = False) -> QM
         return QM9(**d)
     log.info("converting qm9pack CSV -> %s (once)", cache)
     q = convert_qm9pack()
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save(q.__dict__, tmp)
-    os.replace(tmp, cache)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        torch.save(q.__dict__, tmp)
+        os.replace(tmp, cache)
+    except OSError as e:  # read-only data dir: still usable, just not cached
+        log.warning("could not cache QM9 at %s (%s); set COMPSCOPE_DATA to a writable directory", cache, e)
     return q
 
 
