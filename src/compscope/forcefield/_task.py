@@ -98,7 +98,7 @@ class ForceFieldTask(L.LightningModule):
         loss, parts = self.loss(pred, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"non-finite loss ({float(loss)}) at epoch {self.current_epoch}, batch {batch_idx} "
+                f"non-finite loss ({float(loss.detach())}) at epoch {self.current_epoch}, batch {batch_idx} "
                 f"(frames {[d.get('config_type', '?') for d in (batch.info or [])][:3]}...). "
                 "Lower the learning rate or check the data; the last good checkpoint is kept."
             )
@@ -142,9 +142,11 @@ class ForceFieldTask(L.LightningModule):
 
     # RNG state travels with the checkpoint, so a resumed run continues exactly
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        # plain types and tensors only, so checkpoints load with torch.load(weights_only=True)
         checkpoint["rng"] = {
             "torch": torch.get_rng_state(),
-            "numpy": np.random.get_state(),
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
             "python": random.getstate(),
         }
 
@@ -152,5 +154,6 @@ class ForceFieldTask(L.LightningModule):
         rng = checkpoint.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
-            np.random.set_state(rng["numpy"])
+            name, keys, pos, has_gauss, cached = rng["numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
             random.setstate(rng["python"])

@@ -1,0 +1,5 @@
+"""``python -m compscope`` is the same as the ``compscope`` command."""
+
+from compscope.cli import main
+
+main()

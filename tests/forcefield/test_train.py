@@ -1,0 +1,94 @@
+import json
+
+import pytest
+import torch
+import yaml
+
+from compscope.forcefield import fit, resolve_config
+from compscope.forcefield._fit import build
+from compscope.train import ConfigError
+
+from .conftest import TRAIN, tiny_config
+
+
+def test_training_outputs_and_loss_decreases(trained_run):
+    for name in ("model.pt", "parity.png", "learning_curves.png", "metrics.jsonl", "metrics.csv", "errors.json",
+                 "config.yaml", "versions.json", "checkpoints/last.ckpt"):
+        assert (trained_run / name).exists(), name
+    rows = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    table = json.loads((trained_run / "errors.json").read_text())
+    assert set(table) == {"valid", "test"}
+    assert table["test"]["frames"] == 20
+    for key in ("energy_mae_meV_atom", "energy_rmse_meV_atom", "forces_mae_meV_A", "forces_rmse_meV_A"):
+        assert table["test"][key] > 0
+
+
+def test_float32_switch(tmp_path):
+    cfg = resolve_config(tiny_config(tmp_path / "r", dtype="float32"))
+    _, task = build(cfg)
+    assert next(task.model.parameters()).dtype == torch.float32
+
+
+def test_shipped_configs_build(monkeypatch, tmp_path):
+    """Every shipped force-field config resolves and builds (data paths pointed at the test fixture)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "forcefield"
+    configs = sorted(root.glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text())
+        cfg["data"].update({"train": str(TRAIN), "test": None, "e0": "least_squares", "n_valid": 5})
+        cfg["out"] = str(tmp_path / path.stem)
+        resolved = resolve_config(cfg)
+        data, task = build(resolved)
+        assert task.model.cutoff == cfg["model"]["r_max"]
+
+
+def test_unknown_key_names_allowed_keys(tmp_path):
+    cfg = tiny_config(tmp_path / "r")
+    cfg["task"]["learning_rate"] = 0.1
+    with pytest.raises(ConfigError, match=r"'task'.*\['learning_rate'\].*Allowed keys.*'lr'"):
+        resolve_config(cfg)
+    cfg = tiny_config(tmp_path / "r")
+    cfg["model"]["hiden_irreps"] = "8x0e"
+    with pytest.raises(ConfigError, match="hiden_irreps"):
+        resolve_config(cfg)
+
+
+def test_refuses_to_overwrite_and_unsafe_resume(tmp_path, trained_run):
+    cfg = yaml.safe_load((trained_run / "config.yaml").read_text())
+    with pytest.raises(ConfigError, match="--resume"):
+        fit(cfg)
+    cfg["model"]["r_max"] = 3.5
+    with pytest.raises(ConfigError, match="differ"):
+        fit(cfg, resume=True)
+
+
+def test_data_without_forces(tmp_path):
+    p = tmp_path / "noforces.xyz"
+    p.write_text("".join(
+        f'3\nProperties=species:S:1:pos:R:3 energy={-1.0 - i}\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 {0.01 * i}\n'
+        for i in range(8)
+    ))
+    cfg = tiny_config(tmp_path / "r")
+    cfg["data"].update({"train": str(p), "test": None, "n_train": None, "n_valid": 2})
+    with pytest.raises(ValueError, match="no forces under key 'forces'"):
+        fit(cfg)
+
+
+def test_nan_loss_stops_with_batch(tmp_path):
+    from ase.io import read, write
+
+    from compscope.forcefield import NonFiniteLossError
+
+    frames = read(TRAIN, ":12")
+    bad = frames[3]
+    bad.calc.results["forces"] = bad.calc.results["forces"] * 1e200  # finite in the file, overflows in the loss
+    p = tmp_path / "bad.xyz"
+    write(p, frames, format="extxyz")
+    cfg = tiny_config(tmp_path / "r", data={"train": str(p), "test": None, "n_train": None, "n_valid": 2})
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch \d+.*last good checkpoint"):
+        fit(cfg)
