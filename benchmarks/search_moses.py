@@ -18,6 +18,7 @@ import argparse
 import gzip
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,14 @@ SUBSTRUCTURE_QUERIES = {  # name -> SMARTS/SMILES, from unselective to rare
 }
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children (load-independent build cost)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -45,10 +54,15 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def stats_ms(ts: list[float]) -> dict:
+def stats_ms(ts: list[float], cpu: list[float] | None = None) -> dict:
     a = np.asarray(ts) * 1e3
-    return {"mean_ms": float(a.mean()), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
-            "max_ms": float(a.max()), "n": len(a)}
+    out = {"mean_ms": float(a.mean()), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95)),
+           "max_ms": float(a.max()), "n": len(a)}
+    if cpu is not None:  # thread CPU time: what the query costs on an otherwise idle core
+        c = np.asarray(cpu) * 1e3
+        out |= {"cpu_mean_ms": float(c.mean()), "cpu_median_ms": float(np.median(c)),
+                "cpu_p95_ms": float(np.percentile(c, 95))}
+    return out
 
 
 def moses_path(name: str) -> Path:
@@ -80,13 +94,15 @@ def build_ours(smi: Path, workdir: Path, reuse: bool) -> dict:
     if reuse and rec_path.exists() and (workdir / "lib.csi").exists():
         return json.loads(rec_path.read_text()) | {"reused": True}
     rec = {}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     rep = build_index(smi, workdir / "lib_simonly.csi", n_jobs=2, inchikey=False, pattern=False,
-                      properties=False, progress=True, overwrite=True)
-    rec["similarity_only_s"] = time.perf_counter() - t
-    t = time.perf_counter()
+                      properties=False, progress=True, overwrite=True, chunk_size=10000)
+    rec["similarity_only_s"], rec["similarity_only_cpu_s"] = time.perf_counter() - t, cpu_s() - c
+    rec["similarity_only_loadavg_after"] = list(os.getloadavg())
+    t, c = time.perf_counter(), cpu_s()
     rep = build_index(smi, workdir / "lib.csi", n_jobs=2, progress=True, overwrite=True, chunk_size=10000)
-    rec["full_s"] = time.perf_counter() - t
+    rec["full_s"], rec["full_cpu_s"] = time.perf_counter() - t, cpu_s() - c
+    rec["full_loadavg_after"] = list(os.getloadavg())
     rec["n_molecules"], rec["n_invalid"] = rep.n_molecules, rep.n_invalid
     rec["index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib.csi").iterdir())
     rec["similarity_only_index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib_simonly.csi").iterdir())
@@ -101,9 +117,10 @@ def build_fpsim2(smi: Path, workdir: Path, reuse: bool) -> dict:
     rec_path = workdir / "build_fpsim2.json"
     if reuse and rec_path.exists() and h5.exists():
         return json.loads(rec_path.read_text()) | {"reused": True}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), cpu_s()
     create_db_file(str(smi), str(h5), "smiles", "Morgan", {"radius": 2, "fpSize": 2048})
-    rec = {"build_s": time.perf_counter() - t, "file_bytes": h5.stat().st_size}
+    rec = {"build_s": time.perf_counter() - t, "build_cpu_s": cpu_s() - c, "file_bytes": h5.stat().st_size,
+           "loadavg_after": list(os.getloadavg())}
     rec_path.write_text(json.dumps(rec))
     return rec
 
@@ -138,14 +155,16 @@ def similarity_bench(workdir: Path, queries: list[str]) -> dict:
         ("threshold_0.7", lambda q: idx.similarity(q, 0.7), lambda q: eng.similarity(q, 0.7, n_workers=1)),
         ("top10", lambda q: idx.top_k(q, k=10), lambda q: eng.top_k(q, k=10, threshold=0.0, n_workers=1)),
     ]:
-        t_ours, t_fp, same_set, same_scores, n_hits = [], [], 0, 0, []
+        t_ours, t_fp, c_ours, c_fp, same_set, same_scores, n_hits = [], [], [], [], 0, 0, []
         for q in queries:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             r = ours_fn(q)
             t_ours.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            c_ours.append(time.thread_time() - c)
+            t, c = time.perf_counter(), time.thread_time()
             f = fp_fn(q)
             t_fp.append(time.perf_counter() - t)
+            c_fp.append(time.thread_time() - c)
             a = {(int(i), round(float(s), 5)) for i, s in zip(r.ids, r.scores)}
             b = {(int(i), round(float(s), 5)) for i, s in zip(f["mol_id"], f["coeff"])}
             same_set += a == b
@@ -153,8 +172,9 @@ def similarity_bench(workdir: Path, queries: list[str]) -> dict:
             n_hits.append(len(r))
             ours_id[(name, q)] = r.ids
         res[name] = {
-            "ours": stats_ms(t_ours), "fpsim2": stats_ms(t_fp),
+            "ours": stats_ms(t_ours, c_ours), "fpsim2": stats_ms(t_fp, c_fp),
             "speedup_mean": float(np.mean(t_fp) / np.mean(t_ours)),
+            "speedup_mean_cpu": float(np.mean(c_fp) / np.mean(c_ours)),
             "hit_set_agreement": same_set / len(queries),
             "score_list_agreement": same_scores / len(queries),
             "hits_per_query_mean": float(np.mean(n_hits)),
@@ -184,14 +204,15 @@ def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool)
             pats.AddFingerprint(Chem.PatternFingerprint(m))
     rdkit_build = time.perf_counter() - t
     out = {"rdkit_substructlibrary_build_s": rdkit_build, "time_limit_s": time_limit, "limit": 100, "per_query": {}}
-    t_ours, t_rd = [], []
+    t_ours, t_rd, c_ours, c_rd = [], [], [], []
     idx.substructure("c1ccccc1", limit=10)
     for name, sma in SUBSTRUCTURE_QUERIES.items():
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         r = idx.substructure(sma, limit=100, time_limit=time_limit)
         t_ours.append(time.perf_counter() - t)
+        c_ours.append(time.thread_time() - c)
         q = Chem.MolFromSmarts(sma)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         hits, timed_out, start, chunk = [], False, 0, 50_000
         while start < len(lib) and len(hits) < 100:  # same time limit, checked between chunks
             hits += list(lib.GetMatches(q, start, min(start + chunk, len(lib)), numThreads=1,
@@ -201,13 +222,15 @@ def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool)
                 timed_out = True
                 break
         t_rd.append(time.perf_counter() - t)
+        c_rd.append(time.thread_time() - c)
         out["per_query"][name] = {
-            "smarts": sma, "ours_ms": t_ours[-1] * 1e3, "ours_hits": len(r), "ours_partial": r.partial,
+            "smarts": sma, "ours_ms": t_ours[-1] * 1e3, "ours_cpu_ms": c_ours[-1] * 1e3,
+            "rdkit_cpu_ms": c_rd[-1] * 1e3, "ours_hits": len(r), "ours_partial": r.partial,
             "ours_screen_candidates": r.stats["screen_candidates"], "ours_verified": r.stats["verified"],
             "rdkit_ms": t_rd[-1] * 1e3, "rdkit_hits": len(hits), "rdkit_timed_out": timed_out,
         }
-    out["ours"] = stats_ms(t_ours)
-    out["rdkit"] = stats_ms(t_rd)
+    out["ours"] = stats_ms(t_ours, c_ours)
+    out["rdkit"] = stats_ms(t_rd, c_rd)
     out["all_bounded_by_time_limit"] = bool(max(t_ours) <= time_limit + 0.5)
     return out
 
@@ -228,10 +251,14 @@ def main() -> None:
                      "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
     payload["build"] = {"ours": build_ours(smi, workdir, args.reuse), "fpsim2": build_fpsim2(smi, workdir, args.reuse)}
     print(json.dumps(payload["build"], indent=1), flush=True)
+    payload["complete"] = False  # partial results are written after every phase
+    write_result("search_moses", payload, seed=0)
     payload["similarity"] = similarity_bench(workdir, queries)
     print(json.dumps(payload["similarity"], indent=1), flush=True)
+    write_result("search_moses", payload, seed=0)
     if not args.skip_substructure:
         payload["substructure"] = substructure_bench(workdir, smi, args.time_limit, args.reuse)
+    payload["complete"] = True
     path = write_result("search_moses", payload, seed=0)
     print(f"wrote {path}")
 

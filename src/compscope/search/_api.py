@@ -116,7 +116,7 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
         syntax: Literal["auto", "smiles", "smarts"] = "auto"
         offset: int = Field(0, ge=0)
         limit: int = Field(100, ge=1)
-        time_limit: float = Field(5.0, gt=0)
+        time_limit: float | None = Field(None, gt=0, description="seconds (default: the server's cap)")
         count: bool = False
         filters: Filters = None
 
@@ -181,10 +181,11 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
     def substructure(req: SubstructureIn) -> dict:
         """Substructure hits offset..offset+limit (or a count), stopped at the time limit (``partial``)."""
         cap("limit", req.limit)
-        if req.time_limit > max_time_limit:
-            raise SearchError(f"time_limit={req.time_limit} s exceeds this server's cap of {max_time_limit} s")
+        tl = max_time_limit if req.time_limit is None else req.time_limit
+        if tl > max_time_limit:
+            raise SearchError(f"time_limit={tl} s exceeds this server's cap of {max_time_limit} s")
         r = index.substructure(req.query, syntax=req.syntax, offset=req.offset, limit=req.limit,
-                               time_limit=req.time_limit, count=req.count, filters=req.filters)
+                               time_limit=tl, count=req.count, filters=req.filters)
         return r.to_dict() | {"query": req.query, "offset": req.offset}
 
     @app.post("/api/exact")
