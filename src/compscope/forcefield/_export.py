@@ -57,9 +57,10 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None, device: str =
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path}: not a compscope model package (expected format {FORMAT}); "
                          "a Lightning checkpoint (.ckpt) is exported with `compscope export`")
-    model = build_model(**doc["model_kwargs"])
+    saved = getattr(torch, doc["dtype"])
+    model = build_model(**doc["model_kwargs"]).to(saved)  # load at full saved precision, then cast
     model.load_state_dict(doc["state_dict"])
-    model = model.to(device=device, dtype=dtype or getattr(torch, doc["dtype"]))
+    model = model.to(device=device, dtype=dtype or saved)
     model.eval()
     model.package_info = {k: doc[k] for k in ("model_kwargs", "versions", "config", "metrics")}
     return model
@@ -163,7 +164,11 @@ def export_model(src: str | Path, out: str | Path, dtype: str = "float64") -> Pa
     if src.suffix == ".ckpt":
         from ._task import ForceFieldTask
 
-        task = ForceFieldTask.load_from_checkpoint(src, map_location="cpu", weights_only=False)
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        state = ckpt["state_dict"]
+        ckpt_dtype = next(v.dtype for v in state.values() if v.is_floating_point())
+        task = ForceFieldTask(**ckpt["hyper_parameters"]).to(ckpt_dtype)
+        task.load_state_dict(state)
         model = task.eval_model.eval()
         kwargs = dict(task.hparams["model"])
     else:
