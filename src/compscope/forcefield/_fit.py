@@ -114,7 +114,8 @@ class MetricsSink(L.Callback):
     def __init__(self, out: Path):
         self.jsonl = out / "metrics.jsonl"
         self.csv = out / "metrics.csv"
-        self.t0 = time.time()
+        # wall time is cumulative over resumed segments
+        self.t0 = time.time() - elapsed_seconds(out)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.global_rank != 0:
@@ -131,6 +132,15 @@ class MetricsSink(L.Callback):
             if header:
                 fh.write(",".join(row) + "\n")
             fh.write(",".join(str(v) for v in row.values()) + "\n")
+
+
+def elapsed_seconds(out: Path) -> float:
+    """Training wall time already spent in a run directory (last ``time_s`` in metrics.jsonl)."""
+    path = Path(out) / "metrics.jsonl"
+    if not path.exists():
+        return 0.0
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return float(json.loads(lines[-1]).get("time_s", 0.0)) if lines else 0.0
 
 
 def _check_resume(out: Path, cfg: dict[str, Any]) -> None:
@@ -215,9 +225,14 @@ def fit(config: dict[str, Any] | str | Path, resume: bool = False, base: Path | 
         callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=tr["early_stopping_patience"]))
     if tr["progress_bar"]:
         callbacks.append(L.pytorch.callbacks.RichProgressBar())
+    max_time = None
+    if tr["max_time_minutes"]:
+        # the budget covers all segments of a resumed run
+        left = tr["max_time_minutes"] - (elapsed_seconds(out) / 60 if resume else 0.0)
+        max_time = {"seconds": max(1.0, 60 * left)}
     trainer = L.Trainer(
         max_epochs=tr["max_epochs"],
-        max_time={"minutes": tr["max_time_minutes"]} if tr["max_time_minutes"] else None,
+        max_time=max_time,
         gradient_clip_val=tr["gradient_clip_val"],
         devices=tr["devices"],
         strategy=tr["strategy"],

@@ -1,0 +1,231 @@
+"""rMD17 ethanol force-field benchmark: compscope vs mace-torch at the same CPU wall-clock budget.
+
+950 train / 50 valid frames (seed 0) from rMD17 ethanol train, test on the 1000 test frames. Both models train for
+``--budget-minutes`` of wall-clock with ``--threads`` torch threads each; runs checkpoint and resume (rerun the same
+command after an interruption). mace-torch runs in its own virtualenv (``--mace-venv``, default ``.venv-mace``)
+because it pins an older e3nn.
+
+    COMPSCOPE_DATA=../shared/data python benchmarks/forcefield_rmd17.py --budget-minutes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from ase.io import read, write
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "work"
+
+
+def prepare_data(seed: int = 0) -> dict[str, Path]:
+    from compscope.data import dataset_path
+
+    out = WORK / "rmd17"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {k: out / f"{k}.xyz" for k in ("train", "valid", "test")}
+    if all(p.exists() for p in files.values()):
+        return files
+    frames = read(dataset_path("rmd17", "ethanol_train.xyz"), ":")
+    test = read(dataset_path("rmd17", "ethanol_test.xyz"), ":")
+    perm = np.random.default_rng(seed).permutation(len(frames))
+    sets = {"valid": [frames[i] for i in perm[:50]], "train": [frames[i] for i in perm[50:]], "test": test}
+    for name, fr in sets.items():  # REF_ keys: both codes read them the same way
+        clean = []
+        for a in fr:
+            b = a.copy()
+            b.info["REF_energy"] = a.get_potential_energy()
+            b.arrays["REF_forces"] = a.get_forces()
+            b.calc = None
+            clean.append(b)
+        write(files[name], clean, format="extxyz")
+    return files
+
+
+def isolated_e0() -> dict[int, float]:
+    from compscope.data import dataset_path
+
+    return {int(a.numbers[0]): float(a.get_potential_energy())
+            for a in read(dataset_path("rmd17", "isolated_atoms.xyz"), ":")}
+
+
+# ------------------------------------------------------------------------------------------------
+def run_ours(files, budget: float, threads: int, tag: str, dtype: str) -> dict:
+    from compscope.data import dataset_path, load_graphs
+    from compscope.forcefield import fit, load_model
+    from compscope.forcefield._evaluate import error_table, predict
+    from compscope.forcefield._fit import elapsed_seconds
+
+    out = WORK / f"ours_{tag}"
+    cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
+    cfg["out"] = str(out)
+    cfg["dtype"] = dtype
+    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
+                        "energy_key": "REF_energy", "forces_key": "REF_forces",
+                        "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
+    cfg["trainer"].update({"max_time_minutes": budget, "num_threads": threads, "progress_bar": False,
+                           "early_stopping_patience": 0})
+    if not (out / "model.pt").exists():
+        resume = (out / "checkpoints" / "last.ckpt").exists()
+        t0 = time.time()
+        fit(cfg, resume=resume)
+        print(f"ours trained in {time.time() - t0:.0f}s this segment", flush=True)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    epochs = rows[-1]["epoch"] + 1
+    model = load_model(out / "model.pt")
+    torch.set_num_threads(threads)
+    graphs = load_graphs(files["test"], model.cutoff, energy_key="REF_energy", forces_key="REF_forces")
+    table = error_table(predict(model, graphs, batch_size=50))
+    from compscope.forcefield import Calculator
+
+    atoms = read(files["test"], 0)
+    atoms.calc = Calculator(model)
+    atoms.get_forces()
+    t0 = time.perf_counter()
+    for i in range(50):
+        atoms.positions[0, 0] += 1e-4 * (-1) ** i
+        atoms.get_forces()
+    ms = (time.perf_counter() - t0) / 50 * 1000
+    return {**table, "params": int(sum(p.numel() for p in model.parameters())), "epochs": epochs,
+            "train_seconds": elapsed_seconds(out), "configs_per_s": epochs * 950 / max(1e-9, elapsed_seconds(out)),
+            "ms_per_frame_ase": ms, "run_dir": str(out)}
+
+
+# ------------------------------------------------------------------------------------------------
+def _mace_epochs(ckpt_dir: Path) -> int:
+    eps = [int(m.group(1)) for p in ckpt_dir.glob("*.pt") if (m := re.search(r"epoch-(\d+)", p.name))]
+    return max(eps) if eps else -1
+
+
+def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: str) -> dict:
+    out = WORK / f"mace_{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    e0 = isolated_e0()
+    bin_dir = venv / "bin"
+    base = [
+        str(bin_dir / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
+        "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
+        "--energy_key", "REF_energy", "--forces_key", "REF_forces",
+        "--E0s", json.dumps({z: e0[z] for z in (1, 6, 8)}),
+        "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
+        "--correlation", "3", "--num_interactions", "2", "--batch_size", "5", "--valid_batch_size", "25",
+        "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
+        "--scheduler_patience", "10", "--default_dtype", dtype, "--device", "cpu", "--eval_interval", "1",
+        "--error_table", "PerAtomMAE", "--restart_latest",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    model_file = out / "mace_final.model"
+    timing = out / "timing.json"
+    spent = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+    if not model_file.exists():
+        left = budget * 60 - spent
+        if left > 5:
+            t0 = time.time()
+            proc = subprocess.Popen(base + ["--max_num_epochs", "100000"], env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            try:
+                proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                proc.wait()
+            spent += time.time() - t0
+            timing.write_text(json.dumps({"seconds": spent}))
+        # finish: restart from the last checkpoint with max_num_epochs reached -> evaluates and writes the model
+        done = _mace_epochs(out / "checkpoints")
+        fin = subprocess.run(base + ["--max_num_epochs", str(max(done, 1))], env=env, capture_output=True, text=True)
+        models = sorted(out.glob("*.model"))
+        if not models:
+            raise RuntimeError("mace produced no model:\n" + fin.stdout[-3000:] + fin.stderr[-3000:])
+        models[0].rename(model_file) if models[0] != model_file else None
+    res = subprocess.run([str(bin_dir / "python"), str(ROOT / "benchmarks" / "helpers" / "mace_eval.py"),
+                          str(model_file), str(files["test"]), str(threads)], env=env, capture_output=True,
+                         text=True, check=True)
+    metrics = json.loads(res.stdout.strip().splitlines()[-1])
+    epochs = _mace_epochs(out / "checkpoints") + 1
+    return {**metrics, "epochs": epochs, "train_seconds": spent, "configs_per_s": epochs * 950 / max(1e-9, spent),
+            "run_dir": str(out)}
+
+
+def run_acac(budget: float, threads: int, dtype: str) -> dict:
+    """Temperature extrapolation: train at 300 K, test at 300 K and 600 K."""
+    from compscope.data import dataset_path, load_graphs
+    from compscope.forcefield import fit, load_model
+    from compscope.forcefield._evaluate import error_table, predict
+
+    out = WORK / f"ours_acac_{budget:g}min"
+    cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
+    cfg["out"] = str(out)
+    cfg["dtype"] = dtype
+    cfg["data"].update({"train": str(dataset_path("acac", "train_300K.xyz")), "test": None, "n_valid": 50,
+                        "e0": str(dataset_path("acac", "isolated_atoms.xyz"))})
+    cfg["trainer"].update({"max_time_minutes": budget, "num_threads": threads, "progress_bar": False,
+                           "early_stopping_patience": 0})
+    if not (out / "model.pt").exists():
+        fit(cfg, resume=(out / "checkpoints" / "last.ckpt").exists())
+    model = load_model(out / "model.pt")
+    res = {}
+    for name in ("test_MD_300K", "test_MD_600K"):
+        graphs = load_graphs(dataset_path("acac", f"{name}.xyz"), model.cutoff)
+        res[name] = error_table(predict(model, graphs, batch_size=50))
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget-minutes", type=float, default=30.0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per model (both run at once)")
+    ap.add_argument("--models", default="ours,mace")
+    ap.add_argument("--dtype", default="float64")
+    ap.add_argument("--mace-venv", default=str(ROOT / ".venv-mace"))
+    ap.add_argument("--acac-minutes", type=float, default=0.0, help="also run the acac extrapolation (0 = skip)")
+    args = ap.parse_args()
+    tag = f"{args.budget_minutes:g}min"
+    files = prepare_data()
+    results: dict = {}
+    models = args.models.split(",")
+    from concurrent.futures import ThreadPoolExecutor
+
+    # both models train at the same time with the same thread count, so they see the same machine load
+    with ThreadPoolExecutor(2) as pool:
+        futs = {}
+        if "mace" in models:
+            futs["mace"] = pool.submit(run_mace, files, args.budget_minutes, args.threads, tag, Path(args.mace_venv),
+                                       args.dtype)
+        if "ours" in models:
+            futs["compscope"] = pool.submit(run_ours, files, args.budget_minutes, args.threads, tag, args.dtype)
+        for k, f in futs.items():
+            results[k] = f.result()
+    if "compscope" in results and "mace" in results:
+        c, m = results["compscope"], results["mace"]
+        results["ratios"] = {
+            "force_mae_ours_over_mace": c["forces_mae_meV_A"] / m["forces_mae_meV_A"],
+            "energy_mae_ours_over_mace": c["energy_mae_meV_atom"] / m["energy_mae_meV_atom"],
+            "inference_speedup_ours": m["ms_per_frame_ase"] / c["ms_per_frame_ase"],
+            "training_throughput_ratio_ours_over_mace": c["configs_per_s"] / m["configs_per_s"],
+        }
+    if args.acac_minutes > 0:
+        results["acac_extrapolation"] = run_acac(args.acac_minutes, args.threads, args.dtype)
+    targets = {"force_mae_meV_A_120min": 5.0, "energy_mae_meV_atom": 0.5, "force_mae_vs_mace": "<= 0.8x",
+               "published_gpu": {"MACE": 2.1, "Allegro": 2.1, "NequIP": 2.8}}
+    path = write_result(f"forcefield_rmd17_{tag}", {"budget_minutes": args.budget_minutes, "threads": args.threads,
+                                                     "dtype": args.dtype, "results": results, "targets": targets},
+                        seed=0)
+    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

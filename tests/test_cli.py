@@ -1,0 +1,51 @@
+"""Every verb of the one CLI answers --help; `info` and `data verify` work."""
+
+import typer
+from typer.testing import CliRunner
+
+from compscope.cli import app
+
+from .conftest import SHARED_DATA
+
+runner = CliRunner()
+
+
+def _all_command_paths():
+    root = typer.main.get_command(app)
+    stack = [((), root)]
+    while stack:
+        path, cmd = stack.pop()
+        yield path
+        if hasattr(cmd, "commands"):  # a group (typer may vendor its own click)
+            for name, sub in cmd.commands.items():
+                stack.append(((*path, name), sub))
+
+
+def test_help_on_every_verb():
+    paths = list(_all_command_paths())
+    verbs = {p[0] for p in paths if p}
+    assert {"info", "data", "train", "eval", "export", "quickstart", "committee"} <= verbs
+    for path in paths:
+        res = runner.invoke(app, [*path, "--help"])
+        assert res.exit_code == 0, (path, res.output)
+        assert "Usage" in res.output
+
+
+def test_info():
+    res = runner.invoke(app, ["info"])
+    assert res.exit_code == 0, res.output
+    assert "torch" in res.output and "data directory" in res.output and "GPU" in res.output
+
+
+def test_data_verify_and_list(tmp_path):
+    res = runner.invoke(app, ["data", "list", "--path", str(tmp_path)])
+    assert res.exit_code == 0 and "rmd17" in res.output
+    if SHARED_DATA.exists():
+        res = runner.invoke(app, ["data", "verify", "--path", str(SHARED_DATA)])
+        assert res.exit_code == 0, res.output
+    (tmp_path / "rmd17").mkdir()
+    (tmp_path / "rmd17" / "ethanol_train.xyz").write_text("corrupt")
+    res = runner.invoke(app, ["data", "verify", "rmd17", "--path", str(tmp_path)])
+    assert res.exit_code == 1 and "checksum mismatch" in res.output
+    res = runner.invoke(app, ["data", "verify", "nope"])
+    assert res.exit_code != 0 and "unknown dataset" in res.output
