@@ -119,7 +119,7 @@ def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: st
         str(bin_dir / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
         "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
         "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-        "--E0s", json.dumps({z: e0[z] for z in (1, 6, 8)}),
+        "--E0s", repr({z: e0[z] for z in (1, 6, 8)}),
         "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
         "--correlation", "3", "--num_interactions", "2", "--batch_size", "5", "--valid_batch_size", "25",
         "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
