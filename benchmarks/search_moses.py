@@ -242,11 +242,19 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--time-limit", type=float, default=5.0)
     p.add_argument("--skip-substructure", action="store_true")
+    p.add_argument("--phase", choices=["all", "build-ours", "build-fpsim2"], default="all",
+                   help="build phases can run as separate processes; `all --reuse` then picks their records up")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     smi, queries = prepare(workdir, args.n)
+    if args.phase == "build-ours":
+        print(build_ours(smi, workdir, args.reuse))
+        return
+    if args.phase == "build-fpsim2":
+        print(build_fpsim2(smi, workdir, args.reuse))
+        return
     payload: dict = {"n_database": args.n, "n_queries": len(queries), "fingerprint": "Morgan r=2, 2048 bits",
                      "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
     payload["build"] = {"ours": build_ours(smi, workdir, args.reuse), "fpsim2": build_fpsim2(smi, workdir, args.reuse)}

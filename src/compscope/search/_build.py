@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._errors import InputFileError
+from ._errors import IndexFormatError, InputFileError
 from ._fingerprints import PATTERN_BITS, FingerprintSpec
 from ._format import open_arrays, pack_strings, read_header, unpack_strings, write_index
 from ._molecules import PROPERTIES, process_chunk, smiles_hash
@@ -191,6 +191,8 @@ def build_index(
         InputFileError: unreadable/binary/non-SMILES file or no valid molecule at all.
     """
     t0 = time.perf_counter()
+    if Path(out).exists() and not overwrite:  # fail before the work, not after it
+        raise IndexFormatError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another --out")
     spec = spec or FingerprintSpec()
     opts = (inchikey, pattern, properties)
     data = _collect(_run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress,
