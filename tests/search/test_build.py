@@ -169,3 +169,39 @@ def test_truncated_and_foreign_indexes(index_path, tmp_path):
     (newer / "header.json").write_text(json.dumps(h))
     with pytest.raises(IndexFormatError, match="version 99"):
         SearchIndex.open(newer)
+
+
+def test_interrupted_build_resumes_from_checkpoint(tmp_path, monkeypatch):
+    from compscope.search import _build
+
+    recs = library_records()[:500]
+    src = tmp_path / "m.smi"
+    src.write_text("".join(f"{s} {i}\n" for s, i in recs))
+    real, calls = _build.process_chunk, []
+
+    def dies_after_three(task):  # fault injection: the 4th chunk "crashes" the build
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(task)
+
+    monkeypatch.setattr(_build, "process_chunk", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(src, tmp_path / "r.csi", n_jobs=1, chunk_size=100)
+    parts = sorted(p.name for p in (tmp_path / "r.csi.parts").glob("chunk_*.npz"))
+    assert parts == [f"chunk_{j:07d}.npz" for j in range(3)] and not (tmp_path / "r.csi").exists()
+    calls.clear()
+    monkeypatch.setattr(_build, "process_chunk", lambda t: (calls.append(1), real(t))[1])
+    rep = build_index(src, tmp_path / "r.csi", n_jobs=1, chunk_size=100, resume=True)
+    assert len(calls) == 2, "only the two unfinished chunks are recomputed"
+    assert rep.n_molecules == 500 and not (tmp_path / "r.csi.parts").exists()
+    build_index(src, tmp_path / "full.csi", n_jobs=1, chunk_size=100, checkpoint=False)
+    a, b = SearchIndex.open(tmp_path / "r.csi"), SearchIndex.open(tmp_path / "full.csi")
+    assert np.array_equal(a.fps, b.fps) and a.top_k(recs[7][0], 5).ids == b.top_k(recs[7][0], 5).ids
+    # a checkpoint from other settings is refused, not silently mixed in
+    monkeypatch.setattr(_build, "process_chunk", dies_after_three)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=100)
+    with pytest.raises(InputFileError, match="other settings"):
+        build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=50, resume=True)

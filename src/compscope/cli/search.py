@@ -53,14 +53,18 @@ def build(
     pattern: bool = typer.Option(True, help="store pattern fingerprints (substructure screen)"),
     properties: bool = typer.Option(True, help="store MW, logP, HBA, HBD, TPSA, rotatable bonds, rings"),
     overwrite: bool = typer.Option(False, help="replace an existing index"),
+    resume: bool = typer.Option(False, help="continue an interrupted build from OUT.parts/ (same options)"),
 ) -> None:
-    """Build a search index from a SMILES/CSV file (invalid SMILES are counted and listed in OUT/invalid.tsv)."""
+    """Build a search index from a SMILES/CSV file (invalid SMILES are counted and listed in OUT/invalid.tsv).
+
+    Every processed chunk is checkpointed under OUT.parts/; rerun with --resume after an interruption.
+    """
     from compscope.search import FingerprintSpec, SearchError, build_index
 
     try:
         rep = build_index(source, out, FingerprintSpec(fp, radius, nbits, counts), smiles_col=smiles_col,
                           id_col=id_col, n_jobs=jobs, inchikey=inchikey, pattern=pattern, properties=properties,
-                          progress=True, overwrite=overwrite)
+                          progress=True, overwrite=overwrite, resume=resume)
     except SearchError as exc:
         _fail(exc)
     _report(rep)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import itertools
+import json
 import logging
 import multiprocessing as mp
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +48,70 @@ def _chunks(records, size):
         yield chunk
 
 
-def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress, max_invalid_fraction):
-    """Yield processed chunks in input order; raise early if the file does not look like SMILES."""
+def _save_part(ckpt: Path, j: int, res: dict) -> None:
+    """Checkpoint one processed chunk as ``chunk_<j>.npz`` (written to a temp name, then renamed)."""
+    arrays = {k: v for k, v in res.items() if isinstance(v, np.ndarray)}
+    arrays["ids"] = np.asarray(res["ids"], dtype=str)
+    arrays["smiles"] = np.asarray(res["smiles"], dtype=str)
+    arrays["invalid_lines"] = np.asarray([ln for ln, _ in res["invalid"]], dtype=np.int64)
+    arrays["invalid_smiles"] = np.asarray([s for _, s in res["invalid"]], dtype=str)
+    tmp = ckpt / f"chunk_{j:07d}.tmp.npz"
+    np.savez(tmp, **arrays)
+    tmp.rename(ckpt / f"chunk_{j:07d}.npz")
+
+
+def _load_part(f: Path) -> dict:
+    with np.load(f, allow_pickle=False) as z:
+        d = {k: z[k] for k in z.files}
+    res = {k: v for k, v in d.items() if k not in ("ids", "smiles", "invalid_lines", "invalid_smiles")}
+    res["ids"], res["smiles"] = d["ids"].tolist(), d["smiles"].tolist()
+    res["invalid"] = list(zip(d["invalid_lines"].tolist(), d["invalid_smiles"].tolist()))
+    return res
+
+
+def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> int:
+    """Prepare the checkpoint folder; return how many leading chunks are already done."""
+    if ckpt.exists() and not resume:
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    mf = ckpt / "meta.json"
+    if mf.exists():
+        old = json.loads(mf.read_text())
+        if old != meta:
+            raise InputFileError(
+                f"the checkpoint in {ckpt} belongs to a build with other settings ({old}); rerun with the same "
+                "source and options, or drop --resume to start over"
+            )
+    else:
+        mf.write_text(json.dumps(meta))
+    done = 0
+    while (ckpt / f"chunk_{done:07d}.npz").exists():
+        done += 1
+    if done:
+        log.info("resuming from %s: %d chunks already processed", ckpt, done)
+    return done
+
+
+def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress, max_invalid_fraction,
+                ckpt: Path | None = None, resume: bool = False):
+    """Yield processed chunks in input order; raise early if the file does not look like SMILES.
+
+    With ``ckpt``, every processed chunk is saved there; ``resume`` reloads the saved leading chunks
+    and processes only the rest.
+    """
     records = iter_records(source, smiles_col=smiles_col, id_col=id_col)
-    tasks = ((chunk, spec.to_dict(), *opts) for chunk in _chunks(records, chunk_size))
+    done = 0
+    if ckpt is not None:
+        meta = {"source": str(Path(source).resolve()), "spec": spec.to_dict(), "opts": list(opts),
+                "chunk_size": chunk_size, "smiles_col": smiles_col, "id_col": id_col}
+        done = _open_checkpoint(ckpt, meta, resume)
+
+    def task_iter():
+        for j, chunk in enumerate(_chunks(records, chunk_size)):
+            if j >= done:  # chunks before `done` are consumed from the file but not recomputed
+                yield j, (chunk, spec.to_dict(), *opts)
+
+    tasks = task_iter()
     prog = None
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -76,20 +138,28 @@ def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, prog
             prog.update(bar, advance=len(res["smiles"]) + len(res["invalid"]))
         return res
 
+    def save(j, res):
+        if ckpt is not None:
+            _save_part(ckpt, j, res)
+        return res
+
     try:
+        for j in range(done):
+            yield check(_load_part(ckpt / f"chunk_{j:07d}.npz"))
         if n_jobs <= 1:
-            for t in tasks:
-                yield check(process_chunk(t))
+            for j, t in tasks:
+                yield check(save(j, process_chunk(t)))
         else:
             ctx = mp.get_context("spawn")  # never fork a process that may hold threads (numba, ray, uvicorn)
             with cf.ProcessPoolExecutor(n_jobs, mp_context=ctx) as ex:
-                pending: list[cf.Future] = []
-                for t in tasks:  # bounded look-ahead keeps memory flat on huge files
-                    pending.append(ex.submit(process_chunk, t))
+                pending: list[tuple[int, cf.Future]] = []
+                for j, t in tasks:  # bounded look-ahead keeps memory flat on huge files
+                    pending.append((j, ex.submit(process_chunk, t)))
                     if len(pending) >= 2 * n_jobs:
-                        yield check(pending.pop(0).result())
-                for f in pending:
-                    yield check(f.result())
+                        j0, f0 = pending.pop(0)
+                        yield check(save(j0, f0.result()))
+                for j0, f0 in pending:
+                    yield check(save(j0, f0.result()))
     finally:
         if prog is not None:
             prog.stop()
@@ -168,6 +238,8 @@ def build_index(
     progress: bool = False,
     overwrite: bool = False,
     max_invalid_fraction: float = 0.5,
+    checkpoint: bool = True,
+    resume: bool = False,
 ) -> BuildReport:
     """Build a ``.csi`` index from a SMILES/CSV file.
 
@@ -183,6 +255,8 @@ def build_index(
         progress: show a rich progress bar.
         overwrite: replace an existing index at ``out``.
         max_invalid_fraction: if more of the first chunk is invalid, the file is rejected as not SMILES.
+        checkpoint: save every processed chunk under ``<out>.parts/`` (removed when the build succeeds).
+        resume: continue an interrupted build from its checkpoint (same source and options).
 
     Returns:
         A :class:`BuildReport`; every invalid record is listed, and also written to ``out/invalid.tsv``.
@@ -195,8 +269,9 @@ def build_index(
         raise IndexFormatError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another --out")
     spec = spec or FingerprintSpec()
     opts = (inchikey, pattern, properties)
+    ckpt = Path(out).with_name(Path(out).name + ".parts") if checkpoint else None
     data = _collect(_run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress,
-                                max_invalid_fraction), opts)
+                                max_invalid_fraction, ckpt, resume), opts)
     if not data["smiles"]:
         raise InputFileError(
             f"{source}: no valid SMILES found ({len(data['invalid'])} invalid records); pass a file with one "
@@ -208,6 +283,8 @@ def build_index(
     header["n_invalid"] = len(data["invalid"])
     write_index(Path(out), arrays, header, overwrite=overwrite)
     _write_invalid(Path(out), data["invalid"])
+    if ckpt is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)
     rep = BuildReport(Path(out), len(rows), len(rows), len(data["invalid"]), data["invalid"],
                       time.perf_counter() - t0)
     log.info(rep.summary())
