@@ -119,6 +119,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
     a = ap.parse_args()
 
     import torch
@@ -126,11 +128,11 @@ def main() -> None:
     from compscope.pde import generate, get_equation, load_split
     from compscope.pde._train import evaluate, train
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(a.threads)
     prev = RESULTS / f"{a.name}.json"
     cells = json.loads(prev.read_text()).get("cells", {}) if prev.exists() else {}
     budget = {k: getattr(a, k) for k in ("n_train", "n_valid", "n_test", "epochs", "repeat", "batch_size",
-                                         "max_unroll", "lr", "models", "seed")}
+                                         "max_unroll", "lr", "models", "seed", "threads")}
     only = {int(v) for v in a.resolutions.split(",") if v}
 
     def save():

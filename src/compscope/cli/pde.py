@@ -51,6 +51,7 @@ def train(
     resume: bool = typer.Option(False, help="continue from out/checkpoints/last.ckpt"),
     cache: Path | None = typer.Option(None),
     progress: bool = typer.Option(True),
+    threads: int | None = typer.Option(None, help="torch threads per process (1 is best on a busy 2-core box)"),
 ) -> None:
     """Train MP-PDE or FNO with temporal bundling and the pushforward trick (Lightning)."""
     import yaml
@@ -65,7 +66,8 @@ def train(
     if "equation" not in args or "nx" not in args:
         _fail(ValueError("give --equation and --nx (or a --config that sets them)"))
     try:
-        ckpt = run(out_dir=out, devices=devices, strategy=strategy, resume=resume, progress=progress, **args)
+        ckpt = run(out_dir=out, devices=devices, strategy=strategy, resume=resume, progress=progress,
+                   threads=threads, **args)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
         _fail(exc)
     typer.echo(ckpt)

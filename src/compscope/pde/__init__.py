@@ -2,8 +2,11 @@
 
 Public API: equations and data (:func:`get_equation`, :func:`generate`, :func:`load_split`), classical solvers
 (:func:`weno_solve`, :func:`spectral_solve`, :func:`wave_exact`, :class:`ChebyshevWaveSolver`).
-Neural solvers, training and metrics live in the modules re-exported below.
+Neural solvers, training, metrics and plots need torch/lightning/matplotlib and are imported lazily on first
+access (``compscope.pde.MPPDE``), so data generation and the classical solvers stay light.
 """
+
+import importlib
 
 from ._equations import (
     EQUATIONS,
@@ -18,17 +21,7 @@ from ._equations import (
     periodic_grid,
 )
 from ._generate import SPLITS, cache_dir, generate, load_split, solve_reference
-from ._metrics import (
-    RolloutDivergedError,
-    accumulated_error,
-    per_step_error,
-    rollout,
-    time_per_trajectory,
-)
-from ._models import MODEL_REGISTRY, MPPDE, FNO1d, build_model, mesh_edges
-from ._plots import plot_error_vs_runtime, plot_rollout
 from ._spectral import points_to_cell_average, spectral_solve
-from ._train import EquationMismatchError, NeuralPDESolver, evaluate, load_solver, train
 from ._wave import ChebyshevWaveSolver, cheb_diff_matrix, gaussian_pulse, wave_eigen, wave_exact
 from ._weno import weno_solve, weno_solve_batch
 
@@ -42,3 +35,19 @@ __all__ = [
     "plot_error_vs_runtime", "plot_rollout", "EquationMismatchError", "NeuralPDESolver", "evaluate",
     "load_solver", "train",
 ]
+
+_LAZY = {
+    "_metrics": ["RolloutDivergedError", "accumulated_error", "per_step_error", "rollout", "time_per_trajectory"],
+    "_models": ["FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges"],
+    "_plots": ["plot_error_vs_runtime", "plot_rollout"],
+    "_train": ["EquationMismatchError", "NeuralPDESolver", "evaluate", "load_solver", "train"],
+}
+_WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -135,7 +135,7 @@ class _Repeat(torch.utils.data.Dataset):
         return self.u[i], self.cond[i]
 
 
-_RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers"}
+_RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers", "threads", "cache"}
 
 
 def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict = "mp-pde",
@@ -143,12 +143,13 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
           max_epochs: int = 20, batch_size: int = 16, repeat: int = 1, time_window: int = 25,
           max_unroll: int = 2, lr: float = 1e-3, weight_decay: float = 1e-8, devices: int = 1,
           strategy: str = "auto", resume: bool = False, workers: int | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, threads: int | None = None) -> Path:
     """Generate (or reuse) the data, train, and return the path of the best checkpoint.
 
     Checkpoints go to ``out_dir/checkpoints`` (``last.ckpt`` every epoch); ``resume=True`` continues from
     ``last.ckpt`` and refuses a changed configuration (only max_epochs, devices, strategy may change).
-    ``strategy="ddp"`` with ``devices=2`` runs two CPU processes (gloo).
+    ``strategy="ddp"`` with ``devices=2`` runs two CPU processes (gloo). ``threads`` sets torch's intra-op
+    threads per process (1 is much faster for these small models on a busy 2-core machine).
     """
     cfg = {k: v for k, v in locals().items() if k not in {"out_dir"}}
     out = Path(out_dir)
@@ -167,6 +168,8 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or choose a new out_dir")
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         cfg_path.write_text(json.dumps(cfg, indent=2, default=str))
+    if threads:
+        torch.set_num_threads(threads)
     L.seed_everything(seed, workers=True)
     eq = get_equation(equation)
     check_resolution(eq, nx)

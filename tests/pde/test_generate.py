@@ -1,0 +1,51 @@
+import h5py
+import numpy as np
+import pytest
+
+from compscope.pde import generate, load_split
+
+
+def test_generation_independent_of_workers_and_chunking(tmp_path):
+    a = generate("WE3", "valid", 5, seed=3, cache=tmp_path / "a", workers=1, chunk=2, progress=False)
+    b = generate("WE3", "valid", 5, seed=3, cache=tmp_path / "b", workers=2, chunk=5, progress=False)
+    for nx in (100, 20):
+        da, db = load_split(a, nx), load_split(b, nx)
+        np.testing.assert_array_equal(da["u"], db["u"])
+        np.testing.assert_array_equal(da["cond"], db["cond"])
+    c = generate("WE3", "valid", 5, seed=4, cache=tmp_path / "a", workers=1, chunk=2, progress=False)
+    assert not np.allclose(load_split(c, 20)["u"], load_split(a, 20)["u"])
+
+
+def test_combined_resolutions_are_averages_of_reference(pde_cache):
+    path = generate("E1", "test", 4, seed=0, cache=pde_cache, workers=1, progress=False)
+    ref = load_split(path, 200)["u"]
+    for nx in (100, 50, 40):
+        d = load_split(path, nx)
+        assert d["u"].shape == (4, 250, nx)
+        np.testing.assert_allclose(d["u"], ref.reshape(4, 250, nx, 200 // nx).mean(-1), atol=1e-6)
+        np.testing.assert_allclose(d["x"], (np.arange(nx) + 0.5) * 16 / nx)
+    np.testing.assert_allclose(d["t"], np.linspace(0, 4, 250))
+
+
+def test_interrupted_generation_resumes(tmp_path):
+    path = generate("WE1", "train", 4, seed=1, cache=tmp_path, workers=1, chunk=2, progress=False)
+    full = load_split(path, 40)["u"]
+    with h5py.File(path, "a") as h5:  # simulate a run killed before its second chunk was written
+        h5["done"][1] = False
+        h5["u/40"][2:] = 0.0
+    with pytest.raises(ValueError, match="incomplete"):
+        load_split(path, 40)
+    generate("WE1", "train", 4, seed=1, cache=tmp_path, workers=1, chunk=2, progress=False)
+    np.testing.assert_array_equal(load_split(path, 40)["u"], full)
+
+
+def test_bad_inputs(tmp_path, pde_cache):
+    with pytest.raises(FileNotFoundError, match="compscope pde generate"):
+        load_split(tmp_path / "missing.h5", 40)
+    path = generate("E1", "test", 4, seed=0, cache=pde_cache, workers=1, progress=False)
+    with pytest.raises(ValueError, match="no resolution nx=64"):
+        load_split(path, 64)
+    with pytest.raises(ValueError, match="unknown split"):
+        generate("E1", "training", 4, cache=tmp_path)
+    with pytest.raises(ValueError, match="unknown equation"):
+        generate("burgers", "train", 4, cache=tmp_path)

@@ -1,0 +1,154 @@
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from compscope.pde import (
+    EquationMismatchError,
+    NeuralPDESolver,
+    RolloutDivergedError,
+    accumulated_error,
+    generate,
+    load_solver,
+    load_split,
+    per_step_error,
+    rollout,
+    train,
+)
+
+
+def _epoch_losses(out):
+    rows = list(csv.DictReader(next(out.glob("logs/version_*/metrics.csv")).open()))
+    return [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+
+
+def test_tiny_training_reduces_loss(tiny_run):
+    ckpt, out = tiny_run
+    losses = _epoch_losses(out)
+    assert len(losses) == 4
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert (out / "losses.png").stat().st_size > 0
+    assert ckpt.exists()
+
+
+def test_trained_rollout_beats_untrained(tiny_run, pde_cache):
+    ckpt, _ = tiny_run
+    solver = load_solver(ckpt, "E1", 40)
+    va = load_split(generate("E1", "valid", 4, 0, pde_cache, 1, progress=False), 40)
+    u, cond = torch.tensor(va["u"]), torch.tensor(va["cond"], dtype=torch.float32)
+    trained = accumulated_error(solver._rollout(u, cond).numpy(), va["u"], 50)
+    torch.manual_seed(1)
+    fresh = NeuralPDESolver("E1", 40, "mp-pde-tiny")
+    untrained = accumulated_error(fresh._rollout(u, cond).numpy(), va["u"], 50)
+    assert trained < untrained
+
+
+def test_metrics_definition():
+    ref = np.zeros((2, 10, 4))
+    pred = np.ones((2, 10, 4))
+    pred[1] *= 3.0  # squared errors 1 and 9 -> mean 5 per step
+    np.testing.assert_allclose(per_step_error(pred, ref), 5.0)
+    assert accumulated_error(pred, ref, 4) == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="shape"):
+        per_step_error(pred[:, :5], ref)
+
+
+def test_nan_in_rollout_stops_and_reports_step():
+    solver = NeuralPDESolver("E1", 40, "mp-pde-tiny")
+    model = solver.model
+    model.dt = 1.0
+    with torch.no_grad():  # finite weights, but k * 3e37 overflows float32 from k = 12 on
+        model.decoder[-1].weight.zero_()
+        model.decoder[-1].bias.fill_(3e37)
+    u = torch.zeros(2, 50, 40)
+    with pytest.raises(RolloutDivergedError, match="time step 61") as info:
+        rollout(_Wrap(model), u, solver.x, solver.times, torch.zeros(2, 3), 250)
+    assert info.value.step == 61
+
+
+class _Wrap(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.K = m, m.K
+
+    def forward(self, u, x, t, c):
+        return self.m(u, x, t, c)
+
+
+def test_model_on_other_equation_or_grid_is_refused(tiny_run):
+    ckpt, _ = tiny_run
+    with pytest.raises(EquationMismatchError, match="trained on E1 at nx=40.*E2"):
+        load_solver(ckpt, "E2")
+    with pytest.raises(EquationMismatchError, match="nx=50"):
+        load_solver(ckpt, "E1", 50)
+    with pytest.raises(ValueError, match="unknown equation"):
+        load_solver(ckpt, "KdV")
+
+
+def test_resume_continues_and_refuses_changes(tmp_path, pde_cache):
+    kw = dict(model="fno-tiny", n_train=8, n_valid=4, cache=str(pde_cache), batch_size=8, workers=1, progress=False)
+    train("E1", 40, tmp_path, max_epochs=1, **kw)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train("E1", 40, tmp_path, max_epochs=1, **kw)
+    with pytest.raises(ValueError, match="changed configuration.*lr"):
+        train("E1", 40, tmp_path, max_epochs=2, resume=True, lr=0.5, **kw)
+    train("E1", 40, tmp_path, max_epochs=2, resume=True, **kw)
+    ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["epoch"] == 1  # the second epoch ran on top of the first
+
+
+def test_training_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="does not divide"):
+        train("E2", 64, tmp_path, n_train=4, n_valid=4, progress=False)
+    with pytest.raises(ValueError, match="unknown equation"):
+        NeuralPDESolver("E7", 40)
+    with pytest.raises(ValueError, match="exceeds nt"):
+        NeuralPDESolver("E1", 40, "fno-tiny", time_window=100)
+
+
+def test_every_shipped_config_builds():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "pde").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = yaml.safe_load(path.read_text())
+        solver = NeuralPDESolver(cfg["equation"], cfg["nx"], cfg["model"], cfg.get("time_window", 25))
+        u = torch.zeros(2, solver.K, cfg["nx"])
+        out = solver(u, torch.zeros(2), torch.zeros(2, len(solver.eq.param_names)))
+        assert out.shape == u.shape, path
+
+
+def _cli(*args, env=None):
+    exe = os.path.join(os.path.dirname(sys.executable), "compscope")
+    return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_cli_errors_and_rollout_plot(tiny_run, tmp_path, pde_cache):
+    ckpt, _ = tiny_run
+    env = {**os.environ, "COMPSCOPE_PDE_CACHE": str(pde_cache), "OMP_NUM_THREADS": "1"}
+    r = _cli("pde", "generate", "E9", "--n", "2", env=env)
+    assert r.returncode == 2 and "unknown equation 'E9'" in r.stderr
+    r = _cli("pde", "evaluate", str(ckpt), "--equation", "E2", "--n-test", "4", env=env)
+    assert r.returncode == 2 and "trained on E1" in r.stderr
+    png = tmp_path / "roll.png"
+    r = _cli("pde", "rollout", str(ckpt), "--output", str(png), "--n-test", "4", env=env)
+    assert r.returncode == 0, r.stderr
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, pde_cache):
+    env = {**os.environ, "COMPSCOPE_PDE_CACHE": str(pde_cache), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    r = _cli("pde", "train", "--equation", "E1", "--nx", "40", "--model", "fno-tiny", "--epochs", "1",
+             "--n-train", "8", "--n-valid", "4", "--batch-size", "4", "--devices", "2", "--strategy", "ddp",
+             "--out", str(out), "--no-progress", "--threads", "1", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert "world_size=2" in r.stderr or "distributed_backend=gloo" in r.stderr, r.stderr[-2000:]
