@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         md_steps: int = typer.Option(2000, help="Steps of the short MD run at the end (0 to skip)."),
     ) -> None:
         """The main job on bundled data: train a small ethanol force field, report errors, plots, short MD."""
-        from compscope.forcefield._quickstart import run_quickstart
+        from compscope.cli._quickstart import run_quickstart
 
         run_quickstart(out, minutes=minutes, md_steps=md_steps)
 
