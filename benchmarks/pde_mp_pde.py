@@ -59,7 +59,7 @@ def classical_cell(eq, nx, te, ref_nx):
             "s_per_traj_batched": time_per_trajectory(lambda: weno_solve_batch(u0, eq.times, *args), B, 2),
             "s_per_traj_single": time_per_trajectory(
                 lambda: weno_solve(u0[0], eq.times, *[a[0] for a in args[:3]], eq.L,
-                                   *[a[0] for a in args[4:]]), 1, 5),
+                                   *[a[0] for a in args[4:]]), 1, 10),
         }
         x = (np.arange(nx) + 0.5) * eq.L / nx
         kw = 2 * np.pi * p["l"][:, None, :] / eq.L
@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--redo-classical", action="store_true", help="recompute the classical cells (re-time)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
     a = ap.parse_args()
@@ -147,7 +148,7 @@ def main() -> None:
                 continue
             key = f"{eq.name}/nx{nx}"
             cell = cells.setdefault(key, {})
-            if "classical" not in cell:
+            if "classical" not in cell or a.redo_classical:
                 te = load_split(test_path, nx)
                 cell["classical"] = classical_cell(eq, nx, te, None)
                 cell["paper"] = PAPER.get((eq.name, nx))
