@@ -106,8 +106,10 @@ def run_mace(start_path: str, replicas: int, steps_1: int, steps_many: int, dtyp
     with tempfile.TemporaryDirectory() as tmp:
         args = {"threads": threads, "dtype": dtype, "path": str(Path(tmp) / "mace.model"), "start": start_path,
                 "replicas": replicas, "steps_1": steps_1, "steps_many": steps_many}
+        # e3nn 0.4.4 (pinned by mace-torch) loads its constants with a torch.load that predates weights_only
+        env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         p = subprocess.run([str(MACE_PY), "-c", MACE_SCRIPT, json.dumps(args)], capture_output=True, text=True,
-                           timeout=7200)
+                           timeout=7200, env=env)
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
     if p.returncode or not line:
         return {"error": (p.stderr or p.stdout)[-2000:]}

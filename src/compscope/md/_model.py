@@ -43,6 +43,13 @@ def load_potential(spec: str | Path, dtype: torch.dtype | None = None) -> torch.
 
         pot = build_from_config(yaml.safe_load(path.read_text()))
         return pot.to(dtype) if dtype is not None else pot
+    if path.name.endswith(".jit.pt"):  # TorchScript export (`compscope export ... model.jit.pt`)
+        from compscope.forcefield import CompiledPotential
+
+        try:
+            return CompiledPotential(path)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise MDInputError(f"{path} is not a usable compiled model: {err}") from err
     try:
         from compscope.forcefield import load_model
     except ImportError as err:  # pragma: no cover - forcefield is part of the package
