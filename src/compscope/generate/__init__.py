@@ -9,6 +9,7 @@ Public API:
 
 from . import metrics
 from ._batch import MolBatch, collate, fully_connected_edges, remove_mean
+from ._conditional import PropertyPredictor, baselines, conditional_mae, fit_predictor
 from ._data import QM9DataModule, QM9Molecules
 from ._dynamics import EGNNDynamics
 from ._edm import EDM
@@ -22,5 +23,5 @@ __all__ = [
     "metrics", "MolBatch", "collate", "fully_connected_edges", "remove_mean", "QM9DataModule", "QM9Molecules",
     "EGNNDynamics", "EDM", "FlowMatching", "MoleculeGenerator", "ATOM_DECODER", "PROPERTIES", "QM9",
     "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "build_run",
-    "load_config", "load_model", "train",
+    "load_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "fit_predictor",
 ]

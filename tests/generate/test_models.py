@@ -1,0 +1,127 @@
+"""Generators: equivariant denoiser, zero-CoM samples, a tiny model overfits, bad-input messages."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from e3nn.util.test import assert_equivariant
+
+from compscope.generate import EDM, FlowMatching, MolBatch, collate, fully_connected_edges, metrics
+from compscope.generate._batch import scatter_mean
+
+TOL = {torch.float32: 1e-3, torch.float64: 1e-9}
+
+
+def test_fully_connected_edges_stay_inside_molecules():
+    ei = fully_connected_edges(torch.tensor([3, 1, 2]))
+    assert ei.shape == (2, 3 * 2 + 0 + 2 * 1)
+    batch = torch.tensor([0, 0, 0, 1, 2, 2])
+    assert torch.equal(batch[ei[0]], batch[ei[1]]) and (ei[0] != ei[1]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cls", [EDM, FlowMatching])
+def test_denoiser_e3_and_permutation_equivariant(cls, dtype, small_molecules):
+    torch.manual_seed(0)
+    model = cls(hidden=16, num_layers=2, condition="alpha").to(dtype)
+    for layer in model.dynamics.egnn.layers:
+        torch.nn.init.normal_(layer.phi_x[-1].weight, std=0.3)
+    mols = [(torch.tensor(x), torch.tensor(t)) for x, t in small_molecules[4:7]]
+    mb = collate(mols, context=torch.tensor([60.0, 70.0, 80.0]), dtype=dtype)
+    _, h = model.encode(mb)
+    t = torch.tensor([0.3, 0.5, 0.9], dtype=dtype)
+    ctx = model.context_of(mb)
+
+    def f(x, h):
+        return model.dynamics(x, h, t, mb, ctx)
+
+    x = mb.x + 0.1 * torch.randn_like(mb.x)
+    assert_equivariant(f, args_in=[x, h], irreps_in=["1o", "6x0e"], irreps_out=["1o", "6x0e"],
+                       tolerance=TOL[dtype])
+    vx, vh = f(x, h)
+    # translation invariance of both outputs; positions output is CoM-free
+    vx2, vh2 = f(x + torch.tensor([3.0, -1.0, 2.0], dtype=dtype), h)
+    torch.testing.assert_close(vx2, vx, atol=TOL[dtype], rtol=0)
+    torch.testing.assert_close(vh2, vh, atol=TOL[dtype], rtol=0)
+    assert scatter_mean(vx, mb.batch, mb.num_graphs).abs().max() < TOL[dtype]
+    # permuting atoms inside the batch permutes the outputs
+    perm = torch.cat([torch.randperm(int(n)) + int(s) for n, s in
+                      zip(mb.n_atoms, torch.cumsum(mb.n_atoms, 0) - mb.n_atoms)])
+    inv = torch.argsort(perm)
+    mbp = MolBatch(mb.x[perm], mb.types[perm], mb.batch[perm], mb.n_atoms, inv[mb.edge_index], mb.context)
+    vxp, vhp = model.dynamics(x[perm], h[perm], t, mbp, ctx)
+    torch.testing.assert_close(vxp, vx[perm], atol=TOL[dtype], rtol=0)
+    torch.testing.assert_close(vhp, vh[perm], atol=TOL[dtype], rtol=0)
+
+
+@pytest.mark.parametrize("cls,kw", [(EDM, {"timesteps": 50}), (FlowMatching, {"sample_steps": 5})])
+def test_samples_have_zero_centre_of_mass(cls, kw):
+    torch.manual_seed(0)
+    model = cls(hidden=16, num_layers=2, **kw)
+    model.set_statistics(torch.tensor([5, 9, 12, 12]))
+    mols, seconds = model.sample(6, seed=0)
+    assert seconds > 0 and len(mols) == 6
+    for x, t in mols:
+        assert len(t) in (5, 9, 12)
+        # an untrained EDM chain wanders far; zero CoM holds to float32 round-off relative to the extent
+        assert np.abs(x.mean(0)).max() < 1e-5 * max(1.0, np.abs(x).max())
+
+
+def test_tiny_flow_model_overfits_a_handful_of_molecules(small_molecules):
+    torch.manual_seed(0)
+    mols = small_molecules[:3]  # methane, ammonia, water
+    model = FlowMatching(hidden=32, num_layers=3, sample_steps=20)
+    model.set_statistics(torch.tensor([len(t) for _, t in mols]))
+    before = metrics.evaluate(model.sample(30, seed=1)[0])
+    mb = collate([(torch.tensor(x), torch.tensor(t)) for x, t in mols] * 8)
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    losses = []
+    for _ in range(1200):
+        loss = model.loss(mb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-50:]) < 0.4 * np.mean(losses[:10])
+    after = metrics.evaluate(model.sample(30, seed=1)[0], train_smiles={"[H]C([H])([H])[H]", "[H]N([H])[H]",
+                                                                         "[H]O[H]"})
+    assert before.validity < 0.2 and before.molecule_stability == 0.0
+    assert after.validity >= 0.7 and after.molecule_stability >= 0.15, after
+
+
+def test_edm_training_reduces_loss(small_molecules):
+    torch.manual_seed(0)
+    model = EDM(hidden=32, num_layers=2, timesteps=100)
+    mb = collate([(torch.tensor(x), torch.tensor(t)) for x, t in small_molecules[:4]] * 8)
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    losses = []
+    for _ in range(300):
+        loss = model.loss(mb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-50:]) < 0.6 * np.mean(losses[:10])
+
+
+def test_bad_inputs_get_clear_messages():
+    with pytest.raises(ValueError, match="unknown QM9 property 'polarizability'"):
+        EDM(condition="polarizability")
+    cond = FlowMatching(hidden=8, num_layers=1, sample_steps=2, condition="alpha")
+    cond.set_statistics(torch.tensor([5, 6, 7]), torch.tensor([50.0, 70.0, 90.0]))
+    with pytest.raises(ValueError, match="conditioned on 'alpha'"):
+        cond.sample(2)
+    with pytest.warns(UserWarning, match="outside the training range"):
+        cond.sample(2, condition=500.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cond.sample(2, condition=80.0)
+    with pytest.raises(ValueError, match=r"sizes \[40\] were never seen.*5-7 atoms"):
+        cond.sample(1, condition=80.0, sizes=torch.tensor([40]))
+    uncond = FlowMatching(hidden=8, num_layers=1, sample_steps=2)
+    uncond.set_statistics(torch.tensor([5]))
+    with pytest.raises(ValueError, match="unconditional"):
+        uncond.sample(1, condition=80.0)
+    with pytest.raises(RuntimeError, match="size distribution is empty"):
+        FlowMatching(hidden=8, num_layers=1).sample(1)
