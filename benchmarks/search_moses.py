@@ -87,25 +87,27 @@ def prepare(workdir: Path, n: int) -> tuple[Path, list[str]]:
     return smi, queries
 
 
-def build_ours(smi: Path, workdir: Path, reuse: bool) -> dict:
+BUILDS = {  # name -> (index directory, build options)
+    "simonly": ("lib_simonly.csi", {"inchikey": False, "pattern": False, "properties": False}),  # = what FPSim2 builds
+    "subs": ("lib_subs.csi", {"inchikey": False, "properties": False}),  # + pattern fingerprints
+    "full": ("lib_full.csi", {}),  # + InChIKeys and properties
+}
+
+
+def build_ours(smi: Path, workdir: Path, reuse: bool, which: str) -> dict:
+    """Build one of :data:`BUILDS`, recording wall and CPU time (worker processes included)."""
     from compscope.search import build_index
 
-    rec_path = workdir / "build_ours.json"
-    if reuse and rec_path.exists() and (workdir / "lib.csi").exists():
+    name, kw = BUILDS[which]
+    rec_path = workdir / f"build_ours_{which}_{smi.stem}.json"
+    if reuse and rec_path.exists() and (workdir / name).exists():
         return json.loads(rec_path.read_text()) | {"reused": True}
-    rec = {}
     t, c = time.perf_counter(), cpu_s()
-    rep = build_index(smi, workdir / "lib_simonly.csi", n_jobs=2, inchikey=False, pattern=False,
-                      properties=False, progress=True, overwrite=True, chunk_size=10000)
-    rec["similarity_only_s"], rec["similarity_only_cpu_s"] = time.perf_counter() - t, cpu_s() - c
-    rec["similarity_only_loadavg_after"] = list(os.getloadavg())
-    t, c = time.perf_counter(), cpu_s()
-    rep = build_index(smi, workdir / "lib.csi", n_jobs=2, progress=True, overwrite=True, chunk_size=10000)
-    rec["full_s"], rec["full_cpu_s"] = time.perf_counter() - t, cpu_s() - c
-    rec["full_loadavg_after"] = list(os.getloadavg())
-    rec["n_molecules"], rec["n_invalid"] = rep.n_molecules, rep.n_invalid
-    rec["index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib.csi").iterdir())
-    rec["similarity_only_index_bytes"] = sum(f.stat().st_size for f in (workdir / "lib_simonly.csi").iterdir())
+    rep = build_index(smi, workdir / name, n_jobs=2, progress=False, overwrite=True, chunk_size=10000, **kw)
+    rec = {"wall_s": time.perf_counter() - t, "cpu_s": cpu_s() - c, "loadavg_after": list(os.getloadavg()),
+           "n_molecules": rep.n_molecules, "n_invalid": rep.n_invalid,
+           "index_bytes": sum(f.stat().st_size for f in (workdir / name).iterdir()),
+           "cpu_s_per_core_on_2_cores": (cpu_s() - c) / 2}
     rec_path.write_text(json.dumps(rec))
     return rec
 
@@ -113,8 +115,9 @@ def build_ours(smi: Path, workdir: Path, reuse: bool) -> dict:
 def build_fpsim2(smi: Path, workdir: Path, reuse: bool) -> dict:
     from FPSim2.io import create_db_file
 
-    h5 = workdir / "fpsim2.h5"
-    rec_path = workdir / "build_fpsim2.json"
+    tag = "" if smi.stem.endswith("_1000000") else "_" + smi.stem.rsplit("_", 1)[-1]
+    h5 = workdir / f"fpsim2{tag}.h5"
+    rec_path = workdir / f"build_fpsim2{tag}.json"
     if reuse and rec_path.exists() and h5.exists():
         return json.loads(rec_path.read_text()) | {"reused": True}
     t, c = time.perf_counter(), cpu_s()
@@ -133,10 +136,10 @@ def similarity_bench(workdir: Path, queries: list[str]) -> dict:
     out: dict = {}
     r0 = rss_mb()
     t = time.perf_counter()
-    idx = SearchIndex.open(workdir / "lib.csi")
+    idx = SearchIndex.open(workdir / "lib_simonly.csi")
     out["ours_load_mmap_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    idx_mem = SearchIndex.open(workdir / "lib.csi", in_memory=True)
+    idx_mem = SearchIndex.open(workdir / "lib_simonly.csi", in_memory=True)
     out["ours_load_in_memory_s"] = time.perf_counter() - t
     out["ours_rss_in_memory_mb"] = rss_mb() - r0
     del idx_mem
@@ -190,7 +193,7 @@ def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool)
     from compscope.search import SearchIndex
 
     RDLogger.DisableLog("rdApp.*")
-    idx = SearchIndex.open(workdir / "lib.csi")
+    idx = SearchIndex.open(workdir / "lib_subs.csi")
     t = time.perf_counter()
     holder, pats = SL.CachedTrustedSmilesMolHolder(), SL.PatternHolder()
     lib = SL.SubstructLibrary(holder, pats)
@@ -242,22 +245,30 @@ def main() -> None:
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--time-limit", type=float, default=5.0)
     p.add_argument("--skip-substructure", action="store_true")
-    p.add_argument("--phase", choices=["all", "build-ours", "build-fpsim2"], default="all",
+    p.add_argument("--full-n", type=int, default=1_000_000,
+                   help="molecules for the all-features build (its cost is linear; a subset keeps the run short)")
+    p.add_argument("--phase", choices=["all", "build-ours-full", "build-ours-simonly", "build-ours-subs",
+                                       "build-fpsim2"], default="all",
                    help="build phases can run as separate processes; `all --reuse` then picks their records up")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     smi, queries = prepare(workdir, args.n)
-    if args.phase == "build-ours":
-        print(build_ours(smi, workdir, args.reuse))
+    full_smi = prepare(workdir, args.full_n)[0] if args.full_n != args.n else smi
+    if args.phase.startswith("build-ours-"):
+        which = args.phase.removeprefix("build-ours-")
+        print(build_ours(full_smi if which == "full" else smi, workdir, args.reuse, which))
         return
     if args.phase == "build-fpsim2":
         print(build_fpsim2(smi, workdir, args.reuse))
         return
     payload: dict = {"n_database": args.n, "n_queries": len(queries), "fingerprint": "Morgan r=2, 2048 bits",
                      "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
-    payload["build"] = {"ours": build_ours(smi, workdir, args.reuse), "fpsim2": build_fpsim2(smi, workdir, args.reuse)}
+    payload["build"] = {"ours_similarity_only": build_ours(smi, workdir, args.reuse, "simonly"),
+                        "ours_with_pattern_fps": build_ours(smi, workdir, args.reuse, "subs"),
+                        "ours_all_features": build_ours(full_smi, workdir, args.reuse, "full") | {"n": args.full_n},
+                        "fpsim2": build_fpsim2(smi, workdir, args.reuse)}
     print(json.dumps(payload["build"], indent=1), flush=True)
     payload["complete"] = False  # partial results are written after every phase
     write_result("search_moses", payload, seed=0)
