@@ -30,7 +30,7 @@ def quickstart_config(out: Path, minutes: float) -> dict:
     }
 
 
-def run_quickstart(out: Path, minutes: float = 2.0, md_steps: int = 2000) -> dict:
+def run_quickstart(out: Path, minutes: float = 2.0, md_steps: int = 1000) -> dict:
     from rich.console import Console
 
     from compscope.forcefield import fit, print_error_table

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
     def quickstart(
         out: Path = typer.Option(Path("compscope_quickstart"), help="Where to put the run."),
         minutes: float = typer.Option(2.0, help="Training wall-clock budget."),
-        md_steps: int = typer.Option(2000, help="Steps of the short MD run at the end (0 to skip)."),
+        md_steps: int = typer.Option(1000, help="Steps of the short MD run at the end (0 to skip)."),
     ) -> None:
         """The main job on bundled data: train a small ethanol force field, report errors, plots, short MD."""
         from compscope.cli._quickstart import run_quickstart
