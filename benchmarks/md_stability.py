@@ -57,6 +57,13 @@ def geometry(pos: np.ndarray, species: np.ndarray, bonds: np.ndarray, angles: np
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
+def find_bonds_from(atoms) -> np.ndarray:
+    from compscope.data import AtomicGraph
+    from compscope.md import find_bonds
+
+    return find_bonds(AtomicGraph.from_atoms(atoms, 3.0)).numpy()
+
+
 def plot(md: dict, ref: dict, path: Path) -> None:
     import matplotlib
 
@@ -94,6 +101,9 @@ def main() -> None:
     ap.add_argument("--traj-every", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/work/md/stability"))
     ap.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing run")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop (resumably) after this wall time; the JSON records how far the run got")
+    ap.add_argument("--chunk-ps", type=float, default=0.5, help="ps between budget checks")
     args = ap.parse_args()
 
     import torch
@@ -101,7 +111,7 @@ def main() -> None:
     from scipy.stats import wasserstein_distance
 
     from compscope.data import dataset_path
-    from compscope.md import find_bonds, read_h5_observables, simulate
+    from compscope.md import read_h5_observables, simulate
     from compscope.md._model import load_potential
 
     torch.set_num_threads(args.threads)
@@ -113,22 +123,40 @@ def main() -> None:
     model = load_potential(args.model, dtype=getattr(torch, args.dtype))
     resume = (out / "restart.pt").exists() and not args.fresh
     t0 = time.time()
-    res = simulate(model, start, steps=steps, dt=args.dt, temperature=args.temperature, replicas=args.replicas,
-                   integrator="langevin", friction=0.01, out=out, traj_every=args.traj_every, resume=resume,
-                   progress=True, plots=True, extxyz=False, seed=0)
+    chunk = max(args.traj_every, int(round(args.chunk_ps * 1000.0 / args.dt)) // args.traj_every * args.traj_every)
+    done = 0
+    if resume:
+        from compscope.md import load_restart
+
+        done = int(load_restart(out / "restart.pt")["step"])
+    while True:
+        target = min(steps, done + chunk)
+        res = simulate(model, start, steps=target, dt=args.dt, temperature=args.temperature, replicas=args.replicas,
+                       integrator="langevin", friction=0.01, out=out, traj_every=args.traj_every, resume=resume,
+                       progress=True, plots=target >= steps, extxyz=False, seed=0)
+        done, resume = res.steps, True
+        over = args.max_minutes is not None and time.time() - t0 > 60.0 * args.max_minutes
+        if done >= steps or res.n_stable == 0 or over:
+            break
+    if target < steps:
+        from compscope.md._plots import plot_run
+
+        plot_run(out / "trajectory.h5", out, find_bonds_from(start), dt_fs=args.dt)
     wall = time.time() - t0
 
-    from compscope.data import AtomicGraph
-
-    bonds = find_bonds(AtomicGraph.from_atoms(start, 3.0)).numpy()
+    bonds = find_bonds_from(start)
     angles = _angles(bonds)
     species = start.get_atomic_numbers()
     obs = read_h5_observables(out / "trajectory.h5")
     n = len(start)
-    alive = obs["active"][-1] > 0
+    # every replica contributes its frames up to its last good step (all of them for stable replicas)
     burn = max(1, len(obs["step"]) // 10)  # drop the first 10 % (equilibration at 500 K)
-    pos = obs["positions"][burn:].reshape(len(obs["step"]) - burn, args.replicas, n, 3)[:, alive]
-    md = geometry(pos.reshape(-1, n, 3), species, bonds, angles) if alive.any() else {}
+    T = len(obs["step"])
+    pos_all = obs["positions"].reshape(T, args.replicas, n, 3)
+    good = obs["step"][:, None] <= np.array([r["stable_steps"] for r in res.summary])[None, :]  # (T, R)
+    good[:burn] = False
+    pos = pos_all[good]  # (frames, n, 3)
+    md = geometry(pos, species, bonds, angles) if len(pos) else {}
     ref = geometry(np.stack([a.get_positions() for a in ref_frames]), species, bonds, angles)
     dist = {k: {"md_mean": float(md[k].mean()), "md_std": float(md[k].std()), "ref_mean": float(ref[k].mean()),
                 "ref_std": float(ref[k].std()), "wasserstein": float(wasserstein_distance(md[k], ref[k]))}
@@ -140,8 +168,9 @@ def main() -> None:
         "system": "rMD17 ethanol", "temperature_K": args.temperature, "dt_fs": args.dt, "replicas": args.replicas,
         "target_ps": args.ps, "steps": res.steps, "simulated_ps_per_replica": res.steps * args.dt / 1000.0,
         "n_stable": res.n_stable, "target_10_of_10_stable_met": res.n_stable == args.replicas and args.ps >= 100,
-        "replica_summary": res.summary, "wall_s_this_invocation": wall, "ns_per_day_per_replica": res.ns_per_day,
-        "model": args.model, "dtype": args.dtype, "frames_used": int(pos.shape[0] * pos.shape[1]),
+        "replica_summary": res.summary, "wall_s_this_invocation": wall,
+        "ns_per_day_per_replica_last_chunk": res.ns_per_day,
+        "model": args.model, "dtype": args.dtype, "frames_used": int(len(pos)),
         "reference": "rMD17 ethanol test set (1000 frames)", "distributions": dist,
         "plots": [str(png), str(out / "energy_temperature.png")],
     }
