@@ -152,6 +152,9 @@ def main() -> None:
                 te = load_split(test_path, nx)
                 cell["classical"] = classical_cell(eq, nx, te, None)
                 cell["paper"] = PAPER.get((eq.name, nx))
+                # trivial yardstick: hold the last given step constant (what an untrained bundled solver does)
+                hold = np.repeat(te["u"][:, 49:50], te["u"].shape[1], axis=1)
+                cell["persistence_error"] = float(((hold - te["u"]) ** 2).mean(-1)[:, 50:].sum(-1).mean())
                 save()
                 print(key, "classical", json.dumps(cell["classical"]), flush=True)
     for name in a.neural_equations.split(","):
@@ -192,7 +195,28 @@ def main() -> None:
     from compscope.pde._plots import plot_error_vs_runtime
 
     plot_error_vs_runtime(cells, RESULTS / f"{a.name}_error_vs_runtime.png")
+    print(markdown_table(cells))
     print(path)
+
+
+def markdown_table(cells: dict) -> str:
+    """Table-1-shaped markdown: error (ms per trajectory, single) per solver, paper numbers beside."""
+    solvers = ["WENO5", "spectral", "Chebyshev", "mp-pde-small", "fno-small", "mp-pde", "fno"]
+    present = [s for s in solvers if any(s in {**c.get("classical", {}), **c.get("neural", {})}
+                                         for c in cells.values())]
+    lines = ["| cell | " + " | ".join(present) + " | hold-last | paper |",
+             "|---" * (len(present) + 3) + "|"]
+    for key, c in cells.items():
+        row = {**c.get("classical", {}), **c.get("neural", {})}
+        vals = []
+        for s in present:
+            r = row.get(s)
+            vals.append("" if r is None else f"{r['error']:.3g} ({1e3 * r['s_per_traj_single']:.3g} ms)")
+        paper = c.get("paper") or {}
+        ptxt = "; ".join(f"{k} {v[0]}" + (f" in {v[1]} s" if v[1] else "") for k, v in paper.items())
+        hold = c.get("persistence_error")
+        lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | {ptxt} |")
+    return "\n".join(lines)
 
 
 def summarize(cells: dict) -> dict:
