@@ -66,8 +66,15 @@ def test_generate_resume_append_with_two_ray_workers(tmp_path):
         assert not np.allclose(f["replicas/0001/positions"][:], r0["positions"][:])
     assert not parts.exists()
 
-    info = generate_alanine_dipeptide(out, replicas=1, steps=400, save_every=100, workers=2, platform="Reference")
-    assert info["total_replicas"] == 3 and info["total_frames"] == 12
+    # append one more replica through the real CLI
+    from typer.testing import CliRunner
+
+    from compscope.cli import app
+
+    r = CliRunner().invoke(app, ["md", "reference", "alanine-dipeptide", "--out", str(out), "--replicas", "1",
+                                 "--steps", "400", "--save-every", "100", "--workers", "2", "--platform", "Reference"])
+    assert r.exit_code == 0, r.output
+    assert "1 replica(s) run, 12 frames" in r.output
     with h5py.File(out) as f:
         assert [int(f[f"replicas/{k:04d}"].attrs["seed"]) for k in range(3)] == [0, 1, 2]
 

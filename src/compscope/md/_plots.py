@@ -77,9 +77,10 @@ def plot_run(h5_path: str | Path, out_dir: str | Path, bonds: np.ndarray, dt_fs:
     G = obs["temperature"].shape[1] if obs["temperature"].ndim == 2 else 1
     for g in range(G):
         alive = obs["active"][:, g] > 0
-        ax[0].plot(t[alive], obs["potential_energy"][alive, g], lw=0.8)
-        ax[1].plot(t[alive], obs["conserved_energy"][alive, g] - obs["conserved_energy"][0, g], lw=0.8)
-        ax[2].plot(t[alive], obs["temperature"][alive, g], lw=0.8)
+        mk = "." if len(t) < 50 else None  # a few frames: show the points
+        ax[0].plot(t[alive], obs["potential_energy"][alive, g], lw=0.8, marker=mk)
+        ax[1].plot(t[alive], obs["conserved_energy"][alive, g] - obs["conserved_energy"][0, g], lw=0.8, marker=mk)
+        ax[2].plot(t[alive], obs["temperature"][alive, g], lw=0.8, marker=mk)
     ax[0].set_ylabel("E_pot (eV)")
     ax[1].set_ylabel("ΔE_conserved (eV)")
     ax[2].set_ylabel("T (K)")
