@@ -133,10 +133,14 @@ class H5Trajectory:
 
 
 def read_h5_observables(path: str | Path) -> dict[str, np.ndarray]:
-    """Observables (T, G), steps (T,), time (T,) ps and positions (T, N, 3) of the complete frames of a file."""
+    """Observables (T, G), steps (T,), time (T,) ps and positions (T, N, 3) of the complete frames of a file.
+
+    The file may be read while a run is still writing it (no HDF5 file lock; only frames counted in
+    ``n_frames`` are read).
+    """
     import h5py
 
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
         n = int(f.attrs["n_frames"])
         out = {name: f[f"observables/{name}/value"][:n] for name in _OBS}
         out["step"] = f["particles/all/position/step"][:n]
