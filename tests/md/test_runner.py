@@ -178,3 +178,14 @@ def test_bad_start_structures(lj, ar_cluster):
         simulate(lj, neon, steps=1)
     with pytest.warns(UserWarning, match="time step 12.0 fs is too large"):
         simulate(lj, ar_cluster, steps=1, dt=12.0)
+
+
+def test_resume_with_unreadable_hdf5(lj, ar_cluster, tmp_path):
+    """A truncated HDF5 file is moved aside; the run resumes from its restart file into a new one."""
+    kw = dict(dt=4.0, integrator="nve", temperature=50.0, traj_every=10)
+    simulate(lj, ar_cluster, steps=30, out=tmp_path, **kw)
+    h5 = tmp_path / "trajectory.h5"
+    h5.write_bytes(h5.read_bytes()[:1500])
+    res = simulate(lj, ar_cluster, steps=50, out=tmp_path, resume=True, **kw)
+    assert res.steps == 50 and (tmp_path / "trajectory.h5.corrupt").exists()
+    assert read_h5_observables(h5)["step"].tolist() == [40, 50]
