@@ -8,7 +8,7 @@ from ._fit import fit, resolve_config, trainer_options
 from ._task import ForceFieldTask, NonFiniteLossError
 
 __all__ = [
-    "Calculator", "ForceFieldData", "error_table", "predict", "print_error_table", "CompiledPotential", "compile_model", "load_model",
-    "save_package",
-    "fit", "resolve_config", "trainer_options", "ForceFieldTask", "NonFiniteLossError",
+    "Calculator", "ForceFieldData", "error_table", "predict", "print_error_table", "CompiledPotential",
+    "compile_model", "load_model", "save_package", "fit", "resolve_config", "trainer_options", "ForceFieldTask",
+    "NonFiniteLossError",
 ]

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from compscope.data import keys as K
 from compscope.models import build_model
 
 FORMAT = "compscope-model/1"
@@ -112,32 +111,21 @@ class CompiledPotential(nn.Module):
         self.species = [int(z) for z in meta["species"]]
         self.cutoff = float(meta["cutoff"])
         self.dtype = getattr(torch, meta["dtype"])
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        for i, z in enumerate(self.species):
-            z_to_index[z] = i
-        self.register_buffer("z_to_index", z_to_index, persistent=False)
+        from compscope.models._forcefield import species_lookup
+
+        self.register_buffer("z_to_index", species_lookup(self.species), persistent=False)
 
     def forward(self, graph, compute_forces: bool = True, compute_stress: bool = False, training: bool = False):
-        from compscope.models import UnknownElementError
-        from compscope.nn import forces_and_stress, prepare_strain, scatter_sum
+        from compscope.models._forcefield import species_index
+        from compscope.nn import potential_outputs
 
         g = graph.to(dtype=self.dtype)
-        idx = self.z_to_index[g.atomic_numbers]
-        if (idx < 0).any():
-            raise UnknownElementError(f"elements {sorted(set(g.atomic_numbers[idx < 0].tolist()))} are unknown "
-                                      f"to this model (trained on {self.species})")
+        idx = species_index(self.z_to_index, g.atomic_numbers, self.species)
         attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.dtype)
-        leaf = g.positions.detach().requires_grad_(compute_forces or compute_stress)
-        positions, cell, strain = prepare_strain(leaf, g.cell, g.batch, compute_stress)
-        node_e = self.module(positions, attrs, idx, g.edge_index, g.cell_shifts, cell[g.batch[g.edge_index[0]]])
-        energy = scatter_sum(node_e, g.batch, g.num_graphs)
-        out = {K.ENERGY: energy, K.NODE_ENERGY: node_e}
-        if compute_forces or compute_stress:
-            forces, stress = forces_and_stress(energy, leaf, cell, strain, training)
-            out[K.FORCES] = forces
-            if stress is not None:
-                out[K.STRESS] = stress
-        return out
+        return potential_outputs(
+            lambda pos, edge_cell: self.module(pos, attrs, idx, g.edge_index, g.cell_shifts, edge_cell),
+            g, compute_forces, compute_stress, training,
+        )
 
 
 def _example_graph(species: list[int], cutoff: float, dtype: torch.dtype):

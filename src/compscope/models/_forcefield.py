@@ -9,7 +9,6 @@ from e3nn import o3
 from torch import nn
 
 from compscope.data import AtomicGraph
-from compscope.data import keys as K
 from compscope.nn import (
     ElementLinear,
     Interaction,
@@ -17,15 +16,35 @@ from compscope.nn import (
     MLPReadout,
     ProductBasis,
     RadialEmbedding,
-    forces_and_stress,
     gate_for,
-    prepare_strain,
-    scatter_sum,
+    potential_outputs,
 )
 
 
 class UnknownElementError(ValueError):
     """A structure contains an element the model was not trained on."""
+
+
+def species_lookup(species) -> torch.Tensor:
+    """Table (119,) from atomic number to the model's element index (-1 for unknown elements)."""
+    table = torch.full((119,), -1, dtype=torch.long)
+    for i, z in enumerate(species):
+        table[int(z)] = i
+    return table
+
+
+def species_index(table: torch.Tensor, atomic_numbers: torch.Tensor, species) -> torch.Tensor:
+    """Element indices (N,) of ``atomic_numbers``; raises :class:`UnknownElementError` naming unknown elements."""
+    if (atomic_numbers < 0).any() or (atomic_numbers > 118).any():
+        raise UnknownElementError(f"atomic numbers out of range: {atomic_numbers.unique().tolist()}")
+    idx = table[atomic_numbers]
+    if (idx < 0).any():
+        unknown = sorted(set(atomic_numbers[idx < 0].tolist()))
+        raise UnknownElementError(
+            f"elements {unknown} are unknown to this model (trained on atomic numbers {list(species)}); "
+            "retrain with data containing them"
+        )
+    return idx
 
 
 class EquivariantPotential(nn.Module):
@@ -76,10 +95,7 @@ class EquivariantPotential(nn.Module):
         self.species = [int(z) for z in species]
         self.cutoff = float(r_max)
         n_el = len(self.species)
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        for i, z in enumerate(self.species):
-            z_to_index[z] = i
-        self.register_buffer("z_to_index", z_to_index, persistent=False)
+        self.register_buffer("z_to_index", species_lookup(self.species), persistent=False)
         e0 = torch.zeros(n_el) if atomic_energies is None else torch.as_tensor(atomic_energies, dtype=torch.float64)
         if e0.shape != (n_el,):
             raise ValueError(f"atomic_energies needs {n_el} values (one per species), got {tuple(e0.shape)}")
@@ -118,16 +134,7 @@ class EquivariantPotential(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
-        if (atomic_numbers < 0).any() or (atomic_numbers > 118).any():
-            raise UnknownElementError(f"atomic numbers out of range: {atomic_numbers.unique().tolist()}")
-        idx = self.z_to_index[atomic_numbers]
-        if (idx < 0).any():
-            unknown = sorted(set(atomic_numbers[idx < 0].tolist()))
-            raise UnknownElementError(
-                f"elements {unknown} are unknown to this model (trained on atomic numbers {self.species}); "
-                "retrain with data containing them"
-            )
-        return idx
+        return species_index(self.z_to_index, atomic_numbers, self.species)
 
     def node_energies(
         self,
@@ -168,18 +175,8 @@ class EquivariantPotential(nn.Module):
     ) -> dict[str, torch.Tensor]:
         idx = self.species_index(graph.atomic_numbers)
         node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
-        leaf = graph.positions
-        if compute_forces or compute_stress:
-            leaf = leaf.detach().requires_grad_(True)
-        positions, cell, strain = prepare_strain(leaf, graph.cell, graph.batch, compute_stress)
-        node_energy = self.node_energies(
-            positions, node_attrs, idx, graph.edge_index, graph.cell_shifts, cell[graph.batch[graph.edge_index[0]]]
-        )  # (N,)
-        energy = scatter_sum(node_energy, graph.batch, graph.num_graphs)  # (G,)
-        out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
-        if compute_forces or compute_stress:
-            forces, stress = forces_and_stress(energy, leaf, cell, strain, training)
-            out[K.FORCES] = forces
-            if stress is not None:
-                out[K.STRESS] = stress
-        return out
+        return potential_outputs(
+            lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
+                                                      edge_cell),
+            graph, compute_forces, compute_stress, training,
+        )

@@ -1,6 +1,6 @@
 """Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces."""
 
-from ._forces import forces_and_stress, prepare_strain
+from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._gate import gate_for
 from ._interaction import Interaction
 from ._product import ElementLinear, ProductBasis
@@ -9,6 +9,7 @@ from ._readout import LinearReadout, MLPReadout
 from ._scatter import scatter_sum
 
 __all__ = [
-    "ElementLinear", "forces_and_stress", "prepare_strain", "gate_for", "Interaction", "ProductBasis", "BesselBasis",
-    "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout", "scatter_sum",
+    "ElementLinear", "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
+    "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
+    "scatter_sum",
 ]

@@ -43,3 +43,33 @@ def forces_and_stress(
         volume = torch.linalg.det(cell).abs().view(-1, 1, 1)
         stress = g_strain / volume
     return forces, stress
+
+
+def potential_outputs(node_energy_fn, graph, compute_forces: bool, compute_stress: bool, training: bool) -> dict:
+    """The shared tail of every potential: strain set-up, per-graph energy sum, forces and stress by autograd.
+
+    Args:
+        node_energy_fn: ``(positions (N, 3), edge_cell (E, 3, 3)) -> node energies (N,)``; positions may carry the
+            strain used for the stress.
+        graph: the :class:`~compscope.data.AtomicGraph` batch.
+
+    Returns:
+        ``{energy (G,), node_energy (N,)}`` plus ``forces (N, 3)`` and ``stress (G, 3, 3)`` when asked.
+    """
+    from compscope.data import keys as K
+
+    from ._scatter import scatter_sum
+
+    leaf = graph.positions
+    if compute_forces or compute_stress:
+        leaf = leaf.detach().requires_grad_(True)
+    positions, cell, strain = prepare_strain(leaf, graph.cell, graph.batch, compute_stress)
+    node_energy = node_energy_fn(positions, cell[graph.batch[graph.edge_index[0]]])  # (N,)
+    energy = scatter_sum(node_energy, graph.batch, graph.num_graphs)  # (G,)
+    out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
+    if compute_forces or compute_stress:
+        forces, stress = forces_and_stress(energy, leaf, cell, strain, training)
+        out[K.FORCES] = forces
+        if stress is not None:
+            out[K.STRESS] = stress
+    return out
