@@ -96,7 +96,7 @@ class SearchIndex:
             raise IndexFormatError(f"index {self.path} lacks arrays {missing} (older or foreign format); rebuild it "
                                    "with `compscope search build`")
         self.fps, self.bins, self.rows = a["fps"], a["bins"], a["rows"]  # (N, W), (nbits+2,), (N,)
-        self.wc = a["wcounts"]  # (N, W) uint8 per-word popcounts
+        self.wc = K.pack_word_counts(a["wcounts"])  # (N, ceil(W/8)) uint64: per-word popcounts, 8 per word
         if self.fps.shape != (self.n, self.spec.nwords) or self.bins.shape != (self.spec.nbits + 2,):
             from ._errors import IndexFormatError
 
@@ -200,7 +200,7 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        qw = K.word_popcounts(q[None, :])[0]  # (W,) uint8
+        qw = K.pack_word_counts(K.word_popcounts(q[None, :]))[0]  # (ceil(W/8),) uint64
         pos, sc = K.threshold_search(self.fps, self.wc, self.bins, q, qw, qc, m, fa, fb, np.float32(thr),
                                      mask if mask is not None else np.zeros(0, np.bool_), mask is not None)
         order = np.lexsort((self.rows[pos], -sc))
@@ -222,7 +222,7 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        qw = K.word_popcounts(q[None, :])[0]  # (W,) uint8
+        qw = K.pack_word_counts(K.word_popcounts(q[None, :]))[0]  # (ceil(W/8),) uint64
         pos, sc, rw = K.topk_search(self.fps, self.wc, self.bins, self.rows, q, qw, qc, m, fa, fb, k,
                                     np.float32(threshold), mask if mask is not None else np.zeros(0, np.bool_),
                                     mask is not None)

@@ -73,15 +73,49 @@ def word_popcounts(fps):
     return out
 
 
+_H = np.uint64(0x8080808080808080)
+_LO = np.uint64(0x00FF00FF00FF00FF)
+_ONES16 = np.uint64(0x0001000100010001)
+_FF = np.uint64(0xFF)
+
+
 @nb.njit(inline="always")
-def _word_bound(wc, i, qw, w):
-    # common(q, x) = sum_w |q_w & x_w| <= sum_w min(|q_w|, |x_w|): reads W bytes instead of 8 W
-    ub = 0
-    for j in range(w):
-        a_ = wc[i, j]
-        b_ = qw[j]
-        ub += a_ if a_ < b_ else b_
-    return ub
+def _word_bound(wc8, i, qw8):
+    """Upper bound of ``|q AND x|`` for row i: ``sum_w min(|q_w|, |x_w|)``.
+
+    ``wc8``/``qw8`` hold the per-word popcounts (each <= 64 < 128) packed 8 per uint64, so the byte-wise
+    min is done SWAR-style: ``(y | 0x80..) - x`` sets each byte's high bit where ``y >= x`` without
+    borrows between bytes; the mins are then summed in four 16-bit lanes.
+    """
+    acc = np.uint64(0)
+    for j in range(wc8.shape[1]):
+        x = wc8[i, j]
+        y = qw8[j]
+        m = ((((y | _H) - x) & _H) >> np.uint64(7)) * _FF  # 0xFF in bytes where y >= x
+        mn = (x & m) | (y & ~m)
+        acc += (mn & _LO) + ((mn >> np.uint64(8)) & _LO)
+    return np.int64((acc * _ONES16) >> np.uint64(48))
+
+
+def pack_word_counts(wc: np.ndarray) -> np.ndarray:
+    """View (M, W) uint8 word popcounts as (M, ceil(W / 8)) uint64 (copying with zero padding if needed)."""
+    m, w = wc.shape
+    if w % 8 == 0 and wc.flags.c_contiguous:
+        return wc.view(np.uint64)
+    out = np.zeros((m, (w + 7) // 8 * 8), np.uint8)
+    out[:, :w] = wc
+    return out.view(np.uint64)
+
+
+@nb.njit(inline="always")
+def _min_common(metric, q, c, a, b, thr):
+    """Smallest intersection count whose score reaches ``thr`` (scores grow with the count), so the row
+    loop compares integers instead of dividing."""
+    top = min(q, c)
+    for i in range(top + 1):
+        if _coeff(metric, i, q, c, a, b) >= thr:
+            return i
+    return top + 1
 
 
 @nb.njit(nogil=True, cache=True)
@@ -103,8 +137,8 @@ def threshold_search(fps, wc, bins, query, qw, qcount, metric, a, b, thr, mask, 
     ``wc`` (1/8 of the fingerprint bytes); only rows that pass it have their fingerprint read.
 
     Args:
-        fps: (N, W) uint64, sorted by popcount.  wc: (N, W) uint8 word popcounts.
-        bins: (nbits + 2,) int64 bin offsets.  qw: (W,) uint8 query word popcounts.
+        fps: (N, W) uint64, sorted by popcount.  wc: (N, ceil(W/8)) uint64, the word popcounts packed
+        by :func:`pack_word_counts`.  bins: (nbits + 2,) int64 bin offsets.  qw: the query's, packed alike.
         query: (W,) uint64.  qcount: query popcount.  metric: TANIMOTO/DICE/TVERSKY; a, b: Tversky weights.
         thr: float32 threshold.  mask: (N,) bool row filter, used if ``use_mask``.
 
@@ -123,10 +157,11 @@ def threshold_search(fps, wc, bins, query, qw, qcount, metric, a, b, thr, mask, 
     for c in range(bounds.shape[0]):
         if bounds[c] < thr:
             continue
+        need = _min_common(metric, qcount, c, a, b, thr)
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
                 continue
-            if _coeff(metric, _word_bound(wc, i, qw, w), qcount, c, a, b) < thr:
+            if _word_bound(wc, i, qw) < need:
                 continue
             common = 0
             for j in range(w):
@@ -203,11 +238,11 @@ def topk_search(fps, wc, bins, rows, query, qw, qcount, metric, a, b, k, thr, ma
             break
         if n == k and bnd < hs[0]:
             break
+        need = _min_common(metric, qcount, c, a, b, max(thr, hs[0]) if n == k else thr)
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
                 continue
-            ub = _coeff(metric, _word_bound(wc, i, qw, w), qcount, c, a, b)
-            if ub < thr or (n == k and ub < hs[0]):
+            if _word_bound(wc, i, qw) < need:
                 continue
             common = 0
             for j in range(w):
@@ -226,6 +261,10 @@ def topk_search(fps, wc, bins, rows, query, qw, qcount, metric, a, b, k, thr, ma
                 hr[0] = rows[i]
                 hp[0] = i
                 _sift_down(hs, hr, hp, n, 0)
+            else:
+                continue
+            if n == k:  # the k-th score may have risen: tighten the integer cut-off
+                need = _min_common(metric, qcount, c, a, b, max(thr, hs[0]))
     return hp[:n], hs[:n], hr[:n]
 
 
