@@ -128,7 +128,8 @@ def build_fpsim2(smi: Path, workdir: Path, reuse: bool) -> dict:
     return rec
 
 
-def similarity_bench(workdir: Path, queries: list[str]) -> dict:
+def similarity_bench(workdir: Path, queries: list[str], index_name: str = "lib_simonly.csi",
+                     h5_name: str = "fpsim2.h5") -> dict:
     from FPSim2 import FPSim2Engine
 
     from compscope.search import SearchIndex
@@ -136,16 +137,17 @@ def similarity_bench(workdir: Path, queries: list[str]) -> dict:
     out: dict = {}
     r0 = rss_mb()
     t = time.perf_counter()
-    idx = SearchIndex.open(workdir / "lib_simonly.csi")
+    idx = SearchIndex.open(workdir / index_name)
+    out["n_database"], out["index"], out["fpsim2_file"] = len(idx), index_name, h5_name
     out["ours_load_mmap_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    idx_mem = SearchIndex.open(workdir / "lib_simonly.csi", in_memory=True)
+    idx_mem = SearchIndex.open(workdir / index_name, in_memory=True)
     out["ours_load_in_memory_s"] = time.perf_counter() - t
     out["ours_rss_in_memory_mb"] = rss_mb() - r0
     del idx_mem
     r1 = rss_mb()
     t = time.perf_counter()
-    eng = FPSim2Engine(str(workdir / "fpsim2.h5"), in_memory_fps=True)
+    eng = FPSim2Engine(str(workdir / h5_name), in_memory_fps=True)
     out["fpsim2_load_s"] = time.perf_counter() - t
     out["fpsim2_rss_mb"] = rss_mb() - r1
     out["ours_fps_mb"] = idx.fps.nbytes / 2**20
@@ -186,14 +188,14 @@ def similarity_bench(workdir: Path, queries: list[str]) -> dict:
     return out
 
 
-def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool) -> dict:
+def substructure_bench(workdir: Path, smi: Path, time_limit: float, index_name: str) -> dict:
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdSubstructLibrary as SL
 
     from compscope.search import SearchIndex
 
     RDLogger.DisableLog("rdApp.*")
-    idx = SearchIndex.open(workdir / "lib_subs.csi")
+    idx = SearchIndex.open(workdir / index_name)
     t = time.perf_counter()
     holder, pats = SL.CachedTrustedSmilesMolHolder(), SL.PatternHolder()
     lib = SL.SubstructLibrary(holder, pats)
@@ -206,7 +208,8 @@ def substructure_bench(workdir: Path, smi: Path, time_limit: float, reuse: bool)
             holder.AddSmiles(s)
             pats.AddFingerprint(Chem.PatternFingerprint(m))
     rdkit_build = time.perf_counter() - t
-    out = {"rdkit_substructlibrary_build_s": rdkit_build, "time_limit_s": time_limit, "limit": 100, "per_query": {}}
+    out = {"n_database": len(idx), "index": index_name, "rdkit_substructlibrary_build_s": rdkit_build,
+           "time_limit_s": time_limit, "limit": 100, "per_query": {}}
     t_ours, t_rd, c_ours, c_rd = [], [], [], []
     idx.substructure("c1ccccc1", limit=10)
     for name, sma in SUBSTRUCTURE_QUERIES.items():
@@ -265,18 +268,33 @@ def main() -> None:
         return
     payload: dict = {"n_database": args.n, "n_queries": len(queries), "fingerprint": "Morgan r=2, 2048 bits",
                      "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
-    payload["build"] = {"ours_similarity_only": build_ours(smi, workdir, args.reuse, "simonly"),
-                        "ours_with_pattern_fps": build_ours(smi, workdir, args.reuse, "subs"),
-                        "ours_all_features": build_ours(full_smi, workdir, args.reuse, "full") | {"n": args.full_n},
-                        "fpsim2": build_fpsim2(smi, workdir, args.reuse)}
+
+    def record(which, path_smi, tag=""):
+        f = workdir / (f"build_ours_{which}_{path_smi.stem}.json" if which else f"build_fpsim2{tag}.json")
+        return json.loads(f.read_text()) if f.exists() else "not finished in this run"
+
+    small = workdir / f"moses_train_{args.full_n}.smi"
+    payload["build"] = {
+        "ours_similarity_only_1M": record("simonly", smi), "ours_with_pattern_fps_1M": record("subs", smi),
+        f"ours_all_features_{args.full_n}": record("full", small), "fpsim2_1M": record("", smi),
+        f"fpsim2_{args.full_n}": record("", small, f"_{args.full_n}"),
+    }
     print(json.dumps(payload["build"], indent=1), flush=True)
     payload["complete"] = False  # partial results are written after every phase
     write_result("search_moses", payload, seed=0)
-    payload["similarity"] = similarity_bench(workdir, queries)
-    print(json.dumps(payload["similarity"], indent=1), flush=True)
-    write_result("search_moses", payload, seed=0)
+    payload["similarity"] = {}
+    for label, index_name, h5 in (("1M", "lib_simonly.csi", "fpsim2.h5"),
+                                  (str(args.full_n), "lib_full.csi", f"fpsim2_{args.full_n}.h5")):
+        if (workdir / index_name / "header.json").exists() and (workdir / h5).exists() \
+                and not (workdir / (h5 + "_tmp")).exists():
+            payload["similarity"][label] = similarity_bench(workdir, queries, index_name, h5)
+            print(json.dumps(payload["similarity"][label], indent=1), flush=True)
+            write_result("search_moses", payload, seed=0)
     if not args.skip_substructure:
-        payload["substructure"] = substructure_bench(workdir, smi, args.time_limit, args.reuse)
+        if (workdir / "lib_subs.csi" / "header.json").exists():
+            payload["substructure"] = substructure_bench(workdir, smi, args.time_limit, "lib_subs.csi")
+        elif (workdir / "lib_full.csi" / "header.json").exists():
+            payload["substructure"] = substructure_bench(workdir, small, args.time_limit, "lib_full.csi")
     payload["complete"] = True
     path = write_result("search_moses", payload, seed=0)
     print(f"wrote {path}")
