@@ -30,3 +30,14 @@ def small_molecules():
     from compscope.generate._io import read_molecules
 
     return read_molecules(FIXTURE / "qm9_first12.xyz")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small graphs: one thread is faster than two and far faster on a shared, loaded machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

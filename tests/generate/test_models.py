@@ -86,8 +86,9 @@ def test_tiny_flow_model_overfits_a_handful_of_molecules(small_molecules):
     assert np.mean(losses[-50:]) < 0.4 * np.mean(losses[:10])
     after = metrics.evaluate(model.sample(30, seed=1)[0], train_smiles={"[H]C([H])([H])[H]", "[H]N([H])[H]",
                                                                          "[H]O[H]"})
-    assert before.validity < 0.2 and before.molecule_stability == 0.0
-    assert after.validity >= 0.7 and after.molecule_stability >= 0.15, after
+    # untrained: scattered atoms (each isolated atom is a valid radical fragment, so use connected validity)
+    assert before.molecule_stability == 0.0 and before.connected_validity < 0.2, before
+    assert after.molecule_stability >= 0.15 and after.connected_validity >= 0.3, after
 
 
 def test_edm_training_reduces_loss(small_molecules):

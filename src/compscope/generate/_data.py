@@ -73,6 +73,9 @@ class QM9DataModule(L.LightningDataModule):
         ctx = torch.tensor([p for *_, p in items], dtype=torch.float32) if self.condition else None
         return collate(mols, context=ctx)
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
     def train_dataloader(self):
         g = torch.Generator().manual_seed(self.seed)
         return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=self._collate, generator=g,

@@ -73,7 +73,12 @@ def read_molecules(path: str | Path) -> list[Molecule]:
     if suffix == ".sdf":
         from rdkit import Chem
 
-        supplier = Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False)
+        if not path.read_text(errors="replace").strip():
+            raise MoleculeFileError(f"{path} contains no molecules")
+        try:
+            supplier = Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False)
+        except OSError as e:
+            raise MoleculeFileError(f"{path}: RDKit cannot open it as SDF ({e})") from None
         for i, mol in enumerate(supplier):
             if mol is None or mol.GetNumConformers() == 0:
                 raise MoleculeFileError(f"{path}: record {i + 1} is not a valid MOL block (check the counts line "

@@ -124,9 +124,13 @@ class MoleculeGenerator(nn.Module):
             ``(molecules, seconds)``: a list of ``(positions (n_i, 3) Å, element indices (n_i,))`` and the
             wall-clock sampling time.
         """
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        if seed is not None:
+        if seed is None:
+            return self._sample(n, condition, sizes, batch_size, None, progress)
+        with torch.random.fork_rng(devices=[]):  # reproducible without touching the caller's RNG state
             torch.manual_seed(seed)
+            return self._sample(n, condition, sizes, batch_size, torch.Generator().manual_seed(seed), progress)
+
+    def _sample(self, n, condition, sizes, batch_size, gen, progress):
         ctx_all = self._condition_values(n, condition)
         sizes = self.sample_sizes(n, gen) if sizes is None else torch.as_tensor(sizes).long()
         if len(sizes) != n:

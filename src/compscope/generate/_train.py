@@ -85,9 +85,6 @@ class GeneratorModule(L.LightningModule):
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad, gradient_clip_algorithm="norm")
 
-    def transfer_batch_to_device(self, batch, device, dataloader_idx):
-        return batch.to(device)
-
     def export(self) -> MoleculeGenerator:
         return self.ema if self.ema is not None else self.model
 
