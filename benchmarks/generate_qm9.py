@@ -8,7 +8,8 @@ molecule and training hours. Rerunning continues where it stopped (Lightning che
     COMPSCOPE_DATA=/work/shared/data nice -n 10 python benchmarks/generate_qm9.py --model flow --budgets-h 0.5 1 4
     python benchmarks/generate_qm9.py --data-row          # metrics of real QM9 train molecules (EDM 'Data' row)
 
-Writes ``benchmarks/results/generate_qm9_<model>.json`` (and ``generate_qm9_data.json`` for ``--data-row``).
+Writes ``benchmarks/results/generate_qm9_<model>.json`` + ``.png`` (grid of valid samples), and
+``generate_qm9_data.json`` for ``--data-row``.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ def run_model(model: str, budgets: list[float], n_samples: int, work: Path, seed
                  "sample_steps": gen.sample_steps, "sampling_seconds_per_molecule": seconds / n_samples,
                  "metrics_percent": {k: 100 * v for k, v in m.as_dict().items() if isinstance(v, float)}}
         print(model, point, flush=True)
+        from compscope.generate._plot import molecule_grid
+
+        molecule_grid(mols, RESULTS / f"generate_qm9_{model}.png", m,
+                      title=f"{model}: {point['train_hours']:.2f} h CPU training, {point['global_step']} steps")
         points = [p for p in points if p["budget_hours"] != hours] + [point]
         points.sort(key=lambda p: p["budget_hours"])
         write_result(f"generate_qm9_{model}", {

@@ -75,8 +75,9 @@ class GeneratorModule(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         net = self.ema if self.ema is not None else self.model
-        torch.manual_seed(batch_idx)  # same noise every validation -> comparable numbers
-        loss = net.loss(batch)
+        with torch.random.fork_rng(devices=[]):  # same noise every validation, training RNG untouched
+            torch.manual_seed(batch_idx)
+            loss = net.loss(batch)
         self.log("val_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
 
     def configure_optimizers(self):
