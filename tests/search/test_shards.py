@@ -23,6 +23,7 @@ def sharded(index_path, tmp_path_factory):
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded(sharded, index):
     sh, paths = sharded
     assert len(sh) == len(index) and len(paths) == 2
