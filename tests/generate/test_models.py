@@ -68,6 +68,7 @@ def test_samples_have_zero_centre_of_mass(cls, kw):
         assert np.abs(x.mean(0)).max() < 1e-5 * max(1.0, np.abs(x).max())
 
 
+@pytest.mark.slow  # ~13 s on an idle core, >20 s on a loaded machine
 def test_tiny_flow_model_overfits_a_handful_of_molecules(small_molecules):
     torch.manual_seed(0)
     mols = small_molecules[:3]  # methane, ammonia, water
