@@ -167,7 +167,9 @@ def main() -> None:
     payload = {
         "system": "rMD17 ethanol", "temperature_K": args.temperature, "dt_fs": args.dt, "replicas": args.replicas,
         "target_ps": args.ps, "steps": res.steps, "simulated_ps_per_replica": res.steps * args.dt / 1000.0,
-        "n_stable": res.n_stable, "target_10_of_10_stable_met": res.n_stable == args.replicas and args.ps >= 100,
+        "n_stable": res.n_stable,
+        "target_10_of_10_stable_met": res.n_stable == args.replicas and res.steps * args.dt >= 100_000.0,
+        "complete": res.steps >= steps,
         "replica_summary": res.summary, "wall_s_this_invocation": wall,
         "ns_per_day_per_replica_last_chunk": res.ns_per_day,
         "model": args.model, "dtype": args.dtype, "frames_used": int(len(pos)),
