@@ -10,7 +10,7 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription on shared CPUs
 
 
 @pytest.fixture(scope="session")

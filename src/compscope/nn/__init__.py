@@ -1,4 +1,4 @@
-"""Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces."""
+"""Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces, EGNN."""
 
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._gate import gate_for
@@ -7,8 +7,10 @@ from ._product import ElementLinear, ProductBasis
 from ._radial import BesselBasis, PolynomialCutoff, RadialEmbedding
 from ._readout import LinearReadout, MLPReadout
 from ._scatter import scatter_sum
+from .egnn import EGNN, EGNNLayer
 
 __all__ = [
+    "EGNN", "EGNNLayer",
     "ElementLinear", "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
     "scatter_sum",
