@@ -137,7 +137,7 @@ def main() -> None:
     only = {int(v) for v in a.resolutions.split(",") if v}
 
     def save():
-        write_result(a.name, {"budget": budget, "paper_budget": {"n_train": 2048, "n_valid": 128, "n_test": 128},
+        return write_result(a.name, {"budget": budget, "paper_budget": {"n_train": 2048, "n_valid": 128, "n_test": 128},
                               "cells": cells, "summary": summarize(cells)}, seed=a.seed)
 
     for name in a.equations.split(","):
