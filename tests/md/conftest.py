@@ -9,8 +9,16 @@ from ase.cluster import Icosahedron
 
 from compscope.md.potentials import LennardJones
 
-torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)  # tiny systems: threads only add overhead on a shared 2-core machine
+
+
+@pytest.fixture(autouse=True)
+def _float64_default():
+    """MD tests run in float64; restore the default afterwards so other test areas are unaffected."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 
 @pytest.fixture
