@@ -190,6 +190,7 @@ def main() -> None:
     ap.add_argument("--models", default="ours,mace")
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--mace-venv", default=str(ROOT / ".venv-mace"))
+    ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load during training)")
     ap.add_argument("--acac-minutes", type=float, default=0.0, help="also run the acac extrapolation (0 = skip)")
     args = ap.parse_args()
     tag = f"{args.budget_minutes:g}min"
@@ -221,7 +222,8 @@ def main() -> None:
     targets = {"force_mae_meV_A_120min": 5.0, "energy_mae_meV_atom": 0.5, "force_mae_vs_mace": "<= 0.8x",
                "published_gpu": {"MACE": 2.1, "Allegro": 2.1, "NequIP": 2.8}}
     path = write_result(f"forcefield_rmd17_{tag}", {"budget_minutes": args.budget_minutes, "threads": args.threads,
-                                                     "dtype": args.dtype, "results": results, "targets": targets},
+                                                     "dtype": args.dtype, "results": results, "targets": targets,
+                                                     "note": args.note},
                         seed=0)
     print(json.dumps(results, indent=2))
     print(f"wrote {path}")
