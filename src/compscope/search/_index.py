@@ -71,6 +71,28 @@ class SearchResult:
                 "stats": self.stats}
 
 
+class QueryFingerprinter:
+    """Fingerprints queries under an index's settings, one lazily built :class:`Fingerprinter` per index.
+
+    A query is a SMILES, an RDKit Mol or a fingerprint; ``fingerprint`` (the settings the caller believes the index
+    uses) is checked so that a mismatch raises :class:`FingerprintMismatchError` instead of comparing unlike bits.
+    """
+
+    def __init__(self, spec: FingerprintSpec):
+        self.spec = spec
+        self._fper: Fingerprinter | None = None
+
+    def __call__(self, query: Any, fingerprint: FingerprintSpec | dict | None = None) -> np.ndarray:
+        if fingerprint is not None:
+            fs = FingerprintSpec.from_dict(fingerprint) if isinstance(fingerprint, dict) else fingerprint
+            self.spec.check_same(fs)
+        if isinstance(query, str) or type(query).__name__ == "Mol":
+            if self._fper is None:
+                self._fper = Fingerprinter(self.spec)
+            return self._fper.packed([mol_from_smiles(query)])[0]
+        return as_query_fingerprint(query, self.spec)
+
+
 class SearchIndex:
     """A chemical-space index: similarity (threshold, top-k), substructure, exact match, filters.
 
@@ -101,7 +123,7 @@ class SearchIndex:
             from ._errors import IndexFormatError
 
             raise IndexFormatError(f"index {self.path}: array shapes do not match its fingerprint settings; rebuild")
-        self._fper: Fingerprinter | None = None
+        self._queries = QueryFingerprinter(self.spec)
         self._popcnt = np.repeat(np.arange(self.spec.nbits + 1), np.diff(self.bins))  # (N,) lazily small
 
     @classmethod
@@ -159,14 +181,7 @@ class SearchIndex:
         ``fingerprint``: the settings the caller believes the index uses; a mismatch raises
         :class:`FingerprintMismatchError` instead of silently comparing unlike bits.
         """
-        if fingerprint is not None:
-            fs = FingerprintSpec.from_dict(fingerprint) if isinstance(fingerprint, dict) else fingerprint
-            self.spec.check_same(fs)
-        if isinstance(query, str) or type(query).__name__ == "Mol":
-            if self._fper is None:
-                self._fper = Fingerprinter(self.spec)
-            return self._fper.packed([mol_from_smiles(query)])[0]
-        return as_query_fingerprint(query, self.spec)
+        return self._queries(query, fingerprint)
 
     @staticmethod
     def _metric(metric: str, a: float, b: float) -> tuple[int, np.float32, np.float32]:

@@ -21,10 +21,10 @@ import numpy as np
 
 from ._build import _assemble
 from ._errors import QueryError, SearchError
-from ._fingerprints import Fingerprinter, FingerprintSpec
+from ._fingerprints import FingerprintSpec
 from ._format import open_arrays, read_header, unpack_strings, write_index
-from ._index import SearchIndex, SearchResult
-from ._query import MAX_K, check_count, mol_from_smiles, substructure_query
+from ._index import QueryFingerprinter, SearchIndex, SearchResult
+from ._query import MAX_K, check_count, substructure_query
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class ShardedIndex:
         actor = ray.remote(num_cpus=actor_cpus)(_ShardActor)
         self.actors = [actor.remote(str(p), in_memory) for p in self.paths]
         ray.get([a.ready.remote() for a in self.actors])
-        self._fper: Fingerprinter | None = None
+        self._queries = QueryFingerprinter(self.spec)
 
     def __len__(self) -> int:
         return self.n
@@ -142,16 +142,7 @@ class ShardedIndex:
 
     def _fp(self, query, fingerprint=None) -> np.ndarray:
         """Fingerprint once on the driver: bad SMILES fail here, before any scatter."""
-        if fingerprint is not None:
-            fs = FingerprintSpec.from_dict(fingerprint) if isinstance(fingerprint, dict) else fingerprint
-            self.spec.check_same(fs)
-        if isinstance(query, str) or type(query).__name__ == "Mol":
-            if self._fper is None:
-                self._fper = Fingerprinter(self.spec)
-            return self._fper.packed([mol_from_smiles(query)])[0]
-        from ._fingerprints import as_query_fingerprint
-
-        return as_query_fingerprint(query, self.spec)
+        return self._queries(query, fingerprint)
 
     def similarity(self, query: Any, threshold: float = 0.7, metric: str = "tanimoto", *, a: float = 0.5,
                    b: float = 0.5, filters=None, max_results: int | None = None, fingerprint=None) -> SearchResult:
