@@ -3,15 +3,18 @@
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._gate import gate_for
 from ._interaction import Interaction
-from ._product import ElementLinear, ProductBasis
+from ._linear import ElementLinear
+from ._product import ProductBasis
 from ._radial import BesselBasis, PolynomialCutoff, RadialEmbedding
 from ._readout import LinearReadout, MLPReadout
 from ._scatter import scatter_sum
+from ._tensor_product import ChannelwiseTensorProduct
 from .egnn import EGNN, EGNNLayer
 
 __all__ = [
     "EGNN", "EGNNLayer",
-    "ElementLinear", "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
+    "ChannelwiseTensorProduct", "ElementLinear",
+    "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
     "scatter_sum",
 ]

@@ -12,7 +12,9 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
+from ._linear import ElementLinear
 from ._scatter import scatter_sum
+from ._tensor_product import ChannelwiseTensorProduct
 
 
 def _tp_out_irreps(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, target: o3.Irreps):
@@ -59,15 +61,13 @@ class Interaction(nn.Module):
         super().__init__()
         self.irreps_node = o3.Irreps(irreps_node)
         self.irreps_out = o3.Irreps(irreps_out)
-        self.linear_up = o3.Linear(self.irreps_node, self.irreps_node)
+        self.linear_up = ElementLinear(self.irreps_node, self.irreps_node, 1)
         irreps_mid, instructions = _tp_out_irreps(self.irreps_node, o3.Irreps(irreps_sh), self.irreps_out)
-        self.tp = o3.TensorProduct(
-            self.irreps_node, irreps_sh, irreps_mid, instructions, shared_weights=False, internal_weights=False
-        )
+        self.tp = ChannelwiseTensorProduct(self.irreps_node, irreps_sh, irreps_mid, instructions)
         self.radial_mlp = enn.FullyConnectedNet(
             [radial_dim, *radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
         )
-        self.linear = o3.Linear(irreps_mid, self.irreps_out)
+        self.linear = ElementLinear(irreps_mid, self.irreps_out, 1)
         self.avg_num_neighbors = float(avg_num_neighbors)
 
     def forward(
@@ -80,6 +80,7 @@ class Interaction(nn.Module):
         sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
-        messages = self.tp(h[sender], edge_sh, weights)  # (E, irreps_mid.dim)
-        agg = scatter_sum(messages, receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, irreps_mid.dim)
-        return self.linear(agg)  # (N, irreps_out.dim)
+        h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
+        messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
+        agg = scatter_sum(messages.flatten(1), receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, K*mul)
+        return self.linear(self.tp.from_channels(agg))  # (N, irreps_out.dim)

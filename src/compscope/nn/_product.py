@@ -14,6 +14,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from ._linear import ElementLinear
+from ._tensor_product import ChannelwiseTensorProduct
+
 
 def _uuu_product(irreps1: o3.Irreps, irreps2: o3.Irreps, keep, mul: int):
     out, instructions = [], []
@@ -26,30 +29,10 @@ def _uuu_product(irreps1: o3.Irreps, irreps2: o3.Irreps, keep, mul: int):
     out = o3.Irreps(out)
     sorted_out, perm, _ = out.sort()
     instructions = [(i, j, perm[k], mode, w) for i, j, k, mode, w in instructions]
-    tp = o3.TensorProduct(irreps1, irreps2, sorted_out, instructions, internal_weights=True, shared_weights=True)
+    tp = ChannelwiseTensorProduct(irreps1, irreps2, sorted_out, instructions, shared_weights=True)
     # merge repeated irreps with a linear map so the next product stays small
     merged = o3.Irreps([(mul, ir) for _, ir in sorted_out.simplify()])
-    return tp, o3.Linear(sorted_out, merged), merged
-
-
-class ElementLinear(nn.Module):
-    """An equivariant linear map with separate weights per chemical element.
-
-    Shapes:
-        x (N, irreps_in.dim), species (N,) element index -> (N, irreps_out.dim)
-    """
-
-    def __init__(self, irreps_in, irreps_out, num_elements: int):
-        super().__init__()
-        self.irreps_out = o3.Irreps(irreps_out)
-        self.linears = nn.ModuleList(o3.Linear(o3.Irreps(irreps_in), self.irreps_out) for _ in range(num_elements))
-
-    def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros((x.shape[0], self.irreps_out.dim))
-        for e, lin in enumerate(self.linears):
-            mask = species == e
-            out = out.index_put((mask,), lin(x[mask]))
-        return out
+    return tp, ElementLinear(sorted_out, merged, 1), merged
 
 
 class ProductBasis(nn.Module):
