@@ -84,6 +84,27 @@ print("RESULT" + json.dumps(out))
 """
 
 
+def train_benchmark_model(model_path: Path, minutes: float, threads: int) -> None:
+    """Train the benchmark force field (configs/forcefield/ethanol.yaml, float32, rMD17 ethanol 950/50 split) for
+    ``minutes`` of wall-clock if ``model_path`` is missing; resumes an interrupted training."""
+    import yaml
+
+    from compscope.data import dataset_path
+    from compscope.forcefield import fit
+    from forcefield_rmd17 import prepare_data
+
+    out = model_path.parent
+    files = prepare_data()
+    cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
+    cfg.update({"out": str(out), "dtype": "float32"})
+    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": str(files["test"]),
+                        "n_valid": None, "energy_key": "REF_energy", "forces_key": "REF_forces",
+                        "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
+    cfg["trainer"].update({"max_time_minutes": minutes, "num_threads": threads, "progress_bar": False,
+                           "early_stopping_patience": 0})
+    fit(cfg, resume=(out / "checkpoints" / "last.ckpt").exists())
+
+
 def run_compscope(model_path: str, start, replicas: int, steps: int, dtype: str) -> dict:
     import torch
 
@@ -149,6 +170,8 @@ def main() -> None:
     ap.add_argument("--mace-steps-many", type=int, default=10)
     ap.add_argument("--replicas", type=int, default=64)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--train-minutes", type=float, default=15.0,
+                    help="training budget of the benchmark force field when --model does not exist yet")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--openmm-steps", type=int, default=20000)
     ap.add_argument("--gen-replicas", type=int, default=4)
@@ -161,6 +184,8 @@ def main() -> None:
     from compscope.data import dataset_path
 
     torch.set_num_threads(args.threads)
+    if not Path(args.model).exists():
+        train_benchmark_model(Path(args.model), args.train_minutes, args.threads)
     start_path = args.start or str(dataset_path("rmd17", "ethanol_test.xyz"))
     start = read(start_path, 0)
     t0 = time.time()

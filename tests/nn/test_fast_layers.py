@@ -82,27 +82,18 @@ def test_element_linear_equals_e3nn_linear():
     irreps_in, irreps_out = o3.Irreps("3x0e+2x1o+3x0e+2x2e"), o3.Irreps("4x1o+2x0e+3x2e+2x1e")
     ref = o3.Linear(irreps_in, irreps_out).double()
     ours = ElementLinear(irreps_in, irreps_out, 1).double()
-    # copy e3nn's per-instruction weights into our stacked per-type blocks
-    w_ref = ref.weight.detach()
+    # copy e3nn's per-instruction weights (in_mul, out_mul) into our stacked per-type blocks
+    kept = [ir for ir in sorted({ir for _, ir in irreps_out}) if any(i == ir for _, i in irreps_in)]
+    row = {i: sum(m for m, ir2 in irreps_in[:i] if ir2 == ir) for i, (_, ir) in enumerate(irreps_in)}
+    col = {i: sum(m for m, ir2 in irreps_out[:i] if ir2 == ir) for i, (_, ir) in enumerate(irreps_out)}
     off = 0
-    row0 = {}
-    col0 = {}
-    for ti, (_d, blocks, _norm) in enumerate(ours.types):
-        rows, acc = {}, 0
-        for start, mul in blocks:
-            rows[start] = acc
-            acc += mul
-        row0[ti] = rows
-    for pos, (ti, c_off, _mul, _d) in enumerate(ours.out_blocks):
-        col0[pos] = (ti, c_off)
-    in_starts = [sl.start for sl in irreps_in.slices()]
     for ins in ref.instructions:
         n = ins.path_shape[0] * ins.path_shape[1]
-        block = w_ref[off: off + n].view(ins.path_shape)
+        block = ref.weight.detach()[off: off + n].view(ins.path_shape)
         off += n
-        ti, c_off = col0[ins.i_out]
-        r_off = row0[ti][in_starts[ins.i_in]]
-        ours.weights[ti].data[r_off: r_off + block.shape[0], c_off: c_off + block.shape[1]] = block
+        ti = kept.index(irreps_in[ins.i_in].ir)
+        r, c = row[ins.i_in], col[ins.i_out]
+        ours.weights[ti].data[r: r + block.shape[0], c: c + block.shape[1]] = block
     x = torch.randn(9, irreps_in.dim, dtype=torch.float64)
     assert torch.allclose(ours(x), ref(x), atol=1e-12)  # 1e (no input of that type) is zero in both
 
@@ -134,3 +125,28 @@ def test_traced_layers_keep_float64_after_a_float32_build():
     g1 = torch.autograd.grad(lin(x, species).square().sum(), x)[0]
     g2 = torch.autograd.grad(traced(x, species).square().sum(), x)[0]
     assert torch.equal(g1, g2)
+
+
+def test_gate_equals_e3nn_gate():
+    from e3nn import nn as enn
+
+    from compscope.nn import gate_for
+
+    irreps_out = o3.Irreps("4x0e+3x1o+2x2e")
+    irreps_in, gate = gate_for(irreps_out)
+    scalars, gated = o3.Irreps("4x0e"), o3.Irreps("3x1o+2x2e")
+    ref = enn.Gate(scalars, [torch.nn.functional.silu], o3.Irreps("5x0e"), [torch.sigmoid], gated)
+    assert ref.irreps_in.simplify() == irreps_in.simplify() and gate.irreps_out == ref.irreps_out
+    x = torch.randn(6, irreps_in.dim, dtype=torch.float64)
+    assert torch.allclose(gate(x), ref(x), atol=1e-6)  # e3nn's normalisation constants are float32
+    assert_equivariant(gate, irreps_in=[irreps_in], irreps_out=[gate.irreps_out], args_in=[x], tolerance=1e-9)
+
+
+def test_scalar_mlp_keeps_unit_scale_and_maps_zero_to_zero():
+    from compscope.nn import ScalarMLP
+
+    torch.manual_seed(4)
+    mlp = ScalarMLP([8, 64, 64, 100]).double()
+    y = mlp(torch.randn(4000, 8, dtype=torch.float64))
+    assert 0.6 < float(y.square().mean()) < 1.6
+    assert torch.equal(mlp(torch.zeros(3, 8, dtype=torch.float64)), torch.zeros(3, 100, dtype=torch.float64))

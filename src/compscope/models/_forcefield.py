@@ -109,7 +109,7 @@ class EquivariantPotential(nn.Module):
         self.irreps_sh = o3.Irreps.spherical_harmonics(max_ell)
         self.sh = o3.SphericalHarmonics(self.irreps_sh, normalize=True, normalization="component")
         self.radial = RadialEmbedding(r_max, num_bessel, poly_p)
-        self.embedding = o3.Linear(o3.Irreps(f"{n_el}x0e"), o3.Irreps(f"{mul}x0e"))
+        self.embedding = ElementLinear(o3.Irreps(f"{n_el}x0e"), o3.Irreps(f"{mul}x0e"), 1)
 
         irreps_a = o3.Irreps([(mul, ir) for _, ir in self.irreps_sh])  # atomic basis: every l up to max_ell
         self.interactions = nn.ModuleList()

@@ -1,9 +1,10 @@
 """Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces, EGNN."""
 
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
-from ._gate import gate_for
+from ._gate import Gate, gate_for
 from ._interaction import Interaction
 from ._linear import ElementLinear
+from ._mlp import ScalarMLP
 from ._product import ProductBasis
 from ._radial import BesselBasis, PolynomialCutoff, RadialEmbedding
 from ._readout import LinearReadout, MLPReadout
@@ -13,7 +14,7 @@ from .egnn import EGNN, EGNNLayer
 
 __all__ = [
     "EGNN", "EGNNLayer",
-    "ChannelwiseTensorProduct", "ElementLinear",
+    "ChannelwiseTensorProduct", "ElementLinear", "Gate", "ScalarMLP",
     "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
     "scatter_sum",

@@ -8,11 +8,11 @@ paths, followed by a linear mix of channels.
 from __future__ import annotations
 
 import torch
-from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
 from ._linear import ElementLinear
+from ._mlp import ScalarMLP
 from ._scatter import scatter_sum
 from ._tensor_product import ChannelwiseTensorProduct
 
@@ -64,9 +64,7 @@ class Interaction(nn.Module):
         self.linear_up = ElementLinear(self.irreps_node, self.irreps_node, 1)
         irreps_mid, instructions = _tp_out_irreps(self.irreps_node, o3.Irreps(irreps_sh), self.irreps_out)
         self.tp = ChannelwiseTensorProduct(self.irreps_node, irreps_sh, irreps_mid, instructions)
-        self.radial_mlp = enn.FullyConnectedNet(
-            [radial_dim, *radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
-        )
+        self.radial_mlp = ScalarMLP([radial_dim, *radial_hidden, self.tp.weight_numel])
         self.linear = ElementLinear(irreps_mid, self.irreps_out, 1)
         self.avg_num_neighbors = float(avg_num_neighbors)
 
@@ -82,5 +80,5 @@ class Interaction(nn.Module):
         weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
         messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
-        agg = scatter_sum(messages.flatten(1), receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, K*mul)
-        return self.linear(self.tp.from_channels(agg))  # (N, irreps_out.dim)
+        agg = scatter_sum(messages, receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, K, mul)
+        return self.linear.forward_channels(agg)  # (N, irreps_out.dim)

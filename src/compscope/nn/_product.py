@@ -76,6 +76,6 @@ class ProductBasis(nn.Module):
         feats = [a]
         b = a
         for tp, mix in zip(self.products, self.mixers):
-            b = mix(tp(b, a))  # (N, merged.dim)
+            b = mix.forward_channels(tp.product(tp.to_channels(b), tp.to_channels(a, second=True)))  # (N, merged.dim)
             feats.append(b)
         return self.linear(torch.cat(feats, dim=-1), species)  # (N, irreps_out.dim)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
+
+from ._linear import ElementLinear
+from ._mlp import ScalarMLP
 
 
 class LinearReadout(nn.Module):
@@ -13,7 +15,7 @@ class LinearReadout(nn.Module):
 
     def __init__(self, irreps_in):
         super().__init__()
-        self.linear = o3.Linear(o3.Irreps(irreps_in), o3.Irreps("0e"))
+        self.linear = ElementLinear(o3.Irreps(irreps_in), o3.Irreps("0e"), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x).squeeze(-1)
@@ -24,9 +26,11 @@ class MLPReadout(nn.Module):
 
     def __init__(self, irreps_in, hidden: int = 16):
         super().__init__()
-        self.linear1 = o3.Linear(o3.Irreps(irreps_in), o3.Irreps(f"{hidden}x0e"))
-        self.act = enn.Activation(o3.Irreps(f"{hidden}x0e"), [torch.nn.functional.silu])
-        self.linear2 = o3.Linear(o3.Irreps(f"{hidden}x0e"), o3.Irreps("0e"))
+        irreps_in = o3.Irreps(irreps_in)
+        self.num_scalars = sum(mul for mul, ir in irreps_in if ir == o3.Irrep("0e"))
+        if [ir for _, ir in irreps_in][:1] != [o3.Irrep("0e")] or irreps_in.count("0e") != irreps_in[0].mul:
+            raise ValueError(f"MLPReadout needs the scalars first, in one block: {irreps_in}")
+        self.mlp = ScalarMLP([self.num_scalars, hidden, 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.act(self.linear1(x))).squeeze(-1)
+        return self.mlp(x[:, : self.num_scalars]).squeeze(-1)

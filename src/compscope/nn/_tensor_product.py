@@ -118,8 +118,10 @@ class ChannelwiseTensorProduct(nn.Module):
                 x2[a * d2 + b, perm2[b * (1 if instructions[0][3] == "uvu" else mul)]] = 1.0
         blocks, path_of_k = [], []
         out_slices = irreps_out.slices()
-        k_start = []
-        for p, ins in enumerate(ref.instructions):
+        k_start = {}
+        # K runs over the output slots in order, so (B, K, u) is irreps_out in component-major layout
+        for p in sorted(range(len(ref.instructions)), key=lambda q: ref.instructions[q].i_out):
+            ins = ref.instructions[p]
             w = torch.zeros(ref.weight_numel, dtype=torch.float64)
             w[ins_offset(ref, p): ins_offset(ref, p) + mul] = 1.0
             with torch.no_grad():
@@ -130,7 +132,7 @@ class ChannelwiseTensorProduct(nn.Module):
             ir_dim = irreps_out[ins.i_out].ir.dim
             sl = out_slices[ins.i_out]
             blk = out[:, sl.start: sl.start + ir_dim]  # channel 0 of this path's slot
-            k_start.append(sum(b.shape[-1] for b in blocks))
+            k_start[p] = sum(b.shape[-1] for b in blocks)
             blocks.append(blk.reshape(d1, d2, ir_dim))
             path_of_k += [p] * ir_dim
         cg = torch.cat(blocks, dim=-1)  # (d1, d2, K)
