@@ -92,3 +92,20 @@ def test_nan_loss_stops_with_batch(tmp_path):
     cfg = tiny_config(tmp_path / "r", data={"train": str(p), "test": None, "n_train": None, "n_valid": 2})
     with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch \d+.*last good checkpoint"):
         fit(cfg)
+
+
+def test_time_budget_covers_all_segments_of_a_resumed_run(tmp_path):
+    """A 0.1-min budget, resumed with a 0.25-min budget, trains about 0.15 min more (not 0.05: time counted once)."""
+    def times(out):
+        return [json.loads(x)["time_s"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+
+    over = {"trainer": {"max_epochs": 10_000, "max_time_minutes": 0.1, "early_stopping_patience": 0},
+            "data": {"n_train": 10, "n_valid": 5, "batch_size": 5}}
+    out = fit(tiny_config(tmp_path / "run", **over))
+    first = times(out)[-1]
+    assert 4.0 <= first <= 12.0, first
+    over["trainer"]["max_time_minutes"] = 0.25
+    fit(tiny_config(tmp_path / "run", **over), resume=True)
+    second = times(out)
+    assert second[-1] - first >= 6.0, (first, second[-1])  # ~9 s more; double counting would give ~3 s
+    assert second[-1] <= 15.0 + 6.0

@@ -227,9 +227,9 @@ def fit(config: dict[str, Any] | str | Path, resume: bool = False, base: Path | 
         callbacks.append(L.pytorch.callbacks.RichProgressBar())
     max_time = None
     if tr["max_time_minutes"]:
-        # the budget covers all segments of a resumed run
-        left = tr["max_time_minutes"] - (elapsed_seconds(out) / 60 if resume else 0.0)
-        max_time = {"seconds": max(1.0, 60 * left)}
+        # the budget covers all segments of a resumed run: Lightning's Timer restores the training time already
+        # spent from the checkpoint, so it gets the whole budget (subtracting here would count that time twice)
+        max_time = {"seconds": max(1.0, 60 * tr["max_time_minutes"])}
     trainer = L.Trainer(
         max_epochs=tr["max_epochs"],
         max_time=max_time,
