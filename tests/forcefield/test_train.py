@@ -108,4 +108,4 @@ def test_time_budget_covers_all_segments_of_a_resumed_run(tmp_path):
     fit(tiny_config(tmp_path / "run", **over), resume=True)
     second = times(out)
     assert second[-1] - first >= 6.0, (first, second[-1])  # ~9 s more; double counting would give ~3 s
-    assert second[-1] <= 15.0 + 6.0
+    assert second[-1] - first <= 25.0  # and it stopped (setup time of the second segment adds a few seconds)
