@@ -159,7 +159,7 @@ def test_truncated_and_foreign_indexes(index_path, tmp_path):
         SearchIndex.open(f)
     missing = tmp_path / "missing.csi"
     shutil.copytree(index_path, missing)
-    (missing / "wcounts.npy").unlink()
+    (missing / "fold.npy").unlink()
     with pytest.raises(IndexFormatError, match="missing"):
         SearchIndex.open(missing)
     newer = tmp_path / "newer.csi"

@@ -139,3 +139,25 @@ def test_bad_similarity_queries(index):
         index.top_k(fp, 5)
     with pytest.raises(FingerprintMismatchError):
         index.top_k(np.zeros(16, np.uint64), 5)
+
+
+@pytest.mark.parametrize("nwords", [32, 16, 3])
+def test_folded_bound_never_below_the_true_intersection(nwords):
+    from compscope.search import _kernels as K
+
+    rng = np.random.default_rng(nwords)
+    nbits = nwords * 64
+    def rand_fps(n, density):
+        bits = (rng.random((n, nbits)) < density).astype(np.uint8)
+        return np.packbits(bits, axis=1, bitorder="little").view(np.uint64)
+    db, qs = rand_fps(300, 0.03), rand_fps(20, 0.05)
+    f = K.fold_width(nwords)
+    assert f == (4 if nwords % 4 == 0 else nwords)
+    fold = K.fold_fps(db, f)
+    true = np.unpackbits((db[None] & qs[:, None]).view(np.uint8), axis=-1).reshape(20, 300, -1).sum(-1)
+    for qi, q in enumerate(qs):
+        qlev = K.query_levels(q, f)
+        bound = np.unpackbits((fold[:, None, :] & qlev[None]).view(np.uint8).reshape(300, -1), axis=1).sum(1)
+        assert (bound >= true[qi]).all()
+        if f == nwords:  # nothing folded: the bound is the intersection itself
+            assert (bound == true[qi]).all()

@@ -200,7 +200,8 @@ def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict
     hashes = np.fromiter((smiles_hash(s) for s in smiles), dtype=np.int64, count=len(smiles))
     h_pos = np.argsort(hashes, kind="stable")
     arrays = {
-        "fps": fps_sorted, "wcounts": K.word_popcounts(fps_sorted), "bins": bins, "rows": rows[order],
+        "fps": fps_sorted, "fold": K.fold_fps(fps_sorted, K.fold_width(fps_sorted.shape[1])), "bins": bins,
+        "rows": rows[order],
         "lines": data["lines"][order],
         "smiles_blob": s_blob, "smiles_off": s_off, "ids_blob": i_blob, "ids_off": i_off,
         "smiles_hash": hashes[h_pos], "smiles_hash_pos": h_pos.astype(np.int64),

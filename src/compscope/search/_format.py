@@ -4,7 +4,7 @@ Layout of ``lib.csi/`` (``N`` molecules, ``W`` fingerprint words, rows sorted by
 
     header.json          format name + version, fingerprint settings, N, property names, array manifest
     fps.npy              (N, W) uint64   similarity fingerprints, rows sorted by popcount (then input order)
-    wcounts.npy          (N, W) uint8    popcount of every word (per-word similarity bound)
+    fold.npy             (N, F) uint64   fingerprints folded to F = 4 words (OR of chunks; per-row similarity bound)
     bins.npy             (nbits + 2,) int64  rows with popcount c are fps[bins[c]:bins[c + 1]]
     rows.npy             (N,) int64      global input ordinal of each row (tie-break key, shard-merge key)
     lines.npy            (N,) int64      line number in the source file
@@ -33,7 +33,7 @@ import numpy as np
 from ._errors import IndexFormatError
 
 FORMAT_NAME = "compscope-search-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fold.npy replaces wcounts.npy
 HEADER = "header.json"
 
 

@@ -20,7 +20,7 @@ from ._molecules import smiles_hash
 from ._query import INCHIKEY_RE, MAX_K, check_count, mol_from_smiles, parse_filters, substructure_query
 
 log = logging.getLogger(__name__)
-_REQUIRED = ("fps", "wcounts", "bins", "rows", "smiles_blob", "smiles_off", "ids_blob", "ids_off", "smiles_hash",
+_REQUIRED = ("fps", "fold", "bins", "rows", "smiles_blob", "smiles_off", "ids_blob", "ids_off", "smiles_hash",
              "smiles_hash_pos")
 
 
@@ -118,8 +118,9 @@ class SearchIndex:
             raise IndexFormatError(f"index {self.path} lacks arrays {missing} (older or foreign format); rebuild it "
                                    "with `compscope search build`")
         self.fps, self.bins, self.rows = a["fps"], a["bins"], a["rows"]  # (N, W), (nbits+2,), (N,)
-        self.wc = K.pack_word_counts(a["wcounts"])  # (N, ceil(W/8)) uint64: per-word popcounts, 8 per word
-        if self.fps.shape != (self.n, self.spec.nwords) or self.bins.shape != (self.spec.nbits + 2,):
+        self.fold = a["fold"]  # (N, F) uint64: folded fingerprints (the per-row similarity bound)
+        if (self.fps.shape != (self.n, self.spec.nwords) or self.bins.shape != (self.spec.nbits + 2,)
+                or self.fold.shape != (self.n, K.fold_width(self.spec.nwords))):
             from ._errors import IndexFormatError
 
             raise IndexFormatError(f"index {self.path}: array shapes do not match its fingerprint settings; rebuild")
@@ -215,8 +216,8 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        qw = K.pack_word_counts(K.word_popcounts(q[None, :]))[0]  # (ceil(W/8),) uint64
-        pos, sc = K.threshold_search(self.fps, self.wc, self.bins, q, qw, qc, m, fa, fb, np.float32(thr),
+        qlev = K.query_levels(q, self.fold.shape[1])  # (L, F) uint64
+        pos, sc = K.threshold_search(self.fps, self.fold, self.bins, q, qlev, qc, m, fa, fb, np.float32(thr),
                                      mask if mask is not None else np.zeros(0, np.bool_), mask is not None)
         order = np.lexsort((self.rows[pos], -sc))
         n_all = len(order)
@@ -237,8 +238,8 @@ class SearchIndex:
         q = self.query_fingerprint(query, fingerprint)
         mask = self._mask(filters)
         qc = int(K.popcounts(q[None, :])[0])
-        qw = K.pack_word_counts(K.word_popcounts(q[None, :]))[0]  # (ceil(W/8),) uint64
-        pos, sc, rw = K.topk_search(self.fps, self.wc, self.bins, self.rows, q, qw, qc, m, fa, fb, k,
+        qlev = K.query_levels(q, self.fold.shape[1])  # (L, F) uint64
+        pos, sc, rw = K.topk_search(self.fps, self.fold, self.bins, self.rows, q, qlev, qc, m, fa, fb, k,
                                     np.float32(threshold), mask if mask is not None else np.zeros(0, np.bool_),
                                     mask is not None)
         order = np.lexsort((rw, -sc))  # best first: score desc, global row asc

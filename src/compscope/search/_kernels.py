@@ -9,6 +9,17 @@ row with ``c`` bits, Tanimoto <= min(q, c) / max(q, c). Rows are sorted by popco
 popcount bins are skipped when the bound is below the threshold (or below the current k-th best
 score in a top-k search, visiting bins from the best bound down and stopping at the first bin that
 cannot win).
+
+Inside a bin, a *folded* bound skips most rows before their fingerprint is read. Each row keeps its
+fingerprint folded to ``F`` words (the OR of its ``W / F`` chunks, 32 bytes for 2048 bits). With
+``cnt_q(p)`` the number of the query's chunks that set folded position ``p``,
+
+    |q AND x| = sum_chunks |q_i AND x_i| <= sum_chunks |q_i AND fold(x)| = sum_l |Q_l AND fold(x)|
+
+where ``Q_l`` holds the positions with ``cnt_q(p) >= l`` (usually one or two levels for sparse ECFP
+fingerprints). It is exact (never below the true count) and on MOSES ECFP4 it overestimates the
+intersection by ~3 bits on average, against ~13 for the per-word popcount bound ``sum_w min(|q_w|, |x_w|)``
+it replaced: at Tanimoto 0.5 it lets 0.1 % of rows through to the full comparison instead of 7 %.
 """
 
 from __future__ import annotations
@@ -62,49 +73,44 @@ def popcounts(fps):
     return out
 
 
+FOLD_WORDS = 4  # folded fingerprint width (words) when the fingerprint has a multiple of 4 words
+
+
+def fold_width(nwords: int) -> int:
+    """Words of the folded fingerprint for ``nwords``-word fingerprints (no folding for odd sizes such as MACCS)."""
+    return FOLD_WORDS if nwords > FOLD_WORDS and nwords % FOLD_WORDS == 0 else nwords
+
+
 @nb.njit(nogil=True, cache=True)
-def word_popcounts(fps):
-    """Bits set per word. ``fps`` (M, W) uint64 -> (M, W) uint8 (the per-word bound's table)."""
+def fold_fps(fps, f):
+    """OR of the ``W / f`` chunks of every row. ``fps`` (M, W) uint64 -> (M, f) uint64."""
     m, w = fps.shape
-    out = np.empty((m, w), np.uint8)
+    out = np.zeros((m, f), np.uint64)
     for i in range(m):
         for j in range(w):
-            out[i, j] = _ctpop(fps[i, j])
+            out[i, j % f] |= fps[i, j]
     return out
 
 
-_H = np.uint64(0x8080808080808080)
-_LO = np.uint64(0x00FF00FF00FF00FF)
-_ONES16 = np.uint64(0x0001000100010001)
-_FF = np.uint64(0xFF)
+def query_levels(query: np.ndarray, f: int) -> np.ndarray:
+    """Level masks ``Q_l`` (L, f) uint64 of a query (W,): bit p of ``Q_l`` is set when at least ``l`` of the
+    query's chunks set folded position p (see the module docstring)."""
+    chunks = query.reshape(-1, f)  # (W / f, f)
+    bits = np.unpackbits(chunks.view(np.uint8).reshape(chunks.shape[0], f * 8), axis=1, bitorder="little")
+    counts = bits.sum(0)  # (f * 64,)
+    levels = max(int(counts.max()), 1)
+    masks = (counts[None, :] >= np.arange(1, levels + 1)[:, None]).astype(np.uint8)  # (L, f * 64)
+    return np.packbits(masks, axis=1, bitorder="little").view(np.uint64).reshape(levels, f)
 
 
 @nb.njit(inline="always")
-def _word_bound(wc8, i, qw8):
-    """Upper bound of ``|q AND x|`` for row i: ``sum_w min(|q_w|, |x_w|)``.
-
-    ``wc8``/``qw8`` hold the per-word popcounts (each <= 64 < 128) packed 8 per uint64, so the byte-wise
-    min is done SWAR-style: ``(y | 0x80..) - x`` sets each byte's high bit where ``y >= x`` without
-    borrows between bytes; the mins are then summed in four 16-bit lanes.
-    """
-    acc = np.uint64(0)
-    for j in range(wc8.shape[1]):
-        x = wc8[i, j]
-        y = qw8[j]
-        m = ((((y | _H) - x) & _H) >> np.uint64(7)) * _FF  # 0xFF in bytes where y >= x
-        mn = (x & m) | (y & ~m)
-        acc += (mn & _LO) + ((mn >> np.uint64(8)) & _LO)
-    return np.int64((acc * _ONES16) >> np.uint64(48))
-
-
-def pack_word_counts(wc: np.ndarray) -> np.ndarray:
-    """View (M, W) uint8 word popcounts as (M, ceil(W / 8)) uint64 (copying with zero padding if needed)."""
-    m, w = wc.shape
-    if w % 8 == 0 and wc.flags.c_contiguous:
-        return wc.view(np.uint64)
-    out = np.zeros((m, (w + 7) // 8 * 8), np.uint8)
-    out[:, :w] = wc
-    return out.view(np.uint64)
+def _fold_bound(fold, i, qlev):
+    """Upper bound of ``|q AND x_i|`` from the folded row and the query's level masks."""
+    s = 0
+    for lv in range(qlev.shape[0]):
+        for j in range(fold.shape[1]):
+            s += _ctpop(fold[i, j] & qlev[lv, j])
+    return s
 
 
 @nb.njit(inline="always")
@@ -129,16 +135,16 @@ def bin_bounds(bins, qcount, metric, a, b):
 
 
 @nb.njit(nogil=True, cache=True)
-def threshold_search(fps, wc, bins, query, qw, qcount, metric, a, b, thr, mask, use_mask):
+def threshold_search(fps, fold, bins, query, qlev, qcount, metric, a, b, thr, mask, use_mask):
     """All rows with score >= thr.
 
     Two bounds prune the scan, both exact (no false negatives): the BitBound on whole popcount bins,
-    then per row the per-word bound ``common <= sum_w min(|q_w|, |x_w|)`` from the (N, W) uint8 table
-    ``wc`` (1/8 of the fingerprint bytes); only rows that pass it have their fingerprint read.
+    then per row the folded bound (module docstring) from the (N, F) table ``fold`` (F/W of the
+    fingerprint bytes); only rows that pass it have their fingerprint read.
 
     Args:
-        fps: (N, W) uint64, sorted by popcount.  wc: (N, ceil(W/8)) uint64, the word popcounts packed
-        by :func:`pack_word_counts`.  bins: (nbits + 2,) int64 bin offsets.  qw: the query's, packed alike.
+        fps: (N, W) uint64, sorted by popcount.  fold: (N, F) uint64 from :func:`fold_fps`.
+        bins: (nbits + 2,) int64 bin offsets.  qlev: the query's level masks (:func:`query_levels`).
         query: (W,) uint64.  qcount: query popcount.  metric: TANIMOTO/DICE/TVERSKY; a, b: Tversky weights.
         thr: float32 threshold.  mask: (N,) bool row filter, used if ``use_mask``.
 
@@ -161,7 +167,7 @@ def threshold_search(fps, wc, bins, query, qw, qcount, metric, a, b, thr, mask, 
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
                 continue
-            if _word_bound(wc, i, qw) < need:
+            if _fold_bound(fold, i, qlev) < need:
                 continue
             common = 0
             for j in range(w):
@@ -213,12 +219,12 @@ def _sift_up(hs, hr, hp, i):
 
 
 @nb.njit(nogil=True, cache=True)
-def topk_search(fps, wc, bins, rows, query, qw, qcount, metric, a, b, k, thr, mask, use_mask):
+def topk_search(fps, fold, bins, rows, query, qlev, qcount, metric, a, b, k, thr, mask, use_mask):
     """Exact top-k (score desc, global row asc) with BitBound early stopping.
 
     Visits popcount bins in decreasing order of their score bound and stops at the first bin whose
     bound is below the current k-th score (a tie may still win on the row key, so equal bounds are
-    visited). Inside a bin, the per-word bound (see :func:`threshold_search`) skips rows that cannot
+    visited). Inside a bin, the folded bound (see :func:`threshold_search`) skips rows that cannot
     beat the current k-th score. ``rows`` (N,) int64 are the global tie-break keys.
 
     Returns:
@@ -242,7 +248,7 @@ def topk_search(fps, wc, bins, rows, query, qw, qcount, metric, a, b, k, thr, ma
         for i in range(bins[c], bins[c + 1]):
             if use_mask and not mask[i]:
                 continue
-            if _word_bound(wc, i, qw) < need:
+            if _fold_bound(fold, i, qlev) < need:
                 continue
             common = 0
             for j in range(w):
