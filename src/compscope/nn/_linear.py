@@ -31,13 +31,13 @@ class ElementLinear(nn.Module):
         # (dim, 1/sqrt(fan-in)) per irrep type; the norm is a Python float so traces keep the dtype
         self.types: list[tuple[int, float]] = []
         self.weights = nn.ParameterList()
-        out_pos: dict = {}
+        out_pos: dict = {}  # irrep type -> index into self.types
         for t in types:
             m_in = sum(mul for mul, ir in self.irreps_in if ir == t)
             m_out = sum(mul for mul, ir in self.irreps_out if ir == t)
             if m_in == 0:
                 continue
-            out_pos[t] = (len(self.types), 0)
+            out_pos[t] = len(self.types)
             self.types.append((t.dim, m_in ** -0.5))
             self.weights.append(nn.Parameter(torch.randn(m_in, self.num_elements * m_out)))
         # input pieces (torch.split: its backward is one cat, where narrow would zero-fill a full gradient per piece)
@@ -50,7 +50,7 @@ class ElementLinear(nn.Module):
         self.out_blocks: list[tuple[int, int]] = []
         for mul, ir in self.irreps_out:
             if ir in out_pos:
-                ti = out_pos[ir][0]
+                ti = out_pos[ir]
                 self.out_blocks.append((ti, len(self.out_muls[ti])))
                 self.out_muls[ti].append(mul)
             else:

@@ -75,7 +75,9 @@ class ProductBasis(nn.Module):
     def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         feats = [a]
         b = a
+        # every product's second input is A itself: its channel layout is gathered once
+        a_ch = self.products[0].to_channels(a, second=True) if len(self.products) else a  # (N, d_a, mul)
         for tp, mix in zip(self.products, self.mixers):
-            b = mix.forward_channels(tp.product(tp.to_channels(b), tp.to_channels(a, second=True)))  # (N, merged.dim)
+            b = mix.forward_channels(tp.product(tp.to_channels(b), a_ch))  # (N, merged.dim)
             feats.append(b)
         return self.linear(torch.cat(feats, dim=-1), species)  # (N, irreps_out.dim)

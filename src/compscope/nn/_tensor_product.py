@@ -82,10 +82,14 @@ class ChannelwiseTensorProduct(nn.Module):
         finally:
             torch.set_default_dtype(dtype)
         self.weight_numel = ref.weight_numel
+        self.num_paths = len(instructions)
+        # every path has u weights (path shape (u, 1) or (u,)), so path p's weights start at p * u
+        assert self.weight_numel == self.num_paths * mul, (self.weight_numel, self.num_paths, mul)
         self.shared_weights = bool(shared_weights)
         if shared_weights:
             self.weight = nn.Parameter(ref.weight.detach().to(dtype))  # (P * u,), e3nn's init and layout
-        cg, path_of_k, k_of_out = self._probe(ref, instructions, shared_weights)
+        perm1, perm2 = _channel_layout(self.irreps_in1, mul), _channel_layout(self.irreps_in2, want2)
+        cg, path_of_k, k_of_out = self._probe(ref, perm1, perm2, want2, shared_weights)
         d1 = cg.shape[0]
         d2 = cg.shape[1]
         self.d1, self.d2, self.k = d1, d2, cg.shape[2]
@@ -95,27 +99,27 @@ class ChannelwiseTensorProduct(nn.Module):
             cg = cg.reshape(d1 * d2, self.k).t().contiguous()
         self._cg64 = cg  # exact master copy: casts start from it, so float32 -> float64 loses nothing
         self.register_buffer("cg", cg.to(dtype), persistent=False)
-        self.register_buffer("perm1", _channel_layout(self.irreps_in1, mul))
-        self.register_buffer("perm2", _channel_layout(self.irreps_in2, want2))
+        self.register_buffer("perm1", perm1)
+        self.register_buffer("perm2", perm2)
         self.register_buffer("path_of_k", path_of_k)
         self.register_buffer("perm_out", k_of_out)
-        self.num_paths = len(instructions)
 
     @staticmethod
-    def _probe(ref, instructions, shared):
-        """Per-path CG blocks (d1, d2, K) with e3nn's normalisation, path index (K,) and output gather (out.dim,)."""
+    def _probe(ref, perm1, perm2, mul2, shared):
+        """Per-path CG blocks (d1, d2, K) with e3nn's normalisation, path index (K,) and output gather (out.dim,).
+
+        ``perm1``/``perm2`` are the inputs' channel layouts (:func:`_channel_layout`), ``mul2`` the second input's
+        multiplicity."""
         irreps1, irreps2, irreps_out = ref.irreps_in1, ref.irreps_in2, ref.irreps_out
         mul = irreps1[0].mul
         d1 = sum(ir.dim for _, ir in irreps1)
         d2 = sum(ir.dim for _, ir in irreps2)
-        perm1 = _channel_layout(irreps1, mul)
-        perm2 = _channel_layout(irreps2, 1 if instructions[0][3] == "uvu" else mul)
         x1 = torch.zeros(d1 * d2, irreps1.dim, dtype=torch.float64)
         x2 = torch.zeros(d1 * d2, irreps2.dim, dtype=torch.float64)
         for a in range(d1):
             for b in range(d2):
                 x1[a * d2 + b, perm1[a * mul]] = 1.0  # channel 0, component a
-                x2[a * d2 + b, perm2[b * (1 if instructions[0][3] == "uvu" else mul)]] = 1.0
+                x2[a * d2 + b, perm2[b * mul2]] = 1.0
         blocks, path_of_k = [], []
         out_slices = irreps_out.slices()
         k_start = {}
@@ -123,7 +127,7 @@ class ChannelwiseTensorProduct(nn.Module):
         for p in sorted(range(len(ref.instructions)), key=lambda q: ref.instructions[q].i_out):
             ins = ref.instructions[p]
             w = torch.zeros(ref.weight_numel, dtype=torch.float64)
-            w[ins_offset(ref, p): ins_offset(ref, p) + mul] = 1.0
+            w[p * mul: (p + 1) * mul] = 1.0
             with torch.no_grad():
                 if shared:
                     out = ref(x1, x2, w)
@@ -184,14 +188,3 @@ class ChannelwiseTensorProduct(nn.Module):
         x2c = x2 if self.mode == "uvu" else self.to_channels(x2, second=True)
         return self.from_channels(self.product(self.to_channels(x1), x2c, weight))  # (B, irreps_out.dim)
 
-
-def ins_offset(tp: o3.TensorProduct, p: int) -> int:
-    """Offset of instruction ``p``'s weights in e3nn's flat weight vector."""
-    off = 0
-    for ins in tp.instructions[:p]:
-        if ins.has_weight:
-            n = 1
-            for s in ins.path_shape:
-                n *= s
-            off += n
-    return off
