@@ -144,8 +144,12 @@ class EquivariantPotential(nn.Module):
         edge_index: torch.Tensor,  # (2, E)
         cell_shifts: torch.Tensor,  # (E, 3)
         edge_cell: torch.Tensor,  # (E, 3, 3) cell of each edge's structure
+        fused: bool = False,
     ) -> torch.Tensor:
-        """Per-atom energies (N,) in eV. Sizes come from tensor shapes only, so the method traces (TorchScript)."""
+        """Per-atom energies (N,) in eV. Sizes come from tensor shapes only, so the method traces (TorchScript).
+
+        ``fused=True`` selects the fused CPU kernels (first-order differentiable only: energies and forces, not
+        a force loss); :meth:`forward` sets it whenever ``training`` is off."""
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
@@ -158,8 +162,8 @@ class EquivariantPotential(nn.Module):
         for inter, prod, gate, sc, readout in zip(
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
         ):
-            a = inter(h, edge_sh, edge_radial, edge_index)  # (N, irreps_a.dim)
-            h = gate(prod(a, species_idx) + sc(h, species_idx))  # (N, irreps_out.dim)
+            a = inter(h, edge_sh, edge_radial, edge_index, fused)  # (N, irreps_a.dim)
+            h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         return (
             node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
@@ -177,6 +181,6 @@ class EquivariantPotential(nn.Module):
         node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
         return potential_outputs(
             lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
-                                                      edge_cell),
+                                                      edge_cell, fused=not training),
             graph, compute_forces, compute_stress, training,
         )

@@ -11,6 +11,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from ._fused import fused_available, fused_edge_product
 from ._linear import ElementLinear
 from ._mlp import ScalarMLP
 from ._scatter import scatter_sum
@@ -74,11 +75,19 @@ class Interaction(nn.Module):
         edge_sh: torch.Tensor,  # (E, irreps_sh.dim)
         edge_radial: torch.Tensor,  # (E, radial_dim)
         edge_index: torch.Tensor,  # (2, E)
+        fused: bool = False,
     ) -> torch.Tensor:
+        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it."""
         sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
-        messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
-        agg = scatter_sum(messages, receiver, node_feats.shape[0]) / self.avg_num_neighbors  # (N, K, mul)
+        n = node_feats.shape[0]
+        if fused and fused_available(h, edge_sh, weights):
+            w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (E, P, mul)
+            agg = fused_edge_product(h, edge_sh, w, edge_index, n, self.tp.sparse_cg())  # (N, K, mul)
+        else:
+            messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
+            agg = scatter_sum(messages, receiver, n)  # (N, K, mul)
+        agg = agg / self.avg_num_neighbors
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)

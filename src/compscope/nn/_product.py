@@ -14,6 +14,7 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from ._fused import fused_available, fused_node_product
 from ._linear import ElementLinear
 from ._tensor_product import ChannelwiseTensorProduct
 
@@ -72,12 +73,19 @@ class ProductBasis(nn.Module):
         self.irreps_cat = o3.Irreps(sum((list(c) for c in collected), []))
         self.linear = ElementLinear(self.irreps_cat, irreps_out, num_elements)
 
-    def forward(self, a: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+    def forward(self, a: torch.Tensor, species: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it."""
         feats = [a]
         b = a
         # every product's second input is A itself: its channel layout is gathered once
         a_ch = self.products[0].to_channels(a, second=True) if len(self.products) else a  # (N, d_a, mul)
+        use_fused = fused and fused_available(a)
         for tp, mix in zip(self.products, self.mixers):
-            b = mix.forward_channels(tp.product(tp.to_channels(b), a_ch))  # (N, merged.dim)
+            x = tp.to_channels(b)  # (N, d_b, mul)
+            if use_fused:
+                z = fused_node_product(x, a_ch, tp.weight.view(tp.num_paths, tp.mul), tp.sparse_cg())
+            else:
+                z = tp.product(x, a_ch)
+            b = mix.forward_channels(z)  # (N, merged.dim)
             feats.append(b)
         return self.linear(torch.cat(feats, dim=-1), species)  # (N, irreps_out.dim)

@@ -97,6 +97,7 @@ class ChannelwiseTensorProduct(nn.Module):
             cg = cg.permute(1, 2, 0).reshape(d2, self.k * d1)
         else:  # contract the per-channel outer product: (K, d1 * d2)
             cg = cg.reshape(d1 * d2, self.k).t().contiguous()
+        self._sparse = None  # SparseCG for the fused CPU kernels, built on first use
         self._cg64 = cg  # exact master copy: casts start from it, so float32 -> float64 loses nothing
         self.register_buffer("cg", cg.to(dtype), persistent=False)
         self.register_buffer("perm1", perm1)
@@ -154,6 +155,18 @@ class ChannelwiseTensorProduct(nn.Module):
         self.cg = fn(self._cg64).to(device=self.cg.device, dtype=self.cg.dtype) if self.cg.is_floating_point() \
             else self.cg
         return out
+
+    def sparse_cg(self):
+        """The CG coefficients as a :class:`~compscope.nn._fused.SparseCG` (for the fused inference kernels)."""
+        if self._sparse is None:
+            from ._fused import SparseCG
+
+            if self.mode == "uvu":  # (d2, K * d1) -> (d1, d2, K)
+                cg = self._cg64.view(self.d2, self.k, self.d1).permute(2, 0, 1)
+            else:  # (K, d1 * d2) -> (d1, d2, K)
+                cg = self._cg64.t().reshape(self.d1, self.d2, self.k)
+            self._sparse = SparseCG(cg, self.path_of_k)
+        return self._sparse
 
     def to_channels(self, x: torch.Tensor, second: bool = False) -> torch.Tensor:
         """e3nn layout (B, irreps.dim) -> component-major channels (B, d, u) of input 1 (or 2, for "uuu")."""

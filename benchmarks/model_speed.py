@@ -1,0 +1,105 @@
+"""Force-field evaluation speed: energy + forces of ethanol batches, dense vs fused inference kernels.
+
+Times one call of the trained benchmark force field (``--model``; a freshly initialised ``small`` model when the
+file is missing: weights do not change the cost) on 1 and 64 ethanol molecules batched in one graph, for
+
+- ``dense``: the double-differentiable path the trainer uses (``training=True``: channel-wise tensor products as
+  dense contractions, (edges, K, channels) temporaries, ``create_graph`` kept for a force loss);
+- ``dense_inference``: the same layers without ``create_graph`` (what inference cost before the fused kernels);
+- ``fused``: the default inference path (``training=False``): numba kernels over edges and nodes, no edge
+  temporaries (``compscope.nn._fused``).
+
+Each figure is the median over ``--repeat`` calls after warm-up, single-threaded by default.
+
+Usage:
+    COMPSCOPE_DATA=/work/shared/data python benchmarks/model_speed.py [--model PATH] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time(fn, repeat: int) -> float:
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def time_paths(model, graph, repeat: int) -> dict[str, float]:
+    """Median ms per energy+forces call for the dense, dense first-order and fused paths."""
+    from compscope.nn import _forces
+
+    first_order_grad = _forces.forces_and_stress
+
+    def dense_first_order():
+        # the dense layers (training=True) but forces without create_graph: inference before the fused kernels
+        _forces.forces_and_stress = lambda e, p, c, s, training: first_order_grad(e, p, c, s, False)
+        try:
+            return model(graph, training=True)
+        finally:
+            _forces.forces_and_stress = first_order_grad
+
+    calls = {"dense": lambda: model(graph, training=True), "dense_inference": dense_first_order,
+             "fused": lambda: model(graph)}
+    return {name: _time(fn, repeat) * 1e3 for name, fn in calls.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(ROOT / "benchmarks/work/ours_30min/model.pt"))
+    ap.add_argument("--sizes", default="1,64")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args()
+
+    import torch
+    from ase.build import molecule
+
+    from compscope.data import AtomicGraph
+    from compscope.data._graph import graphs_from_atoms
+    from compscope.models import build_model
+
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    if Path(args.model).exists():
+        from compscope.md._model import load_potential
+
+        model, source = load_potential(args.model, dtype=dtype), args.model
+    else:
+        model, source = build_model(preset="small", species=[1, 6, 8]).to(dtype), "fresh small preset"
+    n_params = sum(p.numel() for p in model.parameters())
+    atoms = molecule("CH3CH2OH")
+    rows = {}
+    for n in (int(s) for s in args.sizes.split(",")):
+        graph = AtomicGraph.collate(graphs_from_atoms([atoms] * n, cutoff=model.cutoff)).to(dtype=dtype)
+        row = {"molecules": n, "atoms": graph.num_nodes, "edges": int(graph.edge_index.shape[1])}
+
+        for name, ms in time_paths(model, graph, args.repeat).items():
+            row[f"{name}_ms"] = ms
+        row["fused_speedup_vs_dense_inference"] = row["dense_inference_ms"] / row["fused_ms"]
+        row["fused_atom_evals_per_s"] = graph.num_nodes / (row["fused_ms"] * 1e-3)
+        rows[str(n)] = row
+        print(row)
+    path = write_result("model_speed", {"model": source, "n_params": n_params, "dtype": args.dtype,
+                                        "threads": args.threads, "repeat": args.repeat, "sizes": rows})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Fused CPU kernels (numba) for inference: channel-wise tensor products without (edges, K, channels) temporaries.
+
+The dense formulation in :mod:`._tensor_product` materialises several ``(E, K, u)`` tensors per message-passing
+layer (the CG-contracted edge features, the gathered radial weights, the messages, and the same again in the
+backward pass). For small molecules batched as many replicas these tensors are the cost: they do not fit in
+cache and each pass over them is memory-bound. The kernels here loop over edges (or nodes) once and keep a
+``u``-vector in registers, using the sparse Clebsch-Gordan coefficients directly:
+
+.. math:: A_{r k u} = \\sum_{e: r(e) = r} w_{e p(k) u} \\sum_{(a, b, c) \\in nz(k)} c\\, y_{e b}\\, x_{s(e) a u}
+
+They compute exactly the same function as the dense path (tests compare both, values and gradients) and are
+first-order differentiable only (``once_differentiable``): they serve energies and forces (MD, ASE, evaluation),
+never a force-matching loss, which needs gradients of gradients. Models select them with ``fused=True`` when
+``training`` is off and the tensors live on the CPU.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+# reassociation lets LLVM vectorise the reductions over channels; no 'nnan'/'ninf': NaN must still propagate
+# (the MD stability monitors rely on it)
+_FASTMATH = {"reassoc", "contract", "nsz"}
+
+__all__ = ["SparseCG", "fused_edge_product", "fused_node_product", "fused_available"]
+
+
+def fused_available(*tensors: torch.Tensor) -> bool:
+    """True when every tensor is on the CPU in float32/float64 (what the kernels support)."""
+    return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
+
+
+class SparseCG:
+    """Nonzero Clebsch-Gordan entries of a (d1, d2, K) block, grouped by output component ``k``.
+
+    Attributes (numpy): ``start`` (K + 1,) segment offsets; ``a``, ``b`` (nnz,) input components; ``c`` (nnz,)
+    coefficients (float64; cast per call); ``path`` (K,) path of each output component.
+    """
+
+    def __init__(self, cg: torch.Tensor, path_of_k: torch.Tensor, tol: float = 1e-12):
+        cg = cg.detach().to(torch.float64).cpu().numpy()  # (d1, d2, K)
+        self.d1, self.d2, self.k = cg.shape
+        a_list, b_list, c_list, start = [], [], [], [0]
+        for k in range(self.k):
+            a, b = np.nonzero(np.abs(cg[:, :, k]) > tol)
+            a_list.append(a)
+            b_list.append(b)
+            c_list.append(cg[a, b, k])
+            start.append(start[-1] + len(a))
+        self.start = np.asarray(start, dtype=np.int64)
+        self.a = np.concatenate(a_list).astype(np.int64)
+        self.b = np.concatenate(b_list).astype(np.int64)
+        self.c = np.concatenate(c_list)
+        self.path = path_of_k.detach().cpu().numpy().astype(np.int64)
+        self._c_by_dtype: dict[np.dtype, np.ndarray] = {}
+
+    def coefficients(self, dtype: np.dtype) -> np.ndarray:
+        if dtype not in self._c_by_dtype:
+            self._c_by_dtype[dtype] = self.c.astype(dtype)
+        return self._c_by_dtype[dtype]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# edge kernels ("uvu"): x (N, d1, u) gathered by sender, y (E, d2), w (E, P, u), summed into receivers
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _edge_fwd(x, y, w, send, recv, start, ca, cb, cc, path, out):  # pragma: no cover - compiled
+    n_edges = send.shape[0]
+    n_k = start.shape[0] - 1
+    mul = x.shape[2]
+    tmp = np.empty(mul, dtype=x.dtype)
+    for e in range(n_edges):
+        s = send[e]
+        r = recv[e]
+        for k in range(n_k):
+            j0, j1 = start[k], start[k + 1]
+            if j0 == j1:
+                continue
+            for u in range(mul):
+                tmp[u] = 0.0
+            for j in range(j0, j1):
+                coef = cc[j] * y[e, cb[j]]
+                a = ca[j]
+                for u in range(mul):
+                    tmp[u] += coef * x[s, a, u]
+            p = path[k]
+            for u in range(mul):
+                out[r, k, u] += w[e, p, u] * tmp[u]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _edge_bwd(grad, x, y, w, send, recv, start, ca, cb, cc, path, gx, gy, gw):  # pragma: no cover - compiled
+    n_edges = send.shape[0]
+    n_k = start.shape[0] - 1
+    mul = x.shape[2]
+    tmp = np.empty(mul, dtype=x.dtype)
+    gt = np.empty(mul, dtype=x.dtype)
+    for e in range(n_edges):
+        s = send[e]
+        r = recv[e]
+        for p in range(gw.shape[1]):
+            for u in range(mul):
+                gw[e, p, u] = 0.0
+        for k in range(n_k):
+            j0, j1 = start[k], start[k + 1]
+            if j0 == j1:
+                continue
+            p = path[k]
+            for u in range(mul):
+                tmp[u] = 0.0
+            for j in range(j0, j1):
+                coef = cc[j] * y[e, cb[j]]
+                a = ca[j]
+                for u in range(mul):
+                    tmp[u] += coef * x[s, a, u]
+            for u in range(mul):
+                g = grad[r, k, u]
+                gw[e, p, u] += g * tmp[u]
+                gt[u] = g * w[e, p, u]
+            for j in range(j0, j1):
+                a = ca[j]
+                yb = y[e, cb[j]]
+                acc = 0.0
+                for u in range(mul):
+                    gx[s, a, u] += cc[j] * yb * gt[u]
+                    acc += gt[u] * x[s, a, u]
+                gy[e, cb[j]] += cc[j] * acc
+
+
+class _EdgeProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, w, send, recv, n_nodes: int, cg: SparseCG):
+        x, y, w = (t.detach().contiguous() for t in (x, y, w))
+        out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
+        c = cg.coefficients(x.numpy().dtype)
+        _edge_fwd(x.numpy(), y.numpy(), w.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b, c, cg.path,
+                  out.numpy())
+        ctx.save_for_backward(x, y, w, send, recv)
+        ctx.cg = cg
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, y, w, send, recv = ctx.saved_tensors
+        cg = ctx.cg
+        grad = grad.contiguous()
+        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.empty_like(w)  # the kernel zeroes gw
+        c = cg.coefficients(x.numpy().dtype)
+        _edge_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
+                  c, cg.path, gx.numpy(), gy.numpy(), gw.numpy())
+        return gx, gy, gw, None, None, None, None
+
+
+def fused_edge_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor, n_nodes: int,
+                       cg: SparseCG) -> torch.Tensor:
+    """Sum over edges of the weighted "uvu" product: x (N, d1, u), y (E, d2), w (E, P, u) -> (N, K, u)."""
+    dtype = x.dtype
+    send = edge_index[0].contiguous().to(torch.int64)
+    recv = edge_index[1].contiguous().to(torch.int64)
+    return _EdgeProduct.apply(x, y.to(dtype), w.to(dtype), send, recv, int(n_nodes), cg)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# node kernels ("uuu", shared weights): x (N, d1, u), y (N, d2, u), w (P, u) -> (N, K, u)
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _node_fwd(x, y, w, start, ca, cb, cc, path, out):  # pragma: no cover - compiled
+    n = x.shape[0]
+    n_k = start.shape[0] - 1
+    mul = x.shape[2]
+    for i in range(n):
+        for k in range(n_k):
+            p = path[k]
+            for j in range(start[k], start[k + 1]):
+                a = ca[j]
+                b = cb[j]
+                c = cc[j]
+                for u in range(mul):
+                    out[i, k, u] += c * x[i, a, u] * y[i, b, u]
+            for u in range(mul):
+                out[i, k, u] *= w[p, u]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, gx, gy, gw):  # pragma: no cover - compiled
+    n = x.shape[0]
+    n_k = start.shape[0] - 1
+    mul = x.shape[2]
+    tmp = np.empty(mul, dtype=x.dtype)
+    gt = np.empty(mul, dtype=x.dtype)
+    for i in range(n):
+        for k in range(n_k):
+            p = path[k]
+            for u in range(mul):
+                tmp[u] = 0.0
+                gt[u] = grad[i, k, u] * w[p, u]
+            for j in range(start[k], start[k + 1]):
+                a = ca[j]
+                b = cb[j]
+                c = cc[j]
+                for u in range(mul):
+                    tmp[u] += c * x[i, a, u] * y[i, b, u]
+                    gx[i, a, u] += c * gt[u] * y[i, b, u]
+                    gy[i, b, u] += c * gt[u] * x[i, a, u]
+            for u in range(mul):
+                gw[p, u] += grad[i, k, u] * tmp[u]
+
+
+class _NodeProduct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, w, cg: SparseCG):
+        x, y, w = (t.detach().contiguous() for t in (x, y, w))
+        out = torch.zeros(x.shape[0], cg.k, x.shape[2], dtype=x.dtype)
+        c = cg.coefficients(x.numpy().dtype)
+        _node_fwd(x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path, out.numpy())
+        ctx.save_for_backward(x, y, w)
+        ctx.cg = cg
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, y, w = ctx.saved_tensors
+        cg = ctx.cg
+        grad = grad.contiguous()
+        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
+        c = cg.coefficients(x.numpy().dtype)
+        _node_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path,
+                  gx.numpy(), gy.numpy(), gw.numpy())
+        return gx, gy, gw, None
+
+
+def fused_node_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cg: SparseCG) -> torch.Tensor:
+    """Channel-wise "uuu" product with shared path weights: x (N, d1, u), y (N, d2, u), w (P, u) -> (N, K, u)."""
+    return _NodeProduct.apply(x, y, w.to(x.dtype), cg)

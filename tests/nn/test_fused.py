@@ -1,0 +1,125 @@
+"""The fused CPU kernels compute the same function and first derivatives as the dense tensor products."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from e3nn import o3
+
+from compscope.data import AtomicGraph
+from compscope.models import build_model
+from compscope.nn import ChannelwiseTensorProduct, scatter_sum
+from compscope.nn._fused import fused_edge_product, fused_node_product
+from compscope.nn._interaction import _tp_out_irreps
+
+from .test_fast_layers import _uuu_instructions
+
+SH = o3.Irreps.spherical_harmonics(2)
+
+
+def _edge_case(node: str, dtype=torch.float64, n=7, e=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mid, ins = _tp_out_irreps(o3.Irreps(node), SH, o3.Irreps("1x0e+1x1o+1x2e"))
+    tp = ChannelwiseTensorProduct(node, SH, mid, ins).to(dtype)
+    x = torch.randn(n, tp.d1, tp.mul, dtype=dtype, generator=g)
+    y = torch.randn(e, SH.dim, dtype=dtype, generator=g)
+    w = torch.randn(e, tp.weight_numel, dtype=dtype, generator=g)
+    edge_index = torch.randint(0, n, (2, e), generator=g)
+    return tp, x, y, w, edge_index
+
+
+def _dense_edge(tp, x, y, w, edge_index):
+    return scatter_sum(tp.product(x[edge_index[0]], y, w), edge_index[1], x.shape[0])
+
+
+def _fused_edge(tp, x, y, w, edge_index):
+    return fused_edge_product(x, y, w.view(w.shape[0], tp.num_paths, tp.mul), edge_index, x.shape[0],
+                              tp.sparse_cg())
+
+
+@pytest.mark.parametrize("node", ["6x0e", "6x0e+6x1o", "3x0e+3x1o+3x2e"])
+def test_fused_edge_product_equals_dense_values_and_gradients(node):
+    tp, x, y, w, ei = _edge_case(node)
+    inputs = [t.clone().requires_grad_(True) for t in (x, y, w)]
+    ref = _dense_edge(tp, *inputs, ei)
+    cot = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * cot).sum(), inputs)
+    inputs2 = [t.clone().requires_grad_(True) for t in (x, y, w)]
+    out = _fused_edge(tp, *inputs2, ei)
+    g_out = torch.autograd.grad((out * cot).sum(), inputs2)
+    assert torch.allclose(out, ref, atol=1e-12)
+    for a, b in zip(g_out, g_ref):
+        assert torch.allclose(a, b, atol=1e-11)
+
+
+def test_fused_kernels_pass_gradcheck():
+    tp, x, y, w, ei = _edge_case("2x0e+2x1o", n=4, e=9)
+    w = w.view(w.shape[0], tp.num_paths, tp.mul)
+    cg = tp.sparse_cg()
+    inputs = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
+    assert torch.autograd.gradcheck(lambda a, b, c: fused_edge_product(a, b, c, ei, 4, cg), inputs)
+
+    a = o3.Irreps("2x0e+2x1o+2x2e")
+    out, ins = _uuu_instructions(a, 1)
+    tp2 = ChannelwiseTensorProduct(a, a, out, ins, shared_weights=True).double()
+    xs = torch.randn(5, tp2.d1, 2, dtype=torch.float64, requires_grad=True)
+    ys = torch.randn(5, tp2.d2, 2, dtype=torch.float64, requires_grad=True)
+    ws = torch.randn(tp2.num_paths, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_node_product_equals_dense(dtype):
+    torch.manual_seed(3)
+    a = o3.Irreps("4x0e+4x1o+4x2e")
+    out, ins = _uuu_instructions(a, 2)
+    tp = ChannelwiseTensorProduct(a, a, out, ins, shared_weights=True).to(dtype)
+    x = torch.randn(9, tp.d1, 4, dtype=dtype, requires_grad=True)
+    y = torch.randn(9, tp.d2, 4, dtype=dtype, requires_grad=True)
+    ref = tp.product(x, y)
+    got = fused_node_product(x, y, tp.weight.view(tp.num_paths, tp.mul), tp.sparse_cg())
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert torch.allclose(got, ref, atol=tol)
+    cot = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * cot).sum(), [x, y, tp.weight])
+    g_got = torch.autograd.grad((got * cot).sum(), [x, y, tp.weight])
+    for p, q in zip(g_got, g_ref):
+        assert torch.allclose(p, q, atol=10 * tol)
+
+
+def test_fused_kernels_propagate_nan():
+    """The stability monitors detect blow-ups through NaN forces: fast math must not drop them."""
+    tp, x, y, w, ei = _edge_case("4x0e+4x1o")
+    x[ei[0, 0], 0, 0] = math.nan
+    out = _fused_edge(tp, x, y, w, ei)
+    assert torch.isnan(out[ei[1, 0]]).any()
+
+
+def _ethanol_graph(dtype):
+    from ase.build import molecule
+
+    atoms = [molecule("CH3CH2OH") for _ in range(3)]
+    for k, a in enumerate(atoms):
+        a.rattle(0.05, seed=k)
+    from compscope.data._graph import graphs_from_atoms
+
+    return AtomicGraph.collate(graphs_from_atoms(atoms, cutoff=5.0)).to(dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_model_inference_path_equals_training_path(dtype):
+    """``training=False`` (fused kernels) and ``training=True`` (dense, double-differentiable) give the same
+    energies and forces; only the training path supports a force loss."""
+    torch.manual_seed(0)
+    model = build_model(name="EquivariantPotential", preset="tiny", species=[1, 6, 8]).to(dtype)
+    graph = _ethanol_graph(dtype)
+    dense = model(graph, training=True)
+    fused = model(graph, training=False)
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    assert torch.allclose(fused["energy"], dense["energy"].detach(), atol=tol, rtol=tol)
+    assert torch.allclose(fused["forces"], dense["forces"].detach(), atol=tol, rtol=tol)
+    # the dense path keeps the graph for a force loss
+    dense["forces"].pow(2).sum().backward()
+    assert all(p.grad is not None for p in model.interactions[0].radial_mlp.parameters())
