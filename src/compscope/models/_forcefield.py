@@ -19,6 +19,7 @@ from compscope.nn import (
     gate_for,
     potential_outputs,
 )
+from compscope.nn._fused import edge_pairs, fused_available
 
 
 class UnknownElementError(ValueError):
@@ -157,12 +158,14 @@ class EquivariantPotential(nn.Module):
         edge_sh = self.sh(vectors)  # (E, sh.dim)
         edge_radial = self.radial(lengths)  # (E, num_bessel), exactly 0 beyond r_max
 
+        # reverse edges share radial weights in the fused path (computed once per call: edges change between calls)
+        pairs = edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) else None
         h = self.embedding(node_attrs)  # (N, mul)
         node_energy = torch.zeros_like(positions[:, 0])  # (N,)
         for inter, prod, gate, sc, readout in zip(
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
         ):
-            a = inter(h, edge_sh, edge_radial, edge_index, fused)  # (N, irreps_a.dim)
+            a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         return (

@@ -25,7 +25,7 @@ from torch.autograd.function import once_differentiable
 # (the MD stability monitors rely on it)
 _FASTMATH = {"reassoc", "contract", "nsz"}
 
-__all__ = ["SparseCG", "fused_edge_product", "fused_node_product", "fused_available"]
+__all__ = ["SparseCG", "edge_pairs", "fused_edge_product", "fused_node_product", "fused_available"]
 
 
 def fused_available(*tensors: torch.Tensor) -> bool:
@@ -64,103 +64,167 @@ class SparseCG:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# edge kernels ("uvu"): x (N, d1, u) gathered by sender, y (E, d2), w (E, P, u), summed into receivers
+# edge kernels ("uvu"): x (N, d1, u) gathered by sender, y (E, d2), w (W, P, u) read at row widx[e], summed into
+# receivers. widx lets an edge and its reverse share one row of radial weights (equal lengths, equal weights).
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _edge_fwd(x, y, w, send, recv, start, ca, cb, cc, path, out):  # pragma: no cover - compiled
+def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, out):  # pragma: no cover - compiled
     n_edges = send.shape[0]
     n_k = start.shape[0] - 1
+    nnz = cc.shape[0]
     mul = x.shape[2]
+    yc = np.empty(nnz, dtype=x.dtype)
     tmp = np.empty(mul, dtype=x.dtype)
     for e in range(n_edges):
-        s = send[e]
-        r = recv[e]
+        xs = x[send[e]]
+        o = out[recv[e]]
+        we = w[widx[e]]
+        ye = y[e]
+        for j in range(nnz):
+            yc[j] = cc[j] * ye[cb[j]]
         for k in range(n_k):
-            j0, j1 = start[k], start[k + 1]
-            if j0 == j1:
-                continue
             for u in range(mul):
                 tmp[u] = 0.0
-            for j in range(j0, j1):
-                coef = cc[j] * y[e, cb[j]]
-                a = ca[j]
+            for j in range(start[k], start[k + 1]):
+                c = yc[j]
+                xa = xs[ca[j]]
                 for u in range(mul):
-                    tmp[u] += coef * x[s, a, u]
-            p = path[k]
+                    tmp[u] += c * xa[u]
+            wp = we[path[k]]
+            ok = o[k]
             for u in range(mul):
-                out[r, k, u] += w[e, p, u] * tmp[u]
+                ok[u] += scale * wp[u] * tmp[u]
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _edge_bwd(grad, x, y, w, send, recv, start, ca, cb, cc, path, gx, gy, gw):  # pragma: no cover - compiled
+def _edge_bwd(grad, x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, gx, gy, gw):  # pragma: no cover
     n_edges = send.shape[0]
     n_k = start.shape[0] - 1
+    nnz = cc.shape[0]
     mul = x.shape[2]
+    yc = np.empty(nnz, dtype=x.dtype)
     tmp = np.empty(mul, dtype=x.dtype)
     gt = np.empty(mul, dtype=x.dtype)
     for e in range(n_edges):
         s = send[e]
-        r = recv[e]
-        for p in range(gw.shape[1]):
-            for u in range(mul):
-                gw[e, p, u] = 0.0
+        xs = x[s]
+        gxs = gx[s]
+        ge = grad[recv[e]]
+        we = w[widx[e]]
+        gwe = gw[widx[e]]
+        ye = y[e]
+        gye = gy[e]
+        for j in range(nnz):
+            yc[j] = cc[j] * ye[cb[j]]
         for k in range(n_k):
-            j0, j1 = start[k], start[k + 1]
-            if j0 == j1:
-                continue
             p = path[k]
             for u in range(mul):
                 tmp[u] = 0.0
-            for j in range(j0, j1):
-                coef = cc[j] * y[e, cb[j]]
-                a = ca[j]
+            for j in range(start[k], start[k + 1]):
+                c = yc[j]
+                xa = xs[ca[j]]
                 for u in range(mul):
-                    tmp[u] += coef * x[s, a, u]
+                    tmp[u] += c * xa[u]
+            gk = ge[k]
+            wp = we[p]
+            gwp = gwe[p]
             for u in range(mul):
-                g = grad[r, k, u]
-                gw[e, p, u] += g * tmp[u]
-                gt[u] = g * w[e, p, u]
-            for j in range(j0, j1):
-                a = ca[j]
-                yb = y[e, cb[j]]
+                gwp[u] += scale * gk[u] * tmp[u]
+                gt[u] = scale * gk[u] * wp[u]
+            for j in range(start[k], start[k + 1]):
+                c = yc[j]
+                xa = xs[ca[j]]
+                gxa = gxs[ca[j]]
                 acc = 0.0
                 for u in range(mul):
-                    gx[s, a, u] += cc[j] * yb * gt[u]
-                    acc += gt[u] * x[s, a, u]
-                gy[e, cb[j]] += cc[j] * acc
+                    gxa[u] += c * gt[u]
+                    acc += gt[u] * xa[u]
+                gye[cb[j]] += cc[j] * acc
 
 
 class _EdgeProduct(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, y, w, send, recv, n_nodes: int, cg: SparseCG):
+    def forward(ctx, x, y, w, widx, send, recv, n_nodes: int, cg: SparseCG, scale: float):
         x, y, w = (t.detach().contiguous() for t in (x, y, w))
         out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
         c = cg.coefficients(x.numpy().dtype)
-        _edge_fwd(x.numpy(), y.numpy(), w.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b, c, cg.path,
-                  out.numpy())
-        ctx.save_for_backward(x, y, w, send, recv)
-        ctx.cg = cg
+        _edge_fwd(x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
+                  c, cg.path, scale, out.numpy())
+        ctx.save_for_backward(x, y, w, widx, send, recv)
+        ctx.cg, ctx.scale = cg, scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, y, w, send, recv = ctx.saved_tensors
+        x, y, w, widx, send, recv = ctx.saved_tensors
         cg = ctx.cg
         grad = grad.contiguous()
-        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.empty_like(w)  # the kernel zeroes gw
+        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
         c = cg.coefficients(x.numpy().dtype)
-        _edge_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
-                  c, cg.path, gx.numpy(), gy.numpy(), gw.numpy())
-        return gx, gy, gw, None, None, None, None
+        _edge_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(),
+                  cg.start, cg.a, cg.b, c, cg.path, ctx.scale, gx.numpy(), gy.numpy(), gw.numpy())
+        return gx, gy, gw, None, None, None, None, None, None
 
 
 def fused_edge_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor, n_nodes: int,
-                       cg: SparseCG) -> torch.Tensor:
-    """Sum over edges of the weighted "uvu" product: x (N, d1, u), y (E, d2), w (E, P, u) -> (N, K, u)."""
+                       cg: SparseCG, widx: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+    """``scale`` times the sum over edges of the weighted "uvu" product: x (N, d1, u), y (E, d2), w (W, P, u)
+    -> (N, K, u).
+
+    Edge ``e`` uses weight row ``widx[e]`` (default: row ``e``, W = E); see :func:`edge_pairs`."""
     dtype = x.dtype
     send = edge_index[0].contiguous().to(torch.int64)
     recv = edge_index[1].contiguous().to(torch.int64)
-    return _EdgeProduct.apply(x, y.to(dtype), w.to(dtype), send, recv, int(n_nodes), cg)
+    if widx is None:
+        widx = torch.arange(send.shape[0], dtype=torch.int64)
+    return _EdgeProduct.apply(x, y.to(dtype), w.to(dtype), widx.contiguous().to(torch.int64), send, recv,
+                              int(n_nodes), cg, float(scale))
+
+
+def edge_pairs(edge_index: torch.Tensor, cell_shifts: torch.Tensor | None = None):
+    """Pair each edge (s, r, S) with its reverse (r, s, -S): ``(rep (W,), widx (E,))`` or ``None``.
+
+    ``rep`` lists one edge of every pair (the lower index), ``widx[e]`` is the position in ``rep`` of edge ``e``'s
+    pair. Anything that depends only on the edge length (radial weights) is then computed for ``rep`` and shared:
+    half the radial-MLP work in a full neighbour list. ``None`` when some edge has no reverse or the keys would not
+    fit in int64 (callers then compute per edge)."""
+    ei = edge_index.detach().cpu().numpy().astype(np.int64)
+    n_edges = ei.shape[1]
+    if n_edges == 0:
+        return None
+    s, r = ei[0], ei[1]
+    n = int(ei.max()) + 1
+    if cell_shifts is None or cell_shifts.numel() == 0:
+        shifts = np.zeros((n_edges, 3), dtype=np.int64)
+    else:
+        shifts = np.rint(cell_shifts.detach().cpu().numpy()).astype(np.int64)
+    m = int(np.abs(shifts).max()) if shifts.size else 0
+    base = 2 * m + 1
+    if float(n) * n * base**3 >= 2.0**62:
+        return None
+
+    def key(a, b, sh):
+        k = a * n + b
+        for d in range(3):
+            k = k * base + (sh[:, d] + m)
+        return k
+
+    fwd = key(s, r, shifts)
+    rev = key(r, s, -shifts)
+    order = np.argsort(fwd, kind="stable")
+    sorted_keys = fwd[order]
+    pos = np.searchsorted(sorted_keys, rev)
+    pos = np.minimum(pos, n_edges - 1)
+    if not np.array_equal(sorted_keys[pos], rev):
+        return None
+    partner = order[pos]  # (E,) index of the reverse edge
+    idx = np.arange(n_edges)
+    if not np.array_equal(partner[partner], idx):  # duplicate edges: no clean pairing
+        return None
+    is_rep = idx <= partner
+    rank = np.cumsum(is_rep) - 1
+    widx = np.where(is_rep, rank, rank[partner])
+    return torch.from_numpy(np.nonzero(is_rep)[0]), torch.from_numpy(widx.astype(np.int64))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -76,18 +76,22 @@ class Interaction(nn.Module):
         edge_radial: torch.Tensor,  # (E, radial_dim)
         edge_index: torch.Tensor,  # (2, E)
         fused: bool = False,
+        pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it."""
+        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it;
+        ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges."""
         sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
-        weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
         n = node_feats.shape[0]
-        if fused and fused_available(h, edge_sh, weights):
-            w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (E, P, mul)
-            agg = fused_edge_product(h, edge_sh, w, edge_index, n, self.tp.sparse_cg())  # (N, K, mul)
+        if fused and fused_available(h, edge_sh, edge_radial):
+            rep, widx = pairs if pairs is not None else (None, None)
+            weights = self.radial_mlp(edge_radial if rep is None else edge_radial[rep])  # (W, weight_numel)
+            w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (W, P, mul)
+            agg = fused_edge_product(h, edge_sh, w, edge_index, n, self.tp.sparse_cg(), widx,
+                                     1.0 / self.avg_num_neighbors)  # (N, K, mul)
         else:
+            weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
             messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
-            agg = scatter_sum(messages, receiver, n)  # (N, K, mul)
-        agg = agg / self.avg_num_neighbors
+            agg = scatter_sum(messages, receiver, n) / self.avg_num_neighbors  # (N, K, mul)
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)
