@@ -63,7 +63,7 @@ def isolated_e0() -> dict[int, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-def run_ours(files, budget: float, threads: int, tag: str, dtype: str) -> dict:
+def run_ours(files, budget: float, threads: int, tag: str, dtype: str, scheduler: str | None = None) -> dict:
     from compscope.data import dataset_path, load_graphs
     from compscope.forcefield import fit, load_model
     from compscope.forcefield._evaluate import error_table, predict
@@ -73,6 +73,8 @@ def run_ours(files, budget: float, threads: int, tag: str, dtype: str) -> dict:
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg["out"] = str(out)
     cfg["dtype"] = dtype
+    if scheduler:
+        cfg["task"]["scheduler"] = scheduler
     cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
                         "energy_key": "REF_energy", "forces_key": "REF_forces",
                         "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
@@ -191,9 +193,13 @@ def main() -> None:
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--mace-venv", default=str(ROOT / ".venv-mace"))
     ap.add_argument("--note", default="", help="free text stored in the JSON (e.g. machine load during training)")
+    ap.add_argument("--scheduler", default=None, help="override the config's LR schedule (e.g. plateau, cosine_time)")
+    ap.add_argument("--run-name", default=None,
+                    help="work dirs ours_NAME/mace_NAME and result forcefield_rmd17_NAME.json (default: the budget, "
+                         "e.g. 30min); an existing run of that name is resumed or reused")
     ap.add_argument("--acac-minutes", type=float, default=0.0, help="also run the acac extrapolation (0 = skip)")
     args = ap.parse_args()
-    tag = f"{args.budget_minutes:g}min"
+    tag = args.run_name or f"{args.budget_minutes:g}min"
     files = prepare_data()
     results: dict = {}
     models = args.models.split(",")
@@ -206,7 +212,8 @@ def main() -> None:
             futs["mace"] = pool.submit(run_mace, files, args.budget_minutes, args.threads, tag, Path(args.mace_venv),
                                        args.dtype)
         if "ours" in models:
-            futs["compscope"] = pool.submit(run_ours, files, args.budget_minutes, args.threads, tag, args.dtype)
+            futs["compscope"] = pool.submit(run_ours, files, args.budget_minutes, args.threads, tag, args.dtype,
+                                            args.scheduler)
         for k, f in futs.items():
             results[k] = f.result()
     if "compscope" in results and "mace" in results:
@@ -222,7 +229,8 @@ def main() -> None:
     targets = {"force_mae_meV_A_120min": 5.0, "energy_mae_meV_atom": 0.5, "force_mae_vs_mace": "<= 0.8x",
                "published_gpu": {"MACE": 2.1, "Allegro": 2.1, "NequIP": 2.8}}
     path = write_result(f"forcefield_rmd17_{tag}", {"budget_minutes": args.budget_minutes, "threads": args.threads,
-                                                     "dtype": args.dtype, "results": results, "targets": targets,
+                                                     "dtype": args.dtype, "scheduler": args.scheduler or "config",
+                                                     "results": results, "targets": targets,
                                                      "note": args.note},
                         seed=0)
     print(json.dumps(results, indent=2))

@@ -109,3 +109,27 @@ def test_time_budget_covers_all_segments_of_a_resumed_run(tmp_path):
     second = times(out)
     assert second[-1] - first >= 6.0, (first, second[-1])  # ~9 s more; double counting would give ~3 s
     assert second[-1] - first <= 25.0  # and it stopped (setup time of the second segment adds a few seconds)
+
+
+def test_cosine_time_schedule_anneals_over_the_wall_clock_budget(tmp_path):
+    """``cosine_time`` starts at ``lr`` and reaches ~``lr * lr_min_ratio`` when the time budget runs out."""
+    over = {"trainer": {"max_epochs": 10_000, "max_time_minutes": 0.12, "early_stopping_patience": 0},
+            "task": {"lr": 0.005, "ema_decay": 0.9, "scheduler": "cosine_time", "lr_min_ratio": 0.01},
+            "data": {"test": None}}
+    run = fit(tiny_config(tmp_path / "r", **over))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows]
+    assert len(lrs) >= 3
+    assert lrs[0] > 0.004 and all(a >= b for a, b in zip(lrs, lrs[1:]))  # monotone decay
+    assert lrs[-1] < 0.1 * 0.005  # annealed close to the floor by the end of the budget
+    # the CSV has one header for every column any epoch wrote, and every row lines up with it
+    import csv
+
+    table = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(table) == len(rows) and all(None not in r for r in table)
+
+
+def test_cosine_time_needs_a_time_budget(tmp_path):
+    cfg = tiny_config(tmp_path / "r", task={"scheduler": "cosine_time"})
+    with pytest.raises((ValueError, ConfigError), match="max_time_minutes"):
+        build(resolve_config(cfg))

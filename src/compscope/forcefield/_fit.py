@@ -127,11 +127,22 @@ class MetricsSink(L.Callback):
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         with open(self.jsonl, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-        header = not self.csv.exists()
-        with open(self.csv, "a") as fh:
-            if header:
-                fh.write(",".join(row) + "\n")
-            fh.write(",".join(str(v) for v in row.values()) + "\n")
+        write_csv(self.jsonl, self.csv)
+
+
+def write_csv(jsonl: Path, csv_path: Path) -> None:
+    """metrics.jsonl -> metrics.csv with one column per key ever seen (first-seen order), so every row lines up
+    with the header even when an epoch adds a metric (e.g. the training loss appears after the first epoch)."""
+    import csv
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(cols))
+        w.writeheader()
+        w.writerows(rows)
 
 
 def elapsed_seconds(out: Path) -> float:
@@ -169,6 +180,8 @@ def build(cfg: dict[str, Any]) -> tuple[ForceFieldData, ForceFieldTask]:
     model_kwargs.setdefault("scale", stats.force_rms)
     task_kwargs = dict(cfg.get("task", {}))
     task_kwargs.setdefault("max_epochs_hint", cfg["trainer"]["max_epochs"])
+    if cfg["trainer"].get("max_time_minutes"):
+        task_kwargs.setdefault("time_budget_s", 60.0 * cfg["trainer"]["max_time_minutes"])
     with _default_dtype(dtype):
         task = ForceFieldTask(model=model_kwargs, **task_kwargs)
     task = task.to(dtype)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Any
 
@@ -43,11 +44,15 @@ class ForceFieldTask(L.LightningModule):
         optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant).
         lr: learning rate.
         weight_decay: decoupled weight decay.
-        scheduler: ``"plateau"`` (reduce on validation-loss plateau), ``"cosine"`` or ``"none"``.
+        scheduler: ``"plateau"`` (reduce on validation-loss plateau), ``"cosine"`` (over ``max_epochs``),
+            ``"cosine_time"`` (cosine over the wall-clock budget ``trainer.max_time_minutes``, updated every batch:
+            the schedule for fixed-time training, and it continues correctly on resume) or ``"none"``.
         scheduler_patience: epochs without improvement before the LR is reduced (plateau).
         lr_factor: LR reduction factor (plateau).
         ema_decay: decay of the weight EMA (``0`` disables it); validation and export use the EMA weights.
         max_epochs_hint: epochs for the cosine schedule (set by the trainer section).
+        lr_min_ratio: final LR of the cosine schedules as a fraction of ``lr``.
+        time_budget_s: wall-clock budget of ``"cosine_time"`` (set from ``trainer.max_time_minutes``).
     """
 
     def __init__(
@@ -63,13 +68,18 @@ class ForceFieldTask(L.LightningModule):
         lr_factor: float = 0.8,
         ema_decay: float = 0.99,
         max_epochs_hint: int = 100,
+        lr_min_ratio: float = 0.01,
+        time_budget_s: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         if optimizer not in ("adamw", "amsgrad"):
             raise ValueError(f"optimizer must be 'adamw' or 'amsgrad', got {optimizer!r}")
-        if scheduler not in ("plateau", "cosine", "none"):
-            raise ValueError(f"scheduler must be 'plateau', 'cosine' or 'none', got {scheduler!r}")
+        if scheduler not in ("plateau", "cosine", "cosine_time", "none"):
+            raise ValueError(f"scheduler must be 'plateau', 'cosine', 'cosine_time' or 'none', got {scheduler!r}")
+        if scheduler == "cosine_time" and not time_budget_s:
+            raise ValueError("scheduler 'cosine_time' anneals the LR over the wall-clock budget: set "
+                             "trainer.max_time_minutes")
         self.model = build_model(**model)
         self.ema = EMA(self.model, ema_decay) if ema_decay > 0 else None
         self._val_outputs: list[dict[str, torch.Tensor]] = []
@@ -132,13 +142,35 @@ class ForceFieldTask(L.LightningModule):
         hp = self.hparams
         opt = torch.optim.AdamW(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
                                 amsgrad=hp.optimizer == "amsgrad")
-        if hp.scheduler == "none":
+        if hp.scheduler in ("none", "cosine_time"):  # cosine_time: set per batch in on_train_batch_start
             return opt
         if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs_hint))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs_hint),
+                                                               eta_min=hp.lr * hp.lr_min_ratio)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_factor, patience=hp.scheduler_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
+
+    def time_cosine_lr(self, elapsed_s: float) -> float:
+        """LR of the ``cosine_time`` schedule after ``elapsed_s`` seconds of training."""
+        hp = self.hparams
+        frac = min(1.0, max(0.0, elapsed_s / hp.time_budget_s))
+        lr_min = hp.lr * hp.lr_min_ratio
+        return lr_min + 0.5 * (hp.lr - lr_min) * (1.0 + math.cos(math.pi * frac))
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.hparams.scheduler != "cosine_time":
+            return
+        from lightning.pytorch.callbacks import Timer
+
+        timers = [c for c in self.trainer.callbacks if isinstance(c, Timer)]
+        if not timers:
+            return
+        # Lightning's Timer restores the time spent before a resume, so the schedule continues where it was
+        lr = self.time_cosine_lr(timers[0].time_elapsed("train"))
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     # RNG state travels with the checkpoint, so a resumed run continues exactly
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
