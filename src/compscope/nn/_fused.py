@@ -66,6 +66,18 @@ class SparseCG:
 # --------------------------------------------------------------------------------------------------------------
 # edge kernels ("uvu"): x (N, d1, u) gathered by sender, y (E, d2), w (W, P, u) read at row widx[e], summed into
 # receivers. widx lets an edge and its reverse share one row of radial weights (equal lengths, equal weights).
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH, inline="always")
+def _contract(tmp, yc, xs, ca, j0, j1):  # pragma: no cover - compiled
+    """tmp[u] = sum_j yc[j] * xs[ca[j], u] over one output component's nonzeros j0..j1."""
+    for u in range(tmp.shape[0]):
+        tmp[u] = 0.0
+    for j in range(j0, j1):
+        c = yc[j]
+        xa = xs[ca[j]]
+        for u in range(tmp.shape[0]):
+            tmp[u] += c * xa[u]
+
+
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
 def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, out):  # pragma: no cover - compiled
     n_edges = send.shape[0]
@@ -82,13 +94,7 @@ def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, out):  
         for j in range(nnz):
             yc[j] = cc[j] * ye[cb[j]]
         for k in range(n_k):
-            for u in range(mul):
-                tmp[u] = 0.0
-            for j in range(start[k], start[k + 1]):
-                c = yc[j]
-                xa = xs[ca[j]]
-                for u in range(mul):
-                    tmp[u] += c * xa[u]
+            _contract(tmp, yc, xs, ca, start[k], start[k + 1])
             wp = we[path[k]]
             ok = o[k]
             for u in range(mul):
@@ -117,13 +123,7 @@ def _edge_bwd(grad, x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, g
             yc[j] = cc[j] * ye[cb[j]]
         for k in range(n_k):
             p = path[k]
-            for u in range(mul):
-                tmp[u] = 0.0
-            for j in range(start[k], start[k + 1]):
-                c = yc[j]
-                xa = xs[ca[j]]
-                for u in range(mul):
-                    tmp[u] += c * xa[u]
+            _contract(tmp, yc, xs, ca, start[k], start[k + 1])
             gk = ge[k]
             wp = we[p]
             gwp = gwe[p]
