@@ -133,3 +133,14 @@ def test_cosine_time_needs_a_time_budget(tmp_path):
     cfg = tiny_config(tmp_path / "r", task={"scheduler": "cosine_time"})
     with pytest.raises((ValueError, ConfigError), match="max_time_minutes"):
         build(resolve_config(cfg))
+
+
+def test_float32_training_keeps_reference_energies_in_float64(tmp_path):
+    from compscope.data import AtomicGraph, load_graphs
+
+    cfg = resolve_config(tiny_config(tmp_path / "r", dtype="float32"))
+    _, task = build(cfg)
+    batch = AtomicGraph.collate(load_graphs(TRAIN, 4.0)[:2])
+    moved = task.transfer_batch_to_device(batch, "cpu", 0)
+    assert moved.positions.dtype == torch.float32 and moved.energy.dtype == torch.float64
+    assert torch.equal(moved.energy, batch.energy.double())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -27,7 +28,8 @@ def errors(pred: dict[str, torch.Tensor], batch: AtomicGraph) -> dict[str, torch
     """Per-graph energy errors per atom (G,) and per-component force errors (N, 3), in eV and eV/Å."""
     n = batch.num_atoms.to(pred[K.ENERGY].dtype)
     return {
-        "energy_per_atom": (pred[K.ENERGY] - batch.energy) / n,  # (G,)
+        # in float64 when the model accumulates its total in float64; back to the model's dtype for the loss
+        "energy_per_atom": ((pred[K.ENERGY] - batch.energy) / n).to(pred[K.FORCES].dtype),  # (G,)
         "forces": pred[K.FORCES] - batch.forces,  # (N, 3)
     }
 
@@ -92,7 +94,10 @@ class ForceFieldTask(L.LightningModule):
         return self.ema.module if self.ema is not None else self.model
 
     def transfer_batch_to_device(self, batch: AtomicGraph, device, dataloader_idx: int) -> AtomicGraph:
-        return batch.to(device=device, dtype=self.model.atomic_energies.dtype)
+        # reference energies stay float64 (the model's total energy is float64): a float32 cast would round
+        # totals of ~1e5 eV to ~8 meV, more than the energy errors being fitted
+        energy = None if batch.energy is None else batch.energy.to(device=device, dtype=torch.float64)
+        return replace(batch.to(device=device, dtype=self.model.atomic_energies.dtype), energy=energy)
 
     def loss(self, pred, batch: AtomicGraph) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if batch.forces is None:

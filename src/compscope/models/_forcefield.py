@@ -9,6 +9,7 @@ from e3nn import o3
 from torch import nn
 
 from compscope.data import AtomicGraph
+from compscope.data import keys as K
 from compscope.nn import (
     ElementLinear,
     Interaction,
@@ -18,6 +19,7 @@ from compscope.nn import (
     RadialEmbedding,
     gate_for,
     potential_outputs,
+    scatter_sum,
 )
 from compscope.nn._fused import edge_pairs, fused_available
 
@@ -101,6 +103,10 @@ class EquivariantPotential(nn.Module):
         if e0.shape != (n_el,):
             raise ValueError(f"atomic_energies needs {n_el} values (one per species), got {tuple(e0.shape)}")
         self.register_buffer("atomic_energies", e0.to(torch.get_default_dtype()))
+        # float64 master of the E0s: the total energy is accumulated in float64 (see forward), so a float32 model
+        # still reports totals of ~1e5 eV to sub-meV (float32 alone rounds such a sum to ~8 meV)
+        self._e0_64 = e0.to(torch.float64)
+        self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
         self.element_shift = nn.Parameter(torch.full((n_el,), float(shift)))
@@ -146,8 +152,10 @@ class EquivariantPotential(nn.Module):
         cell_shifts: torch.Tensor,  # (E, 3)
         edge_cell: torch.Tensor,  # (E, 3, 3) cell of each edge's structure
         fused: bool = False,
+        include_e0: bool = True,
     ) -> torch.Tensor:
-        """Per-atom energies (N,) in eV. Sizes come from tensor shapes only, so the method traces (TorchScript).
+        """Per-atom energies (N,) in eV (without the reference energies E0 if ``include_e0`` is off). Sizes come
+        from tensor shapes only, so the method traces (TorchScript).
 
         ``fused=True`` selects the fused CPU kernels (first-order differentiable only: energies and forces, not
         a force loss); :meth:`forward` sets it whenever ``training`` is off."""
@@ -168,10 +176,13 @@ class EquivariantPotential(nn.Module):
             a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
-        return (
-            node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
-            + self.atomic_energies[species_idx]
-        )  # (N,)
+        node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
+        return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        self._e0_64 = self._e0_64.to(device=self.atomic_energies.device)  # stays float64 whatever the model dtype
+        return out
 
     def forward(
         self,
@@ -182,8 +193,22 @@ class EquivariantPotential(nn.Module):
     ) -> dict[str, torch.Tensor]:
         idx = self.species_index(graph.atomic_numbers)
         node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
-        return potential_outputs(
+        out = potential_outputs(
             lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
-                                                      edge_cell, fused=not training),
+                                                      edge_cell, fused=not training, include_e0=False),
             graph, compute_forces, compute_stress, training,
         )
+        # E0s are constants (no force, no stress): added after autograd, the total in float64 (G,)
+        e0 = scatter_sum(self._e0_64[idx], graph.batch, graph.num_graphs)
+        out[K.ENERGY] = out[K.ENERGY].to(torch.float64) + e0
+        out[K.NODE_ENERGY] = out[K.NODE_ENERGY] + self.atomic_energies[idx]
+        return out
+
+
+def _sync_e0(module: EquivariantPotential, incompatible_keys) -> None:
+    """After ``load_state_dict``: take the loaded E0s as the float64 master unless they are the master's own
+    values (rounded to the buffer's dtype), so a float32 checkpoint does not round the exact master."""
+    buf = module.atomic_energies.detach().cpu()
+    # compare at float32: a buffer built in float32 and cast up still carries the master's values
+    if not torch.equal(module._e0_64.cpu().float(), buf.float()):
+        module._e0_64 = buf.to(torch.float64).to(module.atomic_energies.device)
