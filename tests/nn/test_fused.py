@@ -181,3 +181,24 @@ def test_float32_model_total_energy_is_accumulated_in_float64():
                         atomic_energies=[-1.0e5 - 0.123456, -2.0e5 - 0.654321, -3.0e5 - 0.111111]).double()
     fresh.load_state_dict(state)
     assert torch.equal(fresh.float()._e0_64, model64._e0_64)
+
+
+def test_threaded_kernels_equal_single_thread(monkeypatch):
+    """With several torch threads the kernels split edges/nodes over threads (private scatter buffers)."""
+    from compscope.nn import _fused
+
+    torch.manual_seed(4)
+    model = build_model(name="EquivariantPotential", preset="tiny", species=[1, 6, 8]).double()
+    graph = _periodic_graph(torch.float64)
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model(graph, compute_stress=True)
+        monkeypatch.setattr(_fused, "_MIN_ITEMS", {"edges": 8, "nodes": 2})
+        torch.set_num_threads(3)
+        assert _fused._n_threads(graph.edge_index.shape[1], "edges", 0) == 3
+        many = model(graph, compute_stress=True)
+    finally:
+        torch.set_num_threads(prev)
+    for key in ("energy", "forces", "stress"):
+        assert torch.allclose(many[key], one[key], atol=1e-12, rtol=1e-12), key

@@ -16,6 +16,8 @@ never a force-matching loss, which needs gradients of gradients. Models select t
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba as nb
 import numpy as np
 import torch
@@ -31,6 +33,48 @@ __all__ = ["SparseCG", "edge_pairs", "fused_edge_product", "fused_node_product",
 def fused_available(*tensors: torch.Tensor) -> bool:
     """True when every tensor is on the CPU in float32/float64 (what the kernels support)."""
     return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# threads: the kernels release the GIL, so torch's thread count of them run on contiguous ranges of edges/nodes;
+# scatter targets shared between ranges get private buffers (summed after), per-item outputs are written in place
+_POOL: ThreadPoolExecutor | None = None
+_MIN_ITEMS = {"edges": 1024, "nodes": 256}
+_MAX_PRIVATE_BYTES = 256 * 2**20
+
+
+def _n_threads(n_items: int, kind: str, private_bytes: int) -> int:
+    t = min(torch.get_num_threads(), n_items // _MIN_ITEMS[kind])
+    while t > 1 and (t - 1) * private_bytes > _MAX_PRIVATE_BYTES:
+        t -= 1
+    return max(1, t)
+
+
+def _run(n_threads: int, n_items: int, call) -> None:
+    """``call(lo, hi, t)`` on ``n_threads`` contiguous ranges of ``range(n_items)``, in parallel."""
+    global _POOL
+    if n_threads == 1:
+        call(0, n_items, 0)
+        return
+    if _POOL is None or _POOL._max_workers < n_threads - 1:
+        _POOL = ThreadPoolExecutor(max_workers=n_threads - 1, thread_name_prefix="compscope-fused")
+    bounds = np.linspace(0, n_items, n_threads + 1).astype(np.int64)
+    futures = [_POOL.submit(call, int(bounds[t]), int(bounds[t + 1]), t) for t in range(1, n_threads)]
+    call(int(bounds[0]), int(bounds[1]), 0)
+    for f in futures:
+        f.result()
+
+
+def _private(first: torch.Tensor, n_threads: int) -> list[torch.Tensor]:
+    """``first`` for thread 0, zeroed copies for the others."""
+    return [first] + [torch.zeros_like(first) for _ in range(n_threads - 1)]
+
+
+def _reduce(bufs: list[torch.Tensor]) -> torch.Tensor:
+    out = bufs[0]
+    for b in bufs[1:]:
+        out += b
+    return out
 
 
 class SparseCG:
@@ -79,14 +123,13 @@ def _contract(tmp, yc, xs, ca, j0, j1):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, out):  # pragma: no cover - compiled
-    n_edges = send.shape[0]
+def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, lo, hi, out):  # pragma: no cover
     n_k = start.shape[0] - 1
     nnz = cc.shape[0]
     mul = x.shape[2]
     yc = np.empty(nnz, dtype=x.dtype)
     tmp = np.empty(mul, dtype=x.dtype)
-    for e in range(n_edges):
+    for e in range(lo, hi):
         xs = x[send[e]]
         o = out[recv[e]]
         we = w[widx[e]]
@@ -102,15 +145,14 @@ def _edge_fwd(x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, out):  
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _edge_bwd(grad, x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, gx, gy, gw):  # pragma: no cover
-    n_edges = send.shape[0]
+def _edge_bwd(grad, x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, lo, hi, gx, gy, gw):  # pragma: no cover
     n_k = start.shape[0] - 1
     nnz = cc.shape[0]
     mul = x.shape[2]
     yc = np.empty(nnz, dtype=x.dtype)
     tmp = np.empty(mul, dtype=x.dtype)
     gt = np.empty(mul, dtype=x.dtype)
-    for e in range(n_edges):
+    for e in range(lo, hi):
         s = send[e]
         xs = x[s]
         gxs = gx[s]
@@ -147,8 +189,13 @@ class _EdgeProduct(torch.autograd.Function):
         x, y, w = (t.detach().contiguous() for t in (x, y, w))
         out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
         c = cg.coefficients(x.numpy().dtype)
-        _edge_fwd(x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
-                  c, cg.path, scale, out.numpy())
+        args = (x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b, c,
+                cg.path, scale)
+        n_edges = send.shape[0]
+        nt = _n_threads(n_edges, "edges", out.numel() * out.element_size())
+        outs = _private(out, nt)
+        _run(nt, n_edges, lambda lo, hi, t: _edge_fwd(*args, lo, hi, outs[t].numpy()))
+        out = _reduce(outs)
         ctx.save_for_backward(x, y, w, widx, send, recv)
         ctx.cg, ctx.scale = cg, scale
         return out
@@ -161,9 +208,13 @@ class _EdgeProduct(torch.autograd.Function):
         grad = grad.contiguous()
         gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
         c = cg.coefficients(x.numpy().dtype)
-        _edge_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(),
-                  cg.start, cg.a, cg.b, c, cg.path, ctx.scale, gx.numpy(), gy.numpy(), gw.numpy())
-        return gx, gy, gw, None, None, None, None, None, None
+        args = (grad.numpy(), x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start,
+                cg.a, cg.b, c, cg.path, ctx.scale)
+        n_edges = send.shape[0]
+        nt = _n_threads(n_edges, "edges", (gx.numel() + gw.numel()) * gx.element_size())
+        gxs, gws = _private(gx, nt), _private(gw, nt)  # gy rows belong to one edge: shared
+        _run(nt, n_edges, lambda lo, hi, t: _edge_bwd(*args, lo, hi, gxs[t].numpy(), gy.numpy(), gws[t].numpy()))
+        return _reduce(gxs), gy, _reduce(gws), None, None, None, None, None, None
 
 
 def fused_edge_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor, n_nodes: int,
@@ -230,11 +281,10 @@ def edge_pairs(edge_index: torch.Tensor, cell_shifts: torch.Tensor | None = None
 # --------------------------------------------------------------------------------------------------------------
 # node kernels ("uuu", shared weights): x (N, d1, u), y (N, d2, u), w (P, u) -> (N, K, u)
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _node_fwd(x, y, w, start, ca, cb, cc, path, out):  # pragma: no cover - compiled
-    n = x.shape[0]
+def _node_fwd(x, y, w, start, ca, cb, cc, path, lo, hi, out):  # pragma: no cover - compiled
     n_k = start.shape[0] - 1
     mul = x.shape[2]
-    for i in range(n):
+    for i in range(lo, hi):
         for k in range(n_k):
             p = path[k]
             for j in range(start[k], start[k + 1]):
@@ -248,13 +298,12 @@ def _node_fwd(x, y, w, start, ca, cb, cc, path, out):  # pragma: no cover - comp
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, gx, gy, gw):  # pragma: no cover - compiled
-    n = x.shape[0]
+def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, lo, hi, gx, gy, gw):  # pragma: no cover - compiled
     n_k = start.shape[0] - 1
     mul = x.shape[2]
     tmp = np.empty(mul, dtype=x.dtype)
     gt = np.empty(mul, dtype=x.dtype)
-    for i in range(n):
+    for i in range(lo, hi):
         for k in range(n_k):
             p = path[k]
             for u in range(mul):
@@ -278,7 +327,9 @@ class _NodeProduct(torch.autograd.Function):
         x, y, w = (t.detach().contiguous() for t in (x, y, w))
         out = torch.zeros(x.shape[0], cg.k, x.shape[2], dtype=x.dtype)
         c = cg.coefficients(x.numpy().dtype)
-        _node_fwd(x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path, out.numpy())
+        args = (x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path)
+        nt = _n_threads(x.shape[0], "nodes", 0)  # rows belong to one node: no private buffers
+        _run(nt, x.shape[0], lambda lo, hi, t: _node_fwd(*args, lo, hi, out.numpy()))
         ctx.save_for_backward(x, y, w)
         ctx.cg = cg
         return out
@@ -291,9 +342,11 @@ class _NodeProduct(torch.autograd.Function):
         grad = grad.contiguous()
         gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
         c = cg.coefficients(x.numpy().dtype)
-        _node_bwd(grad.numpy(), x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path,
-                  gx.numpy(), gy.numpy(), gw.numpy())
-        return gx, gy, gw, None
+        args = (grad.numpy(), x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path)
+        nt = _n_threads(x.shape[0], "nodes", gw.numel() * gw.element_size())
+        gws = _private(gw, nt)  # the shared path weights' gradient: one buffer per thread
+        _run(nt, x.shape[0], lambda lo, hi, t: _node_bwd(*args, lo, hi, gx.numpy(), gy.numpy(), gws[t].numpy()))
+        return gx, gy, _reduce(gws), None
 
 
 def fused_node_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cg: SparseCG) -> torch.Tensor:
