@@ -173,6 +173,8 @@ def main() -> None:
     ap.add_argument("--train-minutes", type=float, default=15.0,
                     help="training budget of the benchmark force field when --model does not exist yet")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--result", default="md_speed", help="name of the JSON in benchmarks/results/")
+    ap.add_argument("--skip-openmm", action="store_true", help="leave out the OpenMM reference part")
     ap.add_argument("--openmm-steps", type=int, default=20000)
     ap.add_argument("--gen-replicas", type=int, default=4)
     ap.add_argument("--gen-steps", type=int, default=50000)
@@ -203,9 +205,9 @@ def main() -> None:
         }
         ratios["target_1_replica_2x_met"] = ratios["ns_per_day_1_replica"] >= 2.0
         ratios[f"target_{r}_replicas_20x_met"] = ratios[f"atom_steps_per_s_{r}_replicas"] >= 20.0
-    omm = run_openmm_reference(args.openmm_steps, args.gen_replicas, args.gen_steps)
+    omm = None if args.skip_openmm else run_openmm_reference(args.openmm_steps, args.gen_replicas, args.gen_steps)
     print("openmm", json.dumps(omm, indent=1))
-    path = write_result("md_speed", {
+    path = write_result(args.result, {
         "system": "rMD17 ethanol (9 atoms), Langevin 300 K, dt 0.5 fs", "dtype": args.dtype, "threads": args.threads,
         "model": args.model, "compscope": ours, "mace_torch_ase": mace, "ratio_compscope_over_mace": ratios,
         "openmm_alanine_dipeptide": omm, "total_wall_s": time.time() - t0,
