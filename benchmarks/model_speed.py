@@ -1,13 +1,12 @@
-"""Force-field evaluation speed: energy + forces of ethanol batches, dense vs fused inference kernels.
+"""Force-field speed: energy + forces and a force-loss training step, dense contractions vs fused kernels.
 
-Times one call of the trained benchmark force field (``--model``; a freshly initialised ``small`` model when the
-file is missing: weights do not change the cost) on 1 and 64 ethanol molecules batched in one graph, for
+Times the trained benchmark force field (``--model``; a freshly initialised ``small`` model when the file is
+missing: weights do not change the cost) on 1 and 64 ethanol molecules batched in one graph (``--sizes``), for
 
-- ``dense``: the double-differentiable path the trainer uses (``training=True``: channel-wise tensor products as
-  dense contractions, (edges, K, channels) temporaries, ``create_graph`` kept for a force loss);
-- ``dense_inference``: the same layers without ``create_graph`` (what inference cost before the fused kernels);
-- ``fused``: the default inference path (``training=False``): numba kernels over edges and nodes, no edge
-  temporaries (``compscope.nn._fused``).
+- ``dense_inference`` / ``fused``: energy + forces with the tensor products as dense torch contractions
+  ((edges, K, channels) temporaries) or as the fused numba kernels (``compscope.nn._fused``), the default on CPU;
+- ``train_step_dense`` / ``train_step_fused``: forces with ``create_graph``, a force + energy loss and its backward
+  (second derivatives through the kernels), what one training step costs.
 
 Each figure is the median over ``--repeat`` calls after warm-up, single-threaded by default.
 
@@ -41,29 +40,34 @@ def _time(fn, repeat: int) -> float:
 
 
 def time_paths(model, graph, repeat: int) -> dict[str, float]:
-    """Median ms per energy+forces call for the dense, dense first-order and fused paths."""
-    from compscope.nn import _forces
+    """Median ms per call: energy+forces (inference) and a force-loss training step, dense vs fused kernels."""
 
-    first_order_grad = _forces.forces_and_stress
+    def infer(fused):
+        def call():
+            model.fused_kernels = fused
+            return model(graph)
+        return call
 
-    def dense_first_order():
-        # the dense layers (training=True) but forces without create_graph: inference before the fused kernels
-        _forces.forces_and_stress = lambda e, p, c, s, training: first_order_grad(e, p, c, s, False)
-        try:
-            return model(graph, training=True)
-        finally:
-            _forces.forces_and_stress = first_order_grad
+    def train_step(fused):
+        def call():
+            model.fused_kernels = fused
+            model.zero_grad(set_to_none=True)
+            out = model(graph, training=True)
+            (out["energy"].pow(2).sum() + out["forces"].pow(2).sum()).backward()
+        return call
 
-    calls = {"dense": lambda: model(graph, training=True), "dense_inference": dense_first_order,
-             "fused": lambda: model(graph)}
-    return {name: _time(fn, repeat) * 1e3 for name, fn in calls.items()}
+    calls = {"dense_inference": infer(False), "fused": infer(True),
+             "train_step_dense": train_step(False), "train_step_fused": train_step(True)}
+    res = {name: _time(fn, repeat) * 1e3 for name, fn in calls.items()}
+    model.fused_kernels = True
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "benchmarks/work/ours_30min/model.pt"))
-    ap.add_argument("--sizes", default="1,64")
-    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--sizes", default="1,5,64", help="molecules per batch (5 = the training batch)")
+    ap.add_argument("--dtype", default="float32", help="float64 is the training default")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
@@ -81,6 +85,8 @@ def main() -> None:
         from compscope.md._model import load_potential
 
         model, source = load_potential(args.model, dtype=dtype), args.model
+        for p in model.parameters():
+            p.requires_grad_(True)  # the training-step timing needs parameter gradients
     else:
         model, source = build_model(preset="small", species=[1, 6, 8]).to(dtype), "fresh small preset"
     n_params = sum(p.numel() for p in model.parameters())
@@ -94,6 +100,7 @@ def main() -> None:
             row[f"{name}_ms"] = ms
         row["fused_speedup_vs_dense_inference"] = row["dense_inference_ms"] / row["fused_ms"]
         row["fused_atom_evals_per_s"] = graph.num_nodes / (row["fused_ms"] * 1e-3)
+        row["train_step_speedup_fused"] = row["train_step_dense_ms"] / row["train_step_fused_ms"]
         rows[str(n)] = row
         print(row)
     path = write_result("model_speed", {"model": source, "n_params": n_params, "dtype": args.dtype,

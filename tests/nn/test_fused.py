@@ -108,21 +108,31 @@ def _ethanol_graph(dtype):
     return AtomicGraph.collate(graphs_from_atoms(atoms, cutoff=5.0)).to(dtype=dtype)
 
 
+def _force_loss_grads(model, graph, fused: bool):
+    model.fused_kernels = fused
+    model.zero_grad()
+    out = model(graph, training=True)
+    loss = out["energy"].pow(2).sum() * 1e-3 + out["forces"].pow(2).sum()
+    loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_model_inference_path_equals_training_path(dtype):
-    """``training=False`` (fused kernels) and ``training=True`` (dense, double-differentiable) give the same
-    energies and forces; only the training path supports a force loss."""
+def test_model_fused_kernels_equal_dense_path_including_force_loss_gradients(dtype):
+    """Fused kernels and dense contractions give the same energies, forces and parameter gradients of a force
+    loss (second derivatives through the kernels)."""
     torch.manual_seed(0)
     model = build_model(name="EquivariantPotential", preset="tiny", species=[1, 6, 8]).to(dtype)
     graph = _ethanol_graph(dtype)
-    dense = model(graph, training=True)
-    fused = model(graph, training=False)
-    tol = 1e-10 if dtype == torch.float64 else 1e-4
-    assert torch.allclose(fused["energy"], dense["energy"].detach(), atol=tol, rtol=tol)
-    assert torch.allclose(fused["forces"], dense["forces"].detach(), atol=tol, rtol=tol)
-    # the dense path keeps the graph for a force loss
-    dense["forces"].pow(2).sum().backward()
-    assert all(p.grad is not None for p in model.interactions[0].radial_mlp.parameters())
+    dense, g_dense = _force_loss_grads(model, graph, fused=False)
+    fused, g_fused = _force_loss_grads(model, graph, fused=True)
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    assert torch.allclose(fused["energy"], dense["energy"], atol=tol, rtol=tol)
+    assert torch.allclose(fused["forces"], dense["forces"], atol=tol, rtol=tol)
+    assert g_dense.keys() == g_fused.keys() and len(g_dense) > 10
+    for name in g_dense:
+        scale = float(g_dense[name].abs().max()) + 1e-12
+        assert float((g_fused[name] - g_dense[name]).abs().max()) <= 10 * tol * max(1.0, scale), name
 
 
 def _periodic_graph(dtype):
@@ -151,11 +161,13 @@ def test_edge_pairs_match_reverse_edges_with_periodic_images():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_periodic_model_inference_path_equals_training_path(dtype):
+def test_periodic_model_fused_equals_dense(dtype):
     torch.manual_seed(1)
     model = build_model(name="EquivariantPotential", preset="tiny", species=[1, 6, 8]).to(dtype)
     graph = _periodic_graph(dtype)
-    dense = model(graph, training=True, compute_stress=True)
+    model.fused_kernels = False
+    dense = model(graph, compute_stress=True)
+    model.fused_kernels = True
     fused = model(graph, compute_stress=True)
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     for key in ("energy", "forces", "stress"):
@@ -202,3 +214,20 @@ def test_threaded_kernels_equal_single_thread(monkeypatch):
         torch.set_num_threads(prev)
     for key in ("energy", "forces", "stress"):
         assert torch.allclose(many[key], one[key], atol=1e-12, rtol=1e-12), key
+
+
+def test_fused_kernels_pass_gradgradcheck():
+    """Second derivatives (force losses differentiate forces) through the kernels are exact."""
+    tp, x, y, w, ei = _edge_case("2x0e+2x1o", n=4, e=9)
+    w = w.view(w.shape[0], tp.num_paths, tp.mul)
+    cg = tp.sparse_cg()
+    inputs = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
+    assert torch.autograd.gradgradcheck(lambda a, b, c: fused_edge_product(a, b, c, ei, 4, cg, scale=0.7), inputs)
+
+    a = o3.Irreps("2x0e+2x1o+2x2e")
+    out, ins = _uuu_instructions(a, 1)
+    tp2 = ChannelwiseTensorProduct(a, a, out, ins, shared_weights=True).double()
+    xs = torch.randn(5, tp2.d1, 2, dtype=torch.float64, requires_grad=True)
+    ys = torch.randn(5, tp2.d2, 2, dtype=torch.float64, requires_grad=True)
+    ws = torch.randn(tp2.num_paths, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))

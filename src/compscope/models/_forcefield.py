@@ -106,6 +106,9 @@ class EquivariantPotential(nn.Module):
         # float64 master of the E0s: the total energy is accumulated in float64 (see forward), so a float32 model
         # still reports totals of ~1e5 eV to sub-meV (float32 alone rounds such a sum to ~8 meV)
         self._e0_64 = e0.to(torch.float64)
+        # fused CPU kernels for the tensor products (compscope.nn._fused; twice differentiable, so training uses
+        # them too); False selects the dense torch contractions (what runs on GPUs)
+        self.fused_kernels = True
         self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
@@ -157,8 +160,8 @@ class EquivariantPotential(nn.Module):
         """Per-atom energies (N,) in eV (without the reference energies E0 if ``include_e0`` is off). Sizes come
         from tensor shapes only, so the method traces (TorchScript).
 
-        ``fused=True`` selects the fused CPU kernels (first-order differentiable only: energies and forces, not
-        a force loss); :meth:`forward` sets it whenever ``training`` is off."""
+        ``fused=True`` selects the fused CPU kernels (:mod:`compscope.nn._fused`, differentiable twice: forces and
+        force losses); :meth:`forward` passes :attr:`fused_kernels`."""
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
@@ -195,7 +198,7 @@ class EquivariantPotential(nn.Module):
         node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
         out = potential_outputs(
             lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
-                                                      edge_cell, fused=not training, include_e0=False),
+                                                      edge_cell, fused=self.fused_kernels, include_e0=False),
             graph, compute_forces, compute_stress, training,
         )
         # E0s are constants (no force, no stress): added after autograd, the total in float64 (G,)

@@ -8,10 +8,11 @@ cache and each pass over them is memory-bound. The kernels here loop over edges 
 
 .. math:: A_{r k u} = \\sum_{e: r(e) = r} w_{e p(k) u} \\sum_{(a, b, c) \\in nz(k)} c\\, y_{e b}\\, x_{s(e) a u}
 
-They compute exactly the same function as the dense path (tests compare both, values and gradients) and are
-first-order differentiable only (``once_differentiable``): they serve energies and forces (MD, ASE, evaluation),
-never a force-matching loss, which needs gradients of gradients. Models select them with ``fused=True`` when
-``training`` is off and the tensors live on the CPU.
+They compute exactly the same function as the dense path (tests compare both, values and gradients, and run
+``gradcheck``/``gradgradcheck``). They are differentiable twice: the backward is itself an autograd function whose
+derivatives, by multilinearity of the product, are the same two kernels with substituted arguments
+(:func:`_second_order`), so force-matching losses train through them too. Models use them whenever the tensors
+live on the CPU (``EquivariantPotential.fused_kernels``).
 """
 
 from __future__ import annotations
@@ -183,38 +184,101 @@ def _edge_bwd(grad, x, y, w, widx, send, recv, start, ca, cb, cc, path, scale, l
                 gye[cb[j]] += cc[j] * acc
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+def _coef(cg: SparseCG, dtype: torch.dtype) -> np.ndarray:
+    return cg.coefficients(np.dtype(np.float64 if dtype == torch.float64 else np.float32))
+
+
+def _edge_forward(x, y, w, widx, send, recv, n_nodes: int, cg: SparseCG, scale: float) -> torch.Tensor:
+    """The edge product (N, K, u) (no autograd)."""
+    out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
+    args = (_np(x), _np(y), _np(w), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
+            _coef(cg, x.dtype), cg.path, scale)
+    n_edges = send.shape[0]
+    nt = _n_threads(n_edges, "edges", out.numel() * out.element_size())
+    outs = _private(out, nt)
+    _run(nt, n_edges, lambda lo, hi, t: _edge_fwd(*args, lo, hi, outs[t].numpy()))
+    return _reduce(outs)
+
+
+def _edge_backward(grad, x, y, w, widx, send, recv, cg: SparseCG, scale: float):
+    """Gradients (x, y, w) of <grad, product(x, y, w)> (no autograd)."""
+    gx = torch.zeros(x.shape, dtype=x.dtype)
+    gy = torch.zeros(y.shape, dtype=x.dtype)
+    gw = torch.zeros(w.shape, dtype=x.dtype)
+    args = (_np(grad), _np(x), _np(y), _np(w), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b,
+            _coef(cg, x.dtype), cg.path, scale)
+    n_edges = send.shape[0]
+    nt = _n_threads(n_edges, "edges", (gx.numel() + gw.numel()) * gx.element_size())
+    gxs, gws = _private(gx, nt), _private(gw, nt)  # gy rows belong to one edge: shared
+    _run(nt, n_edges, lambda lo, hi, t: _edge_bwd(*args, lo, hi, gxs[t].numpy(), gy.numpy(), gws[t].numpy()))
+    return _reduce(gxs), gy, _reduce(gws)
+
+
+def _second_order(forward, backward, grad, x, y, w, ggx, ggy, ggw):
+    """Derivatives of ``<ggx, Bx> + <ggy, By> + <ggw, Bw>`` where ``(Bx, By, Bw) = backward(grad, x, y, w)`` is the
+    gradient of the trilinear form ``<grad, forward(x, y, w)>``.
+
+    Multilinearity makes every term the same kernels with substituted arguments: the derivative with respect to
+    ``grad`` is ``forward(ggx, y, w) + forward(x, ggy, w) + forward(x, y, ggw)``, and e.g. the one with respect to
+    ``x`` is the x-gradient of ``<grad, forward(x, ggy, w)> + <grad, forward(x, y, ggw)>``."""
+    d_grad = dx = dy = dw = None
+
+    def add(acc, v):
+        return v if acc is None else acc + v
+
+    if ggx is not None:
+        d_grad = add(d_grad, forward(ggx, y, w))
+        _, gy_, gw_ = backward(grad, ggx, y, w)
+        dy, dw = add(dy, gy_), add(dw, gw_)
+    if ggy is not None:
+        d_grad = add(d_grad, forward(x, ggy, w))
+        gx_, _, gw_ = backward(grad, x, ggy, w)
+        dx, dw = add(dx, gx_), add(dw, gw_)
+    if ggw is not None:
+        d_grad = add(d_grad, forward(x, y, ggw))
+        gx_, gy_, _ = backward(grad, x, y, ggw)
+        dx, dy = add(dx, gx_), add(dy, gy_)
+    return d_grad, dx, dy, dw
+
+
 class _EdgeProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, w, widx, send, recv, n_nodes: int, cg: SparseCG, scale: float):
-        x, y, w = (t.detach().contiguous() for t in (x, y, w))
-        out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
-        c = cg.coefficients(x.numpy().dtype)
-        args = (x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start, cg.a, cg.b, c,
-                cg.path, scale)
-        n_edges = send.shape[0]
-        nt = _n_threads(n_edges, "edges", out.numel() * out.element_size())
-        outs = _private(out, nt)
-        _run(nt, n_edges, lambda lo, hi, t: _edge_fwd(*args, lo, hi, outs[t].numpy()))
-        out = _reduce(outs)
         ctx.save_for_backward(x, y, w, widx, send, recv)
-        ctx.cg, ctx.scale = cg, scale
-        return out
+        ctx.cg, ctx.scale, ctx.n_nodes = cg, scale, n_nodes
+        return _edge_forward(x, y, w, widx, send, recv, n_nodes, cg, scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, w, widx, send, recv = ctx.saved_tensors
+        gx, gy, gw = _EdgeProductGrad.apply(grad, x, y, w, widx, send, recv, ctx.n_nodes, ctx.cg, ctx.scale)
+        return gx, gy, gw, None, None, None, None, None, None
+
+
+class _EdgeProductGrad(torch.autograd.Function):
+    """The edge product's backward as a function of (grad, x, y, w), itself differentiable once more (force
+    losses differentiate forces = gradients)."""
+
+    @staticmethod
+    def forward(ctx, grad, x, y, w, widx, send, recv, n_nodes: int, cg: SparseCG, scale: float):
+        ctx.save_for_backward(grad, x, y, w, widx, send, recv)
+        ctx.cg, ctx.scale, ctx.n_nodes = cg, scale, n_nodes
+        return _edge_backward(grad, x, y, w, widx, send, recv, cg, scale)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):
-        x, y, w, widx, send, recv = ctx.saved_tensors
-        cg = ctx.cg
-        grad = grad.contiguous()
-        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
-        c = cg.coefficients(x.numpy().dtype)
-        args = (grad.numpy(), x.numpy(), y.numpy(), w.numpy(), widx.numpy(), send.numpy(), recv.numpy(), cg.start,
-                cg.a, cg.b, c, cg.path, ctx.scale)
-        n_edges = send.shape[0]
-        nt = _n_threads(n_edges, "edges", (gx.numel() + gw.numel()) * gx.element_size())
-        gxs, gws = _private(gx, nt), _private(gw, nt)  # gy rows belong to one edge: shared
-        _run(nt, n_edges, lambda lo, hi, t: _edge_bwd(*args, lo, hi, gxs[t].numpy(), gy.numpy(), gws[t].numpy()))
-        return _reduce(gxs), gy, _reduce(gws), None, None, None, None, None, None
+    def backward(ctx, ggx, ggy, ggw):
+        grad, x, y, w, widx, send, recv = ctx.saved_tensors
+        cg, scale, n = ctx.cg, ctx.scale, ctx.n_nodes
+        d_grad, dx, dy, dw = _second_order(
+            lambda a, b, c: _edge_forward(a, b, c, widx, send, recv, n, cg, scale),
+            lambda g, a, b, c: _edge_backward(g, a, b, c, widx, send, recv, cg, scale),
+            grad, x, y, w, ggx, ggy, ggw)
+        return d_grad, dx, dy, dw, None, None, None, None, None, None
 
 
 def fused_edge_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor, n_nodes: int,
@@ -321,32 +385,55 @@ def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, lo, hi, gx, gy, gw):  # pr
                 gw[p, u] += grad[i, k, u] * tmp[u]
 
 
+def _node_forward(x, y, w, cg: SparseCG) -> torch.Tensor:
+    out = torch.zeros(x.shape[0], cg.k, x.shape[2], dtype=x.dtype)
+    args = (_np(x), _np(y), _np(w), cg.start, cg.a, cg.b, _coef(cg, x.dtype),
+            cg.path)
+    nt = _n_threads(x.shape[0], "nodes", 0)  # rows belong to one node: no private buffers
+    _run(nt, x.shape[0], lambda lo, hi, t: _node_fwd(*args, lo, hi, out.numpy()))
+    return out
+
+
+def _node_backward(grad, x, y, w, cg: SparseCG):
+    gx, gy, gw = (torch.zeros(t.shape, dtype=x.dtype) for t in (x, y, w))
+    args = (_np(grad), _np(x), _np(y), _np(w), cg.start, cg.a, cg.b,
+            _coef(cg, x.dtype), cg.path)
+    nt = _n_threads(x.shape[0], "nodes", gw.numel() * gw.element_size())
+    gws = _private(gw, nt)  # the shared path weights' gradient: one buffer per thread
+    _run(nt, x.shape[0], lambda lo, hi, t: _node_bwd(*args, lo, hi, gx.numpy(), gy.numpy(), gws[t].numpy()))
+    return gx, gy, _reduce(gws)
+
+
 class _NodeProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, w, cg: SparseCG):
-        x, y, w = (t.detach().contiguous() for t in (x, y, w))
-        out = torch.zeros(x.shape[0], cg.k, x.shape[2], dtype=x.dtype)
-        c = cg.coefficients(x.numpy().dtype)
-        args = (x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path)
-        nt = _n_threads(x.shape[0], "nodes", 0)  # rows belong to one node: no private buffers
-        _run(nt, x.shape[0], lambda lo, hi, t: _node_fwd(*args, lo, hi, out.numpy()))
         ctx.save_for_backward(x, y, w)
         ctx.cg = cg
-        return out
+        return _node_forward(x, y, w, cg)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, w = ctx.saved_tensors
+        gx, gy, gw = _NodeProductGrad.apply(grad, x, y, w, ctx.cg)
+        return gx, gy, gw, None
+
+
+class _NodeProductGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, grad, x, y, w, cg: SparseCG):
+        ctx.save_for_backward(grad, x, y, w)
+        ctx.cg = cg
+        return _node_backward(grad, x, y, w, cg)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad):
-        x, y, w = ctx.saved_tensors
+    def backward(ctx, ggx, ggy, ggw):
+        grad, x, y, w = ctx.saved_tensors
         cg = ctx.cg
-        grad = grad.contiguous()
-        gx, gy, gw = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(w)
-        c = cg.coefficients(x.numpy().dtype)
-        args = (grad.numpy(), x.numpy(), y.numpy(), w.numpy(), cg.start, cg.a, cg.b, c, cg.path)
-        nt = _n_threads(x.shape[0], "nodes", gw.numel() * gw.element_size())
-        gws = _private(gw, nt)  # the shared path weights' gradient: one buffer per thread
-        _run(nt, x.shape[0], lambda lo, hi, t: _node_bwd(*args, lo, hi, gx.numpy(), gy.numpy(), gws[t].numpy()))
-        return gx, gy, _reduce(gws), None
+        d_grad, dx, dy, dw = _second_order(lambda a, b, c: _node_forward(a, b, c, cg),
+                                           lambda g, a, b, c: _node_backward(g, a, b, c, cg),
+                                           grad, x, y, w, ggx, ggy, ggw)
+        return d_grad, dx, dy, dw, None
 
 
 def fused_node_product(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cg: SparseCG) -> torch.Tensor:

@@ -78,7 +78,7 @@ class Interaction(nn.Module):
         fused: bool = False,
         pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it;
+        """``fused=True`` uses the fused CPU kernel (:mod:`._fused`) when the inputs allow it;
         ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges."""
         sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)

@@ -74,7 +74,7 @@ class ProductBasis(nn.Module):
         self.linear = ElementLinear(self.irreps_cat, irreps_out, num_elements)
 
     def forward(self, a: torch.Tensor, species: torch.Tensor, fused: bool = False) -> torch.Tensor:
-        """``fused=True`` uses the first-order-only CPU kernel (:mod:`._fused`) when the inputs allow it."""
+        """``fused=True`` uses the fused CPU kernel (:mod:`._fused`) when the inputs allow it."""
         feats = [a]
         b = a
         # every product's second input is A itself: its channel layout is gathered once
