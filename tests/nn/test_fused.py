@@ -231,3 +231,23 @@ def test_fused_kernels_pass_gradgradcheck():
     ys = torch.randn(5, tp2.d2, 2, dtype=torch.float64, requires_grad=True)
     ws = torch.randn(tp2.num_paths, 2, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradgradcheck(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))
+
+
+def test_threaded_kernels_work_in_a_forked_child(monkeypatch):
+    """A forked process (multiprocessing's default on Linux) must not wait on the parent's pool threads."""
+    import multiprocessing as mp
+
+    from compscope.nn import _fused
+
+    monkeypatch.setattr(_fused, "_MIN_ITEMS", {"edges": 8, "nodes": 2})
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tp, x, y, w, ei = _edge_case("4x0e+4x1o")
+        expected = _fused_edge(tp, x, y, w, ei)  # starts the pool in the parent
+        ctx = mp.get_context("fork")
+        with ctx.Pool(1) as pool:
+            got = pool.apply_async(_fused_edge, (tp, x, y, w, ei)).get(timeout=60)
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.allclose(got, expected)

@@ -17,6 +17,7 @@ live on the CPU (``EquivariantPotential.fused_kernels``).
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numba as nb
@@ -42,6 +43,15 @@ def fused_available(*tensors: torch.Tensor) -> bool:
 _POOL: ThreadPoolExecutor | None = None
 _MIN_ITEMS = {"edges": 1024, "nodes": 256}
 _MAX_PRIVATE_BYTES = 256 * 2**20
+
+
+def _forget_pool() -> None:
+    """A forked child inherits the pool object but not its threads: it must start its own."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _n_threads(n_items: int, kind: str, private_bytes: int) -> int:
