@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", help="float64 is the training default")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--result", default="model_speed", help="name of the JSON in benchmarks/results/")
     args = ap.parse_args()
 
     import torch
@@ -103,7 +104,7 @@ def main() -> None:
         row["train_step_speedup_fused"] = row["train_step_dense_ms"] / row["train_step_fused_ms"]
         rows[str(n)] = row
         print(row)
-    path = write_result("model_speed", {"model": source, "n_params": n_params, "dtype": args.dtype,
+    path = write_result(args.result, {"model": source, "n_params": n_params, "dtype": args.dtype,
                                         "threads": args.threads, "repeat": args.repeat, "sizes": rows})
     print(f"wrote {path}")
 
