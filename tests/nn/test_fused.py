@@ -54,12 +54,15 @@ def test_fused_edge_product_equals_dense_values_and_gradients(node):
         assert torch.allclose(a, b, atol=1e-11)
 
 
-def test_fused_kernels_pass_gradcheck():
+@pytest.mark.parametrize("check", ["gradcheck", "gradgradcheck"])
+def test_fused_kernels_pass_gradcheck(check):
+    """First and second derivatives (force losses differentiate forces) through both kernels are exact."""
+    run = getattr(torch.autograd, check)
     tp, x, y, w, ei = _edge_case("2x0e+2x1o", n=4, e=9)
     w = w.view(w.shape[0], tp.num_paths, tp.mul)
     cg = tp.sparse_cg()
     inputs = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
-    assert torch.autograd.gradcheck(lambda a, b, c: fused_edge_product(a, b, c, ei, 4, cg), inputs)
+    assert run(lambda a, b, c: fused_edge_product(a, b, c, ei, 4, cg, scale=0.7), inputs)
 
     a = o3.Irreps("2x0e+2x1o+2x2e")
     out, ins = _uuu_instructions(a, 1)
@@ -67,7 +70,7 @@ def test_fused_kernels_pass_gradcheck():
     xs = torch.randn(5, tp2.d1, 2, dtype=torch.float64, requires_grad=True)
     ys = torch.randn(5, tp2.d2, 2, dtype=torch.float64, requires_grad=True)
     ws = torch.randn(tp2.num_paths, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))
+    assert run(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -214,23 +217,6 @@ def test_threaded_kernels_equal_single_thread(monkeypatch):
         torch.set_num_threads(prev)
     for key in ("energy", "forces", "stress"):
         assert torch.allclose(many[key], one[key], atol=1e-12, rtol=1e-12), key
-
-
-def test_fused_kernels_pass_gradgradcheck():
-    """Second derivatives (force losses differentiate forces) through the kernels are exact."""
-    tp, x, y, w, ei = _edge_case("2x0e+2x1o", n=4, e=9)
-    w = w.view(w.shape[0], tp.num_paths, tp.mul)
-    cg = tp.sparse_cg()
-    inputs = tuple(t.clone().requires_grad_(True) for t in (x, y, w))
-    assert torch.autograd.gradgradcheck(lambda a, b, c: fused_edge_product(a, b, c, ei, 4, cg, scale=0.7), inputs)
-
-    a = o3.Irreps("2x0e+2x1o+2x2e")
-    out, ins = _uuu_instructions(a, 1)
-    tp2 = ChannelwiseTensorProduct(a, a, out, ins, shared_weights=True).double()
-    xs = torch.randn(5, tp2.d1, 2, dtype=torch.float64, requires_grad=True)
-    ys = torch.randn(5, tp2.d2, 2, dtype=torch.float64, requires_grad=True)
-    ws = torch.randn(tp2.num_paths, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradgradcheck(lambda p, q, r: fused_node_product(p, q, r, tp2.sparse_cg()), (xs, ys, ws))
 
 
 def test_threaded_kernels_work_in_a_forked_child(monkeypatch):
