@@ -1,4 +1,4 @@
-"""The fused CPU kernels compute the same function and first derivatives as the dense tensor products."""
+"""The fused CPU kernels compute the same function, first and second derivatives as the dense products."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Fused CPU kernels (numba) for inference: channel-wise tensor products without (edges, K, channels) temporaries.
+"""Fused CPU kernels (numba): channel-wise tensor products without (edges, K, channels) temporaries.
 
 The dense formulation in :mod:`._tensor_product` materialises several ``(E, K, u)`` tensors per message-passing
 layer (the CG-contracted edge features, the gathered radial weights, the messages, and the same again in the

@@ -80,7 +80,6 @@ class Interaction(nn.Module):
     ) -> torch.Tensor:
         """``fused=True`` uses the fused CPU kernel (:mod:`._fused`) when the inputs allow it;
         ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges."""
-        sender, receiver = edge_index[0], edge_index[1]
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
         n = node_feats.shape[0]
@@ -92,6 +91,6 @@ class Interaction(nn.Module):
                                      1.0 / self.avg_num_neighbors)  # (N, K, mul)
         else:
             weights = self.radial_mlp(edge_radial)  # (E, weight_numel)
-            messages = self.tp.product(h[sender], edge_sh, weights)  # (E, K, mul)
-            agg = scatter_sum(messages, receiver, n) / self.avg_num_neighbors  # (N, K, mul)
+            messages = self.tp.product(h[edge_index[0]], edge_sh, weights)  # (E, K, mul): gathered by sender
+            agg = scatter_sum(messages, edge_index[1], n) / self.avg_num_neighbors  # (N, K, mul): by receiver
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)

@@ -157,7 +157,7 @@ class ChannelwiseTensorProduct(nn.Module):
         return out
 
     def sparse_cg(self):
-        """The CG coefficients as a :class:`~compscope.nn._fused.SparseCG` (for the fused inference kernels)."""
+        """The CG coefficients as a :class:`~compscope.nn._fused.SparseCG` (for the fused CPU kernels)."""
         if self._sparse is None:
             from ._fused import SparseCG
 
