@@ -12,6 +12,7 @@ from compscope.pde import (
     wave_eigen,
     wave_exact,
     weno_solve,
+    weno_solve_batch,
 )
 
 L = 16.0
@@ -152,3 +153,18 @@ def test_chebyshev_spectral_convergence_to_exact(bc):
         errs.append(np.abs(u - wave_exact(x, T, 1.3, 2.0, -8, 8, *bc)).max())
     slope = np.polyfit([30, 40, 50, 60], np.log(errs), 1)[0]
     assert slope < -0.25 and errs[-1] < 1e-5, errs  # log-error linear in nx: exponential convergence
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_classical_solvers_stop_and_report_the_step_when_they_blow_up():
+    # a Courant number of 50 is unstable: every classical solver must raise, naming the output step
+    x = periodic_grid(L, 32)
+    u0 = np.sin(2 * np.pi * x / L)
+    T = np.linspace(0.0, 400.0, 3)
+    with pytest.raises(FloatingPointError, match=r"non-finite before output step [12]\b"):
+        weno_solve(u0, T, 1.0, 1.0, 0.0, L, cfl=50.0)
+    z = np.zeros((2, 1))
+    with pytest.raises(FloatingPointError, match=r"trajectory 0 became non-finite before output step"):
+        weno_solve_batch(np.stack([u0, u0]), T, [1.0, 1.0], [1.0, 1.0], [0.0, 0.0], L, z, z, z, z + 1, cfl=50.0)
+    with pytest.raises(FloatingPointError, match=r"non-finite at output step [12]\b"):
+        spectral_solve(u0[None], T, 1.0, 0.0, 0.0, L, cfl=50.0)

@@ -55,7 +55,8 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
             err, ms = r.get("error", np.nan), 1e3 * r.get("s_per_traj_single", np.nan)
             if np.isfinite(err) and np.isfinite(ms) and err > 0:
                 filled = solver in cell.get("neural", {})
-                ax.loglog(ms, err, markers.get(solver, "x"), color=color, mfc=color if filled else "none",
+                mark = next((m for name, m in markers.items() if solver.startswith(name)), "x")  # mp-pde-small
+                ax.loglog(ms, err, mark, color=color, mfc=color if filled else "none",
                           ms=8, label=f"{key} {solver}")
     ax.set_xlabel("wall-clock per trajectory, single (ms, this CPU)")
     ax.set_ylabel("accumulated error")
