@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -35,8 +36,6 @@ def test_train_resume_sample_evaluate(tmp_path, qm9):
     assert r.exit_code == 2 and "--resume" in r.output
     r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume", "--max-steps", "5"])
     assert r.exit_code == 0, r.output
-    import torch
-
     assert torch.load(model, weights_only=False)["train_info"]["global_step"] == 5
     # resuming with a changed model section is refused
     cfg["model"]["init_args"]["hidden"] = 16
@@ -61,6 +60,32 @@ def test_train_resume_sample_evaluate(tmp_path, qm9):
     r = runner.invoke(app, ["generate", "sample", str(model), "--n", "2", "--condition", "alpha=80",
                             "--out", str(tmp_path / "x.sdf")])
     assert r.exit_code == 2 and "unconditional" in r.output
+
+
+def test_conditional_train_and_sample(tmp_path, qm9):
+    cfg_path, cfg = _config(tmp_path, condition="alpha")
+    cfg["data"]["split"] = "second_half"
+    cfg["run"]["max_steps"] = 2
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    r = runner.invoke(app, ["generate", "train", str(cfg_path)])
+    assert r.exit_code == 0, r.output
+    model, out = tmp_path / "run" / "model.pt", tmp_path / "a80.sdf"
+    r = runner.invoke(app, ["generate", "sample", str(model), "--n", "4", "--condition", "alpha=80",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    from rdkit import Chem
+
+    sdf = [m for m in Chem.SDMolSupplier(str(out), sanitize=False, removeHs=False)]
+    assert len(sdf) == 4 and all(m.GetProp("alpha") == "80.0" for m in sdf)
+    with pytest.warns(UserWarning, match="outside the training range"):
+        r = runner.invoke(app, ["generate", "sample", str(model), "--n", "2", "--condition", "alpha=900",
+                                "--out", str(tmp_path / "a900.sdf")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["generate", "sample", str(model), "--n", "2", "--condition", "gap=3000",
+                            "--out", str(tmp_path / "g.sdf")])
+    assert r.exit_code == 2 and "conditioned on 'alpha', not 'gap'" in r.output
+    r = runner.invoke(app, ["generate", "sample", str(model), "--n", "2", "--out", str(tmp_path / "none.sdf")])
+    assert r.exit_code == 2 and "--condition alpha=" in r.output
 
 
 def test_evaluate_real_qm9_molecules_from_xyz(tmp_path, qm9, splits):
@@ -107,3 +132,23 @@ def test_train_bad_config(tmp_path):
     p.write_text(yaml.safe_dump({"model": {"class_path": "compscope.generate.Nope"}}))
     r = runner.invoke(app, ["generate", "train", str(p)])
     assert r.exit_code == 2 and "not found" in r.output
+    p.write_text(yaml.safe_dump({"model": {"class_path": "compscope.generate.EDM",
+                                           "init_args": {"condition": "polarizability"}}}))
+    r = runner.invoke(app, ["generate", "train", str(p)])
+    assert r.exit_code == 2 and "unknown QM9 property 'polarizability'" in r.output
+
+
+def test_resumed_run_does_not_replay_the_first_epoch_order(qm9):
+    from types import SimpleNamespace
+
+    from compscope.generate import QM9DataModule
+
+    dm = QM9DataModule(batch_size=8, max_molecules=64, val_molecules=8)
+    dm.setup()
+
+    def first_batch(step):
+        dm.trainer = SimpleNamespace(global_step=step)
+        return next(iter(dm.train_dataloader())).x
+
+    assert torch.equal(first_batch(0), first_batch(0))  # reproducible
+    assert not torch.equal(first_batch(0), first_batch(40))  # a resumed run reshuffles

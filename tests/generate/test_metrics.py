@@ -69,3 +69,37 @@ def test_qm9_reproduces_edm_data_row(qm9, splits):
     assert abs(100 * m.molecule_stability - 95.2) <= 0.5, m
     assert abs(100 * m.validity - 97.7) <= 0.5, m
     assert seconds < 60, f"10,000 molecules took {seconds:.1f} s"
+
+
+def test_analyse_keeps_input_order_across_size_sorted_chunks(small_molecules):
+    """Chunks are formed by molecule size; per-molecule results must still come back in input order."""
+    rng = np.random.default_rng(0)
+    mols = list(small_molecules)
+    mols += [(x + rng.normal(0, 0.3, x.shape), t) for x, t in small_molecules]  # some invalid / unstable
+    x, t = small_molecules[5]
+    mols.append((np.concatenate([x, x + 8.0]), np.concatenate([t, t])))  # two fragments
+    h5 = 1.09 * np.array([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1]])
+    mols.append((np.vstack([np.zeros((1, 3)), h5]), np.array([1, 0, 0, 0, 0, 0])))  # CH5: RDKit refuses
+    mols = [mols[i] for i in rng.permutation(len(mols))]
+    rep = metrics.analyse(mols, chunk=3)
+    one = [metrics.analyse([m]) for m in mols]
+    assert rep.smiles == [o.smiles[0] for o in one]
+    for f in ("n_atoms", "atom_stable", "mol_stable", "connected"):
+        assert getattr(rep, f).tolist() == [getattr(o, f)[0] for o in one], f
+    assert not rep.connected.all() and any(s is None for s in rep.smiles) and rep.mol_stable.any()
+    assert len(metrics.analyse(mols, rdkit=False).smiles) == 0
+
+
+def test_reference_smiles_for_novelty_are_built_and_cached(tmp_path, qm9, splits, monkeypatch):
+    """EDM's retrieve_qm9_smiles: SMILES of a split via our bond rule + RDKit, cached as text."""
+    from compscope.generate import _reference
+
+    monkeypatch.setattr(_reference, "load_qm9", lambda path=None: qm9)
+    ref = _reference.qm9_train_smiles(tmp_path, split="test")
+    cache = tmp_path / "qm9" / "test_smiles_edm_v1.txt"
+    assert cache.exists() and 12_000 < len(ref) <= 13_083
+    assert _reference.qm9_train_smiles(tmp_path, split="test") == ref  # from the cache
+    mols = [(x.numpy(), t.numpy()) for x, t in qm9.molecules(splits["test"][:300])]
+    assert metrics.evaluate(mols, ref).novelty == 0.0
+    other = [(x.numpy(), t.numpy()) for x, t in qm9.molecules(splits["train"][:300])]
+    assert metrics.evaluate(other, ref).novelty > 0.9  # train and test molecules are distinct compounds

@@ -55,6 +55,60 @@ def test_denoiser_e3_and_permutation_equivariant(cls, dtype, small_molecules):
     torch.testing.assert_close(vhp, vh[perm], atol=TOL[dtype], rtol=0)
 
 
+class _DenoiserAsPotential(torch.nn.Module):
+    """The denoiser in the physics test kit's potential contract: ``forces`` = position output (an
+    equivariant vector per atom), ``energy`` = per-molecule sum of a fixed projection of the invariant feature
+    output. Noisy features depend only on the element (so the kit can rebuild permuted graphs from atoms)."""
+
+    def __init__(self, model, dtype):
+        super().__init__()
+        self.model = model
+        g = torch.Generator().manual_seed(1)
+        self.h_noise = torch.randn(5, 6, generator=g, dtype=dtype)
+        self.w = torch.randn(6, generator=g, dtype=dtype)
+
+    def forward(self, graph, compute_forces=True, compute_stress=False):
+        from compscope.generate._qm9 import ATOMIC_NUMBERS
+
+        z_to_type = torch.full((10,), -1, dtype=torch.long)
+        z_to_type[list(ATOMIC_NUMBERS)] = torch.arange(5)
+        types = z_to_type[graph.atomic_numbers.long()]
+        dtype = graph.positions.dtype
+        mb = MolBatch.from_sizes(graph.num_atoms, graph.positions, types,
+                                 context=torch.full((graph.num_graphs,), 70.0), dtype=dtype)
+        _, h = self.model.encode(mb)
+        h = h + 0.5 * self.h_noise[types]
+        t = torch.full((mb.num_graphs,), 0.4, dtype=dtype)
+        vx, vh = self.model.dynamics(mb.x, h, t, mb, self.model.context_of(mb))
+        energy = torch.zeros(mb.num_graphs, dtype=dtype).index_add(0, mb.batch, vh @ self.w)
+        return {"energy": energy, "forces": vx}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cls", [EDM, FlowMatching])
+def test_denoiser_passes_physics_test_kit(cls, dtype, small_molecules):
+    """E(3) (rotations, reflections, translations), permutation and batching checks of compscope.testing."""
+    from ase import Atoms
+
+    from compscope.data import AtomicGraph
+    from compscope.testing import assert_batch_consistent, assert_e3_equivariant, assert_permutation_equivariant
+
+    torch.manual_seed(0)
+    model = cls(hidden=16, num_layers=2, condition="alpha").to(dtype)
+    model.set_statistics(torch.tensor([5, 9]), torch.tensor([50.0, 90.0]))
+    for layer in model.dynamics.egnn.layers:
+        torch.nn.init.normal_(layer.phi_x[-1].weight, std=0.3)
+    pot = _DenoiserAsPotential(model, dtype)
+    z = (1, 6, 7, 8, 9)
+    graphs = [AtomicGraph.from_atoms(Atoms(numbers=[z[int(k)] for k in t], positions=x), 5.0, energy_key=None,
+                                     forces_key=None, dtype=dtype) for x, t in small_molecules[4:8]]
+    batch = AtomicGraph.collate(graphs)
+    assert_e3_equivariant(pot, batch)
+    assert_permutation_equivariant(pot, batch)
+    assert_batch_consistent(pot, graphs)
+    assert float(pot(batch)["forces"].detach().abs().max()) > 1e-2  # not trivially zero
+
+
 @pytest.mark.parametrize("cls,kw", [(EDM, {"timesteps": 50}), (FlowMatching, {"sample_steps": 5})])
 def test_samples_have_zero_centre_of_mass(cls, kw):
     torch.manual_seed(0)

@@ -77,7 +77,10 @@ class QM9DataModule(L.LightningDataModule):
         return batch.to(device)
 
     def train_dataloader(self):
-        g = torch.Generator().manual_seed(self.seed)
+        # Lightning cannot resume a plain DataLoader mid-epoch: seeding with the restored step makes a resumed
+        # run draw a fresh order instead of replaying the first run's first epoch (a fresh run is unchanged)
+        step = int(getattr(self.trainer, "global_step", 0) or 0) if self.trainer is not None else 0
+        g = torch.Generator().manual_seed(self.seed + 1_000_003 * step)
         return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=self._collate, generator=g,
                           drop_last=True)
 

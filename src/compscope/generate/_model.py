@@ -53,7 +53,9 @@ class MoleculeGenerator(nn.Module):
         if int(n_atoms.max()) >= len(self.size_hist):
             raise ValueError(f"training molecules have up to {int(n_atoms.max())} atoms; "
                              f"set max_atoms >= {int(n_atoms.max())} in the model config")
-        self.size_hist.zero_().index_add_(0, n_atoms, torch.ones(len(n_atoms)))
+        self.size_hist.zero_().index_add_(0, n_atoms.to(self.size_hist.device),
+                                         torch.ones(len(n_atoms), dtype=self.size_hist.dtype,
+                                                    device=self.size_hist.device))
         if self.condition is not None:
             if prop is None:
                 raise ValueError(f"conditional model on {self.condition!r}: pass the training property values")

@@ -23,6 +23,7 @@ def qm9_train_smiles(path: str | os.PathLike | None = None, split: str = "train"
     mols = [(x.numpy(), t.numpy()) for x, t in q.molecules(rows)]
     smiles = training_smiles(mols)
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text("\n".join(sorted(smiles)) + "\n")
     except OSError as e:
         log.warning("could not cache %s (%s)", cache, e)

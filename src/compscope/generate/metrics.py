@@ -8,7 +8,8 @@
 * **novelty**: unique SMILES not among the training SMILES / unique;
 * **connected validity** (not in EDM): valid and a single fragment, so disconnected clouds do not count.
 
-Bond orders are computed for all pairs of a padded batch at once (NumPy); only the RDKit step loops.
+Bond orders are computed for all pairs of a padded, size-sorted chunk at once (NumPy); only the RDKit step
+loops (one sanitisation per molecule, a second only for disconnected ones).
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ def bond_orders(pos: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndar
     Returns:
         ``(B, N, N)`` int8 orders 0-3, zero on the diagonal and for padded atoms.
     """
-    diff = pos[:, :, None, :] - pos[:, None, :, :]  # (B, N, N, 3)
-    dist_pm = 100.0 * np.sqrt((diff**2).sum(-1))  # (B, N, N)
+    # (dx^2 + dy^2) + dz^2 coordinate by coordinate: the same float64 operations, in the same order, as
+    # ``(diff**2).sum(-1)`` over a (B, N, N, 3) difference array, without building that array
+    d2 = np.zeros(pos.shape[:2] + pos.shape[1:2])
+    for k in range(pos.shape[-1]):
+        dk = pos[:, :, None, k] - pos[:, None, :, k]
+        d2 += dk * dk
+    dist_pm = 100.0 * np.sqrt(d2)  # (B, N, N)
     thr = thresholds_pm()  # (3, 5, 5)
     pair = (types[:, :, None], types[:, None, :])
     t1, t2, t3 = thr[0][pair], thr[1][pair], thr[2][pair]  # (B, N, N) each
@@ -73,21 +79,26 @@ def stability(types: np.ndarray, mask: np.ndarray, orders: np.ndarray) -> tuple[
 
 
 _BOND_TYPES = None
+_ATOMS = None
 
 
 def to_rdkit(types: np.ndarray, orders: np.ndarray):
     """An RDKit ``RWMol`` (unsanitised) from element indices ``(n,)`` and a bond-order matrix ``(n, n)``."""
-    global _BOND_TYPES
+    global _BOND_TYPES, _ATOMS
     from rdkit import Chem
 
     if _BOND_TYPES is None:
         _BOND_TYPES = [None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE]
+        _ATOMS = [Chem.Atom(e) for e in ELEMENTS]  # AddAtom copies, so one prototype per element
     mol = Chem.RWMol()
-    for t in types:
-        mol.AddAtom(Chem.Atom(ELEMENTS[int(t)]))
-    ii, jj = np.nonzero(np.triu(orders, 1))
-    for i, j in zip(ii.tolist(), jj.tolist()):
-        mol.AddBond(i, j, _BOND_TYPES[int(orders[i, j])])
+    for t in np.asarray(types).tolist():
+        mol.AddAtom(_ATOMS[t])
+    orders = np.asarray(orders)
+    ii, jj = np.nonzero(orders)  # row-major, so the i < j pairs come in the same order as np.triu's
+    upper = ii < jj
+    ii, jj = ii[upper], jj[upper]
+    for i, j, k in zip(ii.tolist(), jj.tolist(), orders[ii, jj].tolist()):
+        mol.AddBond(i, j, _BOND_TYPES[k])
     return mol
 
 
@@ -102,15 +113,23 @@ def _smiles(mol) -> str | None:
 
 
 def rdkit_smiles(types: np.ndarray, orders: np.ndarray) -> tuple[str | None, bool]:
-    """EDM validity for one molecule: SMILES of the largest fragment (or None) and whether it is connected."""
+    """EDM validity for one molecule: SMILES of the largest fragment (or None) and whether it is connected.
+
+    A connected molecule is its own largest fragment, so its SMILES is reused instead of sanitising and
+    writing a copy again (same string; checked on all 130,831 QM9 molecules and on perturbed ones).
+    """
     from rdkit import Chem
 
     mol = to_rdkit(types, orders)
-    if _smiles(mol) is None:
+    smi = _smiles(mol)
+    if smi is None:
         return None, False
+    frag_atoms = Chem.GetMolFrags(mol)
+    if len(frag_atoms) <= 1:
+        return smi, True
     frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
     largest = max(frags, default=mol, key=lambda m: m.GetNumAtoms())
-    return _smiles(largest), len(frags) == 1
+    return _smiles(largest), False
 
 
 @dataclass
@@ -152,27 +171,27 @@ def analyse(molecules: Sequence[Molecule], chunk: int = 4096, rdkit: bool = True
     """Stability and RDKit validity of each molecule (positions in Å, element indices into H, C, N, O, F)."""
     from rdkit.rdBase import BlockLogs
 
-    n_at, st_at, st_mol, conn, smiles = [], [], [], [], []
+    m = len(molecules)
+    n_at = np.array([len(t) for _, t in molecules], dtype=np.int64)
+    st_at = np.zeros(m, dtype=np.int64)
+    st_mol = np.zeros(m, dtype=bool)
+    conn = np.zeros(m if rdkit else 0, dtype=bool)
+    smiles: list = [None] * m if rdkit else []
     _quiet = BlockLogs()  # noqa: F841 - RDKit prints one line per invalid molecule otherwise
-    for s in range(0, len(molecules), chunk):
-        pos, typ, mask = pad_molecules(molecules[s:s + chunk])
+    # chunks of similar size pad little (per-pair results do not depend on the padding); results go back
+    # to the input order
+    by_size = np.argsort(n_at, kind="stable")
+    for s in range(0, m, chunk):
+        idx = by_size[s:s + chunk]
+        pos, typ, mask = pad_molecules([molecules[i] for i in idx.tolist()])
         orders = bond_orders(pos, typ, mask)
         atom_ok, mol_ok = stability(typ, mask, orders)
-        n_at.append(mask.sum(1))
-        st_at.append(atom_ok.sum(1))
-        st_mol.append(mol_ok)
+        st_at[idx] = atom_ok.sum(1)
+        st_mol[idx] = mol_ok
         if rdkit:
-            for b in range(len(typ)):
-                n = int(mask[b].sum())
-                smi, c = rdkit_smiles(typ[b, :n], orders[b, :n, :n])
-                smiles.append(smi)
-                conn.append(c)
-
-    def cat(xs):
-        return np.concatenate(xs) if xs else np.zeros(0)
-
-    return MoleculeReport(cat(n_at), cat(st_at), cat(st_mol).astype(bool), smiles,
-                          np.array(conn, dtype=bool))
+            for b, (i, n) in enumerate(zip(idx.tolist(), n_at[idx].tolist())):
+                smiles[i], conn[i] = rdkit_smiles(typ[b, :n], orders[b, :n, :n])
+    return MoleculeReport(n_at, st_at, st_mol, smiles, conn)
 
 
 def summarise(report: MoleculeReport, train_smiles: Iterable[str] | None = None) -> Metrics:
