@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -153,6 +154,25 @@ def test_cli_errors_and_rollout_plot(tiny_run, tmp_path, pde_cache):
     r = _cli("pde", "rollout", str(ckpt), "--output", str(png), "--n-test", "4", env=env)
     assert r.returncode == 0, r.stderr
     assert png.stat().st_size > 10_000
+
+
+def test_cli_train_flags_override_config(tmp_path, pde_cache):
+    # --repeat, --lr and --max-unroll replace the config's values in the run itself: the saved training
+    # configuration, the model's hyperparameters and the optimiser step count (8 * 3 / 4 = 6 steps, not 2)
+    env = {**os.environ, "COMPSCOPE_PDE_CACHE": str(pde_cache), "OMP_NUM_THREADS": "1"}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"equation": "E1", "nx": 40, "model": "fno-tiny", "n_train": 8, "n_valid": 4,
+                                   "max_epochs": 1, "batch_size": 4, "repeat": 1, "lr": 1e-3, "max_unroll": 2}))
+    out = tmp_path / "run"
+    r = _cli("pde", "train", "--config", str(cfg), "--repeat", "3", "--lr", "0.005", "--max-unroll", "0",
+             "--out", str(out), "--no-progress", "--threads", "1", env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    saved = json.loads((out / "train_config.json").read_text())
+    assert (saved["repeat"], saved["lr"], saved["max_unroll"], saved["batch_size"]) == (3, 0.005, 0, 4)
+    ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ck["hyper_parameters"]["lr"] == 0.005 and ck["hyper_parameters"]["max_unroll"] == 0
+    assert ck["global_step"] == 6
+    assert "--max-unroll" in _cli("pde", "train", "--help", env=env).stdout
 
 
 @pytest.mark.slow

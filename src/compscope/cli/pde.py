@@ -46,6 +46,12 @@ def train(
     n_train: int | None = typer.Option(None),
     n_valid: int | None = typer.Option(None),
     batch_size: int | None = typer.Option(None),
+    repeat: int | None = typer.Option(None, help="random windows per training trajectory per epoch "
+                                           "(250 = the authors' epoch); default: the config's, else 1"),
+    lr: float | None = typer.Option(None, help="peak learning rate (AdamW + cosine); default: the config's, "
+                                         "else 1e-3"),
+    max_unroll: int | None = typer.Option(None, help="pushforward: most windows unrolled without gradient "
+                                                 "(0 = one-step training); default: the config's, else 2"),
     devices: int = typer.Option(1, help="CPU processes"),
     strategy: str = typer.Option("auto", help="'ddp' for multi-process data parallel (gloo on CPU)"),
     resume: bool = typer.Option(False, help="continue from out/checkpoints/last.ckpt"),
@@ -60,7 +66,8 @@ def train(
 
     args: dict = yaml.safe_load(config.read_text()) if config else {}
     for key, val in dict(equation=equation, nx=nx, model=model, max_epochs=epochs, n_train=n_train,
-                         n_valid=n_valid, batch_size=batch_size, cache=str(cache) if cache else None).items():
+                         n_valid=n_valid, batch_size=batch_size, repeat=repeat, lr=lr, max_unroll=max_unroll,
+                         cache=str(cache) if cache else None).items():
         if val is not None:
             args[key] = val
     if "equation" not in args or "nx" not in args:
