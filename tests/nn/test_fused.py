@@ -237,3 +237,27 @@ def test_threaded_kernels_work_in_a_forked_child(monkeypatch):
     finally:
         torch.set_num_threads(prev)
     assert torch.allclose(got, expected)
+
+
+@pytest.mark.parametrize("present", [(True, True, True), (True, True, False), (False, True, True),
+                                     (True, False, False)])
+def test_fused_node_second_order_equals_generic_kernels(present):
+    """The one-pass second-order node kernel equals the derivatives assembled from the first-order kernels, also
+    when some incoming gradients are absent (forces: no gradient flows into the path weights' slot)."""
+    from compscope.nn._fused import _node_backward, _node_forward, _node_second_order, _second_order
+
+    a = o3.Irreps("3x0e+3x1o+3x2e")
+    out, ins = _uuu_instructions(a, 2)
+    tp = ChannelwiseTensorProduct(a, a, out, ins, shared_weights=True).double()
+    cg = tp.sparse_cg()
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(7, d, 3, dtype=torch.float64, generator=g) for d in (tp.d1, tp.d2))
+    w = torch.randn(tp.num_paths, 3, dtype=torch.float64, generator=g)
+    grad = torch.randn(7, cg.k, 3, dtype=torch.float64, generator=g)
+    gg = [torch.randn(t.shape, dtype=torch.float64, generator=g) if keep else None
+          for t, keep in zip((x, y, w), present)]
+    fused = _node_second_order(grad, x, y, w, *gg, cg)
+    generic = _second_order(lambda p, q, r: _node_forward(p, q, r, cg),
+                            lambda h, p, q, r: _node_backward(h, p, q, r, cg), grad, x, y, w, *gg)
+    for f, r in zip(fused, generic):
+        torch.testing.assert_close(f, r if r is not None else torch.zeros_like(f), rtol=1e-12, atol=1e-12)

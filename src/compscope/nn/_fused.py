@@ -395,6 +395,57 @@ def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, lo, hi, gx, gy, gw):  # pr
                 gw[p, u] += grad[i, k, u] * tmp[u]
 
 
+@nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
+def _node_bwd2(grad, x, y, w, ggx, ggy, ggw, has_ggw, start, ca, cb, cc, path, lo, hi, dgrad, dx, dy,
+               dw):  # pragma: no cover - compiled
+    """All four derivatives of <ggx, Bx> + <ggy, By> + <ggw, Bw> (B = the node backward) in one pass."""
+    n_k = start.shape[0] - 1
+    mul = x.shape[2]
+    s1 = np.empty(mul, dtype=x.dtype)
+    s2 = np.empty(mul, dtype=x.dtype)
+    gt = np.empty(mul, dtype=x.dtype)
+    gg = np.empty(mul, dtype=x.dtype)
+    for i in range(lo, hi):
+        xi, yi, gxi, gyi = x[i], y[i], ggx[i], ggy[i]
+        dxi, dyi = dx[i], dy[i]
+        for k in range(n_k):
+            p = path[k]
+            g = grad[i, k]
+            wp = w[p]
+            for u in range(mul):
+                s1[u] = 0.0
+                s2[u] = 0.0
+                gt[u] = g[u] * wp[u]
+            if has_ggw:
+                gwp = ggw[p]
+                for u in range(mul):
+                    gg[u] = g[u] * gwp[u]
+                for j in range(start[k], start[k + 1]):
+                    c = cc[j]
+                    xa, ya, ga, hb = xi[ca[j]], yi[cb[j]], gxi[ca[j]], gyi[cb[j]]
+                    dxa, dyb = dxi[ca[j]], dyi[cb[j]]
+                    for u in range(mul):
+                        s1[u] += c * (ga[u] * ya[u] + xa[u] * hb[u])
+                        s2[u] += c * xa[u] * ya[u]
+                        dxa[u] += c * (gt[u] * hb[u] + gg[u] * ya[u])
+                        dyb[u] += c * (gt[u] * ga[u] + gg[u] * xa[u])
+                for u in range(mul):
+                    dgrad[i, k, u] = wp[u] * s1[u] + gwp[u] * s2[u]
+            else:
+                for j in range(start[k], start[k + 1]):
+                    c = cc[j]
+                    xa, ya, ga, hb = xi[ca[j]], yi[cb[j]], gxi[ca[j]], gyi[cb[j]]
+                    dxa, dyb = dxi[ca[j]], dyi[cb[j]]
+                    for u in range(mul):
+                        s1[u] += c * (ga[u] * ya[u] + xa[u] * hb[u])
+                        dxa[u] += c * gt[u] * hb[u]
+                        dyb[u] += c * gt[u] * ga[u]
+                for u in range(mul):
+                    dgrad[i, k, u] = wp[u] * s1[u]
+            for u in range(mul):
+                dw[p, u] += g[u] * s1[u]
+
+
 def _node_forward(x, y, w, cg: SparseCG) -> torch.Tensor:
     out = torch.zeros(x.shape[0], cg.k, x.shape[2], dtype=x.dtype)
     args = (_np(x), _np(y), _np(w), cg.start, cg.a, cg.b, _coef(cg, x.dtype),
@@ -412,6 +463,23 @@ def _node_backward(grad, x, y, w, cg: SparseCG):
     gws = _private(gw, nt)  # the shared path weights' gradient: one buffer per thread
     _run(nt, x.shape[0], lambda lo, hi, t: _node_bwd(*args, lo, hi, gx.numpy(), gy.numpy(), gws[t].numpy()))
     return gx, gy, _reduce(gws)
+
+
+def _node_second_order(grad, x, y, w, ggx, ggy, ggw, cg: SparseCG):
+    """(d_grad, dx, dy, dw) of the node backward's vector-Jacobian product, one fused pass (see :func:`_second_order`
+    for the same result from the first-order kernels)."""
+    ggx = torch.zeros_like(x) if ggx is None else ggx
+    ggy = torch.zeros_like(y) if ggy is None else ggy
+    has_ggw = ggw is not None
+    dgrad = torch.empty(grad.shape, dtype=x.dtype)
+    dx, dy, dw = (torch.zeros(t.shape, dtype=x.dtype) for t in (x, y, w))
+    args = (_np(grad), _np(x), _np(y), _np(w), _np(ggx), _np(ggy), _np(ggw if has_ggw else w), has_ggw,
+            cg.start, cg.a, cg.b, _coef(cg, x.dtype), cg.path)
+    nt = _n_threads(x.shape[0], "nodes", dw.numel() * dw.element_size())
+    dws = _private(dw, nt)
+    _run(nt, x.shape[0], lambda lo, hi, t: _node_bwd2(*args, lo, hi, dgrad.numpy(), dx.numpy(), dy.numpy(),
+                                                      dws[t].numpy()))
+    return dgrad, dx, dy, _reduce(dws)
 
 
 class _NodeProduct(torch.autograd.Function):
@@ -439,10 +507,9 @@ class _NodeProductGrad(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, ggx, ggy, ggw):
         grad, x, y, w = ctx.saved_tensors
-        cg = ctx.cg
-        d_grad, dx, dy, dw = _second_order(lambda a, b, c: _node_forward(a, b, c, cg),
-                                           lambda g, a, b, c: _node_backward(g, a, b, c, cg),
-                                           grad, x, y, w, ggx, ggy, ggw)
+        if ggx is None and ggy is None and ggw is None:
+            return None, None, None, None, None
+        d_grad, dx, dy, dw = _node_second_order(grad, x, y, w, ggx, ggy, ggw, ctx.cg)
         return d_grad, dx, dy, dw, None
 
 
