@@ -4,12 +4,14 @@ Public API:
     * data: :func:`load_qm9`, :func:`edm_splits`, :data:`PROPERTIES`, :class:`QM9DataModule`
     * models: :class:`EDM`, :class:`FlowMatching` (both :class:`MoleculeGenerator`), :class:`EGNNDynamics`
     * training: :func:`train`, :func:`load_model`, :class:`GeneratorModule`
+    * conditional (EDM section 5.3): :class:`PropertyPredictor`, :func:`fit_predictor`, :func:`train_predictor`,
+      :func:`conditional_mae`, :func:`baselines`
     * metrics: :mod:`compscope.generate.metrics`
 """
 
 from . import metrics
 from ._batch import MolBatch, collate, fully_connected_edges, remove_mean
-from ._conditional import PropertyPredictor, baselines, conditional_mae, fit_predictor
+from ._conditional import PropertyPredictor, baselines, conditional_mae, fit_predictor, train_predictor
 from ._data import QM9DataModule, QM9Molecules
 from ._dynamics import EGNNDynamics
 from ._edm import EDM
@@ -24,4 +26,5 @@ __all__ = [
     "EGNNDynamics", "EDM", "FlowMatching", "MoleculeGenerator", "ATOM_DECODER", "PROPERTIES", "QM9",
     "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "build_run",
     "load_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "fit_predictor",
+    "train_predictor",
 ]

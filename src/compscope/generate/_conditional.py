@@ -13,8 +13,11 @@ Baselines computed the same way:
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,15 +66,20 @@ class PropertyPredictor(nn.Module):
 
 
 def fit_predictor(model: PropertyPredictor, qm9: QM9, rows, max_seconds: float = 600.0, max_steps: int = 10**9,
-                  batch_size: int = 96, lr: float = 1e-3, seed: int = 0) -> list[float]:
-    """Train on ``rows`` with an L1 loss (EDM's classifiers minimise L1) for a time / step budget."""
+                  batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
+                  optimizer: torch.optim.Optimizer | None = None) -> list[float]:
+    """Train on ``rows`` with an L1 loss (EDM's classifiers minimise L1) for a time / step budget.
+
+    ``optimizer`` continues an earlier fit (its Adam state); by default a fresh ``Adam(lr)``.
+    """
     rows = np.asarray(rows)
     y = qm9.properties[model.prop][rows].float()
     mean = y.mean()
     model.stats.copy_(torch.stack([mean, (y - mean).abs().mean()]))
-    opt = torch.optim.Adam(model.parameters(), lr)
+    opt = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr)
     rng = np.random.default_rng(seed)
     losses, t0, step = [], time.perf_counter(), 0
+    model.train()
     while step < max_steps and time.perf_counter() - t0 < max_seconds:
         idx = rng.choice(len(rows), size=min(batch_size, len(rows)), replace=False)
         mb = collate(qm9.molecules(rows[idx]))
@@ -84,10 +92,62 @@ def fit_predictor(model: PropertyPredictor, qm9: QM9, rows, max_seconds: float =
     return losses
 
 
+PREDICTOR_KIND = "compscope.generate property predictor"
+
+
+def train_predictor(path: str | Path, prop: str, qm9: QM9, rows, max_seconds: float, hidden: int = 64,
+                    num_layers: int = 4, batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
+                    max_steps: int = 10**9, save_every_seconds: float = 300.0) -> tuple[PropertyPredictor, dict]:
+    """Train a :class:`PropertyPredictor` on ``rows`` until it has trained ``max_seconds`` (or ``max_steps``) in
+    total, resuming from ``path`` if that exists (the budget sums over resumes, like a generator's
+    ``run.max_time``); ``path`` (weights, Adam state, progress) is rewritten every ``save_every_seconds``.
+
+    Returns the predictor in eval mode and its progress ``{"train_seconds", "steps", "last_loss"}``
+    (``last_loss``: mean L1 in MAD units over the last 50 steps). Resuming with other settings or rows is refused.
+    """
+    path = Path(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    settings = {"prop": check_property(prop), "hidden": hidden, "num_layers": num_layers,
+                "batch_size": batch_size, "lr": lr, "seed": seed,
+                "rows_sha1": hashlib.sha1(rows.tobytes()).hexdigest()}
+    model = PropertyPredictor(prop, hidden, num_layers)
+    opt = torch.optim.Adam(model.parameters(), lr)
+    progress = {"train_seconds": 0.0, "steps": 0, "last_loss": None}
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        if not isinstance(d, dict) or d.get("kind") != PREDICTOR_KIND:
+            raise ValueError(f"{path} is not a property-predictor checkpoint; delete it or choose another path")
+        if d["settings"] != settings:
+            raise ValueError(f"refusing to resume {path}: its settings {d['settings']} differ from {settings}; "
+                             "delete it or choose another path")
+        model.load_state_dict(d["state_dict"])
+        opt.load_state_dict(d["optimizer"])
+        progress = d["progress"]
+    while progress["train_seconds"] < max_seconds and progress["steps"] < max_steps:
+        t0 = time.perf_counter()
+        # reseeded by the steps done, so a resumed fit draws new batches instead of replaying the first ones
+        losses = fit_predictor(model, qm9, rows, min(max_seconds - progress["train_seconds"], save_every_seconds),
+                               max_steps - progress["steps"], batch_size, lr, seed + progress["steps"], opt)
+        progress["train_seconds"] += time.perf_counter() - t0
+        progress["steps"] += len(losses)
+        if losses:
+            progress["last_loss"] = float(np.mean(losses[-50:]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"kind": PREDICTOR_KIND, "settings": settings, "state_dict": model.state_dict(),
+                    "optimizer": opt.state_dict(), "progress": progress}, tmp)
+        os.replace(tmp, path)
+        log.info("property predictor %s: %d steps, %.0f s, loss %s", prop, progress["steps"],
+                 progress["train_seconds"], progress["last_loss"])
+    return model.eval(), progress
+
+
 def conditional_mae(generator: MoleculeGenerator, predictor: PropertyPredictor, qm9: QM9, rows, n: int,
-                    seed: int = 0, batch_size: int = 256) -> dict:
+                    seed: int = 0, batch_size: int = 256, return_molecules: bool = False) -> dict:
     """Sample ``n`` molecules conditioned on (size, value) pairs drawn from ``rows`` (EDM draws the context
-    jointly with the molecule size from the generator's training data); MAE of the predictor vs the targets."""
+    jointly with the molecule size from the generator's training data); MAE of the predictor vs the targets.
+
+    Returns ``{"mae", "n", "sampling_seconds"}``, plus ``"molecules"`` with ``return_molecules``."""
     if generator.condition != predictor.prop:
         raise ValueError(f"generator conditions on {generator.condition!r}, predictor predicts {predictor.prop!r}")
     rng = np.random.default_rng(seed)
@@ -96,7 +156,8 @@ def conditional_mae(generator: MoleculeGenerator, predictor: PropertyPredictor, 
     targets = qm9.properties[predictor.prop][pick].float()
     mols, seconds = generator.sample(n, condition=targets, sizes=sizes, batch_size=batch_size, seed=seed)
     pred = predictor.predict(mols)
-    return {"mae": float(np.abs(pred - targets.numpy()).mean()), "n": n, "sampling_seconds": seconds}
+    out = {"mae": float(np.abs(pred - targets.numpy()).mean()), "n": n, "sampling_seconds": seconds}
+    return {**out, "molecules": mols} if return_molecules else out
 
 
 def baselines(predictor: PropertyPredictor, qm9: QM9, fit_rows, eval_rows, seed: int = 0) -> dict:
