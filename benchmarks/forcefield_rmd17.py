@@ -79,11 +79,14 @@ def prepare_acac(seed: int = 0) -> dict[str, Path]:
     return files
 
 
-def isolated_e0(dataset: str = "rmd17") -> dict[int, float]:
+def isolated_e0(dataset: str = "rmd17", train: Path | None = None) -> dict[int, float]:
+    """Isolated-atom energies by atomic number, only of the elements in ``train`` when given (mace-torch sizes its
+    E0 table by the training elements and fails on extra ones, e.g. the N atom that rMD17's file also lists)."""
     from compscope.data import dataset_path
 
+    keep = None if train is None else {int(z) for a in read(train, ":") for z in a.numbers}
     return {int(a.numbers[0]): float(a.get_potential_energy())
-            for a in read(dataset_path(dataset, "isolated_atoms.xyz"), ":")}
+            for a in read(dataset_path(dataset, "isolated_atoms.xyz"), ":") if keep is None or a.numbers[0] in keep}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: st
     of ``tests``, keyed by name)."""
     out = WORK / f"mace_{tag}"
     out.mkdir(parents=True, exist_ok=True)
-    e0 = isolated_e0(dataset)
+    e0 = isolated_e0(dataset, files["train"])
     bin_dir = venv / "bin"
     base = [
         str(bin_dir / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
@@ -165,13 +168,18 @@ def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: st
         left = budget * 60 - spent
         if left > 5:
             t0 = time.time()
-            proc = subprocess.Popen(base + ["--max_num_epochs", "100000"], env=env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            try:
-                proc.wait(timeout=left)
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                proc.wait()
+            # output to a file: an unread pipe fills up and blocks the trainer, and a crash must leave its reason
+            with open(out / "mace_stdout.log", "a") as log:
+                proc = subprocess.Popen(base + ["--max_num_epochs", "100000"], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, text=True)
+                try:
+                    proc.wait(timeout=left)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    proc.wait()
+            if proc.returncode not in (0, -15) and _mace_epochs(out / "checkpoints") < 0:
+                raise RuntimeError(f"mace-torch stopped with exit code {proc.returncode}: "
+                                   f"see {out / 'mace_stdout.log'}")
             spent += time.time() - t0
             timing.write_text(json.dumps({"seconds": spent}))
         # finish: restart from the last checkpoint with max_num_epochs reached -> evaluates and writes the model
