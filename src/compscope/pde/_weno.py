@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["weno_solve", "weno_solve_batch", "weno_rhs"]
+__all__ = ["weno_solve", "weno_solve_batch", "weno_rhs", "forcing_tables"]
 
 _EPS = 1e-40
 
@@ -53,33 +53,60 @@ def _godunov_burgers(ul, ur):
 
 
 @njit(cache=True)
-def weno_rhs(u, t, alpha, beta, gamma, dx, x, A, omega, phi, k, damp, flux, out):
-    """du/dt of the cell averages ``u`` (nx,) at time ``t``; ``flux`` (nx,) is scratch, result in ``out``."""
+def weno_rhs(u, t, alpha, beta, gamma, dx, omega, phi, fc, fs, pad, flux, out):
+    """du/dt of the cell averages ``u`` (nx,) at time ``t``; ``pad`` (nx + 6,) and ``flux`` (nx,) are scratch,
+    the result goes to ``out``.
+
+    The forcing's cell average is ``sum_j sin(omega_j t + phi_j) fc[j] + cos(omega_j t + phi_j) fs[j]`` with the
+    time-independent ``fc``/``fs`` (n_waves, nx) of :func:`forcing_tables`: two sines per wave and stage instead
+    of one per wave and cell."""
     n = u.shape[0]
+    for i in range(n):  # periodic ghost cells: pad[i + 3] = u[i]
+        pad[i + 3] = u[i]
+    for g in range(3):
+        pad[g] = u[n - 3 + g]
+        pad[n + 3 + g] = u[g]
     for i in range(n):  # face i + 1/2
-        im2 = (i - 2) % n
-        im1 = (i - 1) % n
-        ip1 = (i + 1) % n
-        ip2 = (i + 2) % n
-        ip3 = (i + 3) % n
+        im2, im1, c, ip1, ip2, ip3 = pad[i + 1], pad[i + 2], pad[i + 3], pad[i + 4], pad[i + 5], pad[i + 6]
         f = 0.0
         if alpha != 0.0:
-            ul = _weno5z(u[im2], u[im1], u[i], u[ip1], u[ip2])
-            ur = _weno5z(u[ip3], u[ip2], u[ip1], u[i], u[im1])
+            ul = _weno5z(im2, im1, c, ip1, ip2)
+            ur = _weno5z(ip3, ip2, ip1, c, im1)
             f = alpha * _godunov_burgers(ul, ur)
         if beta != 0.0:
-            ux = (15.0 * (u[ip1] - u[i]) - (u[ip2] - u[im1])) / (12.0 * dx)
+            ux = (15.0 * (ip1 - c) - (ip2 - im1)) / (12.0 * dx)
             f -= beta * ux
         if gamma != 0.0:
-            uxx = (-u[im2] + 7.0 * u[im1] - 6.0 * u[i] - 6.0 * u[ip1] + 7.0 * u[ip2] - u[ip3]) / (8.0 * dx * dx)
+            uxx = (-im2 + 7.0 * im1 - 6.0 * c - 6.0 * ip1 + 7.0 * ip2 - ip3) / (8.0 * dx * dx)
             f += gamma * uxx
         flux[i] = f
+    out[0] = -(flux[0] - flux[n - 1]) / dx
+    for i in range(1, n):
+        out[i] = -(flux[i] - flux[i - 1]) / dx
+    for j in range(fc.shape[0]):
+        st = np.sin(omega[j] * t + phi[j])
+        ct = np.cos(omega[j] * t + phi[j])
+        for i in range(n):
+            out[i] += st * fc[j, i] + ct * fs[j, i]
+
+
+@njit(cache=True)
+def forcing_tables(A, l, L, n):
+    """(fc, fs), each (n_waves, n): ``A_j sinc_j cos(k_j x_i)`` and ``A_j sinc_j sin(k_j x_i)`` on the cell centres,
+    where ``sinc_j = sin(k_j dx / 2) / (k_j dx / 2)`` turns point values into exact cell averages."""
+    dx = L / n
     m = A.shape[0]
-    for i in range(n):
-        src = 0.0
-        for j in range(m):
-            src += A[j] * damp[j] * np.sin(omega[j] * t + k[j] * x[i] + phi[j])
-        out[i] = -(flux[i] - flux[(i - 1) % n]) / dx + src
+    fc = np.empty((m, n))
+    fs = np.empty((m, n))
+    for j in range(m):
+        k = 2.0 * np.pi * l[j] / L
+        z = 0.5 * k * dx
+        damp = np.sin(z) / z if z != 0.0 else 1.0
+        for i in range(n):
+            x = (i + 0.5) * dx
+            fc[j, i] = A[j] * damp * np.cos(k * x)
+            fs[j, i] = A[j] * damp * np.sin(k * x)
+    return fc, fs
 
 
 @njit(cache=True)
@@ -95,31 +122,26 @@ def _stable_dt(u, alpha, beta, gamma, dx, cfl):
 def _solve_one(u0, times, alpha, beta, gamma, L, A, omega, phi, l, cfl, dt_max, out):
     n = u0.shape[0]
     dx = L / n
-    x = (np.arange(n) + 0.5) * dx
-    k = 2.0 * np.pi * l / L
-    damp = np.ones_like(k)
-    for j in range(k.shape[0]):
-        z = 0.5 * k[j] * dx
-        if z != 0.0:
-            damp[j] = np.sin(z) / z
+    fc, fs = forcing_tables(A, l, L, n)
     u = u0.copy()
     u1 = np.empty(n)
     u2 = np.empty(n)
     r = np.empty(n)
     flux = np.empty(n)
+    pad = np.empty(n + 6)
     out[0, :] = u
     t = times[0]
     nsteps = 0
     for m in range(1, times.shape[0]):
         while t < times[m] - 1e-12 * max(1.0, abs(times[m])):
             dt = min(_stable_dt(u, alpha, beta, gamma, dx, cfl), dt_max, times[m] - t)
-            weno_rhs(u, t, alpha, beta, gamma, dx, x, A, omega, phi, k, damp, flux, r)
+            weno_rhs(u, t, alpha, beta, gamma, dx, omega, phi, fc, fs, pad, flux, r)
             for i in range(n):
                 u1[i] = u[i] + dt * r[i]
-            weno_rhs(u1, t + dt, alpha, beta, gamma, dx, x, A, omega, phi, k, damp, flux, r)
+            weno_rhs(u1, t + dt, alpha, beta, gamma, dx, omega, phi, fc, fs, pad, flux, r)
             for i in range(n):
                 u2[i] = 0.75 * u[i] + 0.25 * (u1[i] + dt * r[i])
-            weno_rhs(u2, t + 0.5 * dt, alpha, beta, gamma, dx, x, A, omega, phi, k, damp, flux, r)
+            weno_rhs(u2, t + 0.5 * dt, alpha, beta, gamma, dx, omega, phi, fc, fs, pad, flux, r)
             for i in range(n):
                 u[i] = u[i] / 3.0 + 2.0 / 3.0 * (u2[i] + dt * r[i])
             t += dt
