@@ -34,6 +34,18 @@ def test_kit_on_core_model(dtype, ethanol_xyz):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_kit_on_shipped_config_architecture(dtype, ethanol_xyz):
+    """configs/forcefield/ethanol.yaml's architecture (l <= 3 harmonics, l <= 2 product intermediates, correlation
+    3) at a tiny width: every physics check, through the fused kernels (the CPU default)."""
+    torch.manual_seed(0)
+    model = build_model(preset="tiny", species=[1, 6, 8], r_max=4.0, max_ell=3, product_l_max=2, correlation=3,
+                        scale=0.5).to(dtype)
+    assert model.fused_kernels
+    graphs = [g.to(dtype=dtype) for g in load_graphs(ethanol_xyz, 4.0, index=":2")]
+    check_potential(model, graphs, z_pair=(6, 8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_periodic_stress_and_equivariance(dtype):
     atoms = bulk("C", "diamond", a=3.57)
     atoms.rattle(0.05, seed=3)
