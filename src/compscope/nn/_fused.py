@@ -456,7 +456,7 @@ def _node_bwd(grad, x, y, w, start, ca, cb, cc, path, lo, hi, gx, gy, gw):  # pr
 
 
 @nb.njit(cache=True, nogil=True, fastmath=_FASTMATH)
-def _node_bwd2(grad, x, y, w, ggx, ggy, ggw, has_ggw, start, ca, cb, cc, path, lo, hi, dgrad, dx, dy,
+def _node_bwd2(grad, x, y, w, ggx, ggy, ggw, start, ca, cb, cc, path, lo, hi, dgrad, dx, dy,
                dw):  # pragma: no cover - compiled
     """All four derivatives of <ggx, Bx> + <ggy, By> + <ggw, Bw> (B = the node backward) in one pass."""
     n_k = start.shape[0] - 1
@@ -476,32 +476,20 @@ def _node_bwd2(grad, x, y, w, ggx, ggy, ggw, has_ggw, start, ca, cb, cc, path, l
                 s1[u] = 0.0
                 s2[u] = 0.0
                 gt[u] = g[u] * wp[u]
-            if has_ggw:
-                gwp = ggw[p]
+            gwp = ggw[p]
+            for u in range(mul):
+                gg[u] = g[u] * gwp[u]
+            for j in range(start[k], start[k + 1]):
+                c = cc[j]
+                xa, ya, ga, hb = xi[ca[j]], yi[cb[j]], gxi[ca[j]], gyi[cb[j]]
+                dxa, dyb = dxi[ca[j]], dyi[cb[j]]
                 for u in range(mul):
-                    gg[u] = g[u] * gwp[u]
-                for j in range(start[k], start[k + 1]):
-                    c = cc[j]
-                    xa, ya, ga, hb = xi[ca[j]], yi[cb[j]], gxi[ca[j]], gyi[cb[j]]
-                    dxa, dyb = dxi[ca[j]], dyi[cb[j]]
-                    for u in range(mul):
-                        s1[u] += c * (ga[u] * ya[u] + xa[u] * hb[u])
-                        s2[u] += c * xa[u] * ya[u]
-                        dxa[u] += c * (gt[u] * hb[u] + gg[u] * ya[u])
-                        dyb[u] += c * (gt[u] * ga[u] + gg[u] * xa[u])
-                for u in range(mul):
-                    dgrad[i, k, u] = wp[u] * s1[u] + gwp[u] * s2[u]
-            else:
-                for j in range(start[k], start[k + 1]):
-                    c = cc[j]
-                    xa, ya, ga, hb = xi[ca[j]], yi[cb[j]], gxi[ca[j]], gyi[cb[j]]
-                    dxa, dyb = dxi[ca[j]], dyi[cb[j]]
-                    for u in range(mul):
-                        s1[u] += c * (ga[u] * ya[u] + xa[u] * hb[u])
-                        dxa[u] += c * gt[u] * hb[u]
-                        dyb[u] += c * gt[u] * ga[u]
-                for u in range(mul):
-                    dgrad[i, k, u] = wp[u] * s1[u]
+                    s1[u] += c * (ga[u] * ya[u] + xa[u] * hb[u])
+                    s2[u] += c * xa[u] * ya[u]
+                    dxa[u] += c * (gt[u] * hb[u] + gg[u] * ya[u])
+                    dyb[u] += c * (gt[u] * ga[u] + gg[u] * xa[u])
+            for u in range(mul):
+                dgrad[i, k, u] = wp[u] * s1[u] + gwp[u] * s2[u]
             for u in range(mul):
                 dw[p, u] += g[u] * s1[u]
 
@@ -528,12 +516,10 @@ def _node_backward(grad, x, y, w, cg: SparseCG):
 def _node_second_order(grad, x, y, w, ggx, ggy, ggw, cg: SparseCG):
     """(d_grad, dx, dy, dw) of the node backward's vector-Jacobian product, one fused pass (see :func:`_second_order`
     for the same result from the first-order kernels)."""
-    ggx = torch.zeros_like(x) if ggx is None else ggx
-    ggy = torch.zeros_like(y) if ggy is None else ggy
-    has_ggw = ggw is not None
+    ggx, ggy, ggw = (torch.zeros_like(t) if g is None else g for t, g in ((x, ggx), (y, ggy), (w, ggw)))
     dgrad = torch.empty(grad.shape, dtype=x.dtype)
     dx, dy, dw = (torch.zeros(t.shape, dtype=x.dtype) for t in (x, y, w))
-    args = (_np(grad), _np(x), _np(y), _np(w), _np(ggx), _np(ggy), _np(ggw if has_ggw else w), has_ggw,
+    args = (_np(grad), _np(x), _np(y), _np(w), _np(ggx), _np(ggy), _np(ggw),
             cg.start, cg.a, cg.b, _coef(cg, x.dtype), cg.path)
     nt = _n_threads(x.shape[0], "nodes", dw.numel() * dw.element_size())
     dws = _private(dw, nt)
