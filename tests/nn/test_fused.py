@@ -244,7 +244,7 @@ def test_threaded_kernels_work_in_a_forked_child(monkeypatch):
 def test_fused_node_second_order_equals_generic_kernels(present):
     """The one-pass second-order node kernel equals the derivatives assembled from the first-order kernels, also
     when some incoming gradients are absent (forces: no gradient flows into the path weights' slot)."""
-    from compscope.nn._fused import _node_backward, _node_forward, _node_second_order, _second_order
+    from compscope.nn._fused import _node_backward, _node_forward, _node_second_order
 
     a = o3.Irreps("3x0e+3x1o+3x2e")
     out, ins = _uuu_instructions(a, 2)
@@ -257,7 +257,7 @@ def test_fused_node_second_order_equals_generic_kernels(present):
     gg = [torch.randn(t.shape, dtype=torch.float64, generator=g) if keep else None
           for t, keep in zip((x, y, w), present)]
     fused = _node_second_order(grad, x, y, w, *gg, cg)
-    generic = _second_order(lambda p, q, r: _node_forward(p, q, r, cg),
+    generic = second_order_reference(lambda p, q, r: _node_forward(p, q, r, cg),
                             lambda h, p, q, r: _node_backward(h, p, q, r, cg), grad, x, y, w, *gg)
     for f, r in zip(fused, generic):
         torch.testing.assert_close(f, r if r is not None else torch.zeros_like(f), rtol=1e-12, atol=1e-12)
@@ -268,7 +268,7 @@ def test_fused_node_second_order_equals_generic_kernels(present):
 def test_fused_edge_second_order_equals_generic_kernels(present):
     """The one-pass second-order edge kernel equals the derivatives assembled from the first-order kernels, with
     reverse edges sharing weight rows (widx) and with absent incoming gradients (first layer: none reaches x)."""
-    from compscope.nn._fused import _edge_backward, _edge_forward, _edge_second_order, _second_order
+    from compscope.nn._fused import _edge_backward, _edge_forward, _edge_second_order
 
     tp, x, y, w, ei = _edge_case("3x0e+3x1o+3x2e", n=6, e=20, seed=3)
     ei = torch.cat([ei, ei.flip(0)], dim=1)  # every edge and its reverse
@@ -281,8 +281,35 @@ def test_fused_edge_second_order_equals_generic_kernels(present):
     gg = [torch.randn(t.shape, dtype=torch.float64, generator=g) if keep else None
           for t, keep in zip((x, y, w), present)]
     fused = _edge_second_order(grad, x, y, w, *gg, widx, send, recv, cg, 0.7)
-    generic = _second_order(lambda a, b, c: _edge_forward(a, b, c, widx, send, recv, 6, cg, 0.7),
+    generic = second_order_reference(lambda a, b, c: _edge_forward(a, b, c, widx, send, recv, 6, cg, 0.7),
                             lambda h, a, b, c: _edge_backward(h, a, b, c, widx, send, recv, cg, 0.7),
                             grad, x, y, w, *gg)
     for f, r in zip(fused, generic):
         torch.testing.assert_close(f, r if r is not None else torch.zeros_like(f), rtol=1e-11, atol=1e-11)
+
+
+def second_order_reference(forward, backward, grad, x, y, w, ggx, ggy, ggw):
+    """Derivatives of ``<ggx, Bx> + <ggy, By> + <ggw, Bw>`` where ``(Bx, By, Bw) = backward(grad, x, y, w)`` is the
+    gradient of the trilinear form ``<grad, forward(x, y, w)>``.
+
+    Multilinearity makes every term the same kernels with substituted arguments: the derivative with respect to
+    ``grad`` is ``forward(ggx, y, w) + forward(x, ggy, w) + forward(x, y, ggw)``, and e.g. the one with respect to
+    ``x`` is the x-gradient of ``<grad, forward(x, ggy, w)> + <grad, forward(x, y, ggw)>``."""
+    d_grad = dx = dy = dw = None
+
+    def add(acc, v):
+        return v if acc is None else acc + v
+
+    if ggx is not None:
+        d_grad = add(d_grad, forward(ggx, y, w))
+        _, gy_, gw_ = backward(grad, ggx, y, w)
+        dy, dw = add(dy, gy_), add(dw, gw_)
+    if ggy is not None:
+        d_grad = add(d_grad, forward(x, ggy, w))
+        gx_, _, gw_ = backward(grad, x, ggy, w)
+        dx, dw = add(dx, gx_), add(dw, gw_)
+    if ggw is not None:
+        d_grad = add(d_grad, forward(x, y, ggw))
+        gx_, gy_, _ = backward(grad, x, y, ggw)
+        dx, dy = add(dx, gx_), add(dy, gy_)
+    return d_grad, dx, dy, dw

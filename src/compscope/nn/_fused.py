@@ -10,8 +10,9 @@ cache and each pass over them is memory-bound. The kernels here loop over edges 
 
 They compute exactly the same function as the dense path (tests compare both, values and gradients, and run
 ``gradcheck``/``gradgradcheck``). They are differentiable twice: the backward is itself an autograd function whose
-derivatives, by multilinearity of the product, are the same two kernels with substituted arguments
-(:func:`_second_order`), so force-matching losses train through them too. Models use them whenever the tensors
+derivatives come from one dedicated pass per product (``_edge_bwd2``, ``_node_bwd2``; by multilinearity they equal
+the first-order kernels with substituted arguments, the reference the tests compare against), so force-matching
+losses train through them too. Models use them whenever the tensors
 live on the CPU (``EquivariantPotential.fused_kernels``).
 """
 
@@ -276,7 +277,7 @@ def _edge_backward(grad, x, y, w, widx, send, recv, cg: SparseCG, scale: float):
 
 def _edge_second_order(grad, x, y, w, ggx, ggy, ggw, widx, send, recv, cg: SparseCG, scale: float):
     """(d_grad, dx, dy, dw) of the edge backward's vector-Jacobian product in one fused pass (absent incoming
-    gradients count as zeros; see :func:`_second_order` for the same result from the first-order kernels)."""
+    gradients count as zeros; the tests check it against the assembly from the first-order kernels)."""
     ggx, ggy, ggw = (torch.zeros_like(t) if g is None else g for t, g in ((x, ggx), (y, ggy), (w, ggw)))
     dgrad = torch.zeros(grad.shape, dtype=x.dtype)
     dx, dy, dw = (torch.zeros(t.shape, dtype=x.dtype) for t in (x, y, w))
@@ -288,33 +289,6 @@ def _edge_second_order(grad, x, y, w, ggx, ggy, ggw, widx, send, recv, cg: Spars
     _run(nt, n_edges, lambda lo, hi, t: _edge_bwd2(*args, lo, hi, dgs[t].numpy(), dxs[t].numpy(), dy.numpy(),
                                                    dws[t].numpy()))
     return _reduce(dgs), _reduce(dxs), dy, _reduce(dws)
-
-
-def _second_order(forward, backward, grad, x, y, w, ggx, ggy, ggw):
-    """Derivatives of ``<ggx, Bx> + <ggy, By> + <ggw, Bw>`` where ``(Bx, By, Bw) = backward(grad, x, y, w)`` is the
-    gradient of the trilinear form ``<grad, forward(x, y, w)>``.
-
-    Multilinearity makes every term the same kernels with substituted arguments: the derivative with respect to
-    ``grad`` is ``forward(ggx, y, w) + forward(x, ggy, w) + forward(x, y, ggw)``, and e.g. the one with respect to
-    ``x`` is the x-gradient of ``<grad, forward(x, ggy, w)> + <grad, forward(x, y, ggw)>``."""
-    d_grad = dx = dy = dw = None
-
-    def add(acc, v):
-        return v if acc is None else acc + v
-
-    if ggx is not None:
-        d_grad = add(d_grad, forward(ggx, y, w))
-        _, gy_, gw_ = backward(grad, ggx, y, w)
-        dy, dw = add(dy, gy_), add(dw, gw_)
-    if ggy is not None:
-        d_grad = add(d_grad, forward(x, ggy, w))
-        gx_, _, gw_ = backward(grad, x, ggy, w)
-        dx, dw = add(dx, gx_), add(dw, gw_)
-    if ggw is not None:
-        d_grad = add(d_grad, forward(x, y, ggw))
-        gx_, gy_, _ = backward(grad, x, y, ggw)
-        dx, dy = add(dx, gx_), add(dy, gy_)
-    return d_grad, dx, dy, dw
 
 
 class _EdgeProduct(torch.autograd.Function):
@@ -514,8 +488,8 @@ def _node_backward(grad, x, y, w, cg: SparseCG):
 
 
 def _node_second_order(grad, x, y, w, ggx, ggy, ggw, cg: SparseCG):
-    """(d_grad, dx, dy, dw) of the node backward's vector-Jacobian product, one fused pass (see :func:`_second_order`
-    for the same result from the first-order kernels)."""
+    """(d_grad, dx, dy, dw) of the node backward's vector-Jacobian product, one fused pass (the tests check it
+    against the assembly from the first-order kernels)."""
     ggx, ggy, ggw = (torch.zeros_like(t) if g is None else g for t, g in ((x, ggx), (y, ggy), (w, ggw)))
     dgrad = torch.empty(grad.shape, dtype=x.dtype)
     dx, dy, dw = (torch.zeros(t.shape, dtype=x.dtype) for t in (x, y, w))
