@@ -27,22 +27,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 
 NAME = "pde_mp_pde"
-# Published numbers of Brandstetter, Worrall & Welling, ICLR 2022 (arXiv 2202.03376), Table 1: per cell
-# (equation, nx) -> {method: [accumulated error, runtime]}; runtime None where the table gives none (it lists
-# runtimes for WENO5 and MP-PDE only). nt = 250 in every cell. Error: the paper's accumulated error
-# (1/nx sum over x, t of the squared error); runtime in seconds, column header "Runtime [s]" - the caption
-# (hardware, per trajectory or per batch) could not be read, so `speedup_vs_paper_weno5` assumes seconds per
-# trajectory as before.
+# Published numbers of Brandstetter, Worrall & Welling, ICLR 2022 (arXiv 2202.03376): per cell
+# (equation, nx) -> {method: [accumulated error, runtime]}. Error: the paper's accumulated error (1/nx sum over
+# x, t of the squared error); runtime in seconds ("Runtime [s]"), None where the table gives none. nt = 250 in
+# every cell. The caption (hardware; per trajectory or per batch) could not be read, so the `speedup_vs_paper_*`
+# fields assume seconds per trajectory, as the fast-solver comparison in the authors' repository (below) does.
+#
+# Table 1 (E1-E3, nx 100/50/40): WENO5, FNO-RNN, FNO-PF, MP-PDE errors; runtimes for WENO5 and MP-PDE only.
 # Source actually read: the Table 1 reproduction "adapted from paper" in the ICLR 2023 blog post
 # "Autoregressive Renaissance in Neural PDE Solvers" (github.com/iclr-blogposts/2023,
 # _posts/2022-12-01-autoregressive-neural-pde-solver.md, commit 6915d9d9); it agrees with the two cells issue 7
-# quoted (E1/100, E3/40). The stored copies of the paper itself (ICLR text, arXiv LaTeX in SPIQA, ar5iv) were
-# only reachable as their first page here, so the table was not read from them.
-# Not transcribed (not found in any text read): the paper's MP-PDE ablation column without equation parameters
-# (reported by a secondary note as 10.90 on E3/50; unverified, left out) and the wave-equation tables
-# (WE1-WE3 at nx 100/50/40/20, pseudo-spectral vs MP-PDE): those cells are absent, so their `paper` is null.
-PAPER_SOURCE = ("Brandstetter et al. 2022, Table 1, as reproduced in iclr-blogposts/2023 "
-                "_posts/2022-12-01-autoregressive-neural-pde-solver.md; WE tables not transcribed")
+# quoted (E1/100, E3/40), and the E1/E2 WENO5 runtimes (1.9/1.8/1.7 s) are also quoted in N. McGreivy's review
+# notes (github.com/nickmcgreivy/pde_runtime_comparisons, message_passing_neural_pde_solvers/README.txt).
+#
+# Wave table, WE1 (Dirichlet) only, nx 100/50/40/20: pseudospectral (the paper's numerical baseline, "PS") and
+# MP-PDE, error and runtime each. Source actually read: the paper's numbers as hard-coded for comparison in the
+# authors' repository, brandstetter-johannes/MP-Neural-PDE-Solvers fastnumericalsolvers/wave_WE1.py (PR #8 by
+# N. McGreivy, merged by the authors; commit 87cc45b4; `losses_ps`, `losses_mp`, `runtimes_ps`, `runtimes_mp`,
+# figure titled "WE1 (Dirichlet)"); the pseudospectral column is also quoted in the README.txt above. At nx = 20
+# the paper reports no pseudospectral error: the solver "breaks" - stored as error None.
+#
+# Not transcribed (not found in any text read): WE2 and WE3 (their cells have no `paper` entry), the
+# MP-PDE ablation column without equation parameters (reported by a secondary note as 10.90 on E3/50;
+# unverified, left out) and the captions. The stored copies of the paper itself (ICLR text, arXiv LaTeX in
+# SPIQA, ar5iv) were only reachable as their first page here, so no table was read from the paper directly.
+PAPER_SOURCE = ("Brandstetter et al. 2022. Table 1 (E1-E3) as reproduced in iclr-blogposts/2023 "
+                "_posts/2022-12-01-autoregressive-neural-pde-solver.md; wave table WE1 (pseudospectral, MP-PDE) as "
+                "hard-coded in the authors' repo brandstetter-johannes/MP-Neural-PDE-Solvers "
+                "fastnumericalsolvers/wave_WE1.py (PR #8); WE2/WE3 not transcribed")
 PAPER_METHODS = ("WENO5", "FNO-RNN", "FNO-PF", "MP-PDE")
 _TABLE1 = {  # (eq, nx): (WENO5, FNO-RNN, FNO-PF, MP-PDE errors), (WENO5, MP-PDE runtimes [s])
     ("E1", 100): ((2.02, 11.93, 0.54, 1.55), (1.9, 0.09)),
@@ -55,9 +67,20 @@ _TABLE1 = {  # (eq, nx): (WENO5, FNO-RNN, FNO-PF, MP-PDE errors), (WENO5, MP-PDE
     ("E3", 50): ((11.71, 14.49, 5.39, 3.74), (4.5, 0.09)),
     ("E3", 40): ((15.97, 20.90, 5.98, 3.70), (4.4, 0.09)),
 }
+PAPER_WE_METHODS = ("pseudospectral", "MP-PDE")
+_WE1 = {  # nx: (pseudospectral, MP-PDE errors), (pseudospectral, MP-PDE runtimes [s]); None = "breaks"
+    100: ((0.004, 0.137), (0.60, 0.09)),
+    50: ((0.450, 0.035), (0.35, 0.09)),
+    40: ((194.622, 0.042), (0.25, 0.09)),
+    20: ((None, 0.059), (0.20, 0.07)),
+}
 PAPER = {cell: {"WENO5": [err[0], rt[0]], "FNO-RNN": [err[1], None], "FNO-PF": [err[2], None],
                 "MP-PDE": [err[3], rt[1]]}
          for cell, (err, rt) in _TABLE1.items()}
+PAPER.update({("WE1", nx): {"pseudospectral": [err[0], rt[0]], "MP-PDE": [err[1], rt[1]]}
+              for nx, (err, rt) in _WE1.items()})
+# the paper's numerical baseline -> our classical solver it is timed against (`speedup_vs_paper_<baseline>`)
+PAPER_BASELINES = {"WENO5": "WENO5", "pseudospectral": "Chebyshev"}
 
 
 def paper_cell(key: str) -> dict | None:
@@ -266,7 +289,8 @@ def markdown_table(cells: dict) -> str:
             r = row.get(s)
             vals.append("" if r is None else f"{r['error']:.3g} ({1e3 * r['s_per_traj_single']:.3g} ms)")
         paper = paper_cell(key) or c.get("paper") or {}
-        ptxt = "; ".join(f"{k} {v[0]}" + (f" in {v[1]} s" if v[1] else "") for k, v in paper.items())
+        ptxt = "; ".join(f"{k} {'breaks' if v[0] is None else v[0]}" + (f" in {v[1]} s" if v[1] else "")
+                         for k, v in paper.items())
         hold = c.get("persistence_error")
         lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | {ptxt} |")
     return "\n".join(lines)
@@ -276,7 +300,9 @@ def summarize(cells: dict) -> dict:
     """Per cell: best classical and best neural error/time, and whether the neural solver is cheaper at
     equal-or-lower error (the honest breakeven statement); where the paper has the cell, its MP-PDE error
     next to our best MP-PDE preset's (``paper_mp_pde_error``, ``mp_pde_error``), its best method and the
-    speed ratio of its WENO5 runtime to ours."""
+    speed ratio of its numerical baseline's runtime to our classical solver's (``speedup_vs_paper_weno5`` for
+    E1-E3 against our WENO5, ``speedup_vs_paper_pseudospectral`` for WE1 against our Chebyshev solver). A paper
+    error of None (the solver "breaks") never counts as the paper's best."""
     out = {}
     for key, cell in cells.items():
         cl = {k: v for k, v in cell.get("classical", {}).items() if np.isfinite(v.get("error", np.nan))}
@@ -297,15 +323,17 @@ def summarize(cells: dict) -> dict:
             best_mp = min(mp, key=lambda k: mp[k]["error"])
             row.update(mp_pde=best_mp, mp_pde_error=mp[best_mp]["error"])
         paper = paper_cell(key) or cell.get("paper") or {}
-        if paper.get("WENO5") and paper["WENO5"][1] and "WENO5" in cl:
-            row["speedup_vs_paper_weno5"] = paper["WENO5"][1] / cl["WENO5"]["s_per_traj_single"]
+        for theirs, ours in PAPER_BASELINES.items():
+            if paper.get(theirs) and paper[theirs][1] and ours in cl:
+                row[f"speedup_vs_paper_{theirs.lower()}"] = paper[theirs][1] / cl[ours]["s_per_traj_single"]
         if paper.get("MP-PDE"):
             row["paper_mp_pde_error"] = paper["MP-PDE"][0]
             if mp:
                 row["mp_pde_error_over_paper"] = mp[best_mp]["error"] / paper["MP-PDE"][0]
-        if paper:
-            best_p = min(paper, key=lambda k: paper[k][0])
-            row.update(paper_best=best_p, paper_best_error=paper[best_p][0])
+        scored = {k: v for k, v in paper.items() if v[0] is not None}
+        if scored:
+            best_p = min(scored, key=lambda k: scored[k][0])
+            row.update(paper_best=best_p, paper_best_error=scored[best_p][0])
         out[key] = row
     return out
 

@@ -1,4 +1,4 @@
-"""The MP-PDE benchmark script's published numbers (Table 1) and its summary, without running a benchmark."""
+"""The MP-PDE benchmark script's published numbers (Table 1, WE1) and its summary, without running a benchmark."""
 
 import importlib.util
 from pathlib import Path
@@ -18,8 +18,10 @@ def bench():
 
 def test_paper_table1_covers_every_e_cell(bench):
     cells = {(eq, nx) for eq in ("E1", "E2", "E3") for nx in (100, 50, 40)}
-    assert set(bench.PAPER) == cells  # the wave tables were not transcribed: no WE cell is invented
-    for cell, row in bench.PAPER.items():
+    we1 = {("WE1", nx) for nx in (100, 50, 40, 20)}
+    assert set(bench.PAPER) == cells | we1  # WE2/WE3 were not transcribed: no such cell is invented
+    for cell in cells:
+        row = bench.PAPER[cell]
         assert tuple(row) == bench.PAPER_METHODS, cell
         for method, (err, runtime) in row.items():
             assert err > 0, (cell, method)
@@ -30,7 +32,19 @@ def test_paper_table1_covers_every_e_cell(bench):
     assert bench.PAPER[("E3", 40)]["MP-PDE"][0] == 3.70
     assert bench.PAPER[("E1", 50)]["FNO-PF"][0] == 0.51
     assert bench.paper_cell("E2/nx40") is bench.PAPER[("E2", 40)]
-    assert bench.paper_cell("WE1/nx100") is None
+    assert bench.paper_cell("WE2/nx100") is None
+
+
+def test_paper_we1_cells(bench):
+    for nx in (100, 50, 40, 20):
+        row = bench.PAPER[("WE1", nx)]
+        assert tuple(row) == bench.PAPER_WE_METHODS, nx
+        assert all(runtime > 0 for _, runtime in row.values()), nx
+        assert row["MP-PDE"][0] > 0, nx
+    assert bench.paper_cell("WE1/nx100") == {"pseudospectral": [0.004, 0.60], "MP-PDE": [0.137, 0.09]}
+    assert bench.PAPER[("WE1", 40)]["pseudospectral"] == [194.622, 0.25]
+    assert bench.PAPER[("WE1", 20)]["pseudospectral"] == [None, 0.20]  # "breaks"
+    assert bench.PAPER[("WE1", 20)]["MP-PDE"] == [0.059, 0.07]
 
 
 def _cells():
@@ -39,7 +53,9 @@ def _cells():
     cells["E1/nx50"]["neural"] = {"mp-pde-small": {"error": 28.0, "s_per_traj_single": 0.05},
                                   "fno-small": {"error": 37.0, "s_per_traj_single": 0.02}}
     cells["E1/nx50"]["paper"] = None  # as a JSON written before the table was filled in
-    cells["WE1/nx20"] = {"classical": {"Chebyshev": {"error": 1.46, "s_per_traj_single": 0.008}}, "paper": None}
+    for we in ("WE1", "WE2"):
+        cells[f"{we}/nx20"] = {"classical": {"Chebyshev": {"error": 1.46, "s_per_traj_single": 0.008}},
+                               "paper": None}
     return cells
 
 
@@ -49,8 +65,14 @@ def test_summary_reports_paper_mp_pde_next_to_ours_in_every_e_cell(bench):
         if key.startswith("E"):
             assert row["paper_mp_pde_error"] == bench.paper_cell(key)["MP-PDE"][0], key
             assert row["speedup_vs_paper_weno5"] == pytest.approx(bench.paper_cell(key)["WENO5"][1] / 0.002)
+            assert "speedup_vs_paper_pseudospectral" not in row
+        elif key.startswith("WE1"):  # the paper's pseudospectral baseline "breaks" here: MP-PDE is its best
+            assert row["paper_mp_pde_error"] == 0.059
+            assert row["speedup_vs_paper_pseudospectral"] == pytest.approx(0.20 / 0.008)
+            assert (row["paper_best"], row["paper_best_error"]) == ("MP-PDE", 0.059)
+            assert "speedup_vs_paper_weno5" not in row
         else:
-            assert "paper_mp_pde_error" not in row and "speedup_vs_paper_weno5" not in row
+            assert not any(k.startswith("paper") or k.startswith("speedup") for k in row), key
     row = summary["E1/nx50"]
     assert (row["mp_pde"], row["mp_pde_error"], row["paper_mp_pde_error"]) == ("mp-pde-small", 28.0, 1.67)
     assert row["mp_pde_error_over_paper"] == pytest.approx(28.0 / 1.67)
@@ -62,4 +84,6 @@ def test_markdown_table_prints_the_paper_columns(bench):
     table = bench.markdown_table(_cells())
     line = next(x for x in table.splitlines() if x.startswith("| E1/nx100 "))
     assert "WENO5 2.02 in 1.9 s" in line and "FNO-RNN 11.93" in line and "MP-PDE 1.55 in 0.09 s" in line
-    assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith("|  |")
+    assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith(
+        "| pseudospectral breaks in 0.2 s; MP-PDE 0.059 in 0.07 s |")
+    assert next(x for x in table.splitlines() if x.startswith("| WE2/nx20 ")).endswith("|  |")
