@@ -103,3 +103,17 @@ def test_reference_smiles_for_novelty_are_built_and_cached(tmp_path, qm9, splits
     assert metrics.evaluate(mols, ref).novelty == 0.0
     other = [(x.numpy(), t.numpy()) for x, t in qm9.molecules(splits["train"][:300])]
     assert metrics.evaluate(other, ref).novelty > 0.9  # train and test molecules are distinct compounds
+
+
+def test_molecule_grid_draws_real_molecules(small_molecules, tmp_path):
+    from compscope.generate._plot import grid_entries, molecule_grid
+    from compscope.generate.metrics import evaluate
+
+    mols = list(small_molecules)
+    drawn, legends = grid_entries(mols, n=6)
+    assert len(drawn) == len(legends) == 6
+    # QM9's first molecules: methane, ammonia, water, acetylene, HCN, formaldehyde; hydrogens implicit
+    assert legends == ["C (stable)", "N (stable)", "O (stable)", "C#C (stable)", "C#N (stable)", "C=O (stable)"]
+    assert [m.GetNumAtoms() for m in drawn] == [1, 1, 1, 2, 2, 2]
+    png = molecule_grid(mols, tmp_path / "grid.png", evaluate(mols), n=6, title="fixture")
+    assert png.stat().st_size > 5000

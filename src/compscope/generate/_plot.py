@@ -8,6 +8,17 @@ from pathlib import Path
 from .metrics import Metrics, Molecule, analyse
 
 
+def grid_entries(molecules: Sequence[Molecule], n: int = 24) -> tuple[list, list[str]]:
+    """The first ``n`` valid molecules (largest fragment) as RDKit molecules, hydrogens implicit, and their
+    legends (canonical SMILES, ``(stable)`` when every atom has its valence)."""
+    from rdkit import Chem
+
+    rep = analyse(molecules[: max(n * 4, n)])
+    shown = [(s, bool(st)) for s, st in zip(rep.smiles, rep.mol_stable) if s is not None][:n]
+    mols = [Chem.MolFromSmiles(s) for s, _ in shown]  # parsing drops the explicit hydrogens of EDM's SMILES
+    return mols, [f"{Chem.MolToSmiles(m)}{' (stable)' if st else ''}"[:40] for m, (_, st) in zip(mols, shown)]
+
+
 def molecule_grid(molecules: Sequence[Molecule], path: str | Path, metrics: Metrics | None = None,
                   n: int = 24, per_row: int = 6, title: str = "") -> Path:
     """Draw up to ``n`` valid molecules (largest fragment) with the set's metrics in the title."""
@@ -15,13 +26,9 @@ def molecule_grid(molecules: Sequence[Molecule], path: str | Path, metrics: Metr
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from rdkit import Chem
     from rdkit.Chem import Draw
 
-    rep = analyse(molecules[: max(n * 4, n)])
-    shown = [(s, bool(st)) for s, st in zip(rep.smiles, rep.mol_stable) if s is not None][:n]
-    mols = [Chem.MolFromSmiles(s) for s, _ in shown]
-    legends = [f"{s}{' (stable)' if st else ''}"[:40] for s, st in shown]
+    mols, legends = grid_entries(molecules, n)
     path = Path(path)
     fig_title = title + ("\n" + str(metrics) if metrics is not None else "")
     if mols:
