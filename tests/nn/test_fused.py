@@ -258,7 +258,7 @@ def test_fused_node_second_order_equals_generic_kernels(present):
           for t, keep in zip((x, y, w), present)]
     fused = _node_second_order(grad, x, y, w, *gg, cg)
     generic = second_order_reference(lambda p, q, r: _node_forward(p, q, r, cg),
-                            lambda h, p, q, r: _node_backward(h, p, q, r, cg), grad, x, y, w, *gg)
+                                     lambda h, p, q, r: _node_backward(h, p, q, r, cg), grad, x, y, w, *gg)
     for f, r in zip(fused, generic):
         torch.testing.assert_close(f, r if r is not None else torch.zeros_like(f), rtol=1e-12, atol=1e-12)
 
@@ -282,8 +282,8 @@ def test_fused_edge_second_order_equals_generic_kernels(present):
           for t, keep in zip((x, y, w), present)]
     fused = _edge_second_order(grad, x, y, w, *gg, widx, send, recv, cg, 0.7)
     generic = second_order_reference(lambda a, b, c: _edge_forward(a, b, c, widx, send, recv, 6, cg, 0.7),
-                            lambda h, a, b, c: _edge_backward(h, a, b, c, widx, send, recv, cg, 0.7),
-                            grad, x, y, w, *gg)
+                                     lambda h, a, b, c: _edge_backward(h, a, b, c, widx, send, recv, cg, 0.7),
+                                     grad, x, y, w, *gg)
     for f, r in zip(fused, generic):
         torch.testing.assert_close(f, r if r is not None else torch.zeros_like(f), rtol=1e-11, atol=1e-11)
 
