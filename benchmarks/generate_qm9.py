@@ -20,7 +20,8 @@ QM9 comes from the cached tensor file ``<data_dir>/qm9/qm9_generate_v1.pt`` (``$
 cache dir), converted once from the installed ``qm9pack`` CSV files: no network needed.
 
 Writes ``benchmarks/results/generate_qm9_<model>.json`` + ``.png`` (grid of valid samples),
-``generate_qm9_cond_<prop>.json`` + ``.png`` for ``--conditional``, ``generate_qm9_data.json`` for ``--data-row``.
+``generate_qm9_cond_<prop>_<model>.json`` + ``.png`` for ``--conditional``, ``generate_qm9_data.json`` for
+``--data-row``.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours
 
     torch.set_num_threads(1)
     config = conditional_config(model, prop)
-    name = f"generate_qm9_cond_{prop}"
+    name = f"generate_qm9_cond_{prop}_{model}"
     res_path = RESULTS / f"{name}.json"
     points = _previous_points(res_path)
     cond = work / f"cond_{prop}"

@@ -196,7 +196,12 @@ def main() -> None:
     ap.add_argument("--redo-classical", action="store_true", help="recompute the classical cells (re-time)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
+    ap.add_argument("--table", action="store_true",
+                    help="only print the results table of docs/pde.md from the JSON (runs nothing)")
     a = ap.parse_args()
+    if a.table:
+        print(markdown_table(json.loads((RESULTS / f"{a.name}.json").read_text())["cells"]))
+        return
 
     import torch
 
@@ -275,24 +280,41 @@ def main() -> None:
     print(path)
 
 
+def _err(e: float) -> str:
+    return f"{e:.1e}" if 0 < e < 1e-3 else f"{e:.3g}"
+
+
+def _paper_text(paper: dict) -> str:
+    """``MP-PDE err in t s (baseline err in t s)``: the paper's MP-PDE and its numerical baseline for one cell."""
+    def one(v):
+        err, rt = v
+        if err is None:
+            return "breaks" + (f", {rt:g} s" if rt else "")
+        return f"{err:g}" + (f" in {rt:g} s" if rt else "")
+
+    base = [f"{k} {one(paper[k])}" for k in PAPER_BASELINES if paper.get(k)]
+    mp = one(paper["MP-PDE"]) if paper.get("MP-PDE") else ""
+    return (mp + (f" ({'; '.join(base)})" if base else "")).strip()
+
+
 def markdown_table(cells: dict) -> str:
-    """Table-1-shaped markdown: error (ms per trajectory, single) per solver, paper numbers beside."""
+    """The results table of docs/pde.md: accumulated error (ms per trajectory, single) per solver, the trivial
+    hold-last error, and the paper's MP-PDE with its numerical baseline (every paper method: PAPER / docs)."""
     solvers = ["WENO5", "spectral", "Chebyshev", "mp-pde-small", "fno-small", "mp-pde", "fno"]
     present = [s for s in solvers if any(s in {**c.get("classical", {}), **c.get("neural", {})}
                                          for c in cells.values())]
-    lines = ["| cell | " + " | ".join(present) + " | hold-last | paper |",
+    lines = ["| cell | " + " | ".join(present) + " | hold-last | paper MP-PDE (baseline) |",
              "|---" * (len(present) + 3) + "|"]
     for key, c in cells.items():
         row = {**c.get("classical", {}), **c.get("neural", {})}
         vals = []
         for s in present:
             r = row.get(s)
-            vals.append("" if r is None else f"{r['error']:.3g} ({1e3 * r['s_per_traj_single']:.3g} ms)")
+            vals.append("" if r is None else f"{_err(r['error'])} ({1e3 * r['s_per_traj_single']:.3g} ms)")
         paper = paper_cell(key) or c.get("paper") or {}
-        ptxt = "; ".join(f"{k} {'breaks' if v[0] is None else v[0]}" + (f" in {v[1]} s" if v[1] else "")
-                         for k, v in paper.items())
         hold = c.get("persistence_error")
-        lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | {ptxt} |")
+        lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | "
+                     f"{_paper_text(paper)} |")
     return "\n".join(lines)
 
 

@@ -83,7 +83,9 @@ def test_summary_reports_paper_mp_pde_next_to_ours_in_every_e_cell(bench):
 def test_markdown_table_prints_the_paper_columns(bench):
     table = bench.markdown_table(_cells())
     line = next(x for x in table.splitlines() if x.startswith("| E1/nx100 "))
-    assert "WENO5 2.02 in 1.9 s" in line and "FNO-RNN 11.93" in line and "MP-PDE 1.55 in 0.09 s" in line
+    assert line == "| E1/nx100 | 0.05 (2 ms) |  |  |  |  | 1.55 in 0.09 s (WENO5 2.02 in 1.9 s) |"
+    assert next(x for x in table.splitlines() if x.startswith("| E1/nx50 ")).startswith(
+        "| E1/nx50 | 0.05 (2 ms) |  | 28 (50 ms) | 37 (20 ms) |  | 1.67 in 0.08 s (WENO5 6.23 in 1.8 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith(
-        "| pseudospectral breaks in 0.2 s; MP-PDE 0.059 in 0.07 s |")
+        "| 0.059 in 0.07 s (pseudospectral breaks, 0.2 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE2/nx20 ")).endswith("|  |")
