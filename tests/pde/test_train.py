@@ -192,7 +192,10 @@ def test_plots_write_images(tmp_path):
 
     cells = {"E1/nx50": {"classical": {"WENO5": {"error": 0.05, "s_per_traj_single": 0.002}},
                          "neural": {"mp-pde-small": {"error": 28.0, "s_per_traj_single": 0.05},
-                                    "fno": {"error": float("nan"), "s_per_traj_single": 0.01}}}}
+                                    "fno": {"error": float("nan"), "s_per_traj_single": 0.01}}},
+             # round-off error of an exact solver (drawn on the floor line) and the paper's numbers ("breaks": None)
+             "WE1/nx20": {"classical": {"Chebyshev": {"error": 5e-16, "s_per_traj_single": 0.0005}},
+                          "paper": {"pseudospectral": [None, 0.2], "MP-PDE": [0.059, 0.07]}}}
     assert plot_error_vs_runtime(cells, tmp_path / "err.png").stat().st_size > 5_000
     t, x = np.linspace(0, 4, 250), (np.arange(50) + 0.5) * 16 / 50
     ref = np.sin(x[None] - t[:, None])

@@ -43,26 +43,81 @@ def plot_rollout(ref: np.ndarray, pred: np.ndarray, x: np.ndarray, t: np.ndarray
     return path
 
 
+ERROR_FLOOR = 1e-8  # errors below this (round-off of exact solvers) are drawn on the floor line
+
+
+def _cell_key(key: str) -> tuple[str, int]:
+    eq, _, nx = key.partition("/nx")
+    return eq, int(nx) if nx.isdigit() else 0
+
+
 def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
-    """Accumulated error against ms per trajectory (single), one marker per solver, one colour per cell."""
+    """The breakeven plot: one panel per equation, accumulated error against ms per trajectory (single, log-log).
+
+    Colour = solver (same in every panel; open markers classical, filled neural), marker = resolution nx,
+    a line joins one solver's resolutions. Errors below :data:`ERROR_FLOOR` are drawn on a dotted floor line.
+    Where a cell carries the paper's numbers (``cell["paper"]``: ``{method: [error, seconds]}``), the paper's
+    MP-PDE is a black star (its runtime is on the authors' hardware, not this CPU). Cells whose error or
+    runtime is NaN are skipped, so a partial benchmark still plots."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 5))
-    markers = {"WENO5": "s", "spectral": "D", "Chebyshev": "^", "mp-pde": "o", "fno": "P"}
-    colors = plt.cm.tab20(np.linspace(0, 1, max(1, len(cells))))
-    for color, (key, cell) in zip(colors, sorted(cells.items())):
-        pts = {**cell.get("classical", {}), **cell.get("neural", {})}
-        for solver, r in pts.items():
-            err, ms = r.get("error", np.nan), 1e3 * r.get("s_per_traj_single", np.nan)
-            if np.isfinite(err) and np.isfinite(ms) and err > 0:
-                filled = solver in cell.get("neural", {})
-                mark = next((m for name, m in markers.items() if solver.startswith(name)), "x")  # mp-pde-small
-                ax.loglog(ms, err, mark, color=color, mfc=color if filled else "none",
-                          ms=8, label=f"{key} {solver}")
-    ax.set_xlabel("wall-clock per trajectory, single (ms, this CPU)")
-    ax.set_ylabel("accumulated error")
-    ax.set_title("filled: neural, open: classical; lower-left is better")
-    ax.legend(fontsize=6, ncol=2, loc="best")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    eqs = sorted({_cell_key(k)[0] for k in cells})
+    nxs = sorted({_cell_key(k)[1] for k in cells}, reverse=True)
+    solvers = sorted({s for c in cells.values() for s in (*c.get("classical", {}), *c.get("neural", {}))})
+    colors = dict(zip(solvers, plt.cm.tab10(np.arange(len(solvers)) % 10)))
+    markers = dict(zip(nxs, "osD^vP*X"))
+    ncol = min(3, max(1, len(eqs)))
+    nrow = -(-max(1, len(eqs)) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow + 0.9), squeeze=False)
+    paper_shown = floored = False
+    for ax, eq in zip(axes.flat, eqs):
+        keys = sorted((k for k in cells if _cell_key(k)[0] == eq), key=lambda k: -_cell_key(k)[1])
+        for solver in solvers:
+            xs, ys = [], []
+            for key in keys:
+                cell = cells[key]
+                r = {**cell.get("classical", {}), **cell.get("neural", {})}.get(solver)
+                if r is None:
+                    continue
+                err, ms = r.get("error", np.nan), 1e3 * r.get("s_per_traj_single", np.nan)
+                if not (np.isfinite(err) and np.isfinite(ms)):
+                    continue
+                floored |= err < ERROR_FLOOR
+                err = max(err, ERROR_FLOOR)
+                neural = solver in cell.get("neural", {})
+                ax.loglog(ms, err, markers[_cell_key(key)[1]], color=colors[solver],
+                          mfc=colors[solver] if neural else "none", ms=7)
+                xs.append(ms)
+                ys.append(err)
+            if len(xs) > 1:
+                ax.loglog(xs, ys, "-", color=colors[solver], lw=0.8, alpha=0.6)
+        for key in keys:
+            mp = (cells[key].get("paper") or {}).get("MP-PDE")
+            if mp and mp[0] is not None and mp[1]:
+                ax.loglog(1e3 * mp[1], mp[0], markers[_cell_key(key)[1]], color="k", ms=5, alpha=0.7)
+                ax.loglog(1e3 * mp[1], mp[0], "*", color="k", ms=11, mfc="none")
+                paper_shown = True
+        if floored:
+            ax.axhline(ERROR_FLOOR, color="0.6", ls=":", lw=0.8)
+        ax.set_title(eq)
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in list(axes.flat)[len(eqs):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("ms per trajectory (single, this CPU)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accumulated error")
+    handles = [Line2D([], [], ls="-", marker="o", color=colors[s], label=s) for s in solvers]
+    handles += [Line2D([], [], ls="", marker=markers[n], color="0.3", label=f"nx={n}") for n in nxs]
+    if paper_shown:
+        handles.append(Line2D([], [], ls="", marker="*", color="k", mfc="none", ms=11,
+                              label="paper MP-PDE (their hardware)"))
+    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
+    note = f"; errors < {ERROR_FLOOR:g} on the dotted line" if floored else ""
+    fig.suptitle(f"open: classical, filled: neural; lower-left is better{note}", fontsize=10)
+    rows_legend = -(-len(handles) // min(6, len(handles)))
+    fig.tight_layout(rect=(0, 0.035 * rows_legend + 0.02, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
