@@ -89,3 +89,15 @@ def test_markdown_table_prints_the_paper_columns(bench):
     assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith(
         "| 0.059 in 0.07 s (pseudospectral breaks, 0.2 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE2/nx20 ")).endswith("|  |")
+
+
+def test_budget_curve_power_law_fit_and_extrapolation():
+    spec = importlib.util.spec_from_file_location("pde_budget_curve", SCRIPT.parent / "pde_budget_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    steps = [1_000, 10_000, 100_000]
+    a, b = mod.power_law(steps, [50.0 * s ** -0.5 for s in steps])
+    assert (a, b) == (pytest.approx(50.0), pytest.approx(0.5))
+    assert mod.steps_for(0.05, (a, b)) == pytest.approx(1e6)
+    assert mod.power_law([1_000, 1_000], [3.0, 2.0]) is None  # one budget: no fit
+    assert mod.steps_for(1.0, (10.0, -0.1)) is None  # error growing with steps: no estimate

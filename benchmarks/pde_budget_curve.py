@@ -1,0 +1,163 @@
+"""Neural PDE solver error against training budget on one MP-PDE cell: how far is the paper's number?
+
+Trains one model preset on one cell (equation x nx) at increasing budgets (training trajectories x passes per
+epoch x epochs = optimiser steps), evaluates each on the same 128 test trajectories, and fits a power law
+error ~ a * steps^-b through the points to estimate the steps (and CPU-hours at the measured step time) the
+paper's error would need. The fit is an extrapolation, labelled as such in the JSON; the points are measured.
+
+    nice -n 5 python benchmarks/pde_budget_curve.py --equation E1 --nx 50 --model fno-small \
+        --budgets 256x8 2048x8 2048x32
+
+``NxR`` = N training trajectories, R random windows per trajectory and epoch (``--repeat``); every budget is its
+own run directory under ``--runs`` and resumes from its last checkpoint; finished budgets are skipped on a rerun.
+Writes ``benchmarks/results/pde_budget_<eq>_nx<nx>_<model>.json`` + ``.png``. Anchor: the paper's Table 1
+(MP-PDE and FNO-PF errors of the cell, from ``pde_mp_pde.PAPER``) and our classical solver's error from
+``pde_mp_pde.json`` when that cell is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_result  # noqa: E402
+from pde_mp_pde import PAPER_BUDGET, optimizer_steps, paper_cell  # noqa: E402
+
+
+def power_law(steps, errors) -> tuple[float, float] | None:
+    """Least-squares fit of log(error) = log(a) - b log(steps); None with fewer than two distinct budgets."""
+    s, e = np.log(np.asarray(steps, float)), np.log(np.asarray(errors, float))
+    if len(np.unique(s)) < 2:
+        return None
+    slope, intercept = np.polyfit(s, e, 1)
+    return float(np.exp(intercept)), float(-slope)
+
+
+def steps_for(error: float, fit: tuple[float, float] | None) -> float | None:
+    """Steps at which the fitted power law reaches ``error`` (None if the fit does not decrease)."""
+    if fit is None or fit[1] <= 0:
+        return None
+    a, b = fit
+    return float((a / error) ** (1.0 / b))
+
+
+def plot(points: list[dict], fit, targets: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    st = np.array([p["optimizer_steps"] for p in points], float)
+    ax.loglog(st, [p["error"] for p in points], "o", color="C3", ms=8, label="ours (measured)")
+    hi = max([st.max() * 4] + [v for v in (targets.get("paper_steps"),) if v])
+    if fit is not None:
+        xs = np.geomspace(st.min(), hi, 50)
+        ax.loglog(xs, fit[0] * xs ** -fit[1], "--", color="C3", lw=1,
+                  label=f"fit error = {fit[0]:.3g} steps^-{fit[1]:.2f} (extrapolated)")
+    styles = {"paper MP-PDE": ("k", "-"), "paper FNO-PF": ("0.4", "-."), "our classical": ("C0", ":")}
+    for name, (color, ls) in styles.items():
+        if targets.get(name) is not None:
+            ax.axhline(targets[name], color=color, ls=ls, lw=1, label=f"{name} {targets[name]:.3g}")
+    if targets.get("paper_steps"):
+        ax.axvline(targets["paper_steps"], color="0.6", ls="-", lw=0.8, label="paper's optimiser steps")
+    ax.set_xlabel("optimiser steps (batch 16)")
+    ax.set_ylabel("accumulated error (test set)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--equation", default="E1")
+    ap.add_argument("--nx", type=int, default=50)
+    ap.add_argument("--model", default="fno-small")
+    ap.add_argument("--budgets", nargs="+", default=["256x8", "2048x8", "2048x32"],
+                    help="NxR: N training trajectories, R windows per trajectory and epoch")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--n-valid", type=int, default=32)
+    ap.add_argument("--n-test", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
+    ap.add_argument("--cache", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    budgets = []
+    for b in a.budgets:
+        n, _, r = b.partition("x")
+        if not (n.isdigit() and r.isdigit()):
+            ap.error(f"budget {b!r} is not NxR (e.g. 2048x8)")
+        budgets.append((int(n), int(r)))
+
+    import torch
+
+    from compscope.pde import get_equation
+    from compscope.pde._train import evaluate, train
+
+    torch.set_num_threads(a.threads)
+    eq = get_equation(a.equation)
+    if a.nx not in eq.resolutions:
+        ap.error(f"{eq.name} has resolutions {eq.resolutions}, not {a.nx}")
+    key = f"{eq.name}/nx{a.nx}"
+    name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}"
+    prev = RESULTS / f"{name}.json"
+    points = json.loads(prev.read_text())["points"] if prev.exists() else []
+    paper = paper_cell(key) or {}
+    main_json = RESULTS / "pde_mp_pde.json"
+    classical = None
+    if main_json.exists():
+        cl = json.loads(main_json.read_text()).get("cells", {}).get(key, {}).get("classical", {})
+        errs = [v["error"] for v in cl.values() if np.isfinite(v.get("error", np.nan))]
+        classical = min(errs) if errs else None
+    targets = {"paper MP-PDE": (paper.get("MP-PDE") or [None])[0], "paper FNO-PF": (paper.get("FNO-PF") or [None])[0],
+               "our classical": classical, "paper_steps": PAPER_BUDGET["optimizer_steps"]}
+    for n_train, repeat in budgets:
+        steps = optimizer_steps(n_train, repeat, a.batch_size, a.epochs)
+        if any(p["n_train"] == n_train and p["repeat"] == repeat and p["epochs"] == a.epochs for p in points):
+            continue
+        run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}_{n_train}x{repeat}x{a.epochs}"
+        t0 = time.perf_counter()
+        ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
+                     cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
+                     resume=(run / "checkpoints" / "last.ckpt").exists(), progress=False, threads=a.threads)
+        train_s = time.perf_counter() - t0
+        res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
+        points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
+                       "error": res["accumulated_error"], "train_wall_s": train_s,
+                       "s_per_step": train_s / steps, "checkpoint": str(ckpt)})
+        points.sort(key=lambda p: p["optimizer_steps"])
+        print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s:.0f} s)", flush=True)
+    fit = power_law([p["optimizer_steps"] for p in points], [p["error"] for p in points])
+    step_s = float(np.median([p["s_per_step"] for p in points])) if points else None
+    estimates = {}
+    for label in ("paper MP-PDE", "paper FNO-PF"):
+        need = steps_for(targets[label], fit) if targets[label] else None
+        estimates[label] = {"error": targets[label], "steps_extrapolated": need,
+                            "cpu_hours_extrapolated": None if need is None or step_s is None else need * step_s / 3600}
+    write_result(name, {
+        "cell": key, "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
+        "n_test": a.n_test, "points": points, "targets": targets,
+        "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b"},
+        "median_s_per_step": step_s, "extrapolation": estimates,
+        "note": "points are measured (this CPU, 1 thread, shared 2-core machine; train_wall_s includes data loading "
+                "and validation); the fit and its step / CPU-hour estimates are an extrapolation",
+    }, seed=a.seed)
+    plot(points, fit, targets, RESULTS / f"{name}.png",
+         f"{a.model} on {key}: error vs training budget (CPU, {a.epochs} epochs)")
+    print(json.dumps(estimates, indent=1))
+
+
+if __name__ == "__main__":
+    main()
