@@ -2,11 +2,12 @@
 
 Trains one model preset on one cell (equation x nx) at increasing budgets (training trajectories x passes per
 epoch x epochs = optimiser steps), evaluates each on the same 128 test trajectories, and fits a power law
-error ~ a * steps^-b through the points to estimate the steps (and CPU-hours at the measured step time) the
-paper's error would need. The fit is an extrapolation, labelled as such in the JSON; the points are measured.
+error ~ a * steps^-b through the points with the most training trajectories, to estimate the steps (and
+CPU-hours at the measured step time) the paper's error would need. The fit is an extrapolation, labelled as
+such in the JSON; the points are measured.
 
     nice -n 5 python benchmarks/pde_budget_curve.py --equation E1 --nx 50 --model fno-small \
-        --budgets 256x8 2048x8 2048x32
+        --budgets 256x8 2048x8 2048x32 2048x64
 
 ``NxR`` = N training trajectories, R random windows per trajectory and epoch (``--repeat``); every budget is its
 own run directory under ``--runs`` and resumes from its last checkpoint; finished budgets are skipped on a rerun.
@@ -47,7 +48,7 @@ def steps_for(error: float, fit: tuple[float, float] | None) -> float | None:
     return float((a / error) ** (1.0 / b))
 
 
-def plot(points: list[dict], fit, targets: dict, path: Path, title: str) -> None:
+def plot(points: list[dict], fit, n_fit: int, targets: dict, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,12 +56,15 @@ def plot(points: list[dict], fit, targets: dict, path: Path, title: str) -> None
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     st = np.array([p["optimizer_steps"] for p in points], float)
-    ax.loglog(st, [p["error"] for p in points], "o", color="C3", ms=8, label="ours (measured)")
+    for n in sorted({p["n_train"] for p in points}):
+        sel = [p for p in points if p["n_train"] == n]
+        ax.loglog([p["optimizer_steps"] for p in sel], [p["error"] for p in sel], "o" if n == n_fit else "s",
+                  color="C3", mfc="C3" if n == n_fit else "none", ms=8, label=f"ours, {n} training trajectories")
     hi = max([st.max() * 4] + [v for v in (targets.get("paper_steps"),) if v])
     if fit is not None:
-        xs = np.geomspace(st.min(), hi, 50)
+        xs = np.geomspace(min(p["optimizer_steps"] for p in points if p["n_train"] == n_fit), hi, 50)
         ax.loglog(xs, fit[0] * xs ** -fit[1], "--", color="C3", lw=1,
-                  label=f"fit error = {fit[0]:.3g} steps^-{fit[1]:.2f} (extrapolated)")
+                  label=f"fit ({n_fit} traj.): error = {fit[0]:.3g} steps^-{fit[1]:.2f}, extrapolated")
     styles = {"paper MP-PDE": ("k", "-"), "paper FNO-PF": ("0.4", "-."), "our classical": ("C0", ":")}
     for name, (color, ls) in styles.items():
         if targets.get(name) is not None:
@@ -139,7 +143,11 @@ def main() -> None:
                        "s_per_step": train_s / steps, "checkpoint": str(ckpt)})
         points.sort(key=lambda p: p["optimizer_steps"])
         print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s:.0f} s)", flush=True)
-    fit = power_law([p["optimizer_steps"] for p in points], [p["error"] for p in points])
+    # the fit uses the points with the most training trajectories only: fewer trajectories is a different
+    # (data-limited) curve, and mixing them overstates the slope
+    n_fit = max((p["n_train"] for p in points), default=0)
+    fitted = [p for p in points if p["n_train"] == n_fit]
+    fit = power_law([p["optimizer_steps"] for p in fitted], [p["error"] for p in fitted])
     step_s = float(np.median([p["s_per_step"] for p in points])) if points else None
     estimates = {}
     for label in ("paper MP-PDE", "paper FNO-PF"):
@@ -149,12 +157,13 @@ def main() -> None:
     write_result(name, {
         "cell": key, "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
         "n_test": a.n_test, "points": points, "targets": targets,
-        "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b"},
+        "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
+                                                   "n_train": n_fit, "points": len(fitted)},
         "median_s_per_step": step_s, "extrapolation": estimates,
         "note": "points are measured (this CPU, 1 thread, shared 2-core machine; train_wall_s includes data loading "
                 "and validation); the fit and its step / CPU-hour estimates are an extrapolation",
     }, seed=a.seed)
-    plot(points, fit, targets, RESULTS / f"{name}.png",
+    plot(points, fit, n_fit, targets, RESULTS / f"{name}.png",
          f"{a.model} on {key}: error vs training budget (CPU, {a.epochs} epochs)")
     print(json.dumps(estimates, indent=1))
 
