@@ -54,6 +54,8 @@ def test_novelty_and_uniqueness_counts():
     m = metrics.evaluate([ethene, ethene, water], train_smiles={"[H]O[H]"})
     assert m.validity == 1.0 and m.uniqueness == pytest.approx(2 / 3)
     assert m.novelty == pytest.approx(0.5)  # C=C is novel, O is not
+    assert "novel 50.0 %," in str(m)
+    assert "novel n/a (no training SMILES given)," in str(metrics.evaluate([ethene, water]))
     with pytest.raises(ValueError, match="no molecules"):
         metrics.evaluate([])
 

@@ -158,11 +158,11 @@ class Metrics:
         return asdict(self)
 
     def __str__(self) -> str:
-        nov = "n/a" if self.novelty is None else f"{100 * self.novelty:.1f}"
+        nov = "n/a (no training SMILES given)" if self.novelty is None else f"{100 * self.novelty:.1f} %"
         return (
             f"{self.n_molecules} molecules: atom stable {100 * self.atom_stability:.1f} %, "
             f"mol stable {100 * self.molecule_stability:.1f} %, valid {100 * self.validity:.1f} %, "
-            f"valid&unique {100 * self.valid_unique:.1f} %, novel {nov} %, "
+            f"valid&unique {100 * self.valid_unique:.1f} %, novel {nov}, "
             f"connected valid {100 * self.connected_validity:.1f} %"
         )
 
