@@ -197,6 +197,7 @@ def test_plots_write_images(tmp_path):
              "WE1/nx20": {"classical": {"Chebyshev": {"error": 5e-16, "s_per_traj_single": 0.0005}},
                           "paper": {"pseudospectral": [None, 0.2], "MP-PDE": [0.059, 0.07]}}}
     assert plot_error_vs_runtime(cells, tmp_path / "err.png").stat().st_size > 5_000
+    assert plot_error_vs_runtime({}, tmp_path / "empty.png").exists()  # nothing finished yet: still a figure
     t, x = np.linspace(0, 4, 250), (np.arange(50) + 0.5) * 16 / 50
     ref = np.sin(x[None] - t[:, None])
     assert plot_rollout(ref, ref + 0.1, x, t, tmp_path / "roll.png").stat().st_size > 10_000

@@ -72,6 +72,7 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow + 0.9), squeeze=False)
     paper_shown = floored = False
     for ax, eq in zip(axes.flat, eqs):
+        panel_floored = False
         keys = sorted((k for k in cells if _cell_key(k)[0] == eq), key=lambda k: -_cell_key(k)[1])
         for solver in solvers:
             xs, ys = [], []
@@ -83,7 +84,7 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
                 err, ms = r.get("error", np.nan), 1e3 * r.get("s_per_traj_single", np.nan)
                 if not (np.isfinite(err) and np.isfinite(ms)):
                     continue
-                floored |= err < ERROR_FLOOR
+                panel_floored |= err < ERROR_FLOOR
                 err = max(err, ERROR_FLOOR)
                 neural = solver in cell.get("neural", {})
                 ax.loglog(ms, err, markers[_cell_key(key)[1]], color=colors[solver],
@@ -98,8 +99,9 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
                 ax.loglog(1e3 * mp[1], mp[0], markers[_cell_key(key)[1]], color="k", ms=5, alpha=0.7)
                 ax.loglog(1e3 * mp[1], mp[0], "*", color="k", ms=11, mfc="none")
                 paper_shown = True
-        if floored:
+        if panel_floored:
             ax.axhline(ERROR_FLOOR, color="0.6", ls=":", lw=0.8)
+            floored = True
         ax.set_title(eq)
         ax.grid(True, which="major", alpha=0.3)
     for ax in list(axes.flat)[len(eqs):]:
@@ -113,10 +115,11 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     if paper_shown:
         handles.append(Line2D([], [], ls="", marker="*", color="k", mfc="none", ms=11,
                               label="paper MP-PDE (their hardware)"))
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
+    legend_cols = max(1, min(6, len(handles)))
+    fig.legend(handles=handles, loc="lower center", ncol=legend_cols, fontsize=8, frameon=False)
     note = f"; errors < {ERROR_FLOOR:g} on the dotted line" if floored else ""
     fig.suptitle(f"open: classical, filled: neural; lower-left is better{note}", fontsize=10)
-    rows_legend = -(-len(handles) // min(6, len(handles)))
+    rows_legend = -(-len(handles) // legend_cols)
     fig.tight_layout(rect=(0, 0.035 * rows_legend + 0.02, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
