@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
+from compscope.pde import cell_key  # noqa: E402
 from pde_mp_pde import PAPER_BUDGET, optimizer_steps, paper_cell  # noqa: E402
 
 
@@ -81,6 +82,24 @@ def plot(points: list[dict], fit, n_fit: int, targets: dict, path: Path, title: 
     plt.close(fig)
 
 
+def resumed_step(last_ckpt: Path) -> int:
+    """Optimizer steps already done by an interrupted run (0 for a fresh one)."""
+    if not last_ckpt.exists():
+        return 0
+    import torch
+
+    return int(torch.load(last_ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
+
+
+def wall_time(run_s: float, steps: int, start_step: int) -> dict:
+    """Per-step time from the steps this process ran; a resumed run's earlier part is estimated at that rate
+    (flagged), so a point that was interrupted does not understate its cost."""
+    ran = max(steps - start_step, 1)
+    s_per_step = run_s / ran
+    return {"train_wall_s": run_s + start_step * s_per_step, "s_per_step": s_per_step,
+            "resumed_from_step": start_step, "train_wall_s_estimated": start_step > 0}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--equation", default="E1")
@@ -114,7 +133,7 @@ def main() -> None:
     eq = get_equation(a.equation)
     if a.nx not in eq.resolutions:
         ap.error(f"{eq.name} has resolutions {eq.resolutions}, not {a.nx}")
-    key = f"{eq.name}/nx{a.nx}"
+    key = cell_key(eq.name, a.nx)
     name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}"
     prev = RESULTS / f"{name}.json"
     points = json.loads(prev.read_text())["points"] if prev.exists() else []
@@ -132,15 +151,17 @@ def main() -> None:
         if any(p["n_train"] == n_train and p["repeat"] == repeat and p["epochs"] == a.epochs for p in points):
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}_{n_train}x{repeat}x{a.epochs}"
+        last = run / "checkpoints" / "last.ckpt"
+        start_step = resumed_step(last)
         t0 = time.perf_counter()
         ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
                      cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
-                     resume=(run / "checkpoints" / "last.ckpt").exists(), progress=False, threads=a.threads)
+                     resume=last.exists(), progress=False, threads=a.threads)
         train_s = time.perf_counter() - t0
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
-                       "error": res["accumulated_error"], "train_wall_s": train_s,
-                       "s_per_step": train_s / steps, "checkpoint": str(ckpt)})
+                       "error": res["accumulated_error"], "checkpoint": str(ckpt),
+                       **wall_time(train_s, steps, start_step)})
         points.sort(key=lambda p: p["optimizer_steps"])
         print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s:.0f} s)", flush=True)
     # the fit uses the points with the most training trajectories only: fewer trajectories is a different

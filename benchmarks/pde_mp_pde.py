@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
+from compscope.pde import cell_key, parse_cell_key  # noqa: E402
 
 NAME = "pde_mp_pde"
 # Published numbers of Brandstetter, Worrall & Welling, ICLR 2022 (arXiv 2202.03376): per cell
@@ -85,8 +86,7 @@ PAPER_BASELINES = {"WENO5": "WENO5", "pseudospectral": "Chebyshev"}
 
 def paper_cell(key: str) -> dict | None:
     """The paper's numbers for a cell key such as ``"E1/nx100"`` (None where none were transcribed)."""
-    eq, _, nx = key.partition("/nx")
-    return PAPER.get((eq, int(nx))) if nx.isdigit() else None
+    return PAPER.get(parse_cell_key(key))
 
 
 # The authors' training recipe (experiments/train.py defaults and README commands): per epoch
@@ -228,7 +228,7 @@ def main() -> None:
         for nx in eq.resolutions:
             if only and nx not in only:
                 continue
-            key = f"{eq.name}/nx{nx}"
+            key = cell_key(eq.name, nx)
             cell = cells.setdefault(key, {})
             if "classical" not in cell or a.redo_classical:
                 te = load_split(test_path, nx)
@@ -245,7 +245,7 @@ def main() -> None:
         for nx in eq.resolutions:
             if only and nx not in only:
                 continue
-            key = f"{eq.name}/nx{nx}"
+            key = cell_key(eq.name, nx)
             cell = cells.setdefault(key, {})
             for model in a.models.split(","):
                 if model in cell.get("neural", {}):

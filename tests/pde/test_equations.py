@@ -5,9 +5,11 @@ from compscope.pde import (
     EQUATIONS,
     ResolutionError,
     UnknownEquationError,
+    cell_key,
     check_resolution,
     forcing_cell_average,
     get_equation,
+    parse_cell_key,
     periodic_grid,
 )
 
@@ -30,6 +32,16 @@ def test_paper_resolutions_accepted():
             assert check_resolution(eq, nx) == nx
     with pytest.raises(ResolutionError, match="too small"):
         check_resolution(get_equation("WE1"), 3)
+
+
+def test_cell_key_round_trip_and_malformed_keys():
+    for eq in EQUATIONS.values():
+        for nx in eq.resolutions:
+            assert parse_cell_key(cell_key(eq.name, nx)) == (eq.name, nx)
+    assert cell_key("WE3", 20) == "WE3/nx20"
+    for bad in ("E1", "E1/nx", "E1/nxabc", "/nx100", "E1-nx100"):
+        with pytest.raises(ValueError, match="malformed cell key"):
+            parse_cell_key(bad)
 
 
 def test_periodic_grid_does_not_repeat_endpoint():

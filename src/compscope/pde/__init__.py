@@ -14,10 +14,12 @@ from ._equations import (
     ResolutionError,
     UnknownEquationError,
     WaveEquation,
+    cell_key,
     chebyshev_grid,
     check_resolution,
     forcing_cell_average,
     get_equation,
+    parse_cell_key,
     periodic_grid,
 )
 from ._generate import SPLITS, cache_dir, generate, load_split, solve_reference
@@ -27,7 +29,8 @@ from ._weno import weno_solve, weno_solve_batch
 
 __all__ = [
     "EQUATIONS", "CombinedEquation", "WaveEquation", "ResolutionError", "UnknownEquationError",
-    "check_resolution", "chebyshev_grid", "forcing_cell_average", "get_equation", "periodic_grid",
+    "cell_key", "parse_cell_key", "check_resolution", "chebyshev_grid", "forcing_cell_average", "get_equation",
+    "periodic_grid",
     "SPLITS", "cache_dir", "generate", "load_split", "solve_reference", "points_to_cell_average",
     "spectral_solve", "ChebyshevWaveSolver", "cheb_diff_matrix", "gaussian_pulse", "wave_eigen", "wave_exact",
     "weno_solve", "weno_solve_batch", "RolloutDivergedError", "accumulated_error", "per_step_error", "rollout",

@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = [
     "CombinedEquation", "WaveEquation", "EQUATIONS", "get_equation", "check_resolution", "periodic_grid",
-    "chebyshev_grid", "forcing_cell_average", "UnknownEquationError", "ResolutionError",
+    "chebyshev_grid", "forcing_cell_average", "UnknownEquationError", "ResolutionError", "cell_key", "parse_cell_key",
 ]
 
 
@@ -75,7 +75,7 @@ class CombinedEquation:
 
     def grid(self, nx: int) -> np.ndarray:
         """Cell centres of a resolution (checked against the reference grid)."""
-        check_resolution(self, nx, allow_ref=True)
+        check_resolution(self, nx)
         return periodic_grid(self.L, nx)
 
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -185,7 +185,7 @@ def get_equation(name: str) -> Equation:
     return EQUATIONS[key]
 
 
-def check_resolution(eq: Equation, nx: int, allow_ref: bool = False) -> int:
+def check_resolution(eq: Equation, nx: int) -> int:
     """Validate a spatial resolution for an equation and return it.
 
     For E1-E3 the data at ``nx`` are averages of the reference cells, so ``nx`` must divide ``nx_ref``.
@@ -198,13 +198,24 @@ def check_resolution(eq: Equation, nx: int, allow_ref: bool = False) -> int:
                 f"{eq.name}: nx={nx} does not divide the reference grid nx_ref={eq.nx_ref}; "
                 f"use one of {divisors} (the paper uses {list(eq.resolutions)})"
             )
-        if nx == eq.nx_ref and not allow_ref:
-            return nx
         return nx
     if nx < 4:
         raise ResolutionError(f"{eq.name}: nx={nx} is too small for a Chebyshev grid; use nx >= 4 "
                               f"(the paper uses {list(eq.resolutions)})")
     return nx
+
+
+def cell_key(equation: str, nx: int) -> str:
+    """The benchmark's name of one (equation, resolution) cell, e.g. ``"E1/nx100"``."""
+    return f"{equation}/nx{int(nx)}"
+
+
+def parse_cell_key(key: str) -> tuple[str, int]:
+    """Inverse of :func:`cell_key`: ``"E1/nx100"`` -> ``("E1", 100)``; a malformed key raises ValueError."""
+    eq, sep, nx = key.partition("/nx")
+    if not (eq and sep and nx.isdigit()):
+        raise ValueError(f"malformed cell key {key!r}: expected '<equation>/nx<int>', e.g. 'E1/nx100'")
+    return eq, int(nx)
 
 
 def periodic_grid(L: float, nx: int) -> np.ndarray:

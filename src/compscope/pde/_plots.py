@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._equations import parse_cell_key
+
 __all__ = ["plot_rollout", "plot_error_vs_runtime"]
 
 
@@ -46,11 +48,6 @@ def plot_rollout(ref: np.ndarray, pred: np.ndarray, x: np.ndarray, t: np.ndarray
 ERROR_FLOOR = 1e-8  # errors below this (round-off of exact solvers) are drawn on the floor line
 
 
-def _cell_key(key: str) -> tuple[str, int]:
-    eq, _, nx = key.partition("/nx")
-    return eq, int(nx) if nx.isdigit() else 0
-
-
 def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     """The breakeven plot: one panel per equation, accumulated error against ms per trajectory (single, log-log).
 
@@ -62,8 +59,8 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     plt = _plt()
     from matplotlib.lines import Line2D
 
-    eqs = sorted({_cell_key(k)[0] for k in cells})
-    nxs = sorted({_cell_key(k)[1] for k in cells}, reverse=True)
+    eqs = sorted({parse_cell_key(k)[0] for k in cells})
+    nxs = sorted({parse_cell_key(k)[1] for k in cells}, reverse=True)
     solvers = sorted({s for c in cells.values() for s in (*c.get("classical", {}), *c.get("neural", {}))})
     colors = dict(zip(solvers, plt.cm.tab10(np.arange(len(solvers)) % 10)))
     markers = dict(zip(nxs, "osD^vP*X"))
@@ -73,7 +70,7 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     paper_shown = floored = False
     for ax, eq in zip(axes.flat, eqs):
         panel_floored = False
-        keys = sorted((k for k in cells if _cell_key(k)[0] == eq), key=lambda k: -_cell_key(k)[1])
+        keys = sorted((k for k in cells if parse_cell_key(k)[0] == eq), key=lambda k: -parse_cell_key(k)[1])
         for solver in solvers:
             xs, ys = [], []
             for key in keys:
@@ -87,7 +84,7 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
                 panel_floored |= err < ERROR_FLOOR
                 err = max(err, ERROR_FLOOR)
                 neural = solver in cell.get("neural", {})
-                ax.loglog(ms, err, markers[_cell_key(key)[1]], color=colors[solver],
+                ax.loglog(ms, err, markers[parse_cell_key(key)[1]], color=colors[solver],
                           mfc=colors[solver] if neural else "none", ms=7)
                 xs.append(ms)
                 ys.append(err)
@@ -96,7 +93,7 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
         for key in keys:
             mp = (cells[key].get("paper") or {}).get("MP-PDE")
             if mp and mp[0] is not None and mp[1]:
-                ax.loglog(1e3 * mp[1], mp[0], markers[_cell_key(key)[1]], color="k", ms=5, alpha=0.7)
+                ax.loglog(1e3 * mp[1], mp[0], markers[parse_cell_key(key)[1]], color="k", ms=5, alpha=0.7)
                 ax.loglog(1e3 * mp[1], mp[0], "*", color="k", ms=11, mfc="none")
                 paper_shown = True
         if panel_floored:
