@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"],
+                    help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     budgets = []
@@ -156,7 +158,8 @@ def main() -> None:
         t0 = time.perf_counter()
         ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
                      cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
-                     resume=last.exists(), progress=False, threads=a.threads)
+                     resume=last.exists(), progress=False, threads=a.threads,
+                     accelerator=a.accelerator)
         train_s = time.perf_counter() - t0
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
@@ -177,7 +180,7 @@ def main() -> None:
                             "cpu_hours_extrapolated": None if need is None or step_s is None else need * step_s / 3600}
     write_result(name, {
         "cell": key, "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
-        "n_test": a.n_test, "points": points, "targets": targets,
+        "n_test": a.n_test, "accelerator": a.accelerator, "points": points, "targets": targets,
         "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
                                                    "n_train": n_fit, "points": len(fitted)},
         "median_s_per_step": step_s, "extrapolation": estimates,

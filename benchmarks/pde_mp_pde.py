@@ -194,6 +194,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--redo-classical", action="store_true", help="recompute the classical cells (re-time)")
+    ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"],
+                    help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
     ap.add_argument("--table", action="store_true",
@@ -212,7 +214,8 @@ def main() -> None:
     prev = RESULTS / f"{a.name}.json"
     cells = json.loads(prev.read_text()).get("cells", {}) if prev.exists() else {}
     budget = {k: getattr(a, k) for k in ("n_train", "n_valid", "n_test", "epochs", "repeat", "batch_size",
-                                         "max_unroll", "lr", "models", "seed", "threads")}
+                                         "max_unroll", "lr", "models", "seed", "threads",
+                                         "accelerator")}
     budget["optimizer_steps"] = optimizer_steps(a.n_train, a.repeat, a.batch_size, a.epochs)
     only = {int(v) for v in a.resolutions.split(",") if v}
 
@@ -256,7 +259,7 @@ def main() -> None:
                 ckpt = train(eq.name, nx, run, model=model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
                              cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
                              max_unroll=a.max_unroll, lr=a.lr, resume=resume, workers=a.workers,
-                             progress=False)
+                             progress=False, accelerator=a.accelerator)
                 train_s = time.perf_counter() - t0
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:

@@ -110,6 +110,11 @@ def test_training_bad_inputs(tmp_path):
         NeuralPDESolver("E7", 40)
     with pytest.raises(ValueError, match="exceeds nt"):
         NeuralPDESolver("E1", 40, "fno-tiny", time_window=100)
+    with pytest.raises(ValueError, match="unknown accelerator 'tpu'"):
+        train("E1", 40, tmp_path, n_train=4, n_valid=4, progress=False, accelerator="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="sees no CUDA device"):
+            train("E1", 40, tmp_path, n_train=4, n_valid=4, progress=False, accelerator="gpu")
 
 
 def test_every_shipped_config_builds():

@@ -52,12 +52,13 @@ def train(
                                          "else 1e-3"),
     max_unroll: int | None = typer.Option(None, help="pushforward: most windows unrolled without gradient "
                                                  "(0 = one-step training); default: the config's, else 2"),
-    devices: int = typer.Option(1, help="CPU processes"),
+    devices: int = typer.Option(1, help="processes (CPU) or GPUs"),
     strategy: str = typer.Option("auto", help="'ddp' for multi-process data parallel (gloo on CPU)"),
     resume: bool = typer.Option(False, help="continue from out/checkpoints/last.ckpt"),
     cache: Path | None = typer.Option(None),
     progress: bool = typer.Option(True),
     threads: int | None = typer.Option(None, help="torch threads per process (1 is best on a busy 2-core box)"),
+    accelerator: str = typer.Option("cpu", help="cpu, gpu (CUDA) or auto"),
 ) -> None:
     """Train MP-PDE or FNO with temporal bundling and the pushforward trick (Lightning)."""
     import yaml
@@ -74,7 +75,7 @@ def train(
         _fail(ValueError("give --equation and --nx (or a --config that sets them)"))
     try:
         ckpt = run(out_dir=out, devices=devices, strategy=strategy, resume=resume, progress=progress,
-                   threads=threads, **args)
+                   threads=threads, accelerator=accelerator, **args)
     except (ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
         _fail(exc)
     typer.echo(ckpt)

@@ -135,7 +135,17 @@ class _Repeat(torch.utils.data.Dataset):
         return self.u[i], self.cond[i]
 
 
-_RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers", "threads", "cache"}
+_RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers", "threads", "cache",
+                "accelerator"}
+ACCELERATORS = ("cpu", "gpu", "auto")
+
+
+def _check_accelerator(accelerator: str) -> None:
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"unknown accelerator {accelerator!r}: use one of {', '.join(ACCELERATORS)}")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise ValueError(f"accelerator='gpu' but torch {torch.__version__} sees no CUDA device: train with "
+                         "accelerator='cpu' (or 'auto'), or install a CUDA build of torch on a GPU machine")
 
 
 def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict = "mp-pde",
@@ -143,14 +153,17 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
           max_epochs: int = 20, batch_size: int = 16, repeat: int = 1, time_window: int = 25,
           max_unroll: int = 2, lr: float = 1e-3, weight_decay: float = 1e-8, devices: int = 1,
           strategy: str = "auto", resume: bool = False, workers: int | None = None,
-          progress: bool = True, threads: int | None = None) -> Path:
+          progress: bool = True, threads: int | None = None, accelerator: str = "cpu") -> Path:
     """Generate (or reuse) the data, train, and return the path of the best checkpoint.
 
     Checkpoints go to ``out_dir/checkpoints`` (``last.ckpt`` every epoch); ``resume=True`` continues from
     ``last.ckpt`` and refuses a changed configuration (only max_epochs, devices, strategy may change).
     ``strategy="ddp"`` with ``devices=2`` runs two CPU processes (gloo). ``threads`` sets torch's intra-op
     threads per process (1 is much faster for these small models on a busy 2-core machine).
+    ``accelerator``: ``cpu`` (default), ``gpu`` (a CUDA device; refused with a clear message where none is
+    visible) or ``auto`` (a GPU when there is one). Evaluation and the runtime tables stay on the CPU.
     """
+    _check_accelerator(accelerator)
     cfg = {k: v for k, v in locals().items() if k not in {"out_dir"}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +197,7 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
 
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_acc_error", mode="min",
                            save_last=True, save_top_k=1)
-    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=devices, strategy=strategy,
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
                         callbacks=[ckpt], logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
                         enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
                         deterministic=False)
