@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -82,24 +81,6 @@ def plot(points: list[dict], fit, n_fit: int, targets: dict, path: Path, title: 
     plt.close(fig)
 
 
-def resumed_step(last_ckpt: Path) -> int:
-    """Optimizer steps already done by an interrupted run (0 for a fresh one)."""
-    if not last_ckpt.exists():
-        return 0
-    import torch
-
-    return int(torch.load(last_ckpt, map_location="cpu", weights_only=False).get("global_step", 0))
-
-
-def wall_time(run_s: float, steps: int, start_step: int) -> dict:
-    """Per-step time from the steps this process ran; a resumed run's earlier part is estimated at that rate
-    (flagged), so a point that was interrupted does not understate its cost."""
-    ran = max(steps - start_step, 1)
-    s_per_step = run_s / ran
-    return {"train_wall_s": run_s + start_step * s_per_step, "s_per_step": s_per_step,
-            "resumed_from_step": start_step, "train_wall_s_estimated": start_step > 0}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--equation", default="E1")
@@ -129,7 +110,7 @@ def main() -> None:
     import torch
 
     from compscope.pde import get_equation
-    from compscope.pde._train import evaluate, train
+    from compscope.pde._train import evaluate, train, training_time
 
     torch.set_num_threads(a.threads)
     eq = get_equation(a.equation)
@@ -154,25 +135,24 @@ def main() -> None:
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"
-        start_step = resumed_step(last)
-        t0 = time.perf_counter()
         ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
                      cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
                      resume=last.exists(), progress=False, threads=a.threads,
                      accelerator=a.accelerator)
-        train_s = time.perf_counter() - t0
+        train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
                        "error": res["accumulated_error"], "checkpoint": str(ckpt),
-                       **wall_time(train_s, steps, start_step)})
+                       "train_wall_s": train_s, "s_per_step": None if train_s is None else train_s / steps})
         points.sort(key=lambda p: p["optimizer_steps"])
-        print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s:.0f} s)", flush=True)
+        print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s} s)", flush=True)
     # the fit uses the points with the most training trajectories only: fewer trajectories is a different
     # (data-limited) curve, and mixing them overstates the slope
     n_fit = max((p["n_train"] for p in points), default=0)
     fitted = [p for p in points if p["n_train"] == n_fit]
     fit = power_law([p["optimizer_steps"] for p in fitted], [p["error"] for p in fitted])
-    step_s = float(np.median([p["s_per_step"] for p in points])) if points else None
+    timed = [p["s_per_step"] for p in points if p.get("s_per_step")]
+    step_s = float(np.median(timed)) if timed else None
     estimates = {}
     for label in ("paper MP-PDE", "paper FNO-PF"):
         need = steps_for(targets[label], fit) if targets[label] else None

@@ -208,7 +208,7 @@ def main() -> None:
     import torch
 
     from compscope.pde import generate, get_equation, load_split
-    from compscope.pde._train import evaluate, train
+    from compscope.pde._train import evaluate, train, training_time
 
     torch.set_num_threads(a.threads)
     prev = RESULTS / f"{a.name}.json"
@@ -254,13 +254,12 @@ def main() -> None:
                 if model in cell.get("neural", {}):
                     continue
                 run = Path(a.runs) / f"{eq.name}_nx{nx}_{model}"
-                t0 = time.perf_counter()
                 resume = (run / "checkpoints" / "last.ckpt").exists()
                 ckpt = train(eq.name, nx, run, model=model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
                              cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
                              max_unroll=a.max_unroll, lr=a.lr, resume=resume, workers=a.workers,
                              progress=False, accelerator=a.accelerator)
-                train_s = time.perf_counter() - t0
+                train_s = training_time(run)["train_seconds"]  # summed over resumes (None: run older than the timer)
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:
                     from compscope.pde._plots import plot_rollout

@@ -102,18 +102,3 @@ def test_budget_curve_power_law_fit_and_extrapolation():
     assert mod.power_law([1_000, 1_000], [3.0, 2.0]) is None  # one budget: no fit
     assert mod.steps_for(1.0, (10.0, -0.1)) is None  # error growing with steps: no estimate
 
-
-def test_budget_curve_wall_time_of_a_resumed_point(tmp_path):
-    spec = importlib.util.spec_from_file_location("pde_budget_curve", SCRIPT.parent / "pde_budget_curve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    fresh = mod.wall_time(100.0, 1_000, 0)
-    assert fresh == {"train_wall_s": 100.0, "s_per_step": 0.1, "resumed_from_step": 0, "train_wall_s_estimated": False}
-    resumed = mod.wall_time(25.0, 1_000, 750)  # only the last 250 steps ran in this process
-    assert resumed["s_per_step"] == pytest.approx(0.1)
-    assert resumed["train_wall_s"] == pytest.approx(100.0) and resumed["train_wall_s_estimated"]
-    assert mod.resumed_step(tmp_path / "missing.ckpt") == 0
-    import torch
-
-    torch.save({"global_step": 750, "state_dict": {}}, tmp_path / "last.ckpt")
-    assert mod.resumed_step(tmp_path / "last.ckpt") == 750

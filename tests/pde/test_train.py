@@ -20,6 +20,7 @@ from compscope.pde import (
     per_step_error,
     rollout,
     train,
+    training_time,
 )
 
 
@@ -94,6 +95,8 @@ def test_model_on_other_equation_or_grid_is_refused(tiny_run):
 def test_resume_continues_and_refuses_changes(tmp_path, pde_cache):
     kw = dict(model="fno-tiny", n_train=8, n_valid=4, cache=str(pde_cache), batch_size=8, workers=1, progress=False)
     train("E1", 40, tmp_path, max_epochs=1, **kw)
+    first = training_time(tmp_path)
+    assert first["train_seconds"] > 0 and first["global_step"] == 1
     with pytest.raises(FileExistsError, match="--resume"):
         train("E1", 40, tmp_path, max_epochs=1, **kw)
     with pytest.raises(ValueError, match="changed configuration.*lr"):
@@ -101,6 +104,13 @@ def test_resume_continues_and_refuses_changes(tmp_path, pde_cache):
     train("E1", 40, tmp_path, max_epochs=2, resume=True, **kw)
     ck = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["epoch"] == 1  # the second epoch ran on top of the first
+    both = training_time(tmp_path)  # the Timer's state came back from the checkpoint: both epochs count
+    assert both["global_step"] == 2 and both["train_seconds"] > first["train_seconds"]
+    assert training_time(tmp_path / "no_run") is None
+    ck["callbacks"] = {k: v for k, v in ck["callbacks"].items() if not k.startswith("Timer")}
+    torch.save(ck, tmp_path / "checkpoints" / "last.ckpt")  # as a checkpoint written before runs timed themselves
+    train("E1", 40, tmp_path, max_epochs=3, resume=True, **kw)
+    assert training_time(tmp_path) == {"train_seconds": None, "global_step": 3}  # unknown, not a wrong number
 
 
 def test_training_bad_inputs(tmp_path):

@@ -36,14 +36,14 @@ __all__ = [
     "weno_solve", "weno_solve_batch", "RolloutDivergedError", "accumulated_error", "per_step_error", "rollout",
     "time_per_trajectory", "FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges",
     "plot_error_vs_runtime", "plot_rollout", "EquationMismatchError", "NeuralPDESolver", "evaluate",
-    "load_solver", "train",
+    "load_solver", "train", "training_time",
 ]
 
 _LAZY = {
     "_metrics": ["RolloutDivergedError", "accumulated_error", "per_step_error", "rollout", "time_per_trajectory"],
     "_models": ["FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges"],
     "_plots": ["plot_error_vs_runtime", "plot_rollout"],
-    "_train": ["EquationMismatchError", "NeuralPDESolver", "evaluate", "load_solver", "train"],
+    "_train": ["EquationMismatchError", "NeuralPDESolver", "evaluate", "load_solver", "train", "training_time"],
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 

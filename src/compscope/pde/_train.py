@@ -23,7 +23,7 @@ from ._generate import generate, load_split
 from ._metrics import accumulated_error, per_step_error, rollout, time_per_trajectory
 from ._models import build_model
 
-__all__ = ["NeuralPDESolver", "train", "load_solver", "evaluate", "EquationMismatchError"]
+__all__ = ["NeuralPDESolver", "train", "load_solver", "evaluate", "training_time", "EquationMismatchError"]
 
 log = logging.getLogger(__name__)
 
@@ -192,19 +192,32 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     dl_tr = torch.utils.data.DataLoader(_Repeat(tr["u"], tr["cond"], repeat), batch_size=batch_size, shuffle=True,
                                         drop_last=len(tr["u"]) * repeat > batch_size)
     dl_va = torch.utils.data.DataLoader(_Repeat(va["u"], va["cond"]), batch_size=max(batch_size, 32))
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
     from lightning.pytorch.loggers import CSVLogger
 
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_acc_error", mode="min",
                            save_last=True, save_top_k=1)
+    timer = Timer()  # its elapsed time is saved in every checkpoint, so it survives a resume
+    timed = not resume or any(k.startswith("Timer") for k in
+                              torch.load(last, map_location="cpu", weights_only=False).get("callbacks", {}))
     trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-                        callbacks=[ckpt], logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
+                        callbacks=[ckpt, timer], logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
                         enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
                         deterministic=False)
     trainer.fit(module, dl_tr, dl_va, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         _plot_losses(out)
+        (out / "train_time.json").write_text(json.dumps(
+            {"train_seconds": timer.time_elapsed("train") if timed else None, "global_step": trainer.global_step}))
     return Path(ckpt.best_model_path or last)
+
+
+def training_time(out_dir: str | os.PathLike) -> dict | None:
+    """``{"train_seconds", "global_step"}`` of a run made by :func:`train`: wall-clock training time summed over
+    every resume (Lightning's Timer state lives in the checkpoints); ``train_seconds`` is None for a run begun by an
+    older version that did not time itself. None for a folder without that record."""
+    path = Path(out_dir) / "train_time.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _plot_losses(out: Path) -> None:
