@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--n-valid", type=int, default=32)
     ap.add_argument("--n-test", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--max-unroll", type=int, default=2, help="pushforward depth (the authors' recipe: 1)")
     ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -117,7 +118,9 @@ def main() -> None:
     if a.nx not in eq.resolutions:
         ap.error(f"{eq.name} has resolutions {eq.resolutions}, not {a.nx}")
     key = cell_key(eq.name, a.nx)
-    name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}"
+    # another recipe is another curve: its own JSON and run folders (the default recipe keeps the plain name)
+    recipe = "" if (a.lr, a.max_unroll) == (1e-3, 2) else f"_lr{a.lr:g}_pf{a.max_unroll}"
+    name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}{recipe}"
     prev = RESULTS / f"{name}.json"
     points = json.loads(prev.read_text())["points"] if prev.exists() else []
     paper = paper_cell(key) or {}
@@ -133,11 +136,11 @@ def main() -> None:
         steps = optimizer_steps(n_train, repeat, a.batch_size, a.epochs)
         if any(p["n_train"] == n_train and p["repeat"] == repeat and p["epochs"] == a.epochs for p in points):
             continue
-        run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}_{n_train}x{repeat}x{a.epochs}"
+        run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}{recipe}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"
         ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
                      cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
-                     resume=last.exists(), progress=False, threads=a.threads,
+                     max_unroll=a.max_unroll, resume=last.exists(), progress=False, threads=a.threads,
                      accelerator=a.accelerator)
         train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
@@ -160,6 +163,7 @@ def main() -> None:
                             "cpu_hours_extrapolated": None if need is None or step_s is None else need * step_s / 3600}
     write_result(name, {
         "cell": key, "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
+        "max_unroll": a.max_unroll,
         "n_test": a.n_test, "accelerator": a.accelerator, "points": points, "targets": targets,
         "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
                                                    "n_train": n_fit, "points": len(fitted)},
@@ -168,7 +172,7 @@ def main() -> None:
                 "and validation); the fit and its step / CPU-hour estimates are an extrapolation",
     }, seed=a.seed)
     plot(points, fit, n_fit, targets, RESULTS / f"{name}.png",
-         f"{a.model} on {key}: error vs training budget (CPU, {a.epochs} epochs)")
+         f"{a.model}{recipe} on {key}: error vs training budget (CPU, {a.epochs} epochs)")
     print(json.dumps(estimates, indent=1))
 
 
