@@ -120,6 +120,7 @@ def main() -> None:
     key = cell_key(eq.name, a.nx)
     # another recipe is another curve: its own JSON and run folders (the default recipe keeps the plain name)
     recipe = "" if (a.lr, a.max_unroll) == (1e-3, 2) else f"_lr{a.lr:g}_pf{a.max_unroll}"
+    recipe += f"_seed{a.seed}" if a.seed else ""  # another seed is a repeat, not a point of the same curve
     name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}{recipe}"
     prev = RESULTS / f"{name}.json"
     points = json.loads(prev.read_text())["points"] if prev.exists() else []
