@@ -169,8 +169,9 @@ def main() -> None:
         "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
                                                    "n_train": n_fit, "points": len(fitted)},
         "median_s_per_step": step_s, "extrapolation": estimates,
-        "note": "points are measured (this CPU, 1 thread, shared 2-core machine; train_wall_s includes data loading "
-                "and validation); the fit and its step / CPU-hour estimates are an extrapolation",
+        "note": "points are measured (this CPU, 1 thread, shared 2-core machine; train_wall_s is Lightning's training "
+                "stage incl. validation, summed over resumes, without loading the data; null for runs begun before "
+                "runs timed themselves); the fit and its step / CPU-hour estimates are an extrapolation",
     }, seed=a.seed)
     plot(points, fit, n_fit, targets, RESULTS / f"{name}.png",
          f"{a.model}{recipe} on {key}: error vs training budget (CPU, {a.epochs} epochs)")

@@ -101,4 +101,3 @@ def test_budget_curve_power_law_fit_and_extrapolation():
     assert mod.steps_for(0.05, (a, b)) == pytest.approx(1e6)
     assert mod.power_law([1_000, 1_000], [3.0, 2.0]) is None  # one budget: no fit
     assert mod.steps_for(1.0, (10.0, -0.1)) is None  # error growing with steps: no estimate
-
