@@ -15,9 +15,10 @@ from compscope.pde import (
 
 
 def test_unknown_equation_lists_valid_names():
-    with pytest.raises(UnknownEquationError, match="E1, E2, E3, WE1, WE2, WE3"):
+    with pytest.raises(UnknownEquationError, match="E1, E2, E3, E3-authors, WE1, WE2, WE3"):
         get_equation("E4")
     assert get_equation("we2").name == "WE2"
+    assert get_equation("e3-AUTHORS").name == "E3-authors"
 
 
 @pytest.mark.parametrize("nx", [30, 64, 0, 201])
@@ -64,6 +65,11 @@ def test_sampling_is_seeded_and_in_range():
     assert -0.4 <= om.min() and om.max() <= 0.4
     assert set(np.concatenate([d["l"] for d in draws]).astype(int)) == {1, 2, 3}
     assert all(0 <= d["alpha"] <= 3 and 0 <= d["beta"] <= 0.4 and 0 <= d["gamma"] <= 1 for d in draws)
+    authors = [get_equation("E3-authors").sample(np.random.default_rng(i)) for i in range(200)]
+    assert set(np.concatenate([d["l"] for d in authors]).astype(int)) == {1, 2}  # torch.randint(1, 3) in their script
+    assert all(0 <= d["alpha"] <= 6 and 0.1 <= d["beta"] <= 0.4 and 0 <= d["gamma"] <= 1 for d in authors)
+    assert max(d["alpha"] for d in authors) > 3  # the script's range, wider than the paper's text
+    assert get_equation("E3-authors").tmax == 2.0 and get_equation("E3").tmax == 4.0
     e1 = get_equation("E1").sample(np.random.default_rng(0))
     assert (e1["alpha"], e1["beta"], e1["gamma"]) == (1.0, 0.0, 0.0)
 
