@@ -17,6 +17,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import Timer
 
 from ._equations import check_resolution, get_equation
 from ._generate import generate, load_split
@@ -140,6 +141,25 @@ _RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "work
 ACCELERATORS = ("cpu", "gpu", "auto")
 
 
+class _ResumableTimer(Timer):
+    """Lightning's Timer that knows whether a resumed run's checkpoint carried its state: runs begun before
+    compscope timed itself did not, and their summed time would silently miss the earlier epochs."""
+
+    restored = False
+
+    @property
+    def state_key(self) -> str:
+        return "Timer"  # the key of the plain Timer, so checkpoints written with it resume here
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        self.restored = True
+
+    def complete(self, resumed: bool) -> bool:
+        """True when :meth:`time_elapsed` covers the whole run."""
+        return not resumed or self.restored
+
+
 def _check_accelerator(accelerator: str) -> None:
     if accelerator not in ACCELERATORS:
         raise ValueError(f"unknown accelerator {accelerator!r}: use one of {', '.join(ACCELERATORS)}")
@@ -192,14 +212,12 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     dl_tr = torch.utils.data.DataLoader(_Repeat(tr["u"], tr["cond"], repeat), batch_size=batch_size, shuffle=True,
                                         drop_last=len(tr["u"]) * repeat > batch_size)
     dl_va = torch.utils.data.DataLoader(_Repeat(va["u"], va["cond"]), batch_size=max(batch_size, 32))
-    from lightning.pytorch.callbacks import ModelCheckpoint, Timer
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_acc_error", mode="min",
                            save_last=True, save_top_k=1)
-    timer = Timer()  # its elapsed time is saved in every checkpoint, so it survives a resume
-    timed = not resume or any(k.startswith("Timer") for k in
-                              torch.load(last, map_location="cpu", weights_only=False).get("callbacks", {}))
+    timer = _ResumableTimer()  # its elapsed time is saved in every checkpoint, so it survives a resume
     trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
                         callbacks=[ckpt, timer], logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
                         enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
@@ -208,7 +226,8 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     if trainer.is_global_zero:
         _plot_losses(out)
         (out / "train_time.json").write_text(json.dumps(
-            {"train_seconds": timer.time_elapsed("train") if timed else None, "global_step": trainer.global_step}))
+            {"train_seconds": timer.time_elapsed("train") if timer.complete(resume) else None,
+             "global_step": trainer.global_step}))
     return Path(ckpt.best_model_path or last)
 
 
