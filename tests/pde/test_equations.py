@@ -15,7 +15,7 @@ from compscope.pde import (
 
 
 def test_unknown_equation_lists_valid_names():
-    with pytest.raises(UnknownEquationError, match="E1, E2, E3, E3-authors, WE1, WE2, WE3"):
+    with pytest.raises(UnknownEquationError, match="E1, E2, E3, E1-authors, E2-authors, E3-authors, WE1, WE2, WE3"):
         get_equation("E4")
     assert get_equation("we2").name == "WE2"
     assert get_equation("e3-AUTHORS").name == "E3-authors"
@@ -70,6 +70,10 @@ def test_sampling_is_seeded_and_in_range():
     assert all(0 <= d["alpha"] <= 6 and 0.1 <= d["beta"] <= 0.4 and 0 <= d["gamma"] <= 1 for d in authors)
     assert max(d["alpha"] for d in authors) > 3  # the script's range, wider than the paper's text
     assert get_equation("E3-authors").tmax == 2.0 and get_equation("E3").tmax == 4.0
+    for name in ("E1", "E2"):  # the authors' E1/E2 differ from ours only in the wave numbers
+        ours, theirs = get_equation(name), get_equation(f"{name}-authors")
+        assert theirs.wave_numbers == (1, 2) and ours.wave_numbers == (1, 2, 3)
+        assert (theirs.alpha, theirs.beta, theirs.gamma, theirs.tmax) == (ours.alpha, ours.beta, ours.gamma, ours.tmax)
     e1 = get_equation("E1").sample(np.random.default_rng(0))
     assert (e1["alpha"], e1["beta"], e1["gamma"]) == (1.0, 0.0, 0.0)
 

@@ -18,7 +18,7 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def generate(
-    equation: str = typer.Argument(..., help="E1, E2, E3, E3-authors, WE1, WE2 or WE3"),
+    equation: str = typer.Argument(..., help="E1, E2, E3, E1-authors, E2-authors, E3-authors, WE1, WE2 or WE3"),
     split: str = typer.Option("train", help="train, valid or test"),
     n: int = typer.Option(2048, help="trajectories (paper: 2048 train, 128 valid/test)"),
     seed: int = typer.Option(0),
