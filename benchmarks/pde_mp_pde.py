@@ -16,6 +16,8 @@ set with a new random window per trajectory and pass (``--repeat 250``), batch 1
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import sys
 import time
@@ -89,6 +91,25 @@ PAPER_BASELINES = {"WENO5": "WENO5", "pseudospectral": "Chebyshev"}
 # [0, 6], beta in [0.1, 0.4]; our E1-E3 follow the paper's text instead (l in {1, 2, 3}; E3: t in [0, 4], alpha
 # in [0, 3], beta in [0, 0.4]; docs/pde.md). Both carry the paper's numbers; the -authors cells are like for like.
 PAPER_ALIASES = {"E1-authors": "E1", "E2-authors": "E2", "E3-authors": "E3"}
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive advisory lock on ``<path>.lock`` for a read-modify-write of ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(path.suffix + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def merge_cells(path: Path, cells: dict, touched: set[str]) -> dict:
+    """The cells of the JSON at ``path`` (none if it is missing) with this run's ``touched`` cells over them."""
+    merged = json.loads(path.read_text()).get("cells", {}) if path.exists() else {}
+    merged.update({key: cells[key] for key in touched})
+    return merged
 
 
 def paper_cell(key: str) -> dict | None:
@@ -227,11 +248,16 @@ def main() -> None:
     budget["optimizer_steps"] = optimizer_steps(a.n_train, a.repeat, a.batch_size, a.epochs)
     only = {int(v) for v in a.resolutions.split(",") if v}
 
+    touched: set[str] = set()  # cells this run computed; the JSON may also gain cells from a concurrent run
+
     def save():
-        for key, cell in cells.items():  # also refreshes cells resumed from an older JSON
-            cell["paper"] = paper_cell(key)
-        return write_result(a.name, {"budget": budget, "paper_budget": PAPER_BUDGET, "paper_source": PAPER_SOURCE,
-                              "cells": cells, "summary": summarize(cells)}, seed=a.seed)
+        with _locked(prev):  # two runs on disjoint cells (one per core) share one JSON without losing cells
+            merged = merge_cells(prev, cells, touched)
+            for key, cell in merged.items():  # also refreshes cells resumed from an older JSON
+                cell["paper"] = paper_cell(key)
+            return write_result(a.name, {"budget": budget, "paper_budget": PAPER_BUDGET,
+                                         "paper_source": PAPER_SOURCE, "cells": merged,
+                                         "summary": summarize(merged)}, seed=a.seed)
 
     for name in a.equations.split(","):
         eq = get_equation(name)
@@ -247,6 +273,7 @@ def main() -> None:
                 # trivial yardstick: hold the last given step constant (what an untrained bundled solver does)
                 hold = np.repeat(te["u"][:, 49:50], te["u"].shape[1], axis=1)
                 cell["persistence_error"] = float(((hold - te["u"]) ** 2).mean(-1)[:, 50:].sum(-1).mean())
+                touched.add(key)
                 save()
                 print(key, "classical", json.dumps(cell["classical"]), flush=True)
     for name in a.neural_equations.split(","):
@@ -280,9 +307,11 @@ def main() -> None:
                     "s_per_traj_single": res["s_per_traj_single"], "train_wall_s": train_s,
                     "per_step_error": res["per_step_error"][::5], "checkpoint": str(ckpt),
                 }
+                touched.add(key)
                 save()
                 print(key, model, res["accumulated_error"], flush=True)
     path = save()
+    cells = json.loads(path.read_text())["cells"]  # with any cells a concurrent run added
     from compscope.pde._plots import plot_error_vs_runtime
 
     plot_error_vs_runtime(cells, RESULTS / f"{a.name}_error_vs_runtime.png")

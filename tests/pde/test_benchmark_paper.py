@@ -103,3 +103,19 @@ def test_budget_curve_power_law_fit_and_extrapolation():
     assert mod.steps_for(0.05, (a, b)) == pytest.approx(1e6)
     assert mod.power_law([1_000, 1_000], [3.0, 2.0]) is None  # one budget: no fit
     assert mod.steps_for(1.0, (10.0, -0.1)) is None  # error growing with steps: no estimate
+
+
+def test_concurrent_runs_keep_each_others_cells(bench, tmp_path):
+    import json
+
+    path = tmp_path / "table.json"
+    assert bench.merge_cells(path, {"E1/nx50": {"a": 1}}, {"E1/nx50"}) == {"E1/nx50": {"a": 1}}  # no file yet
+    path.write_text(json.dumps({"cells": {"E1/nx50": {"a": 1}, "E3/nx40": {"b": 2}}}))
+    # a run that started before E1/nx50 was written holds a stale copy of E3/nx40 and its own new cell
+    mine = {"E3/nx40": {"b": 0}, "E3-authors/nx50": {"c": 3}}
+    merged = bench.merge_cells(path, mine, {"E3-authors/nx50"})
+    assert merged == {"E1/nx50": {"a": 1}, "E3/nx40": {"b": 2}, "E3-authors/nx50": {"c": 3}}
+    with bench._locked(path):  # released on exit: the next read-modify-write can take it again
+        pass
+    with bench._locked(path):
+        assert (tmp_path / "table.json.lock").exists()
