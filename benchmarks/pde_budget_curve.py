@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
-from compscope.pde import cell_key  # noqa: E402
+from compscope.pde import ACCELERATORS, cell_key  # noqa: E402
 from pde_mp_pde import PAPER_BUDGET, optimizer_steps, paper_cell  # noqa: E402
 
 
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"],
+    ap.add_argument("--accelerator", default="cpu", choices=ACCELERATORS,
                     help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
-from compscope.pde import cell_key, parse_cell_key  # noqa: E402
+from compscope.pde import ACCELERATORS, cell_key, parse_cell_key  # noqa: E402
 
 NAME = "pde_mp_pde"
 # Published numbers of Brandstetter, Worrall & Welling, ICLR 2022 (arXiv 2202.03376): per cell
@@ -223,7 +223,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--redo-classical", action="store_true", help="recompute the classical cells (re-time)")
-    ap.add_argument("--accelerator", default="cpu", choices=["cpu", "gpu", "auto"],
+    ap.add_argument("--accelerator", default="cpu", choices=ACCELERATORS,
                     help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")

@@ -8,6 +8,7 @@ access (``compscope.pde.MPPDE``), so data generation and the classical solvers s
 
 import importlib
 
+from ._accelerators import ACCELERATORS
 from ._equations import (
     EQUATIONS,
     CombinedEquation,
@@ -28,7 +29,7 @@ from ._wave import ChebyshevWaveSolver, cheb_diff_matrix, gaussian_pulse, wave_e
 from ._weno import weno_solve, weno_solve_batch
 
 __all__ = [
-    "EQUATIONS", "CombinedEquation", "WaveEquation", "ResolutionError", "UnknownEquationError",
+    "ACCELERATORS", "EQUATIONS", "CombinedEquation", "WaveEquation", "ResolutionError", "UnknownEquationError",
     "cell_key", "parse_cell_key", "check_resolution", "chebyshev_grid", "forcing_cell_average", "get_equation",
     "periodic_grid",
     "SPLITS", "cache_dir", "generate", "load_split", "solve_reference", "points_to_cell_average",

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer
 
+from ._accelerators import check_accelerator
 from ._equations import check_resolution, get_equation
 from ._generate import generate, load_split
 from ._metrics import accumulated_error, per_step_error, rollout, time_per_trajectory
@@ -138,9 +139,6 @@ class _Repeat(torch.utils.data.Dataset):
 
 _RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers", "threads", "cache",
                 "accelerator"}
-ACCELERATORS = ("cpu", "gpu", "auto")
-
-
 class _ResumableTimer(Timer):
     """Lightning's Timer that knows whether a resumed run's checkpoint carried its state: runs begun before
     compscope timed itself did not, and their summed time would silently miss the earlier epochs."""
@@ -160,14 +158,6 @@ class _ResumableTimer(Timer):
         return not resumed or self.restored
 
 
-def _check_accelerator(accelerator: str) -> None:
-    if accelerator not in ACCELERATORS:
-        raise ValueError(f"unknown accelerator {accelerator!r}: use one of {', '.join(ACCELERATORS)}")
-    if accelerator == "gpu" and not torch.cuda.is_available():
-        raise ValueError(f"accelerator='gpu' but torch {torch.__version__} sees no CUDA device: train with "
-                         "accelerator='cpu' (or 'auto'), or install a CUDA build of torch on a GPU machine")
-
-
 def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict = "mp-pde",
           n_train: int = 2048, n_valid: int = 128, seed: int = 0, cache: str | None = None,
           max_epochs: int = 20, batch_size: int = 16, repeat: int = 1, time_window: int = 25,
@@ -183,7 +173,7 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     ``accelerator``: ``cpu`` (default), ``gpu`` (a CUDA device; refused with a clear message where none is
     visible) or ``auto`` (a GPU when there is one). Evaluation and the runtime tables stay on the CPU.
     """
-    _check_accelerator(accelerator)
+    check_accelerator(accelerator)
     cfg = {k: v for k, v in locals().items() if k not in {"out_dir"}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
