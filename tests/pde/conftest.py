@@ -1,3 +1,6 @@
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,3 +23,14 @@ def tiny_run(tmp_path_factory, pde_cache):
     ckpt = train("E1", 40, out, model="mp-pde-tiny", n_train=16, n_valid=4, cache=str(pde_cache), max_epochs=4,
                  batch_size=8, repeat=8, max_unroll=0, lr=3e-3, workers=1, progress=False)
     return ckpt, out
+
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (its helpers are tested without running the benchmark)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,19 +1,13 @@
 """The MP-PDE benchmark script's published numbers (Table 1, WE1) and its summary, without running a benchmark."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pde_mp_pde.py"
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("pde_mp_pde_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("pde_mp_pde")
 
 
 def test_paper_table1_covers_every_e_cell(bench):
@@ -94,9 +88,7 @@ def test_markdown_table_prints_the_paper_columns(bench):
 
 
 def test_budget_curve_power_law_fit_and_extrapolation():
-    spec = importlib.util.spec_from_file_location("pde_budget_curve", SCRIPT.parent / "pde_budget_curve.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_benchmark("pde_budget_curve")
     steps = [1_000, 10_000, 100_000]
     a, b = mod.power_law(steps, [50.0 * s ** -0.5 for s in steps])
     assert (a, b) == (pytest.approx(50.0), pytest.approx(0.5))

@@ -1,20 +1,14 @@
 """The per-trajectory error breakdown script's helpers (the diagnostic behind docs/pde.md's E3 analysis)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "pde_error_breakdown.py"
+from .conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bd():
-    spec = importlib.util.spec_from_file_location("pde_error_breakdown", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("pde_error_breakdown")
 
 
 def test_per_trajectory_error_matches_the_benchmark_metric(bd):
