@@ -49,3 +49,37 @@ def test_bad_inputs(tmp_path, pde_cache):
         generate("E1", "training", 4, cache=tmp_path)
     with pytest.raises(ValueError, match="unknown equation"):
         generate("burgers", "train", 4, cache=tmp_path)
+
+
+def test_box5_coarsening_is_the_authors_moving_average_on_our_cells():
+    from compscope.pde import ResolutionError, coarsen
+
+    rng = np.random.default_rng(0)
+    fine = rng.normal(size=(3, 200))
+    # nx = 40: a window five fine cells wide centred on a coarse cell is that cell: the block average
+    np.testing.assert_allclose(coarsen(fine, 40, "box5"), coarsen(fine, 40, "block"), atol=1e-12)
+    # nx = 100 (two fine cells per coarse cell): weights 0.1, 0.2 x 4, 0.1 over fine cells 2i-2 .. 2i+3
+    expect = sum(w * np.roll(fine, -k, axis=-1)[..., ::2] for k, w in zip(range(-2, 4), [.1, .2, .2, .2, .2, .1]))
+    np.testing.assert_allclose(coarsen(fine, 100, "box5"), expect, atol=1e-12)
+    # a moving average keeps constants and damps the grid-scale mode
+    for nx in (100, 50, 20):
+        np.testing.assert_allclose(coarsen(np.full(200, 2.5), nx, "box5"), 2.5)
+    wave = np.sin(2 * np.pi * 40 * (np.arange(200) + 0.5) / 200)  # wavelength 5 fine cells = 2.5 cells at nx=100
+    assert np.abs(coarsen(wave, 100, "box5")).max() < 1e-6 * np.abs(coarsen(wave, 100, "block")).max()
+    with pytest.raises(ResolutionError, match="does not divide"):
+        coarsen(fine, 30)
+    with pytest.raises(ValueError, match="unknown coarsening 'gauss'"):
+        coarsen(fine, 40, "gauss")
+
+
+def test_authors_data_use_box5_and_a_stale_cache_is_refused(tmp_path):
+    from compscope.pde import coarsen, get_equation
+
+    path = generate("E1-authors", "test", 2, seed=0, cache=tmp_path, workers=1, progress=False)
+    ref = load_split(path, 200)["u"]
+    np.testing.assert_allclose(load_split(path, 100)["u"], coarsen(ref, 100, "box5"), atol=1e-6)
+    assert get_equation("E1").coarsening == "block"
+    with h5py.File(path, "a") as h5:  # as a file written before E1-authors used the authors' filter
+        h5.attrs["coarsening"] = "block"
+    with pytest.raises(ValueError, match="delete the file to regenerate it"):
+        generate("E1-authors", "test", 2, seed=0, cache=tmp_path, workers=1, progress=False)

@@ -10,6 +10,7 @@ import importlib
 
 from ._accelerators import ACCELERATORS
 from ._equations import (
+    COARSENINGS,
     EQUATIONS,
     CombinedEquation,
     ResolutionError,
@@ -18,6 +19,7 @@ from ._equations import (
     cell_key,
     chebyshev_grid,
     check_resolution,
+    coarsen,
     forcing_cell_average,
     get_equation,
     parse_cell_key,
@@ -29,9 +31,9 @@ from ._wave import ChebyshevWaveSolver, cheb_diff_matrix, gaussian_pulse, wave_e
 from ._weno import weno_solve, weno_solve_batch
 
 __all__ = [
-    "ACCELERATORS", "EQUATIONS", "CombinedEquation", "WaveEquation", "ResolutionError", "UnknownEquationError",
-    "cell_key", "parse_cell_key", "check_resolution", "chebyshev_grid", "forcing_cell_average", "get_equation",
-    "periodic_grid",
+    "ACCELERATORS", "COARSENINGS", "EQUATIONS", "CombinedEquation", "WaveEquation", "ResolutionError",
+    "UnknownEquationError", "cell_key", "parse_cell_key", "check_resolution", "coarsen", "chebyshev_grid",
+    "forcing_cell_average", "get_equation", "periodic_grid",
     "SPLITS", "cache_dir", "generate", "load_split", "solve_reference", "points_to_cell_average",
     "spectral_solve", "ChebyshevWaveSolver", "cheb_diff_matrix", "gaussian_pulse", "wave_eigen", "wave_exact",
     "weno_solve", "weno_solve_batch", "RolloutDivergedError", "accumulated_error", "per_step_error", "rollout",

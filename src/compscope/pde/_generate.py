@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ._equations import forcing_cell_average, get_equation
+from ._equations import coarsen, forcing_cell_average, get_equation
 
 __all__ = ["generate", "load_split", "cache_dir", "SPLITS", "solve_reference"]
 
@@ -61,7 +61,7 @@ def solve_reference(eq, p: dict) -> dict[int, np.ndarray]:
                             p["phi"], p["l"])
         out = {eq.nx_ref: ref}
         for nx in eq.resolutions:
-            out[nx] = ref.reshape(eq.nt, nx, eq.nx_ref // nx).mean(-1)
+            out[nx] = coarsen(ref, nx, eq.coarsening)
         return out
     from ._wave import wave_exact
 
@@ -108,6 +108,8 @@ def generate(equation: str, split: str, n: int, seed: int = 0, cache: str | os.P
     with h5py.File(path, "a") as h5:
         if "done" not in h5:
             h5.attrs.update(equation=eq.name, split=split, n=n, seed=seed, version=FORMAT_VERSION)
+            if eq.family == "combined":
+                h5.attrs["coarsening"] = eq.coarsening
             h5.create_dataset("done", data=np.zeros(len(bounds), dtype=bool))
             h5["t"] = eq.times
             res = ((eq.nx_ref,) if eq.family == "combined" else ()) + tuple(eq.resolutions)
@@ -118,6 +120,9 @@ def generate(equation: str, split: str, n: int, seed: int = 0, cache: str | os.P
             h5["cond"].attrs["names"] = list(eq.param_names)
         elif len(h5["done"]) != len(bounds):
             raise ValueError(f"{path} was written with another chunk size; delete it or pass the same chunk")
+        elif eq.family == "combined" and str(h5.attrs.get("coarsening", "block")) != eq.coarsening:
+            raise ValueError(f"{path} holds {h5.attrs.get('coarsening', 'block')!r}-coarsened data but {eq.name} "
+                             f"now uses {eq.coarsening!r}: delete the file to regenerate it")
         todo = [(eq.name, split_id, seed, lo, hi) for j, (lo, hi) in enumerate(bounds) if not h5["done"][j]]
     if not todo:
         return path
