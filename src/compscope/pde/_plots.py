@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,13 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     plt = _plt()
     from matplotlib.lines import Line2D
 
-    eqs = sorted({parse_cell_key(k)[0] for k in cells})
+    eqs = sorted({parse_cell_key(k)[0] for k in cells})  # "E1" < "E1-authors" < "E2"
     nxs = sorted({parse_cell_key(k)[1] for k in cells}, reverse=True)
     solvers = sorted({s for c in cells.values() for s in (*c.get("classical", {}), *c.get("neural", {}))})
     colors = dict(zip(solvers, plt.cm.tab10(np.arange(len(solvers)) % 10)))
     markers = dict(zip(nxs, "osD^vP*X"))
-    ncol = min(3, max(1, len(eqs)))
+    variants = Counter(e.split("-")[0] for e in eqs)  # E1 and E1-authors side by side, one row per equation
+    ncol = max(variants.values()) if max(variants.values(), default=1) > 1 else min(3, max(1, len(eqs)))
     nrow = -(-max(1, len(eqs)) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow + 0.9), squeeze=False)
     paper_shown = floored = False
