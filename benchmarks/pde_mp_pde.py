@@ -319,6 +319,15 @@ def main() -> None:
     print(path)
 
 
+def _cell_order(key: str) -> tuple[int, int]:
+    """Table order: equations as registered (E1..E3, then E1-authors..E3-authors, then WE), nx descending."""
+    from compscope.pde import EQUATIONS
+
+    eq, nx = parse_cell_key(key)
+    names = list(EQUATIONS)
+    return (names.index(eq) if eq in names else len(names), -nx)
+
+
 def _err(e: float) -> str:
     return f"{e:.1e}" if 0 < e < 1e-3 else f"{e:.3g}"
 
@@ -344,7 +353,7 @@ def markdown_table(cells: dict) -> str:
                                          for c in cells.values())]
     lines = ["| cell | " + " | ".join(present) + " | hold-last | paper MP-PDE (baseline) |",
              "|---" * (len(present) + 3) + "|"]
-    for key, c in cells.items():
+    for key, c in sorted(cells.items(), key=lambda kv: _cell_order(kv[0])):
         row = {**c.get("classical", {}), **c.get("neural", {})}
         vals = []
         for s in present:

@@ -85,6 +85,10 @@ def test_markdown_table_prints_the_paper_columns(bench):
     assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith(
         "| 0.059 in 0.07 s (pseudospectral breaks, 0.2 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE2/nx20 ")).endswith("|  |")
+    # rows follow the registry and nx, whatever order concurrent runs wrote the cells in
+    cells = {"E3-authors/nx50": {}, "WE1/nx20": {}, "E1/nx40": {}, "E1/nx100": {}, "E3-authors/nx100": {}}
+    rows = [x.split(" | ")[0][2:] for x in bench.markdown_table(cells).splitlines()[2:]]
+    assert rows == ["E1/nx100", "E1/nx40", "E3-authors/nx100", "E3-authors/nx50", "WE1/nx20"]
 
 
 def test_budget_curve_power_law_fit_and_extrapolation():
