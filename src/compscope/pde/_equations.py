@@ -8,6 +8,9 @@ Two families:
       u_t = -alpha u u_x + beta u_xx - gamma u_xxx + delta(t, x),   x in [0, L), periodic, L = 16,
 
   with forcing delta(t, x) = sum_{j=1}^{5} A_j sin(omega_j t + 2 pi l_j x / L + phi_j) and u(0, x) = delta(0, x).
+* ``E1-authors``/``E2-authors``/``E3-authors``: the same as the authors' generator script makes them (its wave
+  numbers, E3 ranges and horizon, and its 5-point moving average as data): the like-for-like cells for the paper's
+  published numbers, which were measured on those data.
 * ``WE1``/``WE2``/``WE3``: the wave equation u_tt = c^2 u_xx, c = 2, x in [-8, 8] on Chebyshev points with
   Dirichlet / Neumann / mixed (per-side Dirichlet, Neumann or Robin) boundaries and a Gaussian pulse.
 
@@ -195,9 +198,8 @@ def get_equation(name: str) -> Equation:
     if str(name).upper() not in by_upper:
         raise UnknownEquationError(
             f"unknown equation {name!r}: choose one of {', '.join(EQUATIONS)} "
-            "(E1-E3 combined Burgers/KdV family, E1-authors..E3-authors = the same as the authors' script generates "
-            "them, "
-            "WE1-WE3 wave equation)"
+            "(E1-E3 combined Burgers/KdV family; E1-authors..E3-authors the same as the authors' script generates "
+            "them; WE1-WE3 wave equation)"
         )
     return by_upper[str(name).upper()]
 
