@@ -21,13 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
-
-N0 = 50  # given steps (2 windows of K = 25), as in the benchmark's metric
-
-
-def per_trajectory_error(pred: np.ndarray, ref: np.ndarray, start: int = N0) -> np.ndarray:
-    """(B,) accumulated error of each trajectory: sum over t >= start of the spatial-mean squared error."""
-    return ((pred - ref) ** 2).mean(-1)[:, start:].sum(-1)
+from compscope.pde import trajectory_errors  # noqa: E402
+from pde_mp_pde import N0, hold_last, weno_inputs  # noqa: E402
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -71,7 +66,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import forcing_cell_average, generate, get_equation, load_split, weno_solve_batch
+    from compscope.pde import generate, get_equation, load_split, weno_solve_batch
     from compscope.pde._train import evaluate
 
     torch.set_num_threads(a.threads)
@@ -83,19 +78,15 @@ def main() -> None:
                              "give checkpoints of one cell")
         eq_name, nx = res["equation"], res["nx"]
         label = Path(ckpt).resolve().parents[1].name
-        solvers[label] = per_trajectory_error(res["prediction"], res["reference"])
+        solvers[label] = trajectory_errors(res["prediction"], res["reference"], N0)
     eq = get_equation(eq_name)
     path = generate(eq.name, "test", a.n_test, a.seed, a.cache, progress=False)
     te = load_split(path, nx)
     ref = te["u"]
     cond = te["cond"]  # (B, P) in eq.param_names order
-    p = te["params"]
-    u0 = np.stack([forcing_cell_average({k: p[k][b] for k in p}, eq.L, nx, 0.0) for b in range(len(ref))])
-    weno = weno_solve_batch(u0, eq.times, p["alpha"], p["beta"], p["gamma"], eq.L, p["A"], p["omega"],
-                            p["phi"], p["l"])
-    solvers["WENO5"] = per_trajectory_error(weno, ref)
-    hold = np.repeat(ref[:, N0 - 1:N0], ref.shape[1], axis=1)
-    solvers["hold-last"] = per_trajectory_error(hold, ref)
+    u0, args = weno_inputs(eq, nx, te["params"])
+    solvers["WENO5"] = trajectory_errors(weno_solve_batch(u0, eq.times, *args), ref, N0)
+    solvers["hold-last"] = trajectory_errors(hold_last(ref), ref, N0)
 
     names = eq.param_names
     result = {"equation": eq.name, "nx": nx, "n_test": a.n_test, "given_steps": N0, "param_names": list(names),

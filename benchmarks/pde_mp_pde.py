@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
-from compscope.pde import ACCELERATORS, cell_key, parse_cell_key  # noqa: E402
+from compscope.pde import ACCELERATORS, EQUATIONS, cell_key, forcing_cell_average, parse_cell_key  # noqa: E402
 
 NAME = "pde_mp_pde"
 # Published numbers of Brandstetter, Worrall & Welling, ICLR 2022 (arXiv 2202.03376): per cell
@@ -127,6 +127,21 @@ PAPER_BUDGET = {
 }
 
 
+N0 = 50  # given steps (two windows of K = 25), as in the authors' test_unrolled_losses
+
+
+def weno_inputs(eq, nx: int, p: dict) -> tuple[np.ndarray, tuple]:
+    """Exact initial cell averages (B, nx) of a split's draws ``p`` and the rest of ``weno_solve_batch``'s
+    arguments (alpha, beta, gamma, L, A, omega, phi, l)."""
+    u0 = np.stack([forcing_cell_average({k: p[k][b] for k in p}, eq.L, nx, 0.0) for b in range(len(p["alpha"]))])
+    return u0, (p["alpha"], p["beta"], p["gamma"], eq.L, p["A"], p["omega"], p["phi"], p["l"])
+
+
+def hold_last(ref: np.ndarray) -> np.ndarray:
+    """The trivial solver that keeps the last given step (what an untrained bundled solver does): (B, nt, nx)."""
+    return np.repeat(ref[:, N0 - 1:N0], ref.shape[1], axis=1)
+
+
 def optimizer_steps(n_train: int, repeat: int, batch_size: int, epochs: int) -> int:
     """Optimiser steps of one training run (one process; the loader drops a last partial batch)."""
     n = n_train * repeat
@@ -137,7 +152,6 @@ def classical_cell(eq, nx, te, ref_nx):
     """Classical solver(s) on one cell -> dict of {solver: {error, s_per_traj_batched, s_per_traj_single}}."""
     from compscope.pde import (
         ChebyshevWaveSolver,
-        forcing_cell_average,
         gaussian_pulse,
         spectral_solve,
         weno_solve,
@@ -145,19 +159,16 @@ def classical_cell(eq, nx, te, ref_nx):
     )
     from compscope.pde._metrics import accumulated_error, time_per_trajectory
 
-    n0 = 50
     ref = te["u"]  # (B, nt, nx) at this resolution
     p = te["params"]
     B = ref.shape[0]
     out = {}
     if eq.family == "combined":
-        draws = [{k: p[k][b] for k in p} for b in range(B)]
-        u0 = np.stack([forcing_cell_average(d, eq.L, nx, 0.0) for d in draws])
-        args = (p["alpha"], p["beta"], p["gamma"], eq.L, p["A"], p["omega"], p["phi"], p["l"])
+        u0, args = weno_inputs(eq, nx, p)
         weno_solve(u0[0], eq.times, *[a[0] for a in args[:3]], eq.L, *[a[0] for a in args[4:]])  # compile
         pred = weno_solve_batch(u0, eq.times, *args)
         out["WENO5"] = {
-            "error": accumulated_error(pred, ref, n0),
+            "error": accumulated_error(pred, ref, N0),
             "s_per_traj_batched": time_per_trajectory(lambda: weno_solve_batch(u0, eq.times, *args), B, 2),
             "s_per_traj_single": time_per_trajectory(
                 lambda: weno_solve(u0[0], eq.times, *[a[0] for a in args[:3]], eq.L,
@@ -173,7 +184,7 @@ def classical_cell(eq, nx, te, ref_nx):
 
         try:
             pred = spec()
-            err = accumulated_error(pred, ref, n0) if np.isfinite(pred).all() else float("nan")
+            err = accumulated_error(pred, ref, N0) if np.isfinite(pred).all() else float("nan")
         except FloatingPointError:
             err = float("nan")
         out["spectral"] = {"error": err, "s_per_traj_batched": time_per_trajectory(spec, B, 1),
@@ -197,7 +208,7 @@ def classical_cell(eq, nx, te, ref_nx):
         u0, v0 = gaussian_pulse(x, float(p["start"][groups[key0][0]]), eq.c)
         single = time_per_trajectory(lambda: ChebyshevWaveSolver(nx, dt, eq.c, eq.xmin, eq.xmax, *key0)
                                      .solve(u0, v0, eq.nt), 1, 3)
-        out["Chebyshev"] = {"error": accumulated_error(pred, ref, n0), "s_per_traj_batched": batched,
+        out["Chebyshev"] = {"error": accumulated_error(pred, ref, N0), "s_per_traj_batched": batched,
                             "s_per_traj_single": single, "groups": len(groups)}
     return out
 
@@ -236,7 +247,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import generate, get_equation, load_split
+    from compscope.pde import accumulated_error, generate, get_equation, load_split
     from compscope.pde._train import evaluate, train, training_time
 
     torch.set_num_threads(a.threads)
@@ -270,9 +281,7 @@ def main() -> None:
             if "classical" not in cell or a.redo_classical:
                 te = load_split(test_path, nx)
                 cell["classical"] = classical_cell(eq, nx, te, None)
-                # trivial yardstick: hold the last given step constant (what an untrained bundled solver does)
-                hold = np.repeat(te["u"][:, 49:50], te["u"].shape[1], axis=1)
-                cell["persistence_error"] = float(((hold - te["u"]) ** 2).mean(-1)[:, 50:].sum(-1).mean())
+                cell["persistence_error"] = accumulated_error(hold_last(te["u"]), te["u"], N0)  # trivial yardstick
                 touched.add(key)
                 save()
                 print(key, "classical", json.dumps(cell["classical"]), flush=True)
@@ -321,8 +330,6 @@ def main() -> None:
 
 def _cell_order(key: str) -> tuple[int, int]:
     """Table order: equations as registered (E1..E3, then E1-authors..E3-authors, then WE), nx descending."""
-    from compscope.pde import EQUATIONS
-
     eq, nx = parse_cell_key(key)
     names = list(EQUATIONS)
     return (names.index(eq) if eq in names else len(names), -nx)

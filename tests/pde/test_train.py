@@ -21,6 +21,7 @@ from compscope.pde import (
     rollout,
     train,
     training_time,
+    trajectory_errors,
 )
 
 
@@ -56,8 +57,22 @@ def test_metrics_definition():
     pred[1] *= 3.0  # squared errors 1 and 9 -> mean 5 per step
     np.testing.assert_allclose(per_step_error(pred, ref), 5.0)
     assert accumulated_error(pred, ref, 4) == pytest.approx(30.0)
+    np.testing.assert_allclose(trajectory_errors(pred, ref, 4), [6.0, 54.0])  # 6 scored steps of 1 and of 9
     with pytest.raises(ValueError, match="shape"):
         per_step_error(pred[:, :5], ref)
+    with pytest.raises(ValueError, match="shape"):
+        trajectory_errors(pred[:, :5], ref, 4)
+
+
+def test_trajectory_errors_agree_with_the_per_step_curve():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(6, 250, 50))
+    pred = ref + rng.normal(scale=0.1, size=ref.shape)
+    err = trajectory_errors(pred, ref, 50)
+    assert err.shape == (6,)
+    assert np.isclose(err.mean(), per_step_error(pred, ref)[50:].sum())
+    pred[2, 10] += 100.0  # a given step is not scored
+    np.testing.assert_allclose(trajectory_errors(pred, ref, 50), err)
 
 
 def test_nan_in_rollout_stops_and_reports_step():

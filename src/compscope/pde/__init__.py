@@ -37,13 +37,14 @@ __all__ = [
     "SPLITS", "cache_dir", "generate", "load_split", "solve_reference", "points_to_cell_average",
     "spectral_solve", "ChebyshevWaveSolver", "cheb_diff_matrix", "gaussian_pulse", "wave_eigen", "wave_exact",
     "weno_solve", "weno_solve_batch", "RolloutDivergedError", "accumulated_error", "per_step_error", "rollout",
-    "time_per_trajectory", "FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges",
+    "time_per_trajectory", "trajectory_errors", "FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges",
     "plot_error_vs_runtime", "plot_rollout", "EquationMismatchError", "NeuralPDESolver", "evaluate",
     "load_solver", "train", "training_time",
 ]
 
 _LAZY = {
-    "_metrics": ["RolloutDivergedError", "accumulated_error", "per_step_error", "rollout", "time_per_trajectory"],
+    "_metrics": ["RolloutDivergedError", "accumulated_error", "per_step_error", "rollout", "time_per_trajectory",
+                 "trajectory_errors"],
     "_models": ["FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges"],
     "_plots": ["plot_error_vs_runtime", "plot_rollout"],
     "_train": ["EquationMismatchError", "NeuralPDESolver", "evaluate", "load_solver", "train", "training_time"],

@@ -69,9 +69,18 @@ def per_step_error(pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return ((pred - ref) ** 2).mean(axis=-1).mean(axis=0)
 
 
+def trajectory_errors(pred: np.ndarray, ref: np.ndarray, start: int) -> np.ndarray:
+    """Accumulated error of each trajectory: sum over steps ``start..nt-1`` of the spatial-mean squared error,
+    (B, nt, N) x2 -> (B,)."""
+    pred, ref = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} != reference shape {ref.shape}")
+    return ((pred - ref) ** 2).mean(axis=-1)[:, start:].sum(axis=-1)
+
+
 def accumulated_error(pred: np.ndarray, ref: np.ndarray, start: int) -> float:
     """Sum over steps ``start..nt-1`` of the spatial-mean squared error, mean over trajectories."""
-    return float(per_step_error(pred, ref)[start:].sum())
+    return float(trajectory_errors(pred, ref, start).mean())
 
 
 def time_per_trajectory(fn, n_traj: int, repeats: int = 3) -> float:
