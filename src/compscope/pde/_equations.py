@@ -195,13 +195,14 @@ EQUATIONS: dict[str, Equation] = {
 def get_equation(name: str) -> Equation:
     """Registered equation by name (case-insensitive); raises with the list of valid names."""
     by_upper = {key.upper(): eq for key, eq in EQUATIONS.items()}
-    if str(name).upper() not in by_upper:
+    eq = by_upper.get(str(name).upper())
+    if eq is None:
         raise UnknownEquationError(
             f"unknown equation {name!r}: choose one of {', '.join(EQUATIONS)} "
             "(E1-E3 combined Burgers/KdV family; E1-authors..E3-authors the same as the authors' script generates "
             "them; WE1-WE3 wave equation)"
         )
-    return by_upper[str(name).upper()]
+    return eq
 
 
 def check_resolution(eq: Equation, nx: int) -> int:

@@ -65,8 +65,8 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     solvers = sorted({s for c in cells.values() for s in (*c.get("classical", {}), *c.get("neural", {}))})
     colors = dict(zip(solvers, plt.cm.tab10(np.arange(len(solvers)) % 10)))
     markers = dict(zip(nxs, "osD^vP*X"))
-    variants = Counter(e.split("-")[0] for e in eqs)  # E1 and E1-authors side by side, one row per equation
-    ncol = max(variants.values()) if max(variants.values(), default=1) > 1 else min(3, max(1, len(eqs)))
+    per_row = max(Counter(e.split("-")[0] for e in eqs).values(), default=1)  # E1 beside E1-authors
+    ncol = per_row if per_row > 1 else min(3, max(1, len(eqs)))
     nrow = -(-max(1, len(eqs)) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow + 0.9), squeeze=False)
     paper_shown = floored = False

@@ -139,6 +139,8 @@ class _Repeat(torch.utils.data.Dataset):
 
 _RESUME_SAFE = {"max_epochs", "devices", "strategy", "progress", "resume", "workers", "threads", "cache",
                 "accelerator"}
+
+
 class _ResumableTimer(Timer):
     """Lightning's Timer that knows whether a resumed run's checkpoint carried its state: runs begun before
     compscope timed itself did not, and their summed time would silently miss the earlier epochs."""
