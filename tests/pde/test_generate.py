@@ -83,3 +83,24 @@ def test_authors_data_use_box5_and_a_stale_cache_is_refused(tmp_path):
         h5.attrs["coarsening"] = "block"
     with pytest.raises(ValueError, match="delete the file to regenerate it"):
         generate("E1-authors", "test", 2, seed=0, cache=tmp_path, workers=1, progress=False)
+
+
+def test_a_finished_cache_is_shared_with_a_job_that_reads_it(tmp_path):
+    """Two jobs on one cache: while another process holds the finished file open for reading (HDF5 takes a
+    shared lock), generate() must still return it instead of failing to take the write lock."""
+    import subprocess
+    import sys
+
+    path = generate("WE1", "valid", 2, seed=0, cache=tmp_path, workers=1, progress=False)
+    reader = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\nf = h5py.File(sys.argv[1], 'r')\n"
+                               "print('open', flush=True)\ntime.sleep(60)", str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        with pytest.raises(OSError):  # the lock is real: a writer is refused
+            h5py.File(path, "a")
+        assert generate("WE1", "valid", 2, seed=0, cache=tmp_path, workers=1, progress=False) == path
+        assert load_split(path, 20)["u"].shape == (2, 250, 20)
+    finally:
+        reader.kill()
+        reader.wait()

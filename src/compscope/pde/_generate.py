@@ -105,6 +105,12 @@ def generate(equation: str, split: str, n: int, seed: int = 0, cache: str | os.P
         raise ValueError(f"n={n}: the number of trajectories must be positive")
     path = _path(cache_dir(cache), eq.name, split, n, seed)
     bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    if path.exists():  # a finished cache is checked read-only: jobs sharing it must not need its write lock
+        with h5py.File(path, "r") as h5:
+            if "done" in h5:
+                _check_cache(h5, path, eq, len(bounds))
+                if h5["done"][()].all():
+                    return path
     with h5py.File(path, "a") as h5:
         if "done" not in h5:
             h5.attrs.update(equation=eq.name, split=split, n=n, seed=seed, version=FORMAT_VERSION)
@@ -118,11 +124,8 @@ def generate(equation: str, split: str, n: int, seed: int = 0, cache: str | os.P
                 h5.create_dataset(f"u/{nx}", (n, eq.nt, nx), dtype="f4", chunks=(1, eq.nt, nx))
             h5.create_dataset("cond", (n, len(eq.param_names)), dtype="f8")
             h5["cond"].attrs["names"] = list(eq.param_names)
-        elif len(h5["done"]) != len(bounds):
-            raise ValueError(f"{path} was written with another chunk size; delete it or pass the same chunk")
-        elif eq.family == "combined" and str(h5.attrs.get("coarsening", "block")) != eq.coarsening:
-            raise ValueError(f"{path} holds {h5.attrs.get('coarsening', 'block')!r}-coarsened data but {eq.name} "
-                             f"now uses {eq.coarsening!r}: delete the file to regenerate it")
+        else:
+            _check_cache(h5, path, eq, len(bounds))
         todo = [(eq.name, split_id, seed, lo, hi) for j, (lo, hi) in enumerate(bounds) if not h5["done"][j]]
     if not todo:
         return path
@@ -142,6 +145,15 @@ def generate(equation: str, split: str, n: int, seed: int = 0, cache: str | os.P
                 h5[ds][lo:hi] = arr
             h5["done"][lo // chunk] = True
     return path
+
+
+def _check_cache(h5, path: Path, eq, n_chunks: int) -> None:
+    """Refuse a cache written with another chunk size or (combined family) another coarsening."""
+    if len(h5["done"]) != n_chunks:
+        raise ValueError(f"{path} was written with another chunk size; delete it or pass the same chunk")
+    if eq.family == "combined" and str(h5.attrs.get("coarsening", "block")) != eq.coarsening:
+        raise ValueError(f"{path} holds {h5.attrs.get('coarsening', 'block')!r}-coarsened data but {eq.name} "
+                         f"now uses {eq.coarsening!r}: delete the file to regenerate it")
 
 
 def _run(todo, workers, progress, label):
