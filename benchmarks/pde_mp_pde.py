@@ -227,6 +227,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-unroll", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--augment", default="", help="equations (comma list) trained with mirror-image augmentation "
+                                                  "(an exact symmetry of E1/E2 data; refused elsewhere)")
     ap.add_argument("--resolutions", default="", help="restrict nx (comma list); default all of each equation")
     ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs"))
     ap.add_argument("--cache", default=None)
@@ -258,6 +260,7 @@ def main() -> None:
                                          "accelerator")}
     budget["optimizer_steps"] = optimizer_steps(a.n_train, a.repeat, a.batch_size, a.epochs)
     only = {int(v) for v in a.resolutions.split(",") if v}
+    augmented = {get_equation(v).name for v in a.augment.split(",") if v}  # recorded per cell (runs may differ)
 
     touched: set[str] = set()  # cells this run computed; the JSON may also gain cells from a concurrent run
 
@@ -302,7 +305,7 @@ def main() -> None:
                 ckpt = train(eq.name, nx, run, model=model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
                              cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
                              max_unroll=a.max_unroll, lr=a.lr, resume=resume, workers=a.workers,
-                             progress=False, accelerator=a.accelerator)
+                             progress=False, accelerator=a.accelerator, augment=eq.name in augmented)
                 train_s = training_time(run)["train_seconds"]  # summed over resumes (None: run older than the timer)
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:
@@ -314,6 +317,7 @@ def main() -> None:
                 cell.setdefault("neural", {})[model] = {
                     "error": res["accumulated_error"], "s_per_traj_batched": res["s_per_traj_batched"],
                     "s_per_traj_single": res["s_per_traj_single"], "train_wall_s": train_s,
+                    "augment": eq.name in augmented,
                     "per_step_error": res["per_step_error"][::5], "checkpoint": str(ckpt),
                 }
                 touched.add(key)

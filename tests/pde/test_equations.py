@@ -99,3 +99,27 @@ def test_wave_boundary_sampling():
         kinds.add((float(p["a_left"]) in (0.0, 1.0)) and (float(p["b_left"]) in (0.0, 1.0)))
         np.testing.assert_allclose(p["a_left"] ** 2 + p["b_left"] ** 2, 1.0)
     assert kinds == {True, False}  # Dirichlet/Neumann and Robin both occur
+
+
+@pytest.mark.parametrize("name", ["E1-authors", "E2"])
+def test_mirror_image_is_an_exact_symmetry_of_burgers_data(name):
+    """-u(t, L - x) solves the equation with the forcing (A, -omega, l, -phi): the augmentation is exact."""
+    from compscope.pde._generate import solve_reference
+
+    eq = get_equation(name)
+    p = eq.sample(np.random.default_rng(1))
+    a, b = solve_reference(eq, p), solve_reference(eq, eq.reflected_params(p))
+    assert eq.reflection_symmetric
+    for nx in (200, *eq.resolutions):
+        np.testing.assert_allclose(b[nx], eq.reflect(a[nx]), atol=1e-10)
+    assert np.abs(a[50]).max() > 1.0  # a real solution, not a trivially symmetric one
+
+
+def test_dispersion_breaks_the_mirror_symmetry():
+    from compscope.pde._generate import solve_reference
+
+    eq = get_equation("E3")
+    assert not eq.reflection_symmetric and not get_equation("E3-authors").reflection_symmetric
+    p = {**eq.sample(np.random.default_rng(1)), "gamma": np.asarray(0.5)}
+    a, b = solve_reference(eq, p), solve_reference(eq, eq.reflected_params(p))
+    assert np.abs(b[50] - eq.reflect(a[50])).max() > 0.5

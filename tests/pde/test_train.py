@@ -122,6 +122,9 @@ def test_resume_continues_and_refuses_changes(tmp_path, pde_cache):
     both = training_time(tmp_path)  # the Timer's state came back from the checkpoint: both epochs count
     assert both["global_step"] == 2 and both["train_seconds"] > first["train_seconds"]
     assert training_time(tmp_path / "no_run") is None
+    cfg = json.loads((tmp_path / "train_config.json").read_text())
+    del cfg["augment"]  # as a run begun before `augment` existed: resuming it reads the default
+    (tmp_path / "train_config.json").write_text(json.dumps(cfg))
     ck["callbacks"] = {k: v for k, v in ck["callbacks"].items() if not k.startswith("Timer")}
     torch.save(ck, tmp_path / "checkpoints" / "last.ckpt")  # as a checkpoint written before runs timed themselves
     train("E1", 40, tmp_path, max_epochs=3, resume=True, **kw)
@@ -137,9 +140,40 @@ def test_training_bad_inputs(tmp_path):
         NeuralPDESolver("E1", 40, "fno-tiny", time_window=100)
     with pytest.raises(ValueError, match="unknown accelerator 'tpu'"):
         train("E1", 40, tmp_path, n_train=4, n_valid=4, progress=False, accelerator="tpu")
+    with pytest.raises(ValueError, match="E3 has no reflection symmetry"):
+        NeuralPDESolver("E3", 40, "fno-tiny", augment=True)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="sees no CUDA device"):
             train("E1", 40, tmp_path, n_train=4, n_valid=4, progress=False, accelerator="gpu")
+
+
+def test_augmented_training_sees_each_sample_or_its_mirror_image():
+    class Recorder(torch.nn.Module):
+        def forward(self, u, x, t, cond):
+            self.seen = u.clone()
+            return u + 0.0 * self.w
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+    u = torch.randn(1, 250, 40).expand(256, -1, -1)  # one trajectory, many draws of the window and the flip
+    cond = torch.zeros(256, 3)
+    seen = {}
+    for augment in (False, True):
+        torch.manual_seed(0)
+        solver = NeuralPDESolver("E1", 40, "fno-tiny", max_unroll=0, augment=augment)
+        solver.model = Recorder()
+        solver.training_step((u, cond), 0)
+        seen[augment] = solver.model.seen  # (B, K, N) input windows
+    windows = u[0].unfold(0, 25, 1).permute(0, 2, 1)  # every window of the trajectory (S, K, N)
+
+    def matches(batch, pool):
+        return (batch[:, None] - pool[None]).abs().amax((-1, -2)).min(1).values < 1e-6
+
+    assert matches(seen[False], windows).all()
+    plain, mirrored = matches(seen[True], windows), matches(seen[True], -windows.flip(-1))
+    assert (plain | mirrored).all() and 0.3 < mirrored.float().mean() < 0.7
 
 
 def test_every_shipped_config_builds():
@@ -195,12 +229,14 @@ def test_cli_train_flags_override_config(tmp_path, pde_cache):
                                    "max_epochs": 1, "batch_size": 4, "repeat": 1, "lr": 1e-3, "max_unroll": 2}))
     out = tmp_path / "run"
     r = _cli("pde", "train", "--config", str(cfg), "--repeat", "3", "--lr", "0.005", "--max-unroll", "0",
-             "--out", str(out), "--no-progress", "--threads", "1", env=env)
+             "--augment", "--out", str(out), "--no-progress", "--threads", "1", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     saved = json.loads((out / "train_config.json").read_text())
     assert (saved["repeat"], saved["lr"], saved["max_unroll"], saved["batch_size"]) == (3, 0.005, 0, 4)
+    assert saved["augment"] is True
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["hyper_parameters"]["lr"] == 0.005 and ck["hyper_parameters"]["max_unroll"] == 0
+    assert ck["hyper_parameters"]["augment"] is True
     assert ck["global_step"] == 6
     assert "--max-unroll" in _cli("pde", "train", "--help", env=env).stdout
 

@@ -85,6 +85,25 @@ class CombinedEquation:
         check_resolution(self, nx)
         return periodic_grid(self.L, nx)
 
+    @property
+    def reflection_symmetric(self) -> bool:
+        """True when ``u(t, x) -> -u(t, L - x)`` maps the equation's data distribution onto itself.
+
+        The advection and diffusion terms are invariant under it; the dispersion ``gamma u_xxx`` changes sign, so
+        only settings with gamma fixed at 0 (E1, E2) have the symmetry. The forcing maps to sines with parameters
+        (A, -omega, l, -phi) (:meth:`reflected_params`), drawn with the same probability."""
+        return self.gamma == (0.0, 0.0)
+
+    @staticmethod
+    def reflect(u: np.ndarray) -> np.ndarray:
+        """``u(t, x) -> -u(t, L - x)`` on the periodic cell-centred grid: reversing the cells is ``x -> L - x``."""
+        return -u[..., ::-1]
+
+    @staticmethod
+    def reflected_params(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The draw whose solution is :meth:`reflect` of the solution of ``p`` (reflection-symmetric settings)."""
+        return {**p, "omega": -np.asarray(p["omega"]), "phi": np.mod(-np.asarray(p["phi"]), 2.0 * np.pi)}
+
     def sample(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Draw one trajectory's parameters: forcing sines and PDE coefficients."""
         n = self.n_waves

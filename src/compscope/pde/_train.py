@@ -8,6 +8,7 @@ curriculum of the authors' code).
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -45,15 +46,20 @@ class NeuralPDESolver(L.LightningModule):
         max_unroll: largest pushforward unrolling.
         given_windows: windows of ground truth given before the scored rollout (the paper: 2).
         lr, weight_decay: AdamW; the learning rate follows a cosine schedule over the epochs.
+        augment: train on each sample or its mirror image ``-u(t, L - x)`` with equal probability, an exact
+            symmetry of the data of E1/E2 (:attr:`CombinedEquation.reflection_symmetric`); refused elsewhere.
     """
 
     def __init__(self, equation: str, nx: int, model: str | dict = "mp-pde", time_window: int = 25,
                  max_unroll: int = 2, given_windows: int = 2, lr: float = 1e-3,
-                 weight_decay: float = 1e-8) -> None:
+                 weight_decay: float = 1e-8, augment: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         eq = get_equation(equation)
         check_resolution(eq, nx)
+        if augment and not getattr(eq, "reflection_symmetric", False):
+            raise ValueError(f"augment: {eq.name} has no reflection symmetry u -> -u(L - x) (only the periodic "
+                             "settings without dispersion, E1/E2 and their -authors variants, do); train without it")
         self.eq = eq
         times = eq.times
         if (given_windows + 1) * time_window > eq.nt:
@@ -79,6 +85,9 @@ class NeuralPDESolver(L.LightningModule):
     def training_step(self, batch, batch_idx):
         u, cond = batch  # (B, nt, N), (B, P)
         K, nt, B = self.K, u.shape[1], u.shape[0]
+        if self.hparams.get("augment", False):  # mirror half of the samples (an exact symmetry of the data)
+            flip = torch.rand(B, device=u.device) < 0.5
+            u = torch.where(flip[:, None, None], -u.flip(-1), u)
         n = random.randint(0, min(self.current_epoch, self.hparams.max_unroll))
         s = torch.randint(K, nt - K - n * K + 1, (B,), device=u.device)  # first label index
         inp = self._window(u, s - K)
@@ -165,7 +174,8 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
           max_epochs: int = 20, batch_size: int = 16, repeat: int = 1, time_window: int = 25,
           max_unroll: int = 2, lr: float = 1e-3, weight_decay: float = 1e-8, devices: int = 1,
           strategy: str = "auto", resume: bool = False, workers: int | None = None,
-          progress: bool = True, threads: int | None = None, accelerator: str = "cpu") -> Path:
+          progress: bool = True, threads: int | None = None, accelerator: str = "cpu",
+          augment: bool = False) -> Path:
     """Generate (or reuse) the data, train, and return the path of the best checkpoint.
 
     Checkpoints go to ``out_dir/checkpoints`` (``last.ckpt`` every epoch); ``resume=True`` continues from
@@ -174,6 +184,7 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     threads per process (1 is much faster for these small models on a busy 2-core machine).
     ``accelerator``: ``cpu`` (default), ``gpu`` (a CUDA device; refused with a clear message where none is
     visible) or ``auto`` (a GPU when there is one). Evaluation and the runtime tables stay on the CPU.
+    ``augment``: mirror-image augmentation (:class:`NeuralPDESolver`; E1/E2 only).
     """
     check_accelerator(accelerator)
     cfg = {k: v for k, v in locals().items() if k not in {"out_dir"}}
@@ -185,7 +196,9 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
         if not last.exists():
             raise FileNotFoundError(f"--resume: no {last}; train without --resume first")
         old = json.loads(cfg_path.read_text())
-        changed = {k for k in cfg if k not in _RESUME_SAFE and old.get(k) != cfg[k]}
+        defaults = {k: v.default for k, v in inspect.signature(train).parameters.items()}
+        # a key the saved config lacks was added later: the run used its default
+        changed = {k for k in cfg if k not in _RESUME_SAFE and old.get(k, defaults.get(k)) != cfg[k]}
         if changed:
             raise ValueError(f"--resume with a changed configuration ({', '.join(sorted(changed))}): "
                              f"use the saved values in {cfg_path} or a new out_dir")
@@ -200,7 +213,7 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     check_resolution(eq, nx)
     tr = load_split(generate(eq.name, "train", n_train, seed, cache, workers, progress=progress), nx)
     va = load_split(generate(eq.name, "valid", n_valid, seed, cache, workers, progress=progress), nx)
-    module = NeuralPDESolver(eq.name, nx, model, time_window, max_unroll, 2, lr, weight_decay)
+    module = NeuralPDESolver(eq.name, nx, model, time_window, max_unroll, 2, lr, weight_decay, augment)
     dl_tr = torch.utils.data.DataLoader(_Repeat(tr["u"], tr["cond"], repeat), batch_size=batch_size, shuffle=True,
                                         drop_last=len(tr["u"]) * repeat > batch_size)
     dl_va = torch.utils.data.DataLoader(_Repeat(va["u"], va["cond"]), batch_size=max(batch_size, 32))
