@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-unroll", type=int, default=2, help="pushforward depth (the authors' recipe: 1)")
     ap.add_argument("--augment", action="store_true", help="mirror-image augmentation (E1/E2 only)")
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="weight EMA decay per step (0 = off)")
     ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -122,6 +123,7 @@ def main() -> None:
     # another recipe is another curve: its own JSON and run folders (the default recipe keeps the plain name)
     recipe = "" if (a.lr, a.max_unroll) == (1e-3, 2) else f"_lr{a.lr:g}_pf{a.max_unroll}"
     recipe += "_aug" if a.augment else ""
+    recipe += f"_ema{a.ema_decay:g}" if a.ema_decay else ""
     recipe += f"_seed{a.seed}" if a.seed else ""  # another seed is a repeat, not a point of the same curve
     name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}{recipe}"
     prev = RESULTS / f"{name}.json"
@@ -144,7 +146,7 @@ def main() -> None:
         ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
                      cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
                      max_unroll=a.max_unroll, resume=last.exists(), progress=False, threads=a.threads,
-                     accelerator=a.accelerator, augment=a.augment)
+                     accelerator=a.accelerator, augment=a.augment, ema_decay=a.ema_decay)
         train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
@@ -166,7 +168,7 @@ def main() -> None:
                             "cpu_hours_extrapolated": None if need is None or step_s is None else need * step_s / 3600}
     write_result(name, {
         "cell": key, "model": a.model, "epochs": a.epochs, "batch_size": a.batch_size, "lr": a.lr,
-        "max_unroll": a.max_unroll, "augment": a.augment,
+        "max_unroll": a.max_unroll, "augment": a.augment, "ema_decay": a.ema_decay,
         "n_test": a.n_test, "accelerator": a.accelerator, "points": points, "targets": targets,
         "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
                                                    "n_train": n_fit, "points": len(fitted)},

@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-unroll", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema-decay", type=float, default=0.0, help="weight EMA decay per step (0 = off)")
     ap.add_argument("--augment", default="", help="equations (comma list) trained with mirror-image augmentation "
                                                   "(an exact symmetry of E1/E2 data; refused elsewhere)")
     ap.add_argument("--resolutions", default="", help="restrict nx (comma list); default all of each equation")
@@ -256,7 +257,7 @@ def main() -> None:
     prev = RESULTS / f"{a.name}.json"
     cells = json.loads(prev.read_text()).get("cells", {}) if prev.exists() else {}
     budget = {k: getattr(a, k) for k in ("n_train", "n_valid", "n_test", "epochs", "repeat", "batch_size",
-                                         "max_unroll", "lr", "models", "seed", "threads",
+                                         "max_unroll", "lr", "ema_decay", "models", "seed", "threads",
                                          "accelerator")}
     budget["optimizer_steps"] = optimizer_steps(a.n_train, a.repeat, a.batch_size, a.epochs)
     only = {int(v) for v in a.resolutions.split(",") if v}
@@ -305,7 +306,8 @@ def main() -> None:
                 ckpt = train(eq.name, nx, run, model=model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
                              cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
                              max_unroll=a.max_unroll, lr=a.lr, resume=resume, workers=a.workers,
-                             progress=False, accelerator=a.accelerator, augment=eq.name in augmented)
+                             progress=False, accelerator=a.accelerator, augment=eq.name in augmented,
+                             ema_decay=a.ema_decay)
                 train_s = training_time(run)["train_seconds"]  # summed over resumes (None: run older than the timer)
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:

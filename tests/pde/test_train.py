@@ -176,6 +176,25 @@ def test_augmented_training_sees_each_sample_or_its_mirror_image():
     assert (plain | mirrored).all() and 0.3 < mirrored.float().mean() < 0.7
 
 
+def test_weight_ema_is_what_is_validated_saved_and_loaded(tmp_path, pde_cache):
+    kw = dict(model="fno-tiny", n_train=8, n_valid=4, cache=str(pde_cache), batch_size=4, workers=1, progress=False)
+    ckpts = {}
+    for decay in (1e-9, 0.9):  # decay ~0: the average is the last weights; 0.9: a real average
+        ckpts[decay] = train("E1", 40, tmp_path / str(decay), max_epochs=2, ema_decay=decay, **kw)
+        ck = torch.load(tmp_path / str(decay) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        avg, raw = ck["state_dict"], ck["current_model_state"]
+        gap = max((avg[k] - raw[k]).abs().max().item() for k in avg if k.startswith("model."))
+        assert (gap < 1e-6) if decay < 1e-6 else (gap > 1e-4)
+        assert torch.equal(avg["x"], raw["x"]) and torch.equal(avg["times"], raw["times"])  # constants untouched
+    ck = torch.load(ckpts[0.9], map_location="cpu", weights_only=False)
+    loaded = load_solver(ckpts[0.9]).state_dict()
+    assert all(torch.equal(loaded[k], ck["state_dict"][k]) for k in loaded)  # evaluation rolls the average out
+    train("E1", 40, tmp_path / "0.9", max_epochs=3, ema_decay=0.9, resume=True, **kw)  # resumes average and raw
+    assert training_time(tmp_path / "0.9")["global_step"] == 6
+    with pytest.raises(ValueError, match="ema_decay=1.5"):
+        train("E1", 40, tmp_path / "bad", ema_decay=1.5, **kw)
+
+
 def test_every_shipped_config_builds():
     from pathlib import Path
 
@@ -229,11 +248,11 @@ def test_cli_train_flags_override_config(tmp_path, pde_cache):
                                    "max_epochs": 1, "batch_size": 4, "repeat": 1, "lr": 1e-3, "max_unroll": 2}))
     out = tmp_path / "run"
     r = _cli("pde", "train", "--config", str(cfg), "--repeat", "3", "--lr", "0.005", "--max-unroll", "0",
-             "--augment", "--out", str(out), "--no-progress", "--threads", "1", env=env)
+             "--augment", "--ema-decay", "0.99", "--out", str(out), "--no-progress", "--threads", "1", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     saved = json.loads((out / "train_config.json").read_text())
     assert (saved["repeat"], saved["lr"], saved["max_unroll"], saved["batch_size"]) == (3, 0.005, 0, 4)
-    assert saved["augment"] is True
+    assert saved["augment"] is True and saved["ema_decay"] == 0.99
     ck = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ck["hyper_parameters"]["lr"] == 0.005 and ck["hyper_parameters"]["max_unroll"] == 0
     assert ck["hyper_parameters"]["augment"] is True

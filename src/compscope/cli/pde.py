@@ -55,6 +55,9 @@ def train(
     augment: bool | None = typer.Option(None, "--augment/--no-augment",
                                         help="mirror-image augmentation -u(t, L - x), an exact symmetry of "
                                              "E1/E2 (refused for the others); default: the config's, else off"),
+    ema_decay: float | None = typer.Option(None, help="validate and keep an exponential moving average of the "
+                                                     "weights with this decay per step (e.g. 0.999); default: "
+                                                     "the config's, else off"),
     devices: int = typer.Option(1, help="processes (CPU) or GPUs"),
     strategy: str = typer.Option("auto", help="'ddp' for multi-process data parallel (gloo on CPU)"),
     resume: bool = typer.Option(False, help="continue from out/checkpoints/last.ckpt"),
@@ -71,7 +74,7 @@ def train(
     args: dict = yaml.safe_load(config.read_text()) if config else {}
     for key, val in dict(equation=equation, nx=nx, model=model, max_epochs=epochs, n_train=n_train,
                          n_valid=n_valid, batch_size=batch_size, repeat=repeat, lr=lr, max_unroll=max_unroll,
-                         augment=augment, cache=str(cache) if cache else None).items():
+                         augment=augment, ema_decay=ema_decay, cache=str(cache) if cache else None).items():
         if val is not None:
             args[key] = val
     if "equation" not in args or "nx" not in args:

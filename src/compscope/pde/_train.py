@@ -175,7 +175,7 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
           max_unroll: int = 2, lr: float = 1e-3, weight_decay: float = 1e-8, devices: int = 1,
           strategy: str = "auto", resume: bool = False, workers: int | None = None,
           progress: bool = True, threads: int | None = None, accelerator: str = "cpu",
-          augment: bool = False) -> Path:
+          augment: bool = False, ema_decay: float = 0.0) -> Path:
     """Generate (or reuse) the data, train, and return the path of the best checkpoint.
 
     Checkpoints go to ``out_dir/checkpoints`` (``last.ckpt`` every epoch); ``resume=True`` continues from
@@ -185,8 +185,12 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     ``accelerator``: ``cpu`` (default), ``gpu`` (a CUDA device; refused with a clear message where none is
     visible) or ``auto`` (a GPU when there is one). Evaluation and the runtime tables stay on the CPU.
     ``augment``: mirror-image augmentation (:class:`NeuralPDESolver`; E1/E2 only).
+    ``ema_decay``: when > 0, validate and checkpoint an exponential moving average of the weights (decay per
+    step, e.g. 0.999; Lightning's ``WeightAveraging``); the raw weights stay in the checkpoint for resuming.
     """
     check_accelerator(accelerator)
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"ema_decay={ema_decay}: give a decay in [0, 1) (0 = no weight averaging, 0.999 is typical)")
     cfg = {k: v for k, v in locals().items() if k not in {"out_dir"}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,8 +227,15 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
     ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val_acc_error", mode="min",
                            save_last=True, save_top_k=1)
     timer = _ResumableTimer()  # its elapsed time is saved in every checkpoint, so it survives a resume
+    callbacks = [ckpt, timer]
+    if ema_decay:
+        from lightning.pytorch.callbacks import WeightAveraging
+        from torch.optim.swa_utils import get_ema_avg_fn
+
+        # parameters only: the buffers (grid, times) are constants an average would only round
+        callbacks.append(WeightAveraging(avg_fn=get_ema_avg_fn(ema_decay), use_buffers=False))
     trainer = L.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-                        callbacks=[ckpt, timer], logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
+                        callbacks=callbacks, logger=CSVLogger(out, name="logs"), enable_progress_bar=progress,
                         enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
                         deterministic=False)
     trainer.fit(module, dl_tr, dl_va, ckpt_path=str(last) if resume else None)
