@@ -131,6 +131,17 @@ def test_resume_continues_and_refuses_changes(tmp_path, pde_cache):
     assert training_time(tmp_path) == {"train_seconds": None, "global_step": 3}  # unknown, not a wrong number
 
 
+def test_a_moved_finished_run_still_returns_its_best_checkpoint(tmp_path, pde_cache):
+    import shutil
+
+    kw = dict(model="fno-tiny", n_train=8, n_valid=4, cache=str(pde_cache), batch_size=8, workers=1, progress=False)
+    first = train("E1", 40, tmp_path / "a", max_epochs=2, **kw)
+    assert first.name.startswith("best")
+    shutil.move(tmp_path / "a", tmp_path / "b")  # Lightning would hand back the old folder's path
+    again = train("E1", 40, tmp_path / "b", max_epochs=2, resume=True, **kw)  # nothing left to train
+    assert again == tmp_path / "b" / "checkpoints" / first.name and again.exists()
+
+
 def test_training_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="does not divide"):
         train("E2", 64, tmp_path, n_train=4, n_valid=4, progress=False)

@@ -244,7 +244,16 @@ def train(equation: str, nx: int, out_dir: str | os.PathLike, model: str | dict 
         (out / "train_time.json").write_text(json.dumps(
             {"train_seconds": timer.time_elapsed("train") if timer.complete(resume) else None,
              "global_step": trainer.global_step}))
-    return Path(ckpt.best_model_path or last)
+    return _local_best(ckpt.best_model_path, out / "checkpoints", last)
+
+
+def _local_best(best: str, folder: Path, last: Path) -> Path:
+    """The best checkpoint inside the run's own folder. A resumed run folder that was moved or copied gets the
+    best path of the *old* folder back from Lightning (which may be gone): map it to the same file here."""
+    if not best:
+        return last
+    here = folder / Path(best).name
+    return here if here.exists() else Path(best)
 
 
 def training_time(out_dir: str | os.PathLike) -> dict | None:
