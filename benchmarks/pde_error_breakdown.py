@@ -110,12 +110,19 @@ def _plot(solvers: dict, cond: np.ndarray, names, path: Path, title: str) -> Non
     import matplotlib.pyplot as plt
 
     cols = [j for j in range(cond.shape[1]) if np.ptp(cond[:, j]) > 0]
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(4.2 * max(1, len(cols)), 3.6), squeeze=False,
+                             sharey=True)
     for ax, j in zip(axes[0], cols):
         for label, err in solvers.items():
             ax.scatter(cond[:, j], err, s=9, alpha=0.7, label=label)
         ax.set_xlabel(names[j])
         ax.set_yscale("log")
+    if not cols:  # fixed coefficients (E1): the trajectories ranked by error instead
+        for label, err in solvers.items():
+            ax = axes[0, 0]
+            ax.plot(np.sort(err)[::-1], marker=".", ms=3, lw=0.8, label=label)
+        axes[0, 0].set_xlabel("test trajectory, by decreasing error")
+        axes[0, 0].set_yscale("log")
     axes[0, 0].set_ylabel("accumulated error (t >= 50)")
     axes[0, -1].legend(fontsize=7)
     fig.suptitle(title)
