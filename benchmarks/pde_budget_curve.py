@@ -150,7 +150,8 @@ def main() -> None:
         train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
-                       "error": res["accumulated_error"], "checkpoint": str(ckpt),
+                       "error": res["accumulated_error"], "error_se": res["accumulated_error_se"],
+                       "checkpoint": str(ckpt),
                        "train_wall_s": train_s, "s_per_step": None if train_s is None else train_s / steps})
         points.sort(key=lambda p: p["optimizer_steps"])
         print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s} s)", flush=True)

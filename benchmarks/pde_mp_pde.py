@@ -299,7 +299,14 @@ def main() -> None:
             key = cell_key(eq.name, nx)
             cell = cells.setdefault(key, {})
             for model in a.models.split(","):
-                if model in cell.get("neural", {}):
+                done = cell.get("neural", {}).get(model)
+                if done is not None:
+                    if "error_se" not in done and Path(done["checkpoint"]).exists():  # a cell from before SEs
+                        res = evaluate(done["checkpoint"], eq.name, nx, n_test=a.n_test, seed=a.seed,
+                                       cache=a.cache, timing=False)
+                        done["error_se"] = res["accumulated_error_se"]
+                        touched.add(key)
+                        save()
                     continue
                 run = Path(a.runs) / f"{eq.name}_nx{nx}_{model}"
                 resume = (run / "checkpoints" / "last.ckpt").exists()
@@ -317,7 +324,8 @@ def main() -> None:
                                  RESULTS / f"{a.name}_{eq.name}_nx{nx}_{model}_rollout.png",
                                  title=f"{model} on {eq.name}, nx={nx}")
                 cell.setdefault("neural", {})[model] = {
-                    "error": res["accumulated_error"], "s_per_traj_batched": res["s_per_traj_batched"],
+                    "error": res["accumulated_error"], "error_se": res["accumulated_error_se"],
+                    "s_per_traj_batched": res["s_per_traj_batched"],
                     "s_per_traj_single": res["s_per_traj_single"], "train_wall_s": train_s,
                     "augment": eq.name in augmented,
                     "per_step_error": res["per_step_error"][::5], "checkpoint": str(ckpt),
@@ -371,7 +379,8 @@ def markdown_table(cells: dict) -> str:
         vals = []
         for s in present:
             r = row.get(s)
-            vals.append("" if r is None else f"{_err(r['error'])} ({1e3 * r['s_per_traj_single']:.3g} ms)")
+            se = f" ± {r['error_se']:.2g}" if r is not None and r.get("error_se") is not None else ""
+            vals.append("" if r is None else f"{_err(r['error'])}{se} ({1e3 * r['s_per_traj_single']:.3g} ms)")
         paper = paper_cell(key) or c.get("paper") or {}
         hold = c.get("persistence_error")
         lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | "

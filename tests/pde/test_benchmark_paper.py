@@ -47,7 +47,7 @@ def _cells():
     classical = {"WENO5": {"error": 0.05, "s_per_traj_single": 0.002}}
     cells = {f"{eq}/nx{nx}": {"classical": dict(classical)} for eq in ("E1", "E2", "E3") for nx in (100, 50, 40)}
     cells["E1/nx50"]["neural"] = {"mp-pde-small": {"error": 28.0, "s_per_traj_single": 0.05},
-                                  "fno-small": {"error": 37.0, "s_per_traj_single": 0.02}}
+                                  "fno-small": {"error": 37.0, "error_se": 4.21, "s_per_traj_single": 0.02}}
     cells["E1/nx50"]["paper"] = None  # as a JSON written before the table was filled in
     for we in ("WE1", "WE2"):
         cells[f"{we}/nx20"] = {"classical": {"Chebyshev": {"error": 1.46, "s_per_traj_single": 0.008}},
@@ -81,7 +81,7 @@ def test_markdown_table_prints_the_paper_columns(bench):
     line = next(x for x in table.splitlines() if x.startswith("| E1/nx100 "))
     assert line == "| E1/nx100 | 0.05 (2 ms) |  |  |  |  | 1.55 in 0.09 s (WENO5 2.02 in 1.9 s) |"
     assert next(x for x in table.splitlines() if x.startswith("| E1/nx50 ")).startswith(
-        "| E1/nx50 | 0.05 (2 ms) |  | 28 (50 ms) | 37 (20 ms) |  | 1.67 in 0.08 s (WENO5 6.23 in 1.8 s) |")
+        "| E1/nx50 | 0.05 (2 ms) |  | 28 (50 ms) | 37 ± 4.2 (20 ms) |  | 1.67 in 0.08 s (WENO5 6.23 in 1.8 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE1/nx20 ")).endswith(
         "| 0.059 in 0.07 s (pseudospectral breaks, 0.2 s) |")
     assert next(x for x in table.splitlines() if x.startswith("| WE2/nx20 ")).endswith("|  |")

@@ -51,6 +51,17 @@ def test_trained_rollout_beats_untrained(tiny_run, pde_cache):
     assert trained < untrained
 
 
+def test_evaluate_reports_the_mean_error_and_its_standard_error(tiny_run, pde_cache):
+    from compscope.pde import evaluate
+
+    ckpt, _ = tiny_run
+    res = evaluate(ckpt, "E1", 40, n_test=4, cache=pde_cache, workers=1, timing=False)
+    per = trajectory_errors(res["prediction"], res["reference"], res["given_steps"])
+    assert res["accumulated_error"] == pytest.approx(per.mean())
+    assert res["accumulated_error_se"] == pytest.approx(per.std(ddof=1) / 2.0)  # sqrt(4 trajectories)
+    assert "s_per_traj_single" not in res
+
+
 def test_metrics_definition():
     ref = np.zeros((2, 10, 4))
     pred = np.ones((2, 10, 4))
@@ -287,7 +298,7 @@ def test_plots_write_images(tmp_path):
     from compscope.pde import plot_error_vs_runtime, plot_rollout
 
     cells = {"E1/nx50": {"classical": {"WENO5": {"error": 0.05, "s_per_traj_single": 0.002}},
-                         "neural": {"mp-pde-small": {"error": 28.0, "s_per_traj_single": 0.05},
+                         "neural": {"mp-pde-small": {"error": 28.0, "error_se": 40.0, "s_per_traj_single": 0.05},
                                     "fno": {"error": float("nan"), "s_per_traj_single": 0.01}}},
              # round-off error of an exact solver (drawn on the floor line) and the paper's numbers ("breaks": None)
              "WE1/nx20": {"classical": {"Chebyshev": {"error": 5e-16, "s_per_traj_single": 0.0005}},

@@ -55,7 +55,8 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
     Colour = solver (same in every panel; open markers classical, filled neural), marker = resolution nx,
     a line joins one solver's resolutions. Errors below :data:`ERROR_FLOOR` are drawn on a dotted floor line.
     Where a cell carries the paper's numbers (``cell["paper"]``: ``{method: [error, seconds]}``), the paper's
-    MP-PDE is a black star (its runtime is on the authors' hardware, not this CPU). Cells whose error or
+    MP-PDE is a black star (its runtime is on the authors' hardware, not this CPU). An ``error_se`` draws one
+    standard error of the mean over the test trajectories as an error bar. Cells whose error or
     runtime is NaN are skipped, so a partial benchmark still plots."""
     plt = _plt()
     from matplotlib.lines import Line2D
@@ -88,6 +89,10 @@ def plot_error_vs_runtime(cells: dict, path: str | Path) -> Path:
                 neural = solver in cell.get("neural", {})
                 ax.loglog(ms, err, markers[parse_cell_key(key)[1]], color=colors[solver],
                           mfc=colors[solver] if neural else "none", ms=7)
+                se = r.get("error_se")
+                if se and err > ERROR_FLOOR:  # one standard error of the mean over the test trajectories
+                    ax.errorbar(ms, err, yerr=[[min(se, 0.9 * err)], [se]], color=colors[solver], lw=0.8,
+                                capsize=2)
                 xs.append(ms)
                 ys.append(err)
             if len(xs) > 1:
