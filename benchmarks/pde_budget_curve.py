@@ -139,7 +139,12 @@ def main() -> None:
                "our classical": classical, "paper_steps": PAPER_BUDGET["optimizer_steps"]}
     for n_train, repeat in budgets:
         steps = optimizer_steps(n_train, repeat, a.batch_size, a.epochs)
-        if any(p["n_train"] == n_train and p["repeat"] == repeat and p["epochs"] == a.epochs for p in points):
+        done = next((p for p in points if (p["n_train"], p["repeat"], p["epochs"]) == (n_train, repeat, a.epochs)),
+                    None)
+        if done is not None:
+            if "error_se" not in done and Path(done["checkpoint"]).exists():  # a point from before SEs
+                done["error_se"] = evaluate(done["checkpoint"], eq.name, a.nx, n_test=a.n_test, seed=a.seed,
+                                            cache=a.cache, timing=False)["accumulated_error_se"]
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}{recipe}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"
