@@ -31,6 +31,17 @@ from compscope.pde import ACCELERATORS, cell_key  # noqa: E402
 from pde_mp_pde import PAPER_BUDGET, optimizer_steps, paper_cell  # noqa: E402
 
 
+def curve_name(equation: str, nx: int, model: str, lr: float = 1e-3, max_unroll: int = 2, augment: bool = False,
+               ema_decay: float = 0.0, seed: int = 0) -> str:
+    """JSON name of one curve. Another recipe is another curve (its own JSON and run folders; the default recipe
+    keeps the plain name); another seed is a repeat, not a point of the same curve."""
+    recipe = "" if (lr, max_unroll) == (1e-3, 2) else f"_lr{lr:g}_pf{max_unroll}"
+    recipe += "_aug" if augment else ""
+    recipe += f"_ema{ema_decay:g}" if ema_decay else ""
+    recipe += f"_seed{seed}" if seed else ""
+    return f"pde_budget_{equation}_nx{nx}_{model}{recipe}"
+
+
 def power_law(steps, errors) -> tuple[float, float] | None:
     """Least-squares fit of log(error) = log(a) - b log(steps); None with fewer than two distinct budgets."""
     s, e = np.log(np.asarray(steps, float)), np.log(np.asarray(errors, float))
@@ -120,12 +131,8 @@ def main() -> None:
     if a.nx not in eq.resolutions:
         ap.error(f"{eq.name} has resolutions {eq.resolutions}, not {a.nx}")
     key = cell_key(eq.name, a.nx)
-    # another recipe is another curve: its own JSON and run folders (the default recipe keeps the plain name)
-    recipe = "" if (a.lr, a.max_unroll) == (1e-3, 2) else f"_lr{a.lr:g}_pf{a.max_unroll}"
-    recipe += "_aug" if a.augment else ""
-    recipe += f"_ema{a.ema_decay:g}" if a.ema_decay else ""
-    recipe += f"_seed{a.seed}" if a.seed else ""  # another seed is a repeat, not a point of the same curve
-    name = f"pde_budget_{eq.name}_nx{a.nx}_{a.model}{recipe}"
+    name = curve_name(eq.name, a.nx, a.model, a.lr, a.max_unroll, a.augment, a.ema_decay, a.seed)
+    recipe = name.removeprefix(f"pde_budget_{eq.name}_nx{a.nx}_{a.model}")
     prev = RESULTS / f"{name}.json"
     points = json.loads(prev.read_text())["points"] if prev.exists() else []
     paper = paper_cell(key) or {}

@@ -115,3 +115,19 @@ def test_concurrent_runs_keep_each_others_cells(bench, tmp_path):
         pass
     with bench._locked(path):
         assert (tmp_path / "table.json.lock").exists()
+
+
+def test_seed_spread_statistics_and_curve_names():
+    spread = load_benchmark("pde_seed_spread")
+    s = spread.spread([1.693, 1.317, 1.434])
+    assert s["mean"] == pytest.approx(1.48133, abs=1e-4)
+    assert s["sd"] == pytest.approx(0.19242, abs=1e-4)
+    assert s["se_of_mean"] == pytest.approx(0.19242 / 3 ** 0.5, abs=1e-4)
+    with pytest.raises(ValueError, match="at least two"):
+        spread.spread([1.0])
+    name = load_benchmark("pde_budget_curve").curve_name
+    assert name("E1", 50, "fno-small") == "pde_budget_E1_nx50_fno-small"  # the default recipe keeps the plain name
+    assert name("E1-authors", 40, "fno-small", 3e-4, 2, seed=2) == \
+        "pde_budget_E1-authors_nx40_fno-small_lr0.0003_pf2_seed2"
+    assert name("E1", 40, "fno", 3e-4, 2, augment=True, ema_decay=0.999) == \
+        "pde_budget_E1_nx40_fno_lr0.0003_pf2_aug_ema0.999"
