@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 from compscope.pde import ACCELERATORS, cell_key  # noqa: E402
-from pde_mp_pde import PAPER_BUDGET, optimizer_steps, paper_cell  # noqa: E402
+from pde_mp_pde import PAPER_BUDGET, fill_error_se, optimizer_steps, paper_cell  # noqa: E402
 
 
 def curve_name(equation: str, nx: int, model: str, lr: float = 1e-3, max_unroll: int = 2, augment: bool = False,
@@ -40,6 +40,11 @@ def curve_name(equation: str, nx: int, model: str, lr: float = 1e-3, max_unroll:
     recipe += f"_ema{ema_decay:g}" if ema_decay else ""
     recipe += f"_seed{seed}" if seed else ""
     return f"pde_budget_{equation}_nx{nx}_{model}{recipe}"
+
+
+def find_point(points: list[dict], n_train: int, repeat: int, epochs: int) -> dict | None:
+    """The point of a curve measured at one budget (training trajectories x repeat x epochs), or None."""
+    return next((p for p in points if (p["n_train"], p["repeat"], p["epochs"]) == (n_train, repeat, epochs)), None)
 
 
 def power_law(steps, errors) -> tuple[float, float] | None:
@@ -146,12 +151,9 @@ def main() -> None:
                "our classical": classical, "paper_steps": PAPER_BUDGET["optimizer_steps"]}
     for n_train, repeat in budgets:
         steps = optimizer_steps(n_train, repeat, a.batch_size, a.epochs)
-        done = next((p for p in points if (p["n_train"], p["repeat"], p["epochs"]) == (n_train, repeat, a.epochs)),
-                    None)
+        done = find_point(points, n_train, repeat, a.epochs)
         if done is not None:
-            if "error_se" not in done and Path(done["checkpoint"]).exists():  # a point from before SEs
-                done["error_se"] = evaluate(done["checkpoint"], eq.name, a.nx, n_test=a.n_test, seed=a.seed,
-                                            cache=a.cache, timing=False)["accumulated_error_se"]
+            fill_error_se(done, eq.name, a.nx, a.n_test, a.seed, a.cache)  # a point from before SEs
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}{recipe}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"

@@ -118,11 +118,11 @@ def _plot(solvers: dict, cond: np.ndarray, names, path: Path, title: str) -> Non
         ax.set_xlabel(names[j])
         ax.set_yscale("log")
     if not cols:  # fixed coefficients (E1): the trajectories ranked by error instead
+        ax = axes[0, 0]
         for label, err in solvers.items():
-            ax = axes[0, 0]
             ax.plot(np.sort(err)[::-1], marker=".", ms=3, lw=0.8, label=label)
-        axes[0, 0].set_xlabel("test trajectory, by decreasing error")
-        axes[0, 0].set_yscale("log")
+        ax.set_xlabel("test trajectory, by decreasing error")
+        ax.set_yscale("log")
     axes[0, 0].set_ylabel("accumulated error (t >= 50)")
     axes[0, -1].legend(fontsize=7)
     fig.suptitle(title)

@@ -142,6 +142,18 @@ def hold_last(ref: np.ndarray) -> np.ndarray:
     return np.repeat(ref[:, N0 - 1:N0], ref.shape[1], axis=1)
 
 
+def fill_error_se(entry: dict, equation: str, nx: int, n_test: int, seed: int, cache: str | None) -> bool:
+    """Give a neural result measured before standard errors were recorded its ``error_se``, re-evaluated from its
+    checkpoint; True when it was filled in (False: already there, or the checkpoint is gone)."""
+    if "error_se" in entry or not Path(entry["checkpoint"]).exists():
+        return False
+    from compscope.pde._train import evaluate
+
+    entry["error_se"] = evaluate(entry["checkpoint"], equation, nx, n_test=n_test, seed=seed, cache=cache,
+                                 timing=False)["accumulated_error_se"]
+    return True
+
+
 def optimizer_steps(n_train: int, repeat: int, batch_size: int, epochs: int) -> int:
     """Optimiser steps of one training run (one process; the loader drops a last partial batch)."""
     n = n_train * repeat
@@ -301,10 +313,7 @@ def main() -> None:
             for model in a.models.split(","):
                 done = cell.get("neural", {}).get(model)
                 if done is not None:
-                    if "error_se" not in done and Path(done["checkpoint"]).exists():  # a cell from before SEs
-                        res = evaluate(done["checkpoint"], eq.name, nx, n_test=a.n_test, seed=a.seed,
-                                       cache=a.cache, timing=False)
-                        done["error_se"] = res["accumulated_error_se"]
+                    if fill_error_se(done, eq.name, nx, a.n_test, a.seed, a.cache):  # a cell from before SEs
                         touched.add(key)
                         save()
                     continue

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 from compscope.pde import cell_key, get_equation  # noqa: E402
-from pde_budget_curve import curve_name  # noqa: E402
+from pde_budget_curve import curve_name, find_point  # noqa: E402
 from pde_mp_pde import paper_cell  # noqa: E402
 
 
@@ -58,8 +58,7 @@ def main() -> None:
         name = curve_name(eq.name, a.nx, a.model, a.lr, a.max_unroll, a.augment, a.ema_decay, seed)
         path = RESULTS / f"{name}.json"
         points = json.loads(path.read_text())["points"] if path.exists() else []
-        point = next((p for p in points if (p["n_train"], p["repeat"], p["epochs"]) == (n_train, repeat, a.epochs)),
-                     None)
+        point = find_point(points, n_train, repeat, a.epochs)
         if point is None:
             missing.append(f"{name} ({a.budget}x{a.epochs})")
             continue

@@ -131,3 +131,20 @@ def test_seed_spread_statistics_and_curve_names():
         "pde_budget_E1-authors_nx40_fno-small_lr0.0003_pf2_seed2"
     assert name("E1", 40, "fno", 3e-4, 2, augment=True, ema_decay=0.999) == \
         "pde_budget_E1_nx40_fno_lr0.0003_pf2_aug_ema0.999"
+
+
+def test_older_results_get_their_standard_error_from_the_checkpoint(bench, tiny_run, pde_cache, tmp_path):
+    from compscope.pde import evaluate
+
+    ckpt, _ = tiny_run
+    entry = {"error": 1.0, "checkpoint": str(ckpt)}
+    assert bench.fill_error_se(entry, "E1", 40, 4, 0, str(pde_cache))
+    want = evaluate(ckpt, "E1", 40, n_test=4, cache=pde_cache, timing=False)["accumulated_error_se"]
+    assert entry["error_se"] == pytest.approx(want)
+    assert not bench.fill_error_se(entry, "E1", 40, 4, 0, str(pde_cache))  # already there: nothing re-run
+    gone = {"error": 1.0, "checkpoint": str(tmp_path / "deleted.ckpt")}
+    assert not bench.fill_error_se(gone, "E1", 40, 4, 0, str(pde_cache)) and "error_se" not in gone
+    find = load_benchmark("pde_budget_curve").find_point
+    points = [{"n_train": 2048, "repeat": 32, "epochs": 12, "error": 1.7}, {"n_train": 2048, "repeat": 32,
+                                                                            "epochs": 24, "error": 1.6}]
+    assert find(points, 2048, 32, 24)["error"] == 1.6 and find(points, 2048, 64, 12) is None
