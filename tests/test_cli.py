@@ -49,3 +49,23 @@ def test_data_verify_and_list(tmp_path):
     assert res.exit_code == 1 and "checksum mismatch" in res.output
     res = runner.invoke(app, ["data", "verify", "nope"])
     assert res.exit_code != 0 and "unknown dataset" in res.output
+
+
+def test_user_errors_exit_2_with_hint(tmp_path):
+    res = runner.invoke(app, ["train", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and "missing.yaml" in res.output
+
+
+def test_set_overrides_reach_init_args():
+    from compscope.cli._common import apply_overrides, parse_overrides
+    from compscope.errors import ConfigError
+
+    cfg = {"model": {"class_path": "x.Y", "init_args": {"a": 1}}, "trainer": {"max_epochs": 3}}
+    new = apply_overrides(cfg, parse_overrides(["model.a=2", "trainer.max_epochs=5", "model.init_args.b=[1, 2]"]))
+    assert new["model"]["init_args"] == {"a": 2, "b": [1, 2]} and new["trainer"]["max_epochs"] == 5
+    assert cfg["model"]["init_args"] == {"a": 1}
+    import pytest
+
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["novalue"])

@@ -11,7 +11,10 @@ import importlib
 
 import typer
 
+from ._common import CompscopeGroup
+
 app = typer.Typer(
+    cls=CompscopeGroup,
     name="compscope",
     help="compscope: equivariant deep learning for molecules and physical fields.",
     no_args_is_help=True,

@@ -15,7 +15,7 @@ import torch
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
 from compscope.models import build_model
-from compscope.train import EMA
+from compscope.train._ema import EMA  # replaced by the EMA callback when the task moves onto compscope.train.fit
 
 log = logging.getLogger(__name__)
 

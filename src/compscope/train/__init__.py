@@ -1,8 +1,25 @@
-"""Training infrastructure shared by tasks: config validation, EMA, metric sinks, plots."""
+"""The one trainer every task uses: instantiate(class_path), EMA, resume guard, time budget, metrics, run folder.
 
-from ._config import ConfigError, accepted_arguments, check_arguments, load_yaml
-from ._ema import EMA
+A task brings its ``LightningModule`` and ``DataModule``; everything else is here:
+
+- :func:`instantiate` builds any config section (``class_path``/``init_args`` or a preset), arguments checked
+  against the constructor;
+- :class:`RunDir` is the run folder (config.yaml, versions.json, checkpoints/, metrics, model.pt, plots) and
+  refuses a fresh run over an old one; :func:`check_unchanged` is the resume guard for every resumable job;
+- :func:`fit` trains with :class:`EMA`, :class:`TimeBudget`, :class:`MetricsSink`, checkpoints and early
+  stopping from a :class:`TrainerConfig` (the ``trainer`` section).
+"""
+
+from compscope.errors import ConfigError
+
+from ._callbacks import EMA, MetricsSink, TimeBudget, read_metrics, write_csv
+from ._config import accepted_arguments, check_arguments, load_yaml
+from ._instantiate import instantiate, normalize_spec, resolve_class
 from ._plots import learning_curves, parity_plot
+from ._run import RunDir, check_unchanged, code_versions, is_rank_zero
+from ._trainer import FitResult, TrainerConfig, find_callback, fit
 
-__all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "EMA", "learning_curves",
-           "parity_plot"]
+__all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "instantiate", "normalize_spec",
+           "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
+           "check_unchanged", "code_versions", "is_rank_zero", "TrainerConfig", "FitResult", "fit",
+           "find_callback", "learning_curves", "parity_plot"]

@@ -9,9 +9,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config cannot be used as written; the message names the key and the allowed ones."""
+from compscope.errors import ConfigError
 
 
 def accepted_arguments(fn: Callable) -> tuple[set[str], set[str], bool]:
@@ -48,10 +46,15 @@ def check_arguments(section: str, fn: Callable, args: Mapping[str, Any], extra: 
         raise ConfigError(f"config section '{section}': missing required key(s) {missing}")
 
 
+class ConfigFileNotFound(ConfigError, FileNotFoundError):
+    """The config file named on the command line does not exist."""
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"config file {path} not found")
+        raise ConfigFileNotFound(f"config file {path} not found",
+                                 hint="check the path; shipped examples are in configs/")
     try:
         cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

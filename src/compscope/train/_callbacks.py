@@ -1,0 +1,153 @@
+"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget that survives resumes, metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Timer, WeightAveraging
+
+__all__ = ["EMA", "TimeBudget", "MetricsSink", "write_csv", "read_metrics"]
+
+
+class EMA(WeightAveraging):
+    r"""Exponential moving average of the weights, :math:`\bar\theta \leftarrow d\,\bar\theta + (1-d)\,\theta`
+    after every optimiser step, on Lightning's ``WeightAveraging``.
+
+    Validation, the best checkpoint and the model left in the module after ``fit`` use the average; the raw
+    weights stay in every checkpoint (``current_model_state``) so a resumed run continues both exactly.
+
+    Args:
+        decay: ``d`` per optimiser step (0.99 for force fields, 0.999 for EDM).
+        warmup: use :math:`\min(d, (1+n)/(10+n))` after ``n`` updates (TensorFlow's ExponentialMovingAverage),
+            so early averages are not dominated by the random initialisation.
+        use_buffers: average buffers too (off: buffers are copied, e.g. grids and statistics).
+    """
+
+    def __init__(self, decay: float = 0.99, warmup: bool = True, use_buffers: bool = False) -> None:
+        if not 0.0 < decay < 1.0:
+            from compscope.errors import ConfigError
+
+            raise ConfigError(f"ema decay={decay}: give a decay in (0, 1), e.g. 0.99; 0 means no EMA (omit it)")
+        self.decay = float(decay)
+        self.warmup = bool(warmup)
+
+        def avg_fn(avg: torch.Tensor, cur: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+            n = float(num_averaged)
+            d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
+            return avg * d + cur * (1.0 - d)
+
+        super().__init__(avg_fn=avg_fn, use_buffers=use_buffers)
+
+    def _copy_buffers(self, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            for b_avg, b in zip(self._average_model.module.buffers(), pl_module.buffers()):
+                b_avg.detach().copy_(b.detach())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if not self._use_buffers:
+            self._copy_buffers(pl_module)
+
+    def average_state_dict(self) -> dict[str, torch.Tensor] | None:
+        """The averaged weights as a state dict of the Lightning module (None before fit)."""
+        if self._average_model is None:
+            return None
+        return {k[7:]: v for k, v in self._average_model.state_dict().items() if k.startswith("module.")}
+
+
+class TimeBudget(Timer):
+    """A wall-clock budget over the whole run, summed across ``--resume`` (Lightning's ``Timer``, whose elapsed
+    time is saved in every checkpoint).
+
+    Args:
+        seconds: the budget; ``None`` only times the run.
+
+    ``restored`` tells whether a resumed run's checkpoint carried the timer's state; :meth:`complete` is True when
+    :meth:`time_elapsed` covers the whole run.
+    """
+
+    restored = False
+
+    def __init__(self, seconds: float | None = None, interval: str = "step") -> None:
+        super().__init__(duration=None if seconds is None else {"seconds": max(1.0, float(seconds))},
+                         interval=interval)
+        self.budget_s = seconds
+
+    @property
+    def state_key(self) -> str:
+        return "Timer"  # the plain Timer's key, so checkpoints written with it resume here
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.restored = True
+
+    def complete(self, resumed: bool) -> bool:
+        return not resumed or self.restored
+
+    def fraction(self) -> float | None:
+        """Share of the budget spent so far (None without a budget)."""
+        if not self.budget_s:
+            return None
+        return min(1.0, self.time_elapsed("train") / self.budget_s)
+
+
+class MetricsSink(L.Callback):
+    """One JSON line and one CSV row per validation (rank 0): epoch, step, wall time summed over resumes, the
+    learning rate and every logged metric. Files: ``metrics.jsonl`` and ``metrics.csv`` in the run folder.
+    """
+
+    def __init__(self, out: str | Path) -> None:
+        self.jsonl = Path(out) / "metrics.jsonl"
+        self.csv = Path(out) / "metrics.csv"
+        self.t0 = time.time() - _last_time(self.jsonl)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.global_rank != 0:
+            return
+        row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+                               "time_s": round(time.time() - self.t0, 2)}
+        for k, v in trainer.callback_metrics.items():
+            try:
+                row[k] = float(v)
+            except (TypeError, ValueError):
+                continue
+        if trainer.optimizers:
+            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        self.jsonl.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.jsonl, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        write_csv(self.jsonl, self.csv)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` (a run folder or the file itself); [] when there is none."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_csv(jsonl: Path, csv_path: Path) -> None:
+    """metrics.jsonl -> metrics.csv with one column per key ever seen (first-seen order), so every row lines up
+    with the header even when a later epoch adds a metric."""
+    rows = read_metrics(jsonl)
+    cols: dict[str, None] = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(cols))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _last_time(jsonl: Path) -> float:
+    rows = read_metrics(jsonl)
+    return float(rows[-1].get("time_s", 0.0)) if rows else 0.0

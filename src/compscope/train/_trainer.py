@@ -1,0 +1,168 @@
+"""The one trainer: a Lightning ``Trainer`` with compscope's callbacks, built from a config's ``trainer`` section.
+
+A task brings only its ``LightningModule`` and ``DataModule``; :func:`fit` adds checkpoints (``last`` every
+epoch or every few minutes, ``best`` by the monitored metric), the EMA of the weights, the wall-clock budget
+summed over resumes, early stopping, the metrics sink and a progress bar, and resumes from the run folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from compscope.errors import ConfigError
+
+from ._callbacks import EMA, MetricsSink, TimeBudget
+from ._run import RunDir
+
+__all__ = ["TrainerConfig", "FitResult", "fit", "find_callback"]
+
+_ACCELERATORS = ("cpu", "gpu", "auto")
+
+
+class TrainerConfig:
+    """The ``trainer`` section of every training config (its keys are these arguments).
+
+    Args:
+        max_epochs: epoch limit (-1: none).
+        max_steps: optimiser-step limit (-1: none).
+        max_time_minutes: wall-clock budget of the whole run, summed over resumes.
+        gradient_clip_val: gradient-norm clip (None: none).
+        monitor: metric that picks ``best.ckpt`` and drives early stopping (None: keep only ``last``).
+        mode: ``min`` or ``max`` for ``monitor``.
+        early_stopping_patience: validations without improvement before stopping (None/0: never).
+        ema_decay: decay of the weight EMA per step (0: off).
+        devices: processes (CPU, DDP over gloo) or GPUs.
+        strategy: ``auto`` or ``ddp``.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        precision: Lightning precision (``32-true``, ``64-true``, ``bf16-mixed``); None: from the module's dtype.
+        num_threads: torch intra-op threads per process (None: compscope's default for the free cores).
+        val_check_interval: validate every this many steps (None: every epoch).
+        checkpoint_minutes: also write ``last.ckpt`` this often (None: at every validation).
+        log_every_n_steps: Lightning's logging interval.
+        progress_bar: show a progress bar.
+    """
+
+    def __init__(self, max_epochs: int = 100, max_steps: int = -1, max_time_minutes: float | None = None,
+                 gradient_clip_val: float | None = None, monitor: str | None = "val_loss", mode: str = "min",
+                 early_stopping_patience: int | None = None, ema_decay: float = 0.0, devices: int = 1,
+                 strategy: str = "auto", accelerator: str = "cpu", precision: str | None = None,
+                 num_threads: int | None = None, val_check_interval: int | None = None,
+                 checkpoint_minutes: float | None = None, log_every_n_steps: int = 10,
+                 progress_bar: bool = True) -> None:
+        if mode not in ("min", "max"):
+            raise ConfigError(f"trainer.mode={mode!r}: use 'min' or 'max'")
+        if accelerator not in _ACCELERATORS:
+            raise ConfigError(f"trainer.accelerator={accelerator!r}: use one of {_ACCELERATORS}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"trainer.ema_decay={ema_decay}: give a decay in [0, 1) (0 = off, 0.99 is typical)")
+        if max_time_minutes is not None and max_time_minutes <= 0:
+            raise ConfigError(f"trainer.max_time_minutes={max_time_minutes}: must be positive (or omit it)")
+        self.__dict__.update({k: v for k, v in locals().items() if k != "self"})
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"TrainerConfig({self.as_dict()})"
+
+    # options that may change when a run is resumed (budgets, hardware, display)
+    RESUME_SAFE = ("max_epochs", "max_steps", "max_time_minutes", "devices", "strategy", "accelerator",
+                   "num_threads", "progress_bar", "log_every_n_steps", "checkpoint_minutes", "early_stopping_patience")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` hands back: the Lightning trainer, the run folder, the best checkpoint (inside the run's
+    own folder) and the time budget callback (training time summed over resumes)."""
+
+    trainer: L.Trainer
+    run: RunDir
+    best: Path
+    budget: TimeBudget
+
+    @property
+    def train_seconds(self) -> float | None:
+        return self.budget.time_elapsed("train") if self.budget.complete(self.run.resume) else None
+
+
+def find_callback(trainer: L.Trainer, kind: type) -> Any:
+    return next((c for c in trainer.callbacks if isinstance(c, kind)), None)
+
+
+def _check_accelerator(name: str) -> None:
+    if name == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("trainer.accelerator='gpu' but no CUDA device is visible",
+                          hint="use accelerator: cpu (or auto, which picks a GPU when there is one)")
+
+
+def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run: RunDir,
+        trainer: TrainerConfig | dict | None = None, *, train_dataloaders: Any = None, val_dataloaders: Any = None,
+        callbacks: list[L.Callback] | None = None, logger: Any = False) -> FitResult:
+    """Train ``module`` on ``datamodule`` (or the given loaders) into the run folder ``run`` (already started).
+
+    Resumes from ``run.last`` when ``run.resume``. Returns a :class:`FitResult`; after it the module holds the
+    EMA weights when EMA is on (what validation and ``best.ckpt`` saw).
+    """
+    cfg = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig(**(trainer or {}))
+    _check_accelerator(cfg.accelerator)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    ckpt_kw: dict[str, Any] = dict(dirpath=run.checkpoints, save_last=True)
+    if cfg.monitor:
+        ckpt_kw.update(filename="best", monitor=cfg.monitor, mode=cfg.mode, save_top_k=1)
+    else:
+        ckpt_kw.update(save_top_k=0)
+    cbs: list[L.Callback] = [L.pytorch.callbacks.ModelCheckpoint(**ckpt_kw)]
+    if cfg.checkpoint_minutes:
+        cbs.append(L.pytorch.callbacks.ModelCheckpoint(
+            dirpath=run.checkpoints, save_last=True, save_top_k=0,
+            train_time_interval=dt.timedelta(minutes=cfg.checkpoint_minutes)))
+    budget = TimeBudget(60.0 * cfg.max_time_minutes if cfg.max_time_minutes else None)
+    cbs += [budget, MetricsSink(run.path)]
+    if cfg.ema_decay:
+        cbs.append(EMA(cfg.ema_decay))
+    if cfg.early_stopping_patience and cfg.monitor:
+        cbs.append(L.pytorch.callbacks.EarlyStopping(cfg.monitor, mode=cfg.mode,
+                                                     patience=cfg.early_stopping_patience))
+    if cfg.progress_bar:
+        cbs.append(L.pytorch.callbacks.RichProgressBar())
+    cbs += list(callbacks or [])
+    precision = cfg.precision or _precision_of(module)
+    tr = L.Trainer(
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, gradient_clip_val=cfg.gradient_clip_val,
+        devices=cfg.devices, strategy=cfg.strategy, accelerator=cfg.accelerator, precision=precision,
+        callbacks=cbs, logger=logger, enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        inference_mode=False, log_every_n_steps=cfg.log_every_n_steps, num_sanity_val_steps=0,
+        val_check_interval=cfg.val_check_interval,
+        check_val_every_n_epoch=None if cfg.val_check_interval else 1,
+        default_root_dir=run.path,
+    )
+    tr.fit(module, datamodule=datamodule, train_dataloaders=train_dataloaders, val_dataloaders=val_dataloaders,
+           ckpt_path=run.ckpt_path())
+    best = _local_best(cbs[0].best_model_path if cfg.monitor else "", run)
+    if tr.is_global_zero:
+        rec = {"train_seconds": budget.time_elapsed("train") if budget.complete(run.resume) else None,
+               "global_step": tr.global_step, "epoch": tr.current_epoch}
+        (run.path / "train_time.json").write_text(json.dumps(rec))
+    return FitResult(tr, run, best, budget)
+
+
+def _precision_of(module: L.LightningModule) -> str:
+    p = next(module.parameters(), None)
+    return "64-true" if p is not None and p.dtype == torch.float64 else "32-true"
+
+
+def _local_best(best: str, run: RunDir) -> Path:
+    """The best checkpoint inside the run's own folder (a moved run folder gets the old folder's path back from
+    Lightning)."""
+    if not best:
+        return run.last
+    here = run.checkpoints / Path(best).name
+    return here if here.exists() else Path(best)
