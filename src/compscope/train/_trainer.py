@@ -114,12 +114,14 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
     _check_accelerator(cfg.accelerator)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    ckpt_kw: dict[str, Any] = dict(dirpath=run.checkpoints, save_last=True)
+    cbs: list[L.Callback] = []
     if cfg.monitor:
-        ckpt_kw.update(filename="best", monitor=cfg.monitor, mode=cfg.mode, save_top_k=1)
-    else:
-        ckpt_kw.update(save_top_k=0)
-    cbs: list[L.Callback] = [L.pytorch.callbacks.ModelCheckpoint(**ckpt_kw)]
+        cbs.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, save_last=True, filename="best",
+                                                       monitor=cfg.monitor, mode=cfg.mode, save_top_k=1))
+    # Lightning (2.5+) writes `last` only at a validation that also saved a top-k checkpoint (the monitored metric
+    # improved): this one writes last.ckpt at every validation, so --resume continues from where the run stopped
+    cbs.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None,
+                                                   save_top_k=1, save_last=False, enable_version_counter=False))
     if cfg.checkpoint_minutes:
         cbs.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=run.checkpoints, save_last=True, save_top_k=0,
