@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 from compscope.pde import ACCELERATORS, cell_key  # noqa: E402
-from pde_mp_pde import PAPER_BUDGET, fill_error_se, optimizer_steps, paper_cell  # noqa: E402
+from pde_mp_pde import PAPER_BUDGET, fill_error_se, neural_config, optimizer_steps, paper_cell  # noqa: E402
 
 
 def curve_name(equation: str, nx: int, model: str, lr: float = 1e-3, max_unroll: int = 2, augment: bool = False,
@@ -128,8 +128,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import get_equation
-    from compscope.pde._train import evaluate, train, training_time
+    from compscope.pde import evaluate, get_equation, train, training_time
 
     torch.set_num_threads(a.threads)
     eq = get_equation(a.equation)
@@ -157,10 +156,11 @@ def main() -> None:
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}{recipe}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"
-        ckpt = train(eq.name, a.nx, run, model=a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed,
-                     cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, lr=a.lr,
-                     max_unroll=a.max_unroll, resume=last.exists(), progress=False, threads=a.threads,
-                     accelerator=a.accelerator, augment=a.augment, ema_decay=a.ema_decay)
+        cfg = neural_config(eq.name, a.nx, a.model, n_train=n_train, n_valid=a.n_valid, seed=a.seed, cache=a.cache,
+                            epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, max_unroll=a.max_unroll,
+                            lr=a.lr, augment=a.augment, ema_decay=a.ema_decay, accelerator=a.accelerator,
+                            threads=a.threads)
+        ckpt = train(cfg, out=run, resume=last.exists()).best
         train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,

@@ -66,8 +66,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import generate, get_equation, load_split, weno_solve_batch
-    from compscope.pde._train import evaluate
+    from compscope.pde import evaluate, generate, get_equation, load_split, weno_solve_batch
 
     torch.set_num_threads(a.threads)
     solvers, eq_name, nx = {}, None, None

@@ -147,11 +147,24 @@ def fill_error_se(entry: dict, equation: str, nx: int, n_test: int, seed: int, c
     checkpoint; True when it was filled in (False: already there, or the checkpoint is gone)."""
     if "error_se" in entry or not Path(entry["checkpoint"]).exists():
         return False
-    from compscope.pde._train import evaluate
+    from compscope.pde import evaluate
 
     entry["error_se"] = evaluate(entry["checkpoint"], equation, nx, n_test=n_test, seed=seed, cache=cache,
                                  timing=False)["accumulated_error_se"]
     return True
+
+
+def neural_config(equation: str, nx: int, model: str, *, n_train: int, n_valid: int, seed: int, cache: str | None,
+                  epochs: int, batch_size: int, repeat: int, max_unroll: int, lr: float, augment: bool = False,
+                  ema_decay: float = 0.0, accelerator: str = "cpu", threads: int | None = 1,
+                  workers: int | None = None) -> dict:
+    """The sectioned training config (:func:`compscope.pde.train`) of one neural cell of the benchmark."""
+    return {"seed": seed, "model": model,
+            "data": {"equation": equation, "nx": nx, "n_train": n_train, "n_valid": n_valid, "cache": cache,
+                     "batch_size": batch_size, "repeat": repeat, "workers": workers},
+            "module": {"max_unroll": max_unroll, "lr": lr, "augment": augment},
+            "trainer": {"max_epochs": epochs, "ema_decay": ema_decay, "accelerator": accelerator,
+                        "num_threads": threads, "progress_bar": False}}
 
 
 def optimizer_steps(n_train: int, repeat: int, batch_size: int, epochs: int) -> int:
@@ -164,12 +177,13 @@ def classical_cell(eq, nx, te, ref_nx):
     """Classical solver(s) on one cell -> dict of {solver: {error, s_per_traj_batched, s_per_traj_single}}."""
     from compscope.pde import (
         ChebyshevWaveSolver,
+        accumulated_error,
         gaussian_pulse,
         spectral_solve,
+        time_per_trajectory,
         weno_solve,
         weno_solve_batch,
     )
-    from compscope.pde._metrics import accumulated_error, time_per_trajectory
 
     ref = te["u"]  # (B, nt, nx) at this resolution
     p = te["params"]
@@ -262,8 +276,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import accumulated_error, generate, get_equation, load_split
-    from compscope.pde._train import evaluate, train, training_time
+    from compscope.pde import accumulated_error, evaluate, generate, get_equation, load_split, train, training_time
 
     torch.set_num_threads(a.threads)
     prev = RESULTS / f"{a.name}.json"
@@ -319,15 +332,16 @@ def main() -> None:
                     continue
                 run = Path(a.runs) / f"{eq.name}_nx{nx}_{model}"
                 resume = (run / "checkpoints" / "last.ckpt").exists()
-                ckpt = train(eq.name, nx, run, model=model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
-                             cache=a.cache, max_epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
-                             max_unroll=a.max_unroll, lr=a.lr, resume=resume, workers=a.workers,
-                             progress=False, accelerator=a.accelerator, augment=eq.name in augmented,
-                             ema_decay=a.ema_decay)
+                cfg = neural_config(eq.name, nx, model, n_train=a.n_train, n_valid=a.n_valid, seed=a.seed,
+                                    cache=a.cache, epochs=a.epochs, batch_size=a.batch_size, repeat=a.repeat,
+                                    max_unroll=a.max_unroll, lr=a.lr, augment=eq.name in augmented,
+                                    ema_decay=a.ema_decay, accelerator=a.accelerator, threads=a.threads,
+                                    workers=a.workers)
+                ckpt = train(cfg, out=run, resume=resume).best
                 train_s = training_time(run)["train_seconds"]  # summed over resumes (None: run older than the timer)
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:
-                    from compscope.pde._plots import plot_rollout
+                    from compscope.pde import plot_rollout
 
                     plot_rollout(res["reference"][0], res["prediction"][0], res["x"], res["t"],
                                  RESULTS / f"{a.name}_{eq.name}_nx{nx}_{model}_rollout.png",
@@ -344,7 +358,7 @@ def main() -> None:
                 print(key, model, res["accumulated_error"], flush=True)
     path = save()
     cells = json.loads(path.read_text())["cells"]  # with any cells a concurrent run added
-    from compscope.pde._plots import plot_error_vs_runtime
+    from compscope.pde import plot_error_vs_runtime
 
     plot_error_vs_runtime(cells, RESULTS / f"{a.name}_error_vs_runtime.png")
     print(markdown_table(cells))

@@ -14,15 +14,27 @@ def pde_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("pde_cache")
 
 
+def tiny_config(cache, model: str = "mp-pde-tiny", **sections) -> dict:
+    """A few-second PDE training config on E1 at nx=40; ``sections`` update its sections (``data={...}``)."""
+    cfg = {"seed": 0, "model": model,
+           "data": {"equation": "E1", "nx": 40, "n_train": 8, "n_valid": 4, "cache": str(cache), "batch_size": 8,
+                    "workers": 1},
+           "module": {},
+           "trainer": {"max_epochs": 1, "progress_bar": False, "num_threads": 1}}
+    for name, values in sections.items():
+        cfg[name] = {**cfg[name], **values} if isinstance(values, dict) else values
+    return cfg
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, pde_cache):
-    """A tiny MP-PDE trained on E1 at nx=40 (a few seconds): (checkpoint, out_dir)."""
+    """A tiny MP-PDE trained on E1 at nx=40 (a few seconds): (best checkpoint, run folder)."""
     from compscope.pde import train
 
     out = tmp_path_factory.mktemp("tiny_run")
-    ckpt = train("E1", 40, out, model="mp-pde-tiny", n_train=16, n_valid=4, cache=str(pde_cache), max_epochs=4,
-                 batch_size=8, repeat=8, max_unroll=0, lr=3e-3, workers=1, progress=False)
-    return ckpt, out
+    cfg = tiny_config(pde_cache, data={"n_train": 16, "repeat": 8}, module={"max_unroll": 0, "lr": 3e-3},
+                      trainer={"max_epochs": 4})
+    return train(cfg, out=out).best, out
 
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from compscope.errors import CompscopeError
 from compscope.pde import (
     EQUATIONS,
     ResolutionError,
@@ -15,8 +16,10 @@ from compscope.pde import (
 
 
 def test_unknown_equation_lists_valid_names():
-    with pytest.raises(UnknownEquationError, match="E1, E2, E3, E1-authors, E2-authors, E3-authors, WE1, WE2, WE3"):
+    with pytest.raises(UnknownEquationError, match="unknown equation 'E4'") as err:
         get_equation("E4")
+    assert "E1, E2, E3, E1-authors, E2-authors, E3-authors, WE1, WE2, WE3" in err.value.hint
+    assert isinstance(err.value, CompscopeError) and isinstance(err.value, ValueError)
     assert get_equation("we2").name == "WE2"
     assert get_equation("e3-AUTHORS").name == "E3-authors"
 

@@ -53,7 +53,7 @@ def test_output_starts_from_last_input_step():
 def test_bad_model_configs():
     with pytest.raises(ValueError, match="hidden=32 is too small"):
         MPPDE(**EQ, hidden=32)
-    with pytest.raises(ValueError, match="unknown model preset"):
+    with pytest.raises(ValueError, match="preset .gnn. unknown"):
         build_model("gnn", **EQ)
     with pytest.raises(ValueError, match="class_path"):
         build_model({"init_args": {}}, **EQ)

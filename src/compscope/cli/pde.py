@@ -1,4 +1,8 @@
-"""`compscope pde ...` verbs: generate data, train, evaluate and roll out neural PDE solvers."""
+"""`compscope pde ...` verbs: generate data, train, evaluate and roll out neural PDE solvers.
+
+``compscope pde train CONFIG [--resume] [--out DIR] [--set key=value ...]``; errors (with their hints) are printed
+by the root command group (:class:`compscope.cli._common.CompscopeGroup`).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,10 @@ from pathlib import Path
 
 import typer
 
+from ._common import SET_OPTION_HELP, fail, load_config
+
 app = typer.Typer(help="Neural PDE solvers (MP-PDE, FNO) and classical solvers on the MP-PDE benchmark.",
                   no_args_is_help=True)
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -28,63 +29,26 @@ def generate(
     """Generate (or resume, or reuse) a seeded split, cached to HDF5; prints the file path."""
     from compscope.pde import generate as gen
 
-    try:
-        typer.echo(gen(equation, split, n, seed, cache, workers))
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    typer.echo(gen(equation, split, n, seed, cache, workers))
 
 
 @app.command()
 def train(
-    config: Path | None = typer.Option(None, help="YAML with the arguments of compscope.pde.train "
-                                          "(see configs/pde/); command-line options override it"),
-    equation: str | None = typer.Option(None, help="E1..WE3"),
-    nx: int | None = typer.Option(None, help="spatial resolution"),
-    out: Path = typer.Option(Path("runs/pde"), help="output directory (checkpoints, logs, losses.png)"),
-    model: str | None = typer.Option(None, help="preset: mp-pde, mp-pde-small, fno, ..."),
-    epochs: int | None = typer.Option(None),
-    n_train: int | None = typer.Option(None),
-    n_valid: int | None = typer.Option(None),
-    batch_size: int | None = typer.Option(None),
-    repeat: int | None = typer.Option(None, help="random windows per training trajectory per epoch "
-                                           "(250 = the authors' epoch); default: the config's, else 1"),
-    lr: float | None = typer.Option(None, help="peak learning rate (AdamW + cosine); default: the config's, "
-                                         "else 1e-3"),
-    max_unroll: int | None = typer.Option(None, help="pushforward: most windows unrolled without gradient "
-                                                 "(0 = one-step training); default: the config's, else 2"),
-    augment: bool | None = typer.Option(None, "--augment/--no-augment",
-                                        help="mirror-image augmentation -u(t, L - x), an exact symmetry of "
-                                             "E1/E2 (refused for the others); default: the config's, else off"),
-    ema_decay: float | None = typer.Option(None, help="validate and keep an exponential moving average of the "
-                                                     "weights with this decay per step (e.g. 0.999); default: "
-                                                     "the config's, else off"),
-    devices: int = typer.Option(1, help="processes (CPU) or GPUs"),
-    strategy: str = typer.Option("auto", help="'ddp' for multi-process data parallel (gloo on CPU)"),
-    resume: bool = typer.Option(False, help="continue from out/checkpoints/last.ckpt"),
-    cache: Path | None = typer.Option(None),
-    progress: bool = typer.Option(True),
-    threads: int | None = typer.Option(None, help="torch threads per process (1 is best on a busy 2-core box)"),
-    accelerator: str = typer.Option("cpu", help="cpu, gpu (CUDA) or auto"),
+    config: Path = typer.Argument(..., help="YAML with the sections model, data, module, trainer (configs/pde/)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder (refuses changed "
+                                                        "settings other than budgets, hardware and data cache)"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
 ) -> None:
-    """Train MP-PDE or FNO with temporal bundling and the pushforward trick (Lightning)."""
-    import yaml
+    """Train MP-PDE or FNO with temporal bundling and the pushforward trick; prints the best checkpoint.
 
+    Examples: --set module.lr=3e-4, --set data.repeat=250, --set trainer.max_epochs=20,
+    --set trainer.devices=2 --set trainer.strategy=ddp (two CPU processes), --set model=fno-small.
+    """
     from compscope.pde import train as run
 
-    args: dict = yaml.safe_load(config.read_text()) if config else {}
-    for key, val in dict(equation=equation, nx=nx, model=model, max_epochs=epochs, n_train=n_train,
-                         n_valid=n_valid, batch_size=batch_size, repeat=repeat, lr=lr, max_unroll=max_unroll,
-                         augment=augment, ema_decay=ema_decay, cache=str(cache) if cache else None).items():
-        if val is not None:
-            args[key] = val
-    if "equation" not in args or "nx" not in args:
-        _fail(ValueError("give --equation and --nx (or a --config that sets them)"))
-    try:
-        ckpt = run(out_dir=out, devices=devices, strategy=strategy, resume=resume, progress=progress,
-                   threads=threads, accelerator=accelerator, **args)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as exc:
-        _fail(exc)
-    typer.echo(ckpt)
+    result = run(load_config(config, overrides), out=out, resume=resume)
+    typer.echo(result.best)
 
 
 @app.command()
@@ -99,13 +63,9 @@ def evaluate(
     plot: Path | None = typer.Option(None, help="PNG of the per-step error curve"),
 ) -> None:
     """Accumulated error (paper Table 1), per-step error curve and runtime per trajectory on the test split."""
-    from compscope.pde import EquationMismatchError, RolloutDivergedError
     from compscope.pde import evaluate as ev
 
-    try:
-        res = ev(checkpoint, equation, nx, n_test, seed, cache)
-    except (EquationMismatchError, RolloutDivergedError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    res = ev(checkpoint, equation, nx, n_test, seed, cache)
     summary = {k: v for k, v in res.items() if k not in ("prediction", "reference", "x", "t")}
     if plot:
         import matplotlib
@@ -140,15 +100,13 @@ def rollout(
     cache: Path | None = typer.Option(None),
 ) -> None:
     """Roll a trained solver out on one test trajectory and plot reference, prediction and error."""
-    from compscope.pde import EquationMismatchError, RolloutDivergedError, plot_rollout
     from compscope.pde import evaluate as ev
+    from compscope.pde import plot_rollout
 
-    try:
-        res = ev(checkpoint, equation, nx, n_test, seed, cache, timing=False)
-    except (EquationMismatchError, RolloutDivergedError, ValueError, FileNotFoundError) as exc:
-        _fail(exc)
+    res = ev(checkpoint, equation, nx, n_test, seed, cache, timing=False)
     if not 0 <= index < len(res["prediction"]):
-        _fail(ValueError(f"--index {index} out of range: the test split has {len(res['prediction'])} trajectories"))
+        fail(f"--index {index} out of range: the test split has {len(res['prediction'])} trajectories",
+             hint=f"use --index 0..{len(res['prediction']) - 1}, or a larger --n-test")
     plot_rollout(res["reference"][index], res["prediction"][index], res["x"], res["t"], output,
                  title=f"{res['equation']} nx={res['nx']} trajectory {index}")
     typer.echo(output)

@@ -37,17 +37,22 @@ __all__ = [
     "SPLITS", "cache_dir", "generate", "load_split", "solve_reference", "points_to_cell_average",
     "spectral_solve", "ChebyshevWaveSolver", "cheb_diff_matrix", "gaussian_pulse", "wave_eigen", "wave_exact",
     "weno_solve", "weno_solve_batch", "RolloutDivergedError", "accumulated_error", "per_step_error", "rollout",
-    "time_per_trajectory", "trajectory_errors", "FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges",
-    "plot_error_vs_runtime", "plot_rollout", "EquationMismatchError", "NeuralPDESolver", "evaluate",
-    "load_solver", "train", "training_time",
+    "time_per_trajectory", "trajectory_errors", "FNO1d", "MODEL_REGISTRY", "EQUATION_ARGS", "MPPDE", "build_model",
+    "model_spec", "count_parameters", "mesh_edges", "plot_error_vs_runtime", "plot_rollout", "PDEDataModule",
+    "RepeatedTrajectories", "NeuralPDESolver", "EquationMismatchError", "evaluate", "load_solver", "SECTIONS",
+    "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time",
 ]
 
 _LAZY = {
     "_metrics": ["RolloutDivergedError", "accumulated_error", "per_step_error", "rollout", "time_per_trajectory",
                  "trajectory_errors"],
-    "_models": ["FNO1d", "MODEL_REGISTRY", "MPPDE", "build_model", "mesh_edges"],
+    "_models": ["FNO1d", "MODEL_REGISTRY", "EQUATION_ARGS", "MPPDE", "build_model", "model_spec", "count_parameters",
+                "mesh_edges"],
     "_plots": ["plot_error_vs_runtime", "plot_rollout"],
-    "_train": ["EquationMismatchError", "NeuralPDESolver", "evaluate", "load_solver", "train", "training_time"],
+    "_data": ["PDEDataModule", "RepeatedTrajectories"],
+    "_module": ["NeuralPDESolver"],
+    "_evaluate": ["EquationMismatchError", "evaluate", "load_solver"],
+    "_train": ["SECTIONS", "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time"],
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from compscope.errors import CompscopeError
+
 __all__ = [
     "CombinedEquation", "WaveEquation", "EQUATIONS", "get_equation", "check_resolution", "periodic_grid",
     "chebyshev_grid", "forcing_cell_average", "coarsen", "COARSENINGS", "UnknownEquationError", "ResolutionError",
@@ -30,12 +32,12 @@ __all__ = [
 ]
 
 
-class UnknownEquationError(ValueError):
-    """Raised for an equation name that is not registered."""
+class UnknownEquationError(CompscopeError, ValueError):
+    """Raised for an equation name that is not registered (the hint lists the registered ones)."""
 
 
-class ResolutionError(ValueError):
-    """Raised for a grid resolution the equation does not support."""
+class ResolutionError(CompscopeError, ValueError):
+    """Raised for a grid resolution the equation does not support (the hint lists the usable ones)."""
 
 
 @dataclass(frozen=True)
@@ -217,9 +219,9 @@ def get_equation(name: str) -> Equation:
     eq = by_upper.get(str(name).upper())
     if eq is None:
         raise UnknownEquationError(
-            f"unknown equation {name!r}: choose one of {', '.join(EQUATIONS)} "
-            "(E1-E3 combined Burgers/KdV family; E1-authors..E3-authors the same as the authors' script generates "
-            "them; WE1-WE3 wave equation)"
+            f"unknown equation {name!r}",
+            hint=f"choose one of {', '.join(EQUATIONS)} (E1-E3 combined Burgers/KdV family; E1-authors..E3-authors "
+                 "the same as the authors' script generates them; WE1-WE3 wave equation)",
         )
     return eq
 
@@ -234,13 +236,13 @@ def check_resolution(eq: Equation, nx: int) -> int:
         if nx <= 0 or eq.nx_ref % nx != 0:
             divisors = [d for d in range(8, eq.nx_ref + 1) if eq.nx_ref % d == 0]
             raise ResolutionError(
-                f"{eq.name}: nx={nx} does not divide the reference grid nx_ref={eq.nx_ref}; "
-                f"use one of {divisors} (the paper uses {list(eq.resolutions)})"
+                f"{eq.name}: nx={nx} does not divide the reference grid nx_ref={eq.nx_ref}",
+                hint=f"use one of {divisors} (the paper uses {list(eq.resolutions)})",
             )
         return nx
     if nx < 4:
-        raise ResolutionError(f"{eq.name}: nx={nx} is too small for a Chebyshev grid; use nx >= 4 "
-                              f"(the paper uses {list(eq.resolutions)})")
+        raise ResolutionError(f"{eq.name}: nx={nx} is too small for a Chebyshev grid",
+                              hint=f"use nx >= 4 (the paper uses {list(eq.resolutions)})")
     return nx
 
 
@@ -295,7 +297,8 @@ def coarsen(fine: np.ndarray, nx: int, kind: str = "block") -> np.ndarray:
     """
     N = fine.shape[-1]
     if N % nx:
-        raise ResolutionError(f"coarsen: nx={nx} does not divide the fine grid N={N}")
+        raise ResolutionError(f"coarsen: nx={nx} does not divide the fine grid N={N}",
+                              hint="pick an nx that divides the fine grid")
     r = N // nx
     if kind == "block":
         return fine.reshape(*fine.shape[:-1], nx, r).mean(-1)

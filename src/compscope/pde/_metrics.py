@@ -12,16 +12,19 @@ import time
 import numpy as np
 import torch
 
-__all__ = ["rollout", "accumulated_error", "per_step_error", "RolloutDivergedError", "time_per_trajectory"]
+from compscope.errors import CompscopeError
+
+__all__ = ["rollout", "accumulated_error", "per_step_error", "RolloutDivergedError", "time_per_trajectory",
+           "trajectory_errors"]
 
 
-class RolloutDivergedError(FloatingPointError):
+class RolloutDivergedError(CompscopeError, FloatingPointError):
     """A rollout produced NaN/inf; ``step`` is the first stored time step that is not finite."""
 
     def __init__(self, step: int, trajectory: int) -> None:
-        super().__init__(f"rollout diverged: non-finite values at time step {step} (trajectory {trajectory}); "
-                         "the model is unstable at this horizon: train longer or with more pushforward "
-                         "unrolling (max_unroll), or evaluate a shorter horizon")
+        super().__init__(f"rollout diverged: non-finite values at time step {step} (trajectory {trajectory})",
+                         hint="the model is unstable at this horizon: train longer or with more pushforward "
+                              "unrolling (module.max_unroll), or evaluate a shorter horizon")
         self.step = step
         self.trajectory = trajectory
 

@@ -10,10 +10,16 @@ Shapes (B trajectories, K time window, N grid points, P PDE coefficients):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
-__all__ = ["MPPDE", "FNO1d", "MODEL_REGISTRY", "build_model", "mesh_edges"]
+from compscope.errors import ConfigError
+from compscope.train import instantiate, normalize_spec
+
+__all__ = ["MPPDE", "FNO1d", "MODEL_REGISTRY", "EQUATION_ARGS", "build_model", "model_spec", "mesh_edges",
+           "count_parameters"]
 
 
 def _mlp(din: int, dh: int) -> nn.Sequential:
@@ -178,38 +184,43 @@ class FNO1d(nn.Module):
         return u[:, -1:, :] + steps[None, :, None] * d
 
 
-# named presets (pdearena-style MODEL_REGISTRY): reproducible sizes by name
-MODEL_REGISTRY: dict[str, tuple[type[nn.Module], dict]] = {
-    "mp-pde": (MPPDE, dict(hidden=128, layers=6, neighbors=3)),  # the paper's size
-    "mp-pde-small": (MPPDE, dict(hidden=96, layers=4, neighbors=3)),
-    "mp-pde-tiny": (MPPDE, dict(hidden=88, layers=2, neighbors=2)),
-    "fno": (FNO1d, dict(width=64, modes=20, layers=4)),
-    "fno-small": (FNO1d, dict(width=48, modes=16, layers=4)),
-    "fno-tiny": (FNO1d, dict(width=16, modes=8, layers=2)),
+# named presets (pdearena-style MODEL_REGISTRY): reproducible sizes by name, each a class_path spec
+MODEL_REGISTRY: dict[str, dict] = {
+    "mp-pde": {"class_path": "compscope.pde.MPPDE", "init_args": dict(hidden=128, layers=6, neighbors=3)},  # paper
+    "mp-pde-small": {"class_path": "compscope.pde.MPPDE", "init_args": dict(hidden=96, layers=4, neighbors=3)},
+    "mp-pde-tiny": {"class_path": "compscope.pde.MPPDE", "init_args": dict(hidden=88, layers=2, neighbors=2)},
+    "fno": {"class_path": "compscope.pde.FNO1d", "init_args": dict(width=64, modes=20, layers=4)},
+    "fno-small": {"class_path": "compscope.pde.FNO1d", "init_args": dict(width=48, modes=16, layers=4)},
+    "fno-tiny": {"class_path": "compscope.pde.FNO1d", "init_args": dict(width=16, modes=8, layers=2)},
 }
 
+# what the equation and the module set; a model section that sets them would disagree with the data
+EQUATION_ARGS = ("time_window", "dt", "domain_length", "periodic", "n_params", "tmax")
 
-def build_model(spec: str | dict, **equation_args) -> nn.Module:
-    """Build a model from a preset name or ``{"class_path": ..., "init_args": {...}}``.
 
-    ``equation_args`` (time_window, dt, domain_length, periodic, n_params, tmax) come from the equation and
-    override nothing the architecture sets.
+def model_spec(spec: str | Mapping) -> dict:
+    """The ``{"class_path", "init_args"}`` form of a model section (a preset name, ``{"preset", "init_args"}``
+    or a class_path spec); raises :class:`~compscope.errors.ConfigError` for a section that sets what the
+    equation fixes."""
+    spec = normalize_spec(spec, MODEL_REGISTRY, section="model")
+    clash = sorted(set(spec["init_args"]) & set(EQUATION_ARGS))
+    if clash:
+        raise ConfigError(f"config section 'model': {clash} come from the equation and the module",
+                          hint="set module.time_window for K; the equation fixes dt, domain length, boundaries "
+                               "and the number of coefficients")
+    return spec
+
+
+def build_model(spec: str | Mapping, **equation_args) -> nn.Module:
+    """Build a model from a preset name (:data:`MODEL_REGISTRY`), ``{"preset", "init_args"}`` or
+    ``{"class_path": ..., "init_args": {...}}`` with :func:`compscope.train.instantiate`.
+
+    ``equation_args`` (time_window, dt, domain_length, periodic, n_params, tmax) come from the equation; the
+    section may not set them (:func:`model_spec`).
     """
-    if isinstance(spec, str):
-        if spec not in MODEL_REGISTRY:
-            raise ValueError(f"unknown model preset {spec!r}: choose one of {', '.join(MODEL_REGISTRY)} "
-                             "or pass {'class_path': ..., 'init_args': ...}")
-        cls, kw = MODEL_REGISTRY[spec]
-        return cls(**equation_args, **kw)
-    if "class_path" not in spec:
-        raise ValueError("model config needs 'class_path' (e.g. compscope.pde.MPPDE) and 'init_args'")
-    import importlib
-
-    mod, _, name = spec["class_path"].rpartition(".")
-    cls = getattr(importlib.import_module(mod), name)
-    return cls(**equation_args, **dict(spec.get("init_args") or {}))
+    return instantiate(model_spec(spec), default_module="compscope.pde", section="model", **equation_args)
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters of a model."""
     return sum(p.numel() for p in model.parameters())
-
