@@ -1,5 +1,6 @@
-"""The PDE data as a Lightning ``DataModule``: seeded train/valid splits generated (or reused from the cache) and
-served as whole trajectories; the solver picks its random windows from them.
+"""The PDE data as a Lightning ``DataModule``: seeded train/valid splits, generated or read from the cache.
+
+The loaders serve whole trajectories; the solver picks its random windows from them.
 
 Shapes: a batch is ``(u (B, nt, nx), cond (B, P))`` with P the equation's coefficients.
 """

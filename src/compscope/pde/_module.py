@@ -1,5 +1,6 @@
-"""The Lightning module of a neural PDE solver: model, loss (temporal bundling + pushforward), validation by
-rollout, optimiser. Training itself is :func:`compscope.train.fit` (see :func:`compscope.pde.train`).
+"""The Lightning module of a neural PDE solver: model, bundled pushforward loss, rollout validation, optimiser.
+
+Training itself is :func:`compscope.train.fit` (see :func:`compscope.pde.train`).
 
 Training follows the paper's recipe (Sec. 2.3): random starting points on the trajectories, temporal bundling
 (K steps out per call) and the pushforward trick: ``n`` unrolled model steps without gradient, then one step
