@@ -37,7 +37,13 @@ def parse_overrides(text: str) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or key.count(".") != 1:
             raise SystemExit(f"override {item!r}: write SECTION.KEY=VALUE, e.g. model.max_ell=3")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "5e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 
