@@ -129,3 +129,20 @@ def test_time_budget_adds_up_over_resumes(tmp_path):
     first = res.train_seconds
     _, res2 = _fit(out, resume=True, max_epochs=4)
     assert res2.train_seconds >= first > 0
+
+
+def test_metrics_rows_hold_one_epochs_train_and_validation(tmp_path):
+    _fit(tmp_path / "run", max_epochs=2)
+    rows = read_metrics(tmp_path / "run")
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert all("train_loss" in r and "val_loss" in r for r in rows), rows
+
+
+def test_resume_reads_defaults_for_options_added_later(tmp_path):
+    out = tmp_path / "run"
+    _fit(out, max_epochs=1)
+    cfg = {"model": {"lr": 0.05, "new_option": 0}, "trainer": {"max_epochs": 1}}
+    RunDir(out, resume=True, config=cfg, defaults={"model": {"new_option": 0}}).start()
+    with pytest.raises(ResumeError, match="new_option"):
+        RunDir(out, resume=True, config={**cfg, "model": {"lr": 0.05, "new_option": 1}},
+               defaults={"model": {"new_option": 0}}).start()

@@ -107,7 +107,18 @@ class MetricsSink(L.Callback):
         self.csv = Path(out) / "metrics.csv"
         self.t0 = time.time() - _last_time(self.jsonl)
 
+    # With validation at the end of each epoch, the row is written after the epoch's training metrics are reduced
+    # (on_train_epoch_end runs after that validation), so train and validation metrics of a row are of one epoch;
+    # with validation every N steps, a row is written at each validation.
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.check_val_every_n_epoch is None:
+            self._write(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.check_val_every_n_epoch is not None and _validated(trainer):
+            self._write(trainer)
+
+    def _write(self, trainer: L.Trainer) -> None:
         if trainer.sanity_checking or trainer.global_rank != 0:
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -123,6 +134,11 @@ class MetricsSink(L.Callback):
         with open(self.jsonl, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         write_csv(self.jsonl, self.csv)
+
+
+def _validated(trainer: L.Trainer) -> bool:
+    n = trainer.check_val_every_n_epoch or 1
+    return (trainer.current_epoch + 1) % n == 0 and trainer.num_val_batches and sum(trainer.num_val_batches) > 0
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

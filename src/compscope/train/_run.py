@@ -97,11 +97,14 @@ class RunDir:
             but ``safe``; without ``resume`` a folder that already holds a run is refused.
         config: the resolved config of this call (written as ``config.yaml`` on rank 0).
         safe: top-level keys (or ``section.key`` paths) allowed to change on resume.
+        defaults: values of keys a saved config may lack (options added after the run began), nested like the
+            config.
     """
 
     def __init__(self, out: str | Path, resume: bool = False, config: Mapping[str, Any] | None = None,
-                 safe: Iterable[str] = ()) -> None:
+                 safe: Iterable[str] = (), defaults: Mapping[str, Any] | None = None) -> None:
         self.path = Path(out)
+        self.defaults = dict(defaults or {})
         self.resume = resume
         self.config = dict(config or {})
         self.safe = tuple(safe)
@@ -137,7 +140,8 @@ class RunDir:
                 raise ResumeError(f"--resume: nothing to resume in {self.path} (no {self.last.name})",
                                   hint="run once without --resume first, or point --out at the run's folder")
             check_unchanged(_flatten(self.saved_config()), _flatten(self.config),
-                            safe=_expand_safe(self.safe, self.config, self.saved_config()), where=str(self.path))
+                            safe=_expand_safe(self.safe, self.config, self.saved_config()),
+                            defaults=_flatten(self.defaults), where=str(self.path))
         elif self.last.exists() and is_rank_zero():
             raise RunExistsError(f"{self.path} already holds a run",
                                  hint="pass --resume to continue it, or choose another --out")
