@@ -1,4 +1,8 @@
-"""Shared helpers for benchmark scripts: every result JSON carries machine, versions, seed and command."""
+"""Shared helpers for benchmark scripts: every result JSON carries machine, versions, seed, command and notes.
+
+Headline results (one JSON per benchmark cell, quoted by the README) go to ``benchmarks/results/``; tuning sweeps,
+probes and superseded runs go to ``benchmarks/results/sweeps/`` (``write_result(..., sweep=True)``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root."""
+WORK = ROOT / "benchmarks" / "work"
+"""Scratch space of benchmark runs (git-ignored): data splits, run folders."""
+RESULTS = ROOT / "benchmarks" / "results"
+"""Headline result JSONs, one per benchmark cell."""
+SWEEPS = RESULTS / "sweeps"
+"""Tuning sweeps, probes and superseded runs."""
 
 _VERSIONED = (
     "compscope", "torch", "e3nn", "numpy", "ase", "lightning", "rdkit", "numba", "FPSim2", "mace",
@@ -33,6 +44,7 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
+    """Platform, CPU model and count, memory, load average, CUDA device and torch threads of this machine."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
@@ -60,9 +72,21 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write_result(name: str, payload: dict[str, Any], seed: int | None = None) -> Path:
-    """Write ``benchmarks/results/<name>.json`` with provenance and return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict[str, Any], seed: int | None = None, notes: list[str] | None = None,
+                 sweep: bool = False, folder: Path | None = None) -> Path:
+    """Write ``<name>.json`` with provenance and return its path.
+
+    Args:
+        name: file stem; also stored as ``"benchmark"``.
+        payload: the results (JSON-serialisable; numpy scalars are written as floats).
+        seed: the run's seed, if it has one.
+        notes: free-text notes on how the run went (machine load, restarts, what was tried); stored as ``"notes"``.
+        sweep: write to ``benchmarks/results/sweeps/`` (a tuning sweep, probe or variant) instead of the headline
+            folder ``benchmarks/results/``.
+        folder: write there instead (tests).
+    """
+    out = folder if folder is not None else (SWEEPS if sweep else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
     doc = {
         "benchmark": name,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -72,6 +96,7 @@ def write_result(name: str, payload: dict[str, Any], seed: int | None = None) ->
         "versions": versions(),
         **payload,
     }
-    path = RESULTS / f"{name}.json"
+    doc["notes"] = [n for n in [*payload.get("notes", []), *(notes or [])] if n]
+    path = out / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
     return path

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / "work"
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, WORK, write_result  # noqa: E402
 
 
 def main() -> None:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-from forcefield_rmd17 import ROOT, WORK, prepare_data  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, WORK, write_result  # noqa: E402
+from benchmarks.forcefield_rmd17 import prepare_data  # noqa: E402
 
 
 def parse_overrides(text: str) -> dict[str, object]:
@@ -36,7 +37,13 @@ def parse_overrides(text: str) -> dict[str, object]:
         key, sep, value = item.partition("=")
         if not sep or key.count(".") != 1:
             raise SystemExit(f"override {item!r}: write SECTION.KEY=VALUE, e.g. model.max_ell=3")
-        out[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML 1.1 reads "5e-3" as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out[key] = parsed
     return out
 
 
@@ -95,9 +102,9 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDES",
                     help="variant name and comma-separated SECTION.KEY=VALUE overrides (repeatable)")
     ap.add_argument("--parallel", type=int, default=2, help="variants trained at once (one thread each)")
-    ap.add_argument("--tag", default="probe", help="work dirs probe_TAG_NAME, result forcefield_probe_TAG.json")
+    ap.add_argument("--tag", default="probe", help="work dirs probe_TAG_NAME, result sweeps/forcefield_probe_TAG.json")
     ap.add_argument("--mace-run", default=None, help="a mace_* run dir of forcefield_rmd17.py (reference curve)")
-    ap.add_argument("--note", default="")
+    ap.add_argument("--note", action="append", default=[], help="free text stored in the JSON's notes (repeatable)")
     ap.add_argument("--one", nargs=2, metavar=("NAME", "OVERRIDES"), help=argparse.SUPPRESS)  # worker mode
     args = ap.parse_args()
     if args.one:
@@ -132,13 +139,12 @@ def main() -> None:
                          "val_f_at_epochs": at_marks(rows, "epoch", [10, 20, 40, 80, 160, 320]),
                          "final": rows[-1], "curve": rows}
         print(name, results[name]["epochs"], "epochs, final val F", round(rows[-1]["val_f_mae_meV_A"], 2))
-    payload = {"minutes": args.minutes, "threads_per_variant": 1, "parallel": args.parallel, "variants": results,
-               "note": args.note}
+    payload = {"minutes": args.minutes, "threads_per_variant": 1, "parallel": args.parallel, "variants": results}
     if args.mace_run:
         mace = mace_curve(Path(args.mace_run))
         payload["mace_reference"] = {"run": args.mace_run,
                                      "val_f_at_epochs": at_marks(mace, "epoch", [10, 20, 40, 80, 160, 320])}
-    print(f"wrote {write_result(f'forcefield_probe_{args.tag}', payload)}")
+    print(f"wrote {write_result(f'forcefield_probe_{args.tag}', payload, notes=args.note, sweep=True)}")
 
 
 if __name__ == "__main__":

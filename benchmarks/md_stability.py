@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, write_result  # noqa: E402
 
 
 def _angles(bonds: np.ndarray) -> np.ndarray:

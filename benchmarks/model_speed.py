@@ -22,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, write_result  # noqa: E402
 
 
 def _time(fn, repeat: int) -> float:
@@ -71,6 +70,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--result", default="model_speed", help="name of the JSON in benchmarks/results/")
+    ap.add_argument("--sweep", action="store_true",
+                    help="a variant of the headline run (other threads, dtype...): write to benchmarks/results/sweeps/")
     args = ap.parse_args()
 
     import torch
@@ -105,7 +106,8 @@ def main() -> None:
         rows[str(n)] = row
         print(row)
     path = write_result(args.result, {"model": source, "n_params": n_params, "dtype": args.dtype,
-                                        "threads": args.threads, "repeat": args.repeat, "sizes": rows})
+                                        "threads": args.threads, "repeat": args.repeat, "sizes": rows},
+                        sweep=args.sweep)
     print(f"wrote {path}")
 
 

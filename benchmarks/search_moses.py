@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import write_result  # noqa: E402
 
 SUBSTRUCTURE_QUERIES = {  # name -> SMARTS/SMILES, from unselective to rare
     "benzene": "c1ccccc1", "pyridine": "c1ccncc1", "amide": "[CX3](=O)[NX3]",
@@ -36,6 +37,12 @@ SUBSTRUCTURE_QUERIES = {  # name -> SMARTS/SMILES, from unselective to rare
     "quinoline": "c1ccc2ncccc2c1", "ester": "[CX3](=O)[OX2][#6]", "aryl_halide": "c[Cl,Br,I]",
     "piperidine": "C1CCNCC1", "benzimidazole": "c1ccc2[nH]cnc2c1", "adamantane": "C1C2CC3CC1CC(C2)C3",
 }
+
+TARGETS = {  # single-core CPU ms per query, seconds, fraction
+    "query_mean_ms": 15, "hit_set_agreement": 1.0, "load_s": 2, "build_s_per_core_on_2_cores": 120,
+    "substructure_median_ms": 50,
+}
+"""The benchmark's targets (stored in the JSON)."""
 
 
 def cpu_s() -> float:
@@ -254,6 +261,8 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/compscope_search_bench")
     p.add_argument("--reuse", action="store_true")
     p.add_argument("--result", default="search_moses", help="name of the JSON in benchmarks/results/")
+    p.add_argument("--sweep", action="store_true",
+                    help="a variant of the headline run (other threads, dtype...): write to benchmarks/results/sweeps/")
     p.add_argument("--time-limit", type=float, default=5.0)
     p.add_argument("--skip-substructure", action="store_true")
     p.add_argument("--full-n", type=int, default=1_000_000,
@@ -275,7 +284,8 @@ def main() -> None:
         print(build_fpsim2(smi, workdir, args.reuse))
         return
     payload: dict = {"n_database": args.n, "n_queries": len(queries), "fingerprint": "Morgan r=2, 2048 bits",
-                     "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1}
+                     "single_core_queries": True, "build_workers_ours": 2, "build_workers_fpsim2": 1,
+                     "targets": TARGETS}
 
     def record(which, path_smi, tag=""):
         f = workdir / (f"build_ours_{which}_{path_smi.stem}.json" if which else f"build_fpsim2{tag}.json")
@@ -289,7 +299,7 @@ def main() -> None:
     }
     print(json.dumps(payload["build"], indent=1), flush=True)
     payload["complete"] = False  # partial results are written after every phase
-    write_result(args.result, payload, seed=0)
+    write_result(args.result, payload, seed=0, sweep=args.sweep)
     payload["similarity"] = {}
     for label, index_name, h5 in (("1M", "lib_simonly.csi", "fpsim2.h5"),
                                   (str(args.full_n), "lib_full.csi", f"fpsim2_{args.full_n}.h5")):
@@ -298,14 +308,14 @@ def main() -> None:
                 isinstance(record("", smi if label == "1M" else small, "" if label == "1M" else f"_{label}"), dict)
             payload["similarity"][label] = similarity_bench(workdir, queries, index_name, h5 if h5_ok else None)
             print(json.dumps(payload["similarity"][label], indent=1), flush=True)
-            write_result(args.result, payload, seed=0)
+            write_result(args.result, payload, seed=0, sweep=args.sweep)
     if not args.skip_substructure:
         if (workdir / "lib_subs.csi" / "header.json").exists():
             payload["substructure"] = substructure_bench(workdir, smi, args.time_limit, "lib_subs.csi")
         elif (workdir / "lib_full.csi" / "header.json").exists():
             payload["substructure"] = substructure_bench(workdir, small, args.time_limit, "lib_full.csi")
     payload["complete"] = True
-    path = write_result(args.result, payload, seed=0)
+    path = write_result(args.result, payload, seed=0, sweep=args.sweep)
     print(f"wrote {path}")
 
 
