@@ -21,7 +21,7 @@ from benchmarks._common import ROOT, WORK, write_result  # noqa: E402
 
 def main() -> None:
     from compscope.data import dataset_path
-    from compscope.forcefield._committee import evaluate_models, train_committee
+    from compscope.forcefield import evaluate_models, train_committee
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3)
@@ -34,7 +34,8 @@ def main() -> None:
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg["model"]["preset"] = args.preset
     cfg["dtype"] = "float32"
-    cfg["data"].update({"train": str(dataset_path("acac", "train_300K.xyz")), "test": None, "n_valid": 50,
+    cfg["data"]["init_args"].update({
+                        "train": str(dataset_path("acac", "train_300K.xyz")), "test": None, "n_valid": 50,
                         "e0": str(dataset_path("acac", "isolated_atoms.xyz"))})
     cfg["trainer"].update({"max_time_minutes": args.minutes, "early_stopping_patience": 0, "progress_bar": False})
     cfg_path = out / "member.yaml"

@@ -54,14 +54,16 @@ def train_one(name: str, overrides: dict[str, object], minutes: float, out: Path
     files = prepare_data()
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg["out"] = str(out)
-    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
+    cfg["data"]["init_args"].update({
+                        "train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
                         "energy_key": "REF_energy", "forces_key": "REF_forces",
                         "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
     cfg["trainer"].update({"max_time_minutes": minutes, "num_threads": 1, "progress_bar": False,
                            "early_stopping_patience": 0})
     for key, value in overrides.items():
         section, field = key.split(".")
-        cfg[section][field] = value
+        node = cfg[section] if section == "trainer" else cfg[section].setdefault("init_args", {})
+        node[field] = value
     if not (out / "model.pt").exists():
         fit(cfg, resume=(out / "checkpoints" / "last.ckpt").exists())
 

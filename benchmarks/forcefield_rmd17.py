@@ -95,20 +95,27 @@ def isolated_e0(dataset: str = "rmd17", train: Path | None = None) -> dict[int, 
             for a in read(dataset_path(dataset, "isolated_atoms.xyz"), ":") if keep is None or a.numbers[0] in keep}
 
 
+def elapsed_seconds(out: Path) -> float:
+    """Training wall time of a run folder, summed over resumes (the last metrics row's ``time_s``)."""
+    from compscope.train import read_metrics
+
+    rows = read_metrics(out)
+    return float(rows[-1]["time_s"]) if rows else 0.0
+
+
 # ------------------------------------------------------------------------------------------------
 def run_ours(files, budget: float, threads: int, tag: str, dtype: str, scheduler: str | None = None) -> dict:
     from compscope.data import dataset_path, load_graphs
-    from compscope.forcefield import fit, load_model
-    from compscope.forcefield._evaluate import error_table, predict
-    from compscope.forcefield._fit import elapsed_seconds
+    from compscope.forcefield import error_table, fit, load_model, predict
 
     out = WORK / f"ours_{tag}"
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg["out"] = str(out)
     cfg["dtype"] = dtype
     if scheduler:
-        cfg["task"]["scheduler"] = scheduler
-    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
+        cfg["task"]["init_args"]["scheduler"] = scheduler
+    cfg["data"]["init_args"].update({
+                        "train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
                         "energy_key": "REF_energy", "forces_key": "REF_forces",
                         "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
     cfg["trainer"].update({"max_time_minutes": budget, "num_threads": threads, "progress_bar": False,
@@ -217,15 +224,14 @@ def _n_frames(path: Path) -> int:
 def run_acac(files, budget: float, threads: int, dtype: str, tag: str) -> dict:
     """Temperature extrapolation (compscope): train at 300 K, test at 300 K and 600 K."""
     from compscope.data import load_graphs
-    from compscope.forcefield import fit, load_model
-    from compscope.forcefield._evaluate import error_table, predict
-    from compscope.forcefield._fit import elapsed_seconds
+    from compscope.forcefield import error_table, fit, load_model, predict
 
     out = WORK / f"ours_acac_{tag}"
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg["out"] = str(out)
     cfg["dtype"] = dtype
-    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
+    cfg["data"]["init_args"].update({
+                        "train": str(files["train"]), "valid": str(files["valid"]), "test": None, "n_valid": None,
                         "energy_key": "REF_energy", "forces_key": "REF_forces",
                         "e0": "least_squares"})  # see run_mace: acac's isolated-atom energies do not fit its MD
     cfg["trainer"].update({"max_time_minutes": budget, "num_threads": threads, "progress_bar": False,

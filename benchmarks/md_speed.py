@@ -99,7 +99,8 @@ def train_benchmark_model(model_path: Path, minutes: float, threads: int) -> Non
     files = prepare_data()
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
     cfg.update({"out": str(out), "dtype": "float32"})
-    cfg["data"].update({"train": str(files["train"]), "valid": str(files["valid"]), "test": str(files["test"]),
+    cfg["data"]["init_args"].update({
+                        "train": str(files["train"]), "valid": str(files["valid"]), "test": str(files["test"]),
                         "n_valid": None, "energy_key": "REF_energy", "forces_key": "REF_forces",
                         "e0": str(dataset_path("rmd17", "isolated_atoms.xyz"))})
     cfg["trainer"].update({"max_time_minutes": minutes, "num_threads": threads, "progress_bar": False,

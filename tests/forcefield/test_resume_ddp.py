@@ -72,12 +72,11 @@ def test_kill_mid_epoch_and_resume_exactly(tmp_path):
 
 def test_ddp_two_processes_matches_single(tmp_path):
     """Full-batch training: 2 gloo processes x 10 graphs == 1 process x 20 graphs (averaged gradients)."""
-    common = {"data": {"n_train": 20, "batch_size": 20, "shuffle": False},
-              "task": {"scheduler": "none", "ema_decay": 0.0}}
-    single = tiny_config(tmp_path / "single", trainer={"max_epochs": 3, "early_stopping_patience": 0}, **common)
-    ddp = tiny_config(tmp_path / "ddp", trainer={"max_epochs": 3, "early_stopping_patience": 0, "devices": 2,
-                                                  "strategy": "ddp"}, **common)
-    ddp["data"]["batch_size"] = 10
+    common = {"data": {"n_train": 20, "batch_size": 20, "shuffle": False}, "task": {"scheduler": "none"}}
+    trainer = {"max_epochs": 3, "early_stopping_patience": 0, "ema_decay": 0.0}
+    single = tiny_config(tmp_path / "single", trainer=trainer, **common)
+    ddp = tiny_config(tmp_path / "ddp", trainer={**trainer, "devices": 2, "strategy": "ddp"}, **common)
+    ddp["data"]["init_args"]["batch_size"] = 10
     p1 = _cli("train", str(_write(single, tmp_path / "single.yaml")))
     out1, _ = p1.communicate(timeout=300)
     assert p1.returncode == 0, out1[-3000:]

@@ -4,8 +4,8 @@ import pytest
 import torch
 import yaml
 
-from compscope.forcefield import fit, resolve_config
-from compscope.forcefield._fit import build
+from compscope.errors import ResumeError, RunExistsError
+from compscope.forcefield import build, fit, resolve_config
 from compscope.train import ConfigError
 
 from .conftest import TRAIN, tiny_config
@@ -40,30 +40,54 @@ def test_shipped_configs_build(monkeypatch, tmp_path):
     assert configs
     for path in configs:
         cfg = yaml.safe_load(path.read_text())
-        cfg["data"].update({"train": str(TRAIN), "test": None, "e0": "least_squares", "n_valid": 5})
+        cfg["data"]["init_args"].update({"train": str(TRAIN), "test": None, "e0": "least_squares", "n_valid": 5})
         cfg["out"] = str(tmp_path / path.stem)
         resolved = resolve_config(cfg)
         data, task = build(resolved)
-        assert task.model.cutoff == cfg["model"]["r_max"]
+        # one cutoff: the data's neighbour lists use the model's r_max
+        assert task.model.cutoff == cfg["model"]["init_args"]["r_max"] == data.cutoff
+        assert len(data.train_set) + len(data.valid_set) == 60
 
 
 def test_unknown_key_names_allowed_keys(tmp_path):
     cfg = tiny_config(tmp_path / "r")
-    cfg["task"]["learning_rate"] = 0.1
+    cfg["task"]["init_args"]["learning_rate"] = 0.1
     with pytest.raises(ConfigError, match=r"'task'.*\['learning_rate'\].*Allowed keys.*'lr'"):
         resolve_config(cfg)
     cfg = tiny_config(tmp_path / "r")
-    cfg["model"]["hiden_irreps"] = "8x0e"
+    cfg["model"]["init_args"]["hiden_irreps"] = "8x0e"
     with pytest.raises(ConfigError, match="hiden_irreps"):
         resolve_config(cfg)
+    cfg = tiny_config(tmp_path / "r")
+    cfg["data"] = cfg["data"]["init_args"]  # the old flat form: the error says where the arguments go
+    with pytest.raises(ConfigError, match="unknown key") as err:
+        resolve_config(cfg)
+    assert "init_args" in err.value.hint
+
+
+def test_one_cutoff_from_the_model(tmp_path):
+    """The data's cutoff defaults to the model's r_max, which defaults to the model constructor's."""
+    import inspect
+
+    from compscope.models import EquivariantPotential
+
+    cfg = resolve_config(tiny_config(tmp_path / "r"))
+    assert cfg["data"]["init_args"]["cutoff"] == cfg["model"]["init_args"]["r_max"] == 4.0
+    plain = tiny_config(tmp_path / "r", model="tiny")  # a bare preset: r_max is the constructor default
+    cfg = resolve_config(plain)
+    default = inspect.signature(EquivariantPotential).parameters["r_max"].default
+    assert cfg["data"]["init_args"]["cutoff"] == cfg["model"]["init_args"]["r_max"] == default
+    with pytest.raises(ConfigError, match="below the model's r_max"):
+        resolve_config(tiny_config(tmp_path / "r", data={"cutoff": 3.0}))
 
 
 def test_refuses_to_overwrite_and_unsafe_resume(tmp_path, trained_run):
     cfg = yaml.safe_load((trained_run / "config.yaml").read_text())
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(RunExistsError, match="already holds a run") as err:
         fit(cfg)
-    cfg["model"]["r_max"] = 3.5
-    with pytest.raises(ConfigError, match="differ"):
+    assert "--resume" in err.value.hint
+    cfg["model"]["init_args"]["r_max"] = 3.5
+    with pytest.raises(ResumeError, match=r"model\.init_args\.r_max: 4\.0 -> 3\.5"):
         fit(cfg, resume=True)
 
 
@@ -74,7 +98,7 @@ def test_data_without_forces(tmp_path):
         for i in range(8)
     ))
     cfg = tiny_config(tmp_path / "r")
-    cfg["data"].update({"train": str(p), "test": None, "n_train": None, "n_valid": 2})
+    cfg["data"]["init_args"].update({"train": str(p), "test": None, "n_train": None, "n_valid": 2})
     with pytest.raises(ValueError, match="no forces under key 'forces'"):
         fit(cfg)
 
@@ -82,6 +106,7 @@ def test_data_without_forces(tmp_path):
 def test_nan_loss_stops_with_batch(tmp_path):
     from ase.io import read, write
 
+    from compscope.errors import CompscopeError
     from compscope.forcefield import NonFiniteLossError
 
     frames = read(TRAIN, ":12")
@@ -90,8 +115,10 @@ def test_nan_loss_stops_with_batch(tmp_path):
     p = tmp_path / "bad.xyz"
     write(p, frames, format="extxyz")
     cfg = tiny_config(tmp_path / "r", data={"train": str(p), "test": None, "n_train": None, "n_valid": 2})
-    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch \d+.*last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch \d+.*last good checkpoint") as err:
         fit(cfg)
+    assert isinstance(err.value, CompscopeError) and "lr" in err.value.hint
+    assert str(tmp_path / "r" / "checkpoints" / "last.ckpt") in err.value.hint
 
 
 def test_time_budget_covers_all_segments_of_a_resumed_run(tmp_path):
@@ -114,7 +141,7 @@ def test_time_budget_covers_all_segments_of_a_resumed_run(tmp_path):
 def test_cosine_time_schedule_anneals_over_the_wall_clock_budget(tmp_path):
     """``cosine_time`` starts at ``lr`` and reaches ~``lr * lr_min_ratio`` when the time budget runs out."""
     over = {"trainer": {"max_epochs": 10_000, "max_time_minutes": 0.12, "early_stopping_patience": 0},
-            "task": {"lr": 0.005, "ema_decay": 0.9, "scheduler": "cosine_time", "lr_min_ratio": 0.01},
+            "task": {"lr": 0.005, "scheduler": "cosine_time", "lr_min_ratio": 0.01},
             "data": {"test": None}}
     run = fit(tiny_config(tmp_path / "r", **over))
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -131,8 +158,9 @@ def test_cosine_time_schedule_anneals_over_the_wall_clock_budget(tmp_path):
 
 def test_cosine_time_needs_a_time_budget(tmp_path):
     cfg = tiny_config(tmp_path / "r", task={"scheduler": "cosine_time"})
-    with pytest.raises((ValueError, ConfigError), match="max_time_minutes"):
-        build(resolve_config(cfg))
+    with pytest.raises(ConfigError, match="cosine_time") as err:
+        resolve_config(cfg)
+    assert "max_time_minutes" in err.value.hint
 
 
 def test_float32_training_keeps_reference_energies_in_float64(tmp_path):

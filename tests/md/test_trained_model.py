@@ -21,10 +21,10 @@ def trained_model(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ff") / "run"
     cfg = {
         "seed": 0, "dtype": "float64", "out": str(out),
-        "model": {"preset": "tiny", "r_max": 4.0},
-        "data": {"train": str(BUNDLED / "ethanol_train_200.xyz"), "n_train": 60, "n_valid": 10, "batch_size": 5,
-                 "valid_batch_size": 10},
-        "task": {"lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0},
+        "model": {"preset": "tiny", "init_args": {"r_max": 4.0}},
+        "data": {"init_args": {"train": str(BUNDLED / "ethanol_train_200.xyz"), "n_train": 60, "n_valid": 10,
+                               "batch_size": 5, "valid_batch_size": 10}},
+        "task": {"init_args": {"lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0}},
         "trainer": {"max_epochs": 200, "max_time_minutes": 0.4, "early_stopping_patience": 0, "num_threads": 1,
                     "progress_bar": False},
     }

@@ -25,6 +25,7 @@ app = typer.Typer(
 # (verb, module): each module defines ``app`` (a typer.Typer) or ``register(app)``.
 _SUBAPPS = [
     ("data", "compscope.cli.data"),
+    ("forcefield", "compscope.cli.forcefield"),
     ("md", "compscope.cli.md"),
     ("generate", "compscope.cli.generate"),
     ("pde", "compscope.cli.pde"),

@@ -69,9 +69,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+_SPEC_KEYS = {"class_path", "init_args", "preset"}
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """Set dotted keys in a config (a new dict). In a ``class_path`` section, ``model.r_max`` means
-    ``model.init_args.r_max``."""
+    """Set dotted keys in a config (a new dict). In a ``class_path``/``preset``/``init_args`` section,
+    ``model.r_max`` means ``model.init_args.r_max``."""
     cfg = copy.deepcopy(cfg)
     for dotted, value in overrides.items():
         parts = dotted.split(".")
@@ -84,7 +87,7 @@ def apply_overrides(cfg: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
                 raise ConfigError(f"--set {dotted}: {'.'.join(parts[:i + 1])} is a value, not a section")
             node = nxt
             rest = parts[i + 1:]
-            if "class_path" in node and rest[0] not in ("class_path", "init_args", "preset"):
+            if _SPEC_KEYS & set(node) and rest[0] not in _SPEC_KEYS:
                 node = node.setdefault("init_args", {})
         node[parts[-1]] = value
     return cfg

@@ -12,25 +12,29 @@ BUNDLED = Path(__file__).resolve().parents[1] / "forcefield" / "bundled"
 
 
 def quickstart_config(out: Path, minutes: float) -> dict:
+    """The quickstart's training config (the shipped config's format: sections of ``init_args``)."""
     return {
         "seed": 0,
         "dtype": "float32",
         "out": str(out / "run"),
-        "model": {"preset": "small", "r_max": 5.0},
-        "data": {
+        "model": {"preset": "small"},  # r_max: the model's default cutoff
+        "data": {"init_args": {
             "train": str(BUNDLED / "ethanol_train_200.xyz"),
             "test": str(BUNDLED / "ethanol_test_100.xyz"),
             "n_valid": 20,
             "batch_size": 5,
             "valid_batch_size": 20,
-        },
-        "task": {"lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "ema_decay": 0.99,
-                 "scheduler": "plateau", "scheduler_patience": 5},
-        "trainer": {"max_epochs": 1000, "max_time_minutes": minutes, "early_stopping_patience": 0},
+        }},
+        "task": {"init_args": {"lr": 0.01, "forces_weight": 100.0, "energy_weight": 1.0, "scheduler": "plateau",
+                               "scheduler_patience": 5}},
+        "trainer": {"max_epochs": 1000, "max_time_minutes": minutes, "early_stopping_patience": 0,
+                    "ema_decay": 0.99},
     }
 
 
 def run_quickstart(out: Path, minutes: float = 2.0, md_steps: int = 1000) -> dict:
+    """Train (or reuse) the quickstart model, print its errors, run a short MD; returns the summary it writes to
+    ``OUT/summary.json``."""
     from rich.console import Console
 
     from compscope.forcefield import fit, print_error_table

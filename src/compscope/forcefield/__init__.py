@@ -1,14 +1,20 @@
-"""The ML force-field task: fit to DFT energies/forces, evaluate, ASE calculator, export, committees."""
+"""The ML force-field task: fit to DFT energies/forces, evaluate, ASE calculator, export, committees.
+
+Training runs on the one trainer, :func:`compscope.train.fit`; this package brings the task (:class:`ForceFieldTask`:
+model, loss, optimiser, LR schedule), the data module (:class:`ForceFieldData`) and the end of a run (export, error
+table, plots).
+"""
 
 from ._calculator import Calculator
-from ._data import ForceFieldData
+from ._committee import evaluate_models, train_committee
+from ._data import ForceFieldData, isolated_atom_e0
 from ._evaluate import error_table, predict, print_error_table
-from ._export import CompiledPotential, compile_model, load_model, save_package
-from ._fit import fit, resolve_config, trainer_options
+from ._export import CompiledPotential, compile_model, export_model, load_model, save_package
+from ._fit import MODEL_PRESETS, build, fit, resolve_config
 from ._task import ForceFieldTask, NonFiniteLossError
 
 __all__ = [
-    "Calculator", "ForceFieldData", "error_table", "predict", "print_error_table", "CompiledPotential",
-    "compile_model", "load_model", "save_package", "fit", "resolve_config", "trainer_options", "ForceFieldTask",
-    "NonFiniteLossError",
+    "Calculator", "ForceFieldData", "isolated_atom_e0", "error_table", "predict", "print_error_table",
+    "CompiledPotential", "compile_model", "export_model", "load_model", "save_package", "MODEL_PRESETS", "build",
+    "fit", "resolve_config", "ForceFieldTask", "NonFiniteLossError", "evaluate_models", "train_committee",
 ]

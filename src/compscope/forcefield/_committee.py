@@ -13,12 +13,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def _member_config(config: str | Path, seed_offset: int, out: Path) -> dict[str, Any]:
+def _member_config(config: str | Path | dict[str, Any], seed_offset: int, out: Path) -> dict[str, Any]:
     from compscope.train import load_yaml
 
-    cfg = copy.deepcopy(load_yaml(config))
-    cfg["seed"] = int(cfg.get("seed", 0)) + seed_offset
-    cfg.setdefault("data", {})["seed"] = cfg["seed"]
+    cfg = copy.deepcopy(load_yaml(config) if not isinstance(config, dict) else config)
+    cfg["seed"] = int(cfg.get("seed", 0)) + seed_offset  # the data split and shuffle follow it
     cfg["out"] = str(out / f"member_{seed_offset}")
     cfg.setdefault("trainer", {})["progress_bar"] = False
     return cfg
@@ -37,14 +36,18 @@ def _fit_member(cfg: dict[str, Any], base: str, threads: int) -> str:
 
 
 def train_committee(
-    config: str | Path, n: int = 4, out: str | Path = "runs/committee", parallel: int = 1
+    config: str | Path | dict[str, Any], n: int = 4, out: str | Path = "runs/committee", parallel: int = 1,
+    base: str | Path | None = None,
 ) -> list[Path]:
     """Train ``n`` members (seed, seed+1, ...); with ``parallel > 1`` they run as Ray tasks.
 
-    Members already finished are skipped, unfinished ones resume: rerunning the command continues a committee.
+    ``config`` is a YAML path or a loaded config (then relative paths are relative to ``base``). Members already
+    finished are skipped, unfinished ones resume: rerunning the command continues a committee.
     """
     out = Path(out)
-    base = str(Path(config).resolve().parent)
+    if base is None:
+        base = Path(config).resolve().parent if not isinstance(config, dict) else Path(".")
+    base = str(base)
     cfgs = [_member_config(config, i, out) for i in range(n)]
     if parallel <= 1:
         return [Path(_fit_member(c, base, os.cpu_count() or 2)) for c in cfgs]
@@ -60,8 +63,12 @@ def train_committee(
 
 
 def load_any(path: Path, dtype=None):
+    """A packaged (``.pt``), compiled (``.jit.pt``) model, or a run folder's ``model.pt``."""
     from ._export import CompiledPotential, load_model
 
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
     if path.name.endswith(".jit.pt"):
         return CompiledPotential(path)
     return load_model(path, dtype=dtype)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from compscope.data import AtomicGraph, load_graphs, read_extxyz
+from compscope.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ def least_squares_e0(graphs: list[AtomicGraph], species: list[int]) -> np.ndarra
 
 
 def isolated_atom_e0(path: str | Path, species: list[int], energy_key: str = "energy") -> np.ndarray:
+    """Per-element reference energies (eV) read from an extxyz of isolated atoms (one atom per frame), in the
+    order of ``species``."""
     frames = read_extxyz(path)
     table = {}
     for a in frames:
@@ -66,7 +69,8 @@ def isolated_atom_e0(path: str | Path, species: list[int], energy_key: str = "en
             table[int(a.numbers[0])] = float(e)
     missing = [z for z in species if z not in table]
     if missing:
-        raise ValueError(f"{path}: no isolated-atom energy for atomic numbers {missing}")
+        raise ConfigError(f"{path}: no isolated-atom energy for atomic numbers {missing}",
+                          hint="add a one-atom frame per element, or set data.init_args.e0: least_squares")
     return np.array([table[z] for z in species])
 
 
@@ -82,9 +86,10 @@ class ForceFieldData(L.LightningDataModule):
         valid_fraction: used when neither ``valid`` nor ``n_valid`` is given.
         energy_key / forces_key: label keys in the files (e.g. ``REF_energy``).
         e0: ``"least_squares"`` or a path to an extxyz of isolated atoms (one atom per frame).
-        cutoff: neighbour-list radius in Å (the model's ``r_max``; filled from the model section if omitted).
+        cutoff: neighbour-list radius in Å. In a training config it defaults to the model's ``r_max`` (the one
+            place the cutoff is set); it may be larger, never smaller.
         batch_size / valid_batch_size: graphs per batch.
-        seed: split and shuffle seed.
+        seed: split and shuffle seed (in a training config: the top-level ``seed`` unless set).
         shuffle: shuffle training batches every epoch.
     """
 
@@ -99,7 +104,7 @@ class ForceFieldData(L.LightningDataModule):
         energy_key: str = "energy",
         forces_key: str = "forces",
         e0: str = "least_squares",
-        cutoff: float = 5.0,
+        cutoff: float | None = None,
         batch_size: int = 5,
         valid_batch_size: int = 20,
         seed: int = 0,
@@ -109,6 +114,9 @@ class ForceFieldData(L.LightningDataModule):
         self.train_path, self.valid_path, self.test_path = train, valid, test
         self.n_train, self.n_valid, self.valid_fraction = n_train, n_valid, valid_fraction
         self.energy_key, self.forces_key, self.e0 = energy_key, forces_key, e0
+        if cutoff is None or cutoff <= 0:
+            raise ConfigError(f"data cutoff={cutoff}: give the neighbour-list radius in Å",
+                              hint="in a training config it defaults to model.init_args.r_max; omit it there")
         self.cutoff, self.batch_size, self.valid_batch_size = float(cutoff), batch_size, valid_batch_size
         self.seed, self.shuffle = seed, shuffle
         self.train_set: list[AtomicGraph] = []
@@ -133,12 +141,14 @@ class ForceFieldData(L.LightningDataModule):
             if n_valid is None:
                 n_valid = max(1, int(round(self.valid_fraction * len(graphs))))
             if n_valid >= len(graphs):
-                raise ValueError(f"{self.train_path}: {len(graphs)} frames cannot give {n_valid} validation frames")
+                raise ConfigError(f"{self.train_path}: {len(graphs)} frames cannot give {n_valid} validation frames",
+                                  hint="lower data.init_args.n_valid or give a separate 'valid' file")
             valid = [graphs[i] for i in perm[:n_valid]]
             train_idx = perm[n_valid:]
         if self.n_train is not None:
             if self.n_train > len(train_idx):
-                raise ValueError(f"n_train={self.n_train} but only {len(train_idx)} training frames are available")
+                raise ConfigError(f"n_train={self.n_train} but only {len(train_idx)} training frames are available",
+                                  hint="lower data.init_args.n_train (or omit it to use every frame)")
             train_idx = train_idx[: self.n_train]
         self.train_set = [graphs[i] for i in train_idx]
         self.valid_set = valid
@@ -148,6 +158,8 @@ class ForceFieldData(L.LightningDataModule):
                  len(self.test_set))
 
     def statistics(self) -> DataStatistics:
+        """Species, E0s, average neighbour count and force RMS of the training frames (the model's
+        data-derived constructor arguments)."""
         self.load()
         species = sorted({int(z) for g in self.train_set for z in g.atomic_numbers.tolist()})
         if self.e0 == "least_squares":

@@ -1,56 +1,72 @@
-"""``compscope train CONFIG.yaml``: build data, model and Lightning trainer from one YAML and fit.
+"""``compscope forcefield train CONFIG``: resolve one YAML config, train with :func:`compscope.train.fit`, export.
 
-Config sections (each one's keys are constructor arguments; unknown keys are errors):
+Config (sections of ``class_path``/``init_args``; ``init_args`` are constructor arguments, checked before
+anything runs)::
 
-- ``model``: :func:`compscope.models.build_model` arguments (``name``, ``preset``, constructor arguments).
-- ``data``: :class:`ForceFieldData` arguments (``cutoff`` defaults to ``model.r_max``).
-- ``task``: :class:`ForceFieldTask` arguments except ``model``.
-- ``trainer``: :func:`trainer_options` arguments.
-- top level: ``seed``, ``dtype`` (``float32``/``float64``), ``out`` (run directory).
+    seed: 0                   # model init, data split and shuffle (data.init_args.seed defaults to it)
+    dtype: float64            # or float32
+    out: runs/ethanol         # the run folder (compscope.train.RunDir)
+    model:                    # a preset of compscope.models.PRESETS with overrides, or a class_path
+      preset: small
+      init_args: {r_max: 5.0}
+    data:                     # class_path defaults to compscope.forcefield.ForceFieldData
+      init_args: {train: data://rmd17/ethanol_train.xyz, n_valid: 50}
+    task:                     # class_path defaults to compscope.forcefield.ForceFieldTask
+      init_args: {lr: 0.01}
+    trainer: {max_epochs: 100, ema_decay: 0.99}   # compscope.train.TrainerConfig
+
+The cutoff is set once, as the model's ``r_max`` (its constructor default when omitted); the data's neighbour-list
+``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors`` and ``scale`` of the model are
+filled from the training data unless the config sets them.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
-import os
-import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import yaml
 
+from compscope import train
 from compscope.data import datasets
+from compscope.errors import ConfigError
 from compscope.models import MODEL_CLASSES, PRESETS
-from compscope.train import ConfigError, check_arguments, learning_curves, load_yaml, parity_plot
+from compscope.train import (
+    RunDir,
+    TrainerConfig,
+    check_arguments,
+    learning_curves,
+    load_yaml,
+    normalize_spec,
+    parity_plot,
+    resolve_class,
+)
 
 from ._data import ForceFieldData
-from ._export import code_versions, save_package
-from ._task import ForceFieldTask
+from ._export import save_package
+from ._task import ForceFieldTask, NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
-TOP_LEVEL = {"seed", "dtype", "out", "model", "data", "task", "trainer"}
-UNSAFE_TO_CHANGE = ("model", "data", "dtype", "seed")
-
-
-def trainer_options(
-    max_epochs: int = 100,
-    max_time_minutes: float | None = None,
-    gradient_clip_val: float = 10.0,
-    early_stopping_patience: int = 30,
-    devices: int = 1,
-    strategy: str = "auto",
-    accelerator: str = "cpu",
-    num_threads: int | None = None,
-    progress_bar: bool = True,
-    log_every_n_steps: int = 10,
-) -> dict[str, Any]:
-    """The ``trainer`` section: Lightning Trainer settings compscope exposes (DDP via ``strategy: ddp``)."""
-    return dict(locals())
+SECTIONS = ("model", "data", "task", "trainer")
+TOP_LEVEL = ("seed", "dtype", "out", *SECTIONS)
+DTYPES = ("float32", "float64")
+# the model presets as instantiate() specs (compscope.models.PRESETS holds their constructor arguments)
+MODEL_PRESETS = {name: {"class_path": "compscope.models.EquivariantPotential", "init_args": dict(args)}
+                 for name, args in PRESETS.items()}
+DEFAULT_CLASS = {"data": "compscope.forcefield.ForceFieldData", "task": "compscope.forcefield.ForceFieldTask"}
+# model arguments measured on the training data unless the config sets them
+FROM_DATA = ("species", "atomic_energies", "avg_num_neighbors", "scale")
+# the force-field defaults of the trainer section where they differ from TrainerConfig's
+TRAINER_DEFAULTS = {"gradient_clip_val": 10.0, "early_stopping_patience": 30, "ema_decay": 0.99}
+# what may change on --resume: the run folder's location and the trainer's budgets, hardware and display
+RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
 
 
 def resolve_path(value: str | None, base: Path) -> str | None:
@@ -66,211 +82,147 @@ def resolve_path(value: str | None, base: Path) -> str | None:
     return str(p)
 
 
-def resolve_config(cfg: dict[str, Any], base: Path = Path(".")) -> dict[str, Any]:
-    """Validate every section against its constructor and fill defaults; returns a new dict."""
-    cfg = copy.deepcopy(cfg)
-    unknown = sorted(set(cfg) - TOP_LEVEL)
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) {unknown}. Allowed: {sorted(TOP_LEVEL)}")
-    for section in ("model", "data"):
-        if section not in cfg:
-            raise ConfigError(f"config needs a '{section}' section")
-    model = cfg["model"]
-    name = model.get("name", "EquivariantPotential")
-    if name not in MODEL_CLASSES:
-        raise ConfigError(f"model.name {name!r} unknown; registered: {sorted(MODEL_CLASSES)}")
-    if model.get("preset") is not None and model["preset"] not in PRESETS:
-        raise ConfigError(f"model.preset {model['preset']!r} unknown; available: {sorted(PRESETS)}")
-    check_arguments("model", MODEL_CLASSES[name], {k: v for k, v in model.items() if k not in ("name", "preset")},
-                    provided={"species"})
-    data = cfg["data"]
-    check_arguments("data", ForceFieldData, data)
-    r_max = model.get("r_max", 5.0)
-    data.setdefault("cutoff", r_max)
-    if data["cutoff"] < r_max:
-        raise ConfigError(f"data.cutoff ({data['cutoff']}) must be >= model.r_max ({r_max})")
-    for key in ("train", "valid", "test"):
-        data[key] = resolve_path(data.get(key), base)
-    if data.get("e0", "least_squares") != "least_squares":
-        data["e0"] = resolve_path(data["e0"], base)
-    task = cfg.setdefault("task", {})
-    check_arguments("task", ForceFieldTask, task, provided={"model"})
-    if "model" in task:
-        raise ConfigError("task.model is set from the 'model' section; remove it from 'task'")
-    trainer = cfg.setdefault("trainer", {})
-    check_arguments("trainer", trainer_options, trainer)
-    cfg["trainer"] = trainer_options(**trainer)
-    cfg.setdefault("seed", 0)
-    cfg.setdefault("dtype", "float64")
-    if cfg["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be 'float32' or 'float64', got {cfg['dtype']!r}")
-    cfg.setdefault("out", "runs/forcefield")
-    return cfg
-
-
-class MetricsSink(L.Callback):
-    """Writes one JSON line and one CSV row of metrics per epoch (rank 0), with wall time and LR."""
-
-    def __init__(self, out: Path):
-        self.jsonl = out / "metrics.jsonl"
-        self.csv = out / "metrics.csv"
-        # wall time is cumulative over resumed segments
-        self.t0 = time.time() - elapsed_seconds(out)
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.global_rank != 0:
-            return
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "time_s": round(time.time() - self.t0, 2)}
-        for k, v in trainer.callback_metrics.items():
-            row[k] = float(v)
-        if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
-        with open(self.jsonl, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        write_csv(self.jsonl, self.csv)
-
-
-def write_csv(jsonl: Path, csv_path: Path) -> None:
-    """metrics.jsonl -> metrics.csv with one column per key ever seen (first-seen order), so every row lines up
-    with the header even when an epoch adds a metric (e.g. the training loss appears after the first epoch)."""
-    import csv
-
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    cols: dict[str, None] = {}
-    for r in rows:
-        cols.update(dict.fromkeys(r))
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(cols))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def elapsed_seconds(out: Path) -> float:
-    """Training wall time already spent in a run directory (last ``time_s`` in metrics.jsonl)."""
-    path = Path(out) / "metrics.jsonl"
-    if not path.exists():
-        return 0.0
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return float(json.loads(lines[-1]).get("time_s", 0.0)) if lines else 0.0
-
-
-def _check_resume(out: Path, cfg: dict[str, Any]) -> None:
-    saved_path = out / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = yaml.safe_load(saved_path.read_text())
-    changed = [k for k in UNSAFE_TO_CHANGE if saved.get(k) != cfg.get(k)]
-    if changed:
-        raise ConfigError(
-            f"--resume: the config's {changed} differ from the run in {out} (saved config.yaml); resuming would "
-            "mix incompatible states. Start a new run (another 'out') or restore those sections."
-        )
-
-
-def build(cfg: dict[str, Any]) -> tuple[ForceFieldData, ForceFieldTask]:
-    """Data module and task for a resolved config (model statistics filled from the training data)."""
-    L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    dtype = getattr(torch, cfg["dtype"])
-    data = ForceFieldData(**cfg["data"])
-    stats = data.statistics()
-    model_kwargs = dict(cfg["model"])
-    model_kwargs.setdefault("species", stats.species)
-    model_kwargs.setdefault("atomic_energies", stats.atomic_energies)
-    model_kwargs.setdefault("avg_num_neighbors", stats.avg_num_neighbors)
-    model_kwargs.setdefault("scale", stats.force_rms)
-    task_kwargs = dict(cfg.get("task", {}))
-    task_kwargs.setdefault("max_epochs_hint", cfg["trainer"]["max_epochs"])
-    if cfg["trainer"].get("max_time_minutes"):
-        task_kwargs.setdefault("time_budget_s", 60.0 * cfg["trainer"]["max_time_minutes"])
-    with _default_dtype(dtype):
-        task = ForceFieldTask(model=model_kwargs, **task_kwargs)
-    task = task.to(dtype)
-    return data, task
-
-
-class _default_dtype:
-    def __init__(self, dtype):
-        self.dtype = dtype
-
-    def __enter__(self):
-        self.old = torch.get_default_dtype()
-        torch.set_default_dtype(self.dtype)
-
-    def __exit__(self, *exc):
-        torch.set_default_dtype(self.old)
-
-
-def fit(config: dict[str, Any] | str | Path, resume: bool = False, base: Path | None = None) -> Path:
-    """Train from a config (dict or YAML path); returns the run directory.
-
-    The run directory holds ``config.yaml`` (resolved), ``checkpoints/last.ckpt`` (every epoch),
-    ``metrics.jsonl``/``metrics.csv``, and at the end ``model.pt`` (package), ``parity.png``,
-    ``learning_curves.png`` and ``errors.json``.
-    """
-    if not isinstance(config, dict):
-        base = Path(config).resolve().parent
-        config = load_yaml(config)
-    cfg = resolve_config(config, base or Path("."))
-    out = Path(cfg["out"])
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if resume:
-        if not last.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint at {last}; start without --resume")
-        _check_resume(out, cfg)
-    elif last.exists():
-        raise ConfigError(f"{out} already holds a run; use --resume to continue it or choose another 'out'")
-    out.mkdir(parents=True, exist_ok=True)
-    tr = cfg["trainer"]
-    if tr["num_threads"]:
-        torch.set_num_threads(tr["num_threads"])
-    data, task = build(cfg)
-    is_rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
-    if is_rank0:
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        (out / "versions.json").write_text(json.dumps(code_versions(), indent=2))
-    callbacks: list[L.Callback] = [
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", save_last=True,
-                                            save_top_k=1, every_n_epochs=1),
-        MetricsSink(out),
-    ]
-    if tr["early_stopping_patience"]:
-        callbacks.append(L.pytorch.callbacks.EarlyStopping("val_loss", patience=tr["early_stopping_patience"]))
-    if tr["progress_bar"]:
-        callbacks.append(L.pytorch.callbacks.RichProgressBar())
-    max_time = None
-    if tr["max_time_minutes"]:
-        # the budget covers all segments of a resumed run: Lightning's Timer restores the training time already
-        # spent from the checkpoint, so it gets the whole budget (subtracting here would count that time twice)
-        max_time = {"seconds": max(1.0, 60 * tr["max_time_minutes"])}
-    trainer = L.Trainer(
-        max_epochs=tr["max_epochs"],
-        max_time=max_time,
-        gradient_clip_val=tr["gradient_clip_val"],
-        devices=tr["devices"],
-        strategy=tr["strategy"],
-        accelerator=tr["accelerator"],
-        precision="64-true" if cfg["dtype"] == "float64" else "32-true",
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=tr["progress_bar"],
-        enable_model_summary=False,
-        inference_mode=False,
-        log_every_n_steps=tr["log_every_n_steps"],
-        num_sanity_val_steps=0,
-        use_distributed_sampler=True,
-    )
-    trainer.fit(task, datamodule=data, ckpt_path=str(last) if resume else None)
-    if trainer.global_rank == 0:
-        finalize(out, task, data, cfg)
+def _defaults(cls: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Constructor defaults (tuples as lists, as they read back from YAML)."""
+    out = {}
+    for name, p in inspect.signature(cls).parameters.items():
+        if p.default is not p.empty and name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            out[name] = list(p.default) if isinstance(p.default, tuple) else p.default
     return out
 
 
-def finalize(out: Path, task: ForceFieldTask, data: ForceFieldData, cfg: dict[str, Any]) -> dict[str, Any]:
-    """Export the EMA model, write the error table, parity plot and learning curves."""
+def _section(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A section as ``{class_path, init_args}`` (its default class_path filled), every default written out."""
+    spec = cfg.get(name)
+    if spec is None:
+        spec = {}
+    if isinstance(spec, Mapping) and "class_path" not in spec and "preset" not in spec and name in DEFAULT_CLASS:
+        spec = {"class_path": DEFAULT_CLASS[name], **spec}
+    out = normalize_spec(spec, MODEL_PRESETS if name == "model" else None, section=name)
+    cls = resolve_class(out["class_path"], "compscope.models" if name == "model" else None, section=name)
+    out["init_args"] = {**_defaults(cls, skip=FROM_DATA), **out["init_args"]}
+    if isinstance(spec, Mapping) and spec.get("preset"):
+        out = {"preset": spec["preset"], **out}
+    return out
+
+
+def resolve_config(cfg: Mapping[str, Any], base: Path = Path(".")) -> dict[str, Any]:
+    """Check every section against its constructor and write every default out; returns a new dict (what the run
+    folder's ``config.yaml`` holds and ``--resume`` compares with).
+
+    Raises:
+        ConfigError: an unknown key or section, a missing required argument, an unknown class or preset, a
+            cutoff below the model's, a ``cosine_time`` schedule without a time budget.
+    """
+    cfg = copy.deepcopy(dict(cfg))
+    unknown = sorted(set(cfg) - set(TOP_LEVEL))
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {unknown}", hint=f"allowed: {list(TOP_LEVEL)}")
+    for name in ("model", "data"):
+        if name not in cfg:
+            raise ConfigError(f"the config needs a '{name}' section",
+                              hint="see configs/forcefield/ethanol.yaml for a commented example")
+    cfg.setdefault("seed", 0)
+    cfg.setdefault("dtype", "float64")
+    cfg.setdefault("out", "runs/forcefield")
+    if cfg["dtype"] not in DTYPES:
+        raise ConfigError(f"dtype={cfg['dtype']!r} unknown", hint=f"use one of {list(DTYPES)}")
+
+    model = _section(cfg, "model")
+    model_cls = resolve_class(model["class_path"], "compscope.models", "model")
+    check_arguments("model", model_cls, model["init_args"], provided=set(FROM_DATA))
+    r_max = model["init_args"].get("r_max")
+
+    data = _section(cfg, "data")
+    args = data["init_args"]
+    if args.get("cutoff") is None:
+        if r_max is None:
+            raise ConfigError("data.init_args.cutoff is not set and the model has no r_max to take it from",
+                              hint="set data.init_args.cutoff (Å)")
+        args["cutoff"] = r_max
+    if r_max is not None and args["cutoff"] < r_max:
+        raise ConfigError(f"data.init_args.cutoff ({args['cutoff']}) is below the model's r_max ({r_max})",
+                          hint="omit data.init_args.cutoff: it defaults to model.init_args.r_max")
+    if "seed" not in (cfg["data"].get("init_args") or {}):
+        args["seed"] = cfg["seed"]
+    for key in ("train", "valid", "test"):
+        args[key] = resolve_path(args.get(key), base)
+    if args.get("e0", "least_squares") != "least_squares":
+        args["e0"] = resolve_path(args["e0"], base)
+    check_arguments("data", resolve_class(data["class_path"], section="data"), args)
+
+    task = _section(cfg, "task")
+    if "model" in task["init_args"]:
+        raise ConfigError("task.init_args.model is set from the 'model' section", hint="remove it from 'task'")
+    check_arguments("task", resolve_class(task["class_path"], section="task"), task["init_args"],
+                    provided={"model"})
+
+    trainer = dict(cfg.get("trainer") or {})
+    check_arguments("trainer", TrainerConfig, trainer)
+    trainer = TrainerConfig(**{**TRAINER_DEFAULTS, **trainer}).as_dict()
+    if task["init_args"].get("scheduler") == "cosine_time" and not trainer["max_time_minutes"]:
+        raise ConfigError("task scheduler 'cosine_time' anneals the LR over the wall-clock budget, and there is none",
+                          hint="set trainer.max_time_minutes")
+    return {"seed": cfg["seed"], "dtype": cfg["dtype"], "out": str(cfg["out"]), "model": model, "data": data,
+            "task": task, "trainer": trainer}
+
+
+def model_kwargs(model_section: Mapping[str, Any], data: ForceFieldData) -> dict[str, Any]:
+    """:func:`compscope.models.build_model` arguments of a resolved ``model`` section: its registered ``name``, its
+    ``init_args`` and the data-derived arguments it does not set (what a model package stores)."""
+    cls = resolve_class(model_section["class_path"], "compscope.models", "model")
+    name = next((n for n, c in MODEL_CLASSES.items() if c is cls), cls.__name__)
+    stats = data.statistics()
+    measured = {"species": stats.species, "atomic_energies": stats.atomic_energies,
+                "avg_num_neighbors": stats.avg_num_neighbors, "scale": stats.force_rms}
+    return {"name": name, **measured, **model_section["init_args"]}
+
+
+def build(cfg: Mapping[str, Any]) -> tuple[ForceFieldData, ForceFieldTask]:
+    """Data module and task of a resolved config (model statistics from the training data), seeded."""
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    data = train.instantiate(cfg["data"], section="data")
+    kwargs = model_kwargs(cfg["model"], data)
+    dtype = getattr(torch, cfg["dtype"])
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        task = train.instantiate(cfg["task"], section="task", model=kwargs)
+    finally:
+        torch.set_default_dtype(old)
+    return data, task.to(dtype)
+
+
+def fit(config: Mapping[str, Any] | str | Path, resume: bool = False, base: Path | None = None) -> Path:
+    """Train from a config (dict or YAML path) into its run folder; returns the folder.
+
+    Resolve the config -> :class:`~compscope.train.RunDir` ``.start()`` (refuses a fresh run over an old one, and a
+    ``resume`` whose model, data, task, dtype or seed changed) -> :func:`compscope.train.fit` -> :func:`finalize`.
+    The folder holds ``config.yaml``, ``versions.json``, ``checkpoints/{last,best}.ckpt``,
+    ``metrics.jsonl``/``.csv`` and at the end ``model.pt``, ``parity.png``, ``learning_curves.png`` and
+    ``errors.json``.
+    """
+    if not isinstance(config, Mapping):
+        base = Path(config).resolve().parent
+        config = load_yaml(config)
+    cfg = resolve_config(config, base or Path("."))
+    run = RunDir(cfg["out"], resume=resume, config=cfg, safe=RESUME_SAFE).start()
+    data, task = build(cfg)
+    try:
+        result = train.fit(task, data, run, TrainerConfig(**cfg["trainer"]))
+    except NonFiniteLossError as err:
+        err.hint = f"{err.hint}; last good checkpoint: {run.last}"
+        raise
+    if result.trainer.is_global_zero:
+        finalize(run.path, task, data, cfg)
+    return run.path
+
+
+def finalize(out: Path, task: ForceFieldTask, data: ForceFieldData, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Export the trained (EMA) model as ``model.pt``; write ``errors.json``, the parity plot and learning curves."""
     from ._evaluate import error_table, predict
 
-    model = task.eval_model.eval()
+    model = task.model.eval()
     sets = {"valid": data.valid_set}
     if data.test_set:
         sets["test"] = data.test_set
@@ -281,12 +233,10 @@ def finalize(out: Path, task: ForceFieldTask, data: ForceFieldData, cfg: dict[st
         table[name] = error_table(pred)
         panels.append((f"{name} energy / atom", pred["ref_e_per_atom"], pred["pred_e_per_atom"], "eV/atom"))
         panels.append((f"{name} forces", pred["ref_forces"], pred["pred_forces"], "eV/Å"))
-    kwargs = dict(task.hparams["model"])
-    save_package(model, kwargs, out / "model.pt", config=cfg, metrics=table)
+    save_package(model, dict(task.hparams["model"]), out / "model.pt", config=dict(cfg), metrics=table)
     parity_plot(out / "parity.png", panels)
     if (out / "metrics.jsonl").exists():
         learning_curves(out / "learning_curves.png", out / "metrics.jsonl",
                         ["train_loss", "val_loss", "val_e_mae_meV_atom", "val_f_mae_meV_A"])
     (out / "errors.json").write_text(json.dumps(table, indent=2))
     return table
-

@@ -1,4 +1,8 @@
-"""The Lightning module that fits a potential to energies and forces."""
+"""The Lightning module that fits a potential to energies and forces: model, loss, optimiser and LR schedule.
+
+Everything else a training run needs (weight EMA, wall-clock budget, checkpoints, metrics, early stopping, resume)
+comes from :func:`compscope.train.fit`.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,17 @@ import torch
 
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
+from compscope.errors import CompscopeError, ConfigError
 from compscope.models import build_model
-from compscope.train._ema import EMA  # replaced by the EMA callback when the task moves onto compscope.train.fit
+from compscope.train import TimeBudget, find_callback
 
 log = logging.getLogger(__name__)
 
+OPTIMIZERS = ("adamw", "amsgrad")
+SCHEDULERS = ("plateau", "cosine", "cosine_time", "none")
 
-class NonFiniteLossError(RuntimeError):
+
+class NonFiniteLossError(CompscopeError, RuntimeError):
     """The loss became NaN/inf; training stops and the last good checkpoint is kept."""
 
 
@@ -35,26 +43,29 @@ def errors(pred: dict[str, torch.Tensor], batch: AtomicGraph) -> dict[str, torch
 
 
 class ForceFieldTask(L.LightningModule):
-    """Weighted energy + force regression (constructor arguments = the config's ``task`` section).
+    """Weighted energy + force regression (constructor arguments = the config's ``task`` section's ``init_args``).
 
     Args:
-        model: keyword arguments of :func:`compscope.models.build_model` (``name``, ``preset`` and the model's
-            constructor arguments). ``species``, ``atomic_energies``, ``avg_num_neighbors`` and ``scale`` are
-            filled from the training data unless given.
+        model: keyword arguments of :func:`compscope.models.build_model` (``name`` and the model's constructor
+            arguments), filled by :func:`compscope.forcefield.fit` from the config's ``model`` section and the
+            training data (``species``, ``atomic_energies``, ``avg_num_neighbors``, ``scale``). They are what a
+            model package stores, so a checkpoint rebuilds its task from its hyper-parameters.
         energy_weight: weight of the per-atom energy MSE (eV^2).
         forces_weight: weight of the force-component MSE (eV^2/Å^2).
         optimizer: ``"adamw"`` or ``"amsgrad"`` (AdamW with the AMSGrad variant).
         lr: learning rate.
         weight_decay: decoupled weight decay.
-        scheduler: ``"plateau"`` (reduce on validation-loss plateau), ``"cosine"`` (over ``max_epochs``),
-            ``"cosine_time"`` (cosine over the wall-clock budget ``trainer.max_time_minutes``, updated every batch:
-            the schedule for fixed-time training, and it continues correctly on resume) or ``"none"``.
+        scheduler: ``"plateau"`` (reduce on validation-loss plateau), ``"cosine"`` (over ``trainer.max_epochs``),
+            ``"cosine_time"`` (cosine over the wall-clock budget ``trainer.max_time_minutes``, read every batch
+            from the trainer's :class:`~compscope.train.TimeBudget`, so it continues on the same curve after
+            ``--resume``) or ``"none"``.
         scheduler_patience: epochs without improvement before the LR is reduced (plateau).
         lr_factor: LR reduction factor (plateau).
-        ema_decay: decay of the weight EMA (``0`` disables it); validation and export use the EMA weights.
-        max_epochs_hint: epochs for the cosine schedule (set by the trainer section).
         lr_min_ratio: final LR of the cosine schedules as a fraction of ``lr``.
-        time_budget_s: wall-clock budget of ``"cosine_time"`` (set from ``trainer.max_time_minutes``).
+
+    Notes:
+        The weight EMA is the trainer's (``trainer.ema_decay``): validation, ``best.ckpt`` and the exported model
+        use the averaged weights, and after training ``model`` holds them.
     """
 
     def __init__(
@@ -68,30 +79,20 @@ class ForceFieldTask(L.LightningModule):
         scheduler: str = "plateau",
         scheduler_patience: int = 10,
         lr_factor: float = 0.8,
-        ema_decay: float = 0.99,
-        max_epochs_hint: int = 100,
         lr_min_ratio: float = 0.01,
-        time_budget_s: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
-        if optimizer not in ("adamw", "amsgrad"):
-            raise ValueError(f"optimizer must be 'adamw' or 'amsgrad', got {optimizer!r}")
-        if scheduler not in ("plateau", "cosine", "cosine_time", "none"):
-            raise ValueError(f"scheduler must be 'plateau', 'cosine', 'cosine_time' or 'none', got {scheduler!r}")
-        if scheduler == "cosine_time" and not time_budget_s:
-            raise ValueError("scheduler 'cosine_time' anneals the LR over the wall-clock budget: set "
-                             "trainer.max_time_minutes")
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"task.optimizer={optimizer!r} unknown", hint=f"use one of {list(OPTIMIZERS)}")
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"task.scheduler={scheduler!r} unknown", hint=f"use one of {list(SCHEDULERS)}")
         self.model = build_model(**model)
-        self.ema = EMA(self.model, ema_decay) if ema_decay > 0 else None
-        self._val_outputs: list[dict[str, torch.Tensor]] = []
-        self._last_batch_idx = -1
 
-    # -------------------------------------------------------------------------------------------
     @property
     def eval_model(self) -> torch.nn.Module:
-        """The weights used for validation, testing and export (EMA if enabled)."""
-        return self.ema.module if self.ema is not None else self.model
+        """The model validated and exported (the EMA weights during validation and after training)."""
+        return self.model
 
     def transfer_batch_to_device(self, batch: AtomicGraph, device, dataloader_idx: int) -> AtomicGraph:
         # reference energies stay float64 (the model's total energy is float64): a float32 cast would round
@@ -100,8 +101,10 @@ class ForceFieldTask(L.LightningModule):
         return replace(batch.to(device=device, dtype=self.model.atomic_energies.dtype), energy=energy)
 
     def loss(self, pred, batch: AtomicGraph) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted per-atom energy MSE + force-component MSE, and the two parts (detached)."""
         if batch.forces is None:
-            raise ValueError("the force loss needs reference forces; the data has none (set forces_weight: 0)")
+            raise ConfigError("the force loss needs reference forces, and the data has none",
+                              hint="set task.init_args.forces_weight: 0, or point data.forces_key at the forces")
         err = errors(pred, batch)
         e_mse = err["energy_per_atom"].pow(2).mean()
         f_mse = err["forces"].pow(2).mean()
@@ -110,28 +113,22 @@ class ForceFieldTask(L.LightningModule):
 
     def training_step(self, batch: AtomicGraph, batch_idx: int):
         pred = self.model(batch, compute_forces=True, training=True)
-        loss, parts = self.loss(pred, batch)
+        loss, _ = self.loss(pred, batch)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite loss ({float(loss.detach())}) at epoch {self.current_epoch}, batch {batch_idx} "
-                f"(frames {[d.get('config_type', '?') for d in (batch.info or [])][:3]}...). "
-                "Lower the learning rate or check the data; the last good checkpoint is kept."
+                f"(frames {[d.get('config_type', '?') for d in (batch.info or [])][:3]}...); the last good "
+                "checkpoint is kept",
+                hint="lower task.init_args.lr or check the data (forces or energies far off); resume from the "
+                     "last good checkpoint with --resume",
             )
         self.log("train_loss", loss, batch_size=batch.num_graphs, on_epoch=True, on_step=False, sync_dist=True)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model)
-
-    def _eval_step(self, batch: AtomicGraph) -> dict[str, torch.Tensor]:
-        with torch.enable_grad():
-            pred = self.eval_model(batch, compute_forces=True, training=False)
-        err = errors(pred, batch)
-        return {k: v.detach() for k, v in err.items()}
-
     def validation_step(self, batch: AtomicGraph, batch_idx: int):
-        err = self._eval_step(batch)
+        with torch.enable_grad():
+            pred = self.model(batch, compute_forces=True, training=False)
+        err = {k: v.detach() for k, v in errors(pred, batch).items()}
         e_mse = err["energy_per_atom"].pow(2).mean()
         f_mse = err["forces"].pow(2).mean()
         loss = self.hparams.energy_weight * e_mse + self.hparams.forces_weight * f_mse
@@ -150,29 +147,36 @@ class ForceFieldTask(L.LightningModule):
         if hp.scheduler in ("none", "cosine_time"):  # cosine_time: set per batch in on_train_batch_start
             return opt
         if hp.scheduler == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp.max_epochs_hint),
-                                                               eta_min=hp.lr * hp.lr_min_ratio)
+            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
+            if epochs is None:
+                raise ConfigError("task.scheduler 'cosine' anneals over trainer.max_epochs, which is not set",
+                                  hint="set trainer.max_epochs, or use scheduler: cosine_time with a time budget")
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=hp.lr * hp.lr_min_ratio)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=hp.lr_factor, patience=hp.scheduler_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss", "interval": "epoch"}}
 
-    def time_cosine_lr(self, elapsed_s: float) -> float:
-        """LR of the ``cosine_time`` schedule after ``elapsed_s`` seconds of training."""
+    def time_cosine_lr(self, fraction: float) -> float:
+        """LR of the ``cosine_time`` schedule after ``fraction`` (0..1) of the wall-clock budget."""
         hp = self.hparams
-        frac = min(1.0, max(0.0, elapsed_s / hp.time_budget_s))
+        frac = min(1.0, max(0.0, fraction))
         lr_min = hp.lr * hp.lr_min_ratio
         return lr_min + 0.5 * (hp.lr - lr_min) * (1.0 + math.cos(math.pi * frac))
+
+    def _budget(self) -> TimeBudget | None:
+        budget = find_callback(self.trainer, TimeBudget)
+        return budget if budget is not None and budget.budget_s else None
+
+    def on_fit_start(self) -> None:
+        if self.hparams.scheduler == "cosine_time" and self._budget() is None:
+            raise ConfigError("task.scheduler 'cosine_time' anneals the LR over the wall-clock budget, and there is "
+                              "none", hint="set trainer.max_time_minutes")
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.hparams.scheduler != "cosine_time":
             return
-        from lightning.pytorch.callbacks import Timer
-
-        timers = [c for c in self.trainer.callbacks if isinstance(c, Timer)]
-        if not timers:
-            return
-        # Lightning's Timer restores the time spent before a resume, so the schedule continues where it was
-        lr = self.time_cosine_lr(timers[0].time_elapsed("train"))
+        # the budget's elapsed time is restored from the checkpoint, so a resumed run continues on the same curve
+        lr = self.time_cosine_lr(self._budget().fraction())
         for opt in self.trainer.optimizers:
             for group in opt.param_groups:
                 group["lr"] = lr
