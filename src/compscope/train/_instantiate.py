@@ -149,8 +149,25 @@ def complete_spec(spec: Any, *, section: str, default_class: str | None = None, 
                           hint=f"remove {section}.init_args.{key}")
     check_arguments(section, cls, out["init_args"], provided=set(provided))
     defaults = {}
-    for name, p in inspect.signature(cls).parameters.items():
-        if p.default is p.empty or name in provided or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        defaults[name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    for fn in _constructors(cls):
+        for name, p in inspect.signature(fn).parameters.items():
+            if (p.default is p.empty or name in provided or name in defaults
+                    or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)):
+                continue
+            defaults[name] = list(p.default) if isinstance(p.default, tuple) else p.default
     return {"class_path": out["class_path"], "init_args": {**defaults, **out["init_args"]}}
+
+
+def _constructors(cls: Any) -> list[Any]:
+    """``cls`` (or a function), then the base ``__init__`` methods its ``**kwargs`` reach."""
+    if not inspect.isclass(cls):
+        return [cls]
+    out = []
+    for base in cls.__mro__:
+        if "__init__" not in vars(base) or base is object:
+            continue
+        init = vars(base)["__init__"]
+        out.append(init)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return out or [cls]

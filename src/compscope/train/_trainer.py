@@ -29,7 +29,7 @@ _ACCELERATORS = ("cpu", "gpu", "auto")
 
 
 class TrainerConfig:
-    """The ``trainer`` section of every training config (its keys are these arguments).
+    r"""The ``trainer`` section of every training config (its keys are these arguments).
 
     Args:
         max_epochs: epoch limit (-1: none).
@@ -170,9 +170,13 @@ class _LastAtEnd(L.Callback):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._saved_at = -1  # the step of the latest checkpoint (every one of them writes last.ckpt)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._saved_at = trainer.global_step
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step > 0:
+        if trainer.global_step > 0 and trainer.global_step != self._saved_at:
             trainer.save_checkpoint(self.path)
 
 
