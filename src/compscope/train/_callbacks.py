@@ -1,5 +1,4 @@
-"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget that survives resumes, metrics,
-random-number states in checkpoints."""
+"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget over resumes, metrics, RNG states."""
 
 from __future__ import annotations
 
