@@ -16,7 +16,7 @@ A task brings its ``LightningModule`` and ``DataModule``; everything else is her
 
 from compscope.errors import ConfigError
 
-from ._batches import StepBatches, step_loader
+from ._batches import StepBatches, StepLoader, step_loader
 from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget, read_metrics, write_csv
 from ._config import accepted_arguments, check_arguments, load_yaml
 from ._instantiate import complete_spec, instantiate, normalize_spec, resolve_class
@@ -27,5 +27,5 @@ from ._trainer import FitResult, TrainerConfig, find_callback, fit
 __all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "instantiate", "normalize_spec",
            "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
            "check_unchanged", "code_versions", "is_rank_zero", "TrainerConfig", "FitResult", "fit",
-           "find_callback", "learning_curves", "parity_plot", "RNGState", "StepBatches", "step_loader",
+           "find_callback", "learning_curves", "parity_plot", "RNGState", "StepBatches", "StepLoader", "step_loader",
            "complete_spec"]

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from compscope.errors import ConfigError
 
-__all__ = ["StepBatches", "step_loader"]
+__all__ = ["StepBatches", "StepLoader", "step_loader"]
 
 
 class StepBatches(Sampler[list[int]]):
@@ -97,8 +97,19 @@ class StepBatches(Sampler[list[int]]):
             yield perm[b * self.batch_size:(b + 1) * self.batch_size]
 
 
+class StepLoader(DataLoader):
+    """A ``DataLoader`` over :class:`StepBatches`. It resumes by itself (the position is the trainer's step, which
+    the checkpoint holds), and says so to Lightning through ``state_dict``/``load_state_dict``."""
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.batch_sampler.current_step()}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Nothing to restore: the next epoch starts at the restored trainer's step."""
+
+
 def step_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, trainer: Any = None,
-                drop_last: bool = True, **kwargs: Any) -> DataLoader:
+                drop_last: bool = True, **kwargs: Any) -> StepLoader:
     """A training ``DataLoader`` over :class:`StepBatches` that starts at ``trainer.global_step`` (0 without a
     trainer), for a ``LightningDataModule.train_dataloader``.
 
@@ -118,4 +129,4 @@ def step_loader(dataset: Dataset, batch_size: int, *, seed: int = 0, trainer: An
         def step() -> int:
             return int(trainer.global_step)
     sampler = StepBatches(len(dataset), batch_size, seed=seed, step=step, drop_last=drop_last)
-    return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed), **kwargs)
+    return StepLoader(dataset, batch_sampler=sampler, generator=torch.Generator().manual_seed(seed), **kwargs)
