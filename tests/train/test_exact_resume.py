@@ -6,9 +6,10 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+import yaml
 from torch.utils.data import DataLoader
 
-from compscope.errors import ConfigError
+from compscope.errors import ConfigError, ResumeError
 from compscope.train import EMA, RunDir, StepBatches, TrainerConfig, fit, step_loader
 
 
@@ -148,3 +149,14 @@ def test_ema_without_warmup_starts_at_the_initial_weights(tmp_path):
     avg = ema.average_state_dict()["lin.weight"]
     torch.testing.assert_close(avg, 0.75 * w0 + 0.25 * seen["raw"])
     assert not torch.equal(avg, seen["raw"])
+
+
+def test_a_run_saved_before_ema_warmup_existed_resumes(tmp_path):
+    """A config.yaml written before the option existed resumes with the behaviour it had (warm-up on)."""
+    _run(tmp_path / "a", 3, ema_decay=0.9)
+    old = {"trainer": {k: v for k, v in TrainerConfig(ema_decay=0.9).as_dict().items() if k != "ema_warmup"}}
+    (tmp_path / "a" / "config.yaml").write_text(yaml.safe_dump(old))
+    RunDir(tmp_path / "a", resume=True, config={"trainer": TrainerConfig(ema_decay=0.9).as_dict()}).start()
+    with pytest.raises(ResumeError, match="ema_warmup: True -> False"):
+        RunDir(tmp_path / "a", resume=True,
+               config={"trainer": TrainerConfig(ema_decay=0.9, ema_warmup=False).as_dict()}).start()

@@ -77,6 +77,8 @@ class TrainerConfig:
     def __repr__(self) -> str:
         return f"TrainerConfig({self.as_dict()})"
 
+    # options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
+    ADDED_OPTIONS = {"ema_warmup": True}
     # options that may change when a run is resumed (budgets, hardware, display)
     RESUME_SAFE = ("max_epochs", "max_steps", "max_time_minutes", "devices", "strategy", "accelerator",
                    "num_threads", "progress_bar", "log_every_n_steps", "checkpoint_minutes", "early_stopping_patience")
