@@ -60,8 +60,10 @@ def check_arguments(section: str, fn: Callable, args: Mapping[str, Any], extra: 
     allowed = names | (extra or set())
     unknown = sorted(set(args) - allowed)
     if unknown and not var_kw:
+        shown = sorted(allowed - (provided or set()))  # not the ones the caller fills in
         raise ConfigError(
-            f"config section '{section}': unknown key(s) {unknown}. Allowed keys: {sorted(allowed)}"
+            f"config section '{section}': unknown key(s) {unknown}. Allowed keys: {shown}",
+            hint=f"the keys are the arguments of {getattr(fn, '__qualname__', fn)}; check the spelling",
         )
     missing = sorted(required - set(args) - (provided or set()))
     if missing:
