@@ -265,10 +265,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
     ap.add_argument("--table", action="store_true",
-                    help="only print the results table of docs/pde.md from the JSON (runs nothing)")
+                    help="only print the results table of the JSON --name (runs nothing)")
+    ap.add_argument("--paper", action="store_true", help="only print the paper's tables (PAPER; runs nothing)")
     a = ap.parse_args()
     folder = SWEEPS if a.sweep else RESULTS
     prev = folder / f"{a.name}.json"
+    if a.paper:
+        print(paper_tables())
+        return
     if a.table:
         print(markdown_table(json.loads(prev.read_text())["cells"]))
         return
@@ -386,8 +390,9 @@ def _paper_text(paper: dict) -> str:
 
 
 def markdown_table(cells: dict) -> str:
-    """The results table of docs/pde.md: accumulated error (ms per trajectory, single) per solver, the trivial
-    hold-last error, and the paper's MP-PDE with its numerical baseline (every paper method: PAPER / docs)."""
+    """A results table (``--table``; docs/pde.md says how to read it): accumulated error (ms per trajectory,
+    single) per solver, the trivial hold-last error, and the paper's MP-PDE with its numerical baseline (every
+    paper method: :func:`paper_tables`)."""
     solvers = ["WENO5", "spectral", "Chebyshev", "mp-pde-small", "fno-small", "mp-pde", "fno"]
     present = [s for s in solvers if any(s in {**c.get("classical", {}), **c.get("neural", {})}
                                          for c in cells.values())]
@@ -404,6 +409,29 @@ def markdown_table(cells: dict) -> str:
         hold = c.get("persistence_error")
         lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | "
                      f"{_paper_text(paper)} |")
+    return "\n".join(lines)
+
+
+def paper_tables() -> str:
+    """The paper's numbers as transcribed in ``PAPER``: Table 1 (E1-E3, every method, accumulated error and the
+    runtimes it gives) and the WE1 table (pseudospectral and MP-PDE), as markdown; ``breaks`` where the paper's
+    solver breaks."""
+    def num(v):
+        return "breaks" if v is None else f"{v:g}"
+
+    lines = ["| cell | " + " | ".join(PAPER_METHODS) + " | WENO5 runtime [s] | MP-PDE runtime [s] |",
+             "|---" * (len(PAPER_METHODS) + 3) + "|"]
+    for (eq, nx), row in PAPER.items():
+        if eq.startswith("E"):
+            lines.append(f"| {cell_key(eq, nx)} | " + " | ".join(num(row[m][0]) for m in PAPER_METHODS)
+                         + f" | {num(row['WENO5'][1])} | {num(row['MP-PDE'][1])} |")
+    lines += ["", "| cell | " + " | ".join(PAPER_WE_METHODS) + " | "
+              + " | ".join(f"{m} runtime [s]" for m in PAPER_WE_METHODS) + " |",
+              "|---" * (2 * len(PAPER_WE_METHODS) + 1) + "|"]
+    for (eq, nx), row in PAPER.items():
+        if eq == "WE1":
+            lines.append(f"| {cell_key(eq, nx)} | " + " | ".join(num(row[m][0]) for m in PAPER_WE_METHODS) + " | "
+                         + " | ".join(num(row[m][1]) for m in PAPER_WE_METHODS) + " |")
     return "\n".join(lines)
 
 

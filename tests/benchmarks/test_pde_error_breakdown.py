@@ -1,4 +1,4 @@
-"""The per-trajectory error breakdown script's helpers (the diagnostic behind docs/pde.md's E3 analysis)."""
+"""The per-trajectory error breakdown script's helpers (the diagnostic behind results/sweeps/pde_error_breakdown_*)."""
 
 import importlib
 
