@@ -16,7 +16,7 @@ anything runs)::
     trainer: {max_epochs: 100, ema_decay: 0.99}   # compscope.train.TrainerConfig
 
 The cutoff is set once, as the model's ``r_max`` (its constructor default when omitted); the data's neighbour-list
-``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors`` and ``scale`` of the model are
+``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors``, ``scale`` and ``shift`` of the model are
 filled from the training data unless the config sets them.
 """
 
@@ -62,7 +62,7 @@ MODEL_PRESETS = {name: {"class_path": "compscope.models.EquivariantPotential", "
                  for name, args in PRESETS.items()}
 DEFAULT_CLASS = {"data": "compscope.forcefield.ForceFieldData", "task": "compscope.forcefield.ForceFieldTask"}
 # model arguments measured on the training data unless the config sets them
-FROM_DATA = ("species", "atomic_energies", "avg_num_neighbors", "scale")
+FROM_DATA = ("species", "atomic_energies", "avg_num_neighbors", "scale", "shift")
 # the force-field defaults of the trainer section where they differ from TrainerConfig's
 TRAINER_DEFAULTS = {"gradient_clip_val": 10.0, "early_stopping_patience": 30, "ema_decay": 0.99}
 # what may change on --resume: the run folder's location and the trainer's budgets, hardware and display
@@ -174,7 +174,8 @@ def model_kwargs(model_section: Mapping[str, Any], data: ForceFieldData) -> dict
     name = next((n for n, c in MODEL_CLASSES.items() if c is cls), cls.__name__)
     stats = data.statistics()
     measured = {"species": stats.species, "atomic_energies": stats.atomic_energies,
-                "avg_num_neighbors": stats.avg_num_neighbors, "scale": stats.force_rms}
+                "avg_num_neighbors": stats.avg_num_neighbors, "scale": stats.force_rms,
+                "shift": stats.mean_interaction_energy}
     return {"name": name, **measured, **model_section["init_args"]}
 
 
