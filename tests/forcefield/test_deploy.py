@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from compscope.cli import app
 from compscope.data import AtomicGraph, load_graphs
-from compscope.forcefield import Calculator, CompiledPotential, load_model, save_package
-from compscope.forcefield._export import compile_model, export_model
+from compscope.forcefield import Calculator, evaluate_models
 from compscope.models import UnknownElementError, build_model
+from compscope.models.artifacts import CompiledPotential, compile_model, export_model, load_model, save_package
 
 from .conftest import TEST, TRAIN
 
@@ -33,7 +33,7 @@ def test_calculator_numerical_forces(trained_run):
 def test_calculator_stress_periodic(tmp_path):
     torch.manual_seed(0)
     model = build_model(preset="tiny", species=[6], r_max=3.0).double()
-    path = save_package(model, {"preset": "tiny", "species": [6], "r_max": 3.0}, tmp_path / "c.pt")
+    path = save_package(model, tmp_path / "c.pt")
     atoms = bulk("C", "diamond", a=3.57) * (2, 1, 1)
     atoms.rattle(0.05, seed=0)
     atoms.calc = Calculator(path)
@@ -117,14 +117,12 @@ def test_eval_missing_model(tmp_path):
 
 def test_committee_uncertainty_flags(trained_run, tmp_path):
     """Two members (different seeds): frames with a large force spread are flagged."""
-    from compscope.forcefield._committee import evaluate_models
-
     torch.manual_seed(1)
     other = load_model(trained_run / "model.pt")
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    p2 = save_package(other, other.package_info["model_kwargs"], tmp_path / "m2.pt")
+    p2 = save_package(other, tmp_path / "m2.pt")
     table = evaluate_models([trained_run / "model.pt", p2], TRAIN, threshold=0.0, out=tmp_path / "c.xyz")
     u = table["uncertainty"]
     assert u["models"] == 2 and u["flagged"] == table["frames"] > 0 and u["max_force_std"] > 0

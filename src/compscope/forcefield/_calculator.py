@@ -12,18 +12,12 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
+from compscope.models.artifacts import load_model
 
 
 def _as_model(model, dtype):
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        if path.name.endswith(".jit.pt"):
-            from ._export import CompiledPotential
-
-            return CompiledPotential(path)
-        from ._export import load_model
-
-        return load_model(path, dtype=dtype)
+        return load_model(model, dtype=dtype)
     return model
 
 

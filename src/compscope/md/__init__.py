@@ -15,6 +15,7 @@ from ._ase import PotentialCalculator
 from ._checks import MDInputError, check_start, check_timestep, model_elements
 from ._forces import ForceEvaluator, wrap_positions
 from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
+from ._model import build_from_config, load_potential
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
 from ._openmm import OpenMMBridge
 from ._runner import MDResult, init_state, simulate, state_to_atoms
@@ -38,7 +39,7 @@ from ._trajectory import (
 
 __all__ = [
     "potentials", "PotentialCalculator", "OpenMMBridge", "MDInputError", "check_start", "check_timestep",
-    "model_elements",
+    "model_elements", "build_from_config", "load_potential",
     "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
     "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
     "init_state", "simulate", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",

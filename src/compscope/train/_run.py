@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from typing import Any
 import yaml
 
 from compscope.errors import ResumeError, RunExistsError
+from compscope.versions import code_versions
 
-__all__ = ["RunDir", "check_unchanged", "code_versions", "is_rank_zero"]
+__all__ = ["RunDir", "check_unchanged", "is_rank_zero"]
 
 _MISSING = object()
 
@@ -73,19 +73,6 @@ def _show(v: Any) -> str:
 def is_rank_zero() -> bool:
     """True in the process that writes files (rank 0 of a DDP job, or a single process)."""
     return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
-
-
-def code_versions() -> dict[str, str]:
-    """Versions of the code that produced an artifact (stored in run folders and model files)."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("compscope", "torch", "lightning", "e3nn", "numpy", "ase"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 class RunDir:
