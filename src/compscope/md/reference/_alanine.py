@@ -81,9 +81,9 @@ def run_replica(spec: dict, max_steps: int | None = None) -> str:
     """
     import openmm as mm
     import openmm.unit as u
-    from ase import units
 
-    kj_per_ev = 1.0 / (units.kJ / units.mol)
+    from compscope.integrations.openmm import state_to_ev
+
     shard = Path(spec["shard"])
     pdb, system = _system(spec["solvent"])
     # OpenMM treats seed 0 as "pick one at random": shift by one to keep runs reproducible
@@ -116,11 +116,9 @@ def run_replica(spec: dict, max_steps: int | None = None) -> str:
         wall += time.perf_counter() - t0
         done += n
         if done % every == 0:
-            st = ctx.getState(getPositions=True, getForces=True, getEnergy=True)
-            frames["positions"].append(st.getPositions(asNumpy=True).value_in_unit(u.angstrom))
-            frames["forces"].append(st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.angstrom)
-                                    / kj_per_ev)
-            frames["energy"].append(st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / kj_per_ev)
+            st = state_to_ev(ctx.getState(getPositions=True, getForces=True, getEnergy=True))
+            for k in ("positions", "forces", "energy"):
+                frames[k].append(st[k])
             frames["time_ps"].append(done * spec["dt_fs"] / 1000.0)
             since_write += 1
         if since_write >= spec.get("chunk_frames", 20) or done >= total:
