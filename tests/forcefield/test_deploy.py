@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.io import read
 from typer.testing import CliRunner
 
@@ -24,7 +25,7 @@ def test_calculator_numerical_forces(trained_run):
     atoms = read(TEST, 0)
     atoms.calc = Calculator.from_file(trained_run / "model.pt")
     f = atoms.get_forces()
-    num = atoms.calc.calculate_numerical_forces(atoms, d=1e-4)
+    num = calculate_numerical_forces(atoms, eps=1e-4)
     assert np.abs(f - num).max() < 1e-5
     e = atoms.get_potential_energy()
     assert np.isclose(atoms.get_potential_energies().sum(), e)
@@ -38,7 +39,7 @@ def test_calculator_stress_periodic(tmp_path):
     atoms.rattle(0.05, seed=0)
     atoms.calc = Calculator(path)
     stress = atoms.get_stress()
-    num = atoms.calc.calculate_numerical_stress(atoms, d=1e-5)
+    num = calculate_numerical_stress(atoms, eps=1e-5)
     assert stress.shape == (6,)
     assert np.abs(stress - num).max() < 1e-6
 
@@ -78,6 +79,11 @@ def test_export_cli_from_checkpoint(trained_run, tmp_path):
     m = load_model(tmp_path / "x.pt")
     g = load_graphs(TEST, m.cutoff, index=":1")[0]
     assert torch.isfinite(m(g)["energy"]).all()
+    # the checkpoint saved at the end of training holds the EMA weights that model.pt holds
+    direct = load_model(trained_run / "checkpoints" / "last.ckpt")
+    final = load_model(trained_run / "model.pt")
+    assert torch.allclose(direct(g)["forces"], final(g)["forces"], atol=1e-12)
+    assert torch.allclose(m(g)["forces"], final(g)["forces"], atol=1e-12)
     res = runner.invoke(app, ["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y.pt")])
     assert res.exit_code == 2 and "not found" in res.output
 
