@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import _keys as K
+from ._labels import extract_labels
 from ._neighbors import neighbor_list
 
 
@@ -110,8 +111,6 @@ class AtomicGraph:
         Labels are read from ``atoms.info`` / ``atoms.arrays`` under the given keys, or from an attached
         single-point calculator when the key is ``"energy"``/``"forces"``/``"stress"``.
         """
-        from ._io import extract_labels
-
         pos = np.asarray(atoms.get_positions(), dtype=np.float64)
         where = f"{source}: " if source else ""
         if not np.all(np.isfinite(pos)):
