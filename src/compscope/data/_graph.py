@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import _keys as K
-from ._labels import extract_labels
+from ._labels import DataFormatError, extract_labels
 from ._neighbors import neighbor_list
 
 
@@ -114,11 +114,13 @@ class AtomicGraph:
         pos = np.asarray(atoms.get_positions(), dtype=np.float64)
         where = f"{source}: " if source else ""
         if not np.all(np.isfinite(pos)):
-            raise ValueError(f"{where}positions contain NaN/inf; fix or drop this frame")
+            raise DataFormatError(f"{where}positions contain NaN/inf", hint="fix or drop this frame")
         pbc = np.asarray(atoms.get_pbc(), dtype=bool)
         cell = np.asarray(atoms.get_cell().array, dtype=np.float64)
         if pbc.any() and abs(np.linalg.det(cell)) < 1e-12:
-            raise ValueError(f"{where}periodic structure without a valid cell")
+            raise DataFormatError(f"{where}periodic structure without a valid cell (its volume is zero)",
+                                  hint="give the frame a Lattice=\"...\" with three independent vectors, or set "
+                                       "pbc=\"F F F\"")
         edge_index, shifts = neighbor_list(pos, cutoff, cell=cell, pbc=pbc)
         labels = extract_labels(atoms, energy_key, forces_key, stress_key, require=require_labels, where=where)
         g = cls(

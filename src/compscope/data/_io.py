@@ -40,11 +40,12 @@ def read_extxyz(path: str | Path, index: str | int | slice = ":") -> list:
     if not isinstance(frames, list):
         frames = [frames]
     if len(frames) == 0:
-        raise DataFormatError(f"{path}: no frames found")
+        raise DataFormatError(f"{path}: no frames found", hint="check the index (e.g. ':' for all frames)")
     for i, atoms in enumerate(frames):
         z = atoms.get_atomic_numbers()
         if np.any(z <= 0) or np.any(z > MAX_Z):
-            raise DataFormatError(f"{path} frame {i}: unknown element (atomic numbers {sorted(set(z.tolist()))})")
+            raise DataFormatError(f"{path} frame {i}: unknown element (atomic numbers {sorted(set(z.tolist()))})",
+                                  hint="the first column of each atom line must be a chemical symbol (H, C, ...)")
         if not np.all(np.isfinite(atoms.positions)):
             raise DataFormatError(f"{path} frame {i}: positions contain NaN/inf; fix or remove the frame")
     return frames

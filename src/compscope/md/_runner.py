@@ -83,7 +83,7 @@ def init_state(
         gen = torch.Generator().manual_seed(int(seed))
         p = maxwell_boltzmann(masses.double(), graph.batch, G, temperature_K, generator=gen).to(dtype)
     else:
-        raise ValueError(f"initial_momenta must be 'maxwell-boltzmann' or 'atoms', got {initial_momenta!r}")
+        raise MDInputError(f"initial_momenta must be 'maxwell-boltzmann' or 'atoms', got {initial_momenta!r}")
     n = graph.num_nodes
     state = MDState(graph=graph, momenta=p, masses=masses, forces=torch.zeros(n, 3, dtype=dtype),
                     energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),

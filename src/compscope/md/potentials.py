@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from compscope.data import AtomicGraph
+from compscope.errors import ConfigError
 from compscope.nn import potential_outputs
 
 __all__ = ["LennardJones", "Morse", "SumPotential", "energy_forces_stress", "pair_node_energies", "switch"]
@@ -88,11 +89,11 @@ class _PairPotential(torch.nn.Module):
     def __init__(self, cutoff: float, r_on: float | None, atomic_numbers: Sequence[int] | None):
         super().__init__()
         if cutoff <= 0:
-            raise ValueError(f"cutoff must be > 0 Å, got {cutoff}")
+            raise ConfigError(f"cutoff must be > 0 Å, got {cutoff}")
         self.cutoff = float(cutoff)
         self.r_on = float(0.8 * cutoff if r_on is None else r_on)
         if not 0 < self.r_on < self.cutoff:
-            raise ValueError(f"r_on must lie in (0, cutoff={cutoff}), got {self.r_on}")
+            raise ConfigError(f"r_on must lie in (0, cutoff={cutoff}), got {self.r_on}")
         # elements this potential is meant for (None: any); MD checks start structures against it
         self.atomic_numbers = None if atomic_numbers is None else [int(z) for z in atomic_numbers]
 
@@ -176,7 +177,7 @@ class SumPotential(torch.nn.Module):
     def __init__(self, potentials: Sequence[torch.nn.Module]):
         super().__init__()
         if not potentials:
-            raise ValueError("SumPotential needs at least one potential")
+            raise ConfigError("SumPotential needs at least one potential")
         self.terms = torch.nn.ModuleList(potentials)
         self.cutoff = max(float(p.cutoff) for p in potentials)
         zs = [getattr(p, "atomic_numbers", None) for p in potentials]

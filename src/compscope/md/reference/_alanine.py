@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compscope.errors import CompscopeError
+
 __all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
            "plot_free_energy"]
 
@@ -40,7 +42,7 @@ PHI = (1, 6, 7, 9)  # C(ACE) - N - CA - C
 PSI = (6, 7, 9, 16)  # N - CA - C - N(NME)
 
 
-class ReferenceError(RuntimeError):  # noqa: A001 - our own error type, scoped to this module
+class ReferenceError(CompscopeError, RuntimeError):  # noqa: A001 - our own error type, scoped to this module
     """Reference-data generation cannot go on; the message says what to do."""
 
 
