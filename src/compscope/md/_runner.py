@@ -156,14 +156,8 @@ def _run_config(atoms_list, integ: Integrator, replicas: int, potential, skin: f
     }
 
 
-def _check_same_config(old: dict, new: dict, out: Path) -> None:
-    diffs = [k for k in ("integrator", "replicas", "atomic_numbers", "potential", "dtype") if old.get(k) != new.get(k)]
-    if diffs:
-        raise MDInputError(
-            f"--resume in {out}: the run was started with different settings ({', '.join(diffs)}: "
-            f"{ {k: old.get(k) for k in diffs} } -> { {k: new.get(k) for k in diffs} }); resuming would mix two "
-            "different simulations. Use the original settings, or a new --out folder."
-        )
+# settings a resumed MD run must share with the run it continues (cutoff and skin may change: same physics)
+RESUME_UNSAFE = ("integrator", "replicas", "atomic_numbers", "potential", "dtype")
 
 
 def simulate(
@@ -253,7 +247,11 @@ def simulate(
         old = json.loads((out_dir / CONFIG).read_text()) if (out_dir / CONFIG).exists() else None
         if old is None:
             raise MDInputError(f"--resume: {out_dir / CONFIG} not found; is {out_dir} the --out folder of a run?")
-        _check_same_config(old, cfg, out_dir)
+        from compscope.train import check_unchanged  # the one resume guard (loaded on resume only: lightning)
+
+        check_unchanged(old, cfg, unsafe=RESUME_UNSAFE, where=str(out_dir),
+                        hint="resuming would mix two different simulations: use the original settings, or a new "
+                             "--out folder")
         try:
             restart = load_restart(out_dir / RESTART)
         except TrajectoryError as err:

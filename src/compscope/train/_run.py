@@ -34,7 +34,7 @@ _MISSING = object()
 
 def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, unsafe: Iterable[str] | None = None,
                     safe: Iterable[str] = (), defaults: Mapping[str, Any] | None = None,
-                    where: str = "the run") -> None:
+                    where: str = "the run", hint: str | None = None, action: str = "--resume") -> None:
     """Refuse to resume when settings that must not change did.
 
     Args:
@@ -44,6 +44,11 @@ def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, uns
         safe: keys that may change (budgets, thread counts, progress bars).
         defaults: value of a key the saved settings lack (an option added after the run began).
         where: the run's location, for the message.
+        hint: what to do instead (default: restore the saved values or start a new run elsewhere).
+        action: what was refused, for the message (e.g. "adding to the data set").
+
+    Raises:
+        ResumeError: naming each changed key with its saved and new value.
     """
     defaults = defaults or {}
     keys = set(unsafe) if unsafe is not None else (set(saved) | set(current))
@@ -56,8 +61,8 @@ def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, uns
             changed.append(f"{k}: {_show(old)} -> {_show(new)}")
     if changed:
         raise ResumeError(
-            f"--resume with changed settings of {where}: " + "; ".join(changed),
-            hint="restore the saved values, or start a new run in another output folder",
+            f"{action} with changed settings of {where}: " + "; ".join(changed),
+            hint=hint or "restore the saved values, or start a new run in another output folder",
         )
 
 

@@ -209,12 +209,11 @@ def generate_alanine_dipeptide(
         raise ReferenceError(f"{out} cannot be opened as HDF5 ({err}); move it away or pick another --out") from err
     with h5:
         if "atomic_numbers" in h5:
-            old = {k: h5.attrs[k] for k in meta}
-            bad = {k: (old[k], meta[k]) for k in meta if (old[k] != meta[k] if not isinstance(meta[k], float)
-                                                         else abs(float(old[k]) - meta[k]) > 1e-9)}
-            if bad:
-                raise ReferenceError(f"{out} holds data made with other settings {bad}; use the same settings to "
-                                     "add to it, or another --out file")
+            from compscope.train import check_unchanged  # the one resume guard
+
+            old = {k: h5.attrs[k].item() if hasattr(h5.attrs[k], "item") else h5.attrs[k] for k in h5.attrs}
+            check_unchanged(old, meta, unsafe=meta, where=str(out), action="adding to the data set",
+                            hint="use the same settings to add to it, or another --out file")
         else:
             from ase.io import read
 
