@@ -18,6 +18,7 @@ from ._forces import ForceEvaluator, wrap_positions
 from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
 from ._model import build_from_config, load_potential
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
+from ._plots import plot_run
 from ._runner import MDResult, init_state, simulate, state_to_atoms
 from ._state import (
     MDState,
@@ -42,7 +43,7 @@ __all__ = [
     "model_elements", "build_from_config", "load_potential",
     "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
     "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
-    "init_state", "simulate", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
+    "init_state", "simulate", "plot_run", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
     "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
     "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",
 ]

@@ -18,11 +18,12 @@ from compscope.nn import (
     MLPReadout,
     ProductBasis,
     RadialEmbedding,
+    edge_pairs,
+    fused_available,
     gate_for,
     potential_outputs,
     scatter_sum,
 )
-from compscope.nn._fused import edge_pairs, fused_available
 
 
 class UnknownElementError(CompscopeError, ValueError):
