@@ -44,7 +44,7 @@ def test_package_round_trip_keeps_weights_arguments_and_provenance(tmp_path):
     model = build_model(preset="tiny", species=[1, 8], r_max=3.0).double()
     path = save_package(model, tmp_path / "sub" / "w.pt", config={"seed": 3}, metrics={"mae": 1.0})
     doc = torch.load(path, weights_only=True)  # plain data only: no pickled code
-    assert doc["format"] == "compscope-model/1" and "torch" in doc["versions"] and "python" in doc["versions"]
+    assert doc["format"] == "compscope-model/2" and "torch" in doc["versions"] and "python" in doc["versions"]
     assert doc["model_kwargs"] == {"name": "EquivariantPotential", "preset": "tiny", "species": [1, 8],
                                    "r_max": 3.0}
     g = AtomicGraph.from_atoms(_water(), 3.0, energy_key=None, forces_key=None, dtype=torch.float64)
@@ -103,7 +103,7 @@ def test_bad_model_files_say_what_is_accepted(tmp_path):
     with pytest.raises(ArtifactError, match="not a readable"):
         load_model(tmp_path / "junk.pt")
     torch.save({"format": "something-else"}, tmp_path / "other.pt")
-    with pytest.raises(ArtifactError, match="expected format compscope-model/1"):
+    with pytest.raises(ArtifactError, match="expected format compscope-model/2"):
         load_model(tmp_path / "other.pt")
     torch.save({"state_dict": {}, "hyper_parameters": {"lr": 1.0}}, tmp_path / "foreign.ckpt")
     with pytest.raises(ArtifactError, match="no compscope potential"):

@@ -43,11 +43,15 @@ from ._forcefield import species_index, species_lookup
 from ._registry import build_model
 
 __all__ = [
-    "ArtifactError", "ArtifactNotFoundError", "CompiledPotential", "EXTENSIONS", "FORMAT", "COMPILED_FORMAT",
+    "ArtifactError", "ArtifactNotFoundError", "CompiledPotential", "EXTENSIONS", "FORMAT", "OLD_FORMATS",
+    "COMPILED_FORMAT",
     "artifact_kind", "compile_model", "export_compiled", "export_model", "load_model", "save_package",
 ]
 
-FORMAT = "compscope-model/1"
+FORMAT = "compscope-model/2"
+# older package formats that still load, with the model arguments their weights were trained with: format 1
+# packages predate EquivariantPotential's ``isolated_e0``
+OLD_FORMATS = {"compscope-model/1": {"isolated_e0": False}}
 COMPILED_FORMAT = "compscope-compiled/1"
 #: accepted model-file extensions, longest first (``.jit.pt`` before ``.pt``)
 EXTENSIONS = {
@@ -140,11 +144,12 @@ def _restore(kwargs: dict[str, Any], state: dict[str, torch.Tensor], saved: torc
 
 def _load_package(path: Path, dtype: torch.dtype | None, device: str) -> nn.Module:
     doc = _torch_load(path, device, "compscope model package")
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or (doc.get("format") != FORMAT and doc.get("format") not in OLD_FORMATS):
         raise ArtifactError(f"{path}: not a compscope model package (expected format {FORMAT})",
                             hint=f"pass {_ACCEPTED}")
-    model = _restore(doc["model_kwargs"], doc["state_dict"], getattr(torch, doc["dtype"]), path, dtype, device)
-    model.package_info = {k: doc[k] for k in ("model_kwargs", "versions", "config", "metrics")}
+    kwargs = {**OLD_FORMATS.get(doc["format"], {}), **doc["model_kwargs"]}
+    model = _restore(kwargs, doc["state_dict"], getattr(torch, doc["dtype"]), path, dtype, device)
+    model.package_info = {"model_kwargs": kwargs, **{k: doc[k] for k in ("versions", "config", "metrics")}}
     return model
 
 
