@@ -16,7 +16,7 @@ app = typer.Typer(
 
 @app.command("run")
 def run(
-    model: Path = typer.Argument(..., help="Trained model package (compscope train/export) or YAML potential config."),
+    model: Path = typer.Argument(..., help="Model file (.pt, .jit.pt, .ckpt, run folder) or YAML potential config."),
     start: Path = typer.Argument(..., help="Start structure (extxyz/xyz; last frame, or one frame per replica)."),
     steps: int = typer.Option(1000, help="Total number of steps (with --resume: continue up to this step)."),
     dt: float = typer.Option(0.5, help="Time step in fs."),
