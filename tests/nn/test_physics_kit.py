@@ -23,8 +23,7 @@ def _model(dtype, species=(1, 6, 8), r_max=4.0, isolated_e0=True):
     # random non-trivial per-element scales and shifts so that they are exercised too
     with torch.no_grad():
         m.element_scale.copy_(torch.rand(len(species)) + 0.5)
-        if m.element_shift is not None:
-            m.element_shift.copy_(torch.randn(len(species)))
+        m.element_shift.copy_(torch.randn(len(species)))
     return m.to(dtype)
 
 
@@ -110,7 +109,8 @@ def test_isolated_atom_energy_is_exactly_e0(dtype):
     e0 = [-13.6, -1029.8, -2041.9]
     for isolated_e0 in (True, False):
         torch.manual_seed(1)
-        m = build_model(preset="tiny", species=[1, 6, 8], r_max=4.0, atomic_energies=e0, isolated_e0=isolated_e0)
+        m = build_model(preset="tiny", species=[1, 6, 8], r_max=4.0, atomic_energies=e0, isolated_e0=isolated_e0,
+                        shift=-2.0)  # a shift, switched off for an atom alone
         m = m.to(dtype)
         for z, ref in zip((1, 6, 8), e0):
             g = AtomicGraph.from_atoms(Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]]), cutoff=4.0).to(dtype=dtype)

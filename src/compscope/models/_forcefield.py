@@ -73,11 +73,13 @@ class EquivariantPotential(nn.Module):
         avg_num_neighbors: normalisation of the neighbour sum (set from data by the trainer).
         atomic_energies: isolated-atom/reference energies per species (eV), added to the per-atom energy.
         scale: initial scale of the learned interaction energy (eV), e.g. the RMS of force components.
-        shift: initial per-atom energy shift (eV); only without ``isolated_e0`` (with it, a shift would cancel).
+        shift: initial per-atom energy shift (eV), learned per element.
         isolated_e0: make an isolated atom's energy exactly its E0: the network's one-body term (what it gives an
-            atom without neighbours, from the self-connections and readouts) is subtracted per species, so the
-            learned energy is an interaction energy that vanishes as atoms separate (as MACE's does). Packages
-            saved before this option existed load with it off (their energies were trained without it).
+            atom without neighbours, from the self-connections and readouts) is subtracted per species, and the
+            shift is switched on by the atom's smooth coordination number c = sum of the cutoff envelope over its
+            neighbours, as ``shift * (1 - exp(-c))`` (about the full shift inside a molecule, zero when alone), so
+            the learned energy vanishes as atoms separate. Packages saved before this option existed load with it
+            off (their energies were trained without it).
 
     Shapes:
         forward(graph) -> {energy: (G,), forces: (N, 3), node_energy: (N,), [stress: (G, 3, 3)]}
@@ -121,8 +123,7 @@ class EquivariantPotential(nn.Module):
         self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
-        # with isolated_e0 the shift would cancel: no parameter then (DDP refuses parameters without gradients)
-        self.element_shift = None if self.isolated_e0 else nn.Parameter(torch.full((n_el,), float(shift)))
+        self.element_shift = nn.Parameter(torch.full((n_el,), float(shift)))
 
         hidden = o3.Irreps(hidden_irreps).simplify()
         mul = hidden[0].mul
@@ -189,9 +190,11 @@ class EquivariantPotential(nn.Module):
             a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
-        if self.element_shift is None:  # isolated_e0: an atom without neighbours has zero interaction energy
-            node_energy = (node_energy - self.one_body_energies(positions)[species_idx]) * self.element_scale[
-                species_idx]
+        if self.isolated_e0:  # an atom without neighbours has zero interaction energy
+            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])  # smooth, (N,)
+            node_energy = ((node_energy - self.one_body_energies(positions)[species_idx])
+                           * self.element_scale[species_idx]
+                           + self.element_shift[species_idx] * (1.0 - torch.exp(-coordination)))
         else:
             node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
         return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
