@@ -37,6 +37,7 @@ from compscope import train
 from compscope.data import datasets
 from compscope.errors import ConfigError
 from compscope.models import MODEL_CLASSES, PRESETS
+from compscope.models.artifacts import save_package
 from compscope.train import (
     RunDir,
     TrainerConfig,
@@ -49,7 +50,6 @@ from compscope.train import (
 )
 
 from ._data import ForceFieldData
-from ._export import save_package
 from ._task import ForceFieldTask, NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -234,7 +234,7 @@ def finalize(out: Path, task: ForceFieldTask, data: ForceFieldData, cfg: Mapping
         table[name] = error_table(pred)
         panels.append((f"{name} energy / atom", pred["ref_e_per_atom"], pred["pred_e_per_atom"], "eV/atom"))
         panels.append((f"{name} forces", pred["ref_forces"], pred["pred_forces"], "eV/Å"))
-    save_package(model, dict(task.hparams["model"]), out / "model.pt", config=dict(cfg), metrics=table)
+    save_package(model, out / "model.pt", model_kwargs=task.hparams["model"], config=dict(cfg), metrics=table)
     parity_plot(out / "parity.png", panels)
     if (out / "metrics.jsonl").exists():
         learning_curves(out / "learning_curves.png", out / "metrics.jsonl",
