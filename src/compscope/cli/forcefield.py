@@ -33,7 +33,10 @@ def train(
     if out is not None:
         cfg["out"] = str(out)
     run = fit(cfg, resume=resume, base=config.resolve().parent)
-    _report_run(run)
+    from compscope.train import is_rank_zero
+
+    if is_rank_zero():  # rank 0 writes errors.json after training; the other DDP ranks have nothing to report
+        _report_run(run)
 
 
 def evaluate(
