@@ -1,0 +1,22 @@
+"""Boltzmann sampling: targets (energies in kT), reference MCMC (MALA, HMC), Boltzmann-generator flows.
+
+Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
+Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
+comparison with the literature's splits). Imports only ``data``, ``nn``, ``models`` and ``train``.
+"""
+
+from ._errors import SamplingInputError
+from ._targets import (
+    TARGETS,
+    DoubleWell4,
+    ForceFieldTarget,
+    GaussianMixture,
+    LennardJones,
+    Target,
+    check_positions,
+    energy_and_force,
+    get_target,
+)
+
+__all__ = ["SamplingInputError", "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
+           "energy_and_force", "check_positions", "get_target", "TARGETS"]
