@@ -6,6 +6,7 @@ comparison with the literature's splits). Imports only ``data``, ``nn``, ``model
 """
 
 from ._errors import SamplingInputError
+from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._targets import (
     TARGETS,
     DoubleWell4,
@@ -18,5 +19,6 @@ from ._targets import (
     get_target,
 )
 
-__all__ = ["SamplingInputError", "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
+__all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run_mcmc", "get_sampler", "SAMPLERS",
+           "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
            "energy_and_force", "check_positions", "get_target", "TARGETS"]
