@@ -7,6 +7,15 @@ comparison with the literature's splits). Imports only ``data``, ``nn``, ``model
 
 from ._errors import SamplingInputError
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
+from ._reference import (
+    REFERENCE_DEFAULTS,
+    compare_energies,
+    initial_positions,
+    load_split,
+    make_reference,
+    read_reference,
+    reference_dir,
+)
 from ._targets import (
     TARGETS,
     DoubleWell4,
@@ -21,4 +30,6 @@ from ._targets import (
 
 __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run_mcmc", "get_sampler", "SAMPLERS",
            "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
-           "energy_and_force", "check_positions", "get_target", "TARGETS"]
+           "energy_and_force", "check_positions", "get_target", "TARGETS",
+           "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
+           "REFERENCE_DEFAULTS"]

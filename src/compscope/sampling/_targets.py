@@ -106,11 +106,14 @@ class Target:
         return {"name": self.name}
 
 
-def _pair_distances(x: torch.Tensor) -> torch.Tensor:
-    """Distances of the unordered pairs ``i < j``: (batch, n (n-1) / 2)."""
+def _distance_matrix(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All distances ``d_ij`` (batch, n, n) with 1 on the diagonal (finite, differentiable) and the off-diagonal
+    mask (n, n) in the dtype of ``x``. ``torch.cdist`` from differences (not the Gram-matrix shortcut, which
+    cancels digits in float32); its backward pass is a fused kernel, about twice as fast as broadcasting."""
     n = x.shape[1]
-    i, j = torch.triu_indices(n, n, offset=1, device=x.device)
-    return (x[:, i] - x[:, j]).norm(dim=-1)
+    off = ~torch.eye(n, dtype=torch.bool, device=x.device)
+    d = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")  # (batch, n, n)
+    return torch.where(off, d, torch.ones_like(d)), off.to(x.dtype)
 
 
 class DoubleWell4(Target):
@@ -130,8 +133,10 @@ class DoubleWell4(Target):
         self.a, self.b, self.c, self.d0 = float(a), float(b), float(c), float(d0)
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        r = _pair_distances(x) - self.d0
-        return (self.a * r**4 + self.b * r**2 + self.c).sum(-1)
+        d, off = _distance_matrix(x)
+        r = d - self.d0
+        # each unordered pair appears twice in the matrix
+        return 0.5 * ((self.a * r**4 + self.b * r**2 + self.c) * off).sum((1, 2))
 
     def config(self) -> dict:
         return {"name": self.name, "n_particles": self.n_particles, "dim": self.dim, "a": self.a, "b": self.b,
@@ -164,8 +169,9 @@ class LennardJones(Target):
         self.name = f"lj{self.n_particles}"
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
-        s6 = (self.rm / _pair_distances(x)) ** 6
-        u = 2.0 * self.eps * (s6 * s6 - 2.0 * s6).sum(-1)  # ordered pairs: each unordered pair twice
+        d, off = _distance_matrix(x)
+        s6 = (self.rm / d) ** 6
+        u = self.eps * ((s6 * s6 - 2.0 * s6) * off).sum((1, 2))  # ordered pairs: each unordered pair twice
         if self.oscillator:
             centred = x - x.mean(1, keepdim=True)
             u = u + self.oscillator_scale * 0.5 * centred.pow(2).sum((1, 2))
