@@ -6,6 +6,7 @@ comparison with the literature's splits). Imports only ``data``, ``nn``, ``model
 """
 
 from ._errors import SamplingInputError
+from ._flow import EquivariantCNF, EquivariantVectorField
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._reference import (
     REFERENCE_DEFAULTS,
@@ -32,4 +33,4 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
            "energy_and_force", "check_positions", "get_target", "TARGETS",
            "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
-           "REFERENCE_DEFAULTS"]
+           "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField"]
