@@ -2,7 +2,9 @@
 
 Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
-comparison with the literature's splits). Imports only ``data``, ``nn``, ``models`` and ``train``.
+comparison with the literature's splits), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
+log-density) and :mod:`._train` (maximum-likelihood training on :mod:`compscope.train`; imported on first use, it
+loads Lightning). Imports only ``data``, ``nn``, ``models`` and ``train``.
 """
 
 from ._errors import SamplingInputError
@@ -33,4 +35,17 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
            "energy_and_force", "check_positions", "get_target", "TARGETS",
            "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
-           "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField"]
+           "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
+           "train_flow", "load_positions"]
+
+_LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
+         "load_positions": "load_positions"}
+
+
+def __getattr__(name: str):
+    # the training pieces import Lightning: only when asked for, so targets and MCMC import fast
+    if name in _LAZY:
+        from . import _train
+
+        return getattr(_train, _LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
