@@ -16,8 +16,8 @@ anything runs)::
     trainer: {max_epochs: 100, ema_decay: 0.99}   # compscope.train.TrainerConfig
 
 The cutoff is set once, as the model's ``r_max`` (its constructor default when omitted); the data's neighbour-list
-``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors``, ``scale`` and ``shift`` of the model are
-filled from the training data unless the config sets them.
+``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors``, ``scale`` and ``shift`` of the
+model are filled from the training data unless the config sets them.
 """
 
 from __future__ import annotations
