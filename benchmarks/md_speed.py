@@ -185,12 +185,12 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, default=50000)
     args = ap.parse_args()
 
-    import torch
     from ase.io import read
 
     from compscope.data import dataset_path
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     if not Path(args.model).exists():
         train_benchmark_model(Path(args.model), args.train_minutes, args.threads)
     start_path = args.start or str(dataset_path("rmd17", "ethanol_test.xyz"))

@@ -274,11 +274,10 @@ def main() -> None:
         print(markdown_table(json.loads((RESULTS / f"{a.name}.json").read_text())["cells"]))
         return
 
-    import torch
-
     from compscope.pde import accumulated_error, evaluate, generate, get_equation, load_split, train, training_time
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(a.threads)
+    configure_threads(a.threads)
     prev = RESULTS / f"{a.name}.json"
     cells = json.loads(prev.read_text()).get("cells", {}) if prev.exists() else {}
     budget = {k: getattr(a, k) for k in ("n_train", "n_valid", "n_test", "epochs", "repeat", "batch_size",
