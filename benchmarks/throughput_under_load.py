@@ -20,7 +20,8 @@ each **idle** and **loaded** (one pure-Python spin loop started by this script, 
 Every measurement is a fresh process (the wait policy is fixed when torch loads OpenMP), repeated ``--repeats``
 times with the configurations interleaved; the JSON keeps every value, the medians and the loaded/idle ratios
 (the target: above 0.4 for ``new``). "Idle" means no spinner of ours: other work on a shared machine still counts,
-so each measurement records the busy cores seen just before it.
+so each measurement records the busy cores seen just before it, and the CPU share the measured process got
+(CPU seconds per wall second: below 1 when other work takes its core, above 1 when idle threads spin).
 
 Usage:
     nice -n 10 python -m benchmarks.throughput_under_load [--repeats 3] [--md-steps 300] [--train-steps 40]
@@ -119,19 +120,24 @@ def worker(spec: dict) -> dict:
     md_steps, train_steps = spec["md_steps"][spec["mode"]], spec["train_steps"][spec["mode"]]
     model = load_model(spec["model"])
     atoms = read(_bundled() / "ethanol_test_100.xyz", 0)
+    c0, w0 = time.process_time(), time.perf_counter()
     res = simulate(model, atoms, steps=md_steps, dt=0.5, temperature=300.0, replicas=4, seed=0)
+    cpu_share = (time.process_time() - c0) / (time.perf_counter() - w0)
     out["md"] = {"ns_per_day": res.ns_per_day, "warmup_steps": res.warmup_steps, "steps": res.steps,
-                 "wall_s": res.wall_s, "n_stable": res.n_stable, "ns_per_day_incl_warmup": res.ns_per_day_incl_warmup}
+                 "wall_s": res.wall_s, "n_stable": res.n_stable, "ns_per_day_incl_warmup": res.ns_per_day_incl_warmup,
+                 "cpu_share": cpu_share}
 
     class StepTimer(L.Callback):
         def __init__(self) -> None:
             self.durations: list[float] = []
+            self.cpu: list[float] = []
 
         def on_train_batch_start(self, *_args) -> None:
-            self.t = time.perf_counter()
+            self.t, self.c = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, *_args) -> None:
             self.durations.append(time.perf_counter() - self.t)
+            self.cpu.append(time.process_time() - self.c)
 
     warmup = spec["train_warmup"]
     trainer = {"max_steps": warmup + train_steps, "max_epochs": -1, "monitor": None,
@@ -142,7 +148,8 @@ def worker(spec: dict) -> dict:
     timer = StepTimer()
     fit(task, data, run, TrainerConfig(**cfg["trainer"]), callbacks=[timer])
     out["train"] = {"steps_per_s": step_times(timer.durations, warmup), "steps_timed": len(timer.durations) - warmup,
-                    "warmup_steps": warmup}
+                    "warmup_steps": warmup,
+                    "cpu_share": sum(timer.cpu[warmup:]) / max(sum(timer.durations[warmup:]), 1e-12)}
     out["runtime"] = thread_report()
     out["torch_threads_at_end"] = torch.get_num_threads()
     return out
@@ -222,7 +229,10 @@ def main() -> None:
             per_repeat = [lo / idle for idle, lo in zip(vals["idle"], vals["loaded"], strict=True)]
             cell[what] = {"unit": key, "idle": summarize(vals["idle"]), "loaded": summarize(vals["loaded"]),
                           "ratio_loaded_over_idle": statistics.median(vals["loaded"]) / statistics.median(vals["idle"]),
-                          "ratio_per_repeat": summarize(per_repeat)}
+                          "ratio_per_repeat": summarize(per_repeat),
+                          "cpu_share_median": {c: statistics.median(
+                              r[what].get("cpu_share", float("nan")) for r in runs
+                              if r["mode"] == mode and r["loaded"] == (c == "loaded")) for c in CONDITIONS}}
         cell["threads"] = {c: sorted({r["threads"] for r in runs
                                       if r["mode"] == mode and r["loaded"] == (c == "loaded")}) for c in CONDITIONS}
         results[mode] = cell
