@@ -98,8 +98,8 @@ def summarize(values: list[float]) -> dict:
 # ------------------------------------------------------------------------------------------------- worker side
 def worker(spec: dict) -> dict:
     """One measurement in this (fresh) process: MD ns/day, then training steps/s, in ``spec["mode"]``."""
-    wait_at_load = os.environ.get("OMP_WAIT_POLICY")  # what OpenMP reads when torch loads it
     if spec["mode"] == "old":
+        wait_at_load = os.environ.get("OMP_WAIT_POLICY")  # what OpenMP reads when torch loads it
         import torch  # first: OpenMP starts with its own defaults (no compscope wait policy)
 
         threads = torch.get_num_threads()  # torch's default: one per core
@@ -107,6 +107,7 @@ def worker(spec: dict) -> dict:
         from compscope.runtime import configure_threads
 
         threads = configure_threads()  # compscope's default: the free cores
+        wait_at_load = os.environ.get("OMP_WAIT_POLICY")  # torch (OpenMP) is loaded after this
     import lightning as L
     import torch
     from ase.io import read
