@@ -111,9 +111,7 @@ def run_model(model: str, budgets: list[float], n_samples: int, work: Path, seed
               sample_steps: int | None, batch_size: int) -> Path:
     import torch
 
-    from compscope.generate import metrics
-    from compscope.generate._plot import molecule_grid
-    from compscope.generate._reference import qm9_train_smiles
+    from compscope.generate import metrics, molecule_grid, qm9_train_smiles
 
     torch.set_num_threads(1)
     out = work / model
@@ -148,9 +146,16 @@ def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours
     """EDM's conditional protocol at CPU budgets: predictor (first half), generator (second half), MAE."""
     import torch
 
-    from compscope.generate import baselines, conditional_mae, edm_splits, load_qm9, metrics, train_predictor
-    from compscope.generate._plot import molecule_grid
-    from compscope.generate._reference import qm9_train_smiles
+    from compscope.generate import (
+        baselines,
+        conditional_mae,
+        edm_splits,
+        load_qm9,
+        metrics,
+        molecule_grid,
+        qm9_train_smiles,
+        train_predictor,
+    )
 
     torch.set_num_threads(1)
     config = conditional_config(model, prop)

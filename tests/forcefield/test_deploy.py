@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.io import read
 from typer.testing import CliRunner
 
 from compscope.cli import app
 from compscope.data import AtomicGraph, load_graphs
-from compscope.forcefield import Calculator, CompiledPotential, load_model, save_package
-from compscope.forcefield._export import compile_model, export_model
+from compscope.forcefield import Calculator, evaluate_models
 from compscope.models import UnknownElementError, build_model
+from compscope.models.artifacts import CompiledPotential, compile_model, export_model, load_model, save_package
 
 from .conftest import TEST, TRAIN
 
@@ -24,7 +25,7 @@ def test_calculator_numerical_forces(trained_run):
     atoms = read(TEST, 0)
     atoms.calc = Calculator.from_file(trained_run / "model.pt")
     f = atoms.get_forces()
-    num = atoms.calc.calculate_numerical_forces(atoms, d=1e-4)
+    num = calculate_numerical_forces(atoms, eps=1e-4)
     assert np.abs(f - num).max() < 1e-5
     e = atoms.get_potential_energy()
     assert np.isclose(atoms.get_potential_energies().sum(), e)
@@ -33,12 +34,12 @@ def test_calculator_numerical_forces(trained_run):
 def test_calculator_stress_periodic(tmp_path):
     torch.manual_seed(0)
     model = build_model(preset="tiny", species=[6], r_max=3.0).double()
-    path = save_package(model, {"preset": "tiny", "species": [6], "r_max": 3.0}, tmp_path / "c.pt")
+    path = save_package(model, tmp_path / "c.pt")
     atoms = bulk("C", "diamond", a=3.57) * (2, 1, 1)
     atoms.rattle(0.05, seed=0)
     atoms.calc = Calculator(path)
     stress = atoms.get_stress()
-    num = atoms.calc.calculate_numerical_stress(atoms, d=1e-5)
+    num = calculate_numerical_stress(atoms, eps=1e-5)
     assert stress.shape == (6,)
     assert np.abs(stress - num).max() < 1e-6
 
@@ -78,6 +79,11 @@ def test_export_cli_from_checkpoint(trained_run, tmp_path):
     m = load_model(tmp_path / "x.pt")
     g = load_graphs(TEST, m.cutoff, index=":1")[0]
     assert torch.isfinite(m(g)["energy"]).all()
+    # the checkpoint saved at the end of training holds the EMA weights that model.pt holds
+    direct = load_model(trained_run / "checkpoints" / "last.ckpt")
+    final = load_model(trained_run / "model.pt")
+    assert torch.allclose(direct(g)["forces"], final(g)["forces"], atol=1e-12)
+    assert torch.allclose(m(g)["forces"], final(g)["forces"], atol=1e-12)
     res = runner.invoke(app, ["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y.pt")])
     assert res.exit_code == 2 and "not found" in res.output
 
@@ -117,14 +123,12 @@ def test_eval_missing_model(tmp_path):
 
 def test_committee_uncertainty_flags(trained_run, tmp_path):
     """Two members (different seeds): frames with a large force spread are flagged."""
-    from compscope.forcefield._committee import evaluate_models
-
     torch.manual_seed(1)
     other = load_model(trained_run / "model.pt")
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    p2 = save_package(other, other.package_info["model_kwargs"], tmp_path / "m2.pt")
+    p2 = save_package(other, tmp_path / "m2.pt")
     table = evaluate_models([trained_run / "model.pt", p2], TRAIN, threshold=0.0, out=tmp_path / "c.xyz")
     u = table["uncertainty"]
     assert u["models"] == 2 and u["flagged"] == table["frames"] > 0 and u["max_force_std"] > 0

@@ -9,10 +9,10 @@ from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet as AseVerlet
 
+from compscope.integrations.ase import Calculator
 from compscope.md import (
     LangevinBAOAB,
     NoseHooverChain,
-    PotentialCalculator,
     VelocityVerlet,
     init_state,
     kinetic_energy,
@@ -62,7 +62,7 @@ def test_matches_ase_velocity_verlet(lj, ar_crystal):
     MaxwellBoltzmannDistribution(atoms, temperature_K=80.0, rng=np.random.default_rng(3))
     Stationary(atoms)
     ref = atoms.copy()
-    ref.calc = PotentialCalculator(lj)
+    ref.calc = Calculator(lj)
     dyn = AseVerlet(ref, timestep=2.0 * units.fs)
     state, ev = init_state(lj, [atoms], initial_momenta="atoms")
     integ = VelocityVerlet(2.0)

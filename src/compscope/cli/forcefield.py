@@ -70,7 +70,7 @@ def export(
     dtype: str = typer.Option("float64", help="float64 or float32 for the compiled model."),
 ) -> None:
     """Export a trained model: portable package (.pt) or compiled TorchScript (.jit.pt)."""
-    from compscope.forcefield import export_model
+    from compscope.models.artifacts import export_model
 
     typer.echo(f"exported {export_model(model, out, dtype=dtype)}")
 

@@ -67,9 +67,7 @@ def sample(
     """Sample molecules; writes SDF (EDM distance bonds) + xyz and reports sampling time per molecule."""
     import torch
 
-    from compscope.generate import load_model, metrics
-    from compscope.generate._io import write_sdf, write_xyz
-    from compscope.generate._plot import molecule_grid
+    from compscope.generate import load_model, metrics, molecule_grid, write_sdf, write_xyz
 
     torch.set_num_threads(threads)
     if n < 1:
@@ -110,9 +108,7 @@ def evaluate(
     """EDM metrics: atom/molecule stability, validity, uniqueness, novelty, connected validity."""
     import json
 
-    from compscope.generate import metrics
-    from compscope.generate._io import MoleculeFileError, read_molecules
-    from compscope.generate._plot import molecule_grid
+    from compscope.generate import MoleculeFileError, metrics, molecule_grid, read_molecules
 
     try:
         mols = read_molecules(molecules)
@@ -120,7 +116,7 @@ def evaluate(
         fail(e)
     train_smiles = None
     if novelty:
-        from compscope.generate._reference import qm9_train_smiles
+        from compscope.generate import qm9_train_smiles
 
         train_smiles = qm9_train_smiles()
     m = metrics.evaluate(mols, train_smiles)

@@ -10,6 +10,7 @@ from torch import nn
 
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
+from compscope.errors import CompscopeError
 from compscope.nn import (
     ElementLinear,
     Interaction,
@@ -17,14 +18,15 @@ from compscope.nn import (
     MLPReadout,
     ProductBasis,
     RadialEmbedding,
+    edge_pairs,
+    fused_available,
     gate_for,
     potential_outputs,
     scatter_sum,
 )
-from compscope.nn._fused import edge_pairs, fused_available
 
 
-class UnknownElementError(ValueError):
+class UnknownElementError(CompscopeError, ValueError):
     """A structure contains an element the model was not trained on."""
 
 
@@ -39,13 +41,14 @@ def species_lookup(species) -> torch.Tensor:
 def species_index(table: torch.Tensor, atomic_numbers: torch.Tensor, species) -> torch.Tensor:
     """Element indices (N,) of ``atomic_numbers``; raises :class:`UnknownElementError` naming unknown elements."""
     if (atomic_numbers < 0).any() or (atomic_numbers > 118).any():
-        raise UnknownElementError(f"atomic numbers out of range: {atomic_numbers.unique().tolist()}")
+        raise UnknownElementError(f"atomic numbers out of range: {atomic_numbers.unique().tolist()}",
+                                  hint="atomic numbers run from 1 (H) to 118; check the structure's species")
     idx = table[atomic_numbers]
     if (idx < 0).any():
         unknown = sorted(set(atomic_numbers[idx < 0].tolist()))
         raise UnknownElementError(
-            f"elements {unknown} are unknown to this model (trained on atomic numbers {list(species)}); "
-            "retrain with data containing them"
+            f"elements {unknown} are unknown to this model (trained on atomic numbers {list(species)})",
+            hint="use a model trained on these elements, or retrain with data containing them",
         )
     return idx
 

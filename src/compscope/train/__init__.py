@@ -15,13 +15,14 @@ A task brings its ``LightningModule`` and ``DataModule``; everything else is her
 """
 
 from compscope.errors import ConfigError
+from compscope.versions import code_versions
 
 from ._batches import StepBatches, StepLoader, step_loader
 from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget, read_metrics, write_csv
 from ._config import accepted_arguments, check_arguments, load_yaml
 from ._instantiate import complete_spec, instantiate, normalize_spec, resolve_class
 from ._plots import learning_curves, parity_plot
-from ._run import RunDir, check_unchanged, code_versions, is_rank_zero
+from ._run import RunDir, check_unchanged, is_rank_zero
 from ._trainer import FitResult, TrainerConfig, find_callback, fit
 
 __all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "instantiate", "normalize_spec",
