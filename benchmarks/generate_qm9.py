@@ -109,11 +109,11 @@ def data_row(n: int | None) -> Path:
 
 def run_model(model: str, budgets: list[float], n_samples: int, work: Path, seed: int,
               sample_steps: int | None, batch_size: int) -> Path:
-    import torch
 
     from compscope.generate import metrics, molecule_grid, qm9_train_smiles
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(1)
+    configure_threads(1)
     out = work / model
     res_path = RESULTS / f"generate_qm9_{model}.json"
     points = _previous_points(res_path)
@@ -144,7 +144,6 @@ def conditional_config(model: str, prop: str) -> Path:
 def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours: float, n_samples: int,
                     baseline_n: int, work: Path, seed: int, sample_steps: int | None, batch_size: int) -> Path:
     """EDM's conditional protocol at CPU budgets: predictor (first half), generator (second half), MAE."""
-    import torch
 
     from compscope.generate import (
         baselines,
@@ -156,8 +155,9 @@ def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours
         qm9_train_smiles,
         train_predictor,
     )
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(1)
+    configure_threads(1)
     config = conditional_config(model, prop)
     name = f"generate_qm9_cond_{prop}_{model}"
     res_path = RESULTS / f"{name}.json"
