@@ -17,9 +17,10 @@ from ._config import accepted_arguments, check_arguments, load_yaml
 from ._instantiate import instantiate, normalize_spec, resolve_class
 from ._plots import learning_curves, parity_plot
 from ._run import RunDir, check_unchanged, code_versions, is_rank_zero
+from ._seeding import EpochSeed, EpochSeededSampler, epoch_seed
 from ._trainer import FitResult, TrainerConfig, find_callback, fit
 
 __all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "instantiate", "normalize_spec",
            "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
            "check_unchanged", "code_versions", "is_rank_zero", "TrainerConfig", "FitResult", "fit",
-           "find_callback", "learning_curves", "parity_plot"]
+           "find_callback", "learning_curves", "parity_plot", "EpochSeed", "EpochSeededSampler", "epoch_seed"]
