@@ -1,5 +1,8 @@
-"""The test kit: physics assertions for every potential (equivariance, gradients, smoothness, batching, isolated
-atoms) and a kill-and-resume harness for every resumable command."""
+"""The test kit: physics assertions for every potential and a kill-and-resume harness for every resumable command.
+
+Physics: equivariance, forces and stress as derivatives, smooth cutoff, batching, separability, isolated atoms
+(:func:`check_potential` runs them all). Resume: :func:`kill_and_resume` and :func:`kill_and_resume_training`.
+"""
 
 from ._physics import (
     FLOAT_TOLERANCE,
