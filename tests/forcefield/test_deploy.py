@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
 from ase.io import read
 from typer.testing import CliRunner
 
@@ -24,7 +25,7 @@ def test_calculator_numerical_forces(trained_run):
     atoms = read(TEST, 0)
     atoms.calc = Calculator.from_file(trained_run / "model.pt")
     f = atoms.get_forces()
-    num = atoms.calc.calculate_numerical_forces(atoms, d=1e-4)
+    num = calculate_numerical_forces(atoms, eps=1e-4)
     assert np.abs(f - num).max() < 1e-5
     e = atoms.get_potential_energy()
     assert np.isclose(atoms.get_potential_energies().sum(), e)
@@ -38,7 +39,7 @@ def test_calculator_stress_periodic(tmp_path):
     atoms.rattle(0.05, seed=0)
     atoms.calc = Calculator(path)
     stress = atoms.get_stress()
-    num = atoms.calc.calculate_numerical_stress(atoms, d=1e-5)
+    num = calculate_numerical_stress(atoms, eps=1e-5)
     assert stress.shape == (6,)
     assert np.abs(stress - num).max() < 1e-6
 

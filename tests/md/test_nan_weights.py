@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from ase.io import read, write
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from typer.testing import CliRunner
 
 from compscope.cli import app
 from compscope.forcefield import save_package
 from compscope.md import MDInputError, simulate
 from compscope.models import build_model
+
+from .conftest import thermalize
 
 ETHANOL = read(__import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "forcefield"
                / "ethanol_train_60.xyz", 0)
@@ -37,10 +38,7 @@ def _starts():
     del ethane[[o, h]]
     out = []
     for k, a in enumerate((eth, ethane)):
-        a = a.copy()
-        MaxwellBoltzmannDistribution(a, temperature_K=50.0, rng=np.random.default_rng(k))
-        Stationary(a)
-        out.append(a)
+        out.append(thermalize(a, 50.0, k))
     return out
 
 
