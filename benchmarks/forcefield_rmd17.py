@@ -106,7 +106,8 @@ def elapsed_seconds(out: Path) -> float:
 # ------------------------------------------------------------------------------------------------
 def run_ours(files, budget: float, threads: int, tag: str, dtype: str, scheduler: str | None = None) -> dict:
     from compscope.data import dataset_path, load_graphs
-    from compscope.forcefield import error_table, fit, load_model, predict
+    from compscope.forcefield import error_table, fit, predict
+    from compscope.models.artifacts import load_model
 
     out = WORK / f"ours_{tag}"
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())
@@ -131,7 +132,7 @@ def run_ours(files, budget: float, threads: int, tag: str, dtype: str, scheduler
     torch.set_num_threads(threads)
     graphs = load_graphs(files["test"], model.cutoff, energy_key="REF_energy", forces_key="REF_forces")
     table = error_table(predict(model, graphs, batch_size=50))
-    from compscope.forcefield import Calculator
+    from compscope.integrations.ase import Calculator
 
     atoms = read(files["test"], 0)
     atoms.calc = Calculator(model)
@@ -224,7 +225,8 @@ def _n_frames(path: Path) -> int:
 def run_acac(files, budget: float, threads: int, dtype: str, tag: str) -> dict:
     """Temperature extrapolation (compscope): train at 300 K, test at 300 K and 600 K."""
     from compscope.data import load_graphs
-    from compscope.forcefield import error_table, fit, load_model, predict
+    from compscope.forcefield import error_table, fit, predict
+    from compscope.models.artifacts import load_model
 
     out = WORK / f"ours_acac_{tag}"
     cfg = yaml.safe_load((ROOT / "configs" / "forcefield" / "ethanol.yaml").read_text())

@@ -111,8 +111,7 @@ def train_benchmark_model(model_path: Path, minutes: float, threads: int) -> Non
 def run_compscope(model_path: str, start, replicas: int, steps: int, dtype: str) -> dict:
     import torch
 
-    from compscope.md import simulate
-    from compscope.md._model import load_potential
+    from compscope.md import load_potential, simulate
 
     model = load_potential(model_path, dtype=getattr(torch, dtype))
     simulate(model, start, steps=5, dt=0.5, temperature=300.0, replicas=replicas)  # warm-up

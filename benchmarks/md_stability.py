@@ -110,8 +110,7 @@ def main() -> None:
     from scipy.stats import wasserstein_distance
 
     from compscope.data import dataset_path
-    from compscope.md import read_h5_observables, simulate
-    from compscope.md._model import load_potential
+    from compscope.md import load_potential, read_h5_observables, simulate
 
     torch.set_num_threads(args.threads)
     test_path = dataset_path("rmd17", "ethanol_test.xyz")
@@ -138,7 +137,7 @@ def main() -> None:
         if done >= steps or res.n_stable == 0 or over:
             break
     if target < steps:
-        from compscope.md._plots import plot_run
+        from compscope.md import plot_run
 
         plot_run(out / "trajectory.h5", out, find_bonds_from(start), dt_fs=args.dt)
     wall = time.time() - t0

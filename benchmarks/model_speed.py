@@ -77,14 +77,13 @@ def main() -> None:
     import torch
     from ase.build import molecule
 
-    from compscope.data import AtomicGraph
-    from compscope.data._graph import graphs_from_atoms
+    from compscope.data import AtomicGraph, graphs_from_atoms
     from compscope.models import build_model
 
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     if Path(args.model).exists():
-        from compscope.md._model import load_potential
+        from compscope.md import load_potential
 
         model, source = load_potential(args.model, dtype=dtype), args.model
         for p in model.parameters():

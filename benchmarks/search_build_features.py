@@ -33,7 +33,7 @@ def main() -> None:
     from rdkit.Chem import rdMolDescriptors as D
 
     from compscope.data import dataset_path
-    from compscope.search._fingerprints import Fingerprinter, FingerprintSpec
+    from compscope.search import Fingerprinter, FingerprintSpec
 
     RDLogger.DisableLog("rdApp.*")
     with gzip.open(dataset_path("moses", "train.csv.gz"), "rt") as fh:

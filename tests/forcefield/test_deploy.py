@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from compscope.cli import app
 from compscope.data import AtomicGraph, load_graphs
-from compscope.forcefield import Calculator, CompiledPotential, load_model, save_package
-from compscope.forcefield._export import compile_model, export_model
+from compscope.forcefield import Calculator, evaluate_models
 from compscope.models import UnknownElementError, build_model
+from compscope.models.artifacts import CompiledPotential, compile_model, export_model, load_model, save_package
 
 from .conftest import TEST, TRAIN
 
@@ -34,7 +34,7 @@ def test_calculator_numerical_forces(trained_run):
 def test_calculator_stress_periodic(tmp_path):
     torch.manual_seed(0)
     model = build_model(preset="tiny", species=[6], r_max=3.0).double()
-    path = save_package(model, {"preset": "tiny", "species": [6], "r_max": 3.0}, tmp_path / "c.pt")
+    path = save_package(model, tmp_path / "c.pt")
     atoms = bulk("C", "diamond", a=3.57) * (2, 1, 1)
     atoms.rattle(0.05, seed=0)
     atoms.calc = Calculator(path)
@@ -55,7 +55,7 @@ def test_calculator_unknown_element(trained_run):
 
 def test_package_safe_load_and_compiled_match_eager(trained_run, tmp_path):
     doc = torch.load(trained_run / "model.pt", weights_only=True)  # no pickled code in the package
-    assert doc["format"] == "compscope-model/1" and "torch" in doc["versions"]
+    assert doc["format"] == "compscope-model/2" and "torch" in doc["versions"]
     eager = load_model(trained_run / "model.pt")
     graphs = load_graphs(TEST, eager.cutoff, index=":6")
     compiled_path = export_model(trained_run, tmp_path / "m.jit.pt")
@@ -79,6 +79,11 @@ def test_export_cli_from_checkpoint(trained_run, tmp_path):
     m = load_model(tmp_path / "x.pt")
     g = load_graphs(TEST, m.cutoff, index=":1")[0]
     assert torch.isfinite(m(g)["energy"]).all()
+    # the checkpoint saved at the end of training holds the EMA weights that model.pt holds
+    direct = load_model(trained_run / "checkpoints" / "last.ckpt")
+    final = load_model(trained_run / "model.pt")
+    assert torch.allclose(direct(g)["forces"], final(g)["forces"], atol=1e-12)
+    assert torch.allclose(m(g)["forces"], final(g)["forces"], atol=1e-12)
     res = runner.invoke(app, ["export", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y.pt")])
     assert res.exit_code == 2 and "not found" in res.output
 
@@ -118,17 +123,30 @@ def test_eval_missing_model(tmp_path):
 
 def test_committee_uncertainty_flags(trained_run, tmp_path):
     """Two members (different seeds): frames with a large force spread are flagged."""
-    from compscope.forcefield._committee import evaluate_models
-
     torch.manual_seed(1)
     other = load_model(trained_run / "model.pt")
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    p2 = save_package(other, other.package_info["model_kwargs"], tmp_path / "m2.pt")
+    p2 = save_package(other, tmp_path / "m2.pt")
     table = evaluate_models([trained_run / "model.pt", p2], TRAIN, threshold=0.0, out=tmp_path / "c.xyz")
     u = table["uncertainty"]
     assert u["models"] == 2 and u["flagged"] == table["frames"] > 0 and u["max_force_std"] > 0
     assert "force_std_max" in read(tmp_path / "c.xyz", 0).info
     high = evaluate_models([trained_run / "model.pt", p2], TRAIN, threshold=1e6)
     assert high["uncertainty"]["flagged"] == 0
+
+
+def test_format_1_package_loads_without_isolated_e0(trained_run, tmp_path):
+    """Packages written before ``isolated_e0`` existed keep the energies they were trained with."""
+    doc = torch.load(trained_run / "model.pt", weights_only=True)
+    new = load_model(trained_run / "model.pt")
+    assert new.isolated_e0
+    doc["format"] = "compscope-model/1"
+    doc["model_kwargs"].pop("isolated_e0", None)
+    torch.save(doc, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    assert not old.isolated_e0
+    batch = AtomicGraph.collate(load_graphs(TEST, new.cutoff, index=":2"))
+    a, b = new(batch), old(batch)
+    assert not torch.allclose(a["energy"], b["energy"], atol=1e-6)  # same weights, other energy function

@@ -10,7 +10,8 @@ from ase.io import write
 from typer.testing import CliRunner
 
 from compscope.cli import app
-from compscope.md._model import build_from_config, load_potential
+from compscope.md import build_from_config, load_potential
+from compscope.models.artifacts import ArtifactError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "md").glob("*.yaml"))
 
@@ -53,7 +54,7 @@ def test_cli_bad_input(ar_cluster, tmp_path):
     assert r.exit_code == 2 and "overlapping atoms" in r.output
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(Exception, match="not a usable model"):
+    with pytest.raises(ArtifactError, match="not a readable"):
         load_potential(junk)
 
 

@@ -8,10 +8,10 @@ import torch
 from ase import units
 from ase.md.verlet import VelocityVerlet as AseVerlet
 
+from compscope.integrations.ase import Calculator
 from compscope.md import (
     LangevinBAOAB,
     NoseHooverChain,
-    PotentialCalculator,
     VelocityVerlet,
     init_state,
     kinetic_energy,
@@ -61,7 +61,7 @@ def test_matches_ase_velocity_verlet(lj, ar_crystal):
     """Same potential, same start: our NVE trajectory equals ASE's VelocityVerlet step by step."""
     atoms = thermalize(ar_crystal, 80.0, 3)
     ref = atoms.copy()
-    ref.calc = PotentialCalculator(lj)
+    ref.calc = Calculator(lj)
     dyn = AseVerlet(ref, timestep=2.0 * units.fs)
     state, ev = init_state(lj, [atoms], initial_momenta="atoms")
     integ = VelocityVerlet(2.0)

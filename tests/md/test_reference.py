@@ -6,6 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
+from compscope.errors import ResumeError
+
 pytest.importorskip("openmm")
 pytest.importorskip("ray")
 
@@ -78,7 +80,7 @@ def test_generate_resume_append_with_two_ray_workers(tmp_path):
     with h5py.File(out) as f:
         assert [int(f[f"replicas/{k:04d}"].attrs["seed"]) for k in range(3)] == [0, 1, 2]
 
-    with pytest.raises(ReferenceError, match="other settings"):
+    with pytest.raises(ResumeError, match="adding to the data set with changed settings.*solvent: 'vacuum' -> 'gbn2'"):
         generate_alanine_dipeptide(out, solvent="gbn2", replicas=1, steps=400, save_every=100, workers=2)
 
 

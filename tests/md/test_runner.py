@@ -12,6 +12,7 @@ from ase import Atoms
 from ase.io import write
 
 from compscope.data import keys as K
+from compscope.errors import ResumeError
 from compscope.md import MDInputError, StabilityMonitor, read_h5_observables, repair_extxyz, simulate
 from compscope.md.potentials import LennardJones, Morse
 
@@ -146,8 +147,11 @@ def test_resume_without_restart_uses_last_complete_frame(lj, ar_cluster, tmp_pat
 
 def test_resume_refuses_changed_settings(lj, ar_cluster, tmp_path):
     simulate(lj, ar_cluster, steps=10, dt=4.0, out=tmp_path, traj_every=5)
-    with pytest.raises(MDInputError, match="different settings"):
+    with pytest.raises(ResumeError, match=r"--resume with changed settings of .*integrator: .*'dt': 4\.0.* -> ") as err:
         simulate(lj, ar_cluster, steps=20, dt=2.0, out=tmp_path, resume=True, traj_every=5)
+    assert "mix two different simulations" in err.value.hint
+    with pytest.raises(ResumeError, match="replicas: 1 -> 2"):
+        simulate(lj, ar_cluster, steps=20, dt=4.0, out=tmp_path, resume=True, traj_every=5, replicas=2)
     with pytest.raises(MDInputError, match="--out"):
         simulate(lj, ar_cluster, steps=20, resume=True)
 

@@ -9,8 +9,7 @@ import torch
 from ase.io import read
 
 import compscope.forcefield as ff
-from compscope.md import StabilityMonitor, simulate
-from compscope.md._model import load_potential
+from compscope.md import StabilityMonitor, load_potential, simulate
 
 BUNDLED = Path(ff.__file__).parent / "bundled"
 

@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from compscope.errors import ResumeError
 from compscope.search import (
     FingerprintSpec,
     IndexFormatError,
@@ -203,5 +204,5 @@ def test_interrupted_build_resumes_from_checkpoint(tmp_path, monkeypatch):
     calls.clear()
     with pytest.raises(KeyboardInterrupt):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=100)
-    with pytest.raises(InputFileError, match="other settings"):
+    with pytest.raises(ResumeError, match="changed settings of the interrupted build.*chunk_size: 100 -> 50"):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=50, resume=True)

@@ -30,6 +30,7 @@ _SUBAPPS = [
     ("generate", "compscope.cli.generate"),
     ("pde", "compscope.cli.pde"),
     ("search", "compscope.cli.search"),
+    ("sample", "compscope.cli.sampling"),
 ]
 # modules that add top-level verbs to ``app`` through ``register(app)``
 _TOPLEVEL = ["compscope.cli.info", "compscope.cli.forcefield"]

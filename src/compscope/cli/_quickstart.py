@@ -68,8 +68,8 @@ def _short_md(model_path: Path, out: Path, steps: int) -> dict:
     """A short Langevin run of 4 replicas with the trained model through compscope.md (monitors on)."""
     from ase.io import read
 
-    from compscope.forcefield import load_model
     from compscope.md import simulate
+    from compscope.models.artifacts import load_model
 
     model = load_model(model_path)
     atoms = read(BUNDLED / "ethanol_test_100.xyz", 0)

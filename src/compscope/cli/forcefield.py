@@ -33,7 +33,10 @@ def train(
     if out is not None:
         cfg["out"] = str(out)
     run = fit(cfg, resume=resume, base=config.resolve().parent)
-    _report_run(run)
+    from compscope.train import is_rank_zero
+
+    if is_rank_zero():  # rank 0 writes errors.json after training; the other DDP ranks have nothing to report
+        _report_run(run)
 
 
 def evaluate(
@@ -70,7 +73,7 @@ def export(
     dtype: str = typer.Option("float64", help="float64 or float32 for the compiled model."),
 ) -> None:
     """Export a trained model: portable package (.pt) or compiled TorchScript (.jit.pt)."""
-    from compscope.forcefield import export_model
+    from compscope.models.artifacts import export_model
 
     typer.echo(f"exported {export_model(model, out, dtype=dtype)}")
 

@@ -9,12 +9,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def info() -> None:
         """Print package versions, the data directory and whether a GPU is visible."""
-        import importlib.metadata as md
-
         from rich.console import Console
         from rich.table import Table
 
-        from compscope.data.datasets import data_dir
+        from compscope.data import data_dir
+        from compscope.versions import version
 
         console = Console()
         table = Table(title="compscope info", show_header=True)
@@ -22,10 +21,7 @@ def register(app: typer.Typer) -> None:
         table.add_column("value")
         for pkg in ("compscope", "torch", "e3nn", "ase", "lightning", "numpy", "vesin", "rdkit",
                     "numba", "ray", "openmm", "fastapi"):
-            try:
-                table.add_row(pkg, md.version(pkg))
-            except md.PackageNotFoundError:
-                table.add_row(pkg, "[dim]not installed[/dim]")
+            table.add_row(pkg, version(pkg) or "[dim]not installed[/dim]")
         table.add_row("data directory", str(data_dir()))
         import torch
 

@@ -6,20 +6,17 @@ from pathlib import Path
 
 import typer
 
+from ._common import fail
+
 app = typer.Typer(
     help="Molecular dynamics with learned force fields: batched replicas, stability monitors, OpenMM reference data.",
     no_args_is_help=True,
 )
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
 @app.command("run")
 def run(
-    model: Path = typer.Argument(..., help="Trained model package (compscope train/export) or YAML potential config."),
+    model: Path = typer.Argument(..., help="Model file (.pt, .jit.pt, .ckpt, run folder) or YAML potential config."),
     start: Path = typer.Argument(..., help="Start structure (extxyz/xyz; last frame, or one frame per replica)."),
     steps: int = typer.Option(1000, help="Total number of steps (with --resume: continue up to this step)."),
     dt: float = typer.Option(0.5, help="Time step in fs."),
@@ -44,13 +41,12 @@ def run(
     from rich.console import Console
     from rich.table import Table
 
-    from compscope.md import MDInputError, StabilityMonitor, TrajectoryError, simulate
-    from compscope.md._model import load_potential
+    from compscope.md import MDInputError, StabilityMonitor, TrajectoryError, load_potential, simulate
 
     if dtype not in ("auto", "float32", "float64"):
-        _fail(f"--dtype must be float32, float64 or auto, got {dtype!r}")
+        fail(f"--dtype must be float32, float64 or auto, got {dtype!r}")
     if not start.exists():
-        _fail(f"start structure {start} not found: pass an extxyz/xyz file")
+        fail(f"start structure {start} not found: pass an extxyz/xyz file")
     tdt = None if dtype == "auto" else getattr(torch, dtype)
     try:
         pot = load_potential(model, dtype=tdt)
@@ -59,7 +55,7 @@ def run(
                        integrator=integrator, friction=friction, seed=seed, out=out, traj_every=traj_every,
                        resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz)
     except (MDInputError, TrajectoryError, ValueError, FileNotFoundError) as err:
-        _fail(str(err))
+        fail(err)
         return
     console = Console()
     table = Table(title=f"{res.n_stable}/{len(res.summary)} replicas stable ({res.steps} steps of {dt} fs)")
@@ -94,13 +90,13 @@ def reference(
     from compscope.md.reference import ReferenceError, generate_alanine_dipeptide
 
     if system != "alanine-dipeptide":
-        _fail(f"unknown reference system {system!r}: only 'alanine-dipeptide' is available")
+        fail(f"unknown reference system {system!r}: only 'alanine-dipeptide' is available")
     try:
         info = generate_alanine_dipeptide(out, solvent=solvent, replicas=replicas, steps=steps, dt_fs=dt,
                                           temperature=temperature, save_every=save_every, workers=workers or None,
                                           seed=seed, platform=platform, plot=plot)
     except (ReferenceError, ValueError) as err:
-        _fail(str(err))
+        fail(err)
         return
     typer.echo(f"{info['new_replicas']} replica(s) run, {info['total_frames']} frames in {out} "
                f"({info['total_ns']:.4f} ns total, {info['ns_per_day']:.0f} ns/day per worker)")

@@ -221,12 +221,11 @@ def serve(
     in_memory: bool = typer.Option(False, help="read the index into RAM instead of memory-mapping it"),
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page (/) for an index."""
-    from compscope.search import SearchError, SearchIndex
-    from compscope.search._api import serve as _serve
+    from compscope.search import SearchError, SearchIndex, serve
 
     try:
         idx = SearchIndex.open(index, in_memory=in_memory)
     except SearchError as exc:
         _fail(exc)
-    _serve(idx, host=host, port=port, max_results=max_results, max_time_limit=max_time_limit,
-           max_body_bytes=max_body_bytes)
+    serve(idx, host=host, port=port, max_results=max_results, max_time_limit=max_time_limit,
+          max_body_bytes=max_body_bytes)

@@ -2,7 +2,8 @@
 
 from . import _keys as keys
 from ._graph import AtomicGraph, graphs_from_atoms
-from ._io import DataFormatError, extract_labels, load_graphs, read_extxyz, write_extxyz
+from ._io import load_graphs, read_extxyz, write_extxyz
+from ._labels import DataFormatError, extract_labels
 from ._neighbors import neighbor_list
 from .datasets import REGISTRY, data_dir, dataset_path, fetch, get_dataset, verify
 

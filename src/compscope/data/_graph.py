@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import _keys as K
+from ._labels import DataFormatError, extract_labels
 from ._neighbors import neighbor_list
 
 
@@ -110,16 +111,16 @@ class AtomicGraph:
         Labels are read from ``atoms.info`` / ``atoms.arrays`` under the given keys, or from an attached
         single-point calculator when the key is ``"energy"``/``"forces"``/``"stress"``.
         """
-        from ._io import extract_labels
-
         pos = np.asarray(atoms.get_positions(), dtype=np.float64)
         where = f"{source}: " if source else ""
         if not np.all(np.isfinite(pos)):
-            raise ValueError(f"{where}positions contain NaN/inf; fix or drop this frame")
+            raise DataFormatError(f"{where}positions contain NaN/inf", hint="fix or drop this frame")
         pbc = np.asarray(atoms.get_pbc(), dtype=bool)
         cell = np.asarray(atoms.get_cell().array, dtype=np.float64)
         if pbc.any() and abs(np.linalg.det(cell)) < 1e-12:
-            raise ValueError(f"{where}periodic structure without a valid cell")
+            raise DataFormatError(f"{where}periodic structure without a valid cell (its volume is zero)",
+                                  hint="give the frame a Lattice=\"...\" with three independent vectors, or set "
+                                       "pbc=\"F F F\"")
         edge_index, shifts = neighbor_list(pos, cutoff, cell=cell, pbc=pbc)
         labels = extract_labels(atoms, energy_key, forces_key, stress_key, require=require_labels, where=where)
         g = cls(

@@ -1,75 +1,20 @@
-"""Reading and writing extended XYZ through ASE, with configurable label keys and clear errors."""
+"""Reading and writing extended XYZ through ASE, with configurable label keys and clear errors.
+
+Label extraction (which key holds the energy, forces, stress) is :mod:`._labels`, shared with
+:meth:`AtomicGraph.from_atoms <compscope.data.AtomicGraph.from_atoms>`; this module reads files and builds graphs
+from them, so imports run one way: ``_labels`` <- ``_graph`` <- ``_io``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from . import _keys as K
-
-_CALC_NAMES = {K.ENERGY: "energy", K.FORCES: "forces", K.STRESS: "stress"}
+from ._graph import graphs_from_atoms
+from ._labels import DataFormatError
 
 # chemical elements known to ASE (Z = 1..118)
 MAX_Z = 118
-
-
-class DataFormatError(ValueError):
-    """A data file cannot be used as it is; the message names the file/frame and the fix."""
-
-
-def _lookup(atoms, key: str, per_atom: bool):
-    store = atoms.arrays if per_atom else atoms.info
-    if key in store:
-        return store[key]
-    calc = getattr(atoms, "calc", None)
-    if calc is not None and key in getattr(calc, "results", {}):
-        return calc.results[key]
-    return None
-
-
-def extract_labels(
-    atoms,
-    energy_key: str | None,
-    forces_key: str | None,
-    stress_key: str | None = None,
-    require: bool = False,
-    where: str = "",
-) -> dict[str, Any]:
-    """Reference energy (float), forces (N, 3) and stress (3, 3) of one frame, under the given keys.
-
-    With ``require=True`` a missing energy/forces key raises :class:`DataFormatError` listing the keys
-    that the frame does have.
-    """
-    out: dict[str, Any] = {}
-    for canon, key, per_atom in ((K.ENERGY, energy_key, False), (K.FORCES, forces_key, True),
-                                 (K.STRESS, stress_key, False)):
-        if key is None:
-            continue
-        val = _lookup(atoms, key, per_atom)
-        if val is None:
-            if require and canon != K.STRESS:
-                have = sorted(set(atoms.info) | set(atoms.arrays) | set(getattr(atoms.calc, "results", {}) or {}))
-                raise DataFormatError(
-                    f"{where}no {canon} under key {key!r}; this frame has keys {have}. "
-                    f"Pass the right key (e.g. {canon}_key='REF_{canon}')."
-                )
-            continue
-        if canon == K.ENERGY:
-            val = float(np.asarray(val).reshape(()))
-        elif canon == K.FORCES:
-            val = np.asarray(val, dtype=np.float64).reshape(len(atoms), 3)
-        else:
-            val = np.asarray(val, dtype=np.float64)
-            if val.shape == (6,):  # Voigt xx yy zz yz xz xy
-                xx, yy, zz, yz, xz, xy = val
-                val = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-            val = val.reshape(3, 3)
-        if not np.all(np.isfinite(val)):
-            raise DataFormatError(f"{where}{canon} under key {key!r} contains NaN/inf; drop or fix this frame")
-        out[canon] = val
-    return out
 
 
 def read_extxyz(path: str | Path, index: str | int | slice = ":") -> list:
@@ -95,11 +40,12 @@ def read_extxyz(path: str | Path, index: str | int | slice = ":") -> list:
     if not isinstance(frames, list):
         frames = [frames]
     if len(frames) == 0:
-        raise DataFormatError(f"{path}: no frames found")
+        raise DataFormatError(f"{path}: no frames found", hint="check the index (e.g. ':' for all frames)")
     for i, atoms in enumerate(frames):
         z = atoms.get_atomic_numbers()
         if np.any(z <= 0) or np.any(z > MAX_Z):
-            raise DataFormatError(f"{path} frame {i}: unknown element (atomic numbers {sorted(set(z.tolist()))})")
+            raise DataFormatError(f"{path} frame {i}: unknown element (atomic numbers {sorted(set(z.tolist()))})",
+                                  hint="the first column of each atom line must be a chemical symbol (H, C, ...)")
         if not np.all(np.isfinite(atoms.positions)):
             raise DataFormatError(f"{path} frame {i}: positions contain NaN/inf; fix or remove the frame")
     return frames
@@ -153,8 +99,6 @@ def load_graphs(
 ):
     """Read an extxyz file into a list of :class:`AtomicGraph` (one per frame)."""
     import torch
-
-    from ._graph import graphs_from_atoms
 
     frames = read_extxyz(path, index=index)
     return graphs_from_atoms(

@@ -21,6 +21,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = ["ENV_VAR", "REGISTRY", "DataFile", "Dataset", "FileStatus", "data_dir", "dataset_path", "fetch",
+           "get_dataset", "sha256sum", "verify"]
+
 ENV_VAR = "COMPSCOPE_DATA"
 
 _BOTNET = "https://raw.githubusercontent.com/davkovacs/BOTNet-datasets/29e6d467317e4b5967b7ea5cbee54de953fa0d45"

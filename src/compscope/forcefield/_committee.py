@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from compscope.models.artifacts import load_model
+
 log = logging.getLogger(__name__)
 
 
@@ -62,18 +64,6 @@ def train_committee(
         ray.shutdown()
 
 
-def load_any(path: Path, dtype=None):
-    """A packaged (``.pt``), compiled (``.jit.pt``) model, or a run folder's ``model.pt``."""
-    from ._export import CompiledPotential, load_model
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if path.name.endswith(".jit.pt"):
-        return CompiledPotential(path)
-    return load_model(path, dtype=dtype)
-
-
 def evaluate_models(paths: list[Path], data: Path, out: Path | None = None, energy_key: str = "energy",
                     forces_key: str = "forces", batch_size: int = 32, threshold: float = 0.1) -> dict[str, Any]:
     """Error table of one model or a committee (mean prediction) on ``data``, with per-frame force std.
@@ -84,7 +74,7 @@ def evaluate_models(paths: list[Path], data: Path, out: Path | None = None, ener
 
     from ._evaluate import error_table, predict
 
-    models = [load_any(Path(p)) for p in paths]
+    models = [load_model(p) for p in paths]
     cutoff = max(m.cutoff for m in models)
     graphs = load_graphs(data, cutoff, energy_key=energy_key, forces_key=forces_key, require_labels=False)
     preds = [predict(m, graphs, batch_size=batch_size, progress=len(graphs) > 200) for m in models]

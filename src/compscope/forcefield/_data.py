@@ -24,6 +24,7 @@ class DataStatistics:
     atomic_energies: list[float]  # eV per species
     avg_num_neighbors: float
     force_rms: float  # eV/Å
+    mean_interaction_energy: float = 0.0  # eV per atom: mean of (E - sum of E0s) / atoms over the training frames
 
 
 def least_squares_e0(graphs: list[AtomicGraph], species: list[int]) -> np.ndarray:
@@ -151,8 +152,11 @@ class ForceFieldData(L.LightningDataModule):
         n_edges = sum(g.num_edges for g in self.train_set)
         n_atoms = sum(g.num_nodes for g in self.train_set)
         forces = torch.cat([g.forces for g in self.train_set])
+        e0_of = dict(zip(species, (float(x) for x in e0)))
+        per_atom = [(float(g.energy.sum()) - sum(e0_of[int(z)] for z in g.atomic_numbers.tolist())) / g.num_nodes
+                    for g in self.train_set]
         return DataStatistics(species, [float(x) for x in e0], n_edges / n_atoms,
-                              float(forces.pow(2).mean().sqrt()))
+                              float(forces.pow(2).mean().sqrt()), float(np.mean(per_atom)))
 
     def setup(self, stage: str | None = None) -> None:
         self.load()

@@ -16,8 +16,8 @@ anything runs)::
     trainer: {max_epochs: 100, ema_decay: 0.99}   # compscope.train.TrainerConfig
 
 The cutoff is set once, as the model's ``r_max`` (its constructor default when omitted); the data's neighbour-list
-``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors`` and ``scale`` of the model are
-filled from the training data unless the config sets them.
+``cutoff`` defaults to it. ``species``, ``atomic_energies``, ``avg_num_neighbors``, ``scale`` and ``shift`` of the
+model are filled from the training data unless the config sets them.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from compscope import train
 from compscope.data import datasets
 from compscope.errors import ConfigError
 from compscope.models import MODEL_CLASSES, PRESETS
+from compscope.models.artifacts import save_package
 from compscope.train import (
     RunDir,
     TrainerConfig,
@@ -49,7 +50,6 @@ from compscope.train import (
 )
 
 from ._data import ForceFieldData
-from ._export import save_package
 from ._task import ForceFieldTask, NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ MODEL_PRESETS = {name: {"class_path": "compscope.models.EquivariantPotential", "
                  for name, args in PRESETS.items()}
 DEFAULT_CLASS = {"data": "compscope.forcefield.ForceFieldData", "task": "compscope.forcefield.ForceFieldTask"}
 # model arguments measured on the training data unless the config sets them
-FROM_DATA = ("species", "atomic_energies", "avg_num_neighbors", "scale")
+FROM_DATA = ("species", "atomic_energies", "avg_num_neighbors", "scale", "shift")
 # the force-field defaults of the trainer section where they differ from TrainerConfig's
 TRAINER_DEFAULTS = {"gradient_clip_val": 10.0, "early_stopping_patience": 30, "ema_decay": 0.99}
 # what may change on --resume: the run folder's location and the trainer's budgets, hardware and display
@@ -174,7 +174,8 @@ def model_kwargs(model_section: Mapping[str, Any], data: ForceFieldData) -> dict
     name = next((n for n, c in MODEL_CLASSES.items() if c is cls), cls.__name__)
     stats = data.statistics()
     measured = {"species": stats.species, "atomic_energies": stats.atomic_energies,
-                "avg_num_neighbors": stats.avg_num_neighbors, "scale": stats.force_rms}
+                "avg_num_neighbors": stats.avg_num_neighbors, "scale": stats.force_rms,
+                "shift": stats.mean_interaction_energy}
     return {"name": name, **measured, **model_section["init_args"]}
 
 
@@ -233,7 +234,7 @@ def finalize(out: Path, task: ForceFieldTask, data: ForceFieldData, cfg: Mapping
         table[name] = error_table(pred)
         panels.append((f"{name} energy / atom", pred["ref_e_per_atom"], pred["pred_e_per_atom"], "eV/atom"))
         panels.append((f"{name} forces", pred["ref_forces"], pred["pred_forces"], "eV/Å"))
-    save_package(model, dict(task.hparams["model"]), out / "model.pt", config=dict(cfg), metrics=table)
+    save_package(model, out / "model.pt", model_kwargs=task.hparams["model"], config=dict(cfg), metrics=table)
     parity_plot(out / "parity.png", panels)
     if (out / "metrics.jsonl").exists():
         learning_curves(out / "learning_curves.png", out / "metrics.jsonl",

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from compscope.errors import CompscopeError
+
 from ._bonds import ELEMENTS
 from .metrics import Molecule, bond_orders, pad_molecules, to_rdkit
 
 
-class MoleculeFileError(ValueError):
+class MoleculeFileError(CompscopeError, ValueError):
     """A molecule file that cannot be read; the message says what to fix."""
 
 

@@ -7,16 +7,18 @@ Public API (see docs/md.md):
 - :class:`StabilityMonitor`: stops a replica that blows up, keeps its last good frame;
 - :func:`simulate`: the whole run (HDF5/extxyz trajectories, restart files, resume, plots);
 - :mod:`compscope.md.potentials`: analytic potentials under the force-field contract;
-- :class:`PotentialCalculator`: any compscope potential as an ASE calculator.
+- :func:`load_potential`: the MODEL argument of ``compscope md`` (a YAML potential config or any model file).
+
+The ASE calculator and the OpenMM bridge are in :mod:`compscope.integrations`.
 """
 
 from . import potentials
-from ._ase import PotentialCalculator
 from ._checks import MDInputError, check_start, check_timestep, model_elements
 from ._forces import ForceEvaluator, wrap_positions
 from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
+from ._model import build_from_config, load_potential
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
-from ._openmm import OpenMMBridge
+from ._plots import plot_run
 from ._runner import MDResult, init_state, simulate, state_to_atoms
 from ._state import (
     MDState,
@@ -37,11 +39,11 @@ from ._trajectory import (
 )
 
 __all__ = [
-    "potentials", "PotentialCalculator", "OpenMMBridge", "MDInputError", "check_start", "check_timestep",
-    "model_elements",
+    "potentials", "MDInputError", "check_start", "check_timestep",
+    "model_elements", "build_from_config", "load_potential",
     "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
     "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
-    "init_state", "simulate", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
+    "init_state", "simulate", "plot_run", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
     "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
     "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",
 ]

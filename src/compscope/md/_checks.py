@@ -7,13 +7,15 @@ import warnings
 
 import numpy as np
 
+from compscope.errors import CompscopeError
+
 __all__ = ["MDInputError", "check_start", "check_timestep", "model_elements"]
 
 log = logging.getLogger(__name__)
 
 
-class MDInputError(ValueError):
-    """An MD input cannot be used; the message says how to fix it."""
+class MDInputError(CompscopeError, ValueError):
+    """An MD input cannot be used; the message (or the hint) says how to fix it."""
 
 
 def model_elements(potential) -> list[int] | None:

@@ -9,6 +9,7 @@ import torch
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
 
+from ._checks import MDInputError
 from ._state import MDState
 
 __all__ = ["ForceEvaluator", "wrap_positions"]
@@ -53,7 +54,7 @@ class ForceEvaluator:
                 "`cutoff` (Å) and forward(graph, compute_forces=True, compute_stress=False) -> dict"
             )
         if skin < 0:
-            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+            raise MDInputError(f"skin must be >= 0 Å, got {skin}")
         self.potential = potential
         self.skin = float(skin)
         self.wrap = wrap

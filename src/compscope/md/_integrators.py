@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from ase import units
 
+from ._checks import MDInputError
 from ._state import MDState, degrees_of_freedom, kinetic_energy
 
 __all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "make_integrator"]
@@ -29,7 +30,7 @@ class Integrator:
 
     def __init__(self, dt: float):
         if not dt > 0:
-            raise ValueError(f"time step dt must be > 0 fs, got {dt}")
+            raise MDInputError(f"time step dt must be > 0 fs, got {dt}")
         self.dt_fs = float(dt)
         self.dt = self.dt_fs * units.fs  # ASE time units
 
@@ -100,9 +101,9 @@ class LangevinBAOAB(Integrator):
     def __init__(self, dt: float, temperature: float, friction: float = 0.01, seed: int = 0):
         super().__init__(dt)
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 K, got {temperature}")
+            raise MDInputError(f"temperature must be >= 0 K, got {temperature}")
         if friction < 0:
-            raise ValueError(f"friction must be >= 0 1/fs, got {friction}")
+            raise MDInputError(f"friction must be >= 0 1/fs, got {friction}")
         self.temperature_K = float(temperature)
         self.friction = float(friction)
         self.seed = int(seed)
@@ -158,9 +159,9 @@ class NoseHooverChain(Integrator):
     def __init__(self, dt: float, temperature: float, tau: float = 50.0, chain_length: int = 3):
         super().__init__(dt)
         if not temperature > 0:
-            raise ValueError(f"a Nosé-Hoover thermostat needs temperature > 0 K, got {temperature}")
+            raise MDInputError(f"a Nosé-Hoover thermostat needs temperature > 0 K, got {temperature}")
         if not tau > 0 or chain_length < 1:
-            raise ValueError(f"need tau > 0 fs and chain_length >= 1, got tau={tau}, chain_length={chain_length}")
+            raise MDInputError(f"need tau > 0 fs and chain_length >= 1, got tau={tau}, chain_length={chain_length}")
         self.temperature_K = float(temperature)
         self.tau_fs = float(tau)
         self.chain_length = int(chain_length)
@@ -244,4 +245,4 @@ def make_integrator(name: str, dt: float, temperature: float = 300.0, seed: int 
         return LangevinBAOAB(dt, temperature, seed=seed, **kw)
     if name in ("nhc", "nose-hoover", "nosehoover"):
         return NoseHooverChain(dt, temperature, **kw)
-    raise ValueError(f"unknown integrator {name!r}: choose one of nve, langevin, nhc")
+    raise MDInputError(f"unknown integrator {name!r}: choose one of nve, langevin, nhc")

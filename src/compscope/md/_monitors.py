@@ -21,6 +21,7 @@ import torch
 
 from compscope.data import AtomicGraph
 
+from ._checks import MDInputError
 from ._integrators import Integrator
 from ._state import MDState, temperature
 
@@ -99,9 +100,9 @@ class StabilityMonitor:
         bond_scale: float = 1.2,
     ):
         if max_bond_stretch <= 1.0:
-            raise ValueError(f"max_bond_stretch is a factor > 1, got {max_bond_stretch}")
+            raise MDInputError(f"max_bond_stretch is a factor > 1, got {max_bond_stretch}")
         if check_every < 1:
-            raise ValueError(f"check_every must be >= 1, got {check_every}")
+            raise MDInputError(f"check_every must be >= 1, got {check_every}")
         self.max_bond_stretch = float(max_bond_stretch)
         self.min_distance = float(min_distance)
         self.max_temperature = max_temperature

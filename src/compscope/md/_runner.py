@@ -83,7 +83,7 @@ def init_state(
         gen = torch.Generator().manual_seed(int(seed))
         p = maxwell_boltzmann(masses.double(), graph.batch, G, temperature_K, generator=gen).to(dtype)
     else:
-        raise ValueError(f"initial_momenta must be 'maxwell-boltzmann' or 'atoms', got {initial_momenta!r}")
+        raise MDInputError(f"initial_momenta must be 'maxwell-boltzmann' or 'atoms', got {initial_momenta!r}")
     n = graph.num_nodes
     state = MDState(graph=graph, momenta=p, masses=masses, forces=torch.zeros(n, 3, dtype=dtype),
                     energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),
@@ -156,14 +156,8 @@ def _run_config(atoms_list, integ: Integrator, replicas: int, potential, skin: f
     }
 
 
-def _check_same_config(old: dict, new: dict, out: Path) -> None:
-    diffs = [k for k in ("integrator", "replicas", "atomic_numbers", "potential", "dtype") if old.get(k) != new.get(k)]
-    if diffs:
-        raise MDInputError(
-            f"--resume in {out}: the run was started with different settings ({', '.join(diffs)}: "
-            f"{ {k: old.get(k) for k in diffs} } -> { {k: new.get(k) for k in diffs} }); resuming would mix two "
-            "different simulations. Use the original settings, or a new --out folder."
-        )
+# settings a resumed MD run must share with the run it continues (cutoff and skin may change: same physics)
+RESUME_UNSAFE = ("integrator", "replicas", "atomic_numbers", "potential", "dtype")
 
 
 def simulate(
@@ -253,7 +247,11 @@ def simulate(
         old = json.loads((out_dir / CONFIG).read_text()) if (out_dir / CONFIG).exists() else None
         if old is None:
             raise MDInputError(f"--resume: {out_dir / CONFIG} not found; is {out_dir} the --out folder of a run?")
-        _check_same_config(old, cfg, out_dir)
+        from compscope.train import check_unchanged  # the one resume guard (loaded on resume only: lightning)
+
+        check_unchanged(old, cfg, unsafe=RESUME_UNSAFE, where=str(out_dir),
+                        hint="resuming would mix two different simulations: use the original settings, or a new "
+                             "--out folder")
         try:
             restart = load_restart(out_dir / RESTART)
         except TrajectoryError as err:

@@ -13,6 +13,8 @@ from ase import units
 
 from compscope.data import AtomicGraph
 
+from ._checks import MDInputError
+
 __all__ = [
     "MDState", "kinetic_energy", "temperature", "degrees_of_freedom", "maxwell_boltzmann",
     "remove_com_momentum", "masses_of",
@@ -123,7 +125,7 @@ def maxwell_boltzmann(
     """
     t = torch.as_tensor(temperature_K, dtype=masses.dtype, device=masses.device).expand(num_graphs)
     if (t < 0).any():
-        raise ValueError(f"temperature must be >= 0 K, got {t.tolist()}")
+        raise MDInputError(f"temperature must be >= 0 K, got {t.tolist()}")
     kT = (units.kB * t)[batch]  # (N,)
     noise = torch.randn(masses.shape[0], 3, generator=generator, dtype=masses.dtype, device=masses.device)
     p = noise * torch.sqrt(masses * kT)[:, None]

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compscope.errors import CompscopeError
+
 __all__ = [
     "H5Trajectory", "ExtxyzTrajectory", "save_restart", "load_restart", "repair_extxyz", "read_h5_observables",
     "TrajectoryError",
@@ -37,7 +39,7 @@ _PER_ATOM = ("position", "velocity", "force")
 _OBS = ("potential_energy", "kinetic_energy", "temperature", "conserved_energy", "active")
 
 
-class TrajectoryError(RuntimeError):
+class TrajectoryError(CompscopeError, RuntimeError):
     """A trajectory or restart file cannot be used; the message says what to do."""
 
 

@@ -2,10 +2,10 @@
 
 A potential is a :class:`torch.nn.Module` with ``cutoff`` (Å) and
 ``forward(graph, compute_forces=True, compute_stress=False) -> dict`` returning
-``{keys.ENERGY: (G,) eV, keys.FORCES: (N, 3) eV/Å}`` (and ``keys.STRESS`` (G, 3, 3) eV/Å^3 on request).
-Edges longer than ``cutoff`` contribute exactly zero, so MD may hand over a graph built with a larger
-radius (Verlet skin). Forces and stress come from autograd of the scalar energy in one helper,
-:func:`energy_forces_stress`.
+``{keys.ENERGY: (G,) eV, keys.NODE_ENERGY: (N,) eV, keys.FORCES: (N, 3) eV/Å}`` (and ``keys.STRESS``
+(G, 3, 3) eV/Å^3 on request). Edges longer than ``cutoff`` contribute exactly zero, so MD may hand over a graph
+built with a larger radius (Verlet skin). Forces and stress come from autograd of the scalar energy in the one
+helper every model uses, :func:`compscope.nn.potential_outputs` (through :func:`energy_forces_stress`).
 
 The pair energies are multiplied by a C2 polynomial switch that goes from 1 at ``r_on`` to 0 at
 ``cutoff``, so energy and forces are smooth and NVE runs conserve energy to integrator accuracy.
@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 from compscope.data import AtomicGraph
-from compscope.data import keys as K
+from compscope.errors import ConfigError
+from compscope.nn import potential_outputs
 
-__all__ = ["LennardJones", "Morse", "SumPotential", "energy_forces_stress", "switch"]
+__all__ = ["LennardJones", "Morse", "SumPotential", "energy_forces_stress", "pair_node_energies", "switch"]
 
 
 def switch(r: torch.Tensor, r_on: float, r_off: float) -> torch.Tensor:
@@ -33,6 +34,29 @@ def switch(r: torch.Tensor, r_on: float, r_off: float) -> torch.Tensor:
     return 1.0 - x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
+def pair_node_energies(
+    graph: AtomicGraph,
+    pair_energy: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    cutoff: float,
+    positions: torch.Tensor,  # (N, 3), possibly strained
+    edge_cell: torch.Tensor,  # (E, 3, 3) cell of each edge's structure, possibly strained
+) -> torch.Tensor:
+    """Per-atom energies (N,) of a pair potential: half of each pair energy goes to each of its two atoms.
+
+    Every directed edge ``i -> j`` of the (full) neighbour list is one half of a pair, so the half of the edge
+    is credited to its sender. ``pair_energy(r, z_sender, z_receiver) -> (E,)`` is in eV; pairs with
+    ``r >= cutoff`` are masked to exactly zero.
+    """
+    send, recv = graph.edge_index
+    vec = positions[recv] - positions[send] + torch.einsum("ei,eij->ej", graph.cell_shifts, edge_cell)  # (E, 3)
+    r = vec.norm(dim=-1)  # (E,)
+    inside = r < cutoff
+    r_safe = torch.where(inside, r, torch.full_like(r, cutoff))  # no inf/NaN gradients from masked pairs
+    e_pair = pair_energy(r_safe, graph.atomic_numbers[send], graph.atomic_numbers[recv])  # (E,)
+    e_pair = torch.where(inside, e_pair, torch.zeros_like(e_pair))
+    return torch.zeros_like(positions[:, 0]).index_add(0, send, 0.5 * e_pair)  # (N,)
+
+
 def energy_forces_stress(
     graph: AtomicGraph,
     pair_energy: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
@@ -40,45 +64,23 @@ def energy_forces_stress(
     compute_forces: bool = True,
     compute_stress: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Total energy of a pair potential over the directed edges of ``graph``, with autograd forces/stress.
+    """Energy of a pair potential over the directed edges of ``graph``, with forces and stress from the one
+    autograd helper every model uses (:func:`compscope.nn.potential_outputs`).
 
     Args:
         graph: batch of G structures; every directed edge ``i -> j`` is one half of a pair.
         pair_energy: ``f(r, z_sender, z_receiver) -> (E,)`` pair energy in eV (before the cutoff mask).
         cutoff: pairs with ``r >= cutoff`` are masked to exactly zero.
         compute_forces: return ``-dE/dr`` per atom.
-        compute_stress: return the ASE-convention stress ``(1/V) sum_e r_e (x) dE/dr_e`` (periodic only).
+        compute_stress: return the ASE-convention stress ``(1/V) dE/d(strain)`` (periodic cells only).
 
     Returns:
-        ``{ENERGY: (G,), FORCES: (N, 3), STRESS: (G, 3, 3)}`` (the last two when asked for).
+        ``{ENERGY: (G,), NODE_ENERGY: (N,), FORCES: (N, 3), STRESS: (G, 3, 3)}`` (the last two when asked for).
     """
-    pos = graph.positions
-    need_grad = compute_forces or compute_stress
-    if need_grad:
-        pos = pos.detach().requires_grad_(True)
-    vec = graph.edge_vectors(pos)  # (E, 3); an intermediate, so autograd can differentiate by it
-    r = vec.norm(dim=-1)  # (E,)
-    send, recv = graph.edge_index
-    inside = r < cutoff
-    r_safe = torch.where(inside, r, torch.full_like(r, cutoff))
-    e_pair = pair_energy(r_safe, graph.atomic_numbers[send], graph.atomic_numbers[recv])  # (E,)
-    e_pair = torch.where(inside, e_pair, torch.zeros_like(e_pair))
-    energy = torch.zeros(graph.num_graphs, dtype=pos.dtype, device=pos.device)
-    energy = energy.index_add(0, graph.batch[send], 0.5 * e_pair)  # each pair appears twice
-    out = {K.ENERGY: energy.detach() if not need_grad else energy}
-    if need_grad:
-        grads = torch.autograd.grad(energy.sum(), [pos, vec] if compute_stress else [pos])
-        if compute_forces:
-            out[K.FORCES] = -grads[0]
-        if compute_stress:
-            dvec = grads[-1]  # (E, 3) dE/dvec
-            virial = torch.einsum("ei,ej->eij", vec.detach(), dvec)  # (E, 3, 3)
-            w = torch.zeros(graph.num_graphs, 3, 3, dtype=pos.dtype, device=pos.device)
-            w = w.index_add(0, graph.batch[send], virial)
-            vol = torch.linalg.det(graph.cell).abs().clamp_min(1e-12).to(pos.dtype)  # (G,)
-            out[K.STRESS] = w / vol[:, None, None]
-        out[K.ENERGY] = energy.detach()
-    return out
+    return potential_outputs(
+        lambda pos, edge_cell: pair_node_energies(graph, pair_energy, cutoff, pos, edge_cell),
+        graph, compute_forces, compute_stress, training=False,
+    )
 
 
 class _PairPotential(torch.nn.Module):
@@ -87,11 +89,11 @@ class _PairPotential(torch.nn.Module):
     def __init__(self, cutoff: float, r_on: float | None, atomic_numbers: Sequence[int] | None):
         super().__init__()
         if cutoff <= 0:
-            raise ValueError(f"cutoff must be > 0 Å, got {cutoff}")
+            raise ConfigError(f"cutoff must be > 0 Å, got {cutoff}")
         self.cutoff = float(cutoff)
         self.r_on = float(0.8 * cutoff if r_on is None else r_on)
         if not 0 < self.r_on < self.cutoff:
-            raise ValueError(f"r_on must lie in (0, cutoff={cutoff}), got {self.r_on}")
+            raise ConfigError(f"r_on must lie in (0, cutoff={cutoff}), got {self.r_on}")
         # elements this potential is meant for (None: any); MD checks start structures against it
         self.atomic_numbers = None if atomic_numbers is None else [int(z) for z in atomic_numbers]
 
@@ -175,7 +177,7 @@ class SumPotential(torch.nn.Module):
     def __init__(self, potentials: Sequence[torch.nn.Module]):
         super().__init__()
         if not potentials:
-            raise ValueError("SumPotential needs at least one potential")
+            raise ConfigError("SumPotential needs at least one potential")
         self.terms = torch.nn.ModuleList(potentials)
         self.cutoff = max(float(p.cutoff) for p in potentials)
         zs = [getattr(p, "atomic_numbers", None) for p in potentials]

@@ -43,4 +43,7 @@ def build_model(name: str = "EquivariantPotential", preset: str | None = None, *
             raise KeyError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         args.update(PRESETS[preset])
     args.update(kwargs)
-    return classes[name](**args)
+    model = classes[name](**args)
+    # what rebuilds this model: stored in model packages (compscope.models.artifacts.save_package)
+    model.build_kwargs = {"name": name, **({"preset": preset} if preset is not None else {}), **kwargs}
+    return model

@@ -1,6 +1,7 @@
 """Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces, EGNN."""
 
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
+from ._fused import edge_pairs, fused_available
 from ._gate import Gate, gate_for
 from ._interaction import Interaction
 from ._linear import ElementLinear
@@ -17,5 +18,5 @@ __all__ = [
     "ChannelwiseTensorProduct", "ElementLinear", "Gate", "ScalarMLP",
     "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
-    "scatter_sum",
+    "scatter_sum", "edge_pairs", "fused_available",
 ]

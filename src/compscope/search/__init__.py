@@ -18,13 +18,13 @@ from ._fingerprints import FingerprintSpec
 __all__ = [
     "SearchError", "QueryError", "IndexFormatError", "FingerprintMismatchError", "InputFileError",
     "FingerprintSpec", "SearchIndex", "SearchResult", "build_index", "append_index", "BuildReport",
-    "ShardedIndex", "split_index", "create_app", "PROPERTIES",
+    "ShardedIndex", "split_index", "create_app", "serve", "PROPERTIES", "Fingerprinter",
 ]
 
 _LAZY = {
     "SearchIndex": "._index", "SearchResult": "._index", "build_index": "._build", "append_index": "._build",
     "BuildReport": "._build", "ShardedIndex": "._shards", "split_index": "._shards", "create_app": "._api",
-    "PROPERTIES": "._molecules",
+    "serve": "._api", "PROPERTIES": "._molecules", "Fingerprinter": "._fingerprints",
 }
 
 

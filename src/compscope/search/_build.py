@@ -76,12 +76,10 @@ def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> int:
     ckpt.mkdir(parents=True, exist_ok=True)
     mf = ckpt / "meta.json"
     if mf.exists():
-        old = json.loads(mf.read_text())
-        if old != meta:
-            raise InputFileError(
-                f"the checkpoint in {ckpt} belongs to a build with other settings ({old}); rerun with the same "
-                "source and options, or drop --resume to start over"
-            )
+        from compscope.train import check_unchanged  # the one resume guard
+
+        check_unchanged(json.loads(mf.read_text()), meta, where=f"the interrupted build in {ckpt}",
+                        hint="rerun with the same source and options, or drop --resume to start over")
     else:
         mf.write_text(json.dumps(meta))
     done = 0

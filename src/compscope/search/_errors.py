@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from compscope.errors import CompscopeError
 
-class SearchError(ValueError):
+
+class SearchError(CompscopeError, ValueError):
     """Base class: bad input to the search engine (maps to HTTP 4xx in the REST API)."""
 
 

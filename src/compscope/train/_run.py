@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,16 @@ from typing import Any
 import yaml
 
 from compscope.errors import ResumeError, RunExistsError
+from compscope.versions import code_versions
 
-__all__ = ["RunDir", "check_unchanged", "code_versions", "is_rank_zero"]
+__all__ = ["RunDir", "check_unchanged", "is_rank_zero"]
 
 _MISSING = object()
 
 
 def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, unsafe: Iterable[str] | None = None,
                     safe: Iterable[str] = (), defaults: Mapping[str, Any] | None = None,
-                    where: str = "the run") -> None:
+                    where: str = "the run", hint: str | None = None, action: str = "--resume") -> None:
     """Refuse to resume when settings that must not change did.
 
     Args:
@@ -44,6 +44,11 @@ def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, uns
         safe: keys that may change (budgets, thread counts, progress bars).
         defaults: value of a key the saved settings lack (an option added after the run began).
         where: the run's location, for the message.
+        hint: what to do instead (default: restore the saved values or start a new run elsewhere).
+        action: what was refused, for the message (e.g. "adding to the data set").
+
+    Raises:
+        ResumeError: naming each changed key with its saved and new value.
     """
     defaults = defaults or {}
     keys = set(unsafe) if unsafe is not None else (set(saved) | set(current))
@@ -56,8 +61,8 @@ def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, uns
             changed.append(f"{k}: {_show(old)} -> {_show(new)}")
     if changed:
         raise ResumeError(
-            f"--resume with changed settings of {where}: " + "; ".join(changed),
-            hint="restore the saved values, or start a new run in another output folder",
+            f"{action} with changed settings of {where}: " + "; ".join(changed),
+            hint=hint or "restore the saved values, or start a new run in another output folder",
         )
 
 
@@ -73,19 +78,6 @@ def _show(v: Any) -> str:
 def is_rank_zero() -> bool:
     """True in the process that writes files (rank 0 of a DDP job, or a single process)."""
     return all(int(os.environ.get(k, "0")) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
-
-
-def code_versions() -> dict[str, str]:
-    """Versions of the code that produced an artifact (stored in run folders and model files)."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("compscope", "torch", "lightning", "e3nn", "numpy", "ase"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 class RunDir:
@@ -141,7 +133,7 @@ class RunDir:
                                   hint="run once without --resume first, or point --out at the run's folder")
             check_unchanged(_flatten(self.saved_config()), _flatten(self.config),
                             safe=_expand_safe(self.safe, self.config, self.saved_config()),
-                            defaults=_flatten(self.defaults), where=str(self.path))
+                            defaults=_flatten(self._defaults()), where=str(self.path))
         elif self.last.exists() and is_rank_zero():
             raise RunExistsError(f"{self.path} already holds a run",
                                  hint="pass --resume to continue it, or choose another --out")
@@ -150,6 +142,13 @@ class RunDir:
             self.config_file.write_text(yaml.safe_dump(_plain(self.config), sort_keys=False))
             (self.path / "versions.json").write_text(json.dumps(code_versions(), indent=2))
         return self
+
+    def _defaults(self) -> dict[str, Any]:
+        """``defaults`` over the trainer options added to compscope after a run may have begun."""
+        from ._trainer import TrainerConfig
+
+        trainer = {**TrainerConfig.ADDED_OPTIONS, **(self.defaults.get("trainer") or {})}
+        return {**self.defaults, "trainer": trainer} if "trainer" in self.config else dict(self.defaults)
 
     def ckpt_path(self) -> str | None:
         """What to pass as Lightning's ``ckpt_path``."""

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compscope.errors import CompscopeError
+
 __all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
            "plot_free_energy"]
 
@@ -40,7 +42,7 @@ PHI = (1, 6, 7, 9)  # C(ACE) - N - CA - C
 PSI = (6, 7, 9, 16)  # N - CA - C - N(NME)
 
 
-class ReferenceError(RuntimeError):  # noqa: A001 - our own error type, scoped to this module
+class ReferenceError(CompscopeError, RuntimeError):  # noqa: A001 - our own error type, scoped to this module
     """Reference-data generation cannot go on; the message says what to do."""
 
 
@@ -81,9 +83,9 @@ def run_replica(spec: dict, max_steps: int | None = None) -> str:
     """
     import openmm as mm
     import openmm.unit as u
-    from ase import units
 
-    kj_per_ev = 1.0 / (units.kJ / units.mol)
+    from compscope.integrations.openmm import state_to_ev
+
     shard = Path(spec["shard"])
     pdb, system = _system(spec["solvent"])
     # OpenMM treats seed 0 as "pick one at random": shift by one to keep runs reproducible
@@ -116,11 +118,9 @@ def run_replica(spec: dict, max_steps: int | None = None) -> str:
         wall += time.perf_counter() - t0
         done += n
         if done % every == 0:
-            st = ctx.getState(getPositions=True, getForces=True, getEnergy=True)
-            frames["positions"].append(st.getPositions(asNumpy=True).value_in_unit(u.angstrom))
-            frames["forces"].append(st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.angstrom)
-                                    / kj_per_ev)
-            frames["energy"].append(st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / kj_per_ev)
+            st = state_to_ev(ctx.getState(getPositions=True, getForces=True, getEnergy=True))
+            for k in ("positions", "forces", "energy"):
+                frames[k].append(st[k])
             frames["time_ps"].append(done * spec["dt_fs"] / 1000.0)
             since_write += 1
         if since_write >= spec.get("chunk_frames", 20) or done >= total:
@@ -209,12 +209,11 @@ def generate_alanine_dipeptide(
         raise ReferenceError(f"{out} cannot be opened as HDF5 ({err}); move it away or pick another --out") from err
     with h5:
         if "atomic_numbers" in h5:
-            old = {k: h5.attrs[k] for k in meta}
-            bad = {k: (old[k], meta[k]) for k in meta if (old[k] != meta[k] if not isinstance(meta[k], float)
-                                                         else abs(float(old[k]) - meta[k]) > 1e-9)}
-            if bad:
-                raise ReferenceError(f"{out} holds data made with other settings {bad}; use the same settings to "
-                                     "add to it, or another --out file")
+            from compscope.train import check_unchanged  # the one resume guard
+
+            old = {k: h5.attrs[k].item() if hasattr(h5.attrs[k], "item") else h5.attrs[k] for k in h5.attrs}
+            check_unchanged(old, meta, unsafe=meta, where=str(out), action="adding to the data set",
+                            hint="use the same settings to add to it, or another --out file")
         else:
             from ase.io import read
 

@@ -1,4 +1,4 @@
-"""OpenMM bridge: run a compscope potential inside an OpenMM ``System``/``Context``.
+"""OpenMM bridge: run a compscope potential inside an OpenMM ``System``/``Context``; OpenMM's units converted here.
 
 Route chosen (docs/md.md): the PyPI ``openmmtorch`` 1.5 wheel links against ``libtorch_cuda``/``libnvrtc``
 and does not load with the CPU build of torch, and openmm-ml needs it. So the model runs in Python and
@@ -10,7 +10,9 @@ integrators (``VerletIntegrator``, ``LangevinMiddleIntegrator``) evaluate forces
 current positions, so stepping one step at a time integrates the model exactly; OpenMM keeps its own State
 (positions, velocities, constraints, barostats, reporters).
 
-Units: OpenMM uses nm, kJ/mol, ps; compscope uses Å, eV, fs. Conversions use ``ase.units``.
+Units: OpenMM uses nm, kJ/mol, ps; compscope uses Å, eV, fs (``ase.units``). This module is the one place
+where they are converted (:data:`EV_TO_KJMOL`, :data:`NM_TO_A`, :func:`state_to_ev`), for the bridge and for the
+classical reference data of :mod:`compscope.md.reference`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,35 @@ from ase import units
 
 from compscope.data import AtomicGraph
 from compscope.data import keys as K
+from compscope.errors import ConfigError
 
-__all__ = ["OpenMMBridge", "EV_TO_KJMOL", "NM_TO_A"]
+__all__ = ["OpenMMBridge", "EV_TO_KJMOL", "NM_TO_A", "FORCE_TO_OPENMM", "PS_TO_FS", "state_to_ev"]
 
 EV_TO_KJMOL = 1.0 / (units.kJ / units.mol)  # 96.485... kJ/mol per eV
 NM_TO_A = 10.0  # Å per nm
 FORCE_TO_OPENMM = EV_TO_KJMOL * NM_TO_A  # eV/Å -> kJ/mol/nm
+PS_TO_FS = 1000.0  # fs per ps
+
+
+def state_to_ev(state) -> dict[str, np.ndarray | float]:
+    """What an OpenMM ``State`` holds, in compscope's units: ``positions`` (N, 3) Å, ``forces`` (N, 3) eV/Å,
+    ``energy`` eV and ``time`` fs (each only if the state was made with it, e.g. ``getForces=True``)."""
+    import openmm.unit as u
+
+    out: dict[str, np.ndarray | float] = {"time": float(state.getTime().value_in_unit(u.picosecond)) * PS_TO_FS}
+    for key, call, unit, scale in (
+        ("positions", "getPositions", u.nanometer, NM_TO_A),
+        ("forces", "getForces", u.kilojoule_per_mole / u.nanometer, 1.0 / FORCE_TO_OPENMM),
+    ):
+        try:
+            out[key] = np.asarray(getattr(state, call)(asNumpy=True).value_in_unit(unit)) * scale
+        except Exception:  # noqa: BLE001 - OpenMM raises a bare Exception for data the state was made without
+            pass
+    try:
+        out["energy"] = float(state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)) / EV_TO_KJMOL
+    except Exception:  # noqa: BLE001
+        pass
+    return out
 
 
 class OpenMMBridge:
@@ -61,7 +86,8 @@ class OpenMMBridge:
             a, b, c = (mm.Vec3(*(v / NM_TO_A)) for v in atoms.cell.array)
             self.system.setDefaultPeriodicBoxVectors(a, b, c)
         elif atoms.pbc.any():
-            raise ValueError("OpenMM supports fully periodic or non-periodic systems; set pbc to all True or all False")
+            raise ConfigError("OpenMM supports fully periodic or non-periodic systems, not a partly periodic cell",
+                              hint="set atoms.pbc to all True or all False")
         self.force = mm.CustomExternalForce("e0 - fx*x - fy*y - fz*z")
         for name in ("e0", "fx", "fy", "fz"):
             self.force.addPerParticleParameter(name)
@@ -92,8 +118,9 @@ class OpenMMBridge:
         """Evaluate the model at the context's positions and load the result into the OpenMM force."""
         import openmm.unit as u
 
-        x_nm = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
-        e, f = self.model_energy_forces(np.asarray(x_nm) * NM_TO_A)
+        # OpenMM evaluates e0 - f.x at its own positions in nm: use exactly those
+        x_nm = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
+        e, f = self.model_energy_forces(x_nm * NM_TO_A)
         f_omm = f * FORCE_TO_OPENMM  # (N, 3) kJ/mol/nm
         e0 = e * EV_TO_KJMOL / len(f) + (f_omm * x_nm).sum(-1)  # (N,) kJ/mol
         for i in range(len(f)):
@@ -112,9 +139,5 @@ class OpenMMBridge:
     @staticmethod
     def openmm_energy_forces(context) -> tuple[float, np.ndarray]:
         """OpenMM's potential energy (eV) and forces (N, 3) eV/Å, converted from kJ/mol and kJ/mol/nm."""
-        import openmm.unit as u
-
-        st = context.getState(getEnergy=True, getForces=True)
-        e = st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / EV_TO_KJMOL
-        f = np.asarray(st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)) / FORCE_TO_OPENMM
-        return float(e), f
+        out = state_to_ev(context.getState(getEnergy=True, getForces=True))
+        return float(out["energy"]), out["forces"]

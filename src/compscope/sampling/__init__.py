@@ -1,0 +1,51 @@
+"""Boltzmann sampling: targets (energies in kT), reference MCMC (MALA, HMC), Boltzmann-generator flows.
+
+Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
+Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
+comparison with the literature's splits), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
+log-density) and :mod:`._train` (maximum-likelihood training on :mod:`compscope.train`; imported on first use, it
+loads Lightning). Imports only ``data``, ``nn``, ``models`` and ``train``.
+"""
+
+from ._errors import SamplingInputError
+from ._flow import EquivariantCNF, EquivariantVectorField
+from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
+from ._reference import (
+    REFERENCE_DEFAULTS,
+    compare_energies,
+    initial_positions,
+    load_split,
+    make_reference,
+    read_reference,
+    reference_dir,
+)
+from ._targets import (
+    TARGETS,
+    DoubleWell4,
+    ForceFieldTarget,
+    GaussianMixture,
+    LennardJones,
+    Target,
+    check_positions,
+    energy_and_force,
+    get_target,
+)
+
+__all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run_mcmc", "get_sampler", "SAMPLERS",
+           "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
+           "energy_and_force", "check_positions", "get_target", "TARGETS",
+           "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
+           "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
+           "train_flow", "load_positions"]
+
+_LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
+         "load_positions": "load_positions"}
+
+
+def __getattr__(name: str):
+    # the training pieces import Lightning: only when asked for, so targets and MCMC import fast
+    if name in _LAZY:
+        from . import _train
+
+        return getattr(_train, _LAZY[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,73 @@
+"""Flow training on compscope.train: a tiny config trains, writes its run folder, resumes, refuses changes; the
+shipped config resolves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from compscope.cli import app
+from compscope.errors import ConfigError, ResumeError
+from compscope.sampling import load_positions, train_flow
+from compscope.sampling._train import resolve_config
+from compscope.train import load_yaml, read_metrics
+
+from .conftest import FIXTURES
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "sampling").glob("*.yaml"))
+runner = CliRunner()
+
+
+def _config(tmp_path: Path) -> dict:
+    data = str(FIXTURES / "dw4_test_300.npy")
+    return {"seed": 0, "flow": {"hidden": 8, "num_layers": 1, "n_steps": 2},
+            "data": {"target": "dw4", "train": data, "valid": data, "n_train": 32, "n_valid": 16, "batch_size": 16},
+            "module": {"lr": 1e-3, "train_steps": 1},
+            "trainer": {"max_epochs": 1, "progress_bar": False, "num_threads": 1}}
+
+
+def test_train_resume_and_refuse(tmp_path):
+    cfg = _config(tmp_path)
+    res = train_flow(cfg, out=tmp_path / "run")
+    assert res.best.exists() and (tmp_path / "run" / "config.yaml").exists()
+    rows = read_metrics(tmp_path / "run")
+    assert np.isfinite(rows[-1]["val_nll"]) and "val_nll_per_dof" in rows[-1]
+    more = {**cfg, "trainer": {**cfg["trainer"], "max_epochs": 2}}
+    train_flow(more, out=tmp_path / "run", resume=True)
+    assert len(read_metrics(tmp_path / "run")) == 2
+    with pytest.raises(ResumeError, match="flow.hidden"):
+        train_flow({**more, "flow": {**cfg["flow"], "hidden": 16}}, out=tmp_path / "run", resume=True)
+
+
+def test_cli_train_errors(tmp_path):
+    res = runner.invoke(app, ["sample", "train", str(tmp_path / "missing.yaml")])
+    assert res.exit_code == 2 and "not found" in res.output
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**_config(tmp_path), "flow": {"hiden": 8}}))
+    res = runner.invoke(app, ["sample", "train", str(path), "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "hiden" in res.output
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_resolve(path):
+    cfg = resolve_config(load_yaml(path))
+    assert cfg["flow"]["n_particles"] == 4 and cfg["trainer"]["monitor"] == "val_nll"
+    with pytest.raises(ConfigError, match="unknown top-level"):
+        resolve_config({**load_yaml(path), "lr": 1.0})
+
+
+def test_load_positions_shapes(tmp_path):
+    x = load_positions(FIXTURES / "dw4_test_300.npy", "dw4")
+    assert x.shape == (300, 4, 2) and x.mean(1).abs().max() < 1e-12 and x.dtype == torch.float64
+    from compscope.sampling import SamplingInputError
+
+    with pytest.raises(SamplingInputError, match="coordinates"):
+        load_positions(FIXTURES / "lj13_test_300.npy", "dw4")
+    with pytest.raises(SamplingInputError, match="expected"):
+        load_positions(tmp_path / "x.txt", "dw4")
