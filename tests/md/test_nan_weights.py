@@ -12,9 +12,9 @@ from ase.io import read, write
 from typer.testing import CliRunner
 
 from compscope.cli import app
-from compscope.forcefield import save_package
 from compscope.md import MDInputError, simulate
 from compscope.models import build_model
+from compscope.models.artifacts import save_package
 
 from .conftest import thermalize
 
@@ -88,7 +88,7 @@ def test_md_cli_refuses_a_model_with_nan_weights(tmp_path):
     model = _model()
     with torch.no_grad():
         next(p for n, p in model.named_parameters() if "interactions" in n).view(-1)[0] = float("nan")
-    path = save_package(model, KW, tmp_path / "nan.pt")
+    path = save_package(model, tmp_path / "nan.pt", model_kwargs=KW)
     start = tmp_path / "ethanol.xyz"
     write(start, ETHANOL)
     out = tmp_path / "run"

@@ -21,10 +21,6 @@ SPECIES = [1, 6, 8]
 E0 = {1: -13.6, 6: -1029.5, 8: -2041.8}  # eV: realistic magnitudes, so float32 rounding of E0 is exercised
 R_MAX = 4.0
 DTYPES = [torch.float32, torch.float64]
-# the learned model adds its readout of the initial embedding to an isolated atom, so E(atom) != E0 today;
-# the fix belongs to models/_forcefield.py: when it lands these cases XPASS and strict=True makes that visible
-ISOLATED_BUG = pytest.mark.xfail(strict=True, reason="EquivariantPotential: an isolated atom's energy is not "
-                                                     "exactly its E0 (readout of the initial embedding)")
 
 
 def _learned(dtype):
@@ -87,14 +83,12 @@ def test_compiled_potential(dtype, ethanol_xyz, tmp_path):
         torch.testing.assert_close(a["forces"], b["forces"], rtol=tol, atol=tol)
 
 
-@ISOLATED_BUG
 @pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
 def test_learned_potential_isolated_atoms(dtype, ethanol_xyz):
     graphs, _ = _inputs(dtype, ethanol_xyz)
     check_potential(_learned(dtype), graphs[:1], isolated=E0)
 
 
-@ISOLATED_BUG
 @pytest.mark.parametrize("dtype", DTYPES, ids=_ids)
 def test_compiled_potential_isolated_atoms(dtype, ethanol_xyz, tmp_path):
     graphs, _ = _inputs(dtype, ethanol_xyz)
