@@ -265,6 +265,8 @@ def simulate(
         state, restart = _restore(state, evaluate, integ, restart, out_dir, replicas)
     else:
         state = integ.init(state)
+    if check_inputs:
+        _check_finite_start(state, potential)
     monitor.setup(state, integ, reference=None if restart is None else restart.get("monitor"),
                   temperature_K=temperature)
     if restart is not None and "good_positions" in restart:
@@ -347,6 +349,21 @@ def simulate(
 
             files.update(plot_run(out_dir / H5, out_dir, monitor.bonds.numpy(), dt_fs=integ.dt_fs))
     return result
+
+
+def _check_finite_start(state: MDState, potential) -> None:
+    """Refuse to start from a state whose energy or forces are already NaN/inf: no step could be trusted."""
+    per_atom = (~torch.isfinite(state.forces).all(-1)).to(torch.long)  # (N,)
+    bad_atoms = torch.zeros_like(state.energy, dtype=torch.long).index_add(0, state.batch, per_atom)  # (G,)
+    bad = ~torch.isfinite(state.energy) | (bad_atoms > 0)  # (G,)
+    if bool(bad.any()):
+        which = torch.nonzero(bad).flatten().tolist()
+        n_bad = sum(int((~torch.isfinite(p)).sum()) for p in potential.parameters()) \
+            if isinstance(potential, torch.nn.Module) else 0
+        raise MDInputError(
+            f"the potential returns NaN/inf energies or forces for the start structure of replica(s) {which}"
+            + (f"; {n_bad} of its weights are NaN/inf" if n_bad else "")
+            + ": check the model file (a training run that diverged writes NaN weights) and the start structure")
 
 
 def _restart_payload(state: MDState, integ: Integrator, monitor: StabilityMonitor) -> dict:

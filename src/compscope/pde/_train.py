@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from compscope.errors import ConfigError
-from compscope.train import FitResult, RunDir, TrainerConfig, check_arguments, fit, is_rank_zero, learning_curves
+from compscope.train import (
+    EpochSeed,
+    FitResult,
+    RunDir,
+    TrainerConfig,
+    check_arguments,
+    fit,
+    is_rank_zero,
+    learning_curves,
+)
 
 from ._data import PDEDataModule
 from ._models import model_spec
@@ -123,7 +132,8 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module, data, trainer = build(cfg)  # before the run folder: a bad equation or grid leaves no folder behind
     run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
-    result = fit(module, data, run, trainer)
+    # per-epoch seeding of the training step's draws (windows, unrolls, mirrors): a resumed run repeats them
+    result = fit(module, data, run, trainer, callbacks=[EpochSeed(cfg["seed"])])
     if is_rank_zero() and run.file("metrics.jsonl").exists():
         learning_curves(run.file("losses.png"), run.file("metrics.jsonl"), ["train_loss", "val_acc_error"])
     return result
