@@ -114,3 +114,18 @@ def test_predictor_pt_of_the_earlier_train_predictor_loads(tmp_path, small_molec
     torch.save({"kind": "something else"}, tmp_path / "other.pt")
     with pytest.raises(ConfigError, match="not a compscope property predictor"):
         load_predictor(tmp_path / "other.pt")
+
+
+def test_train_predictor_reproduces_the_earlier_loop_bit_for_bit(tmp_path, qm9, splits):
+    """The settings that wrote predictor_v0.pt with the earlier loop (3 steps, seed 0, initial weights from
+    torch.manual_seed(0), 1 torch thread as every test here) give the same weights, Adam moments and losses on
+    compscope.train.fit."""
+    old = torch.load(FIXTURE / "predictor_v0.pt", weights_only=True)
+    pred, prog = train_predictor(tmp_path / "new", "alpha", qm9, splits["first_half"][:200], max_seconds=600,
+                                 max_steps=3, val_rows=splits["valid"][:16], **SMALL)
+    for k, v in old["state_dict"].items():
+        assert torch.equal(v, pred.state_dict()[k]), k
+    assert prog["last_loss"] == old["progress"]["last_loss"]
+    adam = torch.load(tmp_path / "new" / "checkpoints" / "last.ckpt", weights_only=False)["optimizer_states"][0]
+    for i, s in old["optimizer"]["state"].items():
+        assert all(torch.equal(s[k], adam["state"][i][k]) for k in ("step", "exp_avg", "exp_avg_sq")), i
