@@ -118,6 +118,9 @@ def run_replica_exchange(spec: dict, max_iterations: int | None = None) -> dict:
 
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
 
+    multistate.MultiStateSampler._global_citation_silence = True  # no citation banner on stdout (CLI prints JSON)
+    for name in ("openmmtools.multistate.multistatesampler", "openmmtools.multistate.multistatereporter"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # "the multistate API is experimental", once per run
     run_dir = Path(spec["dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = _storage(run_dir)
