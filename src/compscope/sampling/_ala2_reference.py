@@ -80,7 +80,9 @@ def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: i
 
     Returns:
         ``population``, ``error_blocks`` (standard error of all block means), ``error_runs`` (standard error of the
-        runs' populations; None with one run), ``per_run``, ``n_samples``, ``n_blocks``.
+        runs' populations; None with one run), ``per_run``, ``n_samples``, ``n_blocks``, ``entries`` (times a run
+        enters the basin) and ``n_effective`` (``p (1 - p) / error_blocks**2``, the independent samples the
+        block error corresponds to).
     """
     phi = np.asarray(phi, dtype=np.float64)
     run = np.zeros(len(phi), dtype=int) if run is None else np.asarray(run)
@@ -88,17 +90,20 @@ def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: i
         raise SamplingInputError("no frames to estimate the basin population from",
                                  hint="run more iterations than burn_in")
     ind = ((phi > basin[0]) & (phi < basin[1])).astype(np.float64)
-    blocks, per_run = [], []
+    blocks, per_run, entries = [], [], 0
     for r in np.unique(run):
         x = ind[run == r]
         per_run.append(float(x.mean()))
+        entries += int(x[0] + ((x[1:] - x[:-1]) > 0).sum())
         k = max(1, min(int(n_blocks), len(x)))
         blocks.extend(b.mean() for b in np.array_split(x, k))
     blocks = np.asarray(blocks)
     err_b = float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
     err_r = float(np.std(per_run, ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else None
-    return {"population": float(ind.mean()), "error_blocks": err_b, "error_runs": err_r, "per_run": per_run,
-            "n_samples": int(len(phi)), "n_blocks": int(len(blocks))}
+    p = float(ind.mean())
+    n_eff = float(p * (1 - p) / err_b**2) if err_b > 0 else None
+    return {"population": p, "error_blocks": err_b, "error_runs": err_r, "per_run": per_run,
+            "n_samples": int(len(phi)), "n_blocks": int(len(blocks)), "entries": entries, "n_effective": n_eff}
 
 
 def _storage(run_dir: Path) -> Path:
@@ -190,15 +195,20 @@ def _read_run(run_dir: Path, burn_in: int) -> dict | None:
         start = min(max(int(burn_in), 1), n_it)  # iteration 0 is the (minimised) starting structure
         rep0 = np.argmax(states[start:] == 0, axis=1)  # the replica in the 300 K state at each iteration
         its = np.arange(start, n_it)
-        pos = np.asarray(nc.variables["positions"][start:n_it])  # (it, replica, atoms, 3) nm
-        pos = pos[np.arange(len(its)), rep0] * 10.0  # Å
+        allpos = np.asarray(nc.variables["positions"][start:n_it])  # (it, replica, atoms, 3) nm
+        pos = allpos[np.arange(len(its)), rep0] * 10.0  # Å
         u = energies[its, rep0, 0]
+        # basin frames per thermodynamic state (all replicas): how often each temperature visits it
+        phi_all = dihedral_angles(allpos.reshape(-1, allpos.shape[2], 3), ALA2_PHI).reshape(allpos.shape[:2])
+        in_basin = (phi_all > ALA2_BASIN[0]) & (phi_all < ALA2_BASIN[1])
+        st = states[start:n_it]
+        per_state = [(int(in_basin[st == k].sum()), int((st == k).sum())) for k in range(states.shape[1])]
     k = accepted.shape[0]
     acc = [float(accepted[i, i + 1] + accepted[i + 1, i]) / max(float(proposed[i, i + 1] + proposed[i + 1, i]), 1.0)
            for i in range(k - 1)]
     progress = json.loads((run_dir / "progress.json").read_text()) if (run_dir / "progress.json").exists() else {}
     return {"positions": pos, "energy": u, "iteration": its, "n_iterations": n_it - 1, "acceptance": acc,
-            "wall_s": float(progress.get("wall_s", 0.0))}
+            "wall_s": float(progress.get("wall_s", 0.0)), "per_state": per_state}
 
 
 def _temperatures(cfg: dict) -> np.ndarray:
@@ -206,11 +216,12 @@ def _temperatures(cfg: dict) -> np.ndarray:
     return np.geomspace(float(cfg["t_min"]), float(cfg["t_max"]), int(cfg["n_replicas"]))
 
 
-def assemble_ala2_reference(out: str | Path, n_blocks: int = 10) -> tuple[Path, dict]:
-    """Write ``<out>/reference.h5`` from whatever the runs in ``out`` hold; returns its path and a summary.
+def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | None = None,
+                            path: str | Path | None = None) -> tuple[Path, dict]:
+    """Write ``<out>/reference.h5`` (or ``path``) from whatever the runs in ``out`` hold; returns it and a summary.
 
-    Works on a run that is still going (the storage is read, never written), so the basin population can be
-    watched while it converges.
+    Works on a run that is still going (the storage is only read), so the basin population can be watched while
+    it converges; ``burn_in`` overrides the configured one for such a look.
     """
     import h5py
     import yaml
@@ -221,6 +232,8 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10) -> tuple[Path, 
         raise SamplingInputError(f"{out} holds no alanine-dipeptide replica-exchange run (no config.yaml)",
                                  hint="run `compscope sample reference ala2 --out DIR` first")
     cfg = yaml.safe_load(cfg_file.read_text())
+    if burn_in is not None:
+        cfg["burn_in"] = int(burn_in)
     runs = []
     for r in range(int(cfg["n_runs"])):
         data = _read_run(out / "runs" / f"run_{r:02d}", int(cfg["burn_in"]))
@@ -238,6 +251,7 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10) -> tuple[Path, 
     pop = basin_population(phi, run, n_blocks=n_blocks)
     acc = np.mean([d["acceptance"] for _, d in runs], axis=0)
     iters = [d["n_iterations"] for _, d in runs]
+    per_state = np.sum([d["per_state"] for _, d in runs], axis=0)  # (state, (in basin, frames))
     wall = [d["wall_s"] for _, d in runs]
     ps_per_it = float(cfg["steps_per_iteration"]) * float(cfg["timestep_fs"]) * 1e-3
     summary = {
@@ -248,12 +262,15 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10) -> tuple[Path, 
         "complete": all(i >= int(cfg["n_iterations"]) for i in iters) and len(runs) == int(cfg["n_runs"]),
         "temperatures_K": [round(float(t), 3) for t in _temperatures(cfg)],
         "neighbour_acceptance": [round(float(a), 4) for a in acc],
+        "basin_population_per_temperature": [round(float(b) / max(float(n), 1.0), 5) for b, n in per_state],
+        "basin_entries_300K": pop["entries"], "n_effective": pop["n_effective"],
         "simulated_ns_300K": float(sum(iters) * ps_per_it * 1e-3),
         "simulated_ns_all_replicas": float(sum(iters) * ps_per_it * 1e-3 * int(cfg["n_replicas"])),
-        "wall_s_per_run": wall, "energy_mean_kT": float(energy.mean()), "energy_sd_kT": float(energy.std()),
+        "burn_in": int(cfg["burn_in"]), "wall_s_per_run": wall, "energy_mean_kT": float(energy.mean()),
+        "energy_sd_kT": float(energy.std()),
     }
-    final = out / "reference.h5"
-    tmp = out / "reference.h5.tmp"
+    final = Path(path) if path is not None else out / "reference.h5"
+    tmp = final.with_name(final.name + ".tmp")
     with h5py.File(tmp, "w") as h5:
         h5["positions"] = pos
         h5["positions"].attrs["unit"] = "angstrom"
