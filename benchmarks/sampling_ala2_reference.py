@@ -1,0 +1,113 @@
+"""Alanine-dipeptide 300 K reference by replica exchange: C7ax/alpha_L basin population, exchange rates, cost.
+
+Reads (default) or runs the replica-exchange reference of :func:`compscope.sampling.make_ala2_reference`
+(openmmtools parallel tempering, amber14 vacuum, unconstrained, 8 replicas 300-1000 K, independent runs as Ray
+tasks) in its cache folder ``<data dir>/sampling/ala2_remd_seed<S>`` and reports the population of the basin
+0 < phi < 2.2 rad at 300 K with error bars from blocks and from the independent runs, the basin population at
+every temperature, the neighbour exchange acceptance, the number of samples, simulated time and wall time, and the
+command that resumes the run. Reading works while the run is still going (the numbers are then "so far").
+
+    python -m benchmarks.sampling_ala2_reference                 # read the cached run as it stands
+    python -m benchmarks.sampling_ala2_reference --run           # run (or resume) it to the end first: hours
+    python -m benchmarks.sampling_ala2_reference --burn-in 100   # a look at a young run
+
+Writes ``benchmarks/results/sampling_ala2_reference.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import WORK, write_result  # noqa: E402
+
+RESUME = "nice -n 15 compscope sample reference ala2 --resume"
+"""The command that continues the cached run (same settings; ``--set n_iterations=N`` extends it)."""
+
+
+def main(argv: list[str] | None = None) -> Path:
+    import json
+
+    from compscope.sampling import (
+        ALA2_REFERENCE_DEFAULTS,
+        ala2_reference_dir,
+        assemble_ala2_reference,
+        make_ala2_reference,
+    )
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: the cache folder of --seed)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", action="store_true", help="run or resume the reference to the end before reading")
+    p.add_argument("--burn-in", type=int, default=None, help="override the configured burn-in when reading")
+    p.add_argument("--n-blocks", type=int, default=10, help="blocks per run for the block error bar")
+    a = p.parse_args(argv)
+    out = a.out or ala2_reference_dir(a.seed)
+    if a.run:
+        make_ala2_reference(out, resume=(out / "config.yaml").exists(), seed=a.seed)
+    look = WORK / "sampling" / "ala2_reference_look.h5"
+    look.parent.mkdir(parents=True, exist_ok=True)
+    _, s = assemble_ala2_reference(out, n_blocks=a.n_blocks, burn_in=a.burn_in, path=look)
+    cfg = {**ALA2_REFERENCE_DEFAULTS, **_config(out)}
+    done, target = sum(s["iterations_per_run"]), int(cfg["n_iterations"]) * int(cfg["n_runs"])
+    wall = sum(s["wall_s_per_run"])
+    s_per_it = wall / max(done, 1)  # CPU-seconds per iteration of one run (all replicas), on this machine
+    err = s["basin_error_blocks"] if s["basin_error_runs"] is None else max(s["basin_error_blocks"],
+                                                                            s["basin_error_runs"])
+    payload = {
+        "system": "alanine dipeptide (ACE-ALA-NME), amber14, vacuum, no constraints, 300 K",
+        "method": "openmmtools ParallelTemperingSampler (Langevin, all-pairs Gibbs swaps), "
+                  f"{cfg['n_replicas']} replicas {cfg['t_min']}-{cfg['t_max']} K geometric, "
+                  f"{cfg['steps_per_iteration']} x {cfg['timestep_fs']} fs per iteration, {cfg['n_runs']} independent "
+                  "runs as Ray tasks",
+        "run_folder": str(out),
+        "config": cfg,
+        "basin": "0 < phi < 2.2 rad (C7ax / alpha_L)",
+        "basin_population": s["basin_population"],
+        "basin_population_error": err,
+        "basin_population_error_blocks": s["basin_error_blocks"],
+        "basin_population_error_runs": s["basin_error_runs"],
+        "basin_population_per_run": s["basin_population_per_run"],
+        "basin_population_per_temperature": dict(zip([str(t) for t in s["temperatures_K"]],
+                                                     s["basin_population_per_temperature"])),
+        "basin_entries_300K": s["basin_entries_300K"],
+        "n_effective_basin": s["n_effective"],
+        "n_samples_300K": s["n_samples"],
+        "burn_in_iterations": s["burn_in"],
+        "iterations_per_run": s["iterations_per_run"],
+        "iterations_target_per_run": s["iterations_target"],
+        "complete": s["complete"],
+        "temperatures_K": s["temperatures_K"],
+        "neighbour_exchange_acceptance": s["neighbour_acceptance"],
+        "simulated_ns_300K": s["simulated_ns_300K"],
+        "simulated_ns_all_replicas": s["simulated_ns_all_replicas"],
+        "wall_s_per_run": s["wall_s_per_run"],
+        "cpu_s_per_iteration": s_per_it,
+        "cpu_h_to_finish": (target - done) * s_per_it / 3600.0,
+        "energy_mean_kT": s["energy_mean_kT"],
+        "energy_sd_kT": s["energy_sd_kT"],
+        "resume_command": RESUME,
+        "notes": [
+            "error bar: the larger of the block standard error (each run cut into n_blocks consecutive blocks) "
+            "and the standard error of the independent runs' populations",
+            "wall time is the sum over runs of the time spent in openmmtools iterations (each run one core, niced "
+            "to 15 on a shared 2-core machine: timings are pessimistic)",
+        ] + ([] if s["complete"] else ["run still going or interrupted: numbers so far; resume with resume_command"]),
+    }
+    path = write_result("sampling_ala2_reference", payload, seed=a.seed)
+    print(json.dumps({k: payload[k] for k in ("basin_population", "basin_population_error", "n_samples_300K",
+                                              "iterations_per_run", "neighbour_exchange_acceptance")}, indent=1))
+    return path
+
+
+def _config(out: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((out / "config.yaml").read_text())
+
+
+if __name__ == "__main__":
+    main()
