@@ -17,6 +17,7 @@ from compscope.integrations.openmm_systems import ALANINE_DIPEPTIDE_PDB, alanine
 from compscope.sampling import (
     ALA2_PHI,
     ALA2_PSI,
+    OpenMMEnergyError,
     OpenMMTarget,
     SamplingInputError,
     alanine_dipeptide,
@@ -116,6 +117,19 @@ def test_nan_positions_and_overlaps_are_refused(ala2, frames):
         ala2.energy_and_force(x)
     with pytest.raises(SamplingInputError, match="temperature must be positive"):
         alanine_dipeptide(temperature=0.0)
+
+
+def test_overlapping_atoms_get_infinite_energy_and_are_counted(frames):
+    x = frames[:3].clone()
+    x[1, 3] = x[1, 0]  # two atoms on top of each other: OpenMM's Coulomb term is not finite
+    t = alanine_dipeptide()
+    u, f = t.energy_and_force(x)
+    assert torch.isinf(u[1]) and u[1] > 0 and torch.isfinite(u[[0, 2]]).all()
+    assert (f[1] == 0).all() and torch.isfinite(f).all() and t.n_nonfinite == 1
+    assert torch.exp(-(u - u[0])).isfinite().all()  # weights: exactly zero, never NaN
+    with pytest.raises(OpenMMEnergyError, match=r"non-finite energy or force for configurations \[1\]") as err:
+        alanine_dipeptide(nonfinite="raise").energy(x)
+    assert "nonfinite='inf'" in err.value.hint
 
 
 def test_dihedral_angles_on_known_geometries():

@@ -104,6 +104,9 @@ class OpenMMTarget(Target):
         platform: OpenMM platform: ``Reference`` (double precision, default) or ``CPU``.
         name: the target's name.
         n_particles: the number of atoms the samples have; a system with another number is refused.
+        nonfinite: what a configuration whose OpenMM energy or force is NaN/inf (overlapping atoms) gets:
+            ``"inf"`` (default) an energy of +inf and a zero force, counted in :attr:`n_nonfinite` (weights
+            exp(-u) vanish, Metropolis rejects it), or ``"raise"``: :class:`OpenMMEnergyError`.
 
     Examples:
         >>> t = alanine_dipeptide()  # doctest: +SKIP
@@ -114,7 +117,7 @@ class OpenMMTarget(Target):
     translation_invariant = True
 
     def __init__(self, system, temperature: float = 300.0, platform: str = "Reference", name: str = "openmm",
-                 n_particles: int | None = None):
+                 n_particles: int | None = None, nonfinite: str = "inf"):
         import openmm as mm
 
         xml = system if isinstance(system, str) else mm.XmlSerializer.serialize(system)
@@ -132,6 +135,11 @@ class OpenMMTarget(Target):
         if sys_.usesPeriodicBoundaryConditions():
             raise SamplingInputError("periodic OpenMM systems are not supported as sampling targets",
                                      hint="use a non-periodic system (nonbondedMethod=NoCutoff)")
+        if nonfinite not in ("inf", "raise"):
+            raise SamplingInputError(f"nonfinite={nonfinite!r}", hint="use 'inf' or 'raise'")
+        self.nonfinite = nonfinite
+        #: configurations whose OpenMM energy or force was not finite (given u = +inf), over this object's life
+        self.n_nonfinite = 0
         self._xml = xml
         self.n_particles, self.dim = n_sys, 3
         self.temperature = float(temperature)
@@ -197,9 +205,13 @@ class OpenMMTarget(Target):
             f[b] = np.asarray(fb) * NM_PER_A / self.kT_kjmol  # kJ/mol/nm -> kT/Å
         bad = ~(np.isfinite(u) & np.isfinite(f).reshape(len(u), -1).all(1))
         if bad.any():
-            raise OpenMMEnergyError(f"OpenMM returned a non-finite energy or force for configurations "
-                                    f"{np.flatnonzero(bad)[:5].tolist()}",
-                                    hint="those configurations overlap atoms; drop them or use float64 positions")
+            if self.nonfinite == "raise":
+                raise OpenMMEnergyError(f"OpenMM returned a non-finite energy or force for configurations "
+                                        f"{np.flatnonzero(bad)[:5].tolist()}",
+                                        hint="those configurations overlap atoms; drop them, or build the target "
+                                             "with nonfinite='inf' to give them zero weight")
+            self.n_nonfinite += int(bad.sum())
+            u[bad], f[bad] = np.inf, 0.0
         return u, f
 
     def _energy(self, x: torch.Tensor) -> torch.Tensor:
@@ -230,7 +242,7 @@ class OpenMMTarget(Target):
 
 
 def alanine_dipeptide(temperature: float = 300.0, platform: str = "Reference", constraints: str | None = None,
-                      n_particles: int | None = None) -> OpenMMTarget:
+                      n_particles: int | None = None, nonfinite: str = "inf") -> OpenMMTarget:
     """Alanine dipeptide (ACE-ALA-NME, 22 atoms) in vacuum, amber14, no cutoff, as a target at ``temperature``.
 
     Args:
@@ -239,11 +251,13 @@ def alanine_dipeptide(temperature: float = 300.0, platform: str = "Reference", c
         constraints: ``None`` (default: every Cartesian degree of freedom free) or ``"HBonds"`` (MD's system;
             the potential energy is the same function, constraints only matter to dynamics).
         n_particles: atoms of the samples to be evaluated (checked against the system's 22).
+        nonfinite: ``"inf"`` or ``"raise"`` (see :class:`OpenMMTarget`).
     """
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
 
     _, system = alanine_dipeptide_system("vacuum", constraints=constraints)
-    t = OpenMMTarget(system, temperature=temperature, platform=platform, name="ala2", n_particles=n_particles)
+    t = OpenMMTarget(system, temperature=temperature, platform=platform, name="ala2", n_particles=n_particles,
+                     nonfinite=nonfinite)
     t.phi_psi = (ALA2_PHI, ALA2_PSI)
     return t
 
