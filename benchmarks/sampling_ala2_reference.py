@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> Path:
         "wall_s_per_run": s["wall_s_per_run"],
         "cpu_s_per_iteration": s_per_it,
         "cpu_h_to_finish": (target - done) * s_per_it / 3600.0,
+        # the error falls as 1/sqrt(time): CPU hours (all runs) for a 10 % relative error on the population
+        "cpu_h_for_10pct_error": (wall / 3600.0 * (err / (0.1 * s["basin_population"])) ** 2
+                                  if s["basin_population"] > 0 and err == err else None),
         "energy_mean_kT": s["energy_mean_kT"],
         "energy_sd_kT": s["energy_sd_kT"],
         "resume_command": RESUME,
