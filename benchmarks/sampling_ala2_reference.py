@@ -22,7 +22,7 @@ from pathlib import Path
 
 if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import WORK, write_result  # noqa: E402
+from benchmarks._common import RESULTS, WORK, write_result  # noqa: E402
 
 RESUME = "nice -n 15 compscope sample reference ala2 --resume"
 """The command that continues the cached run (same settings; ``--set n_iterations=N`` extends it)."""
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> Path:
         "basin_population_per_run": s["basin_population_per_run"],
         "basin_population_per_temperature": dict(zip([str(t) for t in s["temperatures_K"]],
                                                      s["basin_population_per_temperature"])),
+        "cis_peptide_fraction_per_temperature": dict(zip([str(t) for t in s["temperatures_K"]],
+                                                         s["cis_fraction_per_temperature"])),
         "basin_entries_300K": s["basin_entries_300K"],
         "n_effective_basin": s["n_effective"],
         "n_samples_300K": s["n_samples"],
@@ -100,10 +102,45 @@ def main(argv: list[str] | None = None) -> Path:
             "to 15 on a shared 2-core machine: timings are pessimistic)",
         ] + ([] if s["complete"] else ["run still going or interrupted: numbers so far; resume with resume_command"]),
     }
+    payload["figure"] = str(_plot(look, RESULTS / "sampling_ala2_reference.png").relative_to(RESULTS.parents[1]))
     path = write_result("sampling_ala2_reference", payload, seed=a.seed)
     print(json.dumps({k: payload[k] for k in ("basin_population", "basin_population_error", "n_samples_300K",
                                               "iterations_per_run", "neighbour_exchange_acceptance")}, indent=1))
     return path
+
+
+def _plot(h5_path: Path, png: Path) -> Path:
+    """Ramachandran free energy at 300 K with the basin marked, and each run's running basin population."""
+    import h5py
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with h5py.File(h5_path) as h5:
+        phi, psi, run, it = h5["phi"][:], h5["psi"][:], h5["run"][:], h5["iteration"][:]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(9.5, 4))
+    h, xe, ye = np.histogram2d(phi, psi, bins=60, range=[[-np.pi, np.pi], [-np.pi, np.pi]], density=True)
+    with np.errstate(divide="ignore"):
+        f = -np.log(h)
+    f -= f[np.isfinite(f)].min()
+    im = ax.pcolormesh(xe, ye, np.where(np.isfinite(f), f, np.nan).T, cmap="viridis", shading="flat")
+    fig.colorbar(im, ax=ax, label="free energy (kT)")
+    for v in (0.0, 2.2):
+        ax.axvline(v, color="w", lw=0.8, ls="--")
+    ax.set(xlabel="phi (rad)", ylabel="psi (rad)", title=f"300 K, {len(phi)} frames (replica exchange)")
+    for r in np.unique(run):
+        m = run == r
+        ind = ((phi[m] > 0) & (phi[m] < 2.2)).astype(float)
+        bx.plot(it[m], 100 * np.cumsum(ind) / np.arange(1, m.sum() + 1), label=f"run {r}")
+    bx.set(xlabel="iteration (0.5 ps per replica)", ylabel="running basin population (%)",
+           title="0 < phi < 2.2 rad at 300 K")
+    bx.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
 
 
 def _config(out: Path) -> dict:

@@ -18,6 +18,8 @@ reduced energies, exchange statistics and all 22 atom positions; a full checkpoi
 * ``positions`` (N, 22, 3) Å of the 300 K state after ``burn_in`` iterations, run-major;
 * ``energy`` (N,) reduced energy at 300 K (kT); ``phi``, ``psi`` (N,) rad; ``run``, ``iteration`` (N,);
 * ``temperatures`` (K,), ``acceptance`` (K-1,) neighbour exchange acceptance;
+* in the summary also the basin population and the fraction of frames with a cis peptide bond at every
+  temperature (cis bonds form at the top of the ladder; they belong to the force field's ensemble and are kept);
 * attributes: the config, the target's config, the basin population with its error bars, wall time.
 
 The error bar of the basin population comes from blocks (each run cut into ``n_blocks`` consecutive blocks; the
@@ -59,6 +61,8 @@ ALA2_REFERENCE_DEFAULTS = {
 }
 """Defaults of :func:`make_ala2_reference` (every one can be overridden; ``--set key=value`` on the CLI)."""
 
+#: the two peptide bonds' dihedrals CH3-C-N-CA (ACE-ALA) and CA-C-N-CH3 (ALA-NME); trans is |omega| ~ pi
+ALA2_OMEGAS = ((0, 1, 6, 7), (7, 9, 16, 17))
 _SAFE = {"n_iterations", "workers"}  # settings a resumed run may change
 
 
@@ -201,8 +205,12 @@ def _read_run(run_dir: Path, burn_in: int) -> dict | None:
         # basin frames per thermodynamic state (all replicas): how often each temperature visits it
         phi_all = dihedral_angles(allpos.reshape(-1, allpos.shape[2], 3), ALA2_PHI).reshape(allpos.shape[:2])
         in_basin = (phi_all > ALA2_BASIN[0]) & (phi_all < ALA2_BASIN[1])
+        # cis peptide bonds (|omega| < pi/2) appear at the top of the ladder: a diagnostic, kept in the ensemble
+        omega = dihedral_angles(allpos.reshape(-1, allpos.shape[2], 3), ALA2_OMEGAS).reshape(*allpos.shape[:2], 2)
+        cis = (np.abs(omega) < np.pi / 2).any(-1)
         st = states[start:n_it]
-        per_state = [(int(in_basin[st == k].sum()), int((st == k).sum())) for k in range(states.shape[1])]
+        per_state = [(int(in_basin[st == k].sum()), int((st == k).sum()), int(cis[st == k].sum()))
+                     for k in range(states.shape[1])]
     k = accepted.shape[0]
     acc = [float(accepted[i, i + 1] + accepted[i + 1, i]) / max(float(proposed[i, i + 1] + proposed[i + 1, i]), 1.0)
            for i in range(k - 1)]
@@ -251,7 +259,7 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | 
     pop = basin_population(phi, run, n_blocks=n_blocks)
     acc = np.mean([d["acceptance"] for _, d in runs], axis=0)
     iters = [d["n_iterations"] for _, d in runs]
-    per_state = np.sum([d["per_state"] for _, d in runs], axis=0)  # (state, (in basin, frames))
+    per_state = np.sum([d["per_state"] for _, d in runs], axis=0)  # (state, (in basin, frames, cis))
     wall = [d["wall_s"] for _, d in runs]
     ps_per_it = float(cfg["steps_per_iteration"]) * float(cfg["timestep_fs"]) * 1e-3
     summary = {
@@ -262,7 +270,8 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | 
         "complete": all(i >= int(cfg["n_iterations"]) for i in iters) and len(runs) == int(cfg["n_runs"]),
         "temperatures_K": [round(float(t), 3) for t in _temperatures(cfg)],
         "neighbour_acceptance": [round(float(a), 4) for a in acc],
-        "basin_population_per_temperature": [round(float(b) / max(float(n), 1.0), 5) for b, n in per_state],
+        "basin_population_per_temperature": [round(float(b) / max(float(n), 1.0), 5) for b, n, _ in per_state],
+        "cis_fraction_per_temperature": [round(float(c) / max(float(n), 1.0), 5) for _, n, c in per_state],
         "basin_entries_300K": pop["entries"], "n_effective": pop["n_effective"],
         "simulated_ns_300K": float(sum(iters) * ps_per_it * 1e-3),
         "simulated_ns_all_replicas": float(sum(iters) * ps_per_it * 1e-3 * int(cfg["n_replicas"])),
