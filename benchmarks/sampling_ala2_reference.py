@@ -76,7 +76,13 @@ def main(argv: list[str] | None = None) -> Path:
         "cis_peptide_fraction_per_temperature": dict(zip([str(t) for t in s["temperatures_K"]],
                                                          s["cis_fraction_per_temperature"])),
         "basin_entries_300K": s["basin_entries_300K"],
-        "n_effective_basin": s["n_effective"],
+        "n_effective_basin_blocks": s["n_effective"],
+        # effective samples of the basin indicator from the quoted (larger) error, and their cost: the number the
+        # flow's wall time per effective sample is compared with (issue 20)
+        "n_effective_basin": (s["basin_population"] * (1 - s["basin_population"]) / err**2 if err and err == err
+                              else None),
+        "cpu_s_per_effective_basin_sample": (wall * err**2 / (s["basin_population"] * (1 - s["basin_population"]))
+                                             if err and err == err and 0 < s["basin_population"] < 1 else None),
         "n_samples_300K": s["n_samples"],
         "burn_in_iterations": s["burn_in"],
         "iterations_per_run": s["iterations_per_run"],

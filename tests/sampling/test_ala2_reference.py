@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from compscope.cli import app
 from compscope.errors import CompscopeError, ResumeError, RunExistsError
 from compscope.sampling import alanine_dipeptide, basin_population, dihedral_angles, make_ala2_reference
+from compscope.sampling._ala2_reference import _lock
 
 pytest.importorskip("openmmtools")
 
@@ -27,6 +28,10 @@ def test_replica_exchange_resumes_and_keeps_the_300K_state(tmp_path):
     assert not s["complete"] and s["iterations_per_run"] == [4] and s["n_samples"] == 4
     with pytest.raises(RunExistsError, match="unfinished"):
         make_ala2_reference(out, **TINY)
+    lock = _lock(out / "runs" / "run_00")  # another process holds the run
+    with pytest.raises(CompscopeError, match="being run by another process"):
+        make_ala2_reference(out, resume=True, **TINY)
+    lock.close()
     with pytest.raises(ResumeError, match="t_max"):
         make_ala2_reference(out, resume=True, **{**TINY, "t_max": 900.0})
     path, s = make_ala2_reference(out, resume=True, **TINY)

@@ -119,8 +119,33 @@ def run_replica_exchange(spec: dict, max_iterations: int | None = None) -> dict:
 
     ``spec``: the config plus ``run`` (index) and ``dir`` (its folder). Iterations go in chunks of
     ``checkpoint_interval``; after each chunk ``progress.json`` (iterations done, wall seconds) is rewritten.
-    ``max_iterations`` stops early (the run stays resumable), as an interrupted run would.
+    ``max_iterations`` stops early (the run stays resumable), as an interrupted run would. A lock file keeps a
+    second process off a run that is going.
     """
+    run_dir = Path(spec["dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _lock(run_dir)  # one process per run: a second --resume while the first still runs is refused
+    try:
+        return _run_locked(spec, run_dir, max_iterations)
+    finally:
+        lock.close()
+
+
+def _lock(run_dir: Path):
+    import fcntl
+
+    fh = open(run_dir / "lock", "a+")  # noqa: SIM115 - held until the run stops
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise SamplingInputError(f"{run_dir} is being run by another process",
+                                 hint="wait for it to stop (or stop it) before resuming; reading the numbers "
+                                      "(assemble_ala2_reference, the benchmark) is fine meanwhile") from None
+    return fh
+
+
+def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None) -> dict:
     import openmm as mm
     import openmm.unit as unit
     from openmmtools import cache, mcmc, multistate, states
@@ -130,8 +155,6 @@ def run_replica_exchange(spec: dict, max_iterations: int | None = None) -> dict:
     multistate.MultiStateSampler._global_citation_silence = True  # no citation banner on stdout (CLI prints JSON)
     for name in ("openmmtools.multistate.multistatesampler", "openmmtools.multistate.multistatereporter"):
         logging.getLogger(name).setLevel(logging.ERROR)  # "the multistate API is experimental", once per run
-    run_dir = Path(spec["dir"])
-    run_dir.mkdir(parents=True, exist_ok=True)
     storage = _storage(run_dir)
     progress_file = run_dir / "progress.json"
     progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"wall_s": 0.0}
