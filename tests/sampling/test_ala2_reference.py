@@ -29,9 +29,11 @@ def test_replica_exchange_resumes_and_keeps_the_300K_state(tmp_path):
     with pytest.raises(RunExistsError, match="unfinished"):
         make_ala2_reference(out, **TINY)
     lock = _lock(out / "runs" / "run_00")  # another process holds the run
+    saved = (out / "config.yaml").read_text()
     with pytest.raises(CompscopeError, match="being run by another process"):
-        make_ala2_reference(out, resume=True, **TINY)
+        make_ala2_reference(out, resume=True, **{**TINY, "n_iterations": 8})
     lock.close()
+    assert (out / "config.yaml").read_text() == saved  # the refused call changed nothing
     with pytest.raises(ResumeError, match="t_max"):
         make_ala2_reference(out, resume=True, **{**TINY, "t_max": 900.0})
     path, s = make_ala2_reference(out, resume=True, **TINY)

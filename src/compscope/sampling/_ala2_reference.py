@@ -374,6 +374,9 @@ def make_ala2_reference(out: str | Path | None = None, resume: bool = False, *, 
 
         raise ResumeError(f"--resume: nothing to resume in {out} (no config.yaml)",
                           hint="run once without --resume first, or point --out at the run's folder")
+    for r in range(int(cfg["n_runs"])):  # refuse before touching config.yaml if another process runs a run
+        if (out / "runs" / f"run_{r:02d}").is_dir():
+            _lock(out / "runs" / f"run_{r:02d}").close()
     out.mkdir(parents=True, exist_ok=True)
     cfg_file.write_text(yaml.safe_dump(cfg, sort_keys=False))
     specs = [{**cfg, "run": r, "dir": str(out / "runs" / f"run_{r:02d}")} for r in range(int(cfg["n_runs"]))
