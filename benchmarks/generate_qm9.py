@@ -56,11 +56,6 @@ PUBLISHED_CONDITIONAL = {
 PREDICTOR = {"hidden": 64, "num_layers": 4, "batch_size": 96, "lr": 1e-3}  # EDM's classifier: 128 wide, 7 layers
 
 
-def _hms(hours: float) -> str:
-    s = int(round(hours * 3600))
-    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _percent(m) -> dict:
     return {k: 100 * v for k, v in m.as_dict().items() if isinstance(v, float)}
 
@@ -80,9 +75,12 @@ def _train_generator(config: Path, out: Path, hours: float, sample_steps: int | 
     import torch
 
     from compscope.generate import load_model, train
+    from compscope.train import load_yaml
 
+    cfg = load_yaml(config)
+    cfg.setdefault("trainer", {})["max_time_minutes"] = 60.0 * hours  # cumulative: a resume may extend it
     resume = (out / "checkpoints" / "last.ckpt").exists()
-    pt = train(config, resume=resume, overrides={"out": str(out), "max_time": _hms(hours)})
+    pt = train(cfg, out=out, resume=resume).run.model
     info = torch.load(pt, weights_only=False)["train_info"]
     gen = load_model(pt)
     if sample_steps:

@@ -6,14 +6,15 @@ error ~ a * steps^-b through the points with the most training trajectories, to 
 CPU-hours at the measured step time) the paper's error would need. The fit is an extrapolation, labelled as
 such in the JSON; the points are measured.
 
-    nice -n 5 python benchmarks/pde_budget_curve.py --equation E1 --nx 50 --model fno-small \
+    nice -n 5 python -m benchmarks.pde_budget_curve --equation E1 --nx 50 --model fno-small \
         --budgets 256x8 2048x8 2048x32 2048x64
 
 ``NxR`` = N training trajectories, R random windows per trajectory and epoch (``--repeat``); every budget is its
 own run directory under ``--runs`` and resumes from its last checkpoint; finished budgets are skipped on a rerun.
-Writes ``benchmarks/results/pde_budget_<eq>_nx<nx>_<model>.json`` + ``.png``. Anchor: the paper's Table 1
-(MP-PDE and FNO-PF errors of the cell, from ``pde_mp_pde.PAPER``) and our classical solver's error from
-``pde_mp_pde.json`` when that cell is there.
+A curve is a tuning sweep: writes ``benchmarks/results/sweeps/pde_budget_<eq>_nx<nx>_<model><recipe>.json`` +
+``.png`` (``--note`` adds to its ``notes``; a rerun keeps the notes already there). Anchor: the paper's Table 1
+(MP-PDE and FNO-PF errors of the cell, from ``pde_mp_pde.PAPER``) and our classical solver's error from the
+headline ``benchmarks/results/pde_mp_pde.json`` when that cell is there.
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import RESULTS, ROOT, SWEEPS, write_result  # noqa: E402
+from benchmarks.pde_mp_pde import PAPER_BUDGET, neural_config, optimizer_steps, paper_cell  # noqa: E402
 from compscope.pde import ACCELERATORS, cell_key  # noqa: E402
-from pde_mp_pde import PAPER_BUDGET, fill_error_se, neural_config, optimizer_steps, paper_cell  # noqa: E402
+
+NOTE = ("points are measured (train_wall_s is Lightning's training stage incl. validation, summed over resumes, "
+        "without loading the data); the fit and its step / CPU-hour estimates are an extrapolation")
+"""The first note of every curve's JSON."""
 
 
 def curve_name(equation: str, nx: int, model: str, lr: float = 1e-3, max_unroll: int = 2, augment: bool = False,
@@ -112,12 +118,14 @@ def main() -> None:
     ap.add_argument("--max-unroll", type=int, default=2, help="pushforward depth (the authors' recipe: 1)")
     ap.add_argument("--augment", action="store_true", help="mirror-image augmentation (E1/E2 only)")
     ap.add_argument("--ema-decay", type=float, default=0.0, help="weight EMA decay per step (0 = off)")
-    ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs" / "budget"))
+    ap.add_argument("--runs", default=str(ROOT / "benchmarks" / ".pde_runs" / "budget"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--accelerator", default="cpu", choices=ACCELERATORS,
                     help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", action="append", default=[],
+                    help="free text added to the JSON's notes (how the run went; repeatable)")
     a = ap.parse_args()
     budgets = []
     for b in a.budgets:
@@ -128,7 +136,7 @@ def main() -> None:
 
     import torch
 
-    from compscope.pde import evaluate, get_equation, train, training_time
+    from compscope.pde import evaluate, get_equation, train
 
     torch.set_num_threads(a.threads)
     eq = get_equation(a.equation)
@@ -137,8 +145,10 @@ def main() -> None:
     key = cell_key(eq.name, a.nx)
     name = curve_name(eq.name, a.nx, a.model, a.lr, a.max_unroll, a.augment, a.ema_decay, a.seed)
     recipe = name.removeprefix(f"pde_budget_{eq.name}_nx{a.nx}_{a.model}")
-    prev = RESULTS / f"{name}.json"
-    points = json.loads(prev.read_text())["points"] if prev.exists() else []
+    prev = SWEEPS / f"{name}.json"
+    old = json.loads(prev.read_text()) if prev.exists() else {}
+    points = old.get("points", [])
+    notes = [*old.get("notes", []), *(n for n in a.note if n not in old.get("notes", []))]
     paper = paper_cell(key) or {}
     main_json = RESULTS / "pde_mp_pde.json"
     classical = None
@@ -150,9 +160,7 @@ def main() -> None:
                "our classical": classical, "paper_steps": PAPER_BUDGET["optimizer_steps"]}
     for n_train, repeat in budgets:
         steps = optimizer_steps(n_train, repeat, a.batch_size, a.epochs)
-        done = find_point(points, n_train, repeat, a.epochs)
-        if done is not None:
-            fill_error_se(done, eq.name, a.nx, a.n_test, a.seed, a.cache)  # a point from before SEs
+        if find_point(points, n_train, repeat, a.epochs) is not None:
             continue
         run = Path(a.runs) / f"{eq.name}_nx{a.nx}_{a.model}{recipe}_{n_train}x{repeat}x{a.epochs}"
         last = run / "checkpoints" / "last.ckpt"
@@ -160,13 +168,13 @@ def main() -> None:
                             epochs=a.epochs, batch_size=a.batch_size, repeat=repeat, max_unroll=a.max_unroll,
                             lr=a.lr, augment=a.augment, ema_decay=a.ema_decay, accelerator=a.accelerator,
                             threads=a.threads)
-        ckpt = train(cfg, out=run, resume=last.exists()).best
-        train_s = training_time(run)["train_seconds"]  # summed over resumes; None for a run older than the timer
+        fitted = train(cfg, out=run, resume=last.exists())
+        ckpt, train_s = fitted.best, fitted.train_seconds  # training time summed over resumes
         res = evaluate(ckpt, eq.name, a.nx, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)
         points.append({"n_train": n_train, "repeat": repeat, "epochs": a.epochs, "optimizer_steps": steps,
                        "error": res["accumulated_error"], "error_se": res["accumulated_error_se"],
                        "checkpoint": str(ckpt),
-                       "train_wall_s": train_s, "s_per_step": None if train_s is None else train_s / steps})
+                       "train_wall_s": train_s, "s_per_step": train_s / steps})
         points.sort(key=lambda p: p["optimizer_steps"])
         print(key, a.model, steps, "steps ->", res["accumulated_error"], f"({train_s} s)", flush=True)
     # the fit uses the points with the most training trajectories only: fewer trajectories is a different
@@ -174,8 +182,7 @@ def main() -> None:
     n_fit = max((p["n_train"] for p in points), default=0)
     fitted = [p for p in points if p["n_train"] == n_fit]
     fit = power_law([p["optimizer_steps"] for p in fitted], [p["error"] for p in fitted])
-    timed = [p["s_per_step"] for p in points if p.get("s_per_step")]
-    step_s = float(np.median(timed)) if timed else None
+    step_s = float(np.median([p["s_per_step"] for p in points])) if points else None
     estimates = {}
     for label in ("paper MP-PDE", "paper FNO-PF"):
         need = steps_for(targets[label], fit) if targets[label] else None
@@ -188,11 +195,8 @@ def main() -> None:
         "power_law_fit": None if fit is None else {"a": fit[0], "b": fit[1], "form": "error = a * steps^-b",
                                                    "n_train": n_fit, "points": len(fitted)},
         "median_s_per_step": step_s, "extrapolation": estimates,
-        "note": "points are measured (this CPU, 1 thread, shared 2-core machine; train_wall_s is Lightning's training "
-                "stage incl. validation, summed over resumes, without loading the data; null for runs begun before "
-                "runs timed themselves); the fit and its step / CPU-hour estimates are an extrapolation",
-    }, seed=a.seed)
-    plot(points, fit, n_fit, targets, RESULTS / f"{name}.png",
+    }, seed=a.seed, sweep=True, notes=[NOTE, *(n for n in notes if n != NOTE)])
+    plot(points, fit, n_fit, targets, SWEEPS / f"{name}.png",
          f"{a.model}{recipe} on {key}: error vs training budget (CPU, {a.epochs} epochs)")
     print(json.dumps(estimates, indent=1))
 

@@ -2,9 +2,10 @@
 
 For each -authors equation and resolution, on the same test trajectories: the accumulated error between the two
 codings of the reference (``coarsen(u200, nx, "block")`` vs ``"box5"``), and our WENO5 solver (started from exact
-cell averages, as in the MP-PDE benchmark) scored against each. Writes ``benchmarks/results/pde_coarsening_gap.json``.
+cell averages, as in the MP-PDE benchmark) scored against each. Writes the headline
+``benchmarks/results/pde_coarsening_gap.json`` (``--note`` adds to its ``notes``).
 
-    python benchmarks/pde_coarsening_gap.py
+    python -m benchmarks.pde_coarsening_gap
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import write_result  # noqa: E402
+from benchmarks.pde_mp_pde import N0, weno_inputs  # noqa: E402
 from compscope.pde import (  # noqa: E402
     accumulated_error,
     cell_key,
@@ -22,9 +25,8 @@ from compscope.pde import (  # noqa: E402
     generate,
     get_equation,
     load_split,
-    weno_solve_batch,  # noqa: E402
+    weno_solve_batch,
 )
-from pde_mp_pde import N0, weno_inputs  # noqa: E402
 
 
 def main() -> None:
@@ -33,6 +35,8 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None)
+    ap.add_argument("--note", action="append", default=[],
+                    help="free text added to the JSON's notes (repeatable)")
     a = ap.parse_args()
     cells = {}
     for name in a.equations.split(","):
@@ -49,7 +53,8 @@ def main() -> None:
                 "WENO5_vs_box5": accumulated_error(weno, box5, N0),
             }
             print(cell_key(eq.name, nx), cells[cell_key(eq.name, nx)], flush=True)
-    print(write_result("pde_coarsening_gap", {"n_test": a.n_test, "given_steps": N0, "cells": cells}, seed=a.seed))
+    print(write_result("pde_coarsening_gap", {"n_test": a.n_test, "given_steps": N0, "cells": cells}, seed=a.seed,
+                       notes=a.note))
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ trajectories (near-inviscid shocks, strong dispersion). This script rolls traine
 scores every trajectory alone, and reports per solver: the share of the total error held by the worst 10 % of
 trajectories, the Spearman rank correlation of the error with each coefficient, the mean error per quartile of
 each coefficient, and the same for the classical WENO5 solver and the hold-last yardstick on the same
-trajectories. Not a test: a diagnostic, written to ``benchmarks/results/<name>.json`` + ``.png``.
+trajectories. Not a test: a diagnostic (a probe), written to ``benchmarks/results/sweeps/<name>.json`` + ``.png``
+(``--note`` adds to its ``notes``).
 
-    nice -n 5 python benchmarks/pde_error_breakdown.py \
+    nice -n 5 python -m benchmarks.pde_error_breakdown \
         --checkpoints benchmarks/.pde_runs/2048/E3_nx50_fno-small/checkpoints/best.ckpt
 """
 
@@ -19,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import SWEEPS, write_result  # noqa: E402
+from benchmarks.pde_mp_pde import N0, hold_last, weno_inputs  # noqa: E402
 from compscope.pde import trajectory_errors  # noqa: E402
-from pde_mp_pde import N0, hold_last, weno_inputs  # noqa: E402
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -62,6 +64,8 @@ def main() -> None:
     ap.add_argument("--cache", default=None)
     ap.add_argument("--name", default=None, help="JSON name (default pde_error_breakdown_<eq>_nx<nx>)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--note", action="append", default=[],
+                    help="free text added to the JSON's notes (repeatable)")
     a = ap.parse_args()
 
     import torch
@@ -93,8 +97,8 @@ def main() -> None:
               "solvers": {k: breakdown(v, cond, names) for k, v in solvers.items()},
               "per_trajectory": {"cond": cond.tolist(), **{k: v.tolist() for k, v in solvers.items()}}}
     name = a.name or f"pde_error_breakdown_{eq.name}_nx{nx}"
-    out = write_result(name, result, seed=a.seed)
-    _plot(solvers, cond, names, RESULTS / f"{name}.png", f"{eq.name} nx={nx}: accumulated error per test trajectory")
+    out = write_result(name, result, seed=a.seed, notes=a.note, sweep=True)
+    _plot(solvers, cond, names, SWEEPS / f"{name}.png", f"{eq.name} nx={nx}: accumulated error per test trajectory")
     for k, s in result["solvers"].items():
         corr = ", ".join(f"{n} {v['spearman']:+.2f}" for n, v in s["by_coefficient"].items())
         print(f"{k}: mean {s['mean']:.3g}, median {s['median']:.3g}, worst 10% hold {s['top10pct_share']:.0%}; "

@@ -6,11 +6,15 @@ of our classical solver (WENO5+SSP-RK3 and IF-RK4 pseudo-spectral for E1-E3; Che
 exact propagator for WE1-WE3), our MP-PDE and our FNO. Budgets are arguments; every finished cell is written
 to the JSON at once and skipped on a rerun (resume), and every training run resumes from its last checkpoint.
 
-    COMPSCOPE_PDE_CACHE=/tmp/pde nice -n 10 python benchmarks/pde_mp_pde.py --n-train 2048 --epochs 20
+    COMPSCOPE_PDE_CACHE=/tmp/pde nice -n 10 python -m benchmarks.pde_mp_pde --n-train 2048 --epochs 20
 
 The defaults are the authors' recipe (experiments/train.py): 20 epochs, each epoch 250 passes over the training
 set with a new random window per trajectory and pass (``--repeat 250``), batch 16: 2048 * 250 / 16 * 20 =
 640,000 optimiser steps per cell. The JSON records the steps actually run next to that number.
+
+Writes ``benchmarks/results/<name>.json`` (``--name``, default ``pde_mp_pde``) + PNGs; a variant of a headline run
+(another learning rate, a partial rerun) goes to ``benchmarks/results/sweeps/`` with ``--sweep``. ``--note``
+adds to the JSON's ``notes``; a rerun keeps the notes already there.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import RESULTS, ROOT, SWEEPS, write_result  # noqa: E402
 from compscope.pde import ACCELERATORS, EQUATIONS, cell_key, forcing_cell_average, parse_cell_key  # noqa: E402
 
 NAME = "pde_mp_pde"
@@ -142,18 +147,6 @@ def hold_last(ref: np.ndarray) -> np.ndarray:
     return np.repeat(ref[:, N0 - 1:N0], ref.shape[1], axis=1)
 
 
-def fill_error_se(entry: dict, equation: str, nx: int, n_test: int, seed: int, cache: str | None) -> bool:
-    """Give a neural result measured before standard errors were recorded its ``error_se``, re-evaluated from its
-    checkpoint; True when it was filled in (False: already there, or the checkpoint is gone)."""
-    if "error_se" in entry or not Path(entry["checkpoint"]).exists():
-        return False
-    from compscope.pde import evaluate
-
-    entry["error_se"] = evaluate(entry["checkpoint"], equation, nx, n_test=n_test, seed=seed, cache=cache,
-                                 timing=False)["accumulated_error_se"]
-    return True
-
-
 def neural_config(equation: str, nx: int, model: str, *, n_train: int, n_valid: int, seed: int, cache: str | None,
                   epochs: int, batch_size: int, repeat: int, max_unroll: int, lr: float, augment: bool = False,
                   ema_decay: float = 0.0, accelerator: str = "cpu", threads: int | None = 1,
@@ -257,30 +250,41 @@ def main() -> None:
     ap.add_argument("--augment", default="", help="equations (comma list) trained with mirror-image augmentation "
                                                   "(an exact symmetry of E1/E2 data; refused elsewhere)")
     ap.add_argument("--resolutions", default="", help="restrict nx (comma list); default all of each equation")
-    ap.add_argument("--runs", default=str(Path(__file__).resolve().parent / ".pde_runs"))
+    ap.add_argument("--runs", default=str(ROOT / "benchmarks" / ".pde_runs"))
     ap.add_argument("--cache", default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default=NAME)
+    ap.add_argument("--sweep", action="store_true",
+                    help="a variant of a headline run (another lr, a partial rerun): write to results/sweeps/")
+    ap.add_argument("--note", action="append", default=[],
+                    help="free text added to the JSON's notes (how the run went; repeatable)")
     ap.add_argument("--redo-classical", action="store_true", help="recompute the classical cells (re-time)")
     ap.add_argument("--accelerator", default="cpu", choices=ACCELERATORS,
                     help="where the neural solvers train (evaluation and runtimes stay on the CPU)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for these small models on a shared 2-core machine)")
     ap.add_argument("--table", action="store_true",
-                    help="only print the results table of docs/pde.md from the JSON (runs nothing)")
+                    help="only print the results table of the JSON --name (runs nothing)")
+    ap.add_argument("--paper", action="store_true", help="only print the paper's tables (PAPER; runs nothing)")
     a = ap.parse_args()
+    folder = SWEEPS if a.sweep else RESULTS
+    prev = folder / f"{a.name}.json"
+    if a.paper:
+        print(paper_tables())
+        return
     if a.table:
-        print(markdown_table(json.loads((RESULTS / f"{a.name}.json").read_text())["cells"]))
+        print(markdown_table(json.loads(prev.read_text())["cells"]))
         return
 
     import torch
 
-    from compscope.pde import accumulated_error, evaluate, generate, get_equation, load_split, train, training_time
+    from compscope.pde import accumulated_error, evaluate, generate, get_equation, load_split, train
 
     torch.set_num_threads(a.threads)
-    prev = RESULTS / f"{a.name}.json"
-    cells = json.loads(prev.read_text()).get("cells", {}) if prev.exists() else {}
+    old = json.loads(prev.read_text()) if prev.exists() else {}
+    cells = old.get("cells", {})
+    notes = [*old.get("notes", []), *(n for n in a.note if n not in old.get("notes", []))]
     budget = {k: getattr(a, k) for k in ("n_train", "n_valid", "n_test", "epochs", "repeat", "batch_size",
                                          "max_unroll", "lr", "ema_decay", "models", "seed", "threads",
                                          "accelerator")}
@@ -293,11 +297,11 @@ def main() -> None:
     def save():
         with _locked(prev):  # two runs on disjoint cells (one per core) share one JSON without losing cells
             merged = merge_cells(prev, cells, touched)
-            for key, cell in merged.items():  # also refreshes cells resumed from an older JSON
+            for key, cell in merged.items():  # a copy of PAPER for readers of the JSON (the code reads PAPER)
                 cell["paper"] = paper_cell(key)
             return write_result(a.name, {"budget": budget, "paper_budget": PAPER_BUDGET,
                                          "paper_source": PAPER_SOURCE, "cells": merged,
-                                         "summary": summarize(merged)}, seed=a.seed)
+                                         "summary": summarize(merged)}, seed=a.seed, notes=notes, sweep=a.sweep)
 
     for name in a.equations.split(","):
         eq = get_equation(name)
@@ -324,11 +328,7 @@ def main() -> None:
             key = cell_key(eq.name, nx)
             cell = cells.setdefault(key, {})
             for model in a.models.split(","):
-                done = cell.get("neural", {}).get(model)
-                if done is not None:
-                    if fill_error_se(done, eq.name, nx, a.n_test, a.seed, a.cache):  # a cell from before SEs
-                        touched.add(key)
-                        save()
+                if model in cell.get("neural", {}):
                     continue
                 run = Path(a.runs) / f"{eq.name}_nx{nx}_{model}"
                 resume = (run / "checkpoints" / "last.ckpt").exists()
@@ -337,14 +337,14 @@ def main() -> None:
                                     max_unroll=a.max_unroll, lr=a.lr, augment=eq.name in augmented,
                                     ema_decay=a.ema_decay, accelerator=a.accelerator, threads=a.threads,
                                     workers=a.workers)
-                ckpt = train(cfg, out=run, resume=resume).best
-                train_s = training_time(run)["train_seconds"]  # summed over resumes (None: run older than the timer)
+                fitted = train(cfg, out=run, resume=resume)
+                ckpt, train_s = fitted.best, fitted.train_seconds  # training time summed over resumes
                 res = evaluate(ckpt, eq.name, nx, n_test=a.n_test, seed=a.seed, cache=a.cache)
                 if nx == eq.resolutions[0]:
                     from compscope.pde import plot_rollout
 
                     plot_rollout(res["reference"][0], res["prediction"][0], res["x"], res["t"],
-                                 RESULTS / f"{a.name}_{eq.name}_nx{nx}_{model}_rollout.png",
+                                 folder / f"{a.name}_{eq.name}_nx{nx}_{model}_rollout.png",
                                  title=f"{model} on {eq.name}, nx={nx}")
                 cell.setdefault("neural", {})[model] = {
                     "error": res["accumulated_error"], "error_se": res["accumulated_error_se"],
@@ -360,7 +360,7 @@ def main() -> None:
     cells = json.loads(path.read_text())["cells"]  # with any cells a concurrent run added
     from compscope.pde import plot_error_vs_runtime
 
-    plot_error_vs_runtime(cells, RESULTS / f"{a.name}_error_vs_runtime.png")
+    plot_error_vs_runtime(cells, folder / f"{a.name}_error_vs_runtime.png")
     print(markdown_table(cells))
     print(path)
 
@@ -390,8 +390,9 @@ def _paper_text(paper: dict) -> str:
 
 
 def markdown_table(cells: dict) -> str:
-    """The results table of docs/pde.md: accumulated error (ms per trajectory, single) per solver, the trivial
-    hold-last error, and the paper's MP-PDE with its numerical baseline (every paper method: PAPER / docs)."""
+    """A results table (``--table``; docs/pde.md says how to read it): accumulated error (ms per trajectory,
+    single) per solver, the trivial hold-last error, and the paper's MP-PDE with its numerical baseline (every
+    paper method: :func:`paper_tables`)."""
     solvers = ["WENO5", "spectral", "Chebyshev", "mp-pde-small", "fno-small", "mp-pde", "fno"]
     present = [s for s in solvers if any(s in {**c.get("classical", {}), **c.get("neural", {})}
                                          for c in cells.values())]
@@ -404,10 +405,33 @@ def markdown_table(cells: dict) -> str:
             r = row.get(s)
             se = f" ± {r['error_se']:.2g}" if r is not None and r.get("error_se") is not None else ""
             vals.append("" if r is None else f"{_err(r['error'])}{se} ({1e3 * r['s_per_traj_single']:.3g} ms)")
-        paper = paper_cell(key) or c.get("paper") or {}
+        paper = paper_cell(key) or {}
         hold = c.get("persistence_error")
         lines.append(f"| {key} | " + " | ".join(vals) + f" | {'' if hold is None else f'{hold:.3g}'} | "
                      f"{_paper_text(paper)} |")
+    return "\n".join(lines)
+
+
+def paper_tables() -> str:
+    """The paper's numbers as transcribed in ``PAPER``: Table 1 (E1-E3, every method, accumulated error and the
+    runtimes it gives) and the WE1 table (pseudospectral and MP-PDE), as markdown; ``breaks`` where the paper's
+    solver breaks."""
+    def num(v):
+        return "breaks" if v is None else f"{v:g}"
+
+    lines = ["| cell | " + " | ".join(PAPER_METHODS) + " | WENO5 runtime [s] | MP-PDE runtime [s] |",
+             "|---" * (len(PAPER_METHODS) + 3) + "|"]
+    for (eq, nx), row in PAPER.items():
+        if eq.startswith("E"):
+            lines.append(f"| {cell_key(eq, nx)} | " + " | ".join(num(row[m][0]) for m in PAPER_METHODS)
+                         + f" | {num(row['WENO5'][1])} | {num(row['MP-PDE'][1])} |")
+    lines += ["", "| cell | " + " | ".join(PAPER_WE_METHODS) + " | "
+              + " | ".join(f"{m} runtime [s]" for m in PAPER_WE_METHODS) + " |",
+              "|---" * (2 * len(PAPER_WE_METHODS) + 1) + "|"]
+    for (eq, nx), row in PAPER.items():
+        if eq == "WE1":
+            lines.append(f"| {cell_key(eq, nx)} | " + " | ".join(num(row[m][0]) for m in PAPER_WE_METHODS) + " | "
+                         + " | ".join(num(row[m][1]) for m in PAPER_WE_METHODS) + " |")
     return "\n".join(lines)
 
 
@@ -437,7 +461,7 @@ def summarize(cells: dict) -> dict:
         if mp:  # our MP-PDE (any preset), next to the paper's
             best_mp = min(mp, key=lambda k: mp[k]["error"])
             row.update(mp_pde=best_mp, mp_pde_error=mp[best_mp]["error"])
-        paper = paper_cell(key) or cell.get("paper") or {}
+        paper = paper_cell(key) or {}
         for theirs, ours in PAPER_BASELINES.items():
             if paper.get(theirs) and paper[theirs][1] and ours in cl:
                 row[f"speedup_vs_paper_{theirs.lower()}"] = paper[theirs][1] / cl[ours]["s_per_traj_single"]

@@ -1,15 +1,17 @@
 """Run-to-run spread of one neural-solver cell over seeds, next to the paper's number.
 
-Each seed of :mod:`pde_budget_curve` is an independent replicate: its own training, validation and *test*
+Each seed of :mod:`benchmarks.pde_budget_curve` is an independent replicate: its own training, validation and *test*
 trajectories and its own initialisation. The accumulated error is a mean over heavy-tailed per-trajectory errors,
 so one seed's number moves by tens of per cent; this script reads the seeds' JSONs (run them first) and writes
 their mean, standard deviation and the standard error of the mean beside the paper's MP-PDE error.
 
-    python benchmarks/pde_budget_curve.py --equation E1-authors --nx 40 --model fno-small --budgets 2048x32 \\
+    python -m benchmarks.pde_budget_curve --equation E1-authors --nx 40 --model fno-small --budgets 2048x32 \\
         --lr 3e-4 --seed 1        # and --seed 2; seed 0 is the curve itself
-    python benchmarks/pde_seed_spread.py --equation E1-authors --nx 40 --model fno-small --lr 3e-4 --seeds 0 1 2
+    python -m benchmarks.pde_seed_spread --equation E1-authors --nx 40 --model fno-small --lr 3e-4 --seeds 0 1 2
 
-Writes ``benchmarks/results/pde_seeds_<eq>_nx<nx>_<model><recipe>.json``.
+Reads the curves from ``benchmarks/results/sweeps/``. A spread is a headline cell (the README quotes it):
+writes ``benchmarks/results/pde_seeds_<eq>_nx<nx>_<model><recipe>.json``; ``--sweep`` writes one that is not
+quoted to ``results/sweeps/``; ``--note`` adds to its ``notes``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_result  # noqa: E402
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import SWEEPS, write_result  # noqa: E402
+from benchmarks.pde_budget_curve import curve_name, find_point  # noqa: E402
+from benchmarks.pde_mp_pde import paper_cell  # noqa: E402
 from compscope.pde import cell_key, get_equation  # noqa: E402
-from pde_budget_curve import curve_name, find_point  # noqa: E402
-from pde_mp_pde import paper_cell  # noqa: E402
 
 
 def spread(errors: list[float]) -> dict:
@@ -50,13 +53,16 @@ def main() -> None:
     ap.add_argument("--budget", default="2048x32", help="NxR point of the curves to compare")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sweep", action="store_true", help="a spread the README does not quote: write to results/sweeps/")
+    ap.add_argument("--note", action="append", default=[],
+                    help="free text added to the JSON's notes (repeatable)")
     a = ap.parse_args()
     eq = get_equation(a.equation)
     n_train, repeat = (int(v) for v in a.budget.split("x"))
     runs, missing = [], []
     for seed in a.seeds:
         name = curve_name(eq.name, a.nx, a.model, a.lr, a.max_unroll, a.augment, a.ema_decay, seed)
-        path = RESULTS / f"{name}.json"
+        path = SWEEPS / f"{name}.json"
         points = json.loads(path.read_text())["points"] if path.exists() else []
         point = find_point(points, n_train, repeat, a.epochs)
         if point is None:
@@ -72,10 +78,10 @@ def main() -> None:
     out = {"cell": key, "model": a.model, "lr": a.lr, "max_unroll": a.max_unroll, "augment": a.augment,
            "ema_decay": a.ema_decay, "budget": a.budget, "epochs": a.epochs, "seeds": runs, **stats,
            "paper_mp_pde_error": paper[0],
-           "seeds_at_or_below_paper": None if paper[0] is None else sum(r["error"] <= paper[0] for r in runs),
-           "note": "each seed draws its own train/valid/test trajectories and initialisation"}
+           "seeds_at_or_below_paper": None if paper[0] is None else sum(r["error"] <= paper[0] for r in runs)}
     base = curve_name(eq.name, a.nx, a.model, a.lr, a.max_unroll, a.augment, a.ema_decay)
-    path = write_result(base.replace("pde_budget_", "pde_seeds_"), out)
+    path = write_result(base.replace("pde_budget_", "pde_seeds_"), out, sweep=a.sweep,
+                        notes=["each seed draws its own train/valid/test trajectories and initialisation", *a.note])
     print(f"{key} {a.model}: {stats['mean']:.3f} ± {stats['se_of_mean']:.3f} (sd {stats['sd']:.3f}, "
           f"{stats['n_seeds']} seeds); paper MP-PDE {paper[0]}")
     print(path)

@@ -51,8 +51,7 @@ def test_headline_results_are_one_per_cell_with_notes_lists():
     for path in files:
         doc = json.loads(path.read_text())
         assert {"benchmark", "date", "command", "machine", "versions"} <= set(doc), path.name
-        if not path.name.startswith("pde_"):  # pde scripts still write 'note' (see the pde helper)
-            assert "note" not in doc and isinstance(doc.get("notes", []), list), path.name
+        assert "note" not in doc and isinstance(doc.get("notes", []), list), path.name
 
 
 def test_probe_overrides_and_marks():

@@ -123,7 +123,7 @@ def _file_e0(path):
 
 def test_shipped_config_takes_e0_from_the_isolated_atoms_file(shipped_data, tmp_path):
     """The `e0: data://rmd17/isolated_atoms.xyz` route: each element's reference energy is the file's value, and an
-    isolated atom's energy is that E0 plus the model's one-body term (and no force)."""
+    isolated atom's energy is that E0 plus the model's one-body term (zero: ``isolated_e0``), and no force."""
     resolved, model = _shipped_model(tmp_path)
     assert resolved["data"]["init_args"]["e0"] == str(shipped_data / "isolated_atoms.xyz")
     e0 = _file_e0(shipped_data / "isolated_atoms.xyz")
@@ -136,13 +136,11 @@ def test_shipped_config_takes_e0_from_the_isolated_atoms_file(shipped_data, tmp_
         cell = g.cell[g.batch[g.edge_index[0]]]
         one_body = float(model.node_energies(g.positions, attrs, idx, g.edge_index, g.cell_shifts, cell,
                                              include_e0=False).detach().sum())
+        assert abs(one_body) < 1e-12
         assert energy == pytest.approx(e0[z] + one_body, abs=1e-9)
         assert torch.count_nonzero(forces) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="EquivariantPotential's first self-connection and readouts give an isolated "
-                   "atom a one-body energy besides its E0 (about 1 eV for H at initialisation); compscope.models "
-                   "must make the interaction energy vanish without neighbours (as MACE does) for this to hold")
 def test_shipped_config_isolated_atom_energy_is_exactly_e0(shipped_data, tmp_path):
     _, model = _shipped_model(tmp_path)
     e0 = _file_e0(shipped_data / "isolated_atoms.xyz")

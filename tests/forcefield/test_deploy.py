@@ -54,7 +54,7 @@ def test_calculator_unknown_element(trained_run):
 
 def test_package_safe_load_and_compiled_match_eager(trained_run, tmp_path):
     doc = torch.load(trained_run / "model.pt", weights_only=True)  # no pickled code in the package
-    assert doc["format"] == "compscope-model/1" and "torch" in doc["versions"]
+    assert doc["format"] == "compscope-model/2" and "torch" in doc["versions"]
     eager = load_model(trained_run / "model.pt")
     graphs = load_graphs(TEST, eager.cutoff, index=":6")
     compiled_path = export_model(trained_run, tmp_path / "m.jit.pt")
@@ -131,3 +131,18 @@ def test_committee_uncertainty_flags(trained_run, tmp_path):
     assert "force_std_max" in read(tmp_path / "c.xyz", 0).info
     high = evaluate_models([trained_run / "model.pt", p2], TRAIN, threshold=1e6)
     assert high["uncertainty"]["flagged"] == 0
+
+
+def test_format_1_package_loads_without_isolated_e0(trained_run, tmp_path):
+    """Packages written before ``isolated_e0`` existed keep the energies they were trained with."""
+    doc = torch.load(trained_run / "model.pt", weights_only=True)
+    new = load_model(trained_run / "model.pt")
+    assert new.isolated_e0
+    doc["format"] = "compscope-model/1"
+    doc["model_kwargs"].pop("isolated_e0", None)
+    torch.save(doc, tmp_path / "old.pt")
+    old = load_model(tmp_path / "old.pt")
+    assert not old.isolated_e0
+    batch = AtomicGraph.collate(load_graphs(TEST, new.cutoff, index=":2"))
+    a, b = new(batch), old(batch)
+    assert not torch.allclose(a["energy"], b["energy"], atol=1e-6)  # same weights, other energy function

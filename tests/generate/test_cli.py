@@ -14,11 +14,14 @@ runner = CliRunner()
 
 def _config(tmp_path, **model_args):
     cfg = {
+        "seed": 0,
+        "out": str(tmp_path / "run"),
         "model": {"class_path": "compscope.generate.FlowMatching",
                   "init_args": {"hidden": 8, "num_layers": 1, "sample_steps": 3, **model_args}},
-        "data": {"split": "train", "batch_size": 8, "max_molecules": 64, "val_molecules": 16},
-        "module": {"lr": 1e-3, "ema_decay": 0.9},
-        "run": {"out": str(tmp_path / "run"), "max_steps": 3, "max_time": None, "val_every_steps": 2},
+        "data": {"init_args": {"split": "train", "batch_size": 8, "max_molecules": 64, "val_molecules": 16}},
+        "module": {"init_args": {"lr": 1e-3}},
+        "trainer": {"max_steps": 3, "max_time_minutes": None, "val_check_interval": 2, "ema_decay": 0.9,
+                    "progress_bar": False},
     }
     p = tmp_path / "cfg.yaml"
     p.write_text(yaml.safe_dump(cfg))
@@ -34,14 +37,20 @@ def test_train_resume_sample_evaluate(tmp_path, qm9):
     # a second start without --resume refuses, resume continues to a larger step budget
     r = runner.invoke(app, ["generate", "train", str(cfg_path)])
     assert r.exit_code == 2 and "--resume" in r.output
-    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume", "--max-steps", "5"])
+    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume", "--set", "trainer.max_steps=5"])
     assert r.exit_code == 0, r.output
     assert torch.load(model, weights_only=False)["train_info"]["global_step"] == 5
-    # resuming with a changed model section is refused
-    cfg["model"]["init_args"]["hidden"] = 16
-    cfg_path.write_text(yaml.safe_dump(cfg))
-    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume"])
-    assert r.exit_code == 2 and "refusing to resume" in r.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["data"]["init_args"]["seed"] == 0 and saved["trainer"]["ema_warmup"] is False  # defaults written
+    # resuming with a changed model (or module) section is refused, naming the key
+    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume", "--set", "model.hidden=16"])
+    assert r.exit_code == 2 and "model.init_args.hidden: 8 -> 16" in r.output, r.output
+    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--resume", "--set", "module.lr=0.1"])
+    assert r.exit_code == 2 and "module.init_args.lr" in r.output, r.output
+    # --out puts the run elsewhere
+    r = runner.invoke(app, ["generate", "train", str(cfg_path), "--out", str(tmp_path / "other"),
+                            "--set", "trainer.max_steps=1"])
+    assert r.exit_code == 0 and (tmp_path / "other" / "model.pt").exists(), r.output
 
     out = tmp_path / "mols.sdf"
     r = runner.invoke(app, ["generate", "sample", str(model), "--n", "12", "--out", str(out),
@@ -64,8 +73,8 @@ def test_train_resume_sample_evaluate(tmp_path, qm9):
 
 def test_conditional_train_and_sample(tmp_path, qm9):
     cfg_path, cfg = _config(tmp_path, condition="alpha")
-    cfg["data"]["split"] = "second_half"
-    cfg["run"]["max_steps"] = 2
+    cfg["data"]["init_args"]["split"] = "second_half"
+    cfg["trainer"]["max_steps"] = 2
     cfg_path.write_text(yaml.safe_dump(cfg))
     r = runner.invoke(app, ["generate", "train", str(cfg_path)])
     assert r.exit_code == 0, r.output
@@ -126,29 +135,44 @@ def test_sample_bad_condition_and_missing_model(tmp_path):
 
 def test_train_bad_config(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("data: {split: train}\n")
-    r = runner.invoke(app, ["generate", "train", str(p)])
-    assert r.exit_code == 2 and "'model' section" in r.output
-    p.write_text(yaml.safe_dump({"model": {"class_path": "compscope.generate.Nope"}}))
-    r = runner.invoke(app, ["generate", "train", str(p)])
+    for cfg, msg in [
+        ({"data": {"init_args": {"split": "train"}}}, "'model' section"),
+        ({"model": {"class_path": "compscope.generate.Nope"}}, "has no 'Nope'"),
+        ({"model": {"class_path": "compscope.generate.EDM", "init_args": {"condition": "polarizability"}}},
+         "unknown QM9 property 'polarizability'"),
+        ({"model": {"class_path": "compscope.generate.EDM", "init_args": {"hiden": 8}}}, "['hiden']"),
+        ({"model": {"class_path": "EDM"}, "run": {"max_steps": 3}}, "unknown top-level key(s) ['run']"),
+        ({"model": {"class_path": "EDM"}, "data": {"init_args": {"condition": "alpha"}}},
+         "the model conditions on None"),
+        ({"model": {"class_path": "EDM"}, "module": {"init_args": {"ema_decay": 0.9}}}, "['ema_decay']"),
+        ({"model": {"class_path": "EDM"}, "trainer": {"max_time": "00:01:00:00"}}, "['max_time']"),
+        ({"model": {"class_path": "EDM"}, "data": {"init_args": {"split": "everything"}}}, "unknown split"),
+    ]:
+        p.write_text(yaml.safe_dump({**cfg, "out": str(tmp_path / "run")}))
+        r = runner.invoke(app, ["generate", "train", str(p)])
+        assert r.exit_code == 2 and msg in r.output, (cfg, r.output)
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()  # a bad config leaves no run folder behind
+    r = runner.invoke(app, ["generate", "train", str(tmp_path / "missing.yaml")])
     assert r.exit_code == 2 and "not found" in r.output
-    p.write_text(yaml.safe_dump({"model": {"class_path": "compscope.generate.EDM",
-                                           "init_args": {"condition": "polarizability"}}}))
-    r = runner.invoke(app, ["generate", "train", str(p)])
-    assert r.exit_code == 2 and "unknown QM9 property 'polarizability'" in r.output
+    r = runner.invoke(app, ["generate", "train", str(p), "--resume", "--set", "data.init_args.split=train"])
+    assert r.exit_code == 2 and "nothing to resume" in r.output
 
 
-def test_resumed_run_does_not_replay_the_first_epoch_order(qm9):
-    from types import SimpleNamespace
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, qm9):
+    """Stopped at step 5 (mid-epoch: 8 batches per epoch) and resumed to 11, the generator ends bit for bit where
+    an uninterrupted 11-step run ends: same batches, same noise, same EMA."""
+    from compscope.generate import train
 
-    from compscope.generate import QM9DataModule
-
-    dm = QM9DataModule(batch_size=8, max_molecules=64, val_molecules=8)
-    dm.setup()
-
-    def first_batch(step):
-        dm.trainer = SimpleNamespace(global_step=step)
-        return next(iter(dm.train_dataloader())).x
-
-    assert torch.equal(first_batch(0), first_batch(0))  # reproducible
-    assert not torch.equal(first_batch(0), first_batch(40))  # a resumed run reshuffles
+    _, cfg = _config(tmp_path)
+    cfg["trainer"].update(val_check_interval=4, ema_decay=0.9)
+    first = {**cfg, "trainer": {**cfg["trainer"], "max_steps": 5}}
+    train(first, out=tmp_path / "a")
+    train(cfg | {"trainer": {**cfg["trainer"], "max_steps": 11}}, out=tmp_path / "a", resume=True)
+    train(cfg | {"trainer": {**cfg["trainer"], "max_steps": 11}}, out=tmp_path / "b")
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=False) for d in ("a", "b"))
+    assert a["train_info"]["global_step"] == b["train_info"]["global_step"] == 11
+    assert all(torch.equal(v, b["state_dict"][k]) for k, v in a["state_dict"].items())
+    ra, rb = (torch.load(tmp_path / d / "checkpoints" / "last.ckpt", weights_only=False)["current_model_state"]
+              for d in ("a", "b"))
+    assert all(torch.equal(v, rb[k]) for k, v in ra.items())

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from compscope.errors import ResumeError
 from compscope.generate import (
     FlowMatching,
     PropertyPredictor,
@@ -47,7 +48,7 @@ def test_train_predictor_resumes_and_refuses_other_settings(tmp_path, qm9, split
     # the budget already spent: loads without training
     p3, prog3 = train_predictor(path, "alpha", qm9, rows, max_seconds=600, max_steps=5, **kw)
     assert prog3["steps"] == 5 and all(torch.equal(v, p2.state_dict()[k]) for k, v in p3.state_dict().items())
-    with pytest.raises(ValueError, match="refusing to resume"):
+    with pytest.raises(ResumeError, match="hidden: 8 -> 16"):
         train_predictor(path, "alpha", qm9, rows, max_seconds=600, max_steps=6, **{**kw, "hidden": 16})
-    with pytest.raises(ValueError, match="refusing to resume"):
+    with pytest.raises(ResumeError, match="rows_sha1"):
         train_predictor(path, "alpha", qm9, splits["second_half"][:200], max_seconds=600, max_steps=6, **kw)

@@ -17,18 +17,20 @@ from compscope.testing import (
 DTYPES = [torch.float32, torch.float64]
 
 
-def _model(dtype, species=(1, 6, 8), r_max=4.0):
+def _model(dtype, species=(1, 6, 8), r_max=4.0, isolated_e0=True):
     torch.manual_seed(0)
-    m = build_model(preset="tiny", species=list(species), r_max=r_max, scale=0.5)
-    # random non-trivial per-element shifts so that they are exercised too
+    m = build_model(preset="tiny", species=list(species), r_max=r_max, scale=0.5, isolated_e0=isolated_e0)
+    # random non-trivial per-element scales and shifts so that they are exercised too
     with torch.no_grad():
+        m.element_scale.copy_(torch.rand(len(species)) + 0.5)
         m.element_shift.copy_(torch.randn(len(species)))
     return m.to(dtype)
 
 
+@pytest.mark.parametrize("isolated_e0", [True, False])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_kit_on_core_model(dtype, ethanol_xyz):
-    model = _model(dtype)
+def test_kit_on_core_model(dtype, ethanol_xyz, isolated_e0):
+    model = _model(dtype, isolated_e0=isolated_e0)
     graphs = [g.to(dtype=dtype) for g in load_graphs(ethanol_xyz, 4.0, index=":3")]
     check_potential(model, graphs, z_pair=(6, 8))
 
@@ -96,3 +98,23 @@ def test_presets_build():
     for name in PRESETS:
         m = build_model(preset=name, species=[1, 6, 8])
         assert sum(p.numel() for p in m.parameters()) > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_isolated_atom_energy_is_exactly_e0(dtype):
+    """With ``isolated_e0`` (the default) an atom without neighbours has exactly its E0 and no force, whatever
+    the weights; without it the network's one-body term (plus the shift) comes on top."""
+    from ase import Atoms
+
+    e0 = [-13.6, -1029.8, -2041.9]
+    for isolated_e0 in (True, False):
+        torch.manual_seed(1)
+        m = build_model(preset="tiny", species=[1, 6, 8], r_max=4.0, atomic_energies=e0, isolated_e0=isolated_e0,
+                        shift=-2.0)  # a shift, switched off for an atom alone
+        m = m.to(dtype)
+        for z, ref in zip((1, 6, 8), e0):
+            g = AtomicGraph.from_atoms(Atoms(numbers=[z], positions=[[0.0, 0.0, 0.0]]), cutoff=4.0).to(dtype=dtype)
+            out = {k: v.detach() for k, v in m(g).items()}
+            assert torch.count_nonzero(out["forces"]) == 0
+            gap = abs(float(out["energy"][0]) - ref)
+            assert (gap < (1e-12 if dtype == torch.float64 else 1e-6)) if isolated_e0 else (gap > 1e-3)

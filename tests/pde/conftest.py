@@ -1,6 +1,3 @@
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -35,14 +32,3 @@ def tiny_run(tmp_path_factory, pde_cache):
     cfg = tiny_config(pde_cache, data={"n_train": 16, "repeat": 8}, module={"max_unroll": 0, "lr": 3e-3},
                       trainer={"max_epochs": 4})
     return train(cfg, out=out).best, out
-
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load_benchmark(name: str):
-    """Import ``benchmarks/<name>.py`` as a module (its helpers are tested without running the benchmark)."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod

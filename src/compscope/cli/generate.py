@@ -1,4 +1,8 @@
-"""`compscope generate ...` verbs: train, sample and evaluate 3D molecule generators on QM9."""
+"""`compscope generate ...` verbs: train, sample and evaluate 3D molecule generators on QM9.
+
+``compscope generate train CONFIG [--resume] [--out DIR] [--set key=value ...]``; errors (with their hints) are
+printed by the root command group (:class:`compscope.cli._common.CompscopeGroup`).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +10,31 @@ from pathlib import Path
 
 import typer
 
+from ._common import SET_OPTION_HELP, fail, load_config
+
 app = typer.Typer(help="3D molecule generation on QM9 (EDM diffusion, flow matching, EDM metrics).",
                   no_args_is_help=True)
 
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML config (model/data/module/run), e.g. configs/generate/edm_qm9.yaml"),
-    resume: bool = typer.Option(False, "--resume", help="continue <run.out>/checkpoints/last.ckpt"),
-    max_time: str = typer.Option(None, help="total budget DD:HH:MM:SS (overrides run.max_time; sums over resumes)"),
-    max_steps: int = typer.Option(None, help="step limit (overrides run.max_steps)"),
-    out: str = typer.Option(None, help="run directory (overrides run.out)"),
+    config: Path = typer.Argument(..., help="YAML with the sections model, data, module, trainer "
+                                            "(configs/generate/)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder exactly where it "
+                                                        "stopped (refuses changed settings other than budgets "
+                                                        "and hardware)"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
 ) -> None:
-    """Train a generator with Lightning (EMA weights, checkpoints every few minutes, resumable)."""
-    from compscope.generate import train as _train
+    """Train a generator with the shared trainer (EMA weights, time budget summed over resumes, checkpoints).
 
-    overrides = {k: v for k, v in {"max_time": max_time, "max_steps": max_steps, "out": out}.items() if v is not None}
-    try:
-        path = _train(config, resume=resume, overrides=overrides)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        _fail(str(e))
-    typer.echo(f"model written to {path}")
+    Examples: --set trainer.max_time_minutes=240 (a longer budget, with --resume), --set trainer.max_steps=1000,
+    --set module.lr=1e-4, --set data.batch_size=32.
+    """
+    from compscope.generate import train as run
+
+    result = run(load_config(config, overrides), out=out, resume=resume)
+    typer.echo(f"model written to {result.run.model}")
 
 
 def _parse_condition(text: str | None):
@@ -41,12 +44,12 @@ def _parse_condition(text: str | None):
 
     name, sep, value = text.partition("=")
     if not sep:
-        _fail(f"--condition {text!r}: write NAME=VALUE, e.g. --condition alpha=80")
+        fail(f"--condition {text!r}: write NAME=VALUE, e.g. --condition alpha=80")
     try:
         check_property(name.strip())
         return name.strip(), float(value)
     except ValueError as e:
-        _fail(f"--condition {text!r}: {e}")
+        fail(f"--condition {text!r}: {e}")
 
 
 @app.command()
@@ -70,21 +73,21 @@ def sample(
 
     torch.set_num_threads(threads)
     if n < 1:
-        _fail("--n must be at least 1")
+        fail("--n must be at least 1")
     name, value = _parse_condition(condition)
     try:
         gen = load_model(model)
     except (FileNotFoundError, ValueError) as e:
-        _fail(str(e))
+        fail(e)
     if name is not None and gen.condition != name:
-        _fail(f"the model is conditioned on {gen.condition!r}, not {name!r}"
+        fail(f"the model is conditioned on {gen.condition!r}, not {name!r}"
               if gen.condition else "this model is unconditional: drop --condition")
     if steps:
         gen.sample_steps = steps
     try:
         mols, seconds = gen.sample(n, condition=value, batch_size=batch_size, seed=seed, progress=True)
     except ValueError as e:
-        _fail(str(e))
+        fail(e)
     props = {name: [value] * n} if name else None
     write_sdf(mols, out, props)
     write_xyz(mols, out.with_suffix(".xyz"))
@@ -114,7 +117,7 @@ def evaluate(
     try:
         mols = read_molecules(molecules)
     except MoleculeFileError as e:
-        _fail(str(e))
+        fail(e)
     train_smiles = None
     if novelty:
         from compscope.generate._reference import qm9_train_smiles

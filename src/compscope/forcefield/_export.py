@@ -12,7 +12,9 @@ from torch import nn
 
 from compscope.models import build_model
 
-FORMAT = "compscope-model/1"
+FORMAT = "compscope-model/2"
+# format 1 packages predate EquivariantPotential's ``isolated_e0`` (their energies were trained without it)
+OLD_FORMATS = {"compscope-model/1": {"isolated_e0": False}}
 
 
 def code_versions() -> dict[str, str]:
@@ -53,11 +55,12 @@ def load_model(path: str | Path, dtype: torch.dtype | None = None, device: str =
         doc = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{path}: not a compscope model package ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or (doc.get("format") != FORMAT and doc.get("format") not in OLD_FORMATS):
         raise ValueError(f"{path}: not a compscope model package (expected format {FORMAT}); "
                          "a Lightning checkpoint (.ckpt) is exported with `compscope export`")
     saved = getattr(torch, doc["dtype"])
-    model = build_model(**doc["model_kwargs"]).to(saved)  # load at full saved precision, then cast
+    kwargs = {**OLD_FORMATS.get(doc["format"], {}), **doc["model_kwargs"]}
+    model = build_model(**kwargs).to(saved)  # load at full saved precision, then cast
     model.load_state_dict(doc["state_dict"])
     model = model.to(device=device, dtype=dtype or saved)
     model.eval()

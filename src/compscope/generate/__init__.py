@@ -3,7 +3,8 @@
 Public API:
     * data: :func:`load_qm9`, :func:`edm_splits`, :data:`PROPERTIES`, :class:`QM9DataModule`
     * models: :class:`EDM`, :class:`FlowMatching` (both :class:`MoleculeGenerator`), :class:`EGNNDynamics`
-    * training: :func:`train`, :func:`load_model`, :class:`GeneratorModule`
+    * training (on :mod:`compscope.train`): :func:`train`, :func:`resolve_config`, :func:`build`, :func:`export`,
+      :func:`load_model`, :class:`GeneratorModule`
     * conditional (EDM section 5.3): :class:`PropertyPredictor`, :func:`fit_predictor`, :func:`train_predictor`,
       :func:`conditional_mae`, :func:`baselines`
     * metrics: :mod:`compscope.generate.metrics`
@@ -19,12 +20,12 @@ from ._flow import FlowMatching
 from ._model import MoleculeGenerator
 from ._qm9 import ATOM_DECODER, PROPERTIES, QM9, check_property, edm_splits, load_qm9
 from ._schedule import PolynomialSchedule
-from ._train import GeneratorModule, build, build_run, load_config, load_model, train
+from ._train import GeneratorModule, build, export, load_model, resolve_config, train
 
 __all__ = [
     "metrics", "MolBatch", "collate", "fully_connected_edges", "remove_mean", "QM9DataModule", "QM9Molecules",
     "EGNNDynamics", "EDM", "FlowMatching", "MoleculeGenerator", "ATOM_DECODER", "PROPERTIES", "QM9",
-    "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "build_run",
-    "load_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "fit_predictor",
+    "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "export",
+    "resolve_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "fit_predictor",
     "train_predictor",
 ]

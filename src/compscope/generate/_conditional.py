@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from compscope.errors import ConfigError
 from compscope.nn.egnn import EGNN
+from compscope.train import check_unchanged
 
 from ._batch import NUM_TYPES, MolBatch, collate
 from ._model import MoleculeGenerator
@@ -100,10 +102,11 @@ def train_predictor(path: str | Path, prop: str, qm9: QM9, rows, max_seconds: fl
                     max_steps: int = 10**9, save_every_seconds: float = 300.0) -> tuple[PropertyPredictor, dict]:
     """Train a :class:`PropertyPredictor` on ``rows`` until it has trained ``max_seconds`` (or ``max_steps``) in
     total, resuming from ``path`` if that exists (the budget sums over resumes, like a generator's
-    ``run.max_time``); ``path`` (weights, Adam state, progress) is rewritten every ``save_every_seconds``.
+    ``trainer.max_time_minutes``); ``path`` (weights, Adam state, progress) is rewritten every ``save_every_seconds``.
 
     Returns the predictor in eval mode and its progress ``{"train_seconds", "steps", "last_loss"}``
-    (``last_loss``: mean L1 in MAD units over the last 50 steps). Resuming with other settings or rows is refused.
+    (``last_loss``: mean L1 in MAD units over the last 50 steps). Resuming with other settings or rows is refused
+    (:class:`~compscope.errors.ResumeError`, naming each changed setting).
     """
     path = Path(path)
     rows = np.asarray(rows, dtype=np.int64)
@@ -116,10 +119,9 @@ def train_predictor(path: str | Path, prop: str, qm9: QM9, rows, max_seconds: fl
     if path.exists():
         d = torch.load(path, weights_only=True)
         if not isinstance(d, dict) or d.get("kind") != PREDICTOR_KIND:
-            raise ValueError(f"{path} is not a property-predictor checkpoint; delete it or choose another path")
-        if d["settings"] != settings:
-            raise ValueError(f"refusing to resume {path}: its settings {d['settings']} differ from {settings}; "
-                             "delete it or choose another path")
+            raise ConfigError(f"{path} is not a property-predictor checkpoint",
+                              hint="delete it or choose another path")
+        check_unchanged(d["settings"], settings, where=str(path))  # the shared resume guard
         model.load_state_dict(d["state_dict"])
         opt.load_state_dict(d["optimizer"])
         progress = d["progress"]

@@ -6,6 +6,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from compscope.errors import ConfigError
+from compscope.train import step_loader
+
 from ._batch import collate
 from ._qm9 import QM9, check_property, edm_splits, load_qm9
 
@@ -40,6 +43,8 @@ class QM9DataModule(L.LightningDataModule):
         max_molecules: use only the first rows of the split (smoke tests).
         val_molecules: validation molecules (from EDM's valid split).
         path: data directory holding ``qm9/`` (default ``compscope.data.data_dir()``).
+        seed: shuffle seed (in a training config: the top-level ``seed`` unless set); batches are a function of
+            the step (:func:`compscope.train.step_loader`), so a resumed run continues the same sequence.
     """
 
     def __init__(self, split: str = "train", condition: str | None = None, batch_size: int = 64,
@@ -47,7 +52,7 @@ class QM9DataModule(L.LightningDataModule):
                  seed: int = 0):
         super().__init__()
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+            raise ConfigError(f"unknown split {split!r}", hint=f"choose one of {SPLITS}")
         self.split, self.condition = split, check_property(condition) if condition else None
         self.batch_size, self.max_molecules, self.val_molecules = batch_size, max_molecules, val_molecules
         self.path, self.seed = path, seed
@@ -77,12 +82,10 @@ class QM9DataModule(L.LightningDataModule):
         return batch.to(device)
 
     def train_dataloader(self):
-        # Lightning cannot resume a plain DataLoader mid-epoch: seeding with the restored step makes a resumed
-        # run draw a fresh order instead of replaying the first run's first epoch (a fresh run is unchanged)
-        step = int(getattr(self.trainer, "global_step", 0) or 0) if self.trainer is not None else 0
-        g = torch.Generator().manual_seed(self.seed + 1_000_003 * step)
-        return DataLoader(self.train_set, self.batch_size, shuffle=True, collate_fn=self._collate, generator=g,
-                          drop_last=True)
+        return step_loader(self.train_set, self.batch_size, seed=self.seed, trainer=self.trainer,
+                           collate_fn=self._collate)
 
     def val_dataloader(self):
-        return DataLoader(self.val_set, 256, shuffle=False, collate_fn=self._collate)
+        # its own generator: validating draws nothing from the global random state that training noise uses
+        return DataLoader(self.val_set, 256, shuffle=False, collate_fn=self._collate,
+                          generator=torch.Generator().manual_seed(0))

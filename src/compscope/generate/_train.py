@@ -1,216 +1,200 @@
-"""Training generators with Lightning: EMA weights, time budgets that add up across resumes, checkpoints."""
+"""Training a molecule generator from a sectioned config with the shared trainer (:func:`compscope.train.fit`).
+
+The task brings the :class:`GeneratorModule` (loss, validation, optimiser) and the
+:class:`~compscope.generate.QM9DataModule`; EMA, wall-clock budget, checkpoints, metrics, the resume guard and
+exact resume come from :mod:`compscope.train`. A config (YAML or dict) has the sections, every key a constructor
+argument checked before anything runs::
+
+    seed: 0                       # model initialisation, training noise and (unless data sets it) data order
+    out: runs/generate/edm_qm9    # the run folder (compscope.train.RunDir)
+    model:                        # compscope.generate.EDM or FlowMatching (a bare name looks in compscope.generate)
+      class_path: compscope.generate.EDM
+      init_args: {hidden: 64, num_layers: 4, condition: null}
+    data:                         # class_path defaults to compscope.generate.QM9DataModule
+      init_args: {split: train, batch_size: 64, val_molecules: 512}
+    module:                       # class_path defaults to compscope.generate.GeneratorModule
+      init_args: {lr: 5.0e-4}
+    trainer: {max_time_minutes: 60, ema_decay: 0.999, val_check_interval: 1000}   # compscope.train.TrainerConfig
+
+``data.init_args.condition`` defaults to the model's ``condition`` (they must agree). The run folder holds
+``config.yaml`` (every default written out), ``versions.json``, ``checkpoints/last.ckpt`` and ``best.ckpt``,
+``metrics.jsonl``/``.csv``, ``train_time.json``, ``losses.png`` and the exported EMA generator ``model.pt``.
+"""
 
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import importlib
-import logging
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-import yaml
+
+from compscope.errors import ConfigError
+from compscope.train import (
+    FitResult,
+    RunDir,
+    TrainerConfig,
+    check_arguments,
+    code_versions,
+    complete_spec,
+    fit,
+    instantiate,
+    learning_curves,
+)
 
 from ._data import QM9DataModule
 from ._model import MoleculeGenerator
 
-log = logging.getLogger(__name__)
+__all__ = ["GeneratorModule", "SECTIONS", "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train",
+           "export", "load_model"]
 
-
-def build(spec: dict):
-    """Instantiate ``{"class_path": "pkg.mod.Class", "init_args": {...}}`` (a short name looks in this package)."""
-    if not isinstance(spec, dict) or "class_path" not in spec:
-        raise ValueError(f"expected a mapping with 'class_path' (and optional 'init_args'), got {spec!r}")
-    path = spec["class_path"]
-    mod, _, name = path.rpartition(".")
-    module = importlib.import_module(mod or "compscope.generate")
-    try:
-        cls = getattr(module, name)
-    except AttributeError:
-        raise ValueError(f"class {path!r} not found; e.g. compscope.generate.EDM or "
-                         "compscope.generate.FlowMatching") from None
-    try:
-        return cls(**(spec.get("init_args") or {}))
-    except TypeError as e:
-        raise ValueError(f"bad init_args for {path}: {e}") from None
+SECTIONS = ("seed", "out", "model", "data", "module", "trainer")
+# the generate task's defaults of the trainer section where they differ from TrainerConfig's: trains by steps
+# and time, EDM's EMA (decay 0.999 from the initial weights, no warm-up) and gradient clipping
+TRAINER_DEFAULTS = {"max_epochs": -1, "max_time_minutes": 60.0, "ema_decay": 0.999, "ema_warmup": False,
+                    "gradient_clip_val": 1.0, "val_check_interval": 1000, "checkpoint_minutes": 5.0,
+                    "log_every_n_steps": 50}
+# what --resume may change: where the run lives, where QM9 is read from, budgets, hardware and display
+RESUME_SAFE = ("out", "data.init_args.path", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
+DEFAULT_CLASS = {"data": "compscope.generate.QM9DataModule", "module": "compscope.generate.GeneratorModule"}
 
 
 class GeneratorModule(L.LightningModule):
-    """Lightning wrapper: ``model.loss`` as training loss, an EMA copy (EDM: decay 0.999) used for validation
-    and export.
+    """The generator's Lightning module: ``model.loss`` as training loss, the same loss with fixed noise for
+    validation (which sees the EMA weights when the trainer averages them).
 
     Args:
-        model: a :class:`MoleculeGenerator` (EDM or FlowMatching).
-        model_config: its ``class_path``/``init_args`` spec, stored in checkpoints to rebuild it.
-        lr: Adam learning rate (EDM: 1e-4, AMSGrad, weight decay 1e-12).
-        ema_decay: EMA decay; 0 disables EMA.
-        clip_grad: gradient-norm clip.
+        model: the generator's ``{class_path, init_args}`` spec (:class:`~compscope.generate.EDM` or
+            :class:`~compscope.generate.FlowMatching`), stored in checkpoints to rebuild it.
+        lr: AdamW learning rate (AMSGrad, weight decay 1e-12, as EDM; EDM's lr is 1e-4).
     """
 
-    def __init__(self, model: MoleculeGenerator, model_config: dict, lr: float = 1e-4, ema_decay: float = 0.999,
-                 clip_grad: float = 1.0):
+    def __init__(self, model: Mapping[str, Any], lr: float = 1e-4) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
-        self.model = model
-        self.ema = copy.deepcopy(model) if ema_decay > 0 else None
-        if self.ema is not None:
-            self.ema.requires_grad_(False)
+        self.save_hyperparameters()
+        self.model = build_model(model)
 
     def training_step(self, batch, batch_idx):
         loss = self.model.loss(batch)
         self.log("train_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
         return loss
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        if self.ema is None:
-            return
-        d = self.hparams.ema_decay
-        with torch.no_grad():
-            for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
-                pe.lerp_(pm, 1 - d)
-            for be, bm in zip(self.ema.buffers(), self.model.buffers()):
-                be.copy_(bm)
-
     def validation_step(self, batch, batch_idx):
-        net = self.ema if self.ema is not None else self.model
-        with torch.random.fork_rng(devices=[]):  # same noise every validation, training RNG untouched
+        with torch.random.fork_rng(devices=[]):  # same noise every validation, training draws untouched
             torch.manual_seed(batch_idx)
-            loss = net.loss(batch)
+            loss = self.model.loss(batch)
         self.log("val_loss", loss, prog_bar=True, batch_size=batch.num_graphs)
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, amsgrad=True, weight_decay=1e-12)
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
-        self.clip_gradients(optimizer, gradient_clip_val=self.hparams.clip_grad, gradient_clip_algorithm="norm")
 
-    def export(self) -> MoleculeGenerator:
-        return self.ema if self.ema is not None else self.model
+def build_model(spec: Mapping[str, Any]) -> MoleculeGenerator:
+    """The generator of a ``model`` spec (a bare class name looks in ``compscope.generate``)."""
+    model = instantiate(spec, section="model", default_module="compscope.generate")
+    if not isinstance(model, MoleculeGenerator):
+        raise ConfigError(f"model: {spec.get('class_path')} is not a molecule generator",
+                          hint="use compscope.generate.EDM or compscope.generate.FlowMatching")
+    return model
 
 
-@dataclass
-class RunConfig:
-    """The ``run`` section of a training config.
+def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The full config of a run: sections checked against their constructors and every default written out
+    (what ``config.yaml`` stores and ``--resume`` compares).
+
+    Raises:
+        ConfigError: an unknown section or key, a missing model section, an unknown class, or a data condition
+            that is not the model's.
+    """
+    config = copy.deepcopy(dict(config))
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"generate config: unknown top-level key(s) {unknown}",
+                          hint=f"a generate config has the sections {list(SECTIONS)}; e.g. lr goes under "
+                               "module.init_args, max_steps under trainer (see configs/generate/)")
+    if "model" not in config:
+        raise ConfigError("generate config: needs a 'model' section (class_path + init_args)",
+                          hint="see configs/generate/edm_qm9.yaml")
+    seed = int(config.get("seed", 0))
+    model = complete_spec(config["model"], section="model", default_module="compscope.generate")
+    condition = model["init_args"].get("condition")
+    data = complete_spec(config.get("data"), section="data", default_class=DEFAULT_CLASS["data"])
+    given = (config.get("data") or {}).get("init_args") or {}
+    if "condition" not in given:
+        data["init_args"]["condition"] = condition
+    if "seed" not in given:
+        data["init_args"]["seed"] = seed
+    if data["init_args"]["condition"] != condition:
+        raise ConfigError(f"data.init_args.condition={data['init_args']['condition']!r} but the model conditions "
+                          f"on {condition!r}", hint="omit data.init_args.condition: it defaults to the model's")
+    module = complete_spec(config.get("module"), section="module", default_class=DEFAULT_CLASS["module"],
+                           provided={"model": "the model section"})
+    trainer = config.get("trainer") or {}
+    if not isinstance(trainer, Mapping):
+        raise ConfigError("config section 'trainer' must be a mapping of compscope.train.TrainerConfig arguments")
+    check_arguments("trainer", TrainerConfig, trainer)
+    trainer = TrainerConfig(**{**TRAINER_DEFAULTS, **trainer}).as_dict()
+    return {"seed": seed, "out": str(config.get("out", "runs/generate")), "model": model, "data": data,
+            "module": module, "trainer": trainer}
+
+
+def build(config: Mapping[str, Any]) -> tuple[GeneratorModule, QM9DataModule, TrainerConfig]:
+    """The Lightning module, data module and trainer settings of a config (resolved or not); the model's size
+    histogram (and property statistics) are set from the training split, so this reads QM9."""
+    cfg = resolve_config(config)
+    module = instantiate(cfg["module"], section="module", model=cfg["model"])
+    data = instantiate(cfg["data"], section="data")
+    n_atoms, prop = data.train_statistics()
+    module.model.set_statistics(n_atoms, prop)
+    return module, data, TrainerConfig(**cfg["trainer"])
+
+
+def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
+    """Train a generator as a config describes (see the module docstring) with :func:`compscope.train.fit`.
 
     Args:
-        out: run directory (checkpoints, metrics.csv, config.yaml, model.pt).
-        max_time: total training wall-clock budget ``DD:HH:MM:SS``, summed over resumed runs.
-        max_steps: step limit (-1: none).
-        threads: torch CPU threads (1 is fastest on a shared 2-core machine).
-        seed: global seed.
-        checkpoint_minutes: write ``last.ckpt`` this often (a killed run loses at most this much).
-        val_every_steps: validation interval in steps.
-        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        config: the sectioned config (a dict, e.g. a loaded YAML).
+        out: the run folder (default: the config's ``out``).
+        resume: continue from ``out/checkpoints/last.ckpt`` exactly where the run stopped (same batches, same
+            noise); refuses (:class:`~compscope.errors.ResumeError`) changed settings other than
+            :data:`RESUME_SAFE` (budgets, hardware, the data path).
+
+    Returns:
+        :class:`~compscope.train.FitResult`; the exported EMA generator is ``result.run.model`` (``model.pt``).
     """
-
-    out: str = "runs/generate"
-    max_time: str | None = "00:01:00:00"
-    max_steps: int = -1
-    threads: int = 1
-    seed: int = 0
-    checkpoint_minutes: float = 5.0
-    val_every_steps: int = 1000
-    accelerator: str = "cpu"
-
-
-_UNSAFE = ("model", "data")  # sections that must not change when resuming
-
-
-def load_config(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"config {p} not found; see configs/generate/*.yaml for examples")
-    cfg = yaml.safe_load(p.read_text())
-    if not isinstance(cfg, dict) or "model" not in cfg:
-        raise ValueError(f"{p}: a generate config needs a 'model' section (class_path + init_args); "
-                         "see configs/generate/edm_qm9.yaml")
-    unknown = set(cfg) - {"model", "data", "module", "run"}
-    if unknown:
-        raise ValueError(f"{p}: unknown sections {sorted(unknown)}; allowed: model, data, module, run")
-    return cfg
+    cfg = resolve_config(config)
+    cfg["out"] = str(out if out is not None else cfg["out"])
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    module, data, trainer = build(cfg)  # before the run folder: a bad config leaves no folder behind
+    run = RunDir(cfg["out"], resume=resume, config=cfg, safe=RESUME_SAFE).start()
+    # training draws start from the seed, whatever building the model drew
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    result = fit(module, data, run, trainer)
+    if result.trainer.is_global_zero:
+        export(module, run.model, result)
+        if run.file("metrics.jsonl").exists():
+            learning_curves(run.file("losses.png"), run.file("metrics.jsonl"), ["train_loss", "val_loss"])
+    return result
 
 
-def build_run(cfg: dict) -> tuple[GeneratorModule, QM9DataModule, RunConfig]:
-    """Build (without training) the Lightning module, data module and run options of a config."""
-    model = build(cfg["model"])
-    data_args = dict(cfg.get("data") or {})
-    data_args.setdefault("condition", model.condition)
-    if data_args["condition"] != model.condition:
-        raise ValueError(f"data.condition={data_args['condition']!r} but the model conditions on "
-                         f"{model.condition!r}: make them equal")
-    dm = QM9DataModule(**data_args)
-    module = GeneratorModule(model, cfg["model"], **(cfg.get("module") or {}))
-    return module, dm, RunConfig(**(cfg.get("run") or {}))
-
-
-def train(config: str | Path | dict, resume: bool = False, overrides: dict | None = None) -> Path:
-    """Train a generator from a config; returns the path of the exported ``model.pt``.
-
-    With ``resume`` the run continues from ``<out>/checkpoints/last.ckpt``; the model and data sections must
-    equal the first run's (``<out>/config.yaml``), the budget (``run.max_time``) may grow.
-    """
-    cfg = load_config(config) if not isinstance(config, dict) else copy.deepcopy(config)
-    for k, v in (overrides or {}).items():
-        cfg.setdefault("run", {})[k] = v
-    module, dm, run = build_run(cfg)
-    torch.set_num_threads(run.threads)
-    L.seed_everything(run.seed, workers=True)
-    out = Path(run.out)
-    ckpt = out / "checkpoints" / "last.ckpt"
-    saved = out / "config.yaml"
-    if resume:
-        if not ckpt.exists():
-            raise FileNotFoundError(f"nothing to resume: {ckpt} does not exist; run without --resume first")
-        old = yaml.safe_load(saved.read_text())
-        for sec in _UNSAFE:
-            if old.get(sec) != cfg.get(sec):
-                raise ValueError(f"refusing to resume: section {sec!r} differs from the first run's {saved} "
-                                 f"(was {old.get(sec)!r}); start a new run directory (run.out) instead")
-    elif ckpt.exists():
-        raise FileExistsError(f"{ckpt} exists: pass --resume to continue that run, or choose another run.out")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(yaml.safe_dump(cfg, sort_keys=False))
-
-    n_atoms, prop = dm.train_statistics()
-    module.model.set_statistics(n_atoms, prop)
-    if module.ema is not None:
-        module.ema.set_statistics(n_atoms, prop)
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
-
-    trainer = L.Trainer(
-        accelerator=run.accelerator, devices=1, max_time=run.max_time, max_steps=run.max_steps, max_epochs=-1,
-        default_root_dir=out, logger=CSVLogger(out, name="logs"), log_every_n_steps=50,
-        callbacks=[ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                   train_time_interval=dt.timedelta(minutes=run.checkpoint_minutes))],
-        val_check_interval=run.val_every_steps, check_val_every_n_epoch=None, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resume else None)
-    trainer.save_checkpoint(ckpt)
-    return export(module, out / "model.pt", trainer)
-
-
-def export(module: GeneratorModule, path: Path, trainer: L.Trainer | None = None) -> Path:
-    """Write the EMA generator as ``model.pt``: config, weights, versions and training progress."""
-    import compscope
-
+def export(module: GeneratorModule, path: str | os.PathLike, result: FitResult | None = None) -> Path:
+    """Write the module's generator (after :func:`compscope.train.fit`: the EMA weights) as ``model.pt``: model
+    spec, weights, versions and training progress."""
     info = {}
-    if trainer is not None:
-        timer = next((c for c in trainer.callbacks if type(c).__name__ == "Timer"), None)
-        info = {"global_step": trainer.global_step, "epoch": trainer.current_epoch,
-                "train_seconds": timer.time_elapsed("train") if timer else None}
-    torch.save({"kind": "compscope.generate model", "config": module.hparams.model_config,
-                "state_dict": module.export().state_dict(), "train_info": info,
-                "versions": {"compscope": getattr(compscope, "__version__", "?"), "torch": torch.__version__}},
-               path)
-    return path
+    if result is not None:
+        info = {"global_step": result.trainer.global_step, "epoch": result.trainer.current_epoch,
+                "train_seconds": result.train_seconds}
+    torch.save({"kind": "compscope.generate model", "config": dict(module.hparams["model"]),
+                "state_dict": module.model.state_dict(), "train_info": info, "versions": code_versions()}, path)
+    return Path(path)
 
 
-def load_model(path: str | Path, map_location="cpu") -> MoleculeGenerator:
-    """Load a generator from ``model.pt`` (export) or a Lightning ``.ckpt`` (EMA weights)."""
+def load_model(path: str | os.PathLike, map_location="cpu") -> MoleculeGenerator:
+    """Load a generator from ``model.pt`` (export) or a ``.ckpt`` of ``compscope generate train`` (the EMA
+    weights when the run averaged them)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"model file {p} not found: pass the model.pt (or a .ckpt) written by "
@@ -218,15 +202,15 @@ def load_model(path: str | Path, map_location="cpu") -> MoleculeGenerator:
     try:
         d = torch.load(p, map_location=map_location, weights_only=False)
     except Exception as e:  # noqa: BLE001 - anything unreadable gets the same advice
-        raise ValueError(f"{p} is not a torch file ({e}); pass model.pt from `compscope generate train`") from None
+        raise ConfigError(f"{p} is not a torch file ({e})",
+                          hint="pass model.pt from `compscope generate train`") from None
     if isinstance(d, dict) and d.get("kind") == "compscope.generate model":
-        model = build(d["config"])
+        model = build_model(d["config"])
         model.load_state_dict(d["state_dict"])
-    elif isinstance(d, dict) and "hyper_parameters" in d and "model_config" in d["hyper_parameters"]:
-        model = build(d["hyper_parameters"]["model_config"])
-        sd = d["state_dict"]
-        prefix = "ema." if any(k.startswith("ema.") for k in sd) else "model."
-        model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)})
+    elif isinstance(d, dict) and isinstance(d.get("hyper_parameters", {}).get("model"), Mapping):
+        model = build_model(d["hyper_parameters"]["model"])
+        model.load_state_dict({k[len("model."):]: v for k, v in d["state_dict"].items() if k.startswith("model.")})
     else:
-        raise ValueError(f"{p} is not a compscope generate model; pass model.pt from `compscope generate train`")
+        raise ConfigError(f"{p} is not a compscope generate model",
+                          hint="pass model.pt (or a checkpoint) from `compscope generate train`")
     return model.eval()

@@ -70,7 +70,13 @@ class EquivariantPotential(nn.Module):
         avg_num_neighbors: normalisation of the neighbour sum (set from data by the trainer).
         atomic_energies: isolated-atom/reference energies per species (eV), added to the per-atom energy.
         scale: initial scale of the learned interaction energy (eV), e.g. the RMS of force components.
-        shift: initial per-atom energy shift (eV).
+        shift: initial per-atom energy shift (eV), learned per element.
+        isolated_e0: make an isolated atom's energy exactly its E0: the network's one-body term (what it gives an
+            atom without neighbours, from the self-connections and readouts) is subtracted per species, and the
+            shift is switched on by the atom's smooth coordination number c = sum of the cutoff envelope over its
+            neighbours, as ``shift * (1 - exp(-c))`` (about the full shift inside a molecule, zero when alone), so
+            the learned energy vanishes as atoms separate. Packages saved before this option existed load with it
+            off (their energies were trained without it).
 
     Shapes:
         forward(graph) -> {energy: (G,), forces: (N, 3), node_energy: (N,), [stress: (G, 3, 3)]}
@@ -93,10 +99,12 @@ class EquivariantPotential(nn.Module):
         atomic_energies: Sequence[float] | None = None,
         scale: float = 1.0,
         shift: float = 0.0,
+        isolated_e0: bool = True,
     ):
         super().__init__()
         self.species = [int(z) for z in species]
         self.cutoff = float(r_max)
+        self.isolated_e0 = bool(isolated_e0)
         n_el = len(self.species)
         self.register_buffer("z_to_index", species_lookup(self.species), persistent=False)
         e0 = torch.zeros(n_el) if atomic_energies is None else torch.as_tensor(atomic_energies, dtype=torch.float64)
@@ -179,8 +187,34 @@ class EquivariantPotential(nn.Module):
             a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
-        node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
+        if self.isolated_e0:  # an atom without neighbours has zero interaction energy
+            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])  # smooth, (N,)
+            node_energy = ((node_energy - self.one_body_energies(positions)[species_idx])
+                           * self.element_scale[species_idx]
+                           + self.element_shift[species_idx] * (1.0 - torch.exp(-coordination)))
+        else:
+            node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
         return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
+
+    def one_body_energies(self, like: torch.Tensor) -> torch.Tensor:
+        """What the layers give one atom of each species without neighbours, before scale and E0: (n_el,) in
+        ``like``'s dtype and device. Run through the same modules with zero edges, so it stays exact as the
+        weights train (and traces into a compiled model)."""
+        n_el = len(self.species)
+        attrs = torch.eye(n_el, dtype=like.dtype, device=like.device)
+        idx = torch.arange(n_el, device=like.device)
+        no_edges = torch.zeros(2, 0, dtype=torch.long, device=like.device)
+        sh = like.new_zeros(0, self.irreps_sh.dim)
+        radial = like.new_zeros(0, self.radial.out_dim)
+        h = self.embedding(attrs)
+        energy = like.new_zeros(n_el)
+        for inter, prod, gate, sc, readout in zip(
+            self.interactions, self.products, self.gates, self.self_connections, self.readouts
+        ):
+            a = inter(h, sh, radial, no_edges, False, None)
+            h = gate(prod(a, idx, False) + sc(h, idx))
+            energy = energy + readout(h)
+        return energy
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)

@@ -1,18 +1,20 @@
-"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget that survives resumes, metrics."""
+"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget over resumes, metrics, RNG states."""
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer, WeightAveraging
 
-__all__ = ["EMA", "TimeBudget", "MetricsSink", "write_csv", "read_metrics"]
+__all__ = ["EMA", "TimeBudget", "MetricsSink", "RNGState", "write_csv", "read_metrics"]
 
 
 class EMA(WeightAveraging):
@@ -25,7 +27,9 @@ class EMA(WeightAveraging):
     Args:
         decay: ``d`` per optimiser step (0.99 for force fields, 0.999 for EDM).
         warmup: use :math:`\min(d, (1+n)/(10+n))` after ``n`` updates (TensorFlow's ExponentialMovingAverage),
-            so early averages are not dominated by the random initialisation.
+            so early averages are not dominated by the random initialisation; the average starts at the weights
+            after the first step. Without warm-up the average starts at the initial weights and decays with ``d``
+            from the first step on (EDM's EMA, :math:`\bar\theta_0 = \theta_0`).
         use_buffers: average buffers too (off: buffers are copied, e.g. grids and statistics).
     """
 
@@ -40,9 +44,16 @@ class EMA(WeightAveraging):
         def avg_fn(avg: torch.Tensor, cur: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
             n = float(num_averaged)
             d = min(self.decay, (1.0 + n) / (10.0 + n)) if self.warmup else self.decay
-            return avg * d + cur * (1.0 - d)
+            return avg.lerp(cur, 1.0 - d)  # = d avg + (1 - d) cur
 
         super().__init__(avg_fn=avg_fn, use_buffers=use_buffers)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if not self.warmup and self._average_model is not None:
+            # count the copy of the initial weights as one average, so the first update mixes them in with d
+            # (a resumed run loads the saved count over this)
+            self._average_model.n_averaged.fill_(1)
 
     def _copy_buffers(self, pl_module: L.LightningModule) -> None:
         if self._average_model is not None:
@@ -134,6 +145,40 @@ class MetricsSink(L.Callback):
         with open(self.jsonl, "a") as fh:
             fh.write(json.dumps(row) + "\n")
         write_csv(self.jsonl, self.csv)
+
+
+class RNGState(L.Callback):
+    """The random-number states (torch CPU and CUDA, numpy, Python) in every checkpoint; a resumed run restores
+    them when training starts, so random draws in training (noise, augmentation) continue as in an uninterrupted
+    run. Fresh runs are untouched. In a multi-process run each checkpoint holds rank 0's states.
+    """
+
+    def __init__(self) -> None:
+        self._restored: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        version, internal, gauss = random.getstate()
+        return {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                # tensors and plain numbers only, so a checkpoint loads with weights_only=True
+                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+                "python": [version, torch.tensor(internal, dtype=torch.int64), gauss]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        s, self._restored = self._restored, None
+        if not s:
+            return
+        torch.set_rng_state(s["torch"])
+        if s["cuda"] and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(s["cuda"])
+        name, keys, pos, has_gauss, cached = s["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+        version, internal, gauss = s["python"]
+        random.setstate((version, tuple(int(x) for x in internal), gauss))
 
 
 def _validated(trainer: L.Trainer) -> bool:

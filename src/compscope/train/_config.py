@@ -13,9 +13,31 @@ from compscope.errors import ConfigError
 
 
 def accepted_arguments(fn: Callable) -> tuple[set[str], set[str], bool]:
-    """(all parameter names, required names, accepts **kwargs) of a constructor or function."""
-    target = fn.__init__ if inspect.isclass(fn) else fn
-    sig = inspect.signature(target)
+    """(all parameter names, required names, accepts **kwargs) of a constructor or function.
+
+    A class whose ``__init__`` passes ``**kwargs`` on to its base also accepts the base's arguments: those are
+    followed up the MRO to the first ``__init__`` without ``**kwargs``.
+    """
+    if not inspect.isclass(fn):
+        return _own_arguments(fn)
+    names, required, var_kw = set(), set(), True
+    for cls in fn.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        if cls is object:
+            if all("__init__" not in vars(c) for c in fn.__mro__[:-1]):
+                return _own_arguments(fn)  # no __init__ of its own (e.g. built in __new__): the class signature
+            return names, required, False
+        n, r, var_kw = _own_arguments(cls.__init__)
+        names |= n
+        required |= r
+        if not var_kw:
+            break
+    return names, required, var_kw
+
+
+def _own_arguments(fn: Callable) -> tuple[set[str], set[str], bool]:
+    sig = inspect.signature(fn)
     names, required, var_kw = set(), set(), False
     for name, p in sig.parameters.items():
         if name == "self":
@@ -38,8 +60,10 @@ def check_arguments(section: str, fn: Callable, args: Mapping[str, Any], extra: 
     allowed = names | (extra or set())
     unknown = sorted(set(args) - allowed)
     if unknown and not var_kw:
+        shown = sorted(allowed - (provided or set()))  # not the ones the caller fills in
         raise ConfigError(
-            f"config section '{section}': unknown key(s) {unknown}. Allowed keys: {sorted(allowed)}"
+            f"config section '{section}': unknown key(s) {unknown}. Allowed keys: {shown}",
+            hint=f"the keys are the arguments of {getattr(fn, '__qualname__', fn)}; check the spelling",
         )
     missing = sorted(required - set(args) - (provided or set()))
     if missing:

@@ -31,7 +31,7 @@ from compscope.errors import ConfigError
 
 from ._config import check_arguments
 
-__all__ = ["instantiate", "resolve_class", "normalize_spec"]
+__all__ = ["instantiate", "resolve_class", "normalize_spec", "complete_spec"]
 
 
 def resolve_class(path: str, default_module: str | None = None, section: str = "") -> Any:
@@ -112,3 +112,62 @@ def instantiate(spec: Any, *, default_module: str | None = None, presets: Mappin
         return cls(**kwargs)
     check_arguments(section or spec["class_path"], cls, kwargs)
     return cls(**kwargs)
+
+
+def complete_spec(spec: Any, *, section: str, default_class: str | None = None, default_module: str | None = None,
+                  presets: Mapping[str, Any] | None = None, provided: Mapping[str, str] | None = None
+                  ) -> dict[str, Any]:
+    """``{"class_path", "init_args"}`` of a config section with every constructor default written out and the
+    arguments checked: what a run folder's ``config.yaml`` stores and ``--resume`` compares.
+
+    Args:
+        spec: the section as written (``None`` or ``{init_args: ...}`` take ``default_class``).
+        section: its name, for error messages.
+        default_class: the class_path of a section that names none.
+        default_module: where a bare class name is looked up.
+        presets: named specs.
+        provided: arguments the caller fills in (name -> where they come from); the section may not set them.
+
+    Raises:
+        ConfigError: an unknown class, unknown or missing arguments, or an argument that ``provided`` sets.
+
+    Examples:
+        >>> spec = complete_spec({"init_args": {"in_features": 2, "out_features": 3}}, section="layer",
+        ...                      default_class="torch.nn.Linear")
+        >>> spec["init_args"]
+        {'bias': True, 'device': None, 'dtype': None, 'in_features': 2, 'out_features': 3}
+    """
+    provided = dict(provided or {})
+    if spec is None:
+        spec = {}
+    if isinstance(spec, Mapping) and "class_path" not in spec and "preset" not in spec and default_class:
+        spec = {"class_path": default_class, **spec}
+    out = normalize_spec(spec, presets, section)
+    cls = resolve_class(out["class_path"], default_module, section)
+    for key in sorted(set(out["init_args"]) & set(provided)):
+        raise ConfigError(f"config section '{section}': {key!r} is set by {provided[key]}",
+                          hint=f"remove {section}.init_args.{key}")
+    check_arguments(section, cls, out["init_args"], provided=set(provided))
+    defaults = {}
+    for fn in _constructors(cls):
+        for name, p in inspect.signature(fn).parameters.items():
+            if (p.default is p.empty or name in provided or name in defaults
+                    or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)):
+                continue
+            defaults[name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    return {"class_path": out["class_path"], "init_args": {**defaults, **out["init_args"]}}
+
+
+def _constructors(cls: Any) -> list[Any]:
+    """``cls`` (or a function), then the base ``__init__`` methods its ``**kwargs`` reach."""
+    if not inspect.isclass(cls):
+        return [cls]
+    out = []
+    for base in cls.__mro__:
+        if "__init__" not in vars(base) or base is object:
+            continue
+        init = vars(base)["__init__"]
+        out.append(init)
+        if not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return out or [cls]

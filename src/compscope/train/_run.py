@@ -141,7 +141,7 @@ class RunDir:
                                   hint="run once without --resume first, or point --out at the run's folder")
             check_unchanged(_flatten(self.saved_config()), _flatten(self.config),
                             safe=_expand_safe(self.safe, self.config, self.saved_config()),
-                            defaults=_flatten(self.defaults), where=str(self.path))
+                            defaults=_flatten(self._defaults()), where=str(self.path))
         elif self.last.exists() and is_rank_zero():
             raise RunExistsError(f"{self.path} already holds a run",
                                  hint="pass --resume to continue it, or choose another --out")
@@ -150,6 +150,13 @@ class RunDir:
             self.config_file.write_text(yaml.safe_dump(_plain(self.config), sort_keys=False))
             (self.path / "versions.json").write_text(json.dumps(code_versions(), indent=2))
         return self
+
+    def _defaults(self) -> dict[str, Any]:
+        """``defaults`` over the trainer options added to compscope after a run may have begun."""
+        from ._trainer import TrainerConfig
+
+        trainer = {**TrainerConfig.ADDED_OPTIONS, **(self.defaults.get("trainer") or {})}
+        return {**self.defaults, "trainer": trainer} if "trainer" in self.config else dict(self.defaults)
 
     def ckpt_path(self) -> str | None:
         """What to pass as Lightning's ``ckpt_path``."""

@@ -1,8 +1,10 @@
 """The one trainer: a Lightning ``Trainer`` with compscope's callbacks, built from a config's ``trainer`` section.
 
-A task brings only its ``LightningModule`` and ``DataModule``; :func:`fit` adds checkpoints (``last`` every
-epoch or every few minutes, ``best`` by the monitored metric), the EMA of the weights, the wall-clock budget
-summed over resumes, early stopping, the metrics sink and a progress bar, and resumes from the run folder.
+A task brings only its ``LightningModule`` and ``DataModule``; :func:`fit` adds checkpoints (``last`` at every
+validation, every few minutes and at the end of training, ``best`` by the monitored metric), the EMA of the
+weights, the wall-clock budget summed over resumes, early stopping, the metrics sink, the random-number states
+and a progress bar, and resumes from the run folder. With a training loader from
+:func:`~compscope.train.step_loader` a resumed run continues exactly where the interrupted one stopped.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 
 from compscope.errors import ConfigError
 
-from ._callbacks import EMA, MetricsSink, TimeBudget
+from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget
 from ._run import RunDir
 
 __all__ = ["TrainerConfig", "FitResult", "fit", "find_callback"]
@@ -27,7 +29,7 @@ _ACCELERATORS = ("cpu", "gpu", "auto")
 
 
 class TrainerConfig:
-    """The ``trainer`` section of every training config (its keys are these arguments).
+    r"""The ``trainer`` section of every training config (its keys are these arguments).
 
     Args:
         max_epochs: epoch limit (-1: none).
@@ -38,6 +40,8 @@ class TrainerConfig:
         mode: ``min`` or ``max`` for ``monitor``.
         early_stopping_patience: validations without improvement before stopping (None/0: never).
         ema_decay: decay of the weight EMA per step (0: off).
+        ema_warmup: the EMA's warm-up :math:`\min(d, (1+n)/(10+n))` (off: a constant decay from the initial
+            weights, as EDM); see :class:`~compscope.train.EMA`.
         devices: processes (CPU, DDP over gloo) or GPUs.
         strategy: ``auto`` or ``ddp``.
         accelerator: ``cpu``, ``gpu`` or ``auto``.
@@ -51,7 +55,8 @@ class TrainerConfig:
 
     def __init__(self, max_epochs: int = 100, max_steps: int = -1, max_time_minutes: float | None = None,
                  gradient_clip_val: float | None = None, monitor: str | None = "val_loss", mode: str = "min",
-                 early_stopping_patience: int | None = None, ema_decay: float = 0.0, devices: int = 1,
+                 early_stopping_patience: int | None = None, ema_decay: float = 0.0, ema_warmup: bool = True,
+                 devices: int = 1,
                  strategy: str = "auto", accelerator: str = "cpu", precision: str | None = None,
                  num_threads: int | None = None, val_check_interval: int | None = None,
                  checkpoint_minutes: float | None = None, log_every_n_steps: int = 10,
@@ -72,6 +77,8 @@ class TrainerConfig:
     def __repr__(self) -> str:
         return f"TrainerConfig({self.as_dict()})"
 
+    # options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
+    ADDED_OPTIONS = {"ema_warmup": True}
     # options that may change when a run is resumed (budgets, hardware, display)
     RESUME_SAFE = ("max_epochs", "max_steps", "max_time_minutes", "devices", "strategy", "accelerator",
                    "num_threads", "progress_bar", "log_every_n_steps", "checkpoint_minutes", "early_stopping_patience")
@@ -114,10 +121,13 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
     _check_accelerator(cfg.accelerator)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    cbs: list[L.Callback] = []
+    # first in the list: its on_train_end saves before the EMA callback puts the average into the module
+    cbs: list[L.Callback] = [_LastAtEnd(run.last), RNGState()]
+    best_cb = None
     if cfg.monitor:
-        cbs.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, save_last=True, filename="best",
-                                                       monitor=cfg.monitor, mode=cfg.mode, save_top_k=1))
+        best_cb = L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, save_last=True, filename="best",
+                                                      monitor=cfg.monitor, mode=cfg.mode, save_top_k=1)
+        cbs.append(best_cb)
     # Lightning (2.5+) writes `last` only at a validation that also saved a top-k checkpoint (the monitored metric
     # improved): this one writes last.ckpt at every validation, so --resume continues from where the run stopped
     cbs.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=run.checkpoints, filename="last", monitor=None,
@@ -129,7 +139,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
     budget = TimeBudget(60.0 * cfg.max_time_minutes if cfg.max_time_minutes else None)
     cbs += [budget, MetricsSink(run.path)]
     if cfg.ema_decay:
-        cbs.append(EMA(cfg.ema_decay))
+        cbs.append(EMA(cfg.ema_decay, warmup=cfg.ema_warmup))
     if cfg.early_stopping_patience and cfg.monitor:
         cbs.append(L.pytorch.callbacks.EarlyStopping(cfg.monitor, mode=cfg.mode,
                                                      patience=cfg.early_stopping_patience))
@@ -148,12 +158,28 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
     )
     tr.fit(module, datamodule=datamodule, train_dataloaders=train_dataloaders, val_dataloaders=val_dataloaders,
            ckpt_path=run.ckpt_path())
-    best = _local_best(cbs[0].best_model_path if cfg.monitor else "", run)
+    best = _local_best(best_cb.best_model_path if best_cb is not None else "", run)
     if tr.is_global_zero:
         rec = {"train_seconds": budget.time_elapsed("train") if budget.complete(run.resume) else None,
                "global_step": tr.global_step, "epoch": tr.current_epoch}
         (run.path / "train_time.json").write_text(json.dumps(rec))
     return FitResult(tr, run, best, budget)
+
+
+class _LastAtEnd(L.Callback):
+    """Write ``last.ckpt`` when training ends (a step limit or the time budget can stop it between validations),
+    with the raw weights and the average as during training, so ``--resume`` continues from the last step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._saved_at = -1  # the step of the latest checkpoint (every one of them writes last.ckpt)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._saved_at = trainer.global_step
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0 and trainer.global_step != self._saved_at:
+            trainer.save_checkpoint(self.path)
 
 
 def _precision_of(module: L.LightningModule) -> str:

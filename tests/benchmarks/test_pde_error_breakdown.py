@@ -1,14 +1,14 @@
-"""The per-trajectory error breakdown script's helpers (the diagnostic behind docs/pde.md's E3 analysis)."""
+"""The per-trajectory error breakdown script's helpers (the diagnostic behind results/sweeps/pde_error_breakdown_*)."""
+
+import importlib
 
 import numpy as np
 import pytest
 
-from .conftest import load_benchmark
-
 
 @pytest.fixture(scope="module")
 def bd():
-    return load_benchmark("pde_error_breakdown")
+    return importlib.import_module("benchmarks.pde_error_breakdown")
 
 
 def test_breakdown_finds_the_coefficient_that_carries_the_error(bd):
