@@ -2,14 +2,33 @@
 
 Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
-comparison with the literature's splits), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
-log-density) and :mod:`._train` (maximum-likelihood training on :mod:`compscope.train`; imported on first use, it
-loads Lightning). Imports only ``data``, ``nn``, ``models`` and ``train``.
+comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
+targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
+:mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density) and :mod:`._train`
+(maximum-likelihood training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only
+``data``, ``nn``, ``models``, ``train`` and ``integrations`` (OpenMM and openmmtools load on first use).
 """
 
+from ._ala2_reference import (
+    ALA2_REFERENCE_DEFAULTS,
+    ala2_reference_dir,
+    assemble_ala2_reference,
+    basin_population,
+    make_ala2_reference,
+    run_replica_exchange,
+)
 from ._errors import SamplingInputError
 from ._flow import EquivariantCNF, EquivariantVectorField
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
+from ._openmm_target import (
+    ALA2_BASIN,
+    ALA2_PHI,
+    ALA2_PSI,
+    OpenMMEnergyError,
+    OpenMMTarget,
+    alanine_dipeptide,
+    dihedral_angles,
+)
 from ._reference import (
     REFERENCE_DEFAULTS,
     compare_energies,
@@ -36,7 +55,9 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "energy_and_force", "check_positions", "get_target", "TARGETS",
            "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
            "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
-           "train_flow", "load_positions"]
+           "train_flow", "load_positions", "OpenMMTarget", "OpenMMEnergyError", "alanine_dipeptide",
+           "dihedral_angles", "ALA2_PHI", "ALA2_PSI", "ALA2_BASIN", "make_ala2_reference", "assemble_ala2_reference",
+           "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}

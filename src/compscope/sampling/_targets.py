@@ -307,12 +307,19 @@ class ForceFieldTarget(Target):
                 "temperature": self.temperature, "cutoff": self.cutoff}
 
 
-TARGETS = {"dw4": DoubleWell4, "lj13": lambda: LennardJones(13), "lj55": lambda: LennardJones(55)}
+def _alanine_dipeptide() -> Target:
+    from ._openmm_target import alanine_dipeptide  # imports OpenMM: only when asked for
+
+    return alanine_dipeptide()
+
+
+TARGETS = {"dw4": DoubleWell4, "lj13": lambda: LennardJones(13), "lj55": lambda: LennardJones(55),
+           "ala2": _alanine_dipeptide}
 """Named targets of the literature: ``get_target("lj13")``."""
 
 
 def get_target(name: str) -> Target:
-    """A named target: ``dw4``, ``lj13`` or ``lj55``."""
+    """A named target: ``dw4``, ``lj13``, ``lj55`` or ``ala2`` (alanine dipeptide, OpenMM amber14, 300 K)."""
     key = str(name).lower()
     if key not in TARGETS:
         raise SamplingInputError(f"unknown target {name!r}", hint=f"use one of {', '.join(TARGETS)}")

@@ -28,18 +28,25 @@ from pathlib import Path
 import numpy as np
 
 from compscope.errors import CompscopeError
+from compscope.integrations.openmm_systems import (
+    ALANINE_DIPEPTIDE_PDB,
+    ALANINE_PHI,
+    ALANINE_PSI,
+    AMBER14,
+    SOLVENTS,
+    alanine_dipeptide_system,
+)
 
 __all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
            "plot_free_energy"]
 
 log = logging.getLogger(__name__)
 
-PDB_PATH = Path(__file__).with_name("alanine-dipeptide.pdb")
-SOLVENTS = {"vacuum": [], "obc": ["implicit/obc2.xml"], "obc2": ["implicit/obc2.xml"], "gbn2": ["implicit/gbn2.xml"]}
-FORCEFIELD = "amber14-all.xml"
-# atom indices (0-based, in PDB order) of the backbone dihedrals
-PHI = (1, 6, 7, 9)  # C(ACE) - N - CA - C
-PSI = (6, 7, 9, 16)  # N - CA - C - N(NME)
+# the molecule, force field and dihedral atoms are shared with compscope.sampling (integrations.openmm_systems)
+PDB_PATH = ALANINE_DIPEPTIDE_PDB
+FORCEFIELD = AMBER14
+PHI = ALANINE_PHI  # C(ACE) - N - CA - C
+PSI = ALANINE_PSI  # N - CA - C - N(NME)
 
 
 class ReferenceError(CompscopeError, RuntimeError):  # noqa: A001 - our own error type, scoped to this module
@@ -59,14 +66,9 @@ def dihedral(pos: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarray:
 
 
 def _system(solvent: str):
-    from openmm import app
-
     if solvent not in SOLVENTS:
         raise ReferenceError(f"unknown solvent {solvent!r}: choose vacuum, obc or gbn2")
-    pdb = app.PDBFile(str(PDB_PATH))
-    ff = app.ForceField(FORCEFIELD, *SOLVENTS[solvent])
-    system = ff.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=app.HBonds)
-    return pdb, system
+    return alanine_dipeptide_system(solvent, constraints="HBonds")
 
 
 def _atomic_write_npz(path: Path, **arrays) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PDB = Path(__file__).with_name("alanine-dipeptide.pdb")
+PDB = Path(__file__).parents[2] / "integrations" / "alanine-dipeptide.pdb"  # shared: integrations.openmm_systems
 
 # atom-map number -> (residue name, residue number, atom name)
 _HEAVY = {
