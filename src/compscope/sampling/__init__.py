@@ -2,12 +2,22 @@
 
 Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
-comparison with the literature's splits), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
+comparison with the literature's splits), :mod:`._estimators` (importance weights, ESS, reweighted
+observables and profiles, energy Wasserstein distances), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
 log-density) and :mod:`._train` (maximum-likelihood training on :mod:`compscope.train`; imported on first use, it
 loads Lightning). Imports only ``data``, ``nn``, ``models`` and ``train``.
 """
 
 from ._errors import SamplingInputError
+from ._estimators import (
+    ImportanceWeights,
+    energy_histogram,
+    free_energy_profile,
+    importance_weights,
+    kish_ess,
+    reweighted_mean,
+    wasserstein_1d,
+)
 from ._flow import EquivariantCNF, EquivariantVectorField
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._reference import (
@@ -36,7 +46,9 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "energy_and_force", "check_positions", "get_target", "TARGETS",
            "make_reference", "read_reference", "reference_dir", "initial_positions", "compare_energies", "load_split",
            "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
-           "train_flow", "load_positions"]
+           "train_flow", "load_positions",
+           "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
+           "wasserstein_1d", "free_energy_profile"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}
