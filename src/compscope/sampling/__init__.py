@@ -2,12 +2,14 @@
 
 Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential), :mod:`._mcmc` (exact
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
-comparison with the literature's splits), :mod:`._estimators` (importance weights, ESS, reweighted
-observables and profiles, energy Wasserstein distances), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
-log-density) and :mod:`._train` (maximum-likelihood training on :mod:`compscope.train`; imported on first use, it
-loads Lightning). Imports only ``data``, ``nn``, ``models`` and ``train``.
+comparison with the literature's splits), :mod:`._estimators` (importance weights, ESS, reweighted observables
+and profiles, energy Wasserstein distances), :mod:`._flow` (the E(n)-equivariant continuous flow with exact
+log-density), :mod:`._draw` (loading a trained flow, drawing with log q and weights, reports) and :mod:`._train`
+(training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only ``data``,
+``nn``, ``models`` and ``train``.
 """
 
+from ._draw import SAMPLE_FORMAT, draw_samples, load_flow, read_samples, report_samples, write_samples
 from ._errors import SamplingInputError
 from ._estimators import (
     ImportanceWeights,
@@ -48,7 +50,8 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
            "train_flow", "load_positions",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
-           "wasserstein_1d", "free_energy_profile"]
+           "wasserstein_1d", "free_energy_profile",
+           "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}

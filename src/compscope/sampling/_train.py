@@ -105,10 +105,11 @@ class FlowModule(L.LightningModule):
         lr, weight_decay: AdamW.
         hutchinson: train with the Hutchinson divergence (one Rademacher probe); exact otherwise.
         train_steps: RK4 steps in training (None: the flow's ``n_steps``, used in validation).
+        target: the target's name (saved with the checkpoint, so ``compscope sample draw`` knows the energy).
     """
 
     def __init__(self, flow: Mapping[str, Any], lr: float = 1e-3, weight_decay: float = 0.0,
-                 hutchinson: bool = False, train_steps: int | None = None):
+                 hutchinson: bool = False, train_steps: int | None = None, target: str | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.flow = EquivariantCNF(**flow)
@@ -159,7 +160,8 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
             "flow": {"n_particles": target.n_particles, "dim": target.dim,
                      **_section(config, "flow", EquivariantCNF, taken=("n_particles", "dim"))},
-            "data": data, "module": _section(config, "module", FlowModule, taken=("flow",)), "trainer": trainer}
+            "data": data, "module": _section(config, "module", FlowModule, taken=("flow", "target")),
+            "trainer": trainer}
 
 
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
@@ -170,7 +172,7 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
         raise ConfigError("no run folder: give out: in the config or --out", hint="--out runs/enf_dw4")
     cfg["out"] = str(where)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    module = FlowModule(cfg["flow"], **cfg["module"])
+    module = FlowModule(cfg["flow"], target=cfg["data"]["target"], **cfg["module"])
     data = FlowDataModule(**cfg["data"])
     run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
     return fit(module, data, run, TrainerConfig(**cfg["trainer"]))
