@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="run folder (default benchmarks/work/sampling_bg_<sys>)")
     ap.add_argument("--partial", action="store_true", help="write the JSON from what exists, train/draw nothing")
     ap.add_argument("--name", default=None, help="result name (default sampling_bg_<system>)")
+    ap.add_argument("--note", action="append", default=[], help="a note to store in the JSON (repeatable)")
     a = ap.parse_args()
 
     import numpy as np
@@ -118,7 +119,7 @@ def main() -> None:
     torch.set_num_threads(1)
     out = a.out or WORK / f"sampling_bg_{a.system}"
     cfg = config(a.system, a.minutes, a.train, a.seed, a.n_train)
-    notes = []
+    notes = list(a.note)
     if cfg["data"]["train"] is None:
         raise SystemExit(f"{a.system}: no shipped training split; pass --train <reference.h5> "
                          f"(compscope sample reference {a.system})")

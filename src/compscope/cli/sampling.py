@@ -91,6 +91,7 @@ def draw(
     seed: int = typer.Option(0, "--seed", help="seed of the base draws"),
     n_steps: int | None = typer.Option(None, "--n-steps", help="RK4 steps (default: the flow's n_steps)"),
     dtype: str = typer.Option("float64", "--dtype", help="float64 (default: accurate log q) or float32"),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
 ) -> None:
     """Draw N samples with their exact log-density, energy (kT) and log importance weight into an HDF5 file."""
     import torch
@@ -100,8 +101,8 @@ def draw(
 
     if dtype not in ("float32", "float64"):
         raise ConfigError(f"--dtype {dtype}: use float32 or float64")
+    torch.set_num_threads(threads)
     flow, info = load_flow(model, dtype=getattr(torch, dtype))
-    torch.set_num_threads(1)
     with Progress(TextColumn("drawing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task("draw", total=n)
