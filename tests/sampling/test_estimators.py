@@ -12,6 +12,7 @@ from scipy import stats
 from compscope.sampling import (
     SamplingInputError,
     energy_histogram,
+    free_energy_difference,
     free_energy_profile,
     importance_weights,
     kish_ess,
@@ -142,3 +143,18 @@ def test_free_energy_profile_of_a_gaussian():
     assert np.abs(z).max() < 4.5 and np.all(se < 0.1)
     assert prof["prob"].sum() == pytest.approx(stats.norm.cdf(2) - stats.norm.cdf(-2), abs=0.01)
     assert np.nanmin(f) == 0.0
+
+
+def test_free_energy_difference_of_two_half_lines():
+    # target N(0, 1) from N(0.5, 1.3^2) proposals: B = {x > 1}, A = {x < 0}: dF = -log(P(B) / P(A)) exactly
+    exact = -math.log(stats.norm.sf(1.0) / stats.norm.cdf(0.0))
+    zs, ses = [], []
+    for seed in range(10):
+        x, u, log_q = _gauss_proposals(5000, 1.3, 1, seed=seed, mu=0.5)
+        df, se = free_energy_difference(x[:, 0] < 0, x[:, 0] > 1, importance_weights(u, log_q).log_w)
+        zs.append((df - exact) / se)
+        ses.append(se)
+    zs = np.array(zs)
+    assert np.abs(zs).max() < 4 and abs(zs.mean()) < 4 / math.sqrt(len(zs)) * 1.5 and 0.4 < zs.std() < 2.0
+    with pytest.raises(SamplingInputError, match="no weight"):
+        free_energy_difference(x[:, 0] < -100, x[:, 0] > 0)

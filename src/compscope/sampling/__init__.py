@@ -14,6 +14,7 @@ from ._errors import SamplingInputError
 from ._estimators import (
     ImportanceWeights,
     energy_histogram,
+    free_energy_difference,
     free_energy_profile,
     importance_weights,
     kish_ess,
@@ -50,7 +51,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
            "train_flow", "load_positions",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
-           "wasserstein_1d", "free_energy_profile",
+           "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",

@@ -25,7 +25,7 @@ import torch
 from ._errors import SamplingInputError
 
 __all__ = ["ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
-           "wasserstein_1d", "free_energy_profile"]
+           "wasserstein_1d", "free_energy_profile", "free_energy_difference"]
 
 
 def _array(x, name: str) -> np.ndarray:
@@ -199,3 +199,23 @@ def free_energy_profile(cv, bins: int | np.ndarray = 30, range: tuple[float, flo
         se = np.where(prob > 0, se_p / prob, np.nan)
     f = f - f[np.isfinite(f)].min()
     return {"edges": edges, "centres": 0.5 * (edges[1:] + edges[:-1]), "prob": prob, "free_energy": f, "se": se}
+
+
+def free_energy_difference(in_a, in_b, log_w=None) -> tuple[float, float]:
+    """``(dF, se)``: ``F_B - F_A = -log(P(B) / P(A))`` in kT between two sets of states (boolean masks over the
+    proposals, e.g. two basins of a collective variable), self-normalised, with the delta-method standard error of
+    the log ratio (``var(log P_B - log P_A)`` from the weighted indicators' covariance)."""
+    a = np.asarray(in_a, dtype=bool)
+    b = np.asarray(in_b, dtype=bool)
+    lw = np.zeros(len(a)) if log_w is None else _array(log_w, "log_w")
+    if not (len(a) == len(b) == len(lw)):
+        raise SamplingInputError(f"masks of {len(a)} and {len(b)} entries, {len(lw)} weights",
+                                 hint="one entry per proposal in each")
+    w = _normalize(lw)
+    pa, pb = float(w[a].sum()), float(w[b].sum())
+    if pa == 0 or pb == 0:
+        raise SamplingInputError(f"a state has no weight (P(A) = {pa:.3g}, P(B) = {pb:.3g})",
+                                 hint="draw more samples or widen the state definitions")
+    # g_i = 1_B / P_B - 1_A / P_A; delta method for the ratio of self-normalised sums
+    g = b / pb - a / pa
+    return -math.log(pb / pa), float(math.sqrt((w**2 * (g - (w * g).sum()) ** 2).sum()))
