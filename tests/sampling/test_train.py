@@ -95,3 +95,21 @@ def test_flow_matching_alignment_shortens_paths_and_trains(tmp_path, dw4_frames)
     assert np.isfinite(rows[-1]["val_nll"]) and np.isfinite(rows[-1].get("train_loss", rows[-1]["val_nll"]))
     with pytest.raises(ConfigError, match="module.loss"):
         train_flow({**cfg, "module": {"loss": "kl"}}, out=tmp_path / "bad")
+
+
+def test_init_from_fine_tunes_a_trained_flow(tmp_path):
+    from compscope.models.artifacts import ArtifactError
+    from compscope.sampling import load_flow
+
+    cfg = _config(tmp_path)
+    cfg["module"] = {"lr": 1e-3, "loss": "flow_matching"}
+    train_flow(cfg, out=tmp_path / "fm")
+    start, _ = load_flow(tmp_path / "fm")
+    tune = {**_config(tmp_path), "init_from": str(tmp_path / "fm"),
+            "module": {"lr": 0.0, "loss": "likelihood", "train_steps": 1}}
+    train_flow(tune, out=tmp_path / "ft")
+    tuned, _ = load_flow(tmp_path / "ft" / "checkpoints" / "last.ckpt")
+    for a, b in zip(start.state_dict().values(), tuned.state_dict().values()):  # lr 0: the weights it started from
+        assert torch.equal(a, b)
+    with pytest.raises(ArtifactError, match="differs"):
+        train_flow({**tune, "flow": {**tune["flow"], "hidden": 16}}, out=tmp_path / "bad")

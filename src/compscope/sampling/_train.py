@@ -11,7 +11,9 @@ A config (YAML or dict; ``compscope sample train CONFIG``) has these sections, e
 - ``module``: :class:`FlowModule` (loss: ``likelihood`` or ``flow_matching``, alignment, sigma, lr, weight_decay,
   hutchinson, train_steps);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_nll``);
-- ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
+- ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`);
+- ``init_from``: a run folder or ``.ckpt`` whose flow weights start this run (e.g. likelihood fine-tuning of a
+  flow-matching run; same flow section and target), ignored on ``--resume``.
 
 Validation reports the exact negative log-likelihood (nats per configuration, ``val_nll``, and per degree of
 freedom of the mean-free subspace, ``val_nll_per_dof``).
@@ -38,7 +40,7 @@ from ._targets import get_target
 
 __all__ = ["FlowDataModule", "FlowModule", "resolve_config", "train", "load_positions", "SECTIONS"]
 
-SECTIONS = ("seed", "out", "flow", "data", "module", "trainer")
+SECTIONS = ("seed", "out", "init_from", "flow", "data", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_nll", "max_epochs": 20}
 RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
 
@@ -202,11 +204,27 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     target = get_target(data["target"])
     trainer = _section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
     TrainerConfig(**trainer)
+    init = config.get("init_from")
     return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
+            "init_from": None if init is None else str(init),
             "flow": {"n_particles": target.n_particles, "dim": target.dim,
                      **_section(config, "flow", EquivariantCNF, taken=("n_particles", "dim"))},
             "data": data, "module": _section(config, "module", FlowModule, taken=("flow", "target")),
             "trainer": trainer}
+
+
+def _init_from(module: FlowModule, path: str, target: str) -> None:
+    """Start from the weights of another run's flow (e.g. likelihood fine-tuning after flow matching)."""
+    from compscope.models.artifacts import ArtifactError
+
+    from ._draw import load_flow
+
+    flow, info = load_flow(path, dtype=next(module.flow.parameters()).dtype)
+    if info["target"] != target or info["flow"] != dict(module.hparams.flow):
+        raise ArtifactError(f"init_from {path}: its flow ({info['target']}, {info['flow']}) differs from this "
+                            f"config's ({target}, {dict(module.hparams.flow)})",
+                            hint="use the same flow section and target as the run you start from")
+    module.flow.load_state_dict(flow.state_dict())
 
 
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
@@ -218,6 +236,8 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
     cfg["out"] = str(where)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module = FlowModule(cfg["flow"], target=cfg["data"]["target"], **cfg["module"])
+    if cfg["init_from"] is not None and not resume:
+        _init_from(module, cfg["init_from"], cfg["data"]["target"])
     data = FlowDataModule(**cfg["data"])
     run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
     return fit(module, data, run, TrainerConfig(**cfg["trainer"]))
