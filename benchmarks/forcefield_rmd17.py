@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 from ase.io import read, write
 
@@ -129,7 +128,9 @@ def run_ours(files, budget: float, threads: int, tag: str, dtype: str, scheduler
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     epochs = rows[-1]["epoch"] + 1
     model = load_model(out / "model.pt")
-    torch.set_num_threads(threads)
+    from compscope.runtime import configure_threads
+
+    configure_threads(threads)
     graphs = load_graphs(files["test"], model.cutoff, energy_key="REF_energy", forces_key="REF_forces")
     table = error_table(predict(model, graphs, batch_size=50))
     from compscope.integrations.ase import Calculator

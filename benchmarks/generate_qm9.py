@@ -11,9 +11,10 @@ molecule and training hours. Rerunning continues where it stopped (Lightning che
 
 ``--conditional PROP`` runs EDM's conditional protocol (section 5.3, Table 3) against EDM's published MAEs: a
 property predictor trains on the first seed-42 half of train for ``--predictor-budget-h`` (cumulative, resumed
-from ``<work>/cond_<prop>/predictor.pt``), the conditional generator (``configs/generate/<model>_qm9_<prop>.yaml``,
-default EDM) on the second half for each budget, then ``--n-samples`` molecules are sampled with (size, value)
-pairs drawn from the second half and scored by the predictor's MAE; the naive / #Atoms / QM9 baselines use the
+exactly from the run folder ``<work>/cond_<prop>/predictor/`` of ``compscope.generate.train_predictor``), the
+conditional generator (``configs/generate/<model>_qm9_<prop>.yaml``, default EDM) on the second half for each
+budget, then ``--n-samples`` molecules are sampled with (size, value) pairs drawn from the second half and scored
+by the predictor's MAE; the naive / #Atoms / QM9 baselines use the
 same predictor on the first ``--baseline-n`` second-half molecules.
 
 QM9 comes from the cached tensor file ``<data_dir>/qm9/qm9_generate_v1.pt`` (``$COMPSCOPE_DATA`` or the user
@@ -109,11 +110,11 @@ def data_row(n: int | None) -> Path:
 
 def run_model(model: str, budgets: list[float], n_samples: int, work: Path, seed: int,
               sample_steps: int | None, batch_size: int) -> Path:
-    import torch
 
     from compscope.generate import metrics, molecule_grid, qm9_train_smiles
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(1)
+    configure_threads(1)
     out = work / model
     res_path = RESULTS / f"generate_qm9_{model}.json"
     points = _previous_points(res_path)
@@ -144,7 +145,6 @@ def conditional_config(model: str, prop: str) -> Path:
 def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours: float, n_samples: int,
                     baseline_n: int, work: Path, seed: int, sample_steps: int | None, batch_size: int) -> Path:
     """EDM's conditional protocol at CPU budgets: predictor (first half), generator (second half), MAE."""
-    import torch
 
     from compscope.generate import (
         baselines,
@@ -156,16 +156,17 @@ def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours
         qm9_train_smiles,
         train_predictor,
     )
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(1)
+    configure_threads(1)
     config = conditional_config(model, prop)
     name = f"generate_qm9_cond_{prop}_{model}"
     res_path = RESULTS / f"{name}.json"
     points = _previous_points(res_path)
     cond = work / f"cond_{prop}"
     q, sp = load_qm9(), edm_splits()
-    predictor, progress = train_predictor(cond / "predictor.pt", prop, q, sp["first_half"], predictor_hours * 3600,
-                                          seed=seed, **PREDICTOR)
+    predictor, progress = train_predictor(cond / "predictor", prop, q, sp["first_half"], predictor_hours * 3600,
+                                          seed=seed, val_rows=sp["valid"][:1000], **PREDICTOR)
     base = baselines(predictor, q, sp["first_half"], sp["second_half"][:baseline_n], seed=seed)
     print("predictor", progress, "baselines", base, flush=True)
     published = PUBLISHED_CONDITIONAL[prop]
@@ -187,7 +188,7 @@ def run_conditional(prop: str, model: str, budgets: list[float], predictor_hours
             "run_dir": str(cond / model),
             "predictor": {**PREDICTOR, "train_rows": "first_half", "train_hours": progress["train_seconds"] / 3600,
                           "steps": progress["steps"], "last_l1_in_mad_units": progress["last_loss"],
-                          "path": str(cond / "predictor.pt")},
+                          "valid_mae_first_1000": progress["val_mae"], "path": str(cond / "predictor" / "model.pt")},
             "baselines": {"naive": base["naive"], "n_atoms": base["n_atoms"], "qm9_lower_bound": base["qm9"],
                           "n_molecules": base["n"], "rows": "first baseline_n of second_half"},
             "points": points, "published": published,

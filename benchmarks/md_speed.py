@@ -119,7 +119,7 @@ def run_compscope(model_path: str, start, replicas: int, steps: int, dtype: str)
     n_params = sum(p.numel() for p in model.parameters())
     return {"replicas": replicas, "steps": steps, "wall_s": res.wall_s, "ns_per_day": res.ns_per_day,
             "ns_per_day_aggregate": res.ns_per_day * replicas, "atom_steps_per_s": res.atom_steps_per_s,
-            "n_stable": res.n_stable, "n_params": n_params}
+            "n_stable": res.n_stable, "n_params": n_params, "warmup_steps_not_timed": res.warmup_steps}
 
 
 def run_mace(start_path: str, replicas: int, steps_1: int, steps_many: int, dtype: str, threads: int) -> dict:
@@ -184,12 +184,12 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, default=50000)
     args = ap.parse_args()
 
-    import torch
     from ase.io import read
 
     from compscope.data import dataset_path
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     if not Path(args.model).exists():
         train_benchmark_model(Path(args.model), args.train_minutes, args.threads)
     start_path = args.start or str(dataset_path("rmd17", "ethanol_test.xyz"))

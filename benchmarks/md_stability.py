@@ -111,8 +111,9 @@ def main() -> None:
 
     from compscope.data import dataset_path
     from compscope.md import load_potential, read_h5_observables, simulate
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     test_path = dataset_path("rmd17", "ethanol_test.xyz")
     ref_frames = read(test_path, ":")
     start = ref_frames[0]

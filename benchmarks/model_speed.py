@@ -79,8 +79,9 @@ def main() -> None:
 
     from compscope.data import AtomicGraph, graphs_from_atoms
     from compscope.models import build_model
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(args.threads)
+    configure_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     if Path(args.model).exists():
         from compscope.md import load_potential

@@ -134,11 +134,10 @@ def main() -> None:
             ap.error(f"budget {b!r} is not NxR (e.g. 2048x8)")
         budgets.append((int(n), int(r)))
 
-    import torch
-
     from compscope.pde import evaluate, get_equation, train
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(a.threads)
+    configure_threads(a.threads)
     eq = get_equation(a.equation)
     if a.nx not in eq.resolutions:
         ap.error(f"{eq.name} has resolutions {eq.resolutions}, not {a.nx}")

@@ -68,11 +68,10 @@ def main() -> None:
                     help="free text added to the JSON's notes (repeatable)")
     a = ap.parse_args()
 
-    import torch
-
     from compscope.pde import evaluate, generate, get_equation, load_split, weno_solve_batch
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(a.threads)
+    configure_threads(a.threads)
     solvers, eq_name, nx = {}, None, None
     for ckpt in a.checkpoints:
         res = evaluate(ckpt, n_test=a.n_test, seed=a.seed, cache=a.cache, timing=False)

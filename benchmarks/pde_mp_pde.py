@@ -277,11 +277,10 @@ def main() -> None:
         print(markdown_table(json.loads(prev.read_text())["cells"]))
         return
 
-    import torch
-
     from compscope.pde import accumulated_error, evaluate, generate, get_equation, load_split, train
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(a.threads)
+    configure_threads(a.threads)
     old = json.loads(prev.read_text()) if prev.exists() else {}
     cells = old.get("cells", {})
     notes = [*old.get("notes", []), *(n for n in a.note if n not in old.get("notes", []))]

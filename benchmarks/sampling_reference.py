@@ -99,9 +99,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="sampling_reference")
     a = ap.parse_args()
-    import torch
+    from compscope.runtime import configure_threads
 
-    torch.set_num_threads(a.threads)
+    configure_threads(a.threads)
     payload = {"units": "kT", "shipped_source": "jarridrb/DEM data/ @ 8e95319 (test split)", "systems": {}}
     for name in a.systems:
         labels = a.samplers or list(RUNS[name])

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-import torch
+
+# small tensors: one thread avoids oversubscription on shared CPUs; every compscope.runtime call (the CLI's root
+# option, compscope.train.fit) reads this. compscope comes before torch, so its OpenMP wait policy applies.
+os.environ.setdefault("COMPSCOPE_NUM_THREADS", "1")
+# isort: off
+from compscope.runtime import configure_threads  # noqa: E402
+import torch  # noqa: E402, F401
+# isort: on
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-torch.set_num_threads(1)  # small tensors: one thread avoids oversubscription on shared CPUs
+configure_threads()
 
 
 @pytest.fixture(scope="session")

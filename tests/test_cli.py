@@ -69,3 +69,28 @@ def test_set_overrides_reach_init_args():
 
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["novalue"])
+
+
+def test_threads_option_sets_the_pools_of_every_command(monkeypatch):
+    import torch
+
+    from compscope.runtime import ENV_VAR
+
+    monkeypatch.setenv(ENV_VAR, "1")  # the option writes it for later calls and child processes
+    res = runner.invoke(app, ["--threads", "1", "info"])
+    assert res.exit_code == 0, res.output
+    assert "1 (from argument)" in res.output and "OMP_WAIT_POLICY=" in res.output
+    assert torch.get_num_threads() == 1
+
+
+def test_threads_option_refuses_zero():
+    res = runner.invoke(app, ["--threads", "0", "info"])
+    assert res.exit_code == 2
+    assert "--threads" in res.output
+
+
+def test_bad_thread_variable_is_a_user_error(monkeypatch):
+    monkeypatch.setenv("COMPSCOPE_NUM_THREADS", "many")
+    res = runner.invoke(app, ["info"])
+    assert res.exit_code == 2
+    assert "COMPSCOPE_NUM_THREADS" in res.output and "hint:" in res.output

@@ -80,3 +80,16 @@ def test_search_query_statistics():
     s = moses.stats_ms([0.001, 0.002, 0.003], cpu=[0.001, 0.001, 0.004])
     assert s["mean_ms"] == pytest.approx(2.0) and s["median_ms"] == pytest.approx(2.0) and s["n"] == 3
     assert s["cpu_mean_ms"] == pytest.approx(2.0) and s["max_ms"] == pytest.approx(3.0)
+
+
+def test_throughput_under_load_helpers(tmp_path):
+    tul = importlib.import_module("benchmarks.throughput_under_load")
+    assert tul.step_times([5.0, 0.5, 0.25, 0.25], warmup=1) == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="warm-up"):
+        tul.step_times([1.0, 1.0], warmup=2)
+    assert tul.summarize([3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "values": [3.0, 1.0, 2.0]}
+    from compscope.forcefield import resolve_config
+
+    cfg = resolve_config(tul.train_config(tmp_path / "run", {"max_steps": 7, "monitor": None}))
+    assert cfg["trainer"]["max_steps"] == 7 and cfg["model"]["init_args"]["r_max"] > 0
+    assert cfg["trainer"]["num_threads"] is None  # the new defaults: compscope.runtime chooses

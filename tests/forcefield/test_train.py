@@ -152,7 +152,8 @@ def test_cosine_time_schedule_anneals_over_the_wall_clock_budget(tmp_path):
     # the CSV has one header for every column any epoch wrote, and every row lines up with it
     import csv
 
-    table = list(csv.DictReader((run / "metrics.csv").open()))
+    with (run / "metrics.csv").open() as fh:
+        table = list(csv.DictReader(fh))
     assert len(table) == len(rows) and all(None not in r for r in table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from ase.build import bulk
@@ -41,4 +42,18 @@ def ar_cluster():
     a = Icosahedron("Ar", noshells=2, latticeconstant=5.26)
     a.center(vacuum=0.0)
     a.rattle(0.02, seed=2)
+    return a
+
+
+def thermalize(atoms, temperature_K: float, seed: int):
+    """A copy of ``atoms`` with Maxwell-Boltzmann momenta (seeded) and zero total momentum."""
+    from ase.md import velocitydistribution as vd
+
+    a = atoms.copy()
+    rng = np.random.default_rng(seed)
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29 (MaxwellBoltzmannDistribution is deprecated there)
+        vd.thermalize_momenta(a, temperature_K, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(a, temperature_K=temperature_K, rng=rng)
+    vd.Stationary(a)
     return a

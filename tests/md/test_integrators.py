@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from ase import units
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.md.verlet import VelocityVerlet as AseVerlet
 
 from compscope.integrations.ase import Calculator
@@ -19,6 +18,8 @@ from compscope.md import (
     maxwell_boltzmann,
     temperature,
 )
+
+from .conftest import thermalize
 
 
 def _run(pot, atoms_list, integ, steps, temperature_K=100.0, seed=0, momenta="maxwell-boltzmann", every=1):
@@ -58,9 +59,7 @@ def test_nve_energy_drift_bound_and_second_order(lj, ar_crystal):
 
 def test_matches_ase_velocity_verlet(lj, ar_crystal):
     """Same potential, same start: our NVE trajectory equals ASE's VelocityVerlet step by step."""
-    atoms = ar_crystal.copy()
-    MaxwellBoltzmannDistribution(atoms, temperature_K=80.0, rng=np.random.default_rng(3))
-    Stationary(atoms)
+    atoms = thermalize(ar_crystal, 80.0, 3)
     ref = atoms.copy()
     ref.calc = Calculator(lj)
     dyn = AseVerlet(ref, timestep=2.0 * units.fs)
@@ -84,10 +83,7 @@ def test_batch_equals_separate_runs(lj, ar_cluster, ar_crystal, kind):
     systems = [ar_cluster, ar_crystal, ar_cluster]
     starts = []
     for k, a in enumerate(systems):
-        b = a.copy()
-        MaxwellBoltzmannDistribution(b, temperature_K=50.0 + 20 * k, rng=np.random.default_rng(k))
-        Stationary(b)
-        starts.append(b)
+        starts.append(thermalize(a, 50.0 + 20 * k, k))
 
     def integ():
         return VelocityVerlet(3.0) if kind == "nve" else NoseHooverChain(3.0, temperature=60.0, tau=100.0)

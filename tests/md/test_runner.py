@@ -16,14 +16,11 @@ from compscope.errors import ResumeError
 from compscope.md import MDInputError, StabilityMonitor, read_h5_observables, repair_extxyz, simulate
 from compscope.md.potentials import LennardJones, Morse
 
+from .conftest import thermalize
+
 
 def _with_momenta(atoms, seed, T=60.0):
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
-
-    a = atoms.copy()
-    MaxwellBoltzmannDistribution(a, temperature_K=T, rng=np.random.default_rng(seed))
-    Stationary(a)
-    return a
+    return thermalize(atoms, T, seed)
 
 
 def test_bad_replica_stops_others_go_on(lj, ar_cluster, tmp_path):

@@ -104,3 +104,4 @@ def test_a_finished_cache_is_shared_with_a_job_that_reads_it(tmp_path):
     finally:
         reader.kill()
         reader.wait()
+        reader.stdout.close()

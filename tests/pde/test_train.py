@@ -220,6 +220,7 @@ def test_augmented_training_sees_each_sample_or_its_mirror_image():
         torch.manual_seed(0)
         solver = NeuralPDESolver("E1", 40, "fno-tiny", max_unroll=0, augment=augment)
         solver.model = Recorder()
+        solver.log = lambda *args, **kwargs: None  # a bare training_step, outside a Trainer: nothing to log to
         solver.training_step((u, cond), 0)
         seen[augment] = solver.model.seen  # (B, K, N) input windows
     windows = u[0].unfold(0, 25, 1).permute(0, 2, 1)  # every window of the trajectory (S, K, N)

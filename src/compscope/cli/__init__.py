@@ -2,7 +2,7 @@
 
 Every capability registers a typer sub-app from its own module in this package. Modules
 import heavy libraries (torch, rdkit, ...) inside the command functions, so ``compscope --help``
-stays fast.
+stays fast. Every command first sets the thread pools (``compscope --threads N``, :mod:`compscope.runtime`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,24 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def root(
+    threads: int | None = typer.Option(
+        None, "--threads", min=1,
+        help="CPU threads for torch, numba and OpenMP (default: $COMPSCOPE_NUM_THREADS, else the free cores).",
+    ),
+) -> None:
+    """compscope: equivariant deep learning for molecules and physical fields."""
+    import os
+
+    from compscope.runtime import ENV_VAR, configure_threads
+
+    if threads is not None:
+        os.environ[ENV_VAR] = str(threads)  # later calls (compscope.train.fit) and child processes keep it
+    configure_threads(threads)
+
 
 # (verb, module): each module defines ``app`` (a typer.Typer) or ``register(app)``.
 _SUBAPPS = [

@@ -80,5 +80,6 @@ def _short_md(model_path: Path, out: Path, steps: int) -> dict:
         "replicas": 4,
         "stable_replicas": res.n_stable,
         "ns_per_day_per_replica": round(res.ns_per_day, 3),
+        "speed_after_warmup_steps": res.warmup_steps,
         "files": res.files,
     }

@@ -62,14 +62,11 @@ def sample(
     batch_size: int = typer.Option(256, help="molecules per network call"),
     steps: int = typer.Option(None, help="sampling steps (default: the model's sample_steps)"),
     png: Path = typer.Option(None, help="also draw a PNG grid of valid molecules with their metrics"),
-    threads: int = typer.Option(1, help="torch CPU threads"),
 ) -> None:
-    """Sample molecules; writes SDF (EDM distance bonds) + xyz and reports sampling time per molecule."""
-    import torch
-
+    """Sample molecules; writes SDF (EDM distance bonds) + xyz and reports sampling time per molecule (threads:
+    ``compscope --threads N generate sample ...``)."""
     from compscope.generate import load_model, metrics, molecule_grid, write_sdf, write_xyz
 
-    torch.set_num_threads(threads)
     if n < 1:
         fail("--n must be at least 1")
     name, value = _parse_condition(condition)

@@ -28,4 +28,9 @@ def register(app: typer.Typer) -> None:
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible"
         table.add_row("GPU", gpu)
         table.add_row("torch threads", str(torch.get_num_threads()))
+        from compscope.runtime import thread_report
+
+        rep = thread_report()
+        table.add_row("threads chosen", f"{rep['threads']} (from {rep['source']})")
+        table.add_row("OpenMP wait", ", ".join(f"{k}={v}" for k, v in rep["wait_policy"].items()))
         console.print(table)

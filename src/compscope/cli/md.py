@@ -65,7 +65,8 @@ def run(
         table.add_row(str(r["replica"]), "yes" if r["stable"] else "[red]no", f"{r['stable_ps']:.3f}",
                       "" if r["stopped_at_step"] is None else str(r["stopped_at_step"]), r["reason"])
     console.print(table)
-    console.print(f"{res.ns_per_day:.3f} ns/day per replica, {res.atom_steps_per_s:.0f} atom-steps/s; files in {out}")
+    console.print(f"{res.ns_per_day:.3f} ns/day per replica, {res.atom_steps_per_s:.0f} atom-steps/s "
+                  f"(after {res.warmup_steps} warm-up steps); files in {out}")
 
 
 @app.command("reference")

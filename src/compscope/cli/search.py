@@ -49,6 +49,7 @@ def build(
     nbits: int = typer.Option(2048, help="fingerprint bits"),
     counts: bool = typer.Option(False, help="count-simulated Morgan bits instead of presence bits"),
     jobs: int = typer.Option(2, "--jobs", "-j", help="worker processes"),
+    chunk_size: int = typer.Option(5000, help="molecules per work item (and per checkpointed part)"),
     inchikey: bool = typer.Option(True, help="store InChIKeys (exact match by key)"),
     pattern: bool = typer.Option(True, help="store pattern fingerprints (substructure screen)"),
     properties: bool = typer.Option(True, help="store MW, logP, HBA, HBD, TPSA, rotatable bonds, rings"),
@@ -63,8 +64,8 @@ def build(
 
     try:
         rep = build_index(source, out, FingerprintSpec(fp, radius, nbits, counts), smiles_col=smiles_col,
-                          id_col=id_col, n_jobs=jobs, inchikey=inchikey, pattern=pattern, properties=properties,
-                          progress=True, overwrite=overwrite, resume=resume)
+                          id_col=id_col, n_jobs=jobs, chunk_size=chunk_size, inchikey=inchikey, pattern=pattern,
+                          properties=properties, progress=True, overwrite=overwrite, resume=resume)
     except SearchError as exc:
         _fail(exc)
     _report(rep)

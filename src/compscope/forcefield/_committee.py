@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,14 @@ def _member_config(config: str | Path | dict[str, Any], seed_offset: int, out: P
     return cfg
 
 
-def _fit_member(cfg: dict[str, Any], base: str, threads: int) -> str:
-    import torch
+def _fit_member(cfg: dict[str, Any], base: str, threads: int | None) -> str:
+    from compscope.runtime import configure_threads
 
     from ._fit import fit
 
-    torch.set_num_threads(threads)
+    if threads is not None and not cfg.setdefault("trainer", {}).get("num_threads"):
+        cfg["trainer"]["num_threads"] = threads  # members side by side share the free cores
+    configure_threads(threads)
     resume = (Path(cfg["out"]) / "checkpoints" / "last.ckpt").exists() and not (Path(cfg["out"]) / "model.pt").exists()
     if (Path(cfg["out"]) / "model.pt").exists():
         return str(Path(cfg["out"]) / "model.pt")
@@ -52,10 +53,12 @@ def train_committee(
     base = str(base)
     cfgs = [_member_config(config, i, out) for i in range(n)]
     if parallel <= 1:
-        return [Path(_fit_member(c, base, os.cpu_count() or 2)) for c in cfgs]
+        return [Path(_fit_member(c, base, None)) for c in cfgs]  # compscope's choice (compscope.runtime)
     import ray
 
-    threads = max(1, (os.cpu_count() or 2) // parallel)
+    from compscope.runtime import resolve_threads
+
+    threads = max(1, resolve_threads()[0] // parallel)
     ray.init(num_cpus=parallel, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1)(_fit_member)

@@ -9,31 +9,13 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from compscope.data import AtomicGraph, load_graphs, read_extxyz
 from compscope.errors import ConfigError
+from compscope.train import EpochSeededSampler
 
 log = logging.getLogger(__name__)
-
-
-class EpochSeededSampler(Sampler[int]):
-    """Shuffles with a generator seeded by ``(seed, epoch)`` so a resumed run sees the same order."""
-
-    def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
-
-    def set_epoch(self, epoch: int) -> None:  # called by Lightning at every epoch start
-        self.epoch = epoch
-
-    def __iter__(self):
-        if not self.shuffle:
-            return iter(range(self.n))
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
-
-    def __len__(self) -> int:
-        return self.n
 
 
 @dataclass

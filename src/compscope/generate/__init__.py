@@ -5,7 +5,8 @@ Public API:
     * models: :class:`EDM`, :class:`FlowMatching` (both :class:`MoleculeGenerator`), :class:`EGNNDynamics`
     * training (on :mod:`compscope.train`): :func:`train`, :func:`resolve_config`, :func:`build`, :func:`export`,
       :func:`load_model`, :class:`GeneratorModule`
-    * conditional (EDM section 5.3): :class:`PropertyPredictor`, :func:`fit_predictor`, :func:`train_predictor`,
+    * conditional (EDM section 5.3): :class:`PropertyPredictor`, :func:`train_predictor` (on :mod:`compscope.train`),
+      :func:`load_predictor`, :class:`PredictorModule`, :class:`PredictorData`,
       :func:`conditional_mae`, :func:`baselines`
     * metrics: :mod:`compscope.generate.metrics`; novelty reference :func:`qm9_train_smiles`
     * files and pictures: :func:`write_sdf`, :func:`write_xyz`, :func:`read_molecules`, :func:`molecule_grid`
@@ -13,7 +14,15 @@ Public API:
 
 from . import metrics
 from ._batch import MolBatch, collate, fully_connected_edges, remove_mean
-from ._conditional import PropertyPredictor, baselines, conditional_mae, fit_predictor, train_predictor
+from ._conditional import (
+    PredictorData,
+    PredictorModule,
+    PropertyPredictor,
+    baselines,
+    conditional_mae,
+    load_predictor,
+    train_predictor,
+)
 from ._data import QM9DataModule, QM9Molecules
 from ._dynamics import EGNNDynamics
 from ._edm import EDM
@@ -30,7 +39,7 @@ __all__ = [
     "metrics", "MolBatch", "collate", "fully_connected_edges", "remove_mean", "QM9DataModule", "QM9Molecules",
     "EGNNDynamics", "EDM", "FlowMatching", "MoleculeGenerator", "ATOM_DECODER", "PROPERTIES", "QM9",
     "check_property", "edm_splits", "load_qm9", "PolynomialSchedule", "GeneratorModule", "build", "export",
-    "resolve_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "fit_predictor",
-    "train_predictor", "MoleculeFileError", "read_molecules", "write_sdf", "write_xyz", "molecule_grid",
-    "qm9_train_smiles",
+    "resolve_config", "load_model", "train", "PropertyPredictor", "baselines", "conditional_mae", "load_predictor",
+    "train_predictor", "PredictorModule", "PredictorData", "MoleculeFileError", "read_molecules", "write_sdf",
+    "write_xyz", "molecule_grid", "qm9_train_smiles",
 ]

@@ -15,21 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Sampler
 
 from compscope.errors import ConfigError
 from compscope.nn.egnn import EGNN
-from compscope.train import check_unchanged
+from compscope.train import RunDir, StepLoader, TrainerConfig, code_versions, fit, read_metrics
 
 from ._batch import NUM_TYPES, MolBatch, collate
+from ._data import QM9Molecules
 from ._model import MoleculeGenerator
-from ._qm9 import QM9, check_property
+from ._qm9 import QM9, check_property, edm_splits
 
 log = logging.getLogger(__name__)
 
@@ -67,81 +69,209 @@ class PropertyPredictor(nn.Module):
         return np.concatenate(out)
 
 
-def fit_predictor(model: PropertyPredictor, qm9: QM9, rows, max_seconds: float = 600.0, max_steps: int = 10**9,
-                  batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
-                  optimizer: torch.optim.Optimizer | None = None) -> list[float]:
-    """Train on ``rows`` with an L1 loss (EDM's classifiers minimise L1) for a time / step budget.
+class DrawnBatches(Sampler[list[int]]):
+    """Batch sampler drawing every batch independently: batch ``s`` is the ``s``-th
+    ``numpy.random.default_rng(seed).choice(n, batch_size, replace=False)`` (molecules distinct within a batch,
+    drawn with replacement across batches), so it is a function of ``(seed, step)`` and a resumed run continues the
+    sequence. Each ``iter()`` yields the batches from the current step to the end of its "epoch" of ``n //
+    batch_size`` steps (Lightning counts epochs; nothing else depends on them).
 
-    ``optimizer`` continues an earlier fit (its Adam state); by default a fresh ``Adam(lr)``.
+    Args:
+        n: training molecules. batch_size: molecules per batch (at most ``n``).
+        seed: the draw seed. step: the current optimiser step, or a function returning it.
     """
-    rows = np.asarray(rows)
-    y = qm9.properties[model.prop][rows].float()
-    mean = y.mean()
-    model.stats.copy_(torch.stack([mean, (y - mean).abs().mean()]))
-    opt = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr)
-    rng = np.random.default_rng(seed)
-    losses, t0, step = [], time.perf_counter(), 0
-    model.train()
-    while step < max_steps and time.perf_counter() - t0 < max_seconds:
-        idx = rng.choice(len(rows), size=min(batch_size, len(rows)), replace=False)
-        mb = collate(qm9.molecules(rows[idx]))
-        loss = (model(mb) - y[idx]).abs().mean() / model.stats[1]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        step += 1
-    return losses
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, step: int | Callable[[], int] = 0) -> None:
+        if n < 1 or batch_size < 1:
+            raise ConfigError(f"property predictor: {n} training rows and batch_size={batch_size} must be positive")
+        self.n, self.batch_size, self.seed, self.step = int(n), min(int(batch_size), int(n)), int(seed), step
+        self._rng, self._drawn = np.random.default_rng(self.seed), 0
+
+    def __len__(self) -> int:
+        return max(1, self.n // self.batch_size)
+
+    def current_step(self) -> int:
+        return int(self.step() if callable(self.step) else self.step)
+
+    def batch(self, step: int) -> list[int]:
+        """The indices of step ``step`` (replays the draws from the seed when asked for an earlier step)."""
+        if step < self._drawn:
+            self._rng, self._drawn = np.random.default_rng(self.seed), 0
+        while self._drawn < step:
+            self._rng.choice(self.n, size=self.batch_size, replace=False)
+            self._drawn += 1
+        self._drawn += 1
+        return self._rng.choice(self.n, size=self.batch_size, replace=False).tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        s = self.current_step()
+        for step in range(s, (s // len(self) + 1) * len(self)):
+            yield self.batch(step)
+
+
+class PredictorData(L.LightningDataModule):
+    """QM9 rows for a property predictor: training batches from :class:`DrawnBatches` (a function of the step),
+    validation over ``val_rows`` in order. A batch is ``(MolBatch, targets (G,))``.
+
+    Args:
+        qm9: the data set. prop: the property. rows, val_rows: training and validation rows.
+        batch_size: molecules per training batch. seed: the draw seed.
+    """
+
+    def __init__(self, qm9: QM9, prop: str, rows, val_rows, batch_size: int = 96, seed: int = 0) -> None:
+        super().__init__()
+        self.prop, self.batch_size, self.seed = check_property(prop), batch_size, seed
+        self.train_set = QM9Molecules(qm9, np.asarray(rows, dtype=np.int64), self.prop)
+        self.val_set = QM9Molecules(qm9, np.asarray(val_rows, dtype=np.int64), self.prop)
+
+    def train_targets(self) -> torch.Tensor:
+        """The property of every training row (float32), for the predictor's mean / MAD."""
+        return self.train_set.prop[self.train_set.rows].float()
+
+    @staticmethod
+    def _collate(items) -> tuple[MolBatch, torch.Tensor]:
+        return collate([(x, t) for x, t, _ in items]), torch.tensor([p for *_, p in items], dtype=torch.float32)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        mb, y = batch
+        return mb.to(device), y.to(device)
+
+    def train_dataloader(self):
+        trainer = self.trainer
+        sampler = DrawnBatches(len(self.train_set), self.batch_size, self.seed,
+                               step=(lambda: trainer.global_step) if trainer is not None else 0)
+        return StepLoader(self.train_set, batch_sampler=sampler, collate_fn=self._collate,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def val_dataloader(self):
+        return DataLoader(self.val_set, 256, shuffle=False, collate_fn=self._collate,
+                          generator=torch.Generator().manual_seed(0))
+
+
+class PredictorModule(L.LightningModule):
+    """The predictor's Lightning module: L1 loss in units of the training targets' MAD (EDM's classifiers
+    minimise L1), ``Adam(lr)``; validation logs ``val_mae`` (property units).
+
+    Args:
+        prop: the property. hidden, num_layers: EGNN size. lr: Adam's learning rate.
+    """
+
+    def __init__(self, prop: str, hidden: int = 64, num_layers: int = 4, lr: float = 1e-3) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = PropertyPredictor(prop, hidden, num_layers)
+        self.recent_losses: list[float] = []  # the last 50 training losses (kept in checkpoints)
+
+    def training_step(self, batch, batch_idx):
+        mb, y = batch
+        loss = (self.model(mb) - y).abs().mean() / self.model.stats[1]
+        self.recent_losses = (self.recent_losses + [loss.item()])[-50:]
+        self.log("train_loss", loss, batch_size=mb.num_graphs)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        mb, y = batch
+        self.log("val_mae", (self.model(mb) - y).abs().mean(), batch_size=mb.num_graphs)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), self.hparams.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["recent_losses"] = list(self.recent_losses)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.recent_losses = list(checkpoint.get("recent_losses", []))
 
 
 PREDICTOR_KIND = "compscope.generate property predictor"
+# what a resumed predictor run may change: the budgets and when it checkpoints
+RESUME_SAFE = ("trainer",)
 
 
-def train_predictor(path: str | Path, prop: str, qm9: QM9, rows, max_seconds: float, hidden: int = 64,
+def train_predictor(out: str | Path, prop: str, qm9: QM9, rows, max_seconds: float, hidden: int = 64,
                     num_layers: int = 4, batch_size: int = 96, lr: float = 1e-3, seed: int = 0,
-                    max_steps: int = 10**9, save_every_seconds: float = 300.0) -> tuple[PropertyPredictor, dict]:
-    """Train a :class:`PropertyPredictor` on ``rows`` until it has trained ``max_seconds`` (or ``max_steps``) in
-    total, resuming from ``path`` if that exists (the budget sums over resumes, like a generator's
-    ``trainer.max_time_minutes``); ``path`` (weights, Adam state, progress) is rewritten every ``save_every_seconds``.
+                    max_steps: int = 10**9, save_every_seconds: float = 300.0, val_rows=None,
+                    val_every: int = 1000) -> tuple[PropertyPredictor, dict]:
+    """Train a :class:`PropertyPredictor` on ``rows`` with :func:`compscope.train.fit` until it has trained
+    ``max_seconds`` (or ``max_steps``) in total, in the run folder ``out`` (config.yaml, versions.json,
+    checkpoints/, metrics.jsonl with ``val_mae`` every ``val_every`` steps, the exported ``model.pt``).
 
-    Returns the predictor in eval mode and its progress ``{"train_seconds", "steps", "last_loss"}``
+    A folder holding a run is resumed exactly (same batches; the budget sums over resumes, like a generator's
+    ``trainer.max_time_minutes``); ``checkpoints/last.ckpt`` is rewritten every ``save_every_seconds`` and at the
+    end. The initial weights come from ``seed`` (the caller's random state is left alone).
+
+    Args:
+        val_rows: validation rows (default: the first 1000 of EDM's valid split).
+
+    Returns the predictor in eval mode and its progress ``{"train_seconds", "steps", "last_loss", "val_mae"}``
     (``last_loss``: mean L1 in MAD units over the last 50 steps). Resuming with other settings or rows is refused
     (:class:`~compscope.errors.ResumeError`, naming each changed setting).
     """
-    path = Path(path)
+    out = Path(out)
+    if out.is_file():
+        raise ConfigError(f"{out} is a file: train_predictor now trains into a run folder",
+                          hint="load an old predictor.pt with compscope.generate.load_predictor, and pass a folder "
+                               "(e.g. its parent / 'predictor') to train")
+    prop = check_property(prop)
     rows = np.asarray(rows, dtype=np.int64)
-    settings = {"prop": check_property(prop), "hidden": hidden, "num_layers": num_layers,
-                "batch_size": batch_size, "lr": lr, "seed": seed,
-                "rows_sha1": hashlib.sha1(rows.tobytes()).hexdigest()}
-    model = PropertyPredictor(prop, hidden, num_layers)
-    opt = torch.optim.Adam(model.parameters(), lr)
-    progress = {"train_seconds": 0.0, "steps": 0, "last_loss": None}
-    if path.exists():
-        d = torch.load(path, weights_only=True)
-        if not isinstance(d, dict) or d.get("kind") != PREDICTOR_KIND:
-            raise ConfigError(f"{path} is not a property-predictor checkpoint",
-                              hint="delete it or choose another path")
-        check_unchanged(d["settings"], settings, where=str(path))  # the shared resume guard
-        model.load_state_dict(d["state_dict"])
-        opt.load_state_dict(d["optimizer"])
-        progress = d["progress"]
-    while progress["train_seconds"] < max_seconds and progress["steps"] < max_steps:
-        t0 = time.perf_counter()
-        # reseeded by the steps done, so a resumed fit draws new batches instead of replaying the first ones
-        losses = fit_predictor(model, qm9, rows, min(max_seconds - progress["train_seconds"], save_every_seconds),
-                               max_steps - progress["steps"], batch_size, lr, seed + progress["steps"], opt)
-        progress["train_seconds"] += time.perf_counter() - t0
-        progress["steps"] += len(losses)
-        if losses:
-            progress["last_loss"] = float(np.mean(losses[-50:]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"kind": PREDICTOR_KIND, "settings": settings, "state_dict": model.state_dict(),
-                    "optimizer": opt.state_dict(), "progress": progress}, tmp)
-        os.replace(tmp, path)
-        log.info("property predictor %s: %d steps, %.0f s, loss %s", prop, progress["steps"],
-                 progress["train_seconds"], progress["last_loss"])
-    return model.eval(), progress
+    val_rows = np.asarray(edm_splits()["valid"][:1000] if val_rows is None else val_rows, dtype=np.int64)
+    trainer = TrainerConfig(max_epochs=-1, max_steps=int(max_steps), max_time_minutes=max_seconds / 60.0,
+                            monitor="val_mae", val_check_interval=int(val_every),
+                            checkpoint_minutes=save_every_seconds / 60.0, log_every_n_steps=50,
+                            progress_bar=False)
+    config = {"prop": prop, "hidden": hidden, "num_layers": num_layers, "batch_size": batch_size, "lr": lr,
+              "seed": seed, "rows_sha1": hashlib.sha1(rows.tobytes()).hexdigest(), "n_rows": len(rows),
+              "val_rows_sha1": hashlib.sha1(val_rows.tobytes()).hexdigest(), "trainer": trainer.as_dict()}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = PredictorModule(prop, hidden, num_layers, lr)
+    data = PredictorData(qm9, prop, rows, val_rows, batch_size, seed)
+    y = data.train_targets()
+    mean = y.mean()
+    module.model.stats.copy_(torch.stack([mean, (y - mean).abs().mean()]))
+    run = RunDir(out, resume=(out / "checkpoints" / "last.ckpt").exists(), config=config, safe=RESUME_SAFE).start()
+    result = fit(module, data, run, trainer)
+    metrics = read_metrics(run.path)
+    val = [r["val_mae"] for r in metrics if "val_mae" in r]
+    progress = {"train_seconds": result.train_seconds, "steps": result.trainer.global_step,
+                "last_loss": float(np.mean(module.recent_losses)) if module.recent_losses else None,
+                "val_mae": val[-1] if val else None}
+    if result.trainer.is_global_zero:
+        torch.save({"kind": PREDICTOR_KIND, "config": {"prop": prop, "hidden": hidden, "num_layers": num_layers},
+                    "state_dict": module.model.state_dict(), "train_info": progress, "versions": code_versions()},
+                   run.model)
+    log.info("property predictor %s: %d steps, %s s, loss %s, val MAE %s", prop, progress["steps"],
+             progress["train_seconds"], progress["last_loss"], progress["val_mae"])
+    return module.model.eval(), progress
+
+
+def load_predictor(path: str | Path) -> PropertyPredictor:
+    """A :class:`PropertyPredictor` (eval mode) from ``model.pt`` of :func:`train_predictor`, a checkpoint of its
+    run (``checkpoints/*.ckpt``) or a ``predictor.pt`` of the earlier ``train_predictor`` (compscope before
+    issue 19), or a run folder (its ``model.pt``)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.exists():
+        raise ConfigError(f"property predictor {p} not found",
+                          hint="pass the model.pt (or run folder) written by compscope.generate.train_predictor")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - anything unreadable gets the same advice
+        raise ConfigError(f"{p} is not a torch file ({e})",
+                          hint="pass the model.pt written by compscope.generate.train_predictor") from None
+    if isinstance(d, dict) and d.get("kind") == PREDICTOR_KIND:
+        cfg = d.get("config") or d.get("settings")  # model.pt, or the earlier predictor.pt
+        state = d["state_dict"]
+    elif isinstance(d, dict) and {"prop", "hidden", "num_layers"} <= set(d.get("hyper_parameters") or {}):
+        cfg = d["hyper_parameters"]
+        state = {k[len("model."):]: v for k, v in d["state_dict"].items() if k.startswith("model.")}
+    else:
+        raise ConfigError(f"{p} is not a compscope property predictor",
+                          hint="pass the model.pt written by compscope.generate.train_predictor")
+    model = PropertyPredictor(cfg["prop"], cfg["hidden"], cfg["num_layers"])
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def conditional_mae(generator: MoleculeGenerator, predictor: PropertyPredictor, qm9: QM9, rows, n: int,

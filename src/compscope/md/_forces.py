@@ -85,4 +85,7 @@ class ForceEvaluator:
         forces = out[K.FORCES].detach().to(dtype)  # (N, 3)
         energy = out[K.ENERGY].detach().to(dtype)  # (G,)
         forces = torch.where(act_atom[:, None], forces, torch.zeros_like(forces))
+        # a stopped replica is still in the batch: whatever the model says about it (NaN, if that is why it was
+        # stopped) must not reach the trajectory's energies; it holds 0 as the monitor set it when stopping it
+        energy = torch.where(state.active, energy, torch.zeros_like(energy))
         return state.replace(graph=graph, forces=forces, energy=energy, ref_positions=ref)

@@ -40,6 +40,9 @@ H5 = "trajectory.h5"
 XYZ = "trajectory.extxyz"
 CONFIG = "run.json"
 SUMMARY = "summary.json"
+WARMUP_STEPS = 10
+"""Steps left out of the reported speed (first calls: lazy initialisation, kernel compilation, caches); a run
+of n steps leaves out ``min(WARMUP_STEPS, n // 10)``."""
 
 
 def _potential_dtype(potential: torch.nn.Module, default: torch.dtype) -> torch.dtype:
@@ -115,11 +118,13 @@ class MDResult:
     violations: list[Violation]
     steps: int
     wall_s: float
-    ns_per_day: float  # simulated ns per replica per wall-clock day
-    atom_steps_per_s: float
+    ns_per_day: float  # simulated ns per replica per wall-clock day, after the warm-up steps
+    atom_steps_per_s: float  # after the warm-up steps
     out: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
     observables: dict[str, np.ndarray] = field(default_factory=dict)
+    warmup_steps: int = 0  # steps left out of ns_per_day and atom_steps_per_s
+    ns_per_day_incl_warmup: float | None = None  # over every step of this call (wall_s)
 
     @property
     def n_stable(self) -> int:
@@ -260,6 +265,8 @@ def simulate(
         state, restart = _restore(state, evaluate, integ, restart, out_dir, replicas)
     else:
         state = integ.init(state)
+    if check_inputs:
+        _check_finite_start(state, potential)
     monitor.setup(state, integ, reference=None if restart is None else restart.get("monitor"),
                   temperature_K=temperature)
     if restart is not None and "good_positions" in restart:
@@ -290,7 +297,9 @@ def simulate(
     if not resume:
         save_frame(state)
     start_step = state.step
+    warmup = min(WARMUP_STEPS, max(0, steps - start_step) // 10)
     t0 = time.perf_counter()
+    t_steady = t0 if warmup == 0 else None  # the clock of the reported speed starts after the warm-up steps
     n_atoms = state.graph.num_nodes
     with _progress(progress) as bar:
         task = bar.add_task("md", total=steps, completed=start_step, nsday=0.0, stable=f"{replicas}/{replicas} stable")
@@ -300,22 +309,29 @@ def simulate(
                 break
             state = integ.apply(state, evaluate)
             state, new = monitor.check(state)
+            if t_steady is None and state.step - start_step >= warmup:
+                t_steady = time.perf_counter()
             if new and out_dir is not None:
                 _save_failed(out_dir, monitor, state, new, integ)
             if state.step % traj_every == 0 or state.step == steps:
                 save_frame(state)
-            if progress and (state.step % 10 == 0 or state.step == steps):
-                el = time.perf_counter() - t0
-                nsday = (state.step - start_step) * integ.dt_fs * 1e-6 / max(el, 1e-9) * 86400.0
+            if progress and t_steady is not None and (state.step % 10 == 0 or state.step == steps):
+                el = time.perf_counter() - t_steady
+                nsday = (state.step - start_step - warmup) * integ.dt_fs * 1e-6 / max(el, 1e-9) * 86400.0
                 bar.update(task, completed=state.step, nsday=nsday,
                            stable=f"{int(state.active.sum())}/{replicas} stable")
-    wall = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    wall = t_end - t0
     done = state.step - start_step
-    ns_day = done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0
+    if t_steady is None or done - warmup < 1:  # stopped during the warm-up: the whole call is all there is
+        t_steady, warmup = t0, 0
+    steady = max(t_end - t_steady, 1e-12)
+    ns_day = (done - warmup) * integ.dt_fs * 1e-6 / steady * 86400.0
     rows = summary_table(replicas, state.step, integ.dt_fs, monitor.violations)
     result = MDResult(state=state, summary=rows, violations=list(monitor.violations), steps=state.step, wall_s=wall,
-                      ns_per_day=ns_day, atom_steps_per_s=done * n_atoms / max(wall, 1e-12), out=out_dir,
-                      files=files)
+                      ns_per_day=ns_day, atom_steps_per_s=(done - warmup) * n_atoms / steady, out=out_dir,
+                      files=files, warmup_steps=warmup,
+                      ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0)
     if h5 is not None:
         h5.close()
     if xyz is not None:
@@ -323,6 +339,8 @@ def simulate(
     if out_dir is not None:
         summary = {"steps": state.step, "dt_fs": integ.dt_fs, "replicas": replicas, "n_stable": result.n_stable,
                    "wall_s": wall, "ns_per_day": ns_day, "atom_steps_per_s": result.atom_steps_per_s,
+                   "speed_note": f"ns_per_day and atom_steps_per_s leave out the first {warmup} steps (warm-up)",
+                   "warmup_steps": warmup, "ns_per_day_incl_warmup": result.ns_per_day_incl_warmup,
                    "evaluator_rebuilds": evaluate.rebuilds, "replica_summary": rows}
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1))
         files["summary"] = str(out_dir / SUMMARY)
@@ -331,6 +349,21 @@ def simulate(
 
             files.update(plot_run(out_dir / H5, out_dir, monitor.bonds.numpy(), dt_fs=integ.dt_fs))
     return result
+
+
+def _check_finite_start(state: MDState, potential) -> None:
+    """Refuse to start from a state whose energy or forces are already NaN/inf: no step could be trusted."""
+    per_atom = (~torch.isfinite(state.forces).all(-1)).to(torch.long)  # (N,)
+    bad_atoms = torch.zeros_like(state.energy, dtype=torch.long).index_add(0, state.batch, per_atom)  # (G,)
+    bad = ~torch.isfinite(state.energy) | (bad_atoms > 0)  # (G,)
+    if bool(bad.any()):
+        which = torch.nonzero(bad).flatten().tolist()
+        n_bad = sum(int((~torch.isfinite(p)).sum()) for p in potential.parameters()) \
+            if isinstance(potential, torch.nn.Module) else 0
+        raise MDInputError(
+            f"the potential returns NaN/inf energies or forces for the start structure of replica(s) {which}"
+            + (f"; {n_bad} of its weights are NaN/inf" if n_bad else "")
+            + ": check the model file (a training run that diverged writes NaN weights) and the start structure")
 
 
 def _restart_payload(state: MDState, integ: Integrator, monitor: StabilityMonitor) -> dict:

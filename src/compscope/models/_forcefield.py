@@ -221,7 +221,12 @@ class EquivariantPotential(nn.Module):
 
     def _apply(self, fn, recurse=True):
         out = super()._apply(fn, recurse)
-        self._e0_64 = self._e0_64.to(device=self.atomic_energies.device)  # stays float64 whatever the model dtype
+        buf = self.atomic_energies
+        self._e0_64 = self._e0_64.to(device=buf.device)  # stays float64 whatever the model dtype
+        # a float32 buffer cast up to float64 keeps float32's rounding of the E0s (5e-5 eV on -2041.8): take the
+        # float64 master instead, so a float64 model (and its compiled export, which adds the buffer) is exact
+        if buf.dtype == torch.float64 and torch.equal(self._e0_64.float(), buf.float()):
+            self.atomic_energies = self._e0_64.clone()
         return out
 
     def forward(

@@ -13,6 +13,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from compscope.train import EpochSeededSampler
+
 from ._equations import check_resolution, get_equation
 from ._generate import generate, load_split
 
@@ -89,8 +91,9 @@ class PDEDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         n = len(self.train_set)
-        return torch.utils.data.DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True,
-                                           drop_last=n > self.batch_size)
+        # shuffled by (seed, epoch): a run resumed from an end-of-epoch checkpoint sees the same order
+        return torch.utils.data.DataLoader(self.train_set, batch_size=self.batch_size,
+                                           sampler=EpochSeededSampler(n, self.seed), drop_last=n > self.batch_size)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return torch.utils.data.DataLoader(self.valid_set, batch_size=max(self.batch_size, 32))

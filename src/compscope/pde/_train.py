@@ -19,14 +19,22 @@ best.ckpt, metrics.jsonl/csv, train_time.json and losses.png.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from compscope.errors import ConfigError
-from compscope.train import FitResult, RunDir, TrainerConfig, check_arguments, fit, is_rank_zero, learning_curves
+from compscope.train import (
+    EpochSeed,
+    FitResult,
+    RunDir,
+    TrainerConfig,
+    fit,
+    is_rank_zero,
+    learning_curves,
+    resolve_section,
+)
 
 from ._data import PDEDataModule
 from ._models import model_spec
@@ -43,25 +51,6 @@ _FROM_ELSEWHERE = {"module": {"equation": "data.equation", "nx": "data.nx", "mod
                    "data": {"progress": "trainer.progress_bar"}}
 
 
-def _section(cfg: Mapping[str, Any], name: str, cls: type, defaults: Mapping[str, Any] | None = None) -> dict:
-    """A section with every constructor argument filled in (config > ``defaults`` > signature default)."""
-    sec = cfg.get(name) or {}
-    if not isinstance(sec, Mapping):
-        raise ConfigError(f"config section '{name}' must be a mapping of {cls.__name__} arguments, "
-                          f"got {type(sec).__name__}")
-    taken = _FROM_ELSEWHERE.get(name, {})
-    for key in sorted(set(sec) & set(taken)):
-        raise ConfigError(f"config section '{name}': {key!r} is set by {taken[key]}",
-                          hint=f"remove {name}.{key}")
-    check_arguments(name, cls, sec, provided=set(taken))
-    params = inspect.signature(cls.__init__).parameters
-    out = {k: p.default for k, p in params.items()
-           if k not in ("self", *taken) and p.default is not inspect.Parameter.empty}
-    out.update(defaults or {})
-    out.update(sec)
-    return out
-
-
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The full config of a run: sections checked against their constructors and every default written out
     (what ``config.yaml`` stores and ``--resume`` compares)."""
@@ -76,14 +65,14 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
                           hint="e.g. data: {equation: E1, nx: 100}")
     seed = int(config.get("seed", 0))
     cfg = {**config, "data": {"seed": seed, **data}}
-    trainer = _section(cfg, "trainer", TrainerConfig, TRAINER_DEFAULTS)
+    trainer = resolve_section(cfg, "trainer", TrainerConfig, TRAINER_DEFAULTS)
     TrainerConfig(**trainer)  # its own checks (mode, accelerator, ema_decay, ...)
     return {
         "seed": seed,
         "out": None if config.get("out") is None else str(config["out"]),
         "model": model_spec(config.get("model", "mp-pde")),
-        "data": _section(cfg, "data", PDEDataModule),
-        "module": _section(cfg, "module", NeuralPDESolver),
+        "data": resolve_section(cfg, "data", PDEDataModule, provided=_FROM_ELSEWHERE["data"]),
+        "module": resolve_section(cfg, "module", NeuralPDESolver, provided=_FROM_ELSEWHERE["module"]),
         "trainer": trainer,
     }
 
@@ -123,7 +112,8 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module, data, trainer = build(cfg)  # before the run folder: a bad equation or grid leaves no folder behind
     run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
-    result = fit(module, data, run, trainer)
+    # per-epoch seeding of the training step's draws (windows, unrolls, mirrors): a resumed run repeats them
+    result = fit(module, data, run, trainer, callbacks=[EpochSeed(cfg["seed"])])
     if is_rank_zero() and run.file("metrics.jsonl").exists():
         learning_curves(run.file("losses.png"), run.file("metrics.jsonl"), ["train_loss", "val_acc_error"])
     return result

@@ -264,6 +264,8 @@ def build_index(
         InputFileError: unreadable/binary/non-SMILES file or no valid molecule at all.
     """
     t0 = time.perf_counter()
+    if int(chunk_size) < 1:
+        raise InputFileError(f"chunk_size must be a positive number of molecules, got {chunk_size}")
     if Path(out).exists() and not overwrite:  # fail before the work, not after it
         raise IndexFormatError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another --out")
     spec = spec or FingerprintSpec()

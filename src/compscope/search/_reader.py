@@ -23,20 +23,24 @@ def _open_text(path: Path) -> io.TextIOBase:
         raise InputFileError(f"molecule file {path} does not exist; pass a .smi/.csv[.gz] file")
     if path.is_dir():
         raise InputFileError(f"{path} is a directory; pass a .smi/.csv[.gz] file")
-    raw = path.open("rb")
-    head = raw.read(2)
-    raw.seek(0)
-    stream = gzip.open(raw) if head == b"\x1f\x8b" else raw
-    try:
-        sample = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
-    except (OSError, EOFError) as exc:
-        raise InputFileError(f"{path} looks gzipped but cannot be decompressed ({exc}); is the file complete?") \
-            from exc
-    if b"\x00" in sample:
-        raise InputFileError(
-            f"{path} is a binary file, not SMILES; pass a text file with one SMILES per line (.smi) "
-            "or a CSV with a SMILES column (.csv, optionally .gz)"
-        )
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    # gzip opens the file by name: a GzipFile around a file object would not close that object
+    stream = gzip.open(path, "rb") if head == b"\x1f\x8b" else path.open("rb")
+    try:  # a refused file is closed here, not left to the garbage collector (ResourceWarning)
+        try:
+            sample = stream.peek(4096)[:4096] if hasattr(stream, "peek") else b""
+        except (OSError, EOFError) as exc:
+            raise InputFileError(f"{path} looks gzipped but cannot be decompressed ({exc}); is the file complete?") \
+                from exc
+        if b"\x00" in sample:
+            raise InputFileError(
+                f"{path} is a binary file, not SMILES; pass a text file with one SMILES per line (.smi) "
+                "or a CSV with a SMILES column (.csv, optionally .gz)"
+            )
+    except BaseException:
+        stream.close()
+        raise
     return io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
 
 

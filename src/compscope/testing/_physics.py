@@ -7,6 +7,7 @@ A *potential* here is any callable ``model(graph, compute_forces=True, compute_s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -215,18 +216,72 @@ def assert_batch_consistent(model, graphs: list[AtomicGraph]) -> None:
     assert float((batch[K.FORCES] - forces).abs().max()) <= _tol(dtype, float(forces.abs().max()))
 
 
-def check_potential(model, graphs: list[AtomicGraph], z_pair: tuple[int, int] | None = None) -> None:
-    """Run the whole kit on a potential in the dtype of ``graphs`` (finite differences only in float64)."""
+def assert_isolated_atoms(model, e0: Mapping[int, float], cutoff: float | None = None,
+                          dtype: torch.dtype = torch.float64, separation: float | None = None) -> None:
+    """An atom with no neighbour has exactly its reference energy ``e0[Z]`` (eV) and zero force.
+
+    Checked for each species alone (one graph per atom, no edges), for all of them as one batch, and for one
+    structure holding every species with the atoms ``separation`` apart (default: twice the cutoff), whose
+    energy must be the sum of the E0s. ``cutoff`` defaults to the model's ``cutoff``.
+    """
+    from ase import Atoms
+
+    r_cut = float(cutoff if cutoff is not None else model.cutoff)
+    sep = float(separation if separation is not None else 2.0 * r_cut + 1.0)
+    species = sorted(int(z) for z in e0)
+
+    def graph(numbers):
+        pos = [[i * sep, 0.0, 0.0] for i in range(len(numbers))]
+        return AtomicGraph.from_atoms(Atoms(numbers=numbers, positions=pos), r_cut, energy_key=None,
+                                      forces_key=None, dtype=dtype)
+
+    singles = [graph([z]) for z in species]
+    assert all(g.num_edges == 0 for g in singles)
+    want = torch.tensor([float(e0[z]) for z in species], dtype=torch.float64)
+    cases = [(f"Z={z} alone", _eval(model, g), want[i:i + 1]) for i, (z, g) in enumerate(zip(species, singles))]
+    cases.append(("every species, batched", _eval(model, AtomicGraph.collate(singles)), want))
+    cases.append((f"every species {sep:.1f} Å apart in one structure", _eval(model, graph(species)), want.sum()[None]))
+    for what, out, expected in cases:
+        energy = out[K.ENERGY].double()
+        err = float((energy - expected).abs().max())
+        assert err <= _tol(dtype, float(expected.abs().max())), (
+            f"isolated atoms ({what}): energy {energy.tolist()} != E0 {expected.tolist()} (off by {err:.3e} eV, "
+            f"{dtype})")
+        f = float(out[K.FORCES].abs().max()) if out[K.FORCES].numel() else 0.0
+        assert f == 0.0, f"isolated atoms ({what}): force {f:.3e} eV/Å, must be exactly zero"
+
+
+def check_potential(model, graphs: list[AtomicGraph], z_pair: tuple[int, int] | None = None, *,
+                    periodic: AtomicGraph | None = None, isolated: Mapping[int, float] | None = None) -> None:
+    """Run the whole kit on a potential in the dtype of ``graphs`` (finite differences only in float64).
+
+    Args:
+        model: the potential (see the module docstring for the contract).
+        graphs: non-periodic structures: equivariance, permutation, batching, separability, forces = -dE/dx.
+        z_pair: two atomic numbers for the smooth-cutoff check of a dimer.
+        periodic: one periodic structure: rotation of positions and cell with the stress, and in float64
+            stress = (1/V) dE/d(strain) and forces by finite differences.
+        isolated: ``{Z: E0}``, the reference energy (eV) each species must have with no neighbour
+            (:func:`assert_isolated_atoms`).
+    """
     batch = AtomicGraph.collate(graphs)
+    dtype = batch.positions.dtype
     assert_e3_equivariant(model, batch)
     assert_permutation_equivariant(model, batch)
     assert_batch_consistent(model, graphs)
     if len(graphs) >= 2:
         assert_separable(model, graphs[0], graphs[1])
-    if batch.positions.dtype == torch.float64:
+    if dtype == torch.float64:
         assert_forces_are_gradients(model, graphs[0])
     if z_pair is not None:
-        assert_smooth_cutoff(model, z_pair, batch.cutoff, dtype=batch.positions.dtype)
+        assert_smooth_cutoff(model, z_pair, batch.cutoff, dtype=dtype)
+    if periodic is not None:
+        assert_e3_equivariant_pbc(model, periodic)
+        if dtype == torch.float64:
+            assert_stress_is_strain_derivative(model, periodic)
+            assert_forces_are_gradients(model, periodic)
+    if isolated is not None:
+        assert_isolated_atoms(model, isolated, batch.cutoff, dtype=dtype)
 
 
 def convergence_order(h, errors) -> float:

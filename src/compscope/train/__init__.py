@@ -19,14 +19,15 @@ from compscope.versions import code_versions
 
 from ._batches import StepBatches, StepLoader, step_loader
 from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget, read_metrics, write_csv
-from ._config import accepted_arguments, check_arguments, load_yaml
+from ._config import accepted_arguments, check_arguments, load_yaml, resolve_section
 from ._instantiate import complete_spec, instantiate, normalize_spec, resolve_class
 from ._plots import learning_curves, parity_plot
 from ._run import RunDir, check_unchanged, is_rank_zero
+from ._seeding import EpochSeed, EpochSeededSampler, epoch_seed
 from ._trainer import FitResult, TrainerConfig, find_callback, fit
 
-__all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "instantiate", "normalize_spec",
-           "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
+__all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", "resolve_section", "instantiate",
+           "normalize_spec", "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
            "check_unchanged", "code_versions", "is_rank_zero", "TrainerConfig", "FitResult", "fit",
            "find_callback", "learning_curves", "parity_plot", "RNGState", "StepBatches", "StepLoader", "step_loader",
-           "complete_spec"]
+           "complete_spec", "EpochSeed", "EpochSeededSampler", "epoch_seed"]

@@ -86,3 +86,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return cfg
+
+
+def resolve_section(cfg: Mapping[str, Any], name: str, cls: type, defaults: Mapping[str, Any] | None = None,
+                    provided: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Section ``name`` of ``cfg`` for a fixed class: the constructor's arguments with every default written out
+    (config > ``defaults`` > signature default), checked against ``cls``; ``provided`` maps the arguments the
+    caller fills in to where they come from (the section may not set them).
+
+    Examples:
+        >>> import torch
+        >>> resolve_section({"layer": {"out_features": 3}}, "layer", torch.nn.Linear, provided={"in_features": "data"})
+        {'bias': True, 'device': None, 'dtype': None, 'out_features': 3}
+    """
+    sec = cfg.get(name) or {}
+    if not isinstance(sec, Mapping):
+        raise ConfigError(f"config section '{name}' must be a mapping of {cls.__name__} arguments, "
+                          f"got {type(sec).__name__}")
+    provided = dict(provided or {})
+    for key in sorted(set(sec) & set(provided)):
+        raise ConfigError(f"config section '{name}': {key!r} is set by {provided[key]}", hint=f"remove {name}.{key}")
+    check_arguments(name, cls, sec, provided=set(provided))
+    params = inspect.signature(cls.__init__).parameters
+    out = {k: p.default for k, p in params.items()
+           if k not in ("self", *provided) and p.default is not inspect.Parameter.empty}
+    out.update(defaults or {})
+    out.update(sec)
+    return out

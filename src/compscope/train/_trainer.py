@@ -19,6 +19,7 @@ import lightning as L
 import torch
 
 from compscope.errors import ConfigError
+from compscope.runtime import configure_threads, resolve_threads
 
 from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget
 from ._run import RunDir
@@ -109,6 +110,20 @@ def _check_accelerator(name: str) -> None:
                           hint="use accelerator: cpu (or auto, which picks a GPU when there is one)")
 
 
+def _configure_threads(cfg: TrainerConfig) -> int:
+    """Thread pools of this process: ``trainer.num_threads``, else compscope's choice (:mod:`compscope.runtime`).
+
+    A choice made from the free cores is shared by the ``devices`` processes of a multi-process run; the
+    processes Lightning starts inherit the per-process count through ``OMP_NUM_THREADS``.
+    """
+    if cfg.num_threads:
+        return configure_threads(cfg.num_threads)
+    n, source = resolve_threads()
+    if source.startswith("free cores") and cfg.devices > 1:
+        n = max(1, n // cfg.devices)
+    return configure_threads(n)
+
+
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run: RunDir,
         trainer: TrainerConfig | dict | None = None, *, train_dataloaders: Any = None, val_dataloaders: Any = None,
         callbacks: list[L.Callback] | None = None, logger: Any = False) -> FitResult:
@@ -119,8 +134,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
     """
     cfg = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig(**(trainer or {}))
     _check_accelerator(cfg.accelerator)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    _configure_threads(cfg)
     # first in the list: its on_train_end saves before the EMA callback puts the average into the module
     cbs: list[L.Callback] = [_LastAtEnd(run.last), RNGState()]
     best_cb = None
