@@ -113,3 +113,19 @@ def test_init_from_fine_tunes_a_trained_flow(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(ArtifactError, match="differs"):
         train_flow({**tune, "flow": {**tune["flow"], "hidden": 16}}, out=tmp_path / "bad")
+
+
+def test_runs_from_before_added_options_resume(tmp_path):
+    # a run folder written before `init_from` and module.loss/alignment/sigma existed resumes unchanged
+    import yaml
+
+    cfg = _config(tmp_path)
+    train_flow(cfg, out=tmp_path / "old")
+    path = tmp_path / "old" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["init_from"]
+    for k in ("loss", "alignment", "sigma"):
+        del saved["module"][k]
+    path.write_text(yaml.safe_dump(saved))
+    train_flow({**cfg, "trainer": {**cfg["trainer"], "max_epochs": 2}}, out=tmp_path / "old", resume=True)
+    assert len(read_metrics(tmp_path / "old")) == 2

@@ -43,6 +43,8 @@ __all__ = ["FlowDataModule", "FlowModule", "resolve_config", "train", "load_posi
 SECTIONS = ("seed", "out", "init_from", "flow", "data", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_nll", "max_epochs": 20}
 RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
+# options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
+ADDED_OPTIONS = {"init_from": None, "module": {"loss": "likelihood", "alignment": "equivariant", "sigma": 0.0}}
 
 
 def load_positions(source: str | os.PathLike, target: str) -> torch.Tensor:
@@ -239,5 +241,5 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
     if cfg["init_from"] is not None and not resume:
         _init_from(module, cfg["init_from"], cfg["data"]["target"])
     data = FlowDataModule(**cfg["data"])
-    run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
+    run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE, defaults=ADDED_OPTIONS).start()
     return fit(module, data, run, TrainerConfig(**cfg["trainer"]))
