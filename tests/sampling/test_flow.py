@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from compscope.nn import divergence_exact, divergence_hutchinson
 from compscope.sampling import EquivariantCNF, SamplingInputError
-from compscope.sampling._flow import divergence_exact, divergence_hutchinson, mean_free_log_normal
+from compscope.sampling._flow import mean_free_log_normal
 from compscope.testing._physics import random_rotation
 
 

@@ -5,12 +5,15 @@ normalised one-hot/charge features), with the straight path ``z_t = (1 - t) z_0 
 Gaussian noise ``z_0`` to data ``z_1`` and the constant target velocity ``z_1 - z_0`` (EquiFM, Song et al.,
 NeurIPS 2023; equivariant flow matching, Klein et al., NeurIPS 2023). The EGNN velocity field is
 E(3)-equivariant, so the pushed-forward density is E(3)-invariant. Sampling integrates the ODE with a
-few Euler steps (default 50) instead of EDM's 1000 stochastic ones.
+few Euler steps (default 50) instead of EDM's 1000 stochastic ones. The path, time grid and ODE solver are the
+shared continuous-flow core of :mod:`compscope.nn` (also used by the Boltzmann generators of ``sampling``).
 """
 
 from __future__ import annotations
 
 import torch
+
+from compscope.nn import ode_solve, straight_path, time_grid
 
 from ._batch import MolBatch, com_free_noise
 from ._model import MoleculeGenerator
@@ -37,8 +40,9 @@ class FlowMatching(MoleculeGenerator):
         x0 = com_free_noise(mb.batch, mb.num_graphs, x1)
         h0 = torch.randn_like(h1)
         tn = t[mb.batch, None]
-        vx, vh = self.dynamics((1 - tn) * x0 + tn * x1, (1 - tn) * h0 + tn * h1, t, mb, self.context_of(mb))
-        err = ((vx - (x1 - x0)) ** 2).sum(-1) + ((vh - (h1 - h0)) ** 2).sum(-1)  # (N,)
+        (xt, ux), (ht, uh) = straight_path(x0, x1, tn), straight_path(h0, h1, tn)
+        vx, vh = self.dynamics(xt, ht, t, mb, self.context_of(mb))
+        err = ((vx - ux) ** 2).sum(-1) + ((vh - uh) ** 2).sum(-1)  # (N,)
         per_mol = torch.zeros(mb.num_graphs, dtype=err.dtype, device=err.device).index_add(0, mb.batch, err)
         return (per_mol / (mb.n_atoms.to(err.dtype) * (3 + h1.shape[1]))).mean()
 
@@ -49,10 +53,8 @@ class FlowMatching(MoleculeGenerator):
         ctx = self.context_of(mb)
         z_x = com_free_noise(mb.batch, g, torch.empty(0, dtype=dtype, device=mb.batch.device))
         z_h = torch.randn(len(mb.batch), 6, dtype=dtype, device=z_x.device)
-        grid = torch.linspace(0.0, 1.0, self.sample_steps + 1, dtype=dtype) ** (1.0 / self.time_power)
-        for k in range(self.sample_steps):
-            dt = grid[k + 1] - grid[k]
-            vx, vh = self.dynamics(z_x, z_h, grid[k].expand(g), mb, ctx)
-            z_x, z_h = z_x + dt * vx, z_h + dt * vh
+        grid = time_grid(self.sample_steps, power=self.time_power, dtype=dtype)
+        z_x, z_h = ode_solve(lambda t, z: self.dynamics(z[0], z[1], t.expand(g), mb, ctx), (z_x, z_h), grid,
+                             "euler")
         mb.x, mb.types = z_x, self.decode(z_h)
         return mb

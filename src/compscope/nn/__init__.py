@@ -1,5 +1,16 @@
-"""Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces, EGNN."""
+"""Equivariant building blocks on e3nn: radial bases, interactions, products, gates, readouts, forces, EGNN, and
+the shared continuous-flow core (ODE solve, divergences, flow-matching paths, equivariant alignment)."""
 
+from ._cnf import (
+    align_permutation,
+    divergence_exact,
+    divergence_hutchinson,
+    equivariant_ot,
+    kabsch,
+    ode_solve,
+    straight_path,
+    time_grid,
+)
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._fused import edge_pairs, fused_available
 from ._gate import Gate, gate_for
@@ -19,4 +30,6 @@ __all__ = [
     "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
     "scatter_sum", "edge_pairs", "fused_available",
+    "time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
+    "align_permutation", "equivariant_ot",
 ]

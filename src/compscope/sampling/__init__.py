@@ -4,9 +4,11 @@ Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential),
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
-:mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density) and :mod:`._train`
-(maximum-likelihood training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only
-``data``, ``nn``, ``models``, ``train`` and ``integrations`` (OpenMM and openmmtools load on first use).
+:mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
+:mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._draw` (loading a trained
+flow, drawing with log q and weights, reports) and :mod:`._train` (training on :mod:`compscope.train`; imported
+on first use, it loads Lightning). Imports only ``data``, ``nn``, ``models``, ``train`` and ``integrations``
+(OpenMM and openmmtools load on first use).
 """
 
 from ._ala2_reference import (
@@ -17,7 +19,18 @@ from ._ala2_reference import (
     make_ala2_reference,
     run_replica_exchange,
 )
+from ._draw import SAMPLE_FORMAT, draw_samples, load_flow, read_samples, report_samples, write_samples
 from ._errors import SamplingInputError
+from ._estimators import (
+    ImportanceWeights,
+    energy_histogram,
+    free_energy_difference,
+    free_energy_profile,
+    importance_weights,
+    kish_ess,
+    reweighted_mean,
+    wasserstein_1d,
+)
 from ._flow import EquivariantCNF, EquivariantVectorField
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._openmm_target import (
@@ -57,7 +70,10 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "REFERENCE_DEFAULTS", "EquivariantCNF", "EquivariantVectorField", "FlowDataModule", "FlowModule",
            "train_flow", "load_positions", "OpenMMTarget", "OpenMMEnergyError", "alanine_dipeptide",
            "dihedral_angles", "ALA2_PHI", "ALA2_PSI", "ALA2_BASIN", "make_ala2_reference", "assemble_ala2_reference",
-           "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange"]
+           "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
+           "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
+           "wasserstein_1d", "free_energy_profile", "free_energy_difference",
+           "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}

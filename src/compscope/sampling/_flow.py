@@ -7,7 +7,8 @@ projected back to zero mean. Log-densities follow the instantaneous change of va
 
     log q_1(x(1)) = log p_0(x(0)) - int_0^1 div v(t, x(t)) dt,
 
-integrated together with ``x`` by classical fixed-step RK4. The divergence is computed **exactly** (one autograd
+integrated together with ``x`` by classical fixed-step RK4 (:func:`compscope.nn.ode_solve`, the continuous-flow
+core shared with ``generate``). The divergence is computed **exactly** (one autograd
 pass per coordinate: ``n_particles * dim`` of them, cheap for DW4/LJ13) or, for training on larger systems, by
 Hutchinson's unbiased estimator with Rademacher noise. Because the field is E(n)-equivariant and
 permutation-equivariant and the base is isotropic, ``log q`` is invariant under rotations, reflections,
@@ -23,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from compscope.nn import EGNN
+from compscope.nn import EGNN, divergence_exact, divergence_hutchinson, ode_solve
 
 from ._errors import SamplingInputError
 from ._targets import check_positions
@@ -76,25 +77,6 @@ class EquivariantVectorField(nn.Module):
         return _centre((moved - flat).reshape(b, n, d))  # (b, n, d)
 
 
-def divergence_exact(v: torch.Tensor, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """``sum_i dv_i/dx_i`` (batch,) by one autograd pass per coordinate (``x`` requires grad; ``v = f(x)``
-    row-wise independent across the batch)."""
-    flat_v = v.reshape(len(v), -1)
-    div = torch.zeros(len(v), dtype=v.dtype, device=v.device)
-    for i in range(flat_v.shape[1]):
-        (g,) = torch.autograd.grad(flat_v[:, i].sum(), x, create_graph=create_graph, retain_graph=True)
-        div = div + g.reshape(len(v), -1)[:, i]
-    return div
-
-
-def divergence_hutchinson(v: torch.Tensor, x: torch.Tensor, noise: torch.Tensor,
-                          create_graph: bool = False) -> torch.Tensor:
-    """Unbiased estimate ``eps^T (dv/dx) eps`` (batch,) of the divergence with a fixed noise ``eps`` (same shape
-    as ``x``; centred Rademacher or Gaussian noise projected on the mean-free subspace)."""
-    (g,) = torch.autograd.grad((v * noise).sum(), x, create_graph=create_graph, retain_graph=True)
-    return (g * noise).sum((1, 2))
-
-
 class EquivariantCNF(nn.Module):
     """E(n)-equivariant continuous normalizing flow (E-NF) with exact log-densities.
 
@@ -140,17 +122,16 @@ class EquivariantCNF(nn.Module):
         keeps the graph for training (backpropagation through the solver); ``divergence=False`` integrates ``x``
         only (``a`` stays 0)."""
         n = int(n_steps or self.n_steps)
-        h = (t1 - t0) / n
+        grid = [t0 + k * (t1 - t0) / n for k in range(n + 1)]
         a = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        for k in range(n):
-            t = t0 + k * h
-            x_in = x if create_graph else x.detach()
-            k1, d1 = self._rhs(t, x_in, noise, create_graph, divergence)
-            k2, d2 = self._rhs(t + h / 2, x_in + h / 2 * k1, noise, create_graph, divergence)
-            k3, d3 = self._rhs(t + h / 2, x_in + h / 2 * k2, noise, create_graph, divergence)
-            k4, d4 = self._rhs(t + h, x_in + h * k3, noise, create_graph, divergence)
-            x = x_in + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            a = a + h / 6 * (d1 + 2 * d2 + 2 * d3 + d4)
+
+        def rhs(t, state):
+            return self._rhs(t, state[0], noise, create_graph, divergence)
+
+        def step_start(state):
+            return state if create_graph else (state[0].detach(), state[1])
+
+        x, a = ode_solve(rhs, (x, a), grid, "rk4", step_start)
         return x, a
 
     def log_prob(self, x: torch.Tensor, n_steps: int | None = None, exact: bool = True,

@@ -1,4 +1,5 @@
-"""Training an E(n)-equivariant flow by maximum likelihood on reference samples, with the shared trainer.
+"""Training an E(n)-equivariant flow on reference samples (maximum likelihood or equivariant flow matching), with
+the shared trainer.
 
 A config (YAML or dict; ``compscope sample train CONFIG``) has these sections, every key a constructor argument:
 
@@ -7,9 +8,12 @@ A config (YAML or dict; ``compscope sample train CONFIG``) has these sections, e
 - ``data``: :class:`FlowDataModule` (target, train, valid, n_train, n_valid, batch_size); ``train``/``valid`` are
   a ``.npy`` of flattened frames, a ``reference.h5`` of :func:`~compscope.sampling.make_reference`, or
   ``split:<name>/<split>`` for the literature's shipped splits (:func:`~compscope.sampling.load_split`);
-- ``module``: :class:`FlowModule` (lr, weight_decay, hutchinson, train_steps);
+- ``module``: :class:`FlowModule` (loss: ``likelihood`` or ``flow_matching``, alignment, sigma, lr, weight_decay,
+  hutchinson, train_steps);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_nll``);
-- ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
+- ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`);
+- ``init_from``: a run folder or ``.ckpt`` whose flow weights start this run (e.g. likelihood fine-tuning of a
+  flow-matching run; same flow section and target), ignored on ``--resume``.
 
 Validation reports the exact negative log-likelihood (nats per configuration, ``val_nll``, and per degree of
 freedom of the mean-free subspace, ``val_nll_per_dof``).
@@ -17,7 +21,6 @@ freedom of the mean-free subspace, ``val_nll_per_dof``).
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from compscope.errors import ConfigError
-from compscope.train import FitResult, RunDir, TrainerConfig, check_arguments, fit
+from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section
 
 from ._errors import SamplingInputError
 from ._flow import EquivariantCNF
@@ -36,9 +39,11 @@ from ._targets import get_target
 
 __all__ = ["FlowDataModule", "FlowModule", "resolve_config", "train", "load_positions", "SECTIONS"]
 
-SECTIONS = ("seed", "out", "flow", "data", "module", "trainer")
+SECTIONS = ("seed", "out", "init_from", "flow", "data", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_nll", "max_epochs": 20}
 RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
+# options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
+ADDED_OPTIONS = {"init_from": None, "module": {"loss": "likelihood", "alignment": "equivariant", "sigma": 0.0}}
 
 
 def load_positions(source: str | os.PathLike, target: str) -> torch.Tensor:
@@ -97,27 +102,71 @@ class FlowDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(self._valid, batch_size=self.batch_size)
 
 
+LOSSES = ("likelihood", "flow_matching")
+ALIGNMENTS = ("none", "ot", "equivariant")
+
+
 class FlowModule(L.LightningModule):
-    """Maximum likelihood of an :class:`EquivariantCNF`: loss = NLL per degree of freedom.
+    """Training of an :class:`EquivariantCNF` by maximum likelihood or by equivariant flow matching.
+
+    ``likelihood``: loss = NLL per degree of freedom, backpropagated through the RK4 solver. ``flow_matching``
+    (Klein, Krämer & Noé, NeurIPS 2023): regress the field on the straight conditional paths from base draws to
+    data, ``|v(t, x_t) - (x_1 - x_0)|^2`` per degree of freedom, ``t ~ U(0, 1)``, one field evaluation per
+    frame and no solver in the loop; the base draws are paired and aligned to the data first (``alignment``:
+    ``equivariant`` = minibatch OT on rotation-aligned costs, then the optimal permutation and orthogonal map of
+    each pair; ``ot`` = minibatch OT on plain distances; ``none`` = independent pairs;
+    :func:`compscope.nn.equivariant_ot`). Validation is the exact NLL either way.
 
     Args:
         flow: the flow's constructor arguments (``n_particles``, ``dim`` included).
         lr, weight_decay: AdamW.
-        hutchinson: train with the Hutchinson divergence (one Rademacher probe); exact otherwise.
-        train_steps: RK4 steps in training (None: the flow's ``n_steps``, used in validation).
+        hutchinson: likelihood training with the Hutchinson divergence (one Rademacher probe); exact otherwise.
+        train_steps: RK4 steps in likelihood training (None: the flow's ``n_steps``, used in validation).
+        target: the target's name (saved with the checkpoint, so ``compscope sample draw`` knows the energy).
+        loss: ``likelihood`` or ``flow_matching``.
+        alignment: base-to-data alignment of flow matching (``equivariant``, ``ot`` or ``none``).
+        sigma: standard deviation of centred Gaussian noise added to the path points (0: deterministic paths).
     """
 
     def __init__(self, flow: Mapping[str, Any], lr: float = 1e-3, weight_decay: float = 0.0,
-                 hutchinson: bool = False, train_steps: int | None = None):
+                 hutchinson: bool = False, train_steps: int | None = None, target: str | None = None,
+                 loss: str = "likelihood", alignment: str = "equivariant", sigma: float = 0.0):
         super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"module.loss={loss!r}: use one of {list(LOSSES)}")
+        if alignment not in ALIGNMENTS:
+            raise ConfigError(f"module.alignment={alignment!r}: use one of {list(ALIGNMENTS)}")
+        if sigma < 0:
+            raise ConfigError(f"module.sigma={sigma}: must be >= 0")
         self.save_hyperparameters()
         self.flow = EquivariantCNF(**flow)
         self.dof = (self.flow.n_particles - 1) * self.flow.dim
 
+    def flow_matching_loss(self, x1: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the field against the straight-path velocity, per degree of freedom."""
+        from compscope.nn import equivariant_ot, straight_path
+
+        x1 = x1 - x1.mean(1, keepdim=True)
+        x0 = torch.randn_like(x1)
+        x0 = x0 - x0.mean(1, keepdim=True)
+        a = self.hparams.alignment
+        if a != "none":
+            x0 = equivariant_ot(x0, x1, permute=a == "equivariant", rotate=a == "equivariant")
+        t = torch.rand(len(x1), dtype=x1.dtype, device=x1.device)
+        xt, u = straight_path(x0, x1, t[:, None, None])
+        if self.hparams.sigma > 0:
+            eps = torch.randn_like(xt)
+            xt = xt + self.hparams.sigma * (eps - eps.mean(1, keepdim=True))
+        v = self.flow.field(t, xt)
+        return ((v - u) ** 2).sum((1, 2)).mean() / self.dof
+
     def training_step(self, batch, batch_idx):
-        log_q = self.flow.log_prob(batch, n_steps=self.hparams.train_steps, exact=not self.hparams.hutchinson,
-                                   create_graph=True)
-        loss = -log_q.mean() / self.dof
+        if self.hparams.loss == "flow_matching":
+            loss = self.flow_matching_loss(batch)
+        else:
+            log_q = self.flow.log_prob(batch, n_steps=self.hparams.train_steps, exact=not self.hparams.hutchinson,
+                                       create_graph=True)
+            loss = -log_q.mean() / self.dof
         self.log("train_loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
@@ -129,21 +178,8 @@ class FlowModule(L.LightningModule):
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
-
-def _section(cfg: Mapping[str, Any], name: str, cls, defaults: Mapping[str, Any] | None = None,
-             taken: tuple[str, ...] = ()) -> dict:
-    sec = cfg.get(name) or {}
-    if not isinstance(sec, Mapping):
-        raise ConfigError(f"config section '{name}' must be a mapping of {cls.__name__} arguments")
-    for key in sorted(set(sec) & set(taken)):
-        raise ConfigError(f"config section '{name}': {key!r} is set elsewhere", hint=f"remove {name}.{key}")
-    check_arguments(name, cls, sec, provided=set(taken))
-    params = inspect.signature(cls.__init__).parameters
-    out = {k: p.default for k, p in params.items()
-           if k not in ("self", *taken) and p.default is not inspect.Parameter.empty}
-    out.update(defaults or {})
-    out.update(sec)
-    return out
+_SET_BY_TARGET = {"n_particles": "the target", "dim": "the target"}
+_SET_ELSEWHERE = {"flow": "the flow section", "target": "the top-level target"}
 
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -152,14 +188,31 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"flow config: unknown top-level key(s) {unknown}",
                           hint=f"a flow config has the sections {list(SECTIONS)} (see configs/sampling/)")
-    data = _section(config, "data", FlowDataModule)
+    data = resolve_section(config, "data", FlowDataModule)
     target = get_target(data["target"])
-    trainer = _section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
+    trainer = resolve_section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
     TrainerConfig(**trainer)
+    init = config.get("init_from")
     return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
+            "init_from": None if init is None else str(init),
             "flow": {"n_particles": target.n_particles, "dim": target.dim,
-                     **_section(config, "flow", EquivariantCNF, taken=("n_particles", "dim"))},
-            "data": data, "module": _section(config, "module", FlowModule, taken=("flow",)), "trainer": trainer}
+                     **resolve_section(config, "flow", EquivariantCNF, provided=_SET_BY_TARGET)},
+            "data": data, "module": resolve_section(config, "module", FlowModule, provided=_SET_ELSEWHERE),
+            "trainer": trainer}
+
+
+def _init_from(module: FlowModule, path: str, target: str) -> None:
+    """Start from the weights of another run's flow (e.g. likelihood fine-tuning after flow matching)."""
+    from compscope.models.artifacts import ArtifactError
+
+    from ._draw import load_flow
+
+    flow, info = load_flow(path, dtype=next(module.flow.parameters()).dtype)
+    if info["target"] != target or info["flow"] != dict(module.hparams.flow):
+        raise ArtifactError(f"init_from {path}: its flow ({info['target']}, {info['flow']}) differs from this "
+                            f"config's ({target}, {dict(module.hparams.flow)})",
+                            hint="use the same flow section and target as the run you start from")
+    module.flow.load_state_dict(flow.state_dict())
 
 
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
@@ -170,7 +223,9 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
         raise ConfigError("no run folder: give out: in the config or --out", hint="--out runs/enf_dw4")
     cfg["out"] = str(where)
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
-    module = FlowModule(cfg["flow"], **cfg["module"])
+    module = FlowModule(cfg["flow"], target=cfg["data"]["target"], **cfg["module"])
+    if cfg["init_from"] is not None and not resume:
+        _init_from(module, cfg["init_from"], cfg["data"]["target"])
     data = FlowDataModule(**cfg["data"])
-    run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
+    run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE, defaults=ADDED_OPTIONS).start()
     return fit(module, data, run, TrainerConfig(**cfg["trainer"]))

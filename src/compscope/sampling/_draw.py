@@ -1,0 +1,235 @@
+"""Drawing from a trained flow and reporting on the draws: ``compscope sample draw`` / ``compscope sample report``.
+
+:func:`load_flow` reads what :func:`compscope.sampling.train_flow` writes (a run folder, or one of its Lightning
+checkpoints: ``checkpoints/best.ckpt`` first, the weights validation saw, else ``last.ckpt``), with the shared
+artifact conventions of :mod:`compscope.models.artifacts` (extension check, ``ArtifactError`` /
+``ArtifactNotFoundError``, ``torch.load(weights_only=True)``); no Lightning import is needed to sample.
+
+:func:`draw_samples` pushes base draws through the flow in batches with the **exact** divergence and evaluates the
+target: ``positions``, ``log_q``, ``energy`` (kT) and ``log_w = -energy - log_q`` (:mod:`._estimators`: a
+configuration with a non-finite coordinate, energy or log q gets ``log_w = -inf`` and is counted).
+:func:`write_samples` / :func:`read_samples` keep them in HDF5; :func:`report_samples` summarises a file against
+reference samples (ESS, mean energies, energy W1/W2 of the flow and of the reweighted flow) and plots the energy
+histograms.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from ._errors import SamplingInputError
+from ._estimators import energy_histogram, importance_weights, reweighted_mean, wasserstein_1d
+from ._flow import EquivariantCNF
+from ._targets import get_target
+
+__all__ = ["load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
+
+SAMPLE_FORMAT = "compscope-samples/1"
+_HINT = "pass a run folder of `compscope sample train` or its checkpoints/best.ckpt / last.ckpt"
+
+
+def _run_config(ckpt: Path) -> dict:
+    for folder in (ckpt.parent, ckpt.parent.parent):
+        f = folder / "config.yaml"
+        if f.exists():
+            return yaml.safe_load(f.read_text()) or {}
+    return {}
+
+
+def load_flow(path: str | Path, dtype: torch.dtype | None = None) -> tuple[EquivariantCNF, dict[str, Any]]:
+    """The flow of a training run, in eval mode, and its info ``{target, checkpoint, flow, module, epoch,
+    global_step}``.
+
+    Args:
+        path: a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``) or a ``.ckpt``.
+        dtype: cast to this dtype (default: the saved one).
+
+    Raises:
+        ArtifactNotFoundError: no such file, or a run folder without checkpoints (not trained yet).
+        ArtifactError: not a checkpoint of a sampling flow (another task's model, a damaged file).
+    """
+    from compscope.models.artifacts import ArtifactError, ArtifactNotFoundError, artifact_kind
+
+    p = Path(path)
+    if p.is_dir():
+        found = [p / "checkpoints" / n for n in ("best.ckpt", "last.ckpt") if (p / "checkpoints" / n).exists()]
+        if not found:
+            raise ArtifactNotFoundError(f"{p} holds no trained flow (no checkpoints/best.ckpt or last.ckpt)",
+                                        hint="train it first: compscope sample train CONFIG --out " + str(p))
+        p = found[0]
+    if not p.exists():
+        raise ArtifactNotFoundError(f"model file {p} not found", hint=_HINT)
+    if artifact_kind(p) != "checkpoint":
+        raise ArtifactError(f"{p}: a sampling flow is loaded from a Lightning checkpoint (.ckpt) or a run folder",
+                            hint=_HINT)
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or damaged files
+        raise ArtifactError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {exc})", hint=_HINT) from exc
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if not isinstance(hp.get("flow"), dict) or "state_dict" not in ckpt:
+        raise ArtifactError(f"{p}: this checkpoint holds no sampling flow (no `flow` hyper-parameter)",
+                            hint=_HINT + "; models of other tasks load with their own commands")
+    target = hp.get("target") or (_run_config(p).get("data") or {}).get("target")
+    if target is None:
+        raise ArtifactError(f"{p}: the checkpoint does not name its target and no config.yaml is beside it",
+                            hint="keep the checkpoint inside its run folder")
+    t = get_target(target)
+    flow_kwargs = dict(hp["flow"])
+    if (flow_kwargs.get("n_particles"), flow_kwargs.get("dim")) != (t.n_particles, t.dim):
+        raise ArtifactError(f"{p}: the flow is for {flow_kwargs.get('n_particles')} x {flow_kwargs.get('dim')} "
+                            f"positions but its target {target} has {t.n_particles} x {t.dim}", hint=_HINT)
+    state = {k[len("flow."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("flow.")}
+    saved = next((v.dtype for v in state.values() if v.is_floating_point()), torch.float32)
+    try:
+        flow = EquivariantCNF(**flow_kwargs).to(saved)
+        flow.load_state_dict(state)
+    except (TypeError, RuntimeError) as err:
+        raise ArtifactError(f"{p}: the saved weights do not fit the saved flow arguments ({err})",
+                            hint="the checkpoint was written by an incompatible compscope version") from err
+    info = {"target": str(target), "checkpoint": str(p), "flow": flow_kwargs,
+            "module": {k: v for k, v in hp.items() if k != "flow"}, "epoch": ckpt.get("epoch"),
+            "global_step": ckpt.get("global_step")}
+    return flow.to(dtype or saved).eval(), info
+
+
+def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, seed: int = 0,
+                 n_steps: int | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """``n`` flow samples with exact ``log q``, their energies (kT) and log weights, and the timing.
+
+    Returns ``{positions (n, p, d), log_q (n,), energy (n,), log_w (n,), n_invalid, seconds, samples_per_s}``
+    (numpy, float64). ``progress(k)`` is called with the number of samples done after each batch.
+    """
+    if n < 1 or batch_size < 1:
+        raise SamplingInputError(f"n={n}, batch_size={batch_size}: both must be positive", hint="e.g. --n 10000")
+    t = get_target(target) if isinstance(target, str) else target
+    g = torch.Generator().manual_seed(int(seed))
+    xs, lqs, us = [], [], []
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        x, log_q = flow.sample(b, n_steps=n_steps, generator=g)
+        ok = torch.isfinite(x).reshape(b, -1).all(1)
+        u = torch.full((b,), float("nan"), dtype=x.dtype)
+        if ok.any():
+            with torch.no_grad():
+                u[ok] = t.energy(x[ok]).to(x.dtype)
+        xs.append(x.double().numpy())
+        lqs.append(log_q.double().numpy())
+        us.append(u.double().numpy())
+        done += b
+        if progress is not None:
+            progress(done)
+    seconds = time.perf_counter() - t0
+    u, lq = np.concatenate(us), np.concatenate(lqs)
+    iw = importance_weights(u, lq)
+    return {"positions": np.concatenate(xs), "log_q": lq, "energy": u, "log_w": iw.log_w,
+            "n_invalid": iw.n_invalid, "seconds": seconds, "samples_per_s": n / seconds}
+
+
+def write_samples(path: str | Path, samples: dict[str, Any], attrs: dict[str, Any]) -> Path:
+    """HDF5 with datasets ``positions``, ``log_q``, ``energy``, ``log_w`` and JSON-encoded attributes (written to
+    a temporary file first, then moved into place)."""
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as h5:
+        for k in ("positions", "log_q", "energy", "log_w"):
+            h5.create_dataset(k, data=np.asarray(samples[k], dtype=np.float64))
+        h5.attrs["format"] = SAMPLE_FORMAT
+        for k, v in attrs.items():
+            h5.attrs[k] = json.dumps(v)
+    tmp.replace(path)
+    return path
+
+
+def read_samples(path: str | Path) -> dict[str, Any]:
+    """``{positions, log_q, energy, log_w, attrs}`` of a file of :func:`write_samples`."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: make it with `compscope sample draw MODEL --out {path.name}`")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise SamplingInputError(f"{path}: not an HDF5 file ({exc})",
+                                 hint="pass the samples.h5 written by `compscope sample draw`") from exc
+    with h5:
+        if h5.attrs.get("format") != SAMPLE_FORMAT:
+            raise SamplingInputError(f"{path}: not a samples file of compscope (format {SAMPLE_FORMAT})",
+                                     hint="pass the samples.h5 written by `compscope sample draw`")
+        out = {k: h5[k][:] for k in ("positions", "log_q", "energy", "log_w")}
+        out["attrs"] = {k: json.loads(v) for k, v in h5.attrs.items() if k != "format"}
+    return out
+
+
+def _mean(values, log_w=None) -> dict[str, float]:
+    m, se = reweighted_mean(values, log_w)
+    return {"mean": m, "se": se}
+
+
+def report_samples(samples: dict[str, Any], reference: np.ndarray | None = None, out: str | Path | None = None,
+                   bins: int = 60) -> dict[str, Any]:
+    """Summary of flow samples (:func:`read_samples`), against reference energies (kT) when given.
+
+    Returns ``n``, ``n_invalid``, ``ess`` (Kish, fraction of all proposals), ``energy_flow`` / ``energy_reweighted``
+    / ``energy_reference`` (mean and standard error), ``w1_flow``, ``w2_flow``, ``w1_reweighted``, ``w2_reweighted``
+    (energy distances to the reference, kT) and, with ``out``, ``plots`` (``energy_hist.png``) and ``report.json``
+    written there.
+    """
+    u, lw = np.asarray(samples["energy"]), np.asarray(samples["log_w"])
+    ok = np.isfinite(lw)
+    from ._estimators import kish_ess
+
+    rep: dict[str, Any] = {"n": int(len(u)), "n_invalid": int((~ok).sum()), "ess": kish_ess(lw),
+                           "energy_flow": _mean(u[np.isfinite(u)]), "energy_reweighted": _mean(u, lw)}
+    if reference is not None:
+        ref = np.asarray(reference, dtype=np.float64)
+        rep["energy_reference"] = _mean(ref)
+        uf = u[np.isfinite(u)]
+        rep.update({"w1_flow": wasserstein_1d(uf, ref, 1), "w2_flow": wasserstein_1d(uf, ref, 2),
+                    "w1_reweighted": wasserstein_1d(u, ref, 1, log_w_a=lw),
+                    "w2_reweighted": wasserstein_1d(u, ref, 2, log_w_a=lw)})
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        rep["plots"] = [str(_energy_plot(out / "energy_hist.png", u, lw, None if reference is None else ref, bins))]
+        (out / "report.json").write_text(json.dumps(rep, indent=2))
+    return rep
+
+
+def _energy_plot(path: Path, u: np.ndarray, lw: np.ndarray, ref: np.ndarray | None, bins: int) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finite = u[np.isfinite(u)]
+    pool = finite if ref is None else np.concatenate([finite, ref])
+    lo, hi = np.quantile(pool, [0.001, 0.995])
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, (edges, dens), style in (
+            ("flow", energy_histogram(u, bins, (lo, hi)), dict(color="C0", ls="--")),
+            ("flow reweighted", energy_histogram(u, bins, (lo, hi), log_w=lw), dict(color="C1")),
+            *((("reference", energy_histogram(ref, bins, (lo, hi)), dict(color="k", lw=1.2)),) if ref is not None
+              else ())):
+        ax.stairs(dens, edges, label=label, **style)
+    ax.set_xlabel("energy u (kT)")
+    ax.set_ylabel("density")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
