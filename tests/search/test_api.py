@@ -23,7 +23,7 @@ def url(index):
 def client(url):
     import httpx
 
-    with httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=url, timeout=120) as c:
         yield c
 
 
