@@ -146,3 +146,22 @@ def test_resume_reads_defaults_for_options_added_later(tmp_path):
     with pytest.raises(ResumeError, match="new_option"):
         RunDir(out, resume=True, config={**cfg, "model": {"lr": 0.05, "new_option": 1}},
                defaults={"model": {"new_option": 0}}).start()
+
+
+def test_resolve_section_takes_the_flat_and_the_sectioned_form():
+    import torch
+
+    from compscope.errors import ConfigError
+    from compscope.train import resolve_section
+
+    flat = resolve_section({"s": {"out_features": 3}}, "s", torch.nn.Linear, provided={"in_features": "data"})
+    sectioned = {"class_path": "torch.nn.Linear", "init_args": {"out_features": 3}}
+    for spec in ({"init_args": {"out_features": 3}}, sectioned):
+        assert resolve_section({"s": spec}, "s", torch.nn.Linear, provided={"in_features": "data"}) == flat
+    with pytest.raises(ConfigError, match="not understood"):
+        resolve_section({"s": {"class_path": "torch.nn.Conv1d", "init_args": {}}}, "s", torch.nn.Linear)
+    with pytest.raises(ConfigError, match="in_features"):
+        resolve_section({"s": {"init_args": {"in_features": 2, "out_features": 3}}}, "s", torch.nn.Linear,
+                        provided={"in_features": "data"})
+    with pytest.raises(ConfigError):
+        resolve_section({"s": {"init_args": {"out_feature": 3}}}, "s", torch.nn.Linear, provided={"in_features": "d"})

@@ -98,11 +98,22 @@ def resolve_section(cfg: Mapping[str, Any], name: str, cls: type, defaults: Mapp
         >>> import torch
         >>> resolve_section({"layer": {"out_features": 3}}, "layer", torch.nn.Linear, provided={"in_features": "data"})
         {'bias': True, 'device': None, 'dtype': None, 'out_features': 3}
+        >>> spec = {"class_path": "torch.nn.Linear", "init_args": {"out_features": 3}}  # the same, sectioned
+        >>> resolve_section({"layer": spec}, "layer", torch.nn.Linear, provided={"in_features": "data"})["out_features"]
+        3
     """
     sec = cfg.get(name) or {}
     if not isinstance(sec, Mapping):
         raise ConfigError(f"config section '{name}' must be a mapping of {cls.__name__} arguments, "
                           f"got {type(sec).__name__}")
+    if "init_args" in sec or "class_path" in sec:  # the sectioned form every config may use: {class_path, init_args}
+        extra = sorted(set(sec) - {"class_path", "init_args"})
+        path = sec.get("class_path")
+        if extra or (path is not None and path.rsplit(".", 1)[-1] != cls.__name__):
+            raise ConfigError(f"config section '{name}': {extra or path!r} not understood here",
+                              hint=f"this section builds {cls.__module__}.{cls.__name__}: write its arguments under "
+                                   f"init_args (class_path may only name {cls.__name__})")
+        sec = sec.get("init_args") or {}
     provided = dict(provided or {})
     for key in sorted(set(sec) & set(provided)):
         raise ConfigError(f"config section '{name}': {key!r} is set by {provided[key]}", hint=f"remove {name}.{key}")
