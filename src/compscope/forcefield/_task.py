@@ -181,16 +181,8 @@ class ForceFieldTask(L.LightningModule):
             for group in opt.param_groups:
                 group["lr"] = lr
 
-    # RNG state travels with the checkpoint, so a resumed run continues exactly
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        # plain types and tensors only, so checkpoints load with torch.load(weights_only=True)
-        checkpoint["rng"] = {
-            "torch": torch.get_rng_state(),
-            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-            "python": random.getstate(),
-        }
-
+    # compscope.train.fit's RNGState callback saves and restores the RNG states of every checkpoint; checkpoints
+    # written before it existed carry them under "rng", restored here
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = checkpoint.get("rng")
         if rng:
