@@ -8,7 +8,8 @@ targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replic
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._largestep`
 (Metropolis-Hastings with learned-kernel, flow or Gaussian proposals, batched; issue #21), :mod:`._chain` (its
 resumable chain file), :mod:`._transition` (learned transition kernels and their MD training pairs; trained by
-:mod:`._transition_train`), :mod:`._draw` (loading a trained flow, drawing with log q and weights, reports) and
+:mod:`._transition_train`), :mod:`._compare` (chain vs MD: ESS/s, basins, Ramachandran JS), :mod:`._draw`
+(loading a trained flow, drawing with log q and weights, reports) and
 :mod:`._train` (training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only
 ``data``, ``nn``, ``models``, ``train``, ``integrations`` and ``analysis`` (OpenMM and openmmtools load on first
 use).
@@ -22,7 +23,8 @@ from ._ala2_reference import (
     make_ala2_reference,
     run_replica_exchange,
 )
-from ._chain import CHAIN_FORMAT, ChainResult, read_chain, run_chain
+from ._chain import CHAIN_FORMAT, ChainResult, read_chain, run_chain, sample_chain
+from ._compare import compare_runs, load_dihedral_series
 from ._draw import SAMPLE_FORMAT, draw_samples, load_flow, read_samples, report_samples, write_samples
 from ._errors import SamplingInputError
 from ._estimators import (
@@ -89,7 +91,8 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT",
            "Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",
            "LargeStepState", "run_chain", "read_chain", "ChainResult", "CHAIN_FORMAT", "ConditionalCouplingFlow",
-           "load_transition", "transition_pairs", "TransitionModule", "train_transition"]
+           "load_transition", "transition_pairs", "TransitionModule", "train_transition", "sample_chain",
+           "compare_runs", "load_dihedral_series"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}

@@ -39,7 +39,7 @@ from ._errors import SamplingInputError
 from ._largestep import LargeStepMH, LargeStepState
 from ._targets import Target, check_positions
 
-__all__ = ["CHAIN_FORMAT", "ChainResult", "run_chain", "read_chain"]
+__all__ = ["CHAIN_FORMAT", "ChainResult", "run_chain", "read_chain", "read_chain_config", "sample_chain", "SYSTEMS"]
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,12 @@ def read_chain_config(path: str | Path) -> dict:
     """The config stored in a chain file (refuses files of another format)."""
     import h5py
 
-    with h5py.File(path, "r") as h5:
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise SamplingInputError(f"{path} is not an HDF5 file ({err})",
+                                 hint="pass a file written by `compscope sample chain`") from None
+    with h5:
         if h5.attrs.get("format") != CHAIN_FORMAT:
             raise SamplingInputError(f"{path} is not a compscope chain file (format {h5.attrs.get('format')!r})",
                                      hint="pass a file written by `compscope sample chain`")
@@ -237,3 +242,49 @@ def read_chain(path: str | Path, system: str | None = None) -> dict:
         out["attrs"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items() if k != "config"}
     out["config"] = cfg
     return out
+
+
+SYSTEMS = ("alanine-dipeptide",)
+
+
+def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, out: str | Path, *,
+                 n_proposals: int = 16, n_local: int = 0, local_step_size: float = 1e-4, burn_in: int = 0,
+                 thin: int = 1, seed: int = 0, resume: bool = False, checkpoint_every: int = 50,
+                 metropolize: bool = True, platform: str = "Reference",
+                 progress: Callable[[int, int, LargeStepState], None] | None = None) -> ChainResult:
+    """``compscope sample chain``: the large-step sampler of ``model`` on ``system``, written to ``out``.
+
+    ``model`` is a learned transition kernel (``model.pt`` or run folder of
+    :func:`compscope.sampling.train_transition`; MH with the learned proposal) or a Boltzmann-generator flow
+    (run folder or ``.ckpt`` of ``compscope sample train``; independence MH). Every chain starts from the
+    committed alanine-dipeptide structure.
+    """
+    from ._largestep import ConditionalFlowProposal, IndependenceProposal
+    from ._openmm_target import alanine_dipeptide
+    from ._transition import load_transition
+
+    if system not in SYSTEMS:
+        raise SamplingInputError(f"unknown system {system!r}", hint=f"choose one of {', '.join(SYSTEMS)}")
+    target = alanine_dipeptide(platform=platform)
+    p = Path(model)
+    kernel_file = p / "model.pt" if p.is_dir() else p
+    if kernel_file.suffix == ".pt" and kernel_file.exists():
+        kernel, _ = load_transition(kernel_file, system=system, n_atoms=target.n_particles)
+        proposal = ConditionalFlowProposal(kernel)
+    else:
+        from ._draw import load_flow
+
+        flow, info = load_flow(p, dtype=torch.float64)
+        if getattr(flow, "n_particles", None) != target.n_particles:
+            raise SamplingInputError(f"{p} is a flow of {getattr(flow, 'n_particles', '?')} particles, not the "
+                                     f"{target.n_particles} atoms of {system}", hint="use a model of this molecule")
+        proposal = IndependenceProposal(flow)
+    from compscope.integrations.openmm_systems import alanine_dipeptide_system
+
+    pdb, _ = alanine_dipeptide_system()
+    x = torch.as_tensor(np.asarray(pdb.getPositions(asNumpy=True)._value) * 10.0, dtype=torch.float64)
+    x0 = (x - x.mean(0))[None].repeat(int(n_chains), 1, 1)
+    sampler = LargeStepMH(proposal, n_proposals=n_proposals, n_local=n_local, local={"step_size": local_step_size},
+                          metropolize=metropolize)
+    return run_chain(target, x0, sampler, n_cycles, burn_in=burn_in, thin=thin, seed=seed, out=out, resume=resume,
+                     checkpoint_every=checkpoint_every, system=system, progress=progress)
