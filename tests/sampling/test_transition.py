@@ -104,6 +104,7 @@ def test_pairs_are_split_by_trajectory(tmp_path):
         transition_pairs(tmp_path / "none.h5", lag_ps=0.5)
 
 
+@pytest.mark.slow
 def test_training_reaches_the_entropy_of_a_known_kernel(tmp_path):
     """Pairs y = x + N(0, 0.05^2) noise (centroid kept): the best NLL per dof is 0.5 log(2 pi e 0.05^2)."""
     from compscope.sampling import train_transition
