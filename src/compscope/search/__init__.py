@@ -3,7 +3,8 @@
 Similarity (Tanimoto / Dice / Tversky, threshold and exact top-k with BitBound pruning, numba popcount
 kernels), substructure (RDKit with a pattern-fingerprint screen, paging, time limits, count mode),
 exact match (canonical SMILES / InChIKey) and property filters on a memory-mapped ``.csi`` index;
-a FastAPI REST app with a web page (JSME structure editor, highlighted matches, CSV/SDF export); Ray shards with an exact scatter-gather merge.
+a FastAPI REST app with a web page (JSME structure editor, highlighted matches, CSV/SDF export);
+Ray shards with an exact scatter-gather merge.
 
 Importing this package does not import torch, RDKit, numba or Ray; those load on first use.
 """

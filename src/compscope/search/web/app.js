@@ -4,7 +4,7 @@ const $ = (id) => document.getElementById(id);
 let offset = 0;
 let lastMode = "topk";
 let lastQuery = null;  // [mode, request body] of the results on screen, for export
-let jsme = null;       // the JSME applet once its script has loaded
+let editorApplet = null;  // the JSME applet once its script has loaded
 
 function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
@@ -120,7 +120,7 @@ $("export-sdf").addEventListener("click", () => exportHits("sdf"));
 
 // the structure editor (JSME), served by this server from its install folder; GWT calls jsmeOnLoad when ready
 window.jsmeOnLoad = function () {
-  jsme = new JSApplet.JSME("jsme", "420px", "320px", { options: "query,hydrogens" });
+  editorApplet = new JSApplet.JSME("jsme-container", "420px", "320px", { options: "query,hydrogens" });
   $("editor-note").textContent = "draw, then use it as the query";
 };
 function loadEditor(info) {
@@ -136,14 +136,14 @@ function loadEditor(info) {
 }
 $("toggle-editor").addEventListener("click", () => { $("editor-panel").hidden = !$("editor-panel").hidden; });
 $("use-drawing").addEventListener("click", () => {
-  if (!jsme) return;
-  const smi = jsme.smiles();
+  if (!editorApplet) return;
+  const smi = editorApplet.smiles();
   if (!smi) { $("status").className = "error"; $("status").textContent = "Error: the drawing is empty"; return; }
   $("query").value = smi;
   offset = 0;
   run();
 });
-$("load-query").addEventListener("click", () => { if (jsme) jsme.readGenericMolecularInput($("query").value.trim()); });
+$("load-query").addEventListener("click", () => { if (editorApplet) editorApplet.readGenericMolecularInput($("query").value.trim()); });
 
 fetch("/api/info").then((r) => r.json()).then((i) => {
   $("info").textContent = `${i.n.toLocaleString()} molecules · ${i.fingerprint.kind} r=${i.fingerprint.radius} ${i.fingerprint.nbits} bits`;
