@@ -76,6 +76,7 @@ def test_chain_and_compare_cli(tmp_path):
     rep = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert rep["first"]["n_trajectories"] == 2 and rep["second"]["n_trajectories"] == 3
     assert 0 <= rep["ramachandran_js"] <= np.log(2)
+    assert "ESS/s TIC0" in res.output and rep["first"]["ess"]["tic0_first_zero"] >= 0
     for png in ("ess_per_s.png", "ramachandran.png", "phi_profile.png"):
         assert (tmp_path / "cmp" / png).stat().st_size > 3000
     # bad input: another system, a model of another molecule, a file that is no chain

@@ -3,11 +3,11 @@
 Both files are reduced to per-trajectory series of the backbone dihedrals (chain files: every chain is a
 trajectory, positions -> phi/psi by :func:`compscope.analysis.backbone_dihedrals`; ``compscope md reference``
 files: every replica, their stored phi/psi) and scored with :mod:`compscope.analysis`: ESS of the slow basin
-indicator ``1[0 <= phi < 2.2]`` and of phi (first-zero and batch-means estimators), ESS per second of the run's
-wall-clock (the chain file's sampling seconds; the MD replicas' summed ``wall_s``), entries into the slow basin,
-time to first visit of every basin, basin populations, and the JS divergence of the 64 x 64 Ramachandran
-histograms and the phi free-energy profile error of the first file against the second. Writes ``compare.json``,
-``ess_per_s.png`` (bar chart), ``ramachandran.png`` (side by side) and ``phi_profile.png`` (overlay).
+indicator ``1[0 <= phi < 2.2]``, of phi and of TIC0 (TICA fitted on the second file; first-zero and batch-means
+estimators), ESS per second of the run's wall-clock (the chain file's sampling seconds; the MD replicas' summed
+``wall_s``), entries into the slow basin, time to first visit of every basin, basin populations, and the JS
+divergence of the 64 x 64 Ramachandran histograms and the phi free-energy profile error of the first file against
+the second. Writes ``compare.json``, ``ess_per_s.png`` (bar chart), ``ramachandran.png`` (side by side) and ``phi_profile.png`` (overlay).
 
 A chain file made in exploration mode (no Metropolis correction) is reported, and labelled, as not exact.
 """
@@ -105,10 +105,34 @@ def _metrics(s: dict) -> dict:
             "trajectories_missing_a_basin": missed}
 
 
+def _features(s: dict) -> list[np.ndarray]:
+    return [np.stack([np.cos(p), np.sin(p), np.cos(q), np.sin(q)], -1) for p, q in zip(s["phi"], s["psi"])]
+
+
+def _tic0_ess(a: dict, b: dict, res: dict) -> dict:
+    """ESS (and ESS/s) of TIC0, TICA fitted on the second run (cos/sin of phi and psi; lag T/4, at most 10)."""
+    from compscope.analysis import AnalysisInputError, fit_tica
+
+    lag = int(max(1, min(10, b["phi"].shape[1] // 4)))
+    try:
+        model = fit_tica(_features(b), lagtime=lag, dim=1)
+    except AnalysisInputError as err:  # deeptime missing, or trajectories too short
+        return {"note": str(err)}
+    out = {"lag_frames": lag, "timescale_frames": float(model.timescales[0])}
+    for key, s in (("first", a), ("second", b)):
+        tic = np.stack([t[:, 0] for t in model.transform(_features(s))])
+        ess = ess_first_zero(tic)
+        res[key]["ess"]["tic0_first_zero"] = ess
+        wall = s["wall_s"]
+        res[key]["ess_per_s"]["tic0_first_zero"] = ess / wall if wall and wall > 0 else math.nan
+    return out
+
+
 def compare_runs(first: str | Path, second: str | Path, out: str | Path | None = None, bins: int = 64) -> dict:
     """Metrics of both files, the JS divergence and phi-profile error of ``first`` against ``second``; plots."""
     a, b = load_dihedral_series(first), load_dihedral_series(second)
     res = {"first": _metrics(a), "second": _metrics(b)}
+    res["tic0"] = _tic0_ess(a, b, res)
     res["ramachandran_js"] = ramachandran_js(a["phi"], a["psi"], b["phi"], b["psi"], bins=bins)
     pa = free_energy_profile_1d(a["phi"], bins=bins, periodic=True)
     pb = free_energy_profile_1d(b["phi"], bins=bins, periodic=True)
