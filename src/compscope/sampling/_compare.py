@@ -7,7 +7,8 @@ indicator ``1[0 <= phi < 2.2]``, of phi and of TIC0 (TICA fitted on the second f
 estimators), ESS per second of the run's wall-clock (the chain file's sampling seconds; the MD replicas' summed
 ``wall_s``), entries into the slow basin, time to first visit of every basin, basin populations, and the JS
 divergence of the 64 x 64 Ramachandran histograms and the phi free-energy profile error of the first file against
-the second. Writes ``compare.json``, ``ess_per_s.png`` (bar chart), ``ramachandran.png`` (side by side) and ``phi_profile.png`` (overlay).
+the second. Writes ``compare.json``, ``ess_per_s.png`` (bar chart), ``ramachandran.png`` (side by side) and
+``phi_profile.png`` (overlay).
 
 A chain file made in exploration mode (no Metropolis correction) is reported, and labelled, as not exact.
 """
