@@ -269,6 +269,7 @@ def compare(
     row("ESS/s sin(phi)", lambda s: f"{s['ess_per_s']['phi_first_zero']:.3g}")
     if "tic0_first_zero" in a["ess_per_s"]:
         row("ESS/s TIC0", lambda s: f"{s['ess_per_s']['tic0_first_zero']:.3g}")
+    row("energy evaluations per basin ESS", lambda s: f"{s['energy_evaluations_per_basin_ess']:.3g}")
     row("entries into C7ax/alpha_L", lambda s: str(s["slow_basin_entries"]))
     row("trajectories missing a basin", lambda s: str(s["trajectories_missing_a_basin"]))
     for name in a["populations"]:

@@ -98,6 +98,9 @@ def _metrics(s: dict) -> dict:
     return {"label": s["label"], "kind": s["kind"], "exact": s["exact"], "n_trajectories": int(s["phi"].shape[0]),
             "frames_per_trajectory": int(s["phi"].shape[1]), "wall_s": wall, "acceptance": s["acceptance"],
             "energy_evaluations": s["energy_evaluations"], "ess": ess,
+            # MD: steps (one force evaluation each); chains: proposals evaluated (MALA steps not included)
+            "energy_evaluations_per_basin_ess": (s["energy_evaluations"] / ess["basin_first_zero"]
+                                                 if ess["basin_first_zero"] > 0 else math.inf),
             "ess_per_s": {k: (v / wall if wall and wall > 0 else math.nan) for k, v in ess.items()},
             "slow_basin_entries": int(basin_entries(lab, nb - 1).sum()),
             "populations": dict(zip([b.name for b in ALANINE_DIPEPTIDE_BASINS], basin_populations(lab, nb).tolist())),
