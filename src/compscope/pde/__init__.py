@@ -41,6 +41,7 @@ __all__ = [
     "model_spec", "count_parameters", "mesh_edges", "plot_error_vs_runtime", "plot_rollout", "PDEDataModule",
     "RepeatedTrajectories", "NeuralPDESolver", "EquationMismatchError", "evaluate", "load_solver", "SECTIONS",
     "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time",
+    "LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis",
 ]
 
 _LAZY = {
@@ -52,6 +53,7 @@ _LAZY = {
     "_data": ["PDEDataModule", "RepeatedTrajectories"],
     "_module": ["NeuralPDESolver"],
     "_evaluate": ["EquationMismatchError", "evaluate", "load_solver"],
+    "_learned_fv": ["LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis"],
     "_train": ["SECTIONS", "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time"],
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
