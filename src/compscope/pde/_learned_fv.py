@@ -289,9 +289,11 @@ class LearnedFluxFV(nn.Module):
         rate = alpha * umax / dx + 5.4 * beta / (2.5 * dx * dx) + 4.61 * gamma / (1.7 * dx ** 3)
         return self.cfl / torch.clamp(rate, min=1e-12)
 
-    def advance(self, u, t, t_end: float, cond, forcing=None, dt_max: float = math.inf):
-        """SSP-RK3 from times t (B,) to t_end with the adaptive step of the WENO5 solver, per trajectory."""
-        tol = 1e-12 * max(1.0, abs(t_end))
+    def advance(self, u, t, t_end, cond, forcing=None, dt_max: float = math.inf):
+        """SSP-RK3 from times t (B,) to t_end (a float or (B,)) with the WENO5 solver's adaptive step, per
+        trajectory (a trajectory that has arrived waits, unchanged, for the others)."""
+        t_end = torch.as_tensor(t_end, dtype=t.dtype).expand_as(t)
+        tol = 1e-12 * torch.clamp(t_end.abs(), min=1.0)
         active = t < t_end - tol
         while bool(active.any()):
             dt = torch.clamp(torch.minimum(self.stable_dt(u, cond), t_end - t), max=dt_max)
