@@ -213,3 +213,26 @@ def test_bad_input_gives_clear_errors():
     blow = _randomise(LearnedFluxFV("E1", 40, hidden=4), scale=30.0)
     with pytest.raises(RolloutDivergedError), torch.no_grad():
         blow.solve(np.sin(np.arange(40.0)), np.linspace(0, 4, 50), [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("name,nx,layers", [("E1", 25, 2), ("E2", 40, 1), ("E3", 40, 3)])
+def test_compiled_rollout_matches_the_torch_solver(name, nx, layers):
+    from compscope.pde import FastLearnedFV
+
+    eq, p, u0, cond = _draw(name, nx, seed=5)
+    model = _randomise(LearnedFluxFV(name, nx, hidden=6, layers=layers), seed=1, scale=0.05)
+    times = eq.times[:30]
+    with torch.no_grad():
+        ref = model.solve(u0, times, cond, {k: p[k][None] for k in FORCING})[0].numpy()
+    fast = FastLearnedFV(model)
+    args = [p[k][None] for k in FORCING]
+    out = fast.solve(u0[None], times, cond, *args)[0]
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(fast.solve(np.stack([u0, u0]), times, np.repeat(cond, 2, 0),
+                                          *[np.repeat(a, 2, 0) for a in args], parallel=False)[1], ref, atol=1e-11)
+    assert np.abs(ref - ref[:1]).max() > 1e-3
+    base = LearnedFluxFV(name, nx, hidden=6)  # untrained: the WENO5 solver
+    w, _ = weno_solve(u0, times, p["alpha"], p["beta"], p["gamma"], eq.L, p["A"], p["omega"], p["phi"], p["l"])
+    np.testing.assert_allclose(FastLearnedFV(base).solve(u0[None], times, cond, *args)[0], w, rtol=0, atol=1e-13)
+    with pytest.raises(EquationMismatchError):
+        fast.solve(np.zeros((1, nx + 5)), times, cond)

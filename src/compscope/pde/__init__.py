@@ -42,7 +42,7 @@ __all__ = [
     "RepeatedTrajectories", "NeuralPDESolver", "EquationMismatchError", "evaluate", "load_solver", "SECTIONS",
     "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time",
     "LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis", "LearnedFVData",
-    "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv", "load_learned_fv",
+    "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv", "load_learned_fv", "FastLearnedFV",
 ]
 
 _LAZY = {
@@ -57,6 +57,7 @@ _LAZY = {
     "_learned_fv": ["LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis"],
     "_learned_fv_train": ["LearnedFVData", "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv",
                           "load_learned_fv"],
+    "_learned_fv_fast": ["FastLearnedFV"],
     "_train": ["SECTIONS", "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time"],
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
