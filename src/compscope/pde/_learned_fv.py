@@ -36,14 +36,13 @@ from torch import nn
 from compscope.errors import CompscopeError
 
 from ._equations import ResolutionError, get_equation
-from ._weno import forcing_tables
+from ._weno import forcing_tables, weno5z_face
 
 __all__ = ["STENCIL", "consistency_basis", "StencilNet", "LearnedFluxFV", "Forcing", "NonFiniteInputError",
            "mirror_faces"]
 
 STENCIL = 6  # cells i-2 .. i+3 around face i + 1/2
 _OFFSETS = np.arange(-2, 4)  # cell offsets relative to cell i; cell i + o spans [o - 1, o] (units of dx), face at 0
-_EPS = 1e-40  # as _weno._EPS
 # the classical derivative stencils of _weno.weno_rhs as coefficient vectors on the 6 cells (dx = 1; tests)
 _UX_BASE = np.array([0.0, 1.0, -15.0, 15.0, -1.0, 0.0]) / 12.0
 _UXX_BASE = np.array([-1.0, 7.0, -6.0, -6.0, 7.0, -1.0]) / 8.0
@@ -83,22 +82,6 @@ def mirror_faces(f: torch.Tensor) -> torch.Tensor:
     """Face values (..., n) of a mirrored field (cells reversed) back on the original faces: face i + 1/2 of
     ``u`` is face ``n - 2 - i`` + 1/2 of ``-u[::-1]``."""
     return torch.roll(f.flip(-1), -1, dims=-1)
-
-
-def _weno5z(a, b, c, d, e):
-    """WENO5-Z value at the right face of cell c (tensor version of _weno._weno5z, same operations)."""
-    q0 = (2.0 * a - 7.0 * b + 11.0 * c) / 6.0
-    q1 = (-b + 5.0 * c + 2.0 * d) / 6.0
-    q2 = (2.0 * c + 5.0 * d - e) / 6.0
-    b0 = 13.0 / 12.0 * (a - 2.0 * b + c) ** 2 + 0.25 * (a - 4.0 * b + 3.0 * c) ** 2
-    b1 = 13.0 / 12.0 * (b - 2.0 * c + d) ** 2 + 0.25 * (b - d) ** 2
-    b2 = 13.0 / 12.0 * (c - 2.0 * d + e) ** 2 + 0.25 * (3.0 * c - 4.0 * d + e) ** 2
-    tau = (b0 - b2).abs()
-    w0 = 0.1 * (1.0 + (tau / (b0 + _EPS)) ** 2)
-    w1 = 0.6 * (1.0 + (tau / (b1 + _EPS)) ** 2)
-    w2 = 0.3 * (1.0 + (tau / (b2 + _EPS)) ** 2)
-    s = w0 + w1 + w2
-    return (w0 * q0 + w1 * q1 + w2 * q2) / s
 
 
 def _godunov_burgers(ul, ur):
@@ -245,8 +228,8 @@ class LearnedFluxFV(nn.Module):
         im2, im1, c, ip1, ip2, ip3 = S.unbind(-1)
         z = self.net(u, cond).transpose(1, 2) if self.net is not None else None  # (B, n, n_out)
         h = self.heads
-        ul = _weno5z(im2, im1, c, ip1, ip2)
-        ur = _weno5z(ip3, ip2, ip1, c, im1)  # on the reversed stencil
+        ul = weno5z_face(im2, im1, c, ip1, ip2)
+        ur = weno5z_face(ip3, ip2, ip1, c, im1)  # on the reversed stencil
         ux = (15.0 * (ip1 - c) - (ip2 - im1)) / (12.0 * dx)  # the base stencils, as _weno.weno_rhs
         uxx = (-im2 + 7.0 * im1 - 6.0 * c - 6.0 * ip1 + 7.0 * ip2 - ip3) / (8.0 * dx * dx)
         if z is not None:  # corrections in the null space of the consistency constraints: c = c_base + N z

@@ -15,7 +15,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._weno import _godunov_burgers, _stable_dt, _weno5z, forcing_tables
+from ._weno import _godunov_burgers, _stable_dt, _weno5z, flux_divergence, forcing_tables
 
 __all__ = ["FastLearnedFV", "export_weights"]
 
@@ -132,14 +132,7 @@ def _rhs(u, t, cond, dx, mirror, omega, phi, fc, fs, W1, b1, Wh, bh, Wo, bo, Nv,
         _fluxes(v, cond, dx, W1, b1, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, h, g, z, s, flux2)
         for i in range(n):
             flux[i] = 0.5 * (flux[i] + flux2[(n - 2 - i + n) % n])
-    out[0] = -(flux[0] - flux[n - 1]) / dx
-    for i in range(1, n):
-        out[i] = -(flux[i] - flux[i - 1]) / dx
-    for j in range(fc.shape[0]):
-        st = np.sin(omega[j] * t + phi[j])
-        ct = np.cos(omega[j] * t + phi[j])
-        for i in range(n):
-            out[i] += st * fc[j, i] + ct * fs[j, i]
+    flux_divergence(flux, dx, t, omega, phi, fc, fs, out)
 
 
 @njit(cache=True)
