@@ -51,7 +51,9 @@ LOSSES = ("force_matching", "denoising")
 #: a small network for five beads (CPU minutes); every key is an EquivariantPotential argument
 DEFAULT_NET = {"r_max": 8.0, "num_bessel": 8, "max_ell": 2, "hidden_irreps": "16x0e+16x1o", "num_interactions": 2,
                "correlation": 2, "radial_hidden": [32, 32], "readout_hidden": 16, "avg_num_neighbors": 4.0}
-MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": False, "energy_scale": "kT"}
+# the dihedral prior on by default: the network is E(3)-invariant and cannot tell L- from D-alanine (alpha_R from
+# alpha_L); the dihedral terms' sine parts can (tests/cg/test_model.py)
+MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT"}
 
 
 def fold_split(lengths: list[int], fold: int | None, n_folds: int = 4) -> tuple[np.ndarray, np.ndarray]:

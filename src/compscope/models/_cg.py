@@ -185,9 +185,16 @@ class CGPotential(nn.Module):
 
     def energy_forces(self, x: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3) (builds the graph)."""
-        graph = _graph_of(x, self.atomic_numbers, self.cutoff if self.net is not None else 0.0)
-        out = self.forward(graph, compute_forces=True, training=training)
-        return out[K.ENERGY], out[K.FORCES].view(x.shape)
+        out = self.forward(self.make_graph(x), compute_forces=True, training=training)
+        e, f = out[K.ENERGY], out[K.FORCES].view(x.shape)
+        return (e, f) if training else (e.detach(), f.detach())
+
+    def make_graph(self, x: torch.Tensor):
+        """The :class:`~compscope.data.AtomicGraph` of bead frames ``x`` (B, n_beads, 3): every pair within the
+        network's cutoff is an edge (none for a prior-only model)."""
+        if x.ndim != 3 or x.shape[1:] != (self.n_beads, 3):
+            raise ConfigError(f"CG frames must be (B, {self.n_beads}, 3), got {tuple(x.shape)}")
+        return _graph_of(x, self.atomic_numbers, self.cutoff if self.net is not None else 0.0)
 
 
 def _graph_of(x: torch.Tensor, bead_z: Sequence[int], cutoff: float):
