@@ -41,8 +41,8 @@ from ._data import load_cg
 from ._errors import CGDataError
 from ._prior import fit_prior, kT_eV
 
-__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "SECTIONS", "LOSSES",
-           "DEFAULT_NET"]
+__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "model_kwargs", "SECTIONS",
+           "LOSSES", "DEFAULT_NET"]
 
 SECTIONS = ("seed", "out", "data", "model", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_force_rmse", "max_epochs": 20}
