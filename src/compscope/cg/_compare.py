@@ -180,8 +180,8 @@ def _plot(pa, sa, pb, sb, dists, temp, png) -> None:
     fig.colorbar(im, ax=axes[2])
     for ax, (name, (a, b)) in zip(axes[3:], list(dists.items())[:4]):
         lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
-        ax.hist(a, 60, (lo, hi), density=True, histtype="step", label="CG")
-        ax.hist(b, 60, (lo, hi), density=True, histtype="step", label="reference")
+        ax.hist(a, 60, range=(lo, hi), density=True, histtype="step", label="CG")
+        ax.hist(b, 60, range=(lo, hi), density=True, histtype="step", label="reference")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -3,10 +3,10 @@
 For a term with coordinate ``q`` sampled at temperature ``T`` the harmonic Boltzmann inversion is
 ``q_0 = <q>`` and ``k = kT / var(q)`` (the Gaussian whose distribution has the data's mean and variance); bonds and
 angles of the CG chain are fitted so. Dihedrals (optional) get a Fourier series ``sum_n a_n cos(n phi) + b_n sin(n
-phi)`` fitted by least squares to ``-kT ln p(phi)`` on the populated histogram bins. Beads not joined by a bond or
-an angle repel as ``eps (sigma/r)^6`` with ``eps = kT`` and ``sigma`` 0.9 times the 0.1 % quantile of their
-observed distance, so the repulsion only acts where the data never go. The returned dict holds the arguments of
-:class:`compscope.models.CGPrior` (plain lists, stored in model packages).
+phi)`` fitted by least squares to ``-kT ln p(phi)`` on a histogram with one pseudo-count per bin. Beads not
+joined by a bond or an angle repel as ``eps (sigma/r)^6`` with ``eps = kT`` and ``sigma`` 0.9 times the 0.1 %
+quantile of their observed distance, so the repulsion only acts where the data never go. The returned dict holds
+the arguments of :class:`compscope.models.CGPrior` (plain lists, stored in model packages).
 """
 
 from __future__ import annotations
@@ -35,15 +35,15 @@ def chain_topology(n_beads: int) -> dict[str, list]:
 
 
 def _fourier_fit(phi: np.ndarray, kT: float, order: int, bins: int = 72) -> tuple[list[float], list[float]]:
-    """Least-squares Fourier coefficients (eV) of ``-kT ln p(phi)`` over the populated bins."""
-    h, edges = np.histogram(phi, bins=bins, range=(-np.pi, np.pi), density=True)
+    """Least-squares Fourier coefficients (eV) of ``-kT ln p(phi)`` over all bins, with one pseudo-count per bin:
+    an unvisited bin gets a high but finite free energy (``kT ln`` of the frame count above the minimum), so a
+    short trajectory that saw one basin gives bounded coefficients instead of an extrapolated wall."""
+    h, edges = np.histogram(phi, bins=bins, range=(-np.pi, np.pi))
     c = 0.5 * (edges[1:] + edges[:-1])
-    ok = h > 0
-    f = -kT * np.log(h[ok])
+    f = -kT * np.log((h + 1.0) / (h.sum() + bins))
     n = np.arange(1, order + 1)
-    a = np.concatenate([np.ones((ok.sum(), 1)), np.cos(np.outer(c[ok], n)), np.sin(np.outer(c[ok], n))], axis=1)
-    w = np.sqrt(h[ok])  # weight by population: the rare bins are noisy
-    coef, *_ = np.linalg.lstsq(a * w[:, None], f * w, rcond=None)
+    a = np.concatenate([np.ones((bins, 1)), np.cos(np.outer(c, n)), np.sin(np.outer(c, n))], axis=1)
+    coef, *_ = np.linalg.lstsq(a, f, rcond=None)
     return coef[1:order + 1].tolist(), coef[order + 1:].tolist()
 
 
