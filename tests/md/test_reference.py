@@ -103,3 +103,11 @@ def test_total_replicas_tops_up_and_merges_each_replica(tmp_path):
     with h5py.File(out) as f:
         assert f.attrs["solvent"] == "obc" and "obc2" in f.attrs["forcefield"]
         assert np.isfinite(f["replicas/0000/forces"][:]).all()
+
+
+def test_explicit_solvent_speed_runs_a_water_box():
+    from compscope.md.reference import explicit_solvent_speed
+
+    info = explicit_solvent_speed(seconds=0.5, padding_nm=0.6)
+    assert info["n_waters"] > 50 and info["n_atoms"] == 22 + 3 * info["n_waters"]
+    assert info["steps"] >= 50 and info["ns_per_day"] > 0

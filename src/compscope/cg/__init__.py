@@ -8,15 +8,7 @@ matching with the shared trainer. The CG potential follows the force-field contr
 MD engine (``compscope cg simulate`` drives ``compscope.md.simulate`` from the CLI layer).
 """
 
-from ._compare import (
-    backbone_dihedrals,
-    compare,
-    free_energy_mse,
-    js_divergence,
-    ramachandran_histogram,
-    ramachandran_js,
-    read_frames,
-)
+from ._compare import backbone_dihedrals, compare, free_energy_mse, read_frames
 from ._data import REGENERATE_HINT, CGData, load_cg, map_reference
 from ._errors import CGDataError, CGMappingError
 from ._mapping import PRESETS, CGMap, com_map, map_from_spec, read_pdb_atoms, slice_map
@@ -27,5 +19,4 @@ from ._trajectory import write_cg_trajectory
 __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError", "CGMappingError", "PRESETS",
            "CGMap", "com_map", "map_from_spec", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
            "CGDataModule", "CGModule", "fold_split", "model_kwargs", "resolve_config", "train", "write_cg_trajectory",
-           "backbone_dihedrals", "compare", "free_energy_mse", "js_divergence", "ramachandran_histogram",
-           "ramachandran_js", "read_frames"]
+           "backbone_dihedrals", "compare", "free_energy_mse", "read_frames"]

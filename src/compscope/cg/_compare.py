@@ -12,8 +12,8 @@ and a PNG with both Ramachandran free energies, their difference and the distrib
 For alanine dipeptide's backbone map the beads C, N, CA, C, N are the atoms of phi and psi, so
 ``phi = dihedral(0, 1, 2, 3)`` and ``psi = dihedral(1, 2, 3, 4)`` of the beads.
 
-These metrics are written against plain arrays so that ``compscope.analysis`` (shared sampling metrics) can take
-them over.
+The histograms and the JS divergence are the shared ones of :mod:`compscope.analysis` (also used by sampling and
+md); the free-energy MSE on populated bins is this module's.
 """
 
 from __future__ import annotations
@@ -25,46 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compscope.analysis import js_divergence, ramachandran_histogram
 from compscope.models import bond_angles, bond_lengths, dihedral_angles
 
 from ._errors import CGDataError
 from ._mapping import CGMap
 from ._prior import chain_topology
 
-__all__ = ["ramachandran_histogram", "js_divergence", "ramachandran_js", "free_energy_mse", "read_frames",
-           "compare", "backbone_dihedrals", "KCAL_PER_EV"]
+__all__ = ["free_energy_mse", "read_frames", "compare", "backbone_dihedrals", "KCAL_PER_EV"]
 
 KCAL_PER_EV = 23.060547830619026  # kcal/mol per eV
 _KB_KCAL = 0.0019872042586  # kcal/mol/K
-
-
-def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, bins: int = 64) -> np.ndarray:
-    """Normalised (phi, psi) histogram (bins, bins) over [-pi, pi)^2."""
-    h, _, _ = np.histogram2d(np.asarray(phi).ravel(), np.asarray(psi).ravel(), bins=bins,
-                             range=[[-np.pi, np.pi], [-np.pi, np.pi]])
-    s = h.sum()
-    if s == 0:
-        raise CGDataError("no frames to histogram")
-    return h / s
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence (nats, in [0, ln 2]) of two histograms (normalised here)."""
-    p = np.asarray(p, float).ravel()
-    q = np.asarray(q, float).ravel()
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a):
-        ok = a > 0
-        return float((a[ok] * np.log(a[ok] / m[ok])).sum())
-
-    return 0.5 * kl(p) + 0.5 * kl(q)
-
-
-def ramachandran_js(phi_a, psi_a, phi_b, psi_b, bins: int = 64) -> float:
-    """JS divergence of two Ramachandran histograms."""
-    return js_divergence(ramachandran_histogram(phi_a, psi_a, bins), ramachandran_histogram(phi_b, psi_b, bins))
 
 
 def free_energy_mse(p: np.ndarray, q: np.ndarray, temperature: float = 300.0) -> float:
