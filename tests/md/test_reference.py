@@ -108,6 +108,6 @@ def test_total_replicas_tops_up_and_merges_each_replica(tmp_path):
 def test_explicit_solvent_speed_runs_a_water_box():
     from compscope.md.reference import explicit_solvent_speed
 
-    info = explicit_solvent_speed(seconds=0.5, padding_nm=0.6)
+    info = explicit_solvent_speed(seconds=0.5)
     assert info["n_waters"] > 50 and info["n_atoms"] == 22 + 3 * info["n_waters"]
     assert info["steps"] >= 50 and info["ns_per_day"] > 0
