@@ -49,8 +49,11 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
     with h5py.File(out.with_suffix("") / "trajectory.h5", "r") as f:
         n = int(f.attrs["n_frames"])
         pos = f["particles/all/position/value"][:n]
+        saved = f["particles/all/position/step"][:n]
     x = pos.reshape(n, replicas, -1, 3).transpose(1, 0, 2, 3)
-    stable = np.array([n if r["stable"] else 0 for r in res.summary])
+    # frames of each replica before its monitor stopped it
+    stable = np.array([n if r.get("stopped_at_step") is None else int((saved < r["stopped_at_step"]).sum())
+                       for r in res.summary])
     write_cg_trajectory(out, x, stable, data.cgmap, temperature_K=300.0, dt_fs=dt, traj_every=traj_every)
     return {"wall_s": wall, "n_stable": res.n_stable, "replicas": replicas, "steps": steps, "dt_fs": dt,
             "ns_per_day_per_replica": res.ns_per_day, "ns_per_day_all_replicas": res.ns_per_day * replicas,
