@@ -83,6 +83,9 @@ def reference(
     seed: int = typer.Option(0, help="Base seed; replica k uses seed + k + (replicas already in the file)."),
     platform: str = typer.Option("CPU", help="OpenMM platform: CPU or Reference."),
     plot: bool = typer.Option(True, help="Write the phi/psi free-energy PNG next to the HDF5 file."),
+    chunk_frames: int = typer.Option(20, help="Frames between a replica's checkpoints (larger for long replicas)."),
+    total_replicas: int = typer.Option(0, help="Run until OUT holds this many replicas (overrides --replicas; "
+                                       "the same command starts and resumes a long campaign)."),
 ) -> None:
     """Classical OpenMM MD reference data (amber14): positions, forces, phi/psi to HDF5, fanned out with Ray.
 
@@ -95,7 +98,8 @@ def reference(
     try:
         info = generate_alanine_dipeptide(out, solvent=solvent, replicas=replicas, steps=steps, dt_fs=dt,
                                           temperature=temperature, save_every=save_every, workers=workers or None,
-                                          seed=seed, platform=platform, plot=plot)
+                                          seed=seed, platform=platform, plot=plot, chunk_frames=chunk_frames,
+                                          total_replicas=total_replicas or None)
     except (ReferenceError, ValueError) as err:
         fail(err)
         return

@@ -7,9 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from ._cg import CGPotential
 from ._forcefield import EquivariantPotential
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"EquivariantPotential": EquivariantPotential}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"EquivariantPotential": EquivariantPotential, "CGPotential": CGPotential}
 
 # Reproducible sizes. "small" is MACE-small-like (32 channels, L=1 features); "medium" doubles channels.
 PRESETS: dict[str, dict[str, Any]] = {
