@@ -125,6 +125,7 @@ class LammpsPotential:
         self.timers = {"graph": 0.0, "model": 0.0, "comm": 0.0, "setup": 0.0, "calls": 0}
         self.sizes: dict[str, int] = {}
         self.energy = 0.0
+        self.virial = np.zeros(6)
         self.on_step = None  # optional hook(ntimestep, potential) called after each evaluation
         self.error: BaseException | None = None
 
@@ -193,13 +194,19 @@ class LammpsPotential:
         f_owned = forces[:nlocal].copy()
         self.reducer.reduce(f_owned, forces[nlocal:])
         fext[:] = f_owned
-        energy = float(e_owned.detach())
-        total = self.comm.allreduce(energy) if self.comm is not None else energy
-        lmp.fix_external_set_energy_global(self.fix_id, total)
-        lmp.fix_external_set_virial_global(
-            self.fix_id, [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1], virial[0, 2], virial[1, 2]])
+        # LAMMPS adds a fix's global energy and virial to the totals after its own sums over ranks: hand it the
+        # totals on every rank (one Allreduce of 7 doubles)
+        mine = np.array([float(e_owned.detach()), virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1],
+                         virial[0, 2], virial[1, 2]])
+        total = mine
+        if self.comm is not None:
+            total = np.empty_like(mine)
+            self.comm.Allreduce(mine, total)
+        lmp.fix_external_set_energy_global(self.fix_id, float(total[0]))
+        lmp.fix_external_set_virial_global(self.fix_id, [float(v) for v in total[1:]])
         t4 = time.perf_counter()
-        self.energy = total
+        self.energy = float(total[0])
+        self.virial = total[1:]  # xx yy zz xy xz yz, eV
         tm = self.timers
         tm["setup"] += t1 - t0
         tm["graph"] += t2 - t1
