@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,9 +143,12 @@ def run_lammps(
     (out / "spec.json").write_text(json.dumps(spec, indent=1))
     cmd = [mpiexec_path(), "-n", str(int(ranks)), sys.executable, "-m", "compscope.integrations.lammps",
            str(out / "spec.json")]
-    with (out / "mpi.log").open("w") as log:
-        proc = subprocess.Popen(cmd, env=mpi_environment(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=out)
+    with (out / "mpi.log").open("w") as log, subprocess.Popen(
+            cmd, env=mpi_environment(threads), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=out) as proc:
+        timer = threading.Timer(timeout, proc.kill) if timeout else None
+        if timer is not None:
+            timer.start()
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
@@ -153,10 +157,13 @@ def run_lammps(
                 if echo:
                     sys.stdout.write(line)
                     sys.stdout.flush()
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            proc.kill()
-            raise LammpsError(f"the LAMMPS run did not finish in {timeout} s", hint=f"see {out / 'mpi.log'}") from err
+            rc = proc.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if timer is not None and rc < 0 and not timer.is_alive() and not (out / "result.json").exists():
+            raise LammpsError(f"the LAMMPS run did not finish in {timeout} s and was killed",
+                              hint=f"see {out / 'mpi.log'}; raise the timeout or run fewer steps")
     errors = sorted(out.glob("error.rank*.json"))
     if errors:
         info = json.loads(errors[0].read_text())
