@@ -86,6 +86,7 @@ def lammps(
     skin: float = typer.Option(1.0, help="Neighbour skin in Å (ghost cutoff = receptive field + skin)."),
     dtype: str = typer.Option("auto", help="float32, float64 or auto (the model's dtype)."),
     threads: int = typer.Option(1, help="Compute threads per rank."),
+    device: str = typer.Option("cpu", help="cpu, or cuda: one GPU per rank (cuda:<local rank>)."),
     thermo_every: int = typer.Option(10, help="Steps between thermo rows (log.lammps, result.json)."),
     dump_every: int = typer.Option(0, help="Steps between frames of OUT/traj.lammpstrj (0: none)."),
     progress_every: int = typer.Option(10, help="Steps between progress lines (atom-steps/s, memory)."),
@@ -120,7 +121,7 @@ def lammps(
         fail("--supercell applies to extxyz input", hint="use LAMMPS's `replicate` through a data file made for it")
     res = run_lammps(model, data, out, ranks=ranks, elements=types, steps=steps, dt=dt, temperature=temperature,
                      ensemble=ensemble, tdamp=tdamp, seed=seed, thermo_every=thermo_every, dump_every=dump_every,
-                     skin=skin, dtype=None if dtype == "auto" else dtype, threads=threads,
+                     skin=skin, dtype=None if dtype == "auto" else dtype, threads=threads, device=device,
                      progress_every=progress_every, echo=True)
     s = res.summary
     table = Table(title=f"{s['natoms']} atoms, {s['ranks']} ranks x {s['threads_per_rank']} threads, {s['steps']} "

@@ -27,7 +27,7 @@ from ._errors import LammpsError, LammpsInputError, LammpsModelError, LammpsNotA
 from ._ghosts import GhostReducer, lookup
 from ._launch import ENSEMBLES, LammpsResult, run_lammps
 from ._mpi import find_libmpi, load_mpi, mpi_environment, mpiexec_path
-from ._potential import LammpsPotential, layers_of, local_graph
+from ._potential import LammpsPotential, layers_of, local_graph, rank_device
 from ._units import EV_PER_A3_TO_BAR, FS_TO_PS, PS_TO_FS, UNITS
 from ._worker import parse_loop_time, parse_thermo
 
@@ -36,6 +36,6 @@ __all__ = [
     "LammpsError", "LammpsInputError", "LammpsModelError", "LammpsNotAvailableError",
     "GhostReducer", "lookup", "ENSEMBLES", "LammpsResult", "run_lammps",
     "find_libmpi", "load_mpi", "mpi_environment", "mpiexec_path",
-    "LammpsPotential", "layers_of", "local_graph",
+    "LammpsPotential", "layers_of", "local_graph", "rank_device",
     "EV_PER_A3_TO_BAR", "FS_TO_PS", "PS_TO_FS", "UNITS", "parse_loop_time", "parse_thermo",
 ]

@@ -85,6 +85,7 @@ def run_lammps(
     skin: float = 1.0,
     dtype: str | None = None,
     threads: int = 1,
+    device: str = "cpu",
     gather: bool = True,
     extra_commands: Sequence[str] = (),
     progress_every: int = 0,
@@ -106,6 +107,7 @@ def run_lammps(
         skin: neighbour skin (Å): ghost cutoff = receptive field + skin, re-neighbouring when an atom moved skin/2.
         dtype: ``float32``/``float64`` model dtype (default: the saved one).
         threads: compute threads per rank.
+        device: ``cpu``, or ``cuda`` for one GPU per rank (``cuda:<local rank>``).
         gather: write ``final.npz`` (positions, velocities and forces of every atom on rank 0).
         extra_commands: more LAMMPS commands issued before ``run`` (computes, dumps, ``fix npt``...).
         progress_every: rank 0 prints step, atom-steps/s and memory every this many steps.
@@ -138,7 +140,7 @@ def run_lammps(
     spec = dict(model=str(Path(model).resolve()), data=str(data), out=str(out), type_numbers=type_numbers,
                 steps=int(steps), dt_fs=float(dt), temperature=float(temperature), ensemble=ensemble,
                 tdamp_fs=float(tdamp), seed=int(seed), thermo_every=int(thermo_every), dump_every=int(dump_every),
-                skin=float(skin), dtype=dtype, threads=int(threads), gather=bool(gather),
+                skin=float(skin), dtype=dtype, threads=int(threads), device=str(device), gather=bool(gather),
                 extra_commands=list(extra_commands), progress_every=int(progress_every))
     (out / "spec.json").write_text(json.dumps(spec, indent=1))
     cmd = [mpiexec_path(), "-n", str(int(ranks)), sys.executable, "-m", "compscope.integrations.lammps",

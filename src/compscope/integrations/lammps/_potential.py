@@ -29,7 +29,26 @@ from compscope.data import keys as K
 from ._errors import LammpsModelError
 from ._ghosts import GhostReducer
 
-__all__ = ["LammpsPotential", "layers_of", "local_graph"]
+__all__ = ["LammpsPotential", "layers_of", "local_graph", "rank_device"]
+
+
+def rank_device(device: str) -> str:
+    """``"cuda"`` -> ``"cuda:<local rank>"`` (one GPU per rank on a node; the local rank from MPICH, Open MPI or
+    Slurm); any other value unchanged.
+
+    Examples:
+        >>> rank_device("cpu")
+        'cpu'
+    """
+    import os
+
+    if device != "cuda":
+        return device
+    for var in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMI_LOCAL_RANK"):
+        if var in os.environ:
+            count = max(torch.cuda.device_count(), 1)
+            return f"cuda:{int(os.environ[var]) % count}"
+    return "cuda:0"
 
 
 def layers_of(model) -> int:
@@ -102,6 +121,7 @@ class LammpsPotential:
         comm: the mpi4py communicator LAMMPS runs on (``None``: one rank).
         skin: LAMMPS neighbour skin (Å); the ghost cutoff is ``receptive_field + skin``.
         fix_id: ID of the ``fix external``.
+        device: where the model runs (``"cuda:0"``: this rank's GPU); positions go there and forces come back.
 
     :meth:`install` issues the LAMMPS commands (neighbour settings, ghost cutoff, the fix); after that any
     integrator (``fix nve``/``nvt``/``npt``/``langevin``), ``run`` or ``minimize`` uses the model. Timings per rank
@@ -109,9 +129,10 @@ class LammpsPotential:
     """
 
     def __init__(self, lmp, model: torch.nn.Module, type_numbers, comm=None, skin: float = 1.0,
-                 fix_id: str = "compscope"):
+                 fix_id: str = "compscope", device: str | torch.device = "cpu"):
         self.lmp = lmp
-        self.model = model
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
         self.layers = layers_of(model)
         self.cutoff = float(model.cutoff)
         self.receptive_field = self.layers * self.cutoff
@@ -122,7 +143,8 @@ class LammpsPotential:
         self.type_numbers = np.concatenate([[0], np.asarray(type_numbers, dtype=np.int64)])  # index by type
         self.reducer = GhostReducer(self.comm)
         self._tags: np.ndarray | None = None
-        self.timers = {"graph": 0.0, "model": 0.0, "comm": 0.0, "setup": 0.0, "calls": 0}
+        self.timers = {"graph": 0.0, "model": 0.0, "comm": 0.0, "setup": 0.0, "cpu": 0.0, "cpu_compute": 0.0,
+                       "wall": 0.0, "calls": 0}
         self.sizes: dict[str, int] = {}
         self.energy = 0.0
         self.virial = np.zeros(6)
@@ -145,8 +167,11 @@ class LammpsPotential:
     # -----------------------------------------------------------------------------------------------------------
     def _callback(self, caller, ntimestep, nlocal, tag, x, fext) -> None:
         # ctypes swallows exceptions raised in a callback and LAMMPS would go on with zero forces: never that
+        c0, w0 = time.process_time(), time.perf_counter()
         try:
             self._evaluate(ntimestep, nlocal, fext)
+            self.timers["cpu"] += time.process_time() - c0  # this rank's CPU seconds in the model callback
+            self.timers["wall"] += time.perf_counter() - w0
         except BaseException as err:  # noqa: BLE001 - every failure must stop the run
             self.error = err
             self.on_error(err)
@@ -174,9 +199,11 @@ class LammpsPotential:
             types = np.array(lmp.numpy.extract_atom("type", nelem=m), dtype=np.int64).reshape(m)
             self._numbers = self.type_numbers[types]
             self._tags = tags
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         pos = np.array(lmp.numpy.extract_atom("x", nelem=m, dim=3), dtype=np.float64).reshape(m, 3)
         graph, kept = local_graph(pos, self._numbers, nlocal, self.cutoff, self.layers, self.dtype)
+        if self.device.type != "cpu":
+            graph = graph.to(self.device)
         t2 = time.perf_counter()
         leaf = graph.positions.requires_grad_(True)
         out = self.model(graph, compute_forces=False)
@@ -188,8 +215,9 @@ class LammpsPotential:
         (grad,) = torch.autograd.grad(e_owned, leaf, allow_unused=True)
         forces = np.zeros((m, 3))
         if grad is not None:
-            forces[kept] = -grad.detach().to(torch.float64).numpy()
+            forces[kept] = -grad.detach().to(device="cpu", dtype=torch.float64).numpy()
         t3 = time.perf_counter()
+        self.timers["cpu_compute"] += time.process_time() - c1  # graph + model, no waiting on other ranks
         virial = np.einsum("ka,kb->ab", pos[kept], forces[kept])  # this rank's share of sum_k x_k (x) F_k
         f_owned = forces[:nlocal].copy()
         self.reducer.reduce(f_owned, forces[nlocal:])

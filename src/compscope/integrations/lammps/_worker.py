@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
         from compscope.runtime import configure_threads
 
         from ._errors import LammpsInputError
-        from ._potential import LammpsPotential
+        from ._potential import LammpsPotential, rank_device
 
         configure_threads(int(spec["threads"]))
         dtype = getattr(torch, spec["dtype"]) if spec.get("dtype") else None
@@ -126,7 +126,8 @@ def main(argv: list[str]) -> int:
         if ntypes != len(spec["type_numbers"]):
             raise LammpsInputError(f"the data file has {ntypes} atom types, the type map {len(spec['type_numbers'])}",
                                    hint="give one element per atom type")
-        pot = LammpsPotential(lmp, model, spec["type_numbers"], comm=comm, skin=float(spec["skin"]))
+        pot = LammpsPotential(lmp, model, spec["type_numbers"], comm=comm, skin=float(spec["skin"]),
+                              device=rank_device(spec.get("device", "cpu")))
         pot.install()
         for c in _run_commands(spec):
             lmp.command(c)
@@ -169,7 +170,7 @@ def main(argv: list[str]) -> int:
                 "atom_steps_per_s": natoms * steps / loop if loop and steps else None,
                 "cutoff": pot.cutoff, "layers": pot.layers, "receptive_field": pot.receptive_field,
                 "ghost_cutoff": pot.ghost_cutoff, "skin": pot.skin, "dtype": str(pot.dtype).replace("torch.", ""),
-                "threads_per_rank": int(spec["threads"]), "per_rank": stats,
+                "threads_per_rank": int(spec["threads"]), "device": str(pot.device), "per_rank": stats,
                 "thermo": parse_thermo(log_text), "lammps_version": lmp_version(lammps), "versions": code_versions(),
             }
             (out / "result.json").write_text(json.dumps(result, indent=1))
