@@ -160,6 +160,13 @@ def run_lammps(
                     sys.stdout.write(line)
                     sys.stdout.flush()
             rc = proc.wait()
+        except BaseException:  # Ctrl-C: mpiexec forwards SIGTERM to the ranks, so none is left running
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
