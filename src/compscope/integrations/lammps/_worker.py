@@ -53,7 +53,7 @@ def parse_loop_time(log_text: str) -> float | None:
 
 
 def _setup_commands(spec: dict) -> list[str]:
-    return ["units metal", "atom_style atomic", "atom_modify map array sort 0 0.0", "boundary p p p",
+    return ["units metal", "atom_style atomic", "atom_modify map yes", "boundary p p p",
             f"read_data {spec['data']}"]
 
 
