@@ -91,14 +91,43 @@ def paper_estimate(us_per_atom_cpu: float, bytes_per_atom: float, cutoff: float,
     return out
 
 
+def drift_runs(args) -> list[dict]:
+    """NVE on 2 ranks, a smaller box and more steps, for each ``DTYPE:DT_FS:STEPS`` of ``--drift``."""
+    from compscope.integrations.lammps import run_lammps, write_data
+
+    atoms = water_box(tuple(args.drift_reps))
+    data = args.out / "drift.lmp"
+    write_data(atoms, data, ["O", "H"])
+    out = []
+    for spec in args.drift:
+        dtype, dt, steps = spec.split(":")
+        r = run_lammps(args.model, data, args.out / f"drift_{dtype}_{dt}", ranks=2, steps=int(steps),
+                       dt=float(dt), temperature=300.0, dtype=dtype, skin=args.skin, thermo_every=10,
+                       progress_every=50, echo=True)
+        th = r.summary["thermo"]
+        out.append({
+            "natoms": len(atoms), "ranks": 2, "steps": int(steps), "dt_fs": float(dt), "dtype": dtype,
+            "temperature_start_K": th["temp"][0], "temperature_end_K": th["temp"][-1],
+            "drift_eV_per_atom_per_ns": r.drift_per_atom_per_ns(),
+            "etotal_change_eV_per_atom": (th["etotal"][-1] - th["etotal"][0]) / len(atoms),
+            "etotal_std_eV_per_atom": float(np.std(th["etotal"]) / len(atoms)),
+            "ke_std_eV_per_atom": float(np.std(th["ke"]) / len(atoms)),
+            "atom_steps_per_s_wall": r.summary["atom_steps_per_s"],
+            "thermo": th,
+        })
+    return out
+
+
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="compscope model file (water, O/H)")
     ap.add_argument("--reps", type=int, nargs=3, default=(4, 4, 4), help="replication of the 192-atom cell")
     ap.add_argument("--steps", type=int, default=3, help="NVE steps of the 1- vs 2-rank comparison")
     ap.add_argument("--drift-reps", type=int, nargs=3, default=(2, 2, 1))
-    ap.add_argument("--drift-steps", type=int, default=400)
-    ap.add_argument("--drift-dtype", default="float32")
+    ap.add_argument("--drift", nargs="+", default=["float32:0.5:200", "float64:0.25:200"],
+                    help="NVE drift runs on 2 ranks, each DTYPE:DT_FS:STEPS")
+    ap.add_argument("--only-drift", action="store_true",
+                    help="run the drift runs only and replace them in the existing results JSON")
     ap.add_argument("--skin", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=WORK / "md_lammps")
     ap.add_argument("--name", default="md_lammps")
@@ -108,6 +137,17 @@ def main(argv=None) -> Path:
     from compscope.models.artifacts import load_model
 
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.only_drift:
+        import json
+
+        from benchmarks._common import RESULTS
+
+        doc = json.loads((RESULTS / f"{args.name}.json").read_text())
+        runs = drift_runs(args)
+        payload = {k: v for k, v in doc.items() if k not in ("benchmark", "date", "command", "seed", "machine",
+                                                             "versions", "notes")}
+        payload.update(nve_drift=runs[0], nve_drift_runs=runs, command_main_run=doc["command"])
+        return write_result(args.name, payload, seed=doc.get("seed"), notes=doc.get("notes"))
     model = load_model(args.model)
     layers = layers_of(model)
     atoms = water_box(tuple(args.reps))
@@ -164,22 +204,7 @@ def main(argv=None) -> Path:
         "note": "wall efficiency needs two idle cores; on this shared 2-core machine (see machine.loadavg) the CPU "
                 "seconds of the model per rank are the reliable measure: cpu_critical_path = T1 / (2 max_r T_r)",
     }
-    # NVE drift on 2 ranks: a smaller box, more steps
-    drift_atoms = water_box(tuple(args.drift_reps))
-    drift_data = args.out / "drift.lmp"
-    write_data(drift_atoms, drift_data, ["O", "H"])
-    rd = run_lammps(args.model, drift_data, args.out / "drift", ranks=2, steps=args.drift_steps, temperature=300.0,
-                    dtype=args.drift_dtype, skin=args.skin, thermo_every=10, progress_every=50, echo=True)
-    th = rd.summary["thermo"]
-    drift = {
-        "natoms": len(drift_atoms), "ranks": 2, "steps": args.drift_steps, "dt_fs": 0.5, "dtype": args.drift_dtype,
-        "temperature_start_K": th["temp"][0], "temperature_mean_K": float(np.mean(th["temp"])),
-        "drift_eV_per_atom_per_ns": rd.drift_per_atom_per_ns(),
-        "etotal_std_eV_per_atom": float(np.std(th["etotal"]) / len(drift_atoms)),
-        "ke_std_eV_per_atom": float(np.std(th["ke"]) / len(drift_atoms)),
-        "atom_steps_per_s_wall": rd.summary["atom_steps_per_s"],
-        "thermo": th,
-    }
+    drift = drift_runs(args)
     # ghost overhead of the 2-rank split, and of a 2-layer model of the same cutoff (geometry, same density)
     us_cpu = anchor["us_per_atom_cpu"]  # intrinsic model cost per atom (no ghosts); the estimate adds its own shell
     # bytes per evaluated atom: the slope of peak RSS over evaluated atoms between the 1-rank and 2-rank processes
@@ -206,7 +231,8 @@ def main(argv=None) -> Path:
             "note": "the same model and box evaluated by compscope alone (periodic graph, no ghosts): what LAMMPS's "
                     "ghost atoms cost on 1 rank, and what 2 ranks gain over it",
         },
-        "nve_drift": drift,
+        "nve_drift": drift[0],
+        "nve_drift_runs": drift,
         "paper_estimate_gpu_cluster": paper_estimate(us_cpu, rss_per_atom, model.cutoff, layers, args.skin),
         "measured_for_estimate": {"us_per_atom_step_cpu_one_core": us_cpu,
                                   "bytes_per_evaluated_atom_float64": rss_per_atom},
