@@ -18,6 +18,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                  num_bessel=6),
     "small": dict(hidden_irreps="32x0e+32x1o", max_ell=2, num_interactions=2, correlation=3, radial_hidden=(64, 64),
                   num_bessel=8),
+    # strictly local (Allegro-style): one interaction over a longer cutoff, so an atom's energy sees r_max and no
+    # further; a domain-decomposed run (compscope.integrations.lammps) then needs ghosts only r_max deep, not
+    # num_interactions x r_max (docs/large-systems.md: the trade-off)
+    "local": dict(hidden_irreps="32x0e+32x1o", max_ell=2, num_interactions=1, correlation=3, radial_hidden=(64, 64),
+                  num_bessel=8, r_max=6.0),
     "medium": dict(hidden_irreps="64x0e+64x1o", max_ell=3, num_interactions=2, correlation=3,
                    radial_hidden=(64, 64, 64), num_bessel=8),
 }
