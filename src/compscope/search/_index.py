@@ -284,7 +284,7 @@ class SearchIndex:
 
     def substructure(self, query: Any, *, syntax: str = "auto", offset: int = 0, limit: int = 100,
                      time_limit: float = 10.0, count: bool = False, filters=None, n_threads: int = 1,
-                     screens: bool = True) -> SearchResult:
+                     screens: bool = True, _hits_out: list | None = None) -> SearchResult:
         """Substructure search: numba screens, then bulk verification in RDKit's C++ ``SubstructLibrary``.
 
         Hits come in index order (popcount, input order). Returns hits ``offset .. offset + limit`` as soon
@@ -361,6 +361,8 @@ class SearchIndex:
                  "cpu_ms": cpu_used() * 1e3}
         if count:
             res = self._records(np.zeros(0, np.int64), "count", None, partial=partial, count=int(n_hits))
+            if _hits_out is not None:
+                _hits_out.append(allhits)
         else:
             page = allhits[offset : offset + limit]
             more = want is not None and n_hits >= want  # stopped early: more hits may follow
@@ -369,6 +371,13 @@ class SearchIndex:
         res.stats = stats
         res.elapsed_ms = (time.perf_counter() - t0) * 1e3
         return res
+
+    def substructure_rows(self, query: Any, **kw) -> tuple[np.ndarray, SearchResult]:
+        """Every hit of a substructure query as global input rows (ascending), with the count result
+        (``partial``, ``stats``); keyword arguments as for :meth:`substructure` in count mode."""
+        out: list[np.ndarray] = []
+        res = self.substructure(query, count=True, _hits_out=out, **kw)
+        return np.sort(np.asarray(self.rows[out[0]], np.int64)), res
 
     # ------------------------------------------------------------------ exact
     def exact(self, query: str, by: str = "smiles") -> SearchResult:
