@@ -71,8 +71,11 @@ def edge_index(tmp_path_factory):
 
 
 def _query_mol(q):
+    """The query as compscope reads it (syntax="auto"): SMILES if it parses, else SMARTS; '*' means SMARTS."""
     from rdkit import Chem
 
+    if "*" in q:
+        return Chem.MolFromSmarts(q)
     return Chem.MolFromSmiles(q) or Chem.MolFromSmarts(q)
 
 

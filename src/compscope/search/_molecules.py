@@ -41,7 +41,7 @@ def properties(mol) -> tuple[float, ...]:
 # per-molecule substructure-screen features (uint8 each, saturating at 255), column ``molfeat`` of the index:
 # every feature except ``flags`` is a count that a substructure can only need fewer of (see _screens.py)
 MOLFEAT = ("flags", "atoms", "ring_atoms", "ring_bonds", "aromatic_atoms", "ring_system_atoms", "ring_system_rank",
-           "C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "other")
+           "C", "N", "O", "S", "F", "Cl", "Br", "I", "P", "other", "aromatic_system_atoms", "aromatic_N")
 FLAG_RADICAL = 1  # the molecule has radical electrons (verified on the sanitising path)
 ELEMENT_COLUMN = {6: 7, 7: 8, 8: 9, 16: 10, 9: 11, 17: 12, 35: 13, 53: 14, 15: 15}
 OTHER_COLUMN = 16
@@ -71,9 +71,18 @@ def ring_systems(n_atoms: int, ring_bonds: list[tuple[int, int]]) -> list[tuple[
 
 
 def mol_features(mol) -> list[int]:
-    """The :data:`MOLFEAT` of one sanitised molecule (uncapped)."""
+    """The :data:`MOLFEAT` of one sanitised molecule (uncapped).
+
+    ``aromatic_system_atoms``: atoms of the largest component of the ring bonds whose two atoms are aromatic.
+    """
     f = [0] * len(MOLFEAT)
-    ring_bonds = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in mol.GetBonds() if b.IsInRing()]
+    ring_bonds, arom_bonds = [], []
+    for b in mol.GetBonds():
+        if b.IsInRing():
+            ab = (b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+            ring_bonds.append(ab)
+            if b.GetBeginAtom().GetIsAromatic() and b.GetEndAtom().GetIsAromatic():
+                arom_bonds.append(ab)
     for a in mol.GetAtoms():
         z = a.GetAtomicNum()
         f[ELEMENT_COLUMN.get(z, OTHER_COLUMN)] += 1
@@ -81,6 +90,7 @@ def mol_features(mol) -> list[int]:
             f[0] |= FLAG_RADICAL
         if a.GetIsAromatic():
             f[4] += 1
+            f[18] += z == 7
     f[1] = mol.GetNumAtoms()
     f[2] = len({i for ab in ring_bonds for i in ab})
     f[3] = len(ring_bonds)
@@ -88,6 +98,8 @@ def mol_features(mol) -> list[int]:
     if systems:
         f[5] = max(a for a, _ in systems)
         f[6] = max(r for _, r in systems)
+    if arom_bonds:
+        f[17] = max(a for a, _ in ring_systems(mol.GetNumAtoms(), arom_bonds))
     return f
 
 

@@ -5,7 +5,10 @@ the query, at least as many atoms of each element the query's atoms require, and
 is a cycle, at least as many ring atoms and ring bonds as the query's cycles hold. The cyclic bonds of the query
 fall into connected ring systems; each maps into one ring system of the hit with at least as many atoms and at
 least the same cycle rank (bonds - atoms + 1), so the hit's largest ring system is at least as large in both.
-These bounds are exact (never reject a hit) and cost a 17-byte row (``molfeat``, built with the index) per
+The same holds for the cyclic bonds between atoms that must be aromatic (``aromatic_system_atoms``), which is
+what screens aromatic ring systems written as SMARTS (fragments that do not parse as SMILES): their implicit
+"single or aromatic" bonds make RDKit's pattern fingerprint of the query nearly empty.
+These bounds are exact (never reject a hit) and cost a 19-byte row (``molfeat``, built with the index) per
 molecule; they reject the many molecules whose pattern fingerprint contains a rare ring system's bits because the
 same paths occur elsewhere in the molecule.
 
@@ -100,12 +103,15 @@ def query_requirements(qmol, names: list[str]) -> np.ndarray:
     edges = [(b.GetBeginAtomIdx(), b.GetEndAtomIdx()) for b in qmol.GetBonds()]
     br = _bridges(n, edges)
     cyc = [e for k, e in enumerate(edges) if k not in br]
+    arom_atoms = set()
     for a in qmol.GetAtoms():
         z, arom = _atom_requirement(a)
         if z > 0:
             req[ELEMENT_COLUMN.get(z, OTHER_COLUMN)] += 1
         if arom:
             req[4] += 1
+            req[18] += z == 7
+            arom_atoms.add(a.GetIdx())
     req[1] = n
     req[2] = len({i for e in cyc for i in e})
     req[3] = len(cyc)
@@ -113,6 +119,9 @@ def query_requirements(qmol, names: list[str]) -> np.ndarray:
     if systems:
         req[5] = max(a for a, _ in systems)
         req[6] = max(r for _, r in systems)
+    arom_cyc = [e for e in cyc if e[0] in arom_atoms and e[1] in arom_atoms]
+    if arom_cyc:
+        req[17] = max(a for a, _ in ring_systems(n, arom_cyc))
     req[0] = 0  # flags are not a screen
     col = {name: i for i, name in enumerate(MOLFEAT)}
     return np.asarray([min(255, req[col[nm]]) if nm in col else 0 for nm in names], dtype=np.uint8)
