@@ -282,30 +282,38 @@ def postgres(smi: Path, queries: dict[str, str], sim_queries: list[str], time_li
         psql("CREATE INDEX fpidx ON fps USING gist(mfp2)")
         out["bfp_build_and_gist_index_s"] = time.perf_counter() - t
         psql("ANALYZE")
+        def timed(sql: str) -> tuple[float, int]:
+            """Server-side execution ms (EXPLAIN ANALYZE, no client start-up) and the rows returned."""
+            plan = psql(f"SET statement_timeout = {int(time_limit * 1000)}; "
+                        f"EXPLAIN (ANALYZE, TIMING OFF, SUMMARY ON) {sql}")
+            ms = float(plan.split("Execution Time:")[1].split()[0])
+            n = int(plan.split("rows=")[2].split()[0].rstrip(")")) if plan.count("rows=") > 1 else -1
+            return ms, n
+
         per = {}
         for qn, text in queries.items():
             sma = text.replace("'", "''")
             res = {}
-            for mode, sql in (("first100", f"SELECT count(*) FROM (SELECT id FROM mols WHERE m @> '{sma}'::qmol "
-                                           "LIMIT 100) s"),
-                              ("count", f"SELECT count(*) FROM mols WHERE m @> '{sma}'::qmol")):
-                t = time.perf_counter()
+            for mode, sql in (("first100", f"SELECT id FROM mols WHERE m @> '{sma}'::qmol LIMIT 100"),
+                              ("all", f"SELECT id FROM mols WHERE m @> '{sma}'::qmol")):
                 try:
-                    n = int(psql(f"SET statement_timeout = {int(time_limit * 1000)}; {sql}").split()[-1])
-                    res[mode + "_ms"], res[mode + "_hits"] = (time.perf_counter() - t) * 1e3, n
-                except RuntimeError as exc:
-                    res[mode + "_ms"], res[mode + "_error"] = (time.perf_counter() - t) * 1e3, str(exc)[:120]
+                    res[mode + "_ms"], res[mode + "_hits"] = timed(sql)
+                except (RuntimeError, IndexError, ValueError) as exc:
+                    res[mode + "_error"] = str(exc)[:120]
             per[qn] = res
         out["substructure"] = per
         sims = []
-        psql("SELECT set_config('rdkit.tanimoto_threshold', '0.7', false)")
         for s in sim_queries:
-            t = time.perf_counter()
-            psql(f"SET rdkit.tanimoto_threshold=0.7; SELECT count(*) FROM fps WHERE mfp2 % morganbv_fp('{s}'::mol)")
-            sims.append((time.perf_counter() - t) * 1e3)
-        out["tanimoto_0.7_wall_ms"] = {"mean": float(np.mean(sims)), "median": float(np.median(sims))}
-        out["note"] = ("wall ms through psql (a process per query, ~10-20 ms of it start-up); the cartridge's "
-                       "substructure operator @> on a GiST index over 'mol', Tanimoto % on a GiST index over 'bfp'")
+            ms, _ = timed(f"SELECT id FROM fps WHERE tanimoto_sml(mfp2, morganbv_fp('{s}'::mol)) >= 0.7 "
+                          f"AND mfp2 % morganbv_fp('{s}'::mol)")
+            sims.append(ms)
+        out["tanimoto_0.7_ms"] = {"mean": float(np.mean(sims)), "median": float(np.median(sims))}
+        done = [r for r in per.values() if "first100_ms" in r]
+        out["substructure_first100_median_ms"] = float(np.median([r["first100_ms"] for r in done])) if done else None
+        out["note"] = ("server-side execution ms (EXPLAIN ANALYZE, one backend, no parallel workers; default "
+                       "rdkit.tanimoto_threshold 0.5 so % uses the GiST index and the >= 0.7 filter decides), "
+                       "wall time of the backend, not CPU time; the cartridge's @> on a GiST index over 'mol', "
+                       "Tanimoto on a GiST index over 'bfp'")
     except Exception as exc:  # noqa: BLE001 - an optional step: report, do not fail the benchmark
         out["error"] = str(exc)[:500]
     finally:
