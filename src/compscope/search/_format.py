@@ -13,6 +13,7 @@ Layout of ``lib.csi/`` (``N`` molecules, ``W`` fingerprint words, rows sorted by
     ids_blob.npy / ids_off.npy           molecule ids, same scheme
     smiles_hash.npy      (N,) int64      sorted hashes of canonical SMILES;  smiles_hash_pos.npy: their rows
     pattern.npy          (N, 32) uint64  RDKit pattern fingerprints (substructure screen)     [optional]
+    molfeat.npy          (N, F) uint8    substructure count screens, columns named in the header  [optional]
     props.npy            (N, P) float32  properties named in the header                       [optional]
     inchikey_sorted.npy  (N,) S27 sorted InChIKeys; inchikey_pos.npy: their rows              [optional]
 
