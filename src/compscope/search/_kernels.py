@@ -288,20 +288,17 @@ def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out, feat, q
     for i in range(start, stop):
         if use_mask and not mask[i]:
             continue
-        if use_feat:
-            low = False
-            for j in range(nf):
-                if feat[i, j] < qfeat[j]:
-                    low = True
-                    break
-            if low:
-                continue
         ok = True
-        for j in range(w):
+        for j in range(w):  # first: most rows fail on one of the first words
             qw = qpat[j]
             if (pattern[i, j] & qw) != qw:
                 ok = False
                 break
+        if ok and use_feat:
+            for j in range(nf):
+                if feat[i, j] < qfeat[j]:
+                    ok = False
+                    break
         if ok:
             out[n] = i
             n += 1
