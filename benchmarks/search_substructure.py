@@ -167,7 +167,7 @@ def summarise(rows: list[dict], key: str) -> dict:
 
 
 def run_set(name, queries, idx, lib, pats, time_limit) -> dict:
-    from compscope.search._query import substructure_query
+    from compscope.search import substructure_query
 
     per = {}
     for qn, text in queries.items():
