@@ -126,7 +126,7 @@ def similar(
     index: Path = typer.Argument(..., help="index directory"),
     query: str | None = typer.Argument(None, help="query SMILES"),
     queries: Path | None = typer.Option(None, "--queries", help="file with one query SMILES per line (batch)"),
-    k: int | None = typer.Option(None, "-k", help="exact top-k (default 10 unless --threshold is given)"),
+    k: int | None = typer.Option(None, "-k", min=1, help="exact top-k (default 10 unless --threshold is given)"),
     threshold: float | None = typer.Option(None, "--threshold", "-t", help="all hits with similarity >= t"),
     metric: str = typer.Option("tanimoto", help="tanimoto, dice or tversky"),
     a: float = typer.Option(0.5, help="Tversky weight of query-only bits"),
@@ -145,7 +145,7 @@ def similar(
             if threshold is not None:
                 r = idx.similarity(q, threshold, metric, a=a, b=b, filters=filter, max_results=max_results)
             else:
-                r = idx.top_k(q, k or 10, metric, a=a, b=b, filters=filter)
+                r = idx.top_k(q, 10 if k is None else k, metric, a=a, b=b, filters=filter)
             if len(qs) > 1 and not as_json:
                 typer.echo(f"query: {q}")
             _print(r, as_json)
@@ -160,17 +160,18 @@ def substructure(
     syntax: str = typer.Option("auto", help="auto, smiles or smarts"),
     offset: int = typer.Option(0, help="skip this many hits (paging)"),
     limit: int = typer.Option(100, help="hits to return"),
-    time_limit: float = typer.Option(10.0, help="seconds; the partial result is returned when reached"),
+    time_limit: float = typer.Option(10.0, help="CPU seconds (per thread); partial result when reached"),
     count: bool = typer.Option(False, help="count all matches instead of listing hits"),
     filter: list[str] | None = typer.Option(None, "--filter", "-f", help="property range, e.g. mw=200..400"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="threads verifying candidates (RDKit C++ matcher)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Substructure search (RDKit, pattern-fingerprint screen), paged, time-limited, or counted."""
+    """Substructure search (screens, then RDKit's C++ matcher), paged, CPU-time-limited, or counted."""
     from compscope.search import SearchError, SearchIndex
 
     try:
         r = SearchIndex.open(index).substructure(query, syntax=syntax, offset=offset, limit=limit,
-                                                 time_limit=time_limit, count=count, filters=filter)
+                                                 time_limit=time_limit, count=count, filters=filter, n_threads=jobs)
     except SearchError as exc:
         _fail(exc)
     _print(r, as_json)

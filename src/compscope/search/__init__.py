@@ -1,7 +1,8 @@
 """compscope.search: a chemical-space search engine.
 
 Similarity (Tanimoto / Dice / Tversky, threshold and exact top-k with BitBound pruning, numba popcount
-kernels), substructure (RDKit with a pattern-fingerprint screen, paging, time limits, count mode),
+kernels), substructure (pattern-fingerprint and count screens, bulk verification in RDKit's C++
+SubstructLibrary, paging, CPU-time limits, count mode; ``substructure_query`` reads a query the way it does),
 exact match (canonical SMILES / InChIKey) and property filters on a memory-mapped ``.csi`` index;
 a FastAPI REST app with a web page (JSME structure editor, highlighted matches, CSV/SDF export);
 Ray shards with an exact scatter-gather merge.
@@ -19,7 +20,7 @@ from ._fingerprints import FingerprintSpec
 __all__ = [
     "SearchError", "QueryError", "IndexFormatError", "FingerprintMismatchError", "InputFileError",
     "FingerprintSpec", "SearchIndex", "SearchResult", "build_index", "append_index", "BuildReport",
-    "ShardedIndex", "split_index", "create_app", "serve", "PROPERTIES", "Fingerprinter",
+    "ShardedIndex", "split_index", "create_app", "serve", "PROPERTIES", "Fingerprinter", "substructure_query",
     "EDITOR", "find_editor", "install_editor",
 ]
 
@@ -28,6 +29,7 @@ _LAZY = {
     "BuildReport": "._build", "ShardedIndex": "._shards", "split_index": "._shards", "create_app": "._api",
     "serve": "._api", "PROPERTIES": "._molecules", "Fingerprinter": "._fingerprints",
     "EDITOR": "._editor", "find_editor": "._editor", "install_editor": "._editor",
+    "substructure_query": "._query",
 }
 
 

@@ -42,6 +42,7 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
             (:func:`~compscope.search.find_editor`), False serves the page without it.
     """
     from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response
     from pydantic import BaseModel, Field
 
@@ -76,6 +77,14 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
     async def search_error(request: Request, exc: SearchError):
         return JSONResponse(status_code=400, content={"detail": str(exc), "error": type(exc).__name__})
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the input, and a NaN or infinity in it cannot be written as JSON (HTTP 500)
+        errors = _json_safe(exc.errors())
+        msg = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body')}: {e.get('msg', '')}"
+                        for e in errors)
+        return JSONResponse(status_code=422, content={"detail": errors, "message": msg or "invalid request"})
+
     def cap(name: str, v: int) -> int:
         if v > max_results:
             raise SearchError(f"{name}={v} exceeds this server's cap of {max_results}; page with offset instead")
@@ -91,10 +100,10 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
 
     class SimilarityIn(BaseModel):
         query: str = Field(..., description="SMILES of the query molecule", max_length=2000)
-        threshold: float = Field(0.7, gt=0, le=1)
+        threshold: float = Field(0.7, gt=0, le=1, allow_inf_nan=False)
         metric: Literal["tanimoto", "dice", "tversky"] = "tanimoto"
-        a: float = Field(0.5, ge=0, description="Tversky weight of query-only bits")
-        b: float = Field(0.5, ge=0, description="Tversky weight of database-only bits")
+        a: float = Field(0.5, ge=0, allow_inf_nan=False, description="Tversky weight of query-only bits")
+        b: float = Field(0.5, ge=0, allow_inf_nan=False, description="Tversky weight of database-only bits")
         filters: Filters = Field(None, description='property ranges, e.g. {"mw": [200, 400]} or "mw=200..400"')
         offset: int = Field(0, ge=0)
         limit: int = Field(100, ge=1)
@@ -104,9 +113,9 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
         query: str = Field(..., max_length=2000)
         k: int = Field(10, ge=1)
         metric: Literal["tanimoto", "dice", "tversky"] = "tanimoto"
-        a: float = Field(0.5, ge=0)
-        b: float = Field(0.5, ge=0)
-        threshold: float = Field(0.0, ge=0, le=1)
+        a: float = Field(0.5, ge=0, allow_inf_nan=False)
+        b: float = Field(0.5, ge=0, allow_inf_nan=False)
+        threshold: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
         filters: Filters = None
         fingerprint: FingerprintIn | None = None
 
@@ -114,7 +123,7 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
         queries: list[str] = Field(..., min_length=1)
         mode: Literal["topk", "similarity"] = "topk"
         k: int = Field(10, ge=1)
-        threshold: float = Field(0.7, gt=0, le=1)
+        threshold: float = Field(0.7, gt=0, le=1, allow_inf_nan=False)
         metric: Literal["tanimoto", "dice", "tversky"] = "tanimoto"
         filters: Filters = None
 
@@ -123,7 +132,8 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
         syntax: Literal["auto", "smiles", "smarts"] = "auto"
         offset: int = Field(0, ge=0)
         limit: int = Field(100, ge=1)
-        time_limit: float | None = Field(None, gt=0, description="seconds (default: the server's cap)")
+        time_limit: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                         description="CPU seconds (default: the server's cap)")
         count: bool = False
         filters: Filters = None
 
@@ -158,9 +168,10 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
     def similarity(req: SimilarityIn) -> dict:
         """All molecules with similarity >= threshold, best first, paged by offset/limit."""
         cap("limit", req.limit)
+        # records only for the hits up to this page: a threshold that matches everything stays small
         r = index.similarity(req.query, req.threshold, req.metric, a=req.a, b=req.b, filters=req.filters,
-                             fingerprint=fp(req.fingerprint))
-        d = _page(r.to_dict(), req.offset, req.limit)
+                             fingerprint=fp(req.fingerprint), max_results=req.offset + req.limit)
+        d = _page(r.to_dict(), req.offset, req.limit, int(r.stats.get("n_total", len(r))))
         return d | {"query": req.query}
 
     @app.post("/api/topk")
@@ -244,8 +255,23 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
     return app
 
 
-def _page(d: dict, offset: int, limit: int) -> dict:
-    n = len(d["hits"])
+def _json_safe(x: Any) -> Any:
+    """``x`` with non-finite floats (NaN, inf) written as strings, and other odd values as their repr."""
+    import math
+
+    if isinstance(x, float):
+        return x if math.isfinite(x) else str(x)
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return repr(x)
+
+
+def _page(d: dict, offset: int, limit: int, n_total: int | None = None) -> dict:
+    n = len(d["hits"]) if n_total is None else n_total
     d["n_total"] = n
     d["hits"] = d["hits"][offset : offset + limit]
     d["n_hits"] = len(d["hits"])

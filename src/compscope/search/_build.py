@@ -17,7 +17,7 @@ import numpy as np
 from ._errors import IndexFormatError, InputFileError
 from ._fingerprints import PATTERN_BITS, FingerprintSpec
 from ._format import open_arrays, pack_strings, read_header, unpack_strings, write_index
-from ._molecules import PROPERTIES, process_chunk, smiles_hash
+from ._molecules import MOLFEAT, PROPERTIES, process_chunk, smiles_hash
 from ._reader import iter_records
 
 log = logging.getLogger(__name__)
@@ -165,17 +165,21 @@ def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, prog
 
 def _collect(chunks, opts) -> dict:
     with_inchikey, with_pattern, with_props = opts
-    acc: dict[str, list] = {k: [] for k in ("lines", "ids", "smiles", "fps", "inchikey", "pattern", "props")}
+    acc: dict[str, list] = {k: [] for k in ("lines", "ids", "smiles", "fps", "inchikey", "pattern", "molfeat", "props")}
     invalid: list[tuple[int, str]] = []
     for res in chunks:
         invalid.extend(res["invalid"])
         for k in ("lines", "fps") + (("inchikey",) if with_inchikey else ()) + (("pattern",) if with_pattern else ()) \
                 + (("props",) if with_props else ()):
             acc[k].append(res[k])
+        if with_pattern and "molfeat" in res:  # absent in checkpoints of an older build
+            acc["molfeat"].append(res["molfeat"])
         acc["ids"].extend(res["ids"])
         acc["smiles"].extend(res["smiles"])
     out = {"ids": acc["ids"], "smiles": acc["smiles"], "invalid": invalid}
-    for k in ("lines", "fps", "inchikey", "pattern", "props"):
+    if acc["molfeat"] and len(acc["molfeat"]) != len(acc["pattern"]):
+        acc["molfeat"] = []
+    for k in ("lines", "fps", "inchikey", "pattern", "molfeat", "props"):
         if acc[k]:
             out[k] = np.concatenate(acc[k])
     return out
@@ -206,6 +210,8 @@ def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict
     }
     if "pattern" in data:
         arrays["pattern"] = data["pattern"][order]
+    if "molfeat" in data:
+        arrays["molfeat"] = data["molfeat"][order]
     if "props" in data:
         arrays["props"] = data["props"][order]
     if "inchikey" in data:
@@ -217,6 +223,7 @@ def _assemble(spec: FingerprintSpec, data: dict, rows: np.ndarray) -> tuple[dict
         "n": int(len(order)), "fingerprint": spec.to_dict(),
         "pattern_bits": PATTERN_BITS if "pattern" in data else 0,
         "properties": list(PROPERTIES) if "props" in data else [],
+        "molfeat": list(MOLFEAT) if "molfeat" in data else [],
         "inchikey": "inchikey" in data,
     }
     return arrays, header
@@ -336,6 +343,8 @@ def append_index(
             merged["inchikey"] = np.concatenate([ik_old, new["inchikey"]])
         if opts[1]:
             merged["pattern"] = np.concatenate([old["pattern"], new["pattern"]])
+            if "molfeat" in old and "molfeat" in new and hdr.get("molfeat") == list(MOLFEAT):
+                merged["molfeat"] = np.concatenate([old["molfeat"], new["molfeat"]])
         if opts[2]:
             merged["props"] = np.concatenate([old["props"], new["props"]])
         start = int(old["rows"].max()) + 1 if n_old else 0

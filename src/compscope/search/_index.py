@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +15,14 @@ from . import _kernels as K
 from ._errors import QueryError
 from ._fingerprints import Fingerprinter, FingerprintSpec, as_query_fingerprint
 from ._format import open_arrays, read_header, unpack_strings
-from ._molecules import smiles_hash
+from ._molecules import FLAG_RADICAL, smiles_hash
 from ._query import INCHIKEY_RE, MAX_K, check_count, mol_from_smiles, parse_filters, substructure_query
+from ._screens import query_requirements
+from ._verify import MolStore, match_parameters
 
 log = logging.getLogger(__name__)
+_SCAN_ROWS = 1 << 17  # rows screened between two looks at the clock
+_MAX_BLOCK = 1 << 16  # most candidates verified in one C++ call
 _REQUIRED = ("fps", "fold", "bins", "rows", "smiles_blob", "smiles_off", "ids_blob", "ids_off", "smiles_hash",
              "smiles_hash_pos")
 
@@ -125,6 +128,7 @@ class SearchIndex:
 
             raise IndexFormatError(f"index {self.path}: array shapes do not match its fingerprint settings; rebuild")
         self._queries = QueryFingerprinter(self.spec)
+        self._molstore: MolStore | None = None
         self._popcnt = np.repeat(np.arange(self.spec.nbits + 1), np.diff(self.bins))  # (N,) lazily small
 
     @classmethod
@@ -267,69 +271,113 @@ class SearchIndex:
             return list(ex.map(lambda q: fn(q, **kw), queries))
 
     # ------------------------------------------------------------------ substructure
+    @property
+    def molstore(self) -> MolStore:
+        """The index's molecules for RDKit's C++ matcher (built on first use, shared by all queries)."""
+        if self._molstore is None:
+            special = None
+            names = list(self.header.get("molfeat", []))
+            if "molfeat" in self.arrays and names and names[0] == "flags":
+                special = np.nonzero(np.asarray(self.arrays["molfeat"][:, 0]) & FLAG_RADICAL)[0]
+            self._molstore = MolStore(self.arrays["smiles_blob"], self.arrays["smiles_off"], special)
+        return self._molstore
+
     def substructure(self, query: Any, *, syntax: str = "auto", offset: int = 0, limit: int = 100,
-                     time_limit: float = 10.0, count: bool = False, filters=None) -> SearchResult:
-        """Substructure search (RDKit) with a pattern-fingerprint screen.
+                     time_limit: float = 10.0, count: bool = False, filters=None, n_threads: int = 1,
+                     screens: bool = True, _hits_out: list | None = None) -> SearchResult:
+        """Substructure search: numba screens, then bulk verification in RDKit's C++ ``SubstructLibrary``.
 
         Hits come in index order (popcount, input order). Returns hits ``offset .. offset + limit`` as soon
-        as they are found; ``count=True`` counts every match instead (no hits returned). When
-        ``time_limit`` seconds pass first, the result so far comes back with ``partial=True``.
-        """
-        from rdkit import Chem
+        as they are found; ``count=True`` counts every match instead (no hits returned).
 
+        ``time_limit`` is CPU seconds (per thread when ``n_threads > 1``), so a loaded machine does not cut off
+        work that an idle one finishes; when it is used up first, the hits so far come back with
+        ``partial=True``. ``n_threads`` threads verify each block of candidates in parallel. ``screens=False``
+        leaves only the pattern-fingerprint screen (to measure what the count screens of ``_screens.py`` add).
+        """
         t0 = time.perf_counter()
         offset = check_count("offset", offset, 0, 10**7)
         limit = check_count("limit", limit, 1, MAX_K)
+        n_threads = check_count("n_threads", n_threads, 1, 256)
         try:
             time_limit = float(time_limit)
         except (TypeError, ValueError) as exc:
             raise QueryError(f"time_limit must be seconds, got {time_limit!r}") from exc
-        if not 0 < time_limit <= 600:
+        if not 0 < time_limit <= 600:  # also rejects NaN
             raise QueryError(f"time_limit must be in (0, 600] seconds, got {time_limit}")
         if "pattern" not in self.arrays:
             raise QueryError("this index was built without pattern fingerprints (--no-pattern); rebuild it")
+        store = self.molstore
+        hybrid = isinstance(query, str) and "^" in query  # hybridisation primitives need sanitised molecules
+        store.holder(hybrid)  # the one-off holder build is not the query's CPU time
+        c0 = time.thread_time()
         qmol = substructure_query(query, syntax)
         qpat = _query_pattern(qmol)
-        # ring-size primitives (r5, R2, x3) need the SSSR; plain ring membership does not
-        sssr = isinstance(query, str) and re.search(r"[rRx]\d", query) is not None
+        feat = self.arrays.get("molfeat")
+        feat_names = list(self.header.get("molfeat", []))
+        use_feat = feat is not None and len(feat_names) == feat.shape[1] and screens
+        qfeat = query_requirements(qmol, feat_names) if use_feat else np.zeros(0, np.uint8)
+        if not use_feat:
+            feat = np.zeros((0, 0), np.uint8)
         mask = self._mask(filters)
-        deadline = t0 + time_limit
         want = None if count else offset + limit
-        pattern, blob, off = self.arrays["pattern"], self.arrays["smiles_blob"], self.arrays["smiles_off"]
-        params = Chem.SubstructMatchParameters()
-        params.maxMatches = 1
-        hits: list[int] = []
-        buf = np.empty(4096, np.int64)
-        start, screened, verified, partial = 0, 0, 0, False
+        params = match_parameters()
+        pattern = self.arrays["pattern"]
         m_arr = mask if mask is not None else np.zeros(0, np.bool_)
-        while start < self.n and not partial:
-            nfound, start = K.substructure_screen(pattern, qpat, start, self.n, m_arr, mask is not None, buf)
-            screened += nfound
-            for p in buf[:nfound]:
-                if time.perf_counter() > deadline:
-                    partial = True
-                    break
-                mol = _trusted_mol(bytes(blob[off[p] : off[p + 1]]).decode(), sssr)
-                verified += 1
-                if mol.HasSubstructMatch(qmol, params):
-                    hits.append(int(p))
-                    if want is not None and len(hits) >= want:
-                        break
-            if want is not None and len(hits) >= want:
-                break
-            if time.perf_counter() > deadline and start < self.n:
+        hits: list[np.ndarray] = []
+        n_hits, start, screened, verified, partial = 0, 0, 0, 0, False
+        worker_cpu, verify_cpu, block = 0.0, 0.0, 64
+
+        def cpu_used() -> float:
+            return time.thread_time() - c0 + worker_cpu / n_threads
+
+        while start < self.n:
+            if cpu_used() > time_limit:
                 partial = True
-        stats = {"screen_candidates": screened, "verified": verified}
+                break
+            buf = np.empty(block, np.int64)
+            nfound, start = K.substructure_screen(pattern, qpat, start, min(self.n, start + _SCAN_ROWS), m_arr,
+                                                  mask is not None, buf, feat, qfeat, use_feat)
+            screened += nfound
+            if nfound == 0:
+                continue
+            got, cpu_main, cpu_workers, n_done = store.verify(
+                qmol, params, buf[:nfound], None if want is None else want - n_hits, n_threads, hybrid)
+            worker_cpu += cpu_workers
+            verify_cpu += cpu_main + cpu_workers / n_threads
+            verified += n_done
+            hits.append(got)
+            n_hits += len(got)
+            if want is not None and n_hits >= want:
+                break
+            # next block: at most 4x larger, and small enough to check the clock again within the time left
+            left = time_limit - cpu_used()
+            per = verify_cpu / max(verified, 1)
+            block = int(min(4 * block, _MAX_BLOCK, max(64, left / max(per, 1e-7) / 2)))
+        if partial and start >= self.n:
+            partial = False  # the last block finished the scan exactly at the limit
+        allhits = np.concatenate(hits) if hits else np.zeros(0, np.int64)
+        stats = {"screen_candidates": screened, "verified": verified, "rows_screened": start,
+                 "cpu_ms": cpu_used() * 1e3}
         if count:
-            res = self._records(np.zeros(0, np.int64), "count", None, partial=partial, count=len(hits))
+            res = self._records(np.zeros(0, np.int64), "count", None, partial=partial, count=int(n_hits))
+            if _hits_out is not None:
+                _hits_out.append(allhits)
         else:
-            page = hits[offset : offset + limit]
-            more = want is not None and len(hits) >= want  # stopped early: more hits may follow
-            res = self._records(np.asarray(page, np.int64), "substructure", None, partial=partial,
+            page = allhits[offset : offset + limit]
+            more = want is not None and n_hits >= want  # stopped early: more hits may follow
+            res = self._records(page, "substructure", None, partial=partial,
                                 next_offset=offset + limit if more else None)
         res.stats = stats
         res.elapsed_ms = (time.perf_counter() - t0) * 1e3
         return res
+
+    def substructure_rows(self, query: Any, **kw) -> tuple[np.ndarray, SearchResult]:
+        """Every hit of a substructure query as global input rows (ascending), with the count result
+        (``partial``, ``stats``); keyword arguments as for :meth:`substructure` in count mode."""
+        out: list[np.ndarray] = []
+        res = self.substructure(query, count=True, _hits_out=out, **kw)
+        return np.sort(np.asarray(self.rows[out[0]], np.int64)), res
 
     # ------------------------------------------------------------------ exact
     def exact(self, query: str, by: str = "smiles") -> SearchResult:
@@ -382,21 +430,3 @@ def _query_pattern(qmol) -> np.ndarray:
         pass
     fp = Chem.PatternFingerprint(q, PATTERN_BITS)
     return np.ascontiguousarray(_ebv_bytes(fp, PATTERN_BITS)).view("<u8").astype(np.uint64)
-
-
-def _trusted_mol(smiles: str, sssr: bool = False):
-    """Parse a canonical SMILES written by the index build without re-sanitising (RDKit's
-    'trusted SMILES' path, as in SubstructLibrary's CachedTrustedSmilesMolHolder).
-
-    ``FastFindRings`` gets ring membership right but not smallest-ring sizes, so queries with ring-size
-    primitives ask for the symmetrised SSSR instead (about 2x slower per molecule).
-    """
-    from rdkit import Chem
-
-    m = Chem.MolFromSmiles(smiles, sanitize=False)
-    m.UpdatePropertyCache(strict=False)
-    if sssr:
-        Chem.GetSymmSSSR(m)
-    else:
-        Chem.FastFindRings(m)
-    return m

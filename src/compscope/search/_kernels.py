@@ -275,23 +275,30 @@ def topk_search(fps, fold, bins, rows, query, qlev, qcount, metric, a, b, k, thr
 
 
 @nb.njit(nogil=True, cache=True)
-def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out):
-    """Rows in [start, stop) whose pattern fingerprint contains every query bit.
+def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out, feat, qfeat, use_feat):
+    """Rows in [start, stop) whose pattern fingerprint contains every query bit and, if ``use_feat``, whose
+    feature counts ``feat`` (N, F) uint8 reach the query's lower bounds ``qfeat`` (F,) (see ``_screens.py``).
 
     Writes candidate positions into ``out`` until it is full. Returns ``(n_found, next_start)``.
     """
     w = pattern.shape[1]
+    nf = qfeat.shape[0]
     n = 0
     cap = out.shape[0]
     for i in range(start, stop):
         if use_mask and not mask[i]:
             continue
         ok = True
-        for j in range(w):
+        for j in range(w):  # first: most rows fail on one of the first words
             qw = qpat[j]
             if (pattern[i, j] & qw) != qw:
                 ok = False
                 break
+        if ok and use_feat:
+            for j in range(nf):
+                if feat[i, j] < qfeat[j]:
+                    ok = False
+                    break
         if ok:
             out[n] = i
             n += 1

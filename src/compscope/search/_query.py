@@ -57,7 +57,8 @@ def mol_from_smiles(text: Any):
 def substructure_query(text: Any, syntax: str = "auto"):
     """Query molecule for substructure search from SMARTS or SMILES.
 
-    ``syntax="auto"`` reads the text as SMILES when it parses as SMILES, else as SMARTS.
+    ``syntax="auto"`` reads the text as SMILES when it parses as SMILES, else as SMARTS; text with ``*`` atoms
+    is read as SMARTS (a wildcard: a SMILES dummy atom would match only dummy atoms).
     """
     from rdkit import Chem, RDLogger
 
@@ -68,7 +69,7 @@ def substructure_query(text: Any, syntax: str = "auto"):
     text = _check_text(text, "SMARTS" if syntax == "smarts" else "SMILES/SMARTS")
     RDLogger.DisableLog("rdApp.*")
     mol = None
-    if syntax in ("auto", "smiles"):
+    if syntax == "smiles" or (syntax == "auto" and "*" not in text):
         try:
             mol = Chem.MolFromSmiles(text)
         except Exception:  # noqa: BLE001

@@ -57,9 +57,13 @@ def split_index(index: str | Path, out_dir: str | Path, n_shards: int, overwrite
             data["inchikey"] = ik[sel]
         if "pattern" in a:
             data["pattern"] = np.asarray(a["pattern"][sel])
+        if "molfeat" in a:
+            data["molfeat"] = np.asarray(a["molfeat"][sel])
         if "props" in a:
             data["props"] = np.asarray(a["props"][sel])
         arrays, header = _assemble(spec, data, np.asarray(a["rows"][sel]))
+        if "molfeat" in data:
+            header["molfeat"] = hdr.get("molfeat", [])
         header.update({"sources": hdr.get("sources", []), "shard": {"index": s, "of": n_shards, "parent": str(index)}})
         p = out_dir / f"shard_{s:03d}.csi"
         write_index(p, arrays, header, overwrite=overwrite)
@@ -170,8 +174,10 @@ class ShardedIndex:
         return [self.top_k(q, **kw) for q in queries]
 
     def substructure(self, query: Any, *, syntax: str = "auto", offset: int = 0, limit: int = 100,
-                     time_limit: float = 10.0, count: bool = False, filters=None) -> SearchResult:
-        """Same as :meth:`SearchIndex.substructure`; shards search in parallel, each within the time limit."""
+                     time_limit: float = 10.0, count: bool = False, filters=None, n_threads: int = 1
+                     ) -> SearchResult:
+        """Same as :meth:`SearchIndex.substructure`; shards search in parallel, each within the time limit
+        (CPU seconds) and each verifying its candidates in RDKit's C++ matcher on ``n_threads`` threads."""
         offset = check_count("offset", offset, 0, 10**7)
         limit = check_count("limit", limit, 1, MAX_K)
         if not isinstance(query, str):
@@ -179,19 +185,18 @@ class ShardedIndex:
         substructure_query(query, syntax)  # validate on the driver
         if count:
             parts = self._gather("substructure", query, syntax=syntax, limit=1, time_limit=time_limit, count=True,
-                                 filters=filters)
+                                 filters=filters, n_threads=n_threads)
             r = _merge(parts, "count", False)
             r.count = sum(p.count or 0 for p in parts)
             return r
         want = offset + limit
         parts = self._gather("substructure", query, syntax=syntax, offset=0, limit=check_count("offset + limit", want),
-                             time_limit=time_limit, filters=filters)
+                             time_limit=time_limit, filters=filters, n_threads=n_threads)
         r = _merge(parts, "substructure", False)
         more = len(r) > want or any(p.next_offset is not None for p in parts)
         r = _slice(r, offset, want)
         r.next_offset = want if more else None
-        r.stats = {"screen_candidates": sum(p.stats.get("screen_candidates", 0) for p in parts),
-                   "verified": sum(p.stats.get("verified", 0) for p in parts)}
+        r.stats = {k: sum(p.stats.get(k, 0) for p in parts) for k in ("screen_candidates", "verified", "cpu_ms")}
         return r
 
     def exact(self, query: str, by: str = "smiles") -> SearchResult:
