@@ -44,6 +44,14 @@ def test_replica_exchange_resumes_and_keeps_the_300K_state(tmp_path):
         pos, u = h5["positions"][:], h5["energy"][:]
         np.testing.assert_array_equal(h5["iteration"][:], np.arange(1, 7))  # resumed, not restarted
         phi = h5["phi"][:]
+        g = {k: h5["all_replicas"][k][:] for k in h5["all_replicas"]}
+        rama = h5["ramachandran/mbar"][:]
+    # every replica's frame is reweighted to 300 K by MBAR; the 300 K frames are among them with their energies
+    assert s["mbar"]["n_samples"] == 18 and len(g["phi"]) == 18 and sorted(np.bincount(g["state"])) == [6, 6, 6]
+    assert np.exp(g["log_w"]).sum() == pytest.approx(1.0) and 0.0 <= s["mbar"]["basin_population"] <= 1.0
+    np.testing.assert_allclose(np.sort(g["energy"][g["state"] == 0]), np.sort(u))
+    np.testing.assert_allclose(np.sort(g["phi"][g["state"] == 0]), np.sort(phi), atol=1e-6)
+    assert s["mbar"]["f_k"][0] == 0.0 and rama.shape == (64, 64) and rama.sum() == pytest.approx(1.0)
     assert pos.shape == (6, 22, 3) and np.isfinite(pos).all()
     # the stored reduced energies are those of the 300 K target at the stored positions
     np.testing.assert_allclose(alanine_dipeptide().energy(torch.as_tensor(pos, dtype=torch.float64)).numpy(), u,

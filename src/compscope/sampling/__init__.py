@@ -4,6 +4,7 @@ Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential),
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
+:mod:`._mbar` (MBAR reweighting of all replicas to one temperature),
 :mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._draw` (loading a trained
 flow, drawing with log q and weights, reports) and :mod:`._train` (training on :mod:`compscope.train`; imported
@@ -32,6 +33,7 @@ from ._estimators import (
     wasserstein_1d,
 )
 from ._flow import EquivariantCNF, EquivariantVectorField
+from ._mbar import mbar_expectation, mbar_histogram, mbar_log_weights
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._openmm_target import (
     ALA2_BASIN,
@@ -73,6 +75,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
+           "mbar_log_weights", "mbar_expectation", "mbar_histogram",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
