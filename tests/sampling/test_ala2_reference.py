@@ -87,3 +87,22 @@ def test_cli_reference_ala2(tmp_path):
     assert summary["n_samples"] == 6 and summary["complete"] and 0.0 <= summary["basin_population"] <= 1.0
     res = CliRunner().invoke(app, ["sample", "reference", "ala2", "--out", str(out), "--set", "n_replica=3"])
     assert res.exit_code != 0 and "n_replica" in res.output
+    # `sample report` of alanine-dipeptide samples against this reference: Ramachandran plots and basin populations
+    from compscope.sampling import write_samples
+
+    with h5py.File(out / "reference.h5") as h5:
+        pos = h5["positions"][:]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([pos] * 5) + rng.normal(0, 0.02, (5 * len(pos), 22, 3))
+    u = alanine_dipeptide().energy(torch.as_tensor(x)).numpy()
+    log_q = -0.5 * ((x - np.concatenate([pos] * 5)) ** 2).sum((1, 2)) / 0.02**2  # a stand-in proposal density
+    write_samples(tmp_path / "s.h5", {"positions": x, "log_q": log_q, "energy": u, "log_w": -u - log_q},
+                  {"target": "ala2"})
+    res = CliRunner().invoke(app, ["sample", "report", str(tmp_path / "s.h5"), "--reference",
+                                   str(out / "reference.h5"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())["ramachandran"]
+    assert {"basin_flow", "basin_reweighted", "basin_reference", "js_flow", "js_reweighted"} <= set(rep)
+    assert 0.0 <= rep["js_flow"] <= np.log(2) and "Ramachandran JS" in res.output
+    for png in ("ramachandran.png", "phi_profile.png", "energy_hist.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 1000

@@ -4,7 +4,8 @@ Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential),
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
-:mod:`._mbar` (MBAR reweighting of all replicas to one temperature),
+:mod:`._mbar` (MBAR reweighting of all replicas to one temperature), :mod:`._ramachandran` (alanine-dipeptide
+mode coverage: basin populations, Ramachandran histograms and JS divergence),
 :mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._draw` (loading a trained
 flow, drawing with log q and weights, reports) and :mod:`._train` (training on :mod:`compscope.train`; imported
@@ -44,6 +45,7 @@ from ._openmm_target import (
     alanine_dipeptide,
     dihedral_angles,
 )
+from ._ramachandran import ala2_reference_angles, js_divergence, ramachandran_histogram, ramachandran_report
 from ._reference import (
     REFERENCE_DEFAULTS,
     compare_energies,
@@ -76,6 +78,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "mbar_log_weights", "mbar_expectation", "mbar_histogram",
+           "js_divergence", "ramachandran_histogram", "ramachandran_report", "ala2_reference_angles",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",

@@ -181,13 +181,16 @@ def _mean(values, log_w=None) -> dict[str, float]:
 
 
 def report_samples(samples: dict[str, Any], reference: np.ndarray | None = None, out: str | Path | None = None,
-                   bins: int = 60) -> dict[str, Any]:
+                   bins: int = 60, angles_reference: dict | None = None) -> dict[str, Any]:
     """Summary of flow samples (:func:`read_samples`), against reference energies (kT) when given.
 
     Returns ``n``, ``n_invalid``, ``ess`` (Kish, fraction of all proposals), ``energy_flow`` / ``energy_reweighted``
     / ``energy_reference`` (mean and standard error), ``w1_flow``, ``w2_flow``, ``w1_reweighted``, ``w2_reweighted``
     (energy distances to the reference, kT) and, with ``out``, ``plots`` (``energy_hist.png``) and ``report.json``
-    written there.
+    written there. Alanine-dipeptide samples (target ``ala2``) also get ``ramachandran``
+    (:func:`compscope.sampling.ramachandran_report`: basin populations flow / reweighted / reference, JS divergence
+    of the 64 x 64 Ramachandran histograms, ``ramachandran.png`` and ``phi_profile.png``) against
+    ``angles_reference`` (``{phi, psi, log_w, label, basin}`` of :func:`compscope.sampling.ala2_reference_angles`).
     """
     u, lw = np.asarray(samples["energy"]), np.asarray(samples["log_w"])
     ok = np.isfinite(lw)
@@ -202,10 +205,22 @@ def report_samples(samples: dict[str, Any], reference: np.ndarray | None = None,
         rep.update({"w1_flow": wasserstein_1d(uf, ref, 1), "w2_flow": wasserstein_1d(uf, ref, 2),
                     "w1_reweighted": wasserstein_1d(u, ref, 1, log_w_a=lw),
                     "w2_reweighted": wasserstein_1d(u, ref, 2, log_w_a=lw)})
+    rama = None
+    if samples.get("attrs", {}).get("target") == "ala2":
+        from ._openmm_target import ALA2_PHI, ALA2_PSI, dihedral_angles
+        from ._ramachandran import ramachandran_report
+
+        pos = np.asarray(samples["positions"], dtype=np.float64)
+        a = angles_reference or {}
+        rama = ramachandran_report(dihedral_angles(pos, ALA2_PHI), dihedral_angles(pos, ALA2_PSI), lw,
+                                   a.get("phi"), a.get("psi"), a.get("log_w"), ref_basin=a.get("basin"), out=out,
+                                   ref_label=a.get("label", "reference"))
+        rep["ramachandran"] = {k: v for k, v in rama.items() if k != "plots"}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         rep["plots"] = [str(_energy_plot(out / "energy_hist.png", u, lw, None if reference is None else ref, bins))]
+        rep["plots"] += rama["plots"] if rama is not None else []
         (out / "report.json").write_text(json.dumps(rep, indent=2))
     return rep
 
