@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--minutes", type=float, default=25.0, help="training budget of this call (0: evaluate only)")
     p.add_argument("--n", type=int, default=10000, help="samples drawn for ESS and the basin")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=TRAIN["eval_every"], help="validation (and budget check) steps")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     out = a.out
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> Path:
         shutil.move(path, ref_h5)
     train, test = _split(ref_h5)
     if a.minutes > 0:
-        train_ic_flow(train, test[:2000], out / "flow", time_budget_s=60 * a.minutes, seed=a.seed, **TRAIN, **FLOW)
+        train_ic_flow(train, test[:2000], out / "flow", time_budget_s=60 * a.minutes, seed=a.seed,
+                      **{**TRAIN, "eval_every": a.eval_every}, **FLOW)
     hist = json.loads((out / "flow" / "history.json").read_text())
     train_s = hist[-1]["wall_s"]
     flow = load_ic_flow(out / "flow")
