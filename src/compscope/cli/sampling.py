@@ -129,7 +129,8 @@ def draw(
                            progress=lambda k: bar.update(task, completed=k))
     attrs = {"target": info["target"], "model": info["checkpoint"], "flow": info["flow"], "seed": seed,
              "n_steps": n_steps or flow.n_steps, "dtype": dtype, "seconds": res["seconds"],
-             "samples_per_s": res["samples_per_s"], "n_invalid": res["n_invalid"], "epoch": info["epoch"]}
+             "samples_per_s": res["samples_per_s"], "n_invalid": res["n_invalid"],
+             "mirrored_fraction": res["mirrored_fraction"], "epoch": info["epoch"]}
     path = write_samples(out, res, attrs)
     from compscope.sampling import kish_ess
 
