@@ -70,12 +70,13 @@ def main(argv: list[str] | None = None) -> Path:
         dihedral_angles,
         importance_weights,
         kish_ess,
+        load_ic_flow,
         ramachandran_report,
         reweighted_mean,
+        train_ic_flow,
         wasserstein_1d,
         write_samples,
     )
-    from compscope.sampling._icflow import load_ic_flow, train_ic_flow
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=WORK / "sampling" / "ala2_icflow_seed0")

@@ -5,7 +5,8 @@ Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cache
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
 :mod:`._mbar` (MBAR reweighting of all replicas to one temperature), :mod:`._ramachandran` (alanine-dipeptide
-mode coverage: basin populations, Ramachandran histograms and JS divergence),
+mode coverage: basin populations, Ramachandran histograms and JS divergence), :mod:`._icflow` (the
+internal-coordinate coupling flow: Z-matrix with exact Jacobian, zuko circular splines),
 :mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._draw` (loading a trained
 flow, drawing with log q and weights, reports) and :mod:`._train` (training on :mod:`compscope.train`; imported
@@ -33,7 +34,8 @@ from ._estimators import (
     reweighted_mean,
     wasserstein_1d,
 )
-from ._flow import EquivariantCNF, EquivariantVectorField
+from ._flow import EquivariantCNF, EquivariantVectorField, fold_chirality
+from ._icflow import ALA2_ZMATRIX, ICFlow, ZMatrix, load_ic_flow, train_ic_flow
 from ._mbar import mbar_expectation, mbar_histogram, mbar_log_weights
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._openmm_target import (
@@ -78,7 +80,8 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "mbar_log_weights", "mbar_expectation", "mbar_histogram",
-           "js_divergence", "ramachandran_histogram", "ramachandran_report", "ala2_reference_angles",
+           "js_divergence", "ramachandran_histogram", "fold_chirality", "ZMatrix", "ICFlow", "ALA2_ZMATRIX",
+           "train_ic_flow", "load_ic_flow", "ramachandran_report", "ala2_reference_angles",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
