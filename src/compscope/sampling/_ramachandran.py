@@ -112,7 +112,7 @@ def _surface_plot(path: Path, panels: list, rep: dict) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels) + 1, 3.9), squeeze=False, layout="constrained")
     edges = np.linspace(-np.pi, np.pi, panels[0][1].shape[0] + 1)
     for ax, (label, h) in zip(axes[0], panels, strict=True):
         im = ax.pcolormesh(edges, edges, _free_energy(h).T, cmap="viridis", vmin=0, vmax=10, shading="flat")
