@@ -172,7 +172,12 @@ def main(argv: list[str] | None = None) -> Path:
     uf = u.numpy()[np.isfinite(u.numpy())]
     bw = rep["basin_reweighted"]
     p_b = bw["mean"]
-    n_eff_basin = p_b * (1 - p_b) / bw["se"] ** 2 if bw["se"] > 0 else None
+    # effective samples of the reweighted basin estimate: the delta method's p (1 - p) / se^2, capped by the Kish
+    # ESS (with a handful of dominant weights the delta-method se is itself unreliable and can be far too small)
+    n_eff_delta = p_b * (1 - p_b) / bw["se"] ** 2 if bw["se"] > 0 else float("inf")
+    n_eff_basin = min(n_eff_delta, iw.ess * a.n) if iw.ess > 0 else None
+    br = rep["basin_reference"]
+    z_basin = (p_b - br["mean"]) / float(np.hypot(bw["se"], br["se"]))
     flow_cpu = train_s + t_flow + t_energy
     # replica exchange: CPU seconds of all runs over the effective samples of its quoted (larger) error
     remd_wall = float(sum(summary["wall_s_per_run"]))
@@ -210,7 +215,9 @@ def main(argv: list[str] | None = None) -> Path:
         "cost_per_effective_basin_sample": {
             "flow_cpu_s": flow_cpu / n_eff_basin if n_eff_basin else None,
             "flow_cpu_s_drawing_only": (t_flow + t_energy) / n_eff_basin if n_eff_basin else None,
-            "flow_n_effective_basin": n_eff_basin,
+            "flow_n_effective_basin": n_eff_basin, "flow_n_effective_basin_delta_method": n_eff_delta,
+            "flow_basin_z_vs_reference": z_basin,
+            "flow_estimate_usable": bool(abs(z_basin) < 3 and iw.ess * a.n >= 100),
             "replica_exchange": remd,
         },
         "reference": {"file": str(ref_h5), "iterations_per_run": summary["iterations_per_run"],
@@ -229,7 +236,10 @@ def main(argv: list[str] | None = None) -> Path:
             "flow training seconds are CPU seconds (the niced job got 5-20 % of a core on the loaded machine, so "
             "its wall time, training.wall_s, is 5-20x longer); when the run did not record them (runs from before "
             "train_ic_flow kept cpu_s) they are steps_done x cpu_s_per_step_measured (a step timed here)",
-            "flow effective basin samples: p (1 - p) / se^2 with the delta-method se of the self-normalised estimate",
+            "flow effective basin samples: p (1 - p) / se^2 with the delta-method se of the self-normalised "
+            "estimate, capped by the Kish ESS; flow_estimate_usable is false when the reweighted basin population "
+            "disagrees with the reference by 3 combined standard errors or more or the Kish ESS is under 100 "
+            "samples: then its cost per effective sample is not a cost of a correct answer",
             "NLL: nats per frame of the Cartesian density modulo rigid motions (the Z-matrix volume factor included, "
             "the constant volume of translations x rotations left out)",
             "mirror_image_fraction: samples whose improper dihedral N-CA-C-CB has the sign opposite to the "
