@@ -123,7 +123,13 @@ def main(argv: list[str] | None = None) -> Path:
     # training CPU seconds: recorded by train_ic_flow (process time), or, for runs from before it did, the
     # measured CPU time of a training step here times the steps done (validation passes left out)
     cpu_per_step = _cpu_per_step(flow, train)
-    train_s = hist[-1].get("cpu_s") or hist[-1]["step"] * cpu_per_step
+    # a run resumed with a version that records cpu_s: the steps before the first record are estimated
+    first = next((h for h in hist if h.get("cpu_s")), None)
+    if first is None:
+        train_s = hist[-1]["step"] * cpu_per_step
+    else:
+        prev = max([h["step"] for h in hist if h["step"] < first["step"]], default=0)
+        train_s = hist[-1]["cpu_s"] + prev * cpu_per_step
     target = alanine_dipeptide()
     with torch.no_grad():
         lq_test = flow.log_prob(test)
@@ -193,7 +199,8 @@ def main(argv: list[str] | None = None) -> Path:
         "flow": "internal-coordinate coupling flow (compscope.sampling.ICFlow: Z-matrix, 60 ICs; zuko NCSF circular "
                 f"rational-quadratic spline couplings, {FLOW}), maximum likelihood on REMD 300 K frames",
         "training": {**TRAIN, "steps_done": hist[-1]["step"], "cpu_s": train_s, "wall_s": train_wall,
-                     "cpu_s_recorded": bool(hist[-1].get("cpu_s")), "cpu_s_per_step_measured": cpu_per_step,
+                     "cpu_s_recorded_from_step": first["step"] if first else None,
+                     "cpu_s_per_step_measured": cpu_per_step,
                      "n_train_frames": len(train), "n_test_frames": len(test),
                      "val_nll_curve": [(h["step"], round(h["val_nll"], 3)) for h in hist]},
         "test_nll": nll, "test_nll_se": nll_se, "test_nll_per_dof": nll / 60.0,
