@@ -3,7 +3,7 @@
 :func:`ramachandran_report` compares flow samples (raw and importance-reweighted) with a reference (the 300 K
 replica, or every replica reweighted by MBAR, of :mod:`._ala2_reference`): the population of the C7ax / alpha_L
 basin 0 < phi < 2.2 rad of each with its standard error, and the Jensen-Shannon divergence of the 64 x 64
-(phi, psi) probability histograms on [-pi, pi]^2 (natural log, 0 for equal histograms, log 2 for disjoint ones).
+(phi, psi) probability histograms on [-pi, pi)^2 (nats; histograms and divergence from :mod:`compscope.analysis`).
 With ``out`` it draws the three free-energy surfaces side by side (``ramachandran.png``) and the phi profiles
 (``phi_profile.png``). :func:`ala2_reference_angles` reads phi, psi and weights from a reference file.
 """
@@ -15,36 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from compscope.analysis import js_divergence
+from compscope.analysis import ramachandran_histogram as _histogram
+
 from ._errors import SamplingInputError
 from ._estimators import reweighted_mean
 from ._openmm_target import ALA2_BASIN
 
-__all__ = ["js_divergence", "ramachandran_histogram", "ramachandran_report", "ala2_reference_angles"]
-
-_RANGE = [[-np.pi, np.pi], [-np.pi, np.pi]]
-
-
-def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
-    """Jensen-Shannon divergence (nats) of two histograms (any shape; each normalised to sum 1 here)."""
-    p = np.asarray(p, dtype=np.float64).ravel()
-    q = np.asarray(q, dtype=np.float64).ravel()
-    if p.shape != q.shape or p.sum() <= 0 or q.sum() <= 0 or (p < 0).any() or (q < 0).any():
-        raise SamplingInputError("js_divergence needs two non-negative histograms of the same shape with mass",
-                                 hint="histogram both sample sets on the same bins")
-    p, q = p / p.sum(), q / q.sum()
-    m = 0.5 * (p + q)
-
-    def kl(a):
-        nz = a > 0
-        return float((a[nz] * np.log(a[nz] / m[nz])).sum())
-
-    return 0.5 * kl(p) + 0.5 * kl(q)
-
+__all__ = ["ramachandran_histogram", "ramachandran_report", "ala2_reference_angles"]
 
 def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, log_w: np.ndarray | None = None,
                            bins: int = 64) -> np.ndarray:
-    """(bins, bins) probability histogram of (phi, psi) on [-pi, pi]^2, weighted by ``exp(log_w)`` (-inf: dropped)."""
-    phi, psi = np.asarray(phi, dtype=np.float64), np.asarray(psi, dtype=np.float64)
+    """(bins, bins) probability histogram of (phi, psi) on [-pi, pi)^2 weighted by ``exp(log_w)`` (-inf: dropped);
+    :func:`compscope.analysis.ramachandran_histogram` with log weights."""
     w = None
     if log_w is not None:
         lw = np.asarray(log_w, dtype=np.float64)
@@ -52,8 +35,7 @@ def ramachandran_histogram(phi: np.ndarray, psi: np.ndarray, log_w: np.ndarray |
         if not ok.any():
             raise SamplingInputError("every weight is zero (log w = -inf)", hint="no valid flow sample to histogram")
         w = np.where(ok, np.exp(np.where(ok, lw, 0.0) - lw[ok].max()), 0.0)
-    h = np.histogram2d(phi, psi, bins=bins, range=_RANGE, weights=w)[0]
-    return h / h.sum()
+    return _histogram(phi, psi, bins=bins, weights=w)
 
 
 def _basin(phi: np.ndarray, log_w: np.ndarray | None) -> dict[str, float]:
