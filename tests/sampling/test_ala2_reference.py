@@ -44,6 +44,14 @@ def test_replica_exchange_resumes_and_keeps_the_300K_state(tmp_path):
         pos, u = h5["positions"][:], h5["energy"][:]
         np.testing.assert_array_equal(h5["iteration"][:], np.arange(1, 7))  # resumed, not restarted
         phi = h5["phi"][:]
+        g = {k: h5["all_replicas"][k][:] for k in h5["all_replicas"]}
+        rama = h5["ramachandran/mbar"][:]
+    # every replica's frame is reweighted to 300 K by MBAR; the 300 K frames are among them with their energies
+    assert s["mbar"]["n_samples"] == 18 and len(g["phi"]) == 18 and sorted(np.bincount(g["state"])) == [6, 6, 6]
+    assert np.exp(g["log_w"]).sum() == pytest.approx(1.0) and 0.0 <= s["mbar"]["basin_population"] <= 1.0
+    np.testing.assert_allclose(np.sort(g["energy"][g["state"] == 0]), np.sort(u))
+    np.testing.assert_allclose(np.sort(g["phi"][g["state"] == 0]), np.sort(phi), atol=1e-6)
+    assert s["mbar"]["f_k"][0] == 0.0 and rama.shape == (64, 64) and rama.sum() == pytest.approx(1.0)
     assert pos.shape == (6, 22, 3) and np.isfinite(pos).all()
     # the stored reduced energies are those of the 300 K target at the stored positions
     np.testing.assert_allclose(alanine_dipeptide().energy(torch.as_tensor(pos, dtype=torch.float64)).numpy(), u,
@@ -79,3 +87,22 @@ def test_cli_reference_ala2(tmp_path):
     assert summary["n_samples"] == 6 and summary["complete"] and 0.0 <= summary["basin_population"] <= 1.0
     res = CliRunner().invoke(app, ["sample", "reference", "ala2", "--out", str(out), "--set", "n_replica=3"])
     assert res.exit_code != 0 and "n_replica" in res.output
+    # `sample report` of alanine-dipeptide samples against this reference: Ramachandran plots and basin populations
+    from compscope.sampling import write_samples
+
+    with h5py.File(out / "reference.h5") as h5:
+        pos = h5["positions"][:]
+    rng = np.random.default_rng(0)
+    x = np.concatenate([pos] * 5) + rng.normal(0, 0.02, (5 * len(pos), 22, 3))
+    u = alanine_dipeptide().energy(torch.as_tensor(x)).numpy()
+    log_q = -0.5 * ((x - np.concatenate([pos] * 5)) ** 2).sum((1, 2)) / 0.02**2  # a stand-in proposal density
+    write_samples(tmp_path / "s.h5", {"positions": x, "log_q": log_q, "energy": u, "log_w": -u - log_q},
+                  {"target": "ala2"})
+    res = CliRunner().invoke(app, ["sample", "report", str(tmp_path / "s.h5"), "--reference",
+                                   str(out / "reference.h5"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())["ramachandran"]
+    assert {"basin_flow", "basin_reweighted", "basin_reference", "js_flow", "js_reweighted"} <= set(rep)
+    assert 0.0 <= rep["js_flow"] <= np.log(2) and "Ramachandran JS" in res.output
+    for png in ("ramachandran.png", "phi_profile.png", "energy_hist.png"):
+        assert (tmp_path / "rep" / png).stat().st_size > 1000

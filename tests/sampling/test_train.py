@@ -57,7 +57,11 @@ def test_cli_train_errors(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_resolve(path):
     cfg = resolve_config(load_yaml(path))
-    assert cfg["flow"]["n_particles"] == 4 and cfg["trainer"]["monitor"] == "val_nll"
+    from compscope.sampling import get_target
+
+    n = get_target(cfg["data"]["target"]).n_particles
+    assert cfg["flow"]["n_particles"] == n and cfg["trainer"]["monitor"] == "val_nll"
+    assert len(cfg["flow"].get("atom_types") or [0] * n) == n
     with pytest.raises(ConfigError, match="unknown top-level"):
         resolve_config({**load_yaml(path), "lr": 1.0})
 

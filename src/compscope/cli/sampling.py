@@ -5,7 +5,8 @@ maximum likelihood (:func:`compscope.sampling.train_flow`, configs in ``configs/
 ``compscope sample draw MODEL --n N --out samples.h5 [--batch B] [--seed S]`` draws from a trained flow (positions,
 exact log q, energy in kT, log importance weights; :func:`compscope.sampling.draw_samples`);
 ``compscope sample report samples.h5 [--reference dw4/test] [--out DIR]`` prints ESS, mean energies and energy
-Wasserstein distances (flow and reweighted vs reference) and plots the energy histograms
+Wasserstein distances (flow and reweighted vs reference) and plots the energy histograms (alanine dipeptide:
+also basin populations, Ramachandran JS divergence and plots against a replica-exchange ``reference.h5``)
 (:func:`compscope.sampling.report_samples`);
 ``compscope sample reference dw4|lj13|lj55 [--out DIR] [--resume] [--set key=value ...]`` runs the reference MCMC
 (:func:`compscope.sampling.make_reference`); ``--set`` keys are its arguments (``n_samples``, ``n_chains``,
@@ -131,7 +132,8 @@ def draw(
                            progress=lambda k: bar.update(task, completed=k))
     attrs = {"target": info["target"], "model": info["checkpoint"], "flow": info["flow"], "seed": seed,
              "n_steps": n_steps or flow.n_steps, "dtype": dtype, "seconds": res["seconds"],
-             "samples_per_s": res["samples_per_s"], "n_invalid": res["n_invalid"], "epoch": info["epoch"]}
+             "samples_per_s": res["samples_per_s"], "n_invalid": res["n_invalid"],
+             "mirrored_fraction": res["mirrored_fraction"], "epoch": info["epoch"]}
     path = write_samples(out, res, attrs)
     from compscope.sampling import kish_ess
 
@@ -166,7 +168,12 @@ def report(
         x = load_positions(source, target)
         with torch.no_grad():
             ref = get_target(target).energy(x).double().numpy()
-    rep = report_samples(data, ref, out=out, bins=bins)
+    angles = None
+    if target == "ala2" and reference is not None and reference.endswith(".h5"):
+        from compscope.sampling import ala2_reference_angles
+
+        angles = ala2_reference_angles(reference)  # every replica reweighted by MBAR when the file has them
+    rep = report_samples(data, ref, out=out, bins=bins, angles_reference=angles)
 
     def pm(d):
         return f"{d['mean']:.3f} ± {d['se']:.3f}"
@@ -181,6 +188,17 @@ def report(
         rows += [("mean energy, reference (kT)", pm(rep["energy_reference"])),
                  ("energy W1 flow / reweighted (kT)", f"{rep['w1_flow']:.3f} / {rep['w1_reweighted']:.3f}"),
                  ("energy W2 flow / reweighted (kT)", f"{rep['w2_flow']:.3f} / {rep['w2_reweighted']:.3f}")]
+    if "ramachandran" in rep:
+        ra = rep["ramachandran"]
+
+        def pct(d):
+            return f"{100 * d['mean']:.2f} ± {100 * d['se']:.2f} %"
+
+        rows += [("basin 0<phi<2.2, flow", pct(ra["basin_flow"])),
+                 ("basin 0<phi<2.2, reweighted", pct(ra["basin_reweighted"]))]
+        if "js_flow" in ra:
+            rows += [("basin 0<phi<2.2, reference", pct(ra["basin_reference"])),
+                     ("Ramachandran JS 64x64 flow / reweighted", f"{ra['js_flow']:.4f} / {ra['js_reweighted']:.4f}")]
     if "samples_per_s" in data["attrs"]:
         rows.append(("samples/s (draw)", f"{data['attrs']['samples_per_s']:.1f}"))
     for r in rows:

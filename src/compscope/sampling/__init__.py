@@ -4,6 +4,9 @@ Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential),
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
+:mod:`._mbar` (MBAR reweighting of all replicas to one temperature), :mod:`._ramachandran` (alanine-dipeptide
+mode coverage: basin populations, Ramachandran histograms and JS divergence), :mod:`._icflow` (the
+internal-coordinate coupling flow: Z-matrix with exact Jacobian, zuko circular splines),
 :mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._largestep`
 (Metropolis-Hastings with learned-kernel, flow or Gaussian proposals, batched; issue #21), :mod:`._chain` (its
@@ -37,7 +40,8 @@ from ._estimators import (
     reweighted_mean,
     wasserstein_1d,
 )
-from ._flow import EquivariantCNF, EquivariantVectorField
+from ._flow import EquivariantCNF, EquivariantVectorField, fold_chirality
+from ._icflow import ALA2_ZMATRIX, ICFlow, ZMatrix, load_ic_flow, train_ic_flow
 from ._largestep import (
     ConditionalFlowProposal,
     GaussianKernel,
@@ -46,6 +50,7 @@ from ._largestep import (
     LargeStepState,
     Proposal,
 )
+from ._mbar import mbar_expectation, mbar_histogram, mbar_log_weights
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._openmm_target import (
     ALA2_BASIN,
@@ -56,6 +61,7 @@ from ._openmm_target import (
     alanine_dipeptide,
     dihedral_angles,
 )
+from ._ramachandran import ala2_reference_angles, ramachandran_report
 from ._reference import (
     REFERENCE_DEFAULTS,
     compare_energies,
@@ -88,6 +94,9 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
+           "mbar_log_weights", "mbar_expectation", "mbar_histogram",
+           "fold_chirality", "ZMatrix", "ICFlow", "ALA2_ZMATRIX",
+           "train_ic_flow", "load_ic_flow", "ramachandran_report", "ala2_reference_angles",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT",
            "Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",
            "LargeStepState", "run_chain", "read_chain", "ChainResult", "CHAIN_FORMAT", "ConditionalCouplingFlow",

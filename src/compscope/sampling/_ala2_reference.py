@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import SamplingInputError
+from ._mbar import mbar_expectation, mbar_histogram
 from ._openmm_target import ALA2_BASIN, ALA2_PHI, ALA2_PSI, dihedral_angles
 
 __all__ = ["make_ala2_reference", "assemble_ala2_reference", "basin_population", "ala2_reference_dir",
@@ -63,6 +64,7 @@ ALA2_REFERENCE_DEFAULTS = {
 
 #: the two peptide bonds' dihedrals CH3-C-N-CA (ACE-ALA) and CA-C-N-CH3 (ALA-NME); trans is |omega| ~ pi
 ALA2_OMEGAS = ((0, 1, 6, 7), (7, 9, 16, 17))
+RAMA_BINS = 64  # Ramachandran histograms of reference.h5 (phi x psi on [-pi, pi]^2)
 _SAFE = {"n_iterations", "workers"}  # settings a resumed run may change
 
 
@@ -232,6 +234,9 @@ def _read_run(run_dir: Path, burn_in: int) -> dict | None:
         omega = dihedral_angles(allpos.reshape(-1, allpos.shape[2], 3), ALA2_OMEGAS).reshape(*allpos.shape[:2], 2)
         cis = (np.abs(omega) < np.pi / 2).any(-1)
         st = states[start:n_it]
+        # every replica's frame for MBAR: its reduced potential at every state, its dihedrals and state
+        u_all = energies[start:n_it].reshape(-1, energies.shape[2])  # (it * replica, state), iteration-major
+        psi_all = dihedral_angles(allpos.reshape(-1, allpos.shape[2], 3), ALA2_PSI)
         per_state = [(int(in_basin[st == k].sum()), int((st == k).sum()), int(cis[st == k].sum()))
                      for k in range(states.shape[1])]
     k = accepted.shape[0]
@@ -239,7 +244,9 @@ def _read_run(run_dir: Path, burn_in: int) -> dict | None:
            for i in range(k - 1)]
     progress = json.loads((run_dir / "progress.json").read_text()) if (run_dir / "progress.json").exists() else {}
     return {"positions": pos, "energy": u, "iteration": its, "n_iterations": n_it - 1, "acceptance": acc,
-            "wall_s": float(progress.get("wall_s", 0.0)), "per_state": per_state}
+            "wall_s": float(progress.get("wall_s", 0.0)), "per_state": per_state,
+            "all": {"u_kn": u_all.T, "state": st.reshape(-1), "phi": phi_all.reshape(-1), "psi": psi_all,
+                    "iteration": np.repeat(its, states.shape[1])}}
 
 
 def _temperatures(cfg: dict) -> np.ndarray:
@@ -301,6 +308,24 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | 
         "burn_in": int(cfg["burn_in"]), "wall_s_per_run": wall, "energy_mean_kT": float(energy.mean()),
         "energy_sd_kT": float(energy.std()),
     }
+    # MBAR over every replica: all temperatures' frames reweighted to t_min (samples run-major, iteration order)
+    u_kn = np.concatenate([d["all"]["u_kn"] for _, d in runs], axis=1)
+    st_all = np.concatenate([d["all"]["state"] for _, d in runs])
+    run_all = np.concatenate([np.full(len(d["all"]["state"]), r) for r, d in runs])
+    phi_all = np.concatenate([d["all"]["phi"] for _, d in runs])
+    psi_all = np.concatenate([d["all"]["psi"] for _, d in runs])
+    in_basin_all = ((phi_all > ALA2_BASIN[0]) & (phi_all < ALA2_BASIN[1])).astype(np.float64)
+    mb = mbar_expectation(in_basin_all, u_kn, st_all, run=run_all, n_blocks=n_blocks, state=0)
+    summary["mbar"] = {
+        "basin_population": mb["value"], "basin_error_blocks": mb["error_blocks"], "basin_error_runs": mb["error_runs"],
+        "basin_population_per_run": mb["per_run"], "n_samples": int(len(st_all)), "ess": mb["ess"],
+        "f_k": [round(float(f), 4) for f in mb["f_k"]]}
+    summary["phi_profile_error_kT"] = _profile_errors(phi, run, phi_all, run_all, mb["log_w"], n_blocks)
+    rama = {}
+    for name, (x, y, lw, rr) in {"300K": (phi, psi, np.full(len(phi), -np.log(len(phi))), run),
+                                 "mbar": (phi_all, psi_all, mb["log_w"], run_all)}.items():
+        rama[name] = mbar_histogram(x, y, lw, bins=RAMA_BINS, range_=[[-np.pi, np.pi], [-np.pi, np.pi]], run=rr,
+                                    n_blocks=n_blocks)
     final = Path(path) if path is not None else out / "reference.h5"
     tmp = final.with_name(final.name + ".tmp")
     with h5py.File(tmp, "w") as h5:
@@ -312,12 +337,44 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | 
         h5["run"], h5["iteration"] = run, iteration
         h5["temperatures"] = _temperatures(cfg)
         h5["acceptance"] = acc
+        g = h5.create_group("all_replicas")  # every replica's frame, with its MBAR weight at t_min
+        g["phi"], g["psi"], g["state"], g["run"] = phi_all, psi_all, st_all, run_all
+        g["iteration"] = np.concatenate([d["all"]["iteration"] for _, d in runs])
+        g["energy"] = u_kn[0]
+        g["energy"].attrs["unit"] = "kT at t_min"
+        g["log_w"] = mb["log_w"]
+        g["log_w"].attrs["what"] = "normalised log MBAR weight at t_min"
+        for name, (p_, se) in rama.items():  # Ramachandran probability histograms (phi x psi), 64 x 64 on [-pi, pi]
+            h5[f"ramachandran/{name}"] = p_
+            h5[f"ramachandran/{name}_se"] = se
         h5.attrs["config"] = json.dumps(cfg)
         h5.attrs["summary"] = json.dumps(summary)
         h5.attrs["target"] = json.dumps({"name": "ala2", "temperature": float(cfg["t_min"]), "forcefield": "amber14",
                                          "solvent": "vacuum", "constraints": None})
     os.replace(tmp, final)
     return final, summary
+
+
+def _profile_errors(phi: np.ndarray, run: np.ndarray, phi_all: np.ndarray, run_all: np.ndarray, log_w: np.ndarray,
+                    n_blocks: int, bins: int = 36) -> dict:
+    """Block standard error of the phi free-energy profile (kT) of both estimators on the bins both populate.
+
+    ``se(F) = se(p) / p`` per bin; reported as the median and the largest over bins with p > 1e-3 in both (the
+    basin's bins included), and the largest within the basin.
+    """
+    rng = (-np.pi, np.pi)
+    p1, se1 = mbar_histogram(phi, None, np.zeros(len(phi)), bins=bins, range_=rng, run=run, n_blocks=n_blocks)
+    p2, se2 = mbar_histogram(phi_all, None, log_w, bins=bins, range_=rng, run=run_all, n_blocks=n_blocks)
+    ok = (p1 > 1e-3) & (p2 > 1e-3)
+    centres = np.linspace(*rng, bins + 1)[:-1] + np.pi / bins
+    basin = ok & (centres > ALA2_BASIN[0]) & (centres < ALA2_BASIN[1])
+    out = {"bins": bins, "n_bins_compared": int(ok.sum())}
+    for name, (p_, se) in {"300K": (p1, se1), "mbar": (p2, se2)}.items():
+        f_se = se[ok] / p_[ok]
+        out[name] = {"median": float(np.median(f_se)) if ok.any() else None,
+                     "max": float(f_se.max()) if ok.any() else None,
+                     "max_in_basin": float((se[basin] / p_[basin]).max()) if basin.any() else None}
+    return out
 
 
 def make_ala2_reference(out: str | Path | None = None, resume: bool = False, *, data_path: str | Path | None = None,

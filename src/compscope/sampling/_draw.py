@@ -27,7 +27,7 @@ import yaml
 
 from ._errors import SamplingInputError
 from ._estimators import energy_histogram, importance_weights, reweighted_mean, wasserstein_1d
-from ._flow import EquivariantCNF
+from ._flow import EquivariantCNF, fold_chirality
 from ._targets import get_target
 
 __all__ = ["load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
@@ -101,12 +101,19 @@ def load_flow(path: str | Path, dtype: torch.dtype | None = None) -> tuple[Equiv
     return flow.to(dtype or saved).eval(), info
 
 
+ALA2_L_IMPROPER = ((6, 7, 9, 8), -1.0)
+"""Improper dihedral N-CA-C-CB of alanine dipeptide and its sign for L-alanine (the committed PDB: -2.14 rad)."""
+
+
 def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, seed: int = 0,
                  n_steps: int | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """``n`` flow samples with exact ``log q``, their energies (kT) and log weights, and the timing.
 
-    Returns ``{positions (n, p, d), log_q (n,), energy (n,), log_w (n,), n_invalid, seconds, samples_per_s}``
-    (numpy, float64). ``progress(k)`` is called with the number of samples done after each batch.
+    Returns ``{positions (n, p, d), log_q (n,), energy (n,), log_w (n,), n_invalid, seconds, samples_per_s,
+    mirrored_fraction}`` (numpy, float64). ``progress(k)`` is called with the number of samples done after each
+    batch. Alanine dipeptide (target ``ala2``): the E(n) flow's density is reflection-symmetric, so D-alanine
+    samples are mirrored onto L-alanine and every ``log q`` gains log 2 (:func:`fold_chirality`;
+    ``mirrored_fraction`` is the share that was mirrored, about one half).
     """
     if n < 1 or batch_size < 1:
         raise SamplingInputError(f"n={n}, batch_size={batch_size}: both must be positive", hint="e.g. --n 10000")
@@ -114,10 +121,13 @@ def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, s
     g = torch.Generator().manual_seed(int(seed))
     xs, lqs, us = [], [], []
     t0 = time.perf_counter()
-    done = 0
+    done, mirrored = 0, 0.0
     while done < n:
         b = min(batch_size, n - done)
         x, log_q = flow.sample(b, n_steps=n_steps, generator=g)
+        if getattr(t, "name", None) == "ala2":  # an O(n)-invariant flow: fold D- onto L-alanine, log q + log 2
+            x, log_q, frac = fold_chirality(x, log_q, *ALA2_L_IMPROPER)
+            mirrored += frac * b
         ok = torch.isfinite(x).reshape(b, -1).all(1)
         u = torch.full((b,), float("nan"), dtype=x.dtype)
         if ok.any():
@@ -133,7 +143,8 @@ def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, s
     u, lq = np.concatenate(us), np.concatenate(lqs)
     iw = importance_weights(u, lq)
     return {"positions": np.concatenate(xs), "log_q": lq, "energy": u, "log_w": iw.log_w,
-            "n_invalid": iw.n_invalid, "seconds": seconds, "samples_per_s": n / seconds}
+            "n_invalid": iw.n_invalid, "seconds": seconds, "samples_per_s": n / seconds,
+            "mirrored_fraction": mirrored / n}
 
 
 def write_samples(path: str | Path, samples: dict[str, Any], attrs: dict[str, Any]) -> Path:
@@ -181,13 +192,16 @@ def _mean(values, log_w=None) -> dict[str, float]:
 
 
 def report_samples(samples: dict[str, Any], reference: np.ndarray | None = None, out: str | Path | None = None,
-                   bins: int = 60) -> dict[str, Any]:
+                   bins: int = 60, angles_reference: dict | None = None) -> dict[str, Any]:
     """Summary of flow samples (:func:`read_samples`), against reference energies (kT) when given.
 
     Returns ``n``, ``n_invalid``, ``ess`` (Kish, fraction of all proposals), ``energy_flow`` / ``energy_reweighted``
     / ``energy_reference`` (mean and standard error), ``w1_flow``, ``w2_flow``, ``w1_reweighted``, ``w2_reweighted``
     (energy distances to the reference, kT) and, with ``out``, ``plots`` (``energy_hist.png``) and ``report.json``
-    written there.
+    written there. Alanine-dipeptide samples (target ``ala2``) also get ``ramachandran``
+    (:func:`compscope.sampling.ramachandran_report`: basin populations flow / reweighted / reference, JS divergence
+    of the 64 x 64 Ramachandran histograms, ``ramachandran.png`` and ``phi_profile.png``) against
+    ``angles_reference`` (``{phi, psi, log_w, label, basin}`` of :func:`compscope.sampling.ala2_reference_angles`).
     """
     u, lw = np.asarray(samples["energy"]), np.asarray(samples["log_w"])
     ok = np.isfinite(lw)
@@ -202,10 +216,22 @@ def report_samples(samples: dict[str, Any], reference: np.ndarray | None = None,
         rep.update({"w1_flow": wasserstein_1d(uf, ref, 1), "w2_flow": wasserstein_1d(uf, ref, 2),
                     "w1_reweighted": wasserstein_1d(u, ref, 1, log_w_a=lw),
                     "w2_reweighted": wasserstein_1d(u, ref, 2, log_w_a=lw)})
+    rama = None
+    if samples.get("attrs", {}).get("target") == "ala2":
+        from ._openmm_target import ALA2_PHI, ALA2_PSI, dihedral_angles
+        from ._ramachandran import ramachandran_report
+
+        pos = np.asarray(samples["positions"], dtype=np.float64)
+        a = angles_reference or {}
+        rama = ramachandran_report(dihedral_angles(pos, ALA2_PHI), dihedral_angles(pos, ALA2_PSI), lw,
+                                   a.get("phi"), a.get("psi"), a.get("log_w"), ref_basin=a.get("basin"), out=out,
+                                   ref_label=a.get("label", "reference"))
+        rep["ramachandran"] = {k: v for k, v in rama.items() if k != "plots"}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         rep["plots"] = [str(_energy_plot(out / "energy_hist.png", u, lw, None if reference is None else ref, bins))]
+        rep["plots"] += rama["plots"] if rama is not None else []
         (out / "report.json").write_text(json.dumps(rep, indent=2))
     return rep
 

@@ -12,7 +12,9 @@ core shared with ``generate``). The divergence is computed **exactly** (one auto
 pass per coordinate: ``n_particles * dim`` of them, cheap for DW4/LJ13) or, for training on larger systems, by
 Hutchinson's unbiased estimator with Rademacher noise. Because the field is E(n)-equivariant and
 permutation-equivariant and the base is isotropic, ``log q`` is invariant under rotations, reflections,
-translations (positions are centred) and permutations.
+translations (positions are centred) and permutations (of particles of one type, with ``atom_types``). Reflection
+invariance makes ``q`` of a chiral molecule exactly symmetric between the two enantiomers:
+:func:`fold_chirality` maps the mirror-image samples onto the wanted one and adds log 2 to every ``log q``.
 
 Shapes: positions ``(batch, n_particles, dim)``; log-densities ``(batch,)``.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,7 +33,7 @@ from ._errors import SamplingInputError
 from ._targets import check_positions
 
 __all__ = ["EquivariantVectorField", "EquivariantCNF", "divergence_exact", "divergence_hutchinson",
-           "mean_free_log_normal"]
+           "mean_free_log_normal", "fold_chirality"]
 
 
 def _centre(x: torch.Tensor) -> torch.Tensor:
@@ -53,13 +56,25 @@ class EquivariantVectorField(nn.Module):
         num_layers: EGNN layers.
         coords_range: bound of the coordinate update (EGNN ``tanh`` range, split over layers).
         init_gain: Xavier gain of the last coordinate layer (small: the flow starts near the identity).
+        atom_types: (n_particles,) integer type of every particle (one-hot node features beside ``t``): particles
+            of different types are told apart (molecules: one type per atom makes every atom distinguishable, as
+            for alanine dipeptide); None: all identical (DW4, LJn), permutation-equivariant.
     """
 
     def __init__(self, n_particles: int, dim: int, hidden: int = 32, num_layers: int = 3, coords_range: float = 15.0,
-                 init_gain: float = 1e-3):
+                 init_gain: float = 1e-3, atom_types: list[int] | None = None):
         super().__init__()
         self.n_particles, self.dim = int(n_particles), int(dim)
-        self.egnn = EGNN(in_features=1, hidden=hidden, num_layers=num_layers, coords_range=coords_range)
+        if atom_types is not None:
+            types = torch.as_tensor(atom_types, dtype=torch.long)
+            if types.shape != (self.n_particles,) or types.min() < 0:
+                raise SamplingInputError(f"atom_types needs {self.n_particles} non-negative integers, got "
+                                         f"{list(types.shape)}", hint="one type index per particle")
+            self.register_buffer("types", nn.functional.one_hot(types).float(), persistent=False)
+        else:
+            self.types = None
+        n_feat = 1 + (0 if self.types is None else self.types.shape[1])
+        self.egnn = EGNN(in_features=n_feat, hidden=hidden, num_layers=num_layers, coords_range=coords_range)
         for layer in self.egnn.layers:
             nn.init.xavier_uniform_(layer.phi_x[-1].weight, gain=init_gain)
         n = self.n_particles
@@ -72,6 +87,8 @@ class EquivariantVectorField(nn.Module):
         edge_index = self.pairs.repeat(1, b) + offsets  # (2, b n (n-1))
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1)
         h = t.expand(b).repeat_interleave(n)[:, None]  # (b n, 1)
+        if self.types is not None:
+            h = torch.cat([h, self.types.to(x.dtype).repeat(b, 1)], 1)  # (b n, 1 + n_types)
         flat = x.reshape(b * n, d)
         _, moved = self.egnn(h, flat, edge_index)
         return _centre((moved - flat).reshape(b, n, d))  # (b, n, d)
@@ -84,6 +101,7 @@ class EquivariantCNF(nn.Module):
         n_particles, dim: event shape.
         hidden, num_layers, coords_range, init_gain: of the :class:`EquivariantVectorField`.
         n_steps: RK4 steps over ``t in [0, 1]`` (the error of log q falls as ``n_steps^-4``).
+        atom_types: particle types of the field (see :class:`EquivariantVectorField`).
 
     Examples:
         >>> flow = EquivariantCNF(4, 2, hidden=8, num_layers=1, n_steps=4).double()
@@ -93,10 +111,12 @@ class EquivariantCNF(nn.Module):
     """
 
     def __init__(self, n_particles: int, dim: int, hidden: int = 32, num_layers: int = 3,
-                 coords_range: float = 15.0, init_gain: float = 1e-3, n_steps: int = 20):
+                 coords_range: float = 15.0, init_gain: float = 1e-3, n_steps: int = 20,
+                 atom_types: list[int] | None = None):
         super().__init__()
         self.n_particles, self.dim, self.n_steps = int(n_particles), int(dim), int(n_steps)
-        self.field = EquivariantVectorField(n_particles, dim, hidden, num_layers, coords_range, init_gain)
+        self.field = EquivariantVectorField(n_particles, dim, hidden, num_layers, coords_range, init_gain,
+                                            atom_types)
 
     def _rhs(self, t: float, x: torch.Tensor, noise: torch.Tensor | None, create_graph: bool,
              divergence: bool = True):
@@ -153,3 +173,22 @@ class EquivariantCNF(nn.Module):
         z = _centre(torch.randn(n, self.n_particles, self.dim, generator=generator, dtype=p.dtype))
         x, a = self.integrate(z, 0.0, 1.0, n_steps)
         return x.detach(), (mean_free_log_normal(z) - a).detach()
+
+
+def fold_chirality(x: torch.Tensor, log_q: torch.Tensor, improper: tuple[int, int, int, int],
+                   sign: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mirror the samples of the wrong handedness and account for it in ``log q`` (E(n) flows only).
+
+    A flow with an O(n)-invariant density has ``q(x) = q(Px)`` for the mirror image ``Px``, so the density of the
+    folded samples on the wanted enantiomer is ``q(x) + q(Px) = 2 q(x)``: every ``log q`` gains log 2. The
+    handedness is the sign of the improper dihedral ``improper`` (e.g. N-CA-C-CB of an amino acid; ``sign`` that
+    of the wanted enantiomer). Returns the folded positions, their log-density and the mirrored fraction.
+    """
+    from ._openmm_target import dihedral_angles
+
+    chi = dihedral_angles(x, improper)
+    wrong = torch.sign(chi) != float(np.sign(sign))
+    flip = torch.ones(x.shape[-1], dtype=x.dtype)
+    flip[-1] = -1.0
+    x = torch.where(wrong[:, None, None], x * flip, x)
+    return x, log_q + math.log(2.0), float(wrong.double().mean())

@@ -166,7 +166,7 @@ def read_reference(path: str | Path) -> dict:
     with h5py.File(path, "r") as h5:
         attrs = {k: (json.loads(v) if k in ("target", "sampler") else v) for k, v in h5.attrs.items()}
         return {"positions": torch.as_tensor(h5["positions"][:]), "energy": torch.as_tensor(h5["energy"][:]),
-                "chain": torch.as_tensor(h5["chain"][:]), "attrs": attrs}
+                "chain": torch.as_tensor(h5["chain" if "chain" in h5 else "run"][:]), "attrs": attrs}  # ala2: runs
 
 
 def load_split(name: str, split: str = "test", path: str | Path | None = None) -> torch.Tensor:

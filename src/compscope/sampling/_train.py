@@ -103,7 +103,7 @@ class FlowDataModule(L.LightningDataModule):
 
 
 LOSSES = ("likelihood", "flow_matching")
-ALIGNMENTS = ("none", "ot", "equivariant")
+ALIGNMENTS = ("none", "ot", "equivariant", "rotation")
 
 
 class FlowModule(L.LightningModule):
@@ -151,7 +151,8 @@ class FlowModule(L.LightningModule):
         x0 = x0 - x0.mean(1, keepdim=True)
         a = self.hparams.alignment
         if a != "none":
-            x0 = equivariant_ot(x0, x1, permute=a == "equivariant", rotate=a == "equivariant")
+            # "rotation": distinguishable atoms (atom_types), orthogonal alignment without permutations
+            x0 = equivariant_ot(x0, x1, permute=a == "equivariant", rotate=a in ("equivariant", "rotation"))
         t = torch.rand(len(x1), dtype=x1.dtype, device=x1.device)
         xt, u = straight_path(x0, x1, t[:, None, None])
         if self.hparams.sigma > 0:
