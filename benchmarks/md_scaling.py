@@ -36,6 +36,12 @@ if not __package__:  # run as `python benchmarks/<name>.py`: put the repository 
 from benchmarks._common import ROOT, WORK, write_result  # noqa: E402
 
 OUT = WORK / "md_scaling"
+DEFAULT_PLAN = ";".join([
+    "compscope,192,float32,1,5", "mace,192,float32,1,3", "compscope,1536,float32,1,3", "mace,1536,float32,1,2",
+    "compscope,1536,float64,1,2", "compscope,1536,float32,2,3", "compscope,12288,float32,1,1",
+    "mace,12288,float32,1,1", "compscope,12288,float32,2,1", "compscope,98304,float32,1,1",
+])
+"""The measurements of the throughput part: code, atoms, dtype, threads, timed steps (after one warm-up step)."""
 TARGETS = {
     "force_mae_ratio_vs_mace": 0.8,  # compscope's test force MAE over mace-torch's, same budget and threads
     "linear_scaling_us_per_atom_step_spread": 0.2,  # 1.5k -> 100k atoms, within 20 %
@@ -252,6 +258,233 @@ def part_water(args) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------
+SIZES = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8), 1119744: (18, 18, 18)}
+"""Atoms -> replication of the 192-atom water cell."""
+
+ONE_SIZE = r"""
+import json, resource, sys, time
+args = json.loads(sys.argv[1])
+import os
+os.environ["COMPSCOPE_NUM_THREADS"] = str(args["threads"])
+import numpy as np
+import torch
+from ase.io import read
+from compscope.runtime import configure_threads
+configure_threads(args["threads"])
+base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from compscope.md import simulate
+from compscope.models import build_model
+dtype = getattr(torch, args["dtype"])
+if args["model"]:
+    from compscope.md import load_potential
+    model = load_potential(args["model"], dtype=dtype)
+else:
+    torch.manual_seed(0)
+    model = build_model(preset="small", species=[1, 8], r_max=5.0, avg_num_neighbors=50.0).to(dtype).eval()
+atoms = read(args["start"], 0).repeat(args["reps"])
+t0 = time.perf_counter()
+if n_warm := args.get("warm", 1):  # compiles kernels (numba caches them on disk for the next processes)
+    simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False)
+t_warm = time.perf_counter() - t0
+res = simulate(model, atoms, steps=args["steps"], dt=0.5, temperature=300.0, integrator="langevin",
+               check_inputs=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = len(atoms)
+print("RESULT" + json.dumps({
+    "atoms": n, "steps": args["steps"], "wall_s": res.wall_s, "atom_steps_per_s": n * args["steps"] / res.wall_s,
+    "us_per_atom_step": res.wall_s / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "edge_chunk": getattr(model, "edge_chunk_size", None), "edges_per_atom_with_skin": res.state.graph.num_edges / n,
+    "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
+    "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
+    "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
+"""
+
+MACE_ONE_SIZE = r"""
+import json, os, resource, sys, time
+args = json.loads(sys.argv[1])
+import numpy as np
+import torch
+torch.set_num_threads(args["threads"])
+torch.set_default_dtype(getattr(torch, args["dtype"]))
+base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from ase import units
+from ase.io import read
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from e3nn import o3
+from mace import modules
+from mace.calculators import MACECalculator
+torch.manual_seed(0)
+model = modules.MACE(  # the size of compscope's `small` preset: 32x0e+32x1o, 2 layers, correlation 3, l <= 2
+    r_max=5.0, num_bessel=8, num_polynomial_cutoff=6, max_ell=2,
+    interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+    interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+    num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("32x0e+32x1o"), MLP_irreps=o3.Irreps("16x0e"),
+    gate=torch.nn.functional.silu, atomic_energies=np.zeros(2), avg_num_neighbors=50.0, atomic_numbers=[1, 8],
+    correlation=3, radial_MLP=[64, 64])
+path = args["path"]
+torch.save(model, path)
+calc = MACECalculator(model_paths=path, device="cpu", default_dtype=args["dtype"])
+atoms = read(args["start"], 0).repeat(args["reps"])
+atoms.calc = calc
+MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs, rng=np.random.default_rng(0))
+t0 = time.perf_counter()
+dyn.run(1)
+t_warm = time.perf_counter() - t0
+t0 = time.perf_counter()
+dyn.run(args["steps"])
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = len(atoms)
+print("RESULT" + json.dumps({
+    "atoms": n, "steps": args["steps"], "wall_s": wall, "atom_steps_per_s": n * args["steps"] / wall,
+    "us_per_atom_step": wall / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
+    "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
+    "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
+"""
+
+
+def _run_one(code: str, python: str, args: dict, timeout: float) -> dict:
+    import tempfile
+
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": str(args["threads"]),
+           "PYTHONPATH": str(ROOT / "src")}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = {**args, "path": str(Path(tmp) / "mace.model")}
+        try:
+            p = subprocess.run([python, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                               timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"over the {timeout:.0f} s limit of one measurement"}
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
+    if p.returncode or not line:
+        return {"error": (p.stderr or p.stdout)[-1500:], "returncode": p.returncode}
+    return json.loads(line[0][len("RESULT"):])
+
+
+def part_throughput(args) -> Path:
+    """Each (code, size, dtype, threads) in its own process, cached in the work folder (rerun to continue)."""
+    from compscope.data import dataset_path
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    start = str(dataset_path("water", "water_test.extxyz"))
+    cache = OUT / "throughput_cache.json"
+    done = json.loads(cache.read_text()) if cache.exists() else {}
+    plan = []  # (code, atoms, dtype, threads, steps)
+    for spec in args.plan.split(";"):
+        code, atoms, dtype, threads, steps = spec.split(",")
+        plan.append((code, int(atoms), dtype, int(threads), int(steps)))
+    for code, n, dtype, threads, steps in plan:
+        key = f"{code}/{n}/{dtype}/{threads}t"
+        if key in done and "error" not in done[key]:
+            continue
+        print(f"{key}: {steps} steps ...", flush=True)
+        one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps,
+               "model": args.model, "warm": 1 if n <= 12288 else 0}  # big boxes: the timed call's own start
+        if code == "compscope":
+            res = _run_one(ONE_SIZE, sys.executable, one, args.timeout)
+        else:
+            res = _run_one(MACE_ONE_SIZE, str(Path(args.mace_venv) / "bin" / "python"), one, args.timeout)
+        done[key] = res
+        cache.write_text(json.dumps(done, indent=1))
+        print(f"  {json.dumps(res)[:400]}", flush=True)
+    payload = {"system": "water cell (192 atoms, 12.44 Å) replicated; Langevin 300 K, dt 0.5 fs",
+               "model": args.model or "untrained `small` preset (32x0e+32x1o, 2 layers, correlation 3, l <= 2), "
+                                      "r_max 5 Å, H and O", "runs": done, "summary": _throughput_summary(done),
+               "targets": TARGETS}
+    return write_result("md_scaling", payload, seed=0, notes=args.note)
+
+
+def _throughput_summary(done: dict) -> dict:
+    ok = {k: v for k, v in done.items() if "error" not in v}
+    out: dict = {}
+    for k, v in ok.items():
+        code, n, dtype, threads = k.split("/")
+        out.setdefault(f"{code}/{dtype}/{threads}", {})[n] = {
+            "us_per_atom_step": v["us_per_atom_step"], "atom_steps_per_s": v["atom_steps_per_s"],
+            "peak_rss_bytes_per_atom": v["peak_rss_bytes_per_atom"]}
+    ratios = {}
+    for k, v in ok.items():
+        code, n, dtype, threads = k.split("/")
+        m = ok.get(f"mace/{n}/{dtype}/{threads}")
+        if code == "compscope" and m:
+            ratios[f"{n}/{dtype}/{threads}"] = v["atom_steps_per_s"] / m["atom_steps_per_s"]
+    out["atom_steps_ratio_compscope_over_mace"] = ratios
+    row = out.get("compscope/float32/1t", {})
+    if "1536" in row and "98304" in row:
+        a, b = row["1536"]["us_per_atom_step"], row["98304"]["us_per_atom_step"]
+        out["linear_scaling_spread_1536_to_98304"] = abs(b - a) / a
+    big = ok.get("compscope/98304/float32/1t")
+    if big:
+        out["extrapolated_1M_atoms_gib"] = big["peak_rss_above_start_bytes_per_atom"] * 1.12e6 / 2**30
+    return out
+
+
+def part_stability(args) -> Path:
+    """NVT (Langevin, 300 K, dt 0.5 fs) of a 4x4x4 water box (12,288 atoms) with the trained water model; density
+    and O-O g(r) of the trajectory against the training frames'."""
+    import torch
+
+    from compscope.data import dataset_path
+    from compscope.md import density_g_cm3, load_potential, radial_distribution, simulate
+    from compscope.runtime import configure_threads
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    configure_threads(args.threads)
+    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
+    model = load_potential(model_path, dtype=torch.float32)
+    start = read(dataset_path("water", "water_test.extxyz"), 0)
+    out = OUT / "stability_12k"
+    every = max(1, args.stability_steps // 10)
+    steps = args.stability_steps
+    resume = (out / "restart.pt").exists()
+    res = simulate(model, start, steps=steps, dt=0.5, temperature=300.0, integrator="langevin", friction=0.01,
+                   supercell=(4, 4, 4), out=out, traj_every=every, extxyz=False, plots=False, resume=resume,
+                   dtype=torch.float32)
+    frames = _h5_frames(out / "trajectory.h5")
+    half = frames[len(frames) // 2:]  # the second half of the saved frames
+    train = read(dataset_path("water", "water_train.extxyz"), "::8")  # 40 of the 320 training frames
+    r, g_md = radial_distribution(half, r_max=6.0, n_bins=60, pair=(8, 8))
+    _, g_ref = radial_distribution(train, r_max=6.0, n_bins=60, pair=(8, 8))
+    obs = json.loads((out / "summary.json").read_text())
+    payload = {
+        "system": "water 4x4x4 (12,288 atoms), Langevin 300 K, friction 0.01/fs, dt 0.5 fs, float32",
+        "model": model_path, "steps": res.steps, "simulated_ps": res.steps * 0.5e-3,
+        "n_stable": res.n_stable, "violations": [v.to_dict() for v in res.violations],
+        "atom_steps_per_s": res.atom_steps_per_s, "peak_rss_gib": obs.get("peak_rss_gib"),
+        "density_g_cm3": {"md": density_g_cm3(half[-1]), "training": float(np.mean([density_g_cm3(a) for a in train])),
+                          "note": "NVT: the cell is fixed, so the density is the start's by construction"},
+        "g_OO": {"r": r.tolist(), "md": g_md.tolist(), "training": g_ref.tolist(),
+                 "first_peak_r_md": float(r[np.argmax(g_md)]), "first_peak_r_training": float(r[np.argmax(g_ref)]),
+                 "first_peak_height_md": float(g_md.max()), "first_peak_height_training": float(g_ref.max()),
+                 "max_abs_diff": float(np.abs(g_md - g_ref).max()),
+                 "frames_md": len(half), "frames_training": len(train)},
+        "temperature_K_last": float(_h5_temperature(out / "trajectory.h5")), "targets": TARGETS,
+    }
+    return write_result("md_scaling_stability", payload, seed=0, notes=args.note)
+
+
+def _h5_frames(path: Path) -> list:
+    """Every saved frame of an HDF5 trajectory as ASE Atoms, read one frame at a time."""
+    import h5py
+    from ase import Atoms
+
+    with h5py.File(path, "r") as f:
+        p = f["particles/all"]
+        z, cell = p["species"][:], p["box/edges"][0]
+        pos = p["position/value"]
+        return [Atoms(numbers=z, positions=pos[t], cell=cell, pbc=True) for t in range(pos.shape[0])]
+
+
+def _h5_temperature(path: Path) -> float:
+    from compscope.md import read_h5_observables
+
+    return float(np.ravel(read_h5_observables(path)["temperature"])[-1])
+
+
+# ------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="water", help="comma-separated: water, throughput, stability")
@@ -261,10 +494,19 @@ def main() -> None:
     ap.add_argument("--mace-venv", default=str(ROOT / ".venv-mace"))
     ap.add_argument("--run-name", default=None, help="water: tag of the run folders (default: the budget)")
     ap.add_argument("--note", action="append", default=[], help="free text stored in the JSON's notes")
+    ap.add_argument("--model", default=None, help="throughput/stability: model file (default: throughput an untrained "
+                                                  "`small` model; stability the water run's model.pt)")
+    ap.add_argument("--plan", default=DEFAULT_PLAN, help="throughput: 'code,atoms,dtype,threads,steps;...'")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="throughput: limit of one measurement (s)")
+    ap.add_argument("--stability-steps", type=int, default=200)
     args = ap.parse_args()
     for part in args.parts.split(","):
         if part == "water":
             print("wrote", part_water(args))
+        elif part == "throughput":
+            print("wrote", part_throughput(args))
+        elif part == "stability":
+            print("wrote", part_stability(args))
         else:
             raise SystemExit(f"unknown part {part!r}")
 
