@@ -234,6 +234,14 @@ def train_mace(files, budget: float, threads: int, tag: str, dtype: str, venv: P
             "epochs": _mace_epochs(out / "checkpoints") + 1, "run_dir": str(out)}
 
 
+def _result(future) -> dict:
+    """A side's result, or what went wrong (the other side's numbers are still written)."""
+    try:
+        return future.result()
+    except RuntimeError as err:
+        return {"error": str(err)}
+
+
 def part_water(args) -> Path:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -243,11 +251,13 @@ def part_water(args) -> Path:
     with ThreadPoolExecutor(2) as pool:  # side by side: both see the same machine load
         fo = pool.submit(train_ours, files, args.budget_minutes, args.threads, tag, args.dtype)
         fm = pool.submit(train_mace, files, args.budget_minutes, args.threads, tag, args.dtype, Path(args.mace_venv))
-        ours, mace = fo.result(), fm.result()
-    ratios = {"force_mae_ours_over_mace": ours["forces_mae_meV_A"] / mace["forces_mae_meV_A"],
-              "energy_mae_ours_over_mace": ours["energy_mae_meV_atom"] / mace["energy_mae_meV_atom"],
-              "cpu_seconds_ours_over_mace": ours["cpu_s"] / max(mace["cpu_s"], 1e-9)}
-    ratios["target_0.8_met"] = ratios["force_mae_ours_over_mace"] <= TARGETS["force_mae_ratio_vs_mace"]
+        ours, mace = _result(fo), _result(fm)
+    ratios: dict = {}
+    if "error" not in ours and "error" not in mace:
+        ratios = {"force_mae_ours_over_mace": ours["forces_mae_meV_A"] / mace["forces_mae_meV_A"],
+                  "energy_mae_ours_over_mace": ours["energy_mae_meV_atom"] / mace["energy_mae_meV_atom"],
+                  "cpu_seconds_ours_over_mace": ours["cpu_s"] / max(mace["cpu_s"], 1e-9)}
+        ratios["target_0.8_met"] = ratios["force_mae_ours_over_mace"] <= TARGETS["force_mae_ratio_vs_mace"]
     payload = {"data": "water (deepmd-kit example, 192 atoms, periodic): 304 train / 16 valid (seed 0), 80 test",
                "budget_minutes": args.budget_minutes, "threads": args.threads, "dtype": args.dtype,
                "loadavg_at_start": load_before, "results": {"compscope": ours, "mace": mace, "ratios": ratios},
@@ -370,6 +380,7 @@ def part_throughput(args) -> Path:
 
     os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
     start = str(dataset_path("water", "water_test.extxyz"))
+    OUT.mkdir(parents=True, exist_ok=True)
     cache = OUT / "throughput_cache.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
     plan = []  # (code, atoms, dtype, threads, steps)

@@ -23,7 +23,8 @@ def run(
     temperature: float = typer.Option(300.0, help="Temperature in K (initial velocities and thermostat)."),
     replicas: int = typer.Option(1, help="Independent copies simulated together in one batch."),
     out: Path = typer.Option(Path("md_run"), help="Output folder (trajectory.h5/.extxyz, restart.pt, PNGs)."),
-    integrator: str = typer.Option("langevin", help="nve (velocity Verlet), langevin (BAOAB) or nhc (Nose-Hoover)."),
+    integrator: str = typer.Option("langevin", help="nve (velocity Verlet), langevin (BAOAB), nhc (Nose-Hoover) or "
+                                   "npt (Langevin + stochastic cell rescaling, 1 bar)."),
     friction: float = typer.Option(0.01, help="Langevin friction in 1/fs."),
     seed: int = typer.Option(0, help="Seed of the initial velocities and the Langevin noise."),
     traj_every: int = typer.Option(100, help="Steps between saved frames and restart files."),

@@ -16,7 +16,14 @@ The ASE calculator and the OpenMM bridge are in :mod:`compscope.integrations`.
 from . import potentials
 from ._checks import MDInputError, check_start, check_timestep, model_elements
 from ._forces import ForceEvaluator, wrap_positions
-from ._integrators import Integrator, LangevinBAOAB, NoseHooverChain, VelocityVerlet, make_integrator
+from ._integrators import (
+    Integrator,
+    LangevinBAOAB,
+    NoseHooverChain,
+    StochasticCellRescaling,
+    VelocityVerlet,
+    make_integrator,
+)
 from ._model import build_from_config, load_potential
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
 from ._observables import density_g_cm3, radial_distribution
@@ -44,7 +51,8 @@ __all__ = [
     "potentials", "MDInputError", "check_start", "check_timestep",
     "model_elements", "build_from_config", "load_potential",
     "ForceEvaluator", "wrap_positions", "Integrator", "LangevinBAOAB", "NoseHooverChain", "VelocityVerlet",
-    "make_integrator", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds", "summary_table", "MDResult",
+    "make_integrator", "StochasticCellRescaling", "StabilityMonitor", "Violation", "bond_lengths", "find_bonds",
+    "summary_table", "MDResult",
     "init_state", "simulate", "plot_run", "state_to_atoms", "MDState", "degrees_of_freedom", "kinetic_energy",
     "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
     "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",

@@ -64,6 +64,8 @@ class ForceEvaluator:
         self.radius = float(potential.cutoff) + self.skin
         self.prune = bool(prune) and self.skin > 0
         self.rebuilds = 0
+        # a barostat asks for the stress (G, 3, 3) on the steps where it acts; kept in state.thermostat["stress"]
+        self.compute_stress = False
 
     def pruned(self, graph: AtomicGraph) -> AtomicGraph:
         """The graph with only the edges shorter than the potential's cutoff (same energies and forces: the
@@ -95,7 +97,8 @@ class ForceEvaluator:
             if bool(finite.all()):
                 graph = self.build(graph)
                 ref = graph.positions.clone()
-        out = self.potential(self.pruned(graph) if self.prune else graph, compute_forces=True)
+        out = self.potential(self.pruned(graph) if self.prune else graph, compute_forces=True,
+                             compute_stress=self.compute_stress)
         dtype = graph.positions.dtype
         forces = out[K.FORCES].detach().to(dtype)  # (N, 3)
         energy = out[K.ENERGY].detach().to(dtype)  # (G,)
@@ -103,4 +106,7 @@ class ForceEvaluator:
         # a stopped replica is still in the batch: whatever the model says about it (NaN, if that is why it was
         # stopped) must not reach the trajectory's energies; it holds 0 as the monitor set it when stopping it
         energy = torch.where(state.active, energy, torch.zeros_like(energy))
-        return state.replace(graph=graph, forces=forces, energy=energy, ref_positions=ref)
+        thermostat = state.thermostat
+        if self.compute_stress:
+            thermostat = {**thermostat, "stress": out[K.STRESS].detach().to(dtype)}
+        return state.replace(graph=graph, forces=forces, energy=energy, ref_positions=ref, thermostat=thermostat)

@@ -146,6 +146,7 @@ def _observables(state: MDState, integ: Integrator) -> dict[str, np.ndarray]:
         .detach().double().numpy(),
         "conserved_energy": (cons if cons is not None else state.energy + ke).detach().double().numpy(),
         "active": state.active.double().numpy(),
+        "volume": torch.linalg.det(state.graph.cell.double()).abs().numpy(),  # Å^3 (changes under NPT)
     }
 
 
@@ -211,7 +212,8 @@ def simulate(
         dt: time step, fs.
         temperature: K; initial Maxwell-Boltzmann temperature and thermostat target.
         replicas: copies of a single start structure, batched in one graph.
-        integrator: ``nve``, ``langevin``, ``nhc`` or an :class:`Integrator`.
+        integrator: ``nve``, ``langevin``, ``nhc``, ``npt`` (Langevin + stochastic cell rescaling at 1 bar; an
+            :class:`StochasticCellRescaling` for other settings) or an :class:`Integrator`.
         friction: Langevin friction, 1/fs.
         seed: seed of initial velocities and Langevin noise.
         out: folder for ``trajectory.h5``, ``trajectory.extxyz``, ``restart.pt``, ``summary.json`` and plots.
@@ -261,7 +263,8 @@ def simulate(
         check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
         check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]))
     integ = integrator if isinstance(integrator, Integrator) else make_integrator(
-        integrator, dt, temperature, seed=seed, **({"friction": friction} if integrator == "langevin" else {}))
+        integrator, dt, temperature, seed=seed,
+        **({"friction": friction} if integrator in ("langevin", "npt") else {}))
     monitor = monitor or StabilityMonitor()
     out_dir = Path(out) if out is not None else None
     if resume and out_dir is None:
@@ -401,7 +404,8 @@ def _restart_payload(state: MDState, integ: Integrator, monitor: StabilityMonito
     return {
         "step": state.step, "positions": state.positions.detach().clone(), "momenta": state.momenta.detach().clone(),
         "active": state.active.clone(), "thermostat": {k: v.clone() for k, v in state.thermostat.items()},
-        "rng": integ.rng_state(), "monitor": monitor.reference(), "good_positions": monitor.good_positions,
+        "rng": integ.rng_state(), "cell": state.graph.cell.detach().clone(),
+        "monitor": monitor.reference(), "good_positions": monitor.good_positions,
         "good_momenta": monitor.good_momenta, "good_step": monitor.good_step, "integrator": integ.config(),
     }
 
@@ -428,7 +432,12 @@ def _restore(state: MDState, evaluate, integ: Integrator, restart: dict | None, 
         state = integ.init(state)
     else:
         step = int(restart["step"])
-        state = state.replace(graph=state.graph.with_positions(restart["positions"]), momenta=restart["momenta"],
+        graph = state.graph.with_positions(restart["positions"])
+        if "cell" in restart:  # NPT changes the cell; restart files before NPT existed have none
+            from dataclasses import replace as _replace
+
+            graph = _replace(graph, cell=restart["cell"].to(graph.cell.dtype))
+        state = state.replace(graph=graph, momenta=restart["momenta"],
                               active=restart["active"], step=step, thermostat=restart["thermostat"])
         integ.set_rng_state(restart["rng"])
         xyz = out_dir / XYZ
