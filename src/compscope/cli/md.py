@@ -23,7 +23,8 @@ def run(
     temperature: float = typer.Option(300.0, help="Temperature in K (initial velocities and thermostat)."),
     replicas: int = typer.Option(1, help="Independent copies simulated together in one batch."),
     out: Path = typer.Option(Path("md_run"), help="Output folder (trajectory.h5/.extxyz, restart.pt, PNGs)."),
-    integrator: str = typer.Option("langevin", help="nve (velocity Verlet), langevin (BAOAB) or nhc (Nose-Hoover)."),
+    integrator: str = typer.Option("langevin", help="nve (velocity Verlet), langevin (BAOAB), nhc (Nose-Hoover) or "
+                                   "npt (Langevin + stochastic cell rescaling, 1 bar)."),
     friction: float = typer.Option(0.01, help="Langevin friction in 1/fs."),
     seed: int = typer.Option(0, help="Seed of the initial velocities and the Langevin noise."),
     traj_every: int = typer.Option(100, help="Steps between saved frames and restart files."),
@@ -34,7 +35,11 @@ def run(
     max_bond_stretch: float = typer.Option(1.6, help="Stop a replica when a bond exceeds this x its start length."),
     min_distance: float = typer.Option(0.5, help="Stop a replica when two atoms come closer (Å)."),
     max_drift: float = typer.Option(0.05, help="Stop an NVE/NHC replica whose energy drifts more (eV/atom)."),
-    progress: bool = typer.Option(True, help="Show a progress bar with ns/day."),
+    progress: bool = typer.Option(True, help="Show a progress bar with ns/day, atom-steps/s and peak memory."),
+    supercell: tuple[int, int, int] = typer.Option((1, 1, 1), help="Replicate the periodic start cell NA NB NC "
+                                                   "times along its lattice vectors (e.g. --supercell 8 8 8)."),
+    edge_chunk: str = typer.Option("auto", help="Edges per chunk of the model's messages (memory-lean big boxes; "
+                                                "same forces): a number, auto or none."),
 ) -> None:
     """Run MD of START with MODEL; monitors stop replicas that blow up and save their last good frame."""
     import torch
@@ -48,12 +53,18 @@ def run(
     if not start.exists():
         fail(f"start structure {start} not found: pass an extxyz/xyz file")
     tdt = None if dtype == "auto" else getattr(torch, dtype)
+    chunk: int | str | None = None if edge_chunk.lower() == "none" else edge_chunk
+    if chunk not in (None, "auto"):
+        if not str(chunk).isdigit() or int(chunk) < 1:
+            fail(f"--edge-chunk must be a positive number, auto or none, got {edge_chunk!r}")
+        chunk = int(chunk)
     try:
         pot = load_potential(model, dtype=tdt)
         monitor = StabilityMonitor(max_bond_stretch=max_bond_stretch, min_distance=min_distance, max_drift=max_drift)
         res = simulate(pot, start, steps=steps, dt=dt, temperature=temperature, replicas=replicas,
                        integrator=integrator, friction=friction, seed=seed, out=out, traj_every=traj_every,
-                       resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz)
+                       resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz,
+                       supercell=None if tuple(supercell) == (1, 1, 1) else tuple(supercell), edge_chunk=chunk)
     except (MDInputError, TrajectoryError, ValueError, FileNotFoundError) as err:
         fail(err)
         return

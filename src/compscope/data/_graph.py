@@ -71,8 +71,11 @@ class AtomicGraph:
         """
         pos = self.positions if positions is None else positions
         send, recv = self.edge_index
-        cell_per_edge = self.cell[self.batch[send]]  # (E, 3, 3)
-        offsets = torch.einsum("ei,eij->ej", self.cell_shifts.to(pos.dtype), cell_per_edge.to(pos.dtype))
+        if self.cell.shape[0] == 1:  # one structure: no (E, 3, 3) copy of its cell
+            offsets = self.cell_shifts.to(pos.dtype) @ self.cell[0].to(pos.dtype)
+        else:
+            cell_per_edge = self.cell[self.batch[send]]  # (E, 3, 3)
+            offsets = torch.einsum("ei,eij->ej", self.cell_shifts.to(pos.dtype), cell_per_edge.to(pos.dtype))
         return pos[recv] - pos[send] + offsets
 
     # ------------------------------------------------------------------------------------------

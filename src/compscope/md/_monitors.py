@@ -133,6 +133,7 @@ class StabilityMonitor:
         else:
             self.bonds = find_bonds(state.graph, self.bond_scale)  # (B, 2)
             self.bond_ref = bond_lengths(state.positions, self.bonds, state.graph)  # (B,)
+            self._check_minimum_image(state)
             c = integrator.conserved(state)
             self.conserved0 = None if c is None else c.clone()
             self.violations = []
@@ -145,6 +146,26 @@ class StabilityMonitor:
             self.t_max = self.temperature_factor * max(t0, 100.0)
         self.n_atoms = torch.bincount(state.batch, minlength=state.num_graphs).to(state.momenta.dtype)
         self._snapshot(state)
+
+    def _check_minimum_image(self, state: MDState) -> None:
+        """Bond lengths are taken under the minimum-image convention: a periodic cell thinner than twice the
+        longest bond the monitor may see (initial length x ``max_bond_stretch``) would report wrong lengths."""
+        g = state.graph
+        if not bool(g.pbc.any()) or self.bonds.numel() == 0:
+            return
+        from ._checks import MDInputError
+
+        longest = float(self.bond_ref.max()) * (self.max_bond_stretch or 1.0)
+        for k in range(g.num_graphs):
+            cell = g.cell[k].double()
+            heights = torch.linalg.det(cell).abs() / torch.linalg.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]).norm(dim=1)
+            thin = [ax for ax, h, p in zip("abc", heights.tolist(), g.pbc[k].tolist()) if p and h < 2 * longest]
+            if thin:
+                raise MDInputError(
+                    f"replica {k}: the periodic cell is {min(heights.tolist()):.3f} Å thin along {thin}, under twice "
+                    f"the longest bond the stability monitor checks ({longest:.3f} Å = longest bond x "
+                    f"max_bond_stretch): bond lengths under the minimum-image convention would be wrong",
+                    hint="replicate the cell (--supercell / supercell=) or lower max_bond_stretch")
 
     def reference(self) -> dict:
         """What a restart file must keep so that a resumed run checks against the original start."""

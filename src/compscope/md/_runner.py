@@ -31,7 +31,7 @@ from ._trajectory import (
     save_restart,
 )
 
-__all__ = ["init_state", "simulate", "MDResult", "state_to_atoms"]
+__all__ = ["init_state", "simulate", "MDResult", "state_to_atoms", "make_supercells", "check_periodic_support"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ XYZ = "trajectory.extxyz"
 CONFIG = "run.json"
 SUMMARY = "summary.json"
 WARMUP_STEPS = 10
+AUTO_CHUNK = 400_000
+"""Edges (or edge pairs) per chunk of ``edge_chunk="auto"``: ~0.1 GiB of float32 radial-MLP activations."""
+AUTO_CHUNK_ATOMS = 5_000
+"""Boxes above this many atoms get chunked messages under ``edge_chunk="auto"``."""
 """Steps left out of the reported speed (first calls: lazy initialisation, kernel compilation, caches); a run
 of n steps leaves out ``min(WARMUP_STEPS, n // 10)``."""
 
@@ -142,6 +146,7 @@ def _observables(state: MDState, integ: Integrator) -> dict[str, np.ndarray]:
         .detach().double().numpy(),
         "conserved_energy": (cons if cons is not None else state.energy + ke).detach().double().numpy(),
         "active": state.active.double().numpy(),
+        "volume": torch.linalg.det(state.graph.cell.double()).abs().numpy(),  # Å^3 (changes under NPT)
     }
 
 
@@ -149,8 +154,16 @@ def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(TextColumn("[bold]MD"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
-                    TextColumn("{task.fields[nsday]:.2f} ns/day"), TextColumn("{task.fields[stable]}"),
+                    TextColumn("{task.fields[nsday]:.2f} ns/day"), TextColumn("{task.fields[rate]:.3g} atom-steps/s"),
+                    TextColumn("RSS {task.fields[rss]:.2f} GiB"), TextColumn("{task.fields[stable]}"),
                     TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (GiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
 def _run_config(atoms_list, integ: Integrator, replicas: int, potential, skin: float, dtype) -> dict:
@@ -186,6 +199,8 @@ def simulate(
     plots: bool = False,
     initial_momenta: str = "maxwell-boltzmann",
     check_inputs: bool = True,
+    supercell: tuple[int, int, int] | None = None,
+    edge_chunk: int | str | None = "auto",
 ) -> MDResult:
     """Run MD of ``replicas`` copies of ``start`` (or of each structure in a list) with stability monitors.
 
@@ -197,7 +212,8 @@ def simulate(
         dt: time step, fs.
         temperature: K; initial Maxwell-Boltzmann temperature and thermostat target.
         replicas: copies of a single start structure, batched in one graph.
-        integrator: ``nve``, ``langevin``, ``nhc`` or an :class:`Integrator`.
+        integrator: ``nve``, ``langevin``, ``nhc``, ``npt`` (Langevin + stochastic cell rescaling at 1 bar; an
+            :class:`StochasticCellRescaling` for other settings) or an :class:`Integrator`.
         friction: Langevin friction, 1/fs.
         seed: seed of initial velocities and Langevin noise.
         out: folder for ``trajectory.h5``, ``trajectory.extxyz``, ``restart.pt``, ``summary.json`` and plots.
@@ -211,6 +227,10 @@ def simulate(
         plots: write PNG plots of the traces and bond-length distributions to ``out``.
         initial_momenta: ``maxwell-boltzmann`` or ``atoms``.
         check_inputs: refuse overlapping atoms/unknown elements and warn on a large ``dt``.
+        supercell: replicate each (periodic) start structure ``(na, nb, nc)`` times along its lattice vectors.
+        edge_chunk: evaluate the model's messages in chunks of this many edges (memory-lean inference on big
+            boxes; same forces), for potentials with an ``edge_chunk_size`` attribute; ``"auto"``:
+            :data:`AUTO_CHUNK` edges for boxes above :data:`AUTO_CHUNK_ATOMS` atoms; ``None``: all at once.
 
     Returns:
         :class:`MDResult` with the final state, the per-replica stability summary and the speed.
@@ -234,11 +254,17 @@ def simulate(
     if replicas < 1:
         raise MDInputError(f"replicas must be >= 1, got {replicas}")
     atoms_list = [a.copy() for a in atoms_list]
+    if supercell is not None:
+        atoms_list = make_supercells(atoms_list, supercell)
+    if any(a.pbc.any() for a in atoms_list):
+        check_periodic_support(potential)
+    _set_edge_chunk(potential, edge_chunk, sum(len(a) for a in atoms_list))
     if check_inputs:
         check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
         check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]))
     integ = integrator if isinstance(integrator, Integrator) else make_integrator(
-        integrator, dt, temperature, seed=seed, **({"friction": friction} if integrator == "langevin" else {}))
+        integrator, dt, temperature, seed=seed,
+        **({"friction": friction} if integrator in ("langevin", "npt") else {}))
     monitor = monitor or StabilityMonitor()
     out_dir = Path(out) if out is not None else None
     if resume and out_dir is None:
@@ -302,7 +328,8 @@ def simulate(
     t_steady = t0 if warmup == 0 else None  # the clock of the reported speed starts after the warm-up steps
     n_atoms = state.graph.num_nodes
     with _progress(progress) as bar:
-        task = bar.add_task("md", total=steps, completed=start_step, nsday=0.0, stable=f"{replicas}/{replicas} stable")
+        task = bar.add_task("md", total=steps, completed=start_step, nsday=0.0, rate=0.0, rss=peak_rss_gib(),
+                            stable=f"{replicas}/{replicas} stable")
         while state.step < steps:
             if not bool(state.active.any()):
                 log.warning("all replicas stopped at step %d", state.step)
@@ -315,11 +342,17 @@ def simulate(
                 _save_failed(out_dir, monitor, state, new, integ)
             if state.step % traj_every == 0 or state.step == steps:
                 save_frame(state)
-            if progress and t_steady is not None and (state.step % 10 == 0 or state.step == steps):
-                el = time.perf_counter() - t_steady
-                nsday = (state.step - start_step - warmup) * integ.dt_fs * 1e-6 / max(el, 1e-9) * 86400.0
-                bar.update(task, completed=state.step, nsday=nsday,
-                           stable=f"{int(state.active.sum())}/{replicas} stable")
+            if t_steady is not None and (state.step % 10 == 0 or state.step == steps or state.step % traj_every == 0):
+                el = max(time.perf_counter() - t_steady, 1e-9)
+                n_steady = state.step - start_step - warmup
+                nsday = n_steady * integ.dt_fs * 1e-6 / el * 86400.0
+                rate = n_steady * n_atoms / el
+                if progress:
+                    bar.update(task, completed=state.step, nsday=nsday, rate=rate, rss=peak_rss_gib(),
+                               stable=f"{int(state.active.sum())}/{replicas} stable")
+                if state.step % traj_every == 0 and n_steady > 0:
+                    log.info("step %d: %.4g atom-steps/s, %.3f ns/day, peak RSS %.2f GiB, %d/%d replicas stable",
+                             state.step, rate, nsday, peak_rss_gib(), int(state.active.sum()), replicas)
     t_end = time.perf_counter()
     wall = t_end - t0
     done = state.step - start_step
@@ -341,7 +374,8 @@ def simulate(
                    "wall_s": wall, "ns_per_day": ns_day, "atom_steps_per_s": result.atom_steps_per_s,
                    "speed_note": f"ns_per_day and atom_steps_per_s leave out the first {warmup} steps (warm-up)",
                    "warmup_steps": warmup, "ns_per_day_incl_warmup": result.ns_per_day_incl_warmup,
-                   "evaluator_rebuilds": evaluate.rebuilds, "replica_summary": rows}
+                   "evaluator_rebuilds": evaluate.rebuilds, "atoms": n_atoms, "peak_rss_gib": peak_rss_gib(),
+                   "replica_summary": rows}
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1))
         files["summary"] = str(out_dir / SUMMARY)
         if plots:
@@ -370,7 +404,8 @@ def _restart_payload(state: MDState, integ: Integrator, monitor: StabilityMonito
     return {
         "step": state.step, "positions": state.positions.detach().clone(), "momenta": state.momenta.detach().clone(),
         "active": state.active.clone(), "thermostat": {k: v.clone() for k, v in state.thermostat.items()},
-        "rng": integ.rng_state(), "monitor": monitor.reference(), "good_positions": monitor.good_positions,
+        "rng": integ.rng_state(), "cell": state.graph.cell.detach().clone(),
+        "monitor": monitor.reference(), "good_positions": monitor.good_positions,
         "good_momenta": monitor.good_momenta, "good_step": monitor.good_step, "integrator": integ.config(),
     }
 
@@ -397,7 +432,12 @@ def _restore(state: MDState, evaluate, integ: Integrator, restart: dict | None, 
         state = integ.init(state)
     else:
         step = int(restart["step"])
-        state = state.replace(graph=state.graph.with_positions(restart["positions"]), momenta=restart["momenta"],
+        graph = state.graph.with_positions(restart["positions"])
+        if "cell" in restart:  # NPT changes the cell; restart files before NPT existed have none
+            from dataclasses import replace as _replace
+
+            graph = _replace(graph, cell=restart["cell"].to(graph.cell.dtype))
+        state = state.replace(graph=graph, momenta=restart["momenta"],
                               active=restart["active"], step=step, thermostat=restart["thermostat"])
         integ.set_rng_state(restart["rng"])
         xyz = out_dir / XYZ
@@ -442,3 +482,39 @@ def _save_failed(out_dir: Path, monitor: StabilityMonitor, state: MDState, new: 
                        "reason": v.reason})
         write(out_dir / f"failed_replica_{v.replica}.extxyz", a, format="extxyz")
     (out_dir / "violations.json").write_text(json.dumps([v.to_dict() for v in monitor.violations], indent=1))
+
+
+def make_supercells(atoms_list: list, repeats) -> list:
+    """Each structure replicated ``repeats = (na, nb, nc)`` times along its lattice vectors (periodic only)."""
+    reps = tuple(int(r) for r in repeats)
+    if len(reps) != 3 or min(reps) < 1:
+        raise MDInputError(f"supercell needs three positive integers (na nb nc), got {tuple(repeats)}")
+    out = []
+    for k, a in enumerate(atoms_list):
+        bad = [ax for ax, r in zip("abc", reps) if r > 1 and not a.pbc["abc".index(ax)]]
+        if bad:
+            raise MDInputError(f"supercell {reps}: start structure {k} is not periodic along {bad}",
+                               hint="give a structure with a cell and pbc along every direction to replicate "
+                                    "(extxyz: Lattice=... pbc=\"T T T\"), or 1 for the non-periodic directions")
+        out.append(a.repeat(reps))
+    return out
+
+
+def check_periodic_support(potential) -> None:
+    """Refuse a periodic system for a potential that says it has no periodic boundary support
+    (``supports_pbc = False``: e.g. a model that ignores cell shifts and would see a wrong, unwrapped geometry)."""
+    if getattr(potential, "supports_pbc", True) is False:
+        raise MDInputError(
+            f"{type(potential).__name__} does not support periodic boundary conditions, and the start structure "
+            "is periodic", hint="use a periodic force field (compscope.models.EquivariantPotential supports "
+                                "them), or a non-periodic start structure (no Lattice / pbc=\"F F F\")")
+
+
+def _set_edge_chunk(potential, edge_chunk, n_atoms: int) -> None:
+    if not hasattr(potential, "edge_chunk_size"):
+        return
+    if edge_chunk == "auto":
+        edge_chunk = AUTO_CHUNK if n_atoms > AUTO_CHUNK_ATOMS else None
+    elif edge_chunk is not None and int(edge_chunk) < 1:
+        raise MDInputError(f"edge_chunk must be a positive number of edges, 'auto' or None, got {edge_chunk}")
+    potential.edge_chunk_size = None if edge_chunk is None else int(edge_chunk)

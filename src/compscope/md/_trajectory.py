@@ -36,7 +36,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _PER_ATOM = ("position", "velocity", "force")
-_OBS = ("potential_energy", "kinetic_energy", "temperature", "conserved_energy", "active")
+_OBS = ("potential_energy", "kinetic_energy", "temperature", "conserved_energy", "active", "volume")
+_OPTIONAL_OBS = ("volume",)  # absent from files written before it existed (resumed runs go on without it)
 
 
 class TrajectoryError(CompscopeError, RuntimeError):
@@ -99,7 +100,8 @@ class H5Trajectory:
         """Drop incomplete frames and frames after ``max_step``; return the number of frames kept."""
         n = self.n_frames
         keep = int(np.sum(self.f["particles/all/position/step"][:n] <= max_step))
-        for grp in [f"particles/all/{k}" for k in _PER_ATOM] + [f"observables/{k}" for k in _OBS]:
+        for grp in [f"particles/all/{k}" for k in _PER_ATOM] + [f"observables/{k}" for k in _OBS
+                                                                   if f"observables/{k}" in self.f]:
             for ds in ("value", "step", "time"):
                 d = self.f[f"{grp}/{ds}"]
                 d.resize(keep, axis=0)
@@ -119,6 +121,8 @@ class H5Trajectory:
             g["step"][n] = step
             g["time"][n] = time_ps
         for name in _OBS:
+            if f"observables/{name}" not in self.f or name not in observables:
+                continue
             g = self.f[f"observables/{name}"]
             for ds in ("value", "step", "time"):
                 g[ds].resize(n + 1, axis=0)
@@ -144,7 +148,7 @@ def read_h5_observables(path: str | Path) -> dict[str, np.ndarray]:
 
     with h5py.File(path, "r", locking=False) as f:
         n = int(f.attrs["n_frames"])
-        out = {name: f[f"observables/{name}/value"][:n] for name in _OBS}
+        out = {name: f[f"observables/{name}/value"][:n] for name in _OBS if f"observables/{name}" in f}
         out["step"] = f["particles/all/position/step"][:n]
         out["time_ps"] = f["particles/all/position/time"][:n]
         out["positions"] = f["particles/all/position/value"][:n]

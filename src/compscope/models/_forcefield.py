@@ -120,6 +120,9 @@ class EquivariantPotential(nn.Module):
         # fused CPU kernels for the tensor products (compscope.nn._fused; twice differentiable, so training uses
         # them too); False selects the dense torch contractions (what runs on GPUs)
         self.fused_kernels = True
+        # inference on big boxes: messages in chunks of this many edges (edge pairs on the fused path) under
+        # activation checkpointing (Interaction._chunked); None evaluates all edges at once. Not used in training.
+        self.edge_chunk_size: int | None = None
         self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
@@ -173,12 +176,14 @@ class EquivariantPotential(nn.Module):
         edge_cell: torch.Tensor,  # (E, 3, 3) cell of each edge's structure
         fused: bool = False,
         include_e0: bool = True,
+        chunk: int | None = None,
     ) -> torch.Tensor:
         """Per-atom energies (N,) in eV (without the reference energies E0 if ``include_e0`` is off). Sizes come
         from tensor shapes only, so the method traces (TorchScript).
 
         ``fused=True`` selects the fused CPU kernels (:mod:`compscope.nn._fused`, differentiable twice: forces and
-        force losses); :meth:`forward` passes :attr:`fused_kernels`."""
+        force losses); :meth:`forward` passes :attr:`fused_kernels`. ``chunk`` evaluates the messages in chunks of
+        edges (:attr:`edge_chunk_size`; memory-lean inference on big boxes, same result)."""
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
@@ -193,7 +198,7 @@ class EquivariantPotential(nn.Module):
         for inter, prod, gate, sc, readout in zip(
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
         ):
-            a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs)  # (N, irreps_a.dim)
+            a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs, chunk)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         if self.isolated_e0:  # an atom without neighbours has zero interaction energy
@@ -246,7 +251,8 @@ class EquivariantPotential(nn.Module):
         node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)  # (N, n_el)
         out = potential_outputs(
             lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
-                                                      edge_cell, fused=self.fused_kernels, include_e0=False),
+                                                      edge_cell, fused=self.fused_kernels, include_e0=False,
+                                                      chunk=None if training else self.edge_chunk_size),
             graph, compute_forces, compute_stress, training,
         )
         # E0s are constants (no force, no stress): added after autograd, the total in float64 (G,)

@@ -64,7 +64,11 @@ def potential_outputs(node_energy_fn, graph, compute_forces: bool, compute_stres
     if compute_forces or compute_stress:
         leaf = leaf.detach().requires_grad_(True)
     positions, cell, strain = prepare_strain(leaf, graph.cell, graph.batch, compute_stress)
-    node_energy = node_energy_fn(positions, cell[graph.batch[graph.edge_index[0]]])  # (N,)
+    if graph.num_graphs == 1:  # one structure (a big box): a view, not an (E, 3, 3) copy of its cell
+        edge_cell = cell.expand(graph.edge_index.shape[1], 3, 3)
+    else:
+        edge_cell = cell[graph.batch[graph.edge_index[0]]]  # (E, 3, 3)
+    node_energy = node_energy_fn(positions, edge_cell)  # (N,)
     energy = scatter_sum(node_energy, graph.batch, graph.num_graphs)  # (G,)
     out = {K.ENERGY: energy, K.NODE_ENERGY: node_energy}
     if compute_forces or compute_stress:

@@ -77,13 +77,18 @@ class Interaction(nn.Module):
         edge_index: torch.Tensor,  # (2, E)
         fused: bool = False,
         pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+        chunk: int | None = None,
     ) -> torch.Tensor:
         """``fused=True`` uses the fused CPU kernel (:mod:`._fused`) when the inputs allow it;
-        ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges."""
+        ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges.
+        ``chunk`` (edges, or edge pairs with ``pairs``) evaluates the messages in chunks under activation
+        checkpointing (:meth:`_chunked`): the same sum, without per-edge radial-MLP activations for all edges."""
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
         n = node_feats.shape[0]
-        if fused and fused_available(h, edge_sh, edge_radial):
+        if chunk is not None and 0 < chunk < edge_index.shape[1]:
+            agg = self._chunked(h, edge_sh, edge_radial, edge_index, fused, pairs, int(chunk))
+        elif fused and fused_available(h, edge_sh, edge_radial):
             rep, widx = pairs if pairs is not None else (None, None)
             weights = self.radial_mlp(edge_radial if rep is None else edge_radial[rep])  # (W, weight_numel)
             w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (W, P, mul)
@@ -94,3 +99,42 @@ class Interaction(nn.Module):
             messages = self.tp.product(h[edge_index[0]], edge_sh, weights)  # (E, K, mul): gathered by sender
             agg = scatter_sum(messages, edge_index[1], n) / self.avg_num_neighbors  # (N, K, mul): by receiver
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)
+
+    def _chunked(self, h, edge_sh, edge_radial, edge_index, fused: bool, pairs, chunk: int) -> torch.Tensor:
+        """The neighbour sum (N, K, mul) as a sum over chunks of edges, each under
+        :func:`torch.utils.checkpoint.checkpoint`: autograd keeps only a chunk's edge indices, and recomputes the
+        chunk's radial weights and messages when the forces are taken, so the memory of the per-edge
+        intermediates (radial-MLP activations and weights, messages) is that of one chunk, not of all edges.
+
+        With ``pairs`` a chunk is a range of edge pairs (both directions of a pair in the same chunk, so the shared
+        radial weights stay shared). The sum is the same up to floating-point summation order."""
+        from torch.utils.checkpoint import checkpoint
+
+        n = h.shape[0]
+        use_fused = fused and fused_available(h, edge_sh, edge_radial)
+        rep, widx = pairs if (pairs is not None and use_fused) else (None, None)
+        n_rows = rep.shape[0] if rep is not None else edge_index.shape[1]
+        agg = None
+        for lo in range(0, n_rows, chunk):
+            hi = min(lo + chunk, n_rows)
+            if rep is None:
+                sel = torch.arange(lo, hi, device=edge_index.device)  # (C,) edges of this chunk
+                rows = sel
+            else:
+                sel = torch.nonzero((widx >= lo) & (widx < hi)).flatten()  # (C,) edges whose pair is in range
+                rows = rep[lo:hi]
+            part = checkpoint(self._messages, h, edge_sh, edge_radial, edge_index, sel, rows,
+                              None if widx is None else widx[sel] - lo, use_fused, n, use_reentrant=False)
+            agg = part if agg is None else agg + part
+        return agg if agg is not None else h.new_zeros(n, self.tp.k, self.tp.mul)
+
+    def _messages(self, h, edge_sh, edge_radial, edge_index, sel, rows, widx, use_fused: bool, n: int):
+        """Summed messages (N, K, mul) of the edges ``sel`` (radial weights of ``edge_radial[rows]``)."""
+        weights = self.radial_mlp(edge_radial[rows])  # (C or C/2, weight_numel)
+        ei = edge_index[:, sel]
+        if use_fused:
+            w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)
+            return fused_edge_product(h, edge_sh[sel], w, ei, n, self.tp.sparse_cg(), widx,
+                                      1.0 / self.avg_num_neighbors)
+        messages = self.tp.product(h[ei[0]], edge_sh[sel], weights)  # (C, K, mul)
+        return scatter_sum(messages, ei[1], n) / self.avg_num_neighbors

@@ -15,6 +15,7 @@ from ._physics import (
     assert_separable,
     assert_smooth_cutoff,
     assert_stress_is_strain_derivative,
+    assert_supercell_extensive,
     check_potential,
     convergence_order,
     random_rotation,
@@ -39,7 +40,8 @@ __all__ = [
     "FLOAT_TOLERANCE", "assert_batch_consistent", "assert_e3_equivariant", "assert_e3_equivariant_pbc",
     "assert_forces_are_gradients", "assert_isolated_atoms",
     "assert_permutation_equivariant", "assert_separable", "assert_smooth_cutoff",
-    "assert_stress_is_strain_derivative", "check_potential", "convergence_order", "random_rotation", "transform_graph",
+    "assert_stress_is_strain_derivative", "assert_supercell_extensive", "check_potential", "convergence_order",
+    "random_rotation", "transform_graph",
     "KillResumeResult", "RunRecord", "all_of", "assert_same_metrics", "assert_same_weights", "checkpoint_step_at_least",
     "cli_command", "file_appears", "kill_and_resume", "kill_and_resume_training", "output_matches", "rows_at_least",
 ]

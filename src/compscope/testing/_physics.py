@@ -169,6 +169,40 @@ def assert_stress_is_strain_derivative(model, graph: AtomicGraph, eps: float = 1
             fd = (es[0] - es[1]) / (2 * eps) / vol
             sym = 0.5 * (float(ref[i, j]) + float(ref[j, i]))
             assert abs(fd - sym) <= rtol * max(1.0, abs(sym)) + 1e-7, f"stress[{i},{j}] fd {fd} != {sym}"
+    # a rotation-invariant energy has a symmetric stress (the antisymmetric part of a strain is a rotation)
+    asym = float((ref - ref.T).abs().max())
+    assert asym <= rtol * max(1.0, float(ref.abs().max())) + 1e-9, f"stress not symmetric: |s - s^T| = {asym:.3e}"
+
+
+def assert_supercell_extensive(model, atoms, repeats=(2, 2, 2), cutoff: float | None = None,
+                               dtype: torch.dtype = torch.float64) -> None:
+    """A supercell of a periodic structure: energy = (number of copies) x the cell's, forces = the cell's forces
+    tiled, stress (intensive) unchanged.
+
+    Holds for any cutoff, also beyond half the cell, when the neighbour list includes every periodic image.
+
+    Args:
+        model: the potential.
+        atoms: a periodic :class:`ase.Atoms`.
+        repeats: copies along the three lattice vectors.
+        cutoff: neighbour-list radius (default: the model's ``cutoff``).
+        dtype: of the graphs (and the model).
+    """
+    r_cut = float(cutoff if cutoff is not None else model.cutoff)
+    n = int(np.prod(repeats))
+    big = atoms.repeat(repeats)  # ase: copies in order, each with the cell's atom order
+    small_g, big_g = (AtomicGraph.from_atoms(a, r_cut, energy_key=None, forces_key=None, dtype=dtype)
+                      for a in (atoms, big))
+    one, many = _eval(model, small_g, stress=True), _eval(model, big_g, stress=True)
+    e1, en = float(one[K.ENERGY].double().sum()), float(many[K.ENERGY].double().sum())
+    assert abs(en - n * e1) <= _tol(dtype, abs(n * e1)), (
+        f"supercell {repeats}: energy {en:.10g} != {n} x {e1:.10g} (off by {en - n * e1:.3e} eV, {dtype})")
+    tiled = one[K.FORCES].repeat(n, 1)
+    f_err = float((many[K.FORCES] - tiled).abs().max())
+    assert f_err <= _tol(dtype, float(tiled.abs().max())), f"supercell forces differ by {f_err:.3e} eV/Å ({dtype})"
+    s_err = float((many[K.STRESS] - one[K.STRESS]).abs().max())
+    assert s_err <= _tol(dtype, float(one[K.STRESS].abs().max())), (
+        f"supercell stress differs by {s_err:.3e} eV/Å^3 ({dtype})")
 
 
 def assert_smooth_cutoff(model, z_pair: tuple[int, int], r_max: float, dtype=torch.float64, delta: float = 1e-3):

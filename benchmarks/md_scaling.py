@@ -1,0 +1,526 @@
+"""Large periodic systems: the water force field against mace-torch, MD throughput and memory vs box size, stability.
+
+Parts (``--parts``, comma-separated; each writes its own JSON so a long part can be rerun alone):
+
+- ``water``: compscope (``compscope forcefield train configs/forcefield/water.yaml``) and mace-torch trained side by
+  side on the same 304 train / 16 valid frames of ``water`` (deepmd-kit's liquid water, 192 atoms, periodic) for the
+  same wall-clock budget and thread count; test errors on the 80 test frames, per element. Writes
+  ``md_scaling_water_<tag>.json``.
+- ``throughput``: MD (Langevin) of the water cell replicated to 192 ... 10^6 atoms: µs/atom/step, atom-steps/s and
+  peak RSS per atom, float32 and float64, 1 and 2 threads, each size in a fresh process (peak RSS is per process);
+  mace-torch (its ASE calculator on a model of the same size, in ``.venv-mace``) on the same boxes, same run.
+  Writes ``md_scaling.json``.
+- ``stability``: NVT (Langevin, 300 K) of a 12,288-atom box (4x4x4 cells) with the trained water model; density and
+  O-O g(r) against the training frames'. Writes ``md_scaling_stability.json``.
+
+    COMPSCOPE_DATA=../shared/data python -m benchmarks.md_scaling --parts water --budget-minutes 30
+    python -m benchmarks.md_scaling --parts throughput --model benchmarks/work/md_scaling/ours_water_30min/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from ase.io import read
+
+if not __package__:  # run as `python benchmarks/<name>.py`: put the repository root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import ROOT, WORK, write_result  # noqa: E402
+
+OUT = WORK / "md_scaling"
+DEFAULT_PLAN = ";".join([
+    "compscope,192,float32,1,5", "mace,192,float32,1,3", "compscope,1536,float32,1,3", "mace,1536,float32,1,2",
+    "compscope,1536,float64,1,2", "compscope,1536,float32,2,3", "compscope,12288,float32,1,1",
+    "mace,12288,float32,1,1", "compscope,12288,float32,2,1", "compscope,98304,float32,1,1",
+])
+"""The measurements of the throughput part: code, atoms, dtype, threads, timed steps (after one warm-up step)."""
+TARGETS = {
+    "force_mae_ratio_vs_mace": 0.8,  # compscope's test force MAE over mace-torch's, same budget and threads
+    "linear_scaling_us_per_atom_step_spread": 0.2,  # 1.5k -> 100k atoms, within 20 %
+    "atom_steps_per_s_100k_2_threads": 1e4,
+    "atom_steps_ratio_vs_mace": 3.0,
+    "bytes_per_atom_1M_in_24GiB": 24 * 2**30 / 1e6,
+    "stability_ps": 100.0,
+}
+"""The issue's targets (#23), stored in the JSON."""
+
+
+def _data_env() -> dict[str, str]:
+    env = dict(os.environ)
+    shared = ROOT.parents[1] / "shared" / "data"  # a worktree next to the shared folder
+    if "COMPSCOPE_DATA" not in env and (shared / "water").exists():
+        env["COMPSCOPE_DATA"] = str(shared)
+    return env
+
+
+def prepare_water(n_valid: int = 16, seed: int = 0) -> dict[str, Path]:
+    """train/valid/test extxyz with REF_energy/REF_forces keys (both codes read the same files)."""
+    from benchmarks.forcefield_rmd17 import _write_ref
+    from compscope.data import dataset_path
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    out = OUT / "water"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {k: out / f"{k}.xyz" for k in ("train", "valid", "test")}
+    if all(p.exists() for p in files.values()):
+        return files
+    frames = read(dataset_path("water", "water_train.extxyz"), ":")
+    perm = np.random.default_rng(seed).permutation(len(frames))
+    sets = {"valid": [frames[i] for i in perm[:n_valid]], "train": [frames[i] for i in perm[n_valid:]],
+            "test": read(dataset_path("water", "water_test.extxyz"), ":")}
+    for name, fr in sets.items():
+        _write_ref(fr, files[name])
+    return files
+
+
+# ------------------------------------------------------------------------------------------------
+def _tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(p.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)  # ppid, utime+stime
+    total, todo = 0.0, [pid]
+    while todo:
+        q = todo.pop()
+        if q in stats:
+            total += stats[q][1]
+        todo.extend(c for c, (ppid, _) in stats.items() if ppid == q)
+    return total
+
+
+class CPUClock:
+    """Polls the CPU time of a process tree every few seconds (the last value seen is kept after it exits)."""
+
+    def __init__(self, pid: int, every: float = 5.0):
+        self.pid, self.seconds, self._stop = pid, 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.is_set():
+            self.seconds = max(self.seconds, _tree_cpu_seconds(self.pid))
+            self._stop.wait(every)
+
+    def stop(self) -> float:
+        self.seconds = max(self.seconds, _tree_cpu_seconds(self.pid))
+        self._stop.set()
+        return self.seconds
+
+
+def _spent(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {"wall_s": 0.0, "cpu_s": 0.0}
+
+
+def train_ours(files, budget: float, threads: int, tag: str, dtype: str) -> dict:
+    """``compscope forcefield train configs/forcefield/water.yaml`` on the benchmark split, then test errors."""
+    out = OUT / f"ours_water_{tag}"
+    timing = out.parent / f"ours_water_{tag}.timing.json"
+    spent = _spent(timing)
+    if not (out / "model.pt").exists():
+        cmd = [sys.executable, "-m", "compscope", "forcefield", "train", str(ROOT / "configs/forcefield/water.yaml"),
+               "--out", str(out)]
+        sets = {"dtype": dtype, "data.init_args.train": files["train"], "data.init_args.valid": files["valid"],
+                "data.init_args.test": "null", "data.init_args.n_valid": "null",
+                "data.init_args.energy_key": "REF_energy", "data.init_args.forces_key": "REF_forces",
+                "trainer.max_time_minutes": budget, "trainer.num_threads": threads, "trainer.progress_bar": "false"}
+        for k, v in sets.items():
+            cmd += ["--set", f"{k}={v}"]
+        if (out / "checkpoints" / "last.ckpt").exists():
+            cmd.append("--resume")
+        t0 = time.time()
+        with open(out.parent / f"ours_water_{tag}.log", "a") as log:
+            proc = subprocess.Popen(cmd, env={**_data_env(), "COMPSCOPE_NUM_THREADS": str(threads)}, stdout=log,
+                                    stderr=subprocess.STDOUT)
+            clock = CPUClock(proc.pid)
+            proc.wait()
+            cpu = clock.stop()
+        spent = {"wall_s": spent["wall_s"] + time.time() - t0, "cpu_s": spent["cpu_s"] + cpu}
+        timing.write_text(json.dumps(spent))
+        if proc.returncode:
+            raise RuntimeError(f"compscope training failed ({proc.returncode}): see {out.parent}/ours_water_{tag}.log")
+    return {**evaluate_ours(out / "model.pt", files["test"], threads), **spent,
+            "epochs": _epochs(out), "run_dir": str(out)}
+
+
+def _epochs(out: Path) -> int:
+    from compscope.train import read_metrics
+
+    rows = read_metrics(out)
+    return int(rows[-1]["epoch"]) + 1 if rows else 0
+
+
+def evaluate_ours(model_path: Path, test: Path, threads: int) -> dict:
+    from compscope.data import load_graphs
+    from compscope.forcefield import error_table, predict
+    from compscope.models.artifacts import load_model
+    from compscope.runtime import configure_threads
+
+    configure_threads(threads)
+    model = load_model(model_path)
+    graphs = load_graphs(test, model.cutoff, energy_key="REF_energy", forces_key="REF_forces")
+    t0 = time.perf_counter()
+    table = error_table(predict(model, graphs, batch_size=4))
+    return {**table, "params": int(sum(p.numel() for p in model.parameters())),
+            "ms_per_frame": (time.perf_counter() - t0) / len(graphs) * 1000}
+
+
+def train_mace(files, budget: float, threads: int, tag: str, dtype: str, venv: Path) -> dict:
+    """mace-torch with the settings of the compscope config (r_max 5, 32x0e+32x1o, correlation 3, 2 layers, batch 1,
+    AMSGrad lr 0.01, EMA 0.99, forces weight 100), E0s by least squares ("average"), same wall budget."""
+    from benchmarks.forcefield_rmd17 import _mace_epochs
+
+    out = OUT / f"mace_water_{tag}"
+    out.mkdir(parents=True, exist_ok=True)
+    base = [
+        str(venv / "bin" / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
+        "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
+        "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", "average",
+        "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
+        "--correlation", "3", "--num_interactions", "2", "--batch_size", "1", "--valid_batch_size", "8",
+        "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
+        "--scheduler_patience", "10", "--default_dtype", dtype, "--device", "cpu", "--eval_interval", "1",
+        "--error_table", "PerAtomMAE", "--restart_latest",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    model_file = out / "mace_final.model"
+    timing = out / "timing.json"
+    spent = _spent(timing)
+    if not model_file.exists():
+        left = budget * 60 - spent["wall_s"]
+        if left > 5:
+            t0 = time.time()
+            with open(out / "mace_stdout.log", "a") as log:
+                proc = subprocess.Popen(base + ["--max_num_epochs", "100000"], env=env, stdout=log,
+                                        stderr=subprocess.STDOUT, text=True)
+                clock = CPUClock(proc.pid)
+                try:
+                    proc.wait(timeout=left)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    proc.wait()
+                cpu = clock.stop()
+            if proc.returncode not in (0, -15) and _mace_epochs(out / "checkpoints") < 0:
+                raise RuntimeError(f"mace-torch stopped with exit code {proc.returncode}: see {out}/mace_stdout.log")
+            spent = {"wall_s": spent["wall_s"] + time.time() - t0, "cpu_s": spent["cpu_s"] + cpu}
+            timing.write_text(json.dumps(spent))
+        done = _mace_epochs(out / "checkpoints")
+        if done < 0:
+            raise RuntimeError(f"mace-torch finished no epoch in {budget} min: see {out}/mace_stdout.log")
+        fin = subprocess.run(base + ["--max_num_epochs", str(max(done, 1))], env=env, capture_output=True, text=True)
+        models = sorted(p for p in out.glob("*.model") if "compiled" not in p.name)
+        if not models:
+            raise RuntimeError("mace produced no model:\n" + fin.stdout[-3000:] + fin.stderr[-3000:])
+        models[0].rename(model_file)
+    res = subprocess.run([str(venv / "bin" / "python"), str(ROOT / "benchmarks" / "helpers" / "mace_eval.py"),
+                          str(model_file), str(files["test"]), str(threads)], env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise RuntimeError("mace evaluation failed:\n" + res.stderr[-3000:])
+    return {**json.loads(res.stdout.strip().splitlines()[-1]), **spent,
+            "epochs": _mace_epochs(out / "checkpoints") + 1, "run_dir": str(out)}
+
+
+def _result(future) -> dict:
+    """A side's result, or what went wrong (the other side's numbers are still written)."""
+    try:
+        return future.result()
+    except RuntimeError as err:
+        return {"error": str(err)}
+
+
+def part_water(args) -> Path:
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = prepare_water()
+    tag = args.run_name or f"{args.budget_minutes:g}min"
+    load_before = list(os.getloadavg())
+    with ThreadPoolExecutor(2) as pool:  # side by side: both see the same machine load
+        fo = pool.submit(train_ours, files, args.budget_minutes, args.threads, tag, args.dtype)
+        fm = pool.submit(train_mace, files, args.budget_minutes, args.threads, tag, args.dtype, Path(args.mace_venv))
+        ours, mace = _result(fo), _result(fm)
+    ratios: dict = {}
+    if "error" not in ours and "error" not in mace:
+        ratios = {"force_mae_ours_over_mace": ours["forces_mae_meV_A"] / mace["forces_mae_meV_A"],
+                  "energy_mae_ours_over_mace": ours["energy_mae_meV_atom"] / mace["energy_mae_meV_atom"],
+                  "cpu_seconds_ours_over_mace": ours["cpu_s"] / max(mace["cpu_s"], 1e-9)}
+        ratios["target_0.8_met"] = ratios["force_mae_ours_over_mace"] <= TARGETS["force_mae_ratio_vs_mace"]
+    payload = {"data": "water (deepmd-kit example, 192 atoms, periodic): 304 train / 16 valid (seed 0), 80 test",
+               "budget_minutes": args.budget_minutes, "threads": args.threads, "dtype": args.dtype,
+               "loadavg_at_start": load_before, "results": {"compscope": ours, "mace": mace, "ratios": ratios},
+               "targets": TARGETS}
+    path = write_result(f"md_scaling_water_{tag}", payload, seed=0, notes=args.note)
+    print(json.dumps(payload["results"], indent=1, default=float))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+SIZES = {192: (1, 1, 1), 1536: (2, 2, 2), 12288: (4, 4, 4), 98304: (8, 8, 8), 1119744: (18, 18, 18)}
+"""Atoms -> replication of the 192-atom water cell."""
+
+ONE_SIZE = r"""
+import json, resource, sys, time
+args = json.loads(sys.argv[1])
+import os
+os.environ["COMPSCOPE_NUM_THREADS"] = str(args["threads"])
+import numpy as np
+import torch
+from ase.io import read
+from compscope.runtime import configure_threads
+configure_threads(args["threads"])
+base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from compscope.md import simulate
+from compscope.models import build_model
+dtype = getattr(torch, args["dtype"])
+if args["model"]:
+    from compscope.md import load_potential
+    model = load_potential(args["model"], dtype=dtype)
+else:
+    torch.manual_seed(0)
+    model = build_model(preset="small", species=[1, 8], r_max=5.0, avg_num_neighbors=50.0).to(dtype).eval()
+atoms = read(args["start"], 0).repeat(args["reps"])
+t0 = time.perf_counter()
+if n_warm := args.get("warm", 1):  # compiles kernels (numba caches them on disk for the next processes)
+    simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False)
+t_warm = time.perf_counter() - t0
+res = simulate(model, atoms, steps=args["steps"], dt=0.5, temperature=300.0, integrator="langevin",
+               check_inputs=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = len(atoms)
+print("RESULT" + json.dumps({
+    "atoms": n, "steps": args["steps"], "wall_s": res.wall_s, "atom_steps_per_s": n * args["steps"] / res.wall_s,
+    "us_per_atom_step": res.wall_s / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "edge_chunk": getattr(model, "edge_chunk_size", None), "edges_per_atom_with_skin": res.state.graph.num_edges / n,
+    "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
+    "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
+    "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
+"""
+
+MACE_ONE_SIZE = r"""
+import json, os, resource, sys, time
+args = json.loads(sys.argv[1])
+import numpy as np
+import torch
+torch.set_num_threads(args["threads"])
+torch.set_default_dtype(getattr(torch, args["dtype"]))
+base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from ase import units
+from ase.io import read
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from e3nn import o3
+from mace import modules
+from mace.calculators import MACECalculator
+torch.manual_seed(0)
+model = modules.MACE(  # the size of compscope's `small` preset: 32x0e+32x1o, 2 layers, correlation 3, l <= 2
+    r_max=5.0, num_bessel=8, num_polynomial_cutoff=6, max_ell=2,
+    interaction_cls=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+    interaction_cls_first=modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
+    num_interactions=2, num_elements=2, hidden_irreps=o3.Irreps("32x0e+32x1o"), MLP_irreps=o3.Irreps("16x0e"),
+    gate=torch.nn.functional.silu, atomic_energies=np.zeros(2), avg_num_neighbors=50.0, atomic_numbers=[1, 8],
+    correlation=3, radial_MLP=[64, 64])
+path = args["path"]
+torch.save(model, path)
+calc = MACECalculator(model_paths=path, device="cpu", default_dtype=args["dtype"])
+atoms = read(args["start"], 0).repeat(args["reps"])
+atoms.calc = calc
+MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs, rng=np.random.default_rng(0))
+t0 = time.perf_counter()
+dyn.run(1)
+t_warm = time.perf_counter() - t0
+t0 = time.perf_counter()
+dyn.run(args["steps"])
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+n = len(atoms)
+print("RESULT" + json.dumps({
+    "atoms": n, "steps": args["steps"], "wall_s": wall, "atom_steps_per_s": n * args["steps"] / wall,
+    "us_per_atom_step": wall / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
+    "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
+    "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
+"""
+
+
+def _run_one(code: str, python: str, args: dict, timeout: float) -> dict:
+    import tempfile
+
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "OMP_NUM_THREADS": str(args["threads"]),
+           "PYTHONPATH": str(ROOT / "src")}
+    with tempfile.TemporaryDirectory() as tmp:
+        args = {**args, "path": str(Path(tmp) / "mace.model")}
+        try:
+            p = subprocess.run([python, "-c", code, json.dumps(args)], capture_output=True, text=True,
+                               timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return {"error": f"over the {timeout:.0f} s limit of one measurement"}
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
+    if p.returncode or not line:
+        return {"error": (p.stderr or p.stdout)[-1500:], "returncode": p.returncode}
+    return json.loads(line[0][len("RESULT"):])
+
+
+def part_throughput(args) -> Path:
+    """Each (code, size, dtype, threads) in its own process, cached in the work folder (rerun to continue)."""
+    from compscope.data import dataset_path
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    start = str(dataset_path("water", "water_test.extxyz"))
+    OUT.mkdir(parents=True, exist_ok=True)
+    cache = OUT / "throughput_cache.json"
+    done = json.loads(cache.read_text()) if cache.exists() else {}
+    plan = []  # (code, atoms, dtype, threads, steps)
+    for spec in args.plan.split(";"):
+        code, atoms, dtype, threads, steps = spec.split(",")
+        plan.append((code, int(atoms), dtype, int(threads), int(steps)))
+    for code, n, dtype, threads, steps in plan:
+        key = f"{code}/{n}/{dtype}/{threads}t"
+        if key in done and "error" not in done[key]:
+            continue
+        print(f"{key}: {steps} steps ...", flush=True)
+        one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps,
+               "model": args.model, "warm": 1 if n <= 1536 else 0}  # bigger boxes: compiled kernels are cached
+        if code == "compscope":
+            res = _run_one(ONE_SIZE, sys.executable, one, args.timeout)
+        else:
+            res = _run_one(MACE_ONE_SIZE, str(Path(args.mace_venv) / "bin" / "python"), one, args.timeout)
+        done[key] = res
+        cache.write_text(json.dumps(done, indent=1))
+        print(f"  {json.dumps(res)[:400]}", flush=True)
+    payload = {"system": "water cell (192 atoms, 12.44 Å) replicated; Langevin 300 K, dt 0.5 fs",
+               "model": args.model or "untrained `small` preset (32x0e+32x1o, 2 layers, correlation 3, l <= 2), "
+                                      "r_max 5 Å, H and O", "runs": done, "summary": _throughput_summary(done),
+               "targets": TARGETS}
+    return write_result("md_scaling", payload, seed=0, notes=args.note)
+
+
+def _throughput_summary(done: dict) -> dict:
+    ok = {k: v for k, v in done.items() if "error" not in v}
+    out: dict = {}
+    for k, v in ok.items():
+        code, n, dtype, threads = k.split("/")
+        out.setdefault(f"{code}/{dtype}/{threads}", {})[n] = {
+            "us_per_atom_step": v["us_per_atom_step"], "atom_steps_per_s": v["atom_steps_per_s"],
+            "peak_rss_bytes_per_atom": v["peak_rss_bytes_per_atom"]}
+    ratios = {}
+    for k, v in ok.items():
+        code, n, dtype, threads = k.split("/")
+        m = ok.get(f"mace/{n}/{dtype}/{threads}")
+        if code == "compscope" and m:
+            ratios[f"{n}/{dtype}/{threads}"] = v["atom_steps_per_s"] / m["atom_steps_per_s"]
+    out["atom_steps_ratio_compscope_over_mace"] = ratios
+    row = out.get("compscope/float32/1t", {})
+    if "1536" in row and "98304" in row:
+        a, b = row["1536"]["us_per_atom_step"], row["98304"]["us_per_atom_step"]
+        out["linear_scaling_spread_1536_to_98304"] = abs(b - a) / a
+    big = ok.get("compscope/98304/float32/1t")
+    if big:
+        out["extrapolated_1M_atoms_gib"] = big["peak_rss_above_start_bytes_per_atom"] * 1.12e6 / 2**30
+    return out
+
+
+def part_stability(args) -> Path:
+    """NVT (Langevin, 300 K, dt 0.5 fs) of a 4x4x4 water box (12,288 atoms) with the trained water model; density
+    and O-O g(r) of the trajectory against the training frames'."""
+    import torch
+
+    from compscope.data import dataset_path
+    from compscope.md import density_g_cm3, load_potential, radial_distribution, simulate
+    from compscope.runtime import configure_threads
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    configure_threads(args.threads)
+    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
+    model = load_potential(model_path, dtype=torch.float32)
+    start = read(dataset_path("water", "water_test.extxyz"), 0)
+    out = OUT / "stability_12k"
+    every = max(1, args.stability_steps // 10)
+    steps = args.stability_steps
+    resume = (out / "restart.pt").exists()
+    res = simulate(model, start, steps=steps, dt=0.5, temperature=300.0, integrator="langevin", friction=0.01,
+                   supercell=(4, 4, 4), out=out, traj_every=every, extxyz=False, plots=False, resume=resume,
+                   dtype=torch.float32)
+    frames = _h5_frames(out / "trajectory.h5")
+    half = frames[len(frames) // 2:]  # the second half of the saved frames
+    train = read(dataset_path("water", "water_train.extxyz"), "::8")  # 40 of the 320 training frames
+    r, g_md = radial_distribution(half, r_max=6.0, n_bins=60, pair=(8, 8))
+    _, g_ref = radial_distribution(train, r_max=6.0, n_bins=60, pair=(8, 8))
+    obs = json.loads((out / "summary.json").read_text())
+    payload = {
+        "system": "water 4x4x4 (12,288 atoms), Langevin 300 K, friction 0.01/fs, dt 0.5 fs, float32",
+        "model": model_path, "steps": res.steps, "simulated_ps": res.steps * 0.5e-3,
+        "n_stable": res.n_stable, "violations": [v.to_dict() for v in res.violations],
+        "atom_steps_per_s": res.atom_steps_per_s, "peak_rss_gib": obs.get("peak_rss_gib"),
+        "density_g_cm3": {"md": density_g_cm3(half[-1]), "training": float(np.mean([density_g_cm3(a) for a in train])),
+                          "note": "NVT: the cell is fixed, so the density is the start's by construction"},
+        "g_OO": {"r": r.tolist(), "md": g_md.tolist(), "training": g_ref.tolist(),
+                 "first_peak_r_md": float(r[np.argmax(g_md)]), "first_peak_r_training": float(r[np.argmax(g_ref)]),
+                 "first_peak_height_md": float(g_md.max()), "first_peak_height_training": float(g_ref.max()),
+                 "max_abs_diff": float(np.abs(g_md - g_ref).max()),
+                 "frames_md": len(half), "frames_training": len(train)},
+        "temperature_K_last": float(_h5_temperature(out / "trajectory.h5")), "targets": TARGETS,
+    }
+    return write_result("md_scaling_stability", payload, seed=0, notes=args.note)
+
+
+def _h5_frames(path: Path) -> list:
+    """Every saved frame of an HDF5 trajectory as ASE Atoms, read one frame at a time."""
+    import h5py
+    from ase import Atoms
+
+    with h5py.File(path, "r") as f:
+        p = f["particles/all"]
+        z, cell = p["species"][:], p["box/edges"][0]
+        pos = p["position/value"]
+        return [Atoms(numbers=z, positions=pos[t], cell=cell, pbc=True) for t in range(pos.shape[0])]
+
+
+def _h5_temperature(path: Path) -> float:
+    from compscope.md import read_h5_observables
+
+    return float(np.ravel(read_h5_observables(path)["temperature"])[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="water", help="comma-separated: water, throughput, stability")
+    ap.add_argument("--budget-minutes", type=float, default=30.0, help="water: training budget of each code")
+    ap.add_argument("--threads", type=int, default=1, help="water: torch threads of each code")
+    ap.add_argument("--dtype", default="float32", help="water: training dtype of both codes")
+    ap.add_argument("--mace-venv", default=str(ROOT / ".venv-mace"))
+    ap.add_argument("--run-name", default=None, help="water: tag of the run folders (default: the budget)")
+    ap.add_argument("--note", action="append", default=[], help="free text stored in the JSON's notes")
+    ap.add_argument("--model", default=None, help="throughput/stability: model file (default: throughput an untrained "
+                                                  "`small` model; stability the water run's model.pt)")
+    ap.add_argument("--plan", default=DEFAULT_PLAN, help="throughput: 'code,atoms,dtype,threads,steps;...'")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="throughput: limit of one measurement (s)")
+    ap.add_argument("--stability-steps", type=int, default=200)
+    args = ap.parse_args()
+    for part in args.parts.split(","):
+        if part == "water":
+            print("wrote", part_water(args))
+        elif part == "throughput":
+            print("wrote", part_throughput(args))
+        elif part == "stability":
+            print("wrote", part_stability(args))
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+
+
+if __name__ == "__main__":
+    main()
