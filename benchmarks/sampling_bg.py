@@ -94,7 +94,7 @@ def config(system: str, minutes: float, train: str | None, seed: int, n_train: i
     s = SYSTEMS[system]
     module = {"loss": "flow_matching", "alignment": "equivariant", "lr": 5e-4, "sigma": 0.0}
     if loss == "reverse_kl":  # fine-tuning by the energy: backpropagation through 8 RK4 steps, one probe
-        module = {"loss": "reverse_kl", "lr": 5e-5, "hutchinson": True, "train_steps": 8, "energy_high": 1e3}
+        module = {"loss": "reverse_kl", "lr": 1e-4, "hutchinson": True, "train_steps": 8, "energy_high": 1e3}
     cfg = {
         "seed": seed,
         "flow": s["flow"],
@@ -107,6 +107,8 @@ def config(system: str, minutes: float, train: str | None, seed: int, n_train: i
     }
     if init_from is not None:
         cfg["init_from"] = init_from
+    if loss == "reverse_kl":  # a few hundred steps: a shorter EMA and more frequent validation
+        cfg["trainer"].update(ema_decay=0.99, val_check_interval=100)
     return cfg
 
 
