@@ -193,6 +193,75 @@ def aggregate(system: str, notes: list[str], folder: Path = SWEEPS, out_folder: 
     return write_result(f"sampling_bg_{system}", payload, notes=notes, folder=out_folder)
 
 
+def cost_probe(system: str, batch: int = 16, n_div: int = 1) -> dict:
+    """Seconds per MALA step (the reference defaults' chain count), per flow-matching step (the benchmark's
+    batch) and per field evaluation with the exact divergence (``n_particles * dim`` passes) or one Hutchinson
+    probe, in float64 and float32, on one thread; the exact log q of one sample is extrapolated to 20 RK4 steps
+    (80 field evaluations with the divergence)."""
+    import os
+
+    import torch
+
+    from compscope.nn import divergence_exact, divergence_hutchinson
+    from compscope.sampling import (
+        REFERENCE_DEFAULTS,
+        EquivariantCNF,
+        FlowModule,
+        get_sampler,
+        get_target,
+        initial_positions,
+    )
+    from compscope.sampling._mcmc import ChainState
+
+    t = get_target(system)
+    d = REFERENCE_DEFAULTS[system]
+    out = {"loadavg_start": list(os.getloadavg()), "n_chains": d["n_chains"], "fm_batch": batch,
+           "dof": (t.n_particles - 1) * t.dim, "divergence_passes": t.n_particles * t.dim}
+    x0 = initial_positions(t, d["n_chains"], 0)
+    smp = get_sampler(d["sampler"])
+    st = ChainState.init(t, x0, smp.step_size)
+    g = torch.Generator().manual_seed(0)
+    st, _ = smp.step(t, st, g)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        st, _ = smp.step(t, st, g)
+    out["mala_step_s"] = (time.perf_counter() - t0) / 3
+    steps = d["burn_in"] + d["n_samples"] // d["n_chains"] * d["thin"]
+    out["reference_default_steps"] = steps
+    out["reference_default_hours_extrapolated"] = steps * out["mala_step_s"] / 3600
+    torch.manual_seed(0)
+    m = FlowModule({"n_particles": t.n_particles, "dim": t.dim, **SYSTEMS[system]["flow"]},
+                   loss="flow_matching").double()
+    opt = torch.optim.AdamW(m.parameters(), 5e-4)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        loss = m.flow_matching_loss(x0[:batch].double())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    out["fm_step_s"] = min(times[1:])
+    for dt in (torch.float64, torch.float32):
+        f = EquivariantCNF(t.n_particles, t.dim, **SYSTEMS[system]["flow"]).to(dt)
+        x = x0[:n_div].to(dt).requires_grad_(True)
+        t0 = time.perf_counter()
+        v = f.field(0.5, x)
+        tf = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        divergence_exact(v, x)
+        te = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        divergence_hutchinson(v, x, torch.randint(0, 2, x.shape, generator=g).to(dt) * 2 - 1)
+        th = time.perf_counter() - t0
+        k = str(dt).split(".")[1]
+        out[k] = {"field_eval_s": tf / n_div, "exact_divergence_s": te / n_div, "hutchinson_divergence_s": th / n_div,
+                  "exact_log_q_per_sample_s_20_rk4": 80 * (tf + te) / n_div,
+                  "hutchinson_log_q_per_sample_s_20_rk4": 80 * (tf + th) / n_div}
+    out["loadavg_end"] = list(os.getloadavg())
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--system", default="dw4", choices=sorted(SYSTEMS))
@@ -214,10 +283,19 @@ def main() -> None:
     ap.add_argument("--aggregate", action="store_true",
                     help="write the headline sampling_bg_<sys>.json from the seeds' sweep JSONs; nothing runs")
     ap.add_argument("--name", default=None, help="result name (default sampling_bg_<system>_<tag or seedS>)")
+    ap.add_argument("--cost", action="store_true",
+                    help="measure the cost per MCMC step, training step and exact log q (sweeps/..._cost.json)")
     ap.add_argument("--note", action="append", default=[], help="a note to store in the JSON (repeatable)")
     a = ap.parse_args()
     if a.aggregate:
         print(aggregate(a.system, a.note))
+        return
+    if a.cost:
+        from compscope.runtime import configure_threads
+
+        configure_threads(1)
+        print(write_result(f"sampling_bg_{a.system}_cost", {"system": a.system, "cost": cost_probe(a.system)},
+                           notes=a.note, sweep=True))
         return
 
     import numpy as np
