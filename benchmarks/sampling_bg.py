@@ -57,10 +57,15 @@ PUBLISHED = {
             "E-NF": {"nll": None}},
     "lj13": {"EqFM_equivariant_OT_FM": {"nll": None, "ess_percent": None},
              "E-NF": {"nll": None}},
-    "note": "The search tools of the session that wrote this script returned only the abstracts of both papers "
-            "(arxiv/ar5iv/NeurIPS text pages), not their tables; the numbers are left None rather than quoted "
-            "from memory. Fill them in from the papers' tables (and check their NLL convention: mean-free "
-            "subspace, per configuration) before comparing.",
+    "note": "Not filled: no source with the tables could be read with the search tools. Session 1 found only "
+            "the abstracts (arxiv/ar5iv/NeurIPS text pages). Session 2 (2026-12-05) tried the pages corpus "
+            "(the NeurIPS full-text files of both papers and ar5iv 2306.15030 are indexed, but only their "
+            "opening is returned, which holds no table), the code corpus and the authors' repositories "
+            "(vgsatorras/en_flows README: commands only, no numbers) and the issues corpus; the only DW4/LJ13 "
+            "NLL values found were run comments in a third-party fork (Kalyan0821/ecnf-baseline-neurips-2023, "
+            "commands.sh: not a published table, and in another convention), not used. The values stay None "
+            "rather than quoted from memory. Fill them from the papers' tables (and check their NLL "
+            "convention: mean-free subspace, per configuration) before comparing.",
 }
 """Published results with their source."""
 
