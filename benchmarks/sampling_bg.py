@@ -95,16 +95,17 @@ def source(spec: str | None) -> str | None:
 
 
 def config(system: str, minutes: float, train: str | None, seed: int, n_train: int | None,
-           valid: str | None = None, loss: str = "flow_matching", init_from: str | None = None) -> dict:
+           valid: str | None = None, loss: str = "flow_matching", init_from: str | None = None,
+           batch_size: int | None = None) -> dict:
     s = SYSTEMS[system]
     module = {"loss": "flow_matching", "alignment": "equivariant", "lr": 5e-4, "sigma": 0.0}
-    if loss == "reverse_kl":  # fine-tuning by the energy: backpropagation through 8 RK4 steps, one probe
-        module = {"loss": "reverse_kl", "lr": 1e-4, "hutchinson": True, "train_steps": 8, "energy_high": 1e3}
+    if loss == "reverse_kl":  # fine-tuning by the energy: backpropagation through 4 RK4 steps, one probe
+        module = {"loss": "reverse_kl", "lr": 3e-4, "hutchinson": True, "train_steps": 4, "energy_high": 1e3}
     cfg = {
         "seed": seed,
         "flow": s["flow"],
         "data": {"target": system, "train": source(train or s["train"]), "valid": source(valid or s["valid"]),
-                 "n_train": n_train, "n_valid": s["n_valid"], "batch_size": s["batch_size"]},
+                 "n_train": n_train, "n_valid": s["n_valid"], "batch_size": batch_size or s["batch_size"]},
         "module": module,
         "trainer": {"max_epochs": 10_000, "max_time_minutes": minutes, "val_check_interval": s["val_every"],
                     "checkpoint_minutes": 5, "ema_decay": 0.999, "gradient_clip_val": 1.0, "num_threads": 1,
@@ -275,6 +276,7 @@ def main() -> None:
     ap.add_argument("--valid", default=None, help="validation data (default: the system's)")
     ap.add_argument("--test", default=None, help="test data for the NLL and energy W2 (default: the system's)")
     ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None, help="frames (reverse KL: draws) per step")
     ap.add_argument("--n-samples", type=int, default=10_000)
     ap.add_argument("--n-test", type=int, default=2000, help="test-split frames for the NLL")
     ap.add_argument("--sample-steps", type=int, default=None, help="RK4 steps for drawing (default: the flow's)")
@@ -322,7 +324,7 @@ def main() -> None:
     configure_threads(1)
     tag = a.tag or f"seed{a.seed}"
     out = a.out or WORK / f"sampling_bg_{a.system}_{tag}"
-    cfg = config(a.system, a.minutes, a.train, a.seed, a.n_train, a.valid, a.loss, a.init_from)
+    cfg = config(a.system, a.minutes, a.train, a.seed, a.n_train, a.valid, a.loss, a.init_from, a.batch_size)
     test_source = source(a.test or SYSTEMS[a.system]["test"])
     notes = list(a.note)
     for k in ("train", "valid"):
