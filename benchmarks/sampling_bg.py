@@ -213,13 +213,13 @@ def cost_probe(system: str, batch: int = 16, n_div: int = 1) -> dict:
     from compscope.nn import divergence_exact, divergence_hutchinson
     from compscope.sampling import (
         REFERENCE_DEFAULTS,
+        ChainState,
         EquivariantCNF,
         FlowModule,
         get_sampler,
         get_target,
         initial_positions,
     )
-    from compscope.sampling._mcmc import ChainState
 
     t = get_target(system)
     d = REFERENCE_DEFAULTS[system]
