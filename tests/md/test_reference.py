@@ -89,3 +89,25 @@ def test_bad_arguments(tmp_path):
         generate_alanine_dipeptide(tmp_path / "x.h5", solvent="water")
     with pytest.raises(ReferenceError, match="multiple of save_every"):
         generate_alanine_dipeptide(tmp_path / "x.h5", steps=150, save_every=100)
+
+
+def test_total_replicas_tops_up_and_merges_each_replica(tmp_path):
+    out = tmp_path / "ala.h5"
+    info = generate_alanine_dipeptide(out, solvent="obc", total_replicas=1, steps=200, save_every=100, workers=1,
+                                      platform="Reference", plot=False, chunk_frames=100)
+    assert info["new_replicas"] == 1 and info["total_frames"] == 2
+    # the same command again adds nothing: the file already holds one replica
+    again = generate_alanine_dipeptide(out, solvent="obc", total_replicas=1, steps=200, save_every=100, workers=1,
+                                       platform="Reference", plot=False)
+    assert again["new_replicas"] == 0 and again["total_replicas"] == 1
+    with h5py.File(out) as f:
+        assert f.attrs["solvent"] == "obc" and "obc2" in f.attrs["forcefield"]
+        assert np.isfinite(f["replicas/0000/forces"][:]).all()
+
+
+def test_explicit_solvent_speed_runs_a_water_box():
+    from compscope.md.reference import explicit_solvent_speed
+
+    info = explicit_solvent_speed(seconds=0.5)
+    assert info["n_waters"] > 50 and info["n_atoms"] == 22 + 3 * info["n_waters"]
+    assert info["steps"] >= 50 and info["ns_per_day"] > 0

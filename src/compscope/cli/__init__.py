@@ -49,6 +49,7 @@ _SUBAPPS = [
     ("pde", "compscope.cli.pde"),
     ("search", "compscope.cli.search"),
     ("sample", "compscope.cli.sampling"),
+    ("cg", "compscope.cli.cg"),
 ]
 # modules that add top-level verbs to ``app`` through ``register(app)``
 _TOPLEVEL = ["compscope.cli.info", "compscope.cli.forcefield"]

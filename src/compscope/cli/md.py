@@ -69,6 +69,78 @@ def run(
                   f"(after {res.warmup_steps} warm-up steps); files in {out}")
 
 
+@app.command("lammps")
+def lammps(
+    model: Path = typer.Argument(..., help="Model file (model.pt, .jit.pt, .ckpt or run folder)."),
+    data: Path = typer.Argument(..., help="LAMMPS data file (atom_style atomic, metal units) or an extxyz/xyz "
+                                          "structure (converted to OUT/data.lmp)."),
+    ranks: int = typer.Option(2, help="MPI ranks (spatial domain decomposition)."),
+    steps: int = typer.Option(100, help="MD steps (0: one force evaluation)."),
+    dt: float = typer.Option(0.5, help="Time step in fs."),
+    temperature: float = typer.Option(300.0, help="K: initial velocities (0: keep the data file's) and thermostat."),
+    ensemble: str = typer.Option("nve", help="nve (velocity Verlet), nvt (Nose-Hoover chain) or langevin."),
+    tdamp: float = typer.Option(100.0, help="Thermostat damping time in fs."),
+    elements: str = typer.Option("", help="Element of each atom type in type order, e.g. 'O H' (default: from the "
+                                          "data file's masses)."),
+    supercell: tuple[int, int, int] = typer.Option((1, 1, 1), help="Replicate an extxyz structure (na nb nc)."),
+    skin: float = typer.Option(1.0, help="Neighbour skin in Å (ghost cutoff = receptive field + skin)."),
+    dtype: str = typer.Option("auto", help="float32, float64 or auto (the model's dtype)."),
+    threads: int = typer.Option(1, help="Compute threads per rank."),
+    device: str = typer.Option("cpu", help="cpu, or cuda: one GPU per rank (cuda:<local rank>)."),
+    thermo_every: int = typer.Option(10, help="Steps between thermo rows (log.lammps, result.json)."),
+    dump_every: int = typer.Option(0, help="Steps between frames of OUT/traj.lammpstrj (0: none)."),
+    progress_every: int = typer.Option(10, help="Steps between progress lines (atom-steps/s, memory)."),
+    seed: int = typer.Option(12345, help="Seed of the initial velocities and the Langevin noise."),
+    out: Path = typer.Option(Path("lammps_run"), help="Output folder."),
+) -> None:
+    """Run MODEL inside LAMMPS over MPI ranks (domain decomposition; exact: any rank count, the same forces).
+
+    Launches `mpiexec -n RANKS` (the mpich wheel's) on `python -m compscope.integrations.lammps`; LAMMPS integrates,
+    each rank evaluates the model on its atoms plus ghosts out to the model's receptive field. Files in OUT:
+    log.lammps, mpi.log, result.json (timings, sizes, thermo), final.npz (by atom ID), traj.lammpstrj.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from compscope.integrations.lammps import run_lammps, write_data
+
+    if dtype not in ("auto", "float32", "float64"):
+        fail(f"--dtype must be float32, float64 or auto, got {dtype!r}")
+    if not data.exists():
+        fail(f"{data} not found", hint="pass a LAMMPS data file or an extxyz structure")
+    types = elements.replace(",", " ").split() or None
+    if data.suffix in (".xyz", ".extxyz"):
+        import ase.io
+
+        atoms = ase.io.read(data, index=-1) * tuple(supercell)
+        out.mkdir(parents=True, exist_ok=True)
+        types = write_data(atoms, out / "data.lmp", types)
+        data = out / "data.lmp"
+        typer.echo(f"{len(atoms)} atoms written to {data} (types: {' '.join(types)})")
+    elif tuple(supercell) != (1, 1, 1):
+        fail("--supercell applies to extxyz input", hint="use LAMMPS's `replicate` through a data file made for it")
+    res = run_lammps(model, data, out, ranks=ranks, elements=types, steps=steps, dt=dt, temperature=temperature,
+                     ensemble=ensemble, tdamp=tdamp, seed=seed, thermo_every=thermo_every, dump_every=dump_every,
+                     skin=skin, dtype=None if dtype == "auto" else dtype, threads=threads, device=device,
+                     progress_every=progress_every, echo=True)
+    s = res.summary
+    table = Table(title=f"{s['natoms']} atoms, {s['ranks']} ranks x {s['threads_per_rank']} threads, {s['steps']} "
+                        f"steps of {s['dt_fs']} fs ({s['ensemble']})")
+    for col in ("rank", "owned", "ghosts", "evaluated atoms", "edges", "model s", "comm s", "peak RSS GiB"):
+        table.add_column(col)
+    for r in s["per_rank"]:
+        table.add_row(str(r["rank"]), str(r["nlocal"]), str(r["nghost"]), str(r["kept_atoms"]), str(r["edges"]),
+                      f"{r['model']:.2f}", f"{r['comm']:.3f}", f"{r['peak_rss_bytes'] / 2**30:.2f}")
+    console = Console()
+    console.print(table)
+    rate = s["atom_steps_per_s"]
+    drift = res.drift_per_atom_per_ns()
+    console.print(f"energy {s['energy']:.6f} eV; receptive field {s['receptive_field']:.2f} Å, ghost cutoff "
+                  f"{s['ghost_cutoff']:.2f} Å" + (f"; {rate:.4g} atom-steps/s" if rate else "")
+                  + (f"; total-energy drift {drift:.3g} eV/atom/ns" if drift is not None and ensemble == "nve" else "")
+                  + f"; files in {out}")
+
+
 @app.command("reference")
 def reference(
     system: str = typer.Argument("alanine-dipeptide", help="Reference system (only alanine-dipeptide for now)."),
@@ -83,6 +155,9 @@ def reference(
     seed: int = typer.Option(0, help="Base seed; replica k uses seed + k + (replicas already in the file)."),
     platform: str = typer.Option("CPU", help="OpenMM platform: CPU or Reference."),
     plot: bool = typer.Option(True, help="Write the phi/psi free-energy PNG next to the HDF5 file."),
+    chunk_frames: int = typer.Option(20, help="Frames between a replica's checkpoints (larger for long replicas)."),
+    total_replicas: int = typer.Option(0, help="Run until OUT holds this many replicas (overrides --replicas; "
+                                       "the same command starts and resumes a long campaign)."),
 ) -> None:
     """Classical OpenMM MD reference data (amber14): positions, forces, phi/psi to HDF5, fanned out with Ray.
 
@@ -95,7 +170,8 @@ def reference(
     try:
         info = generate_alanine_dipeptide(out, solvent=solvent, replicas=replicas, steps=steps, dt_fs=dt,
                                           temperature=temperature, save_every=save_every, workers=workers or None,
-                                          seed=seed, platform=platform, plot=plot)
+                                          seed=seed, platform=platform, plot=plot, chunk_frames=chunk_frames,
+                                          total_replicas=total_replicas or None)
     except (ReferenceError, ValueError) as err:
         fail(err)
         return

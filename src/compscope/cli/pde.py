@@ -1,4 +1,5 @@
-"""`compscope pde ...` verbs: generate data, train, evaluate and roll out neural PDE solvers.
+"""`compscope pde ...` verbs: generate data, train (train-fv: learned finite volumes), evaluate and roll out neural PDE
+solvers.
 
 ``compscope pde train CONFIG [--resume] [--out DIR] [--set key=value ...]``; errors (with their hints) are printed
 by the root command group (:class:`compscope.cli._common.CompscopeGroup`).
@@ -48,6 +49,25 @@ def train(
     from compscope.pde import train as run
 
     result = run(load_config(config, overrides), out=out, resume=resume)
+    typer.echo(result.best)
+
+
+@app.command("train-fv")
+def train_fv(
+    config: Path = typer.Argument(..., help="YAML with the sections model, data, module, trainer "
+                                            "(configs/pde/learned_fv_e1.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder (refuses changed "
+                                                        "settings other than budgets, hardware and data cache)"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
+) -> None:
+    """Train a learned-flux finite-volume solver (WENO5 + learned stencils) by unrolling; prints the best checkpoint.
+
+    Examples: --set data.nx=25, --set module.unroll=[4,8,16], --set trainer.max_time_minutes=30.
+    """
+    from compscope.pde import train_learned_fv
+
+    result = train_learned_fv(load_config(config, overrides), out=out, resume=resume)
     typer.echo(result.best)
 
 

@@ -13,6 +13,9 @@ Wasserstein distances (flow and reweighted vs reference) and plots the energy hi
 ``compscope sample reference ala2 ...`` runs the alanine-dipeptide replica exchange
 (:func:`compscope.sampling.make_ala2_reference`; keys: ``n_runs``, ``n_iterations``, ``n_replicas``, ``t_max``, ...)
 and prints the C7ax/alpha_L basin population with its error bars.
+``compscope sample chain MODEL --system alanine-dipeptide --steps N --chains C --out chain.h5 [--resume]`` runs the
+exact large-step sampler (:func:`compscope.sampling.sample_chain`); ``compscope sample compare chain.h5 md.h5``
+scores it against MD (:func:`compscope.sampling.compare_runs`).
 Errors (with their hints) are printed by the root command group (:class:`compscope.cli._common.CompscopeGroup`).
 """
 
@@ -185,3 +188,95 @@ def report(
     Console().print(table)
     if out is not None:
         typer.echo(f"wrote {out / 'report.json'} and {', '.join(rep['plots'])}")
+
+
+@app.command()
+def chain(
+    model: Path = typer.Argument(..., help="a learned transition kernel (model.pt / run folder of train_transition) "
+                                           "or a Boltzmann-generator flow (run folder / .ckpt of `sample train`)"),
+    system: str = typer.Option("alanine-dipeptide", "--system", help="the molecule (alanine-dipeptide)"),
+    steps: int = typer.Option(..., "--steps", help="cycles per chain (each: --proposals MH steps + --local MALA)"),
+    chains: int = typer.Option(8, "--chains", help="independent chains, run as one batch"),
+    out: Path = typer.Option(..., "--out", help="the chain file (.h5); its checkpoint is <out>.ckpt"),
+    resume: bool = typer.Option(False, "--resume", help="continue the chain in --out (--steps may grow)"),
+    proposals: int = typer.Option(16, "--proposals", help="proposals drawn at once per state (first accepted)"),
+    local: int = typer.Option(0, "--local", help="MALA steps after the MH steps of every cycle"),
+    local_step: float = typer.Option(1e-4, "--local-step", help="MALA step size (Å^2/kT)"),
+    burn_in: int = typer.Option(0, "--burn-in", help="cycles not kept"),
+    thin: int = typer.Option(1, "--thin", help="keep every THIN-th cycle"),
+    seed: int = typer.Option(0, "--seed", help="random seed"),
+    explore: bool = typer.Option(False, "--explore", help="exploration mode: no Metropolis correction, NOT exact"),
+    platform: str = typer.Option("Reference", "--platform", help="OpenMM platform of the energy (Reference, CPU)"),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="cycles between checkpoints"),
+) -> None:
+    """Exact large-step sampling: MH with a learned kernel (or a flow) as proposal; progress with live acceptance."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from compscope.sampling import sample_chain
+
+    if explore:
+        typer.echo("EXPLORATION MODE: no Metropolis correction; the chain does NOT sample the Boltzmann density",
+                   err=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[info]}")) as bar:
+        task = bar.add_task("chain", total=steps, info="")
+
+        def progress(cycle, total, state):
+            acc = state.accepted.sum().item() / max(state.mh_steps.sum().item(), 1)
+            bar.update(task, completed=cycle, info=f"acceptance {100 * acc:.2f} %, "
+                                                   f"NaN/inf proposals {int(state.n_nonfinite.sum())}")
+
+        res = sample_chain(model, system, steps, chains, out, n_proposals=proposals, n_local=local,
+                           local_step_size=local_step, burn_in=burn_in, thin=thin, seed=seed, resume=resume,
+                           checkpoint_every=checkpoint_every, metropolize=not explore, platform=platform,
+                           progress=progress)
+    c = res.counters
+    typer.echo(f"wrote {out}: {res.positions.shape[0]} states x {res.positions.shape[1]} chains, acceptance "
+               f"{100 * c['accepted'] / max(c['mh_steps'], 1):.2f} % of {c['mh_steps']} MH steps, "
+               f"{c['n_nonfinite']} NaN/inf proposals rejected, {res.wall_s:.1f} s"
+               + ("" if res.exact else " [EXPLORATION MODE: not exact]"))
+
+
+@app.command()
+def compare(
+    first: Path = typer.Argument(..., help="a chain file of `compscope sample chain` (or an MD reference file)"),
+    second: Path = typer.Argument(..., help="an MD reference file of `compscope md reference` (or a chain file)"),
+    out: Path | None = typer.Option(None, "--out", help="folder for compare.json and the plots"),
+    bins: int = typer.Option(64, "--bins", help="Ramachandran / phi-profile bins per axis"),
+) -> None:
+    """Table of ESS, ESS/s, basin visits and JS divergence of two runs; ESS/s bars, Ramachandran, phi profile."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from compscope.sampling import compare_runs
+
+    res = compare_runs(first, second, out=out, bins=bins)
+    a, b = res["first"], res["second"]
+    table = Table(title=f"{first.name} vs {second.name} (alanine dipeptide)")
+    table.add_column("quantity")
+    for s in (a, b):
+        table.add_column(s["label"] + ("" if s["exact"] else " (NOT exact)"), justify="right")
+
+    def row(name, f):
+        table.add_row(name, *(f(s) for s in (a, b)))
+
+    row("trajectories x frames", lambda s: f"{s['n_trajectories']} x {s['frames_per_trajectory']}")
+    row("wall-clock (s)", lambda s: f"{s['wall_s']:.1f}")
+    row("acceptance", lambda s: "-" if s["acceptance"] is None else f"{100 * s['acceptance']:.2f} %")
+    row("ESS basin (first zero / batch means)",
+        lambda s: f"{s['ess']['basin_first_zero']:.1f} / {s['ess']['basin_batch_means']:.1f}")
+    row("ESS/s basin indicator", lambda s: f"{s['ess_per_s']['basin_first_zero']:.3g}")
+    row("ESS/s sin(phi)", lambda s: f"{s['ess_per_s']['phi_first_zero']:.3g}")
+    if "tic0_first_zero" in a["ess_per_s"]:
+        row("ESS/s TIC0", lambda s: f"{s['ess_per_s']['tic0_first_zero']:.3g}")
+    row("energy evaluations per basin ESS", lambda s: f"{s['energy_evaluations_per_basin_ess']:.3g}")
+    row("entries into C7ax/alpha_L", lambda s: str(s["slow_basin_entries"]))
+    row("trajectories missing a basin", lambda s: str(s["trajectories_missing_a_basin"]))
+    for name in a["populations"]:
+        row(f"population {name}", lambda s, n=name: f"{100 * s['populations'][n]:.2f} %")
+    Console().print(table)
+    e = res["phi_profile_error_kT"]
+    typer.echo(f"Ramachandran JS (64x64) = {res['ramachandran_js']:.4f}; phi profile error: RMS {e['rmse']:.3f} kT, "
+               f"max {e['max_abs']:.3f} kT")
+    if out is not None:
+        typer.echo(f"wrote {out / 'compare.json'}, ess_per_s.png, ramachandran.png, phi_profile.png")

@@ -219,13 +219,33 @@ def serve(
     max_time_limit: float = typer.Option(10.0, help="cap on the per-query time limit (s)"),
     max_body_bytes: int = typer.Option(65536, help="largest request body accepted"),
     in_memory: bool = typer.Option(False, help="read the index into RAM instead of memory-mapping it"),
+    editor: Path = typer.Option(None, help="folder of the structure editor (default: the one install-editor put "
+                                           "in the data directory)"),
 ) -> None:
     """Serve the REST API (docs at /docs) and the web page (/) for an index."""
-    from compscope.search import SearchError, SearchIndex, serve
+    from compscope.search import SearchError, SearchIndex, find_editor, serve
 
     try:
         idx = SearchIndex.open(index, in_memory=in_memory)
     except SearchError as exc:
         _fail(exc)
+    if find_editor(editor) is None:
+        typer.secho("note: no structure editor installed (the page offers the text box only); "
+                    "run `compscope search install-editor` once to draw queries", err=True)
     serve(idx, host=host, port=port, max_results=max_results, max_time_limit=max_time_limit,
-          max_body_bytes=max_body_bytes)
+          max_body_bytes=max_body_bytes, editor=editor)
+
+
+@app.command("install-editor")
+def install_editor_cmd(
+    path: Path = typer.Option(None, help="install here instead of <data dir>/web/jsme-editor-VERSION"),
+    force: bool = typer.Option(False, help="download again even if installed"),
+) -> None:
+    """Download the web page's structure editor (JSME, BSD-3-Clause) once from npm, verify its sha256, unpack it."""
+    from compscope.search import EDITOR, SearchError, install_editor
+
+    try:
+        d = install_editor(path, force=force)
+    except SearchError as exc:
+        _fail(exc)
+    typer.echo(f"{EDITOR.folder} ({EDITOR.license}) installed in {d}")

@@ -154,6 +154,12 @@ class EquivariantPotential(nn.Module):
             irreps_node = irreps_out
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def receptive_field(self) -> float:
+        """How far (Å) an atom's energy can see: ``num_interactions x r_max`` (each layer passes messages over
+        one cutoff). A domain-decomposed engine needs ghost atoms this far out (``compscope.integrations.lammps``)."""
+        return len(self.interactions) * self.cutoff
+
     def species_index(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         return species_index(self.z_to_index, atomic_numbers, self.species)
 

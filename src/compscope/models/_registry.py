@@ -7,9 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from ._cg import CGPotential
 from ._forcefield import EquivariantPotential
 
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"EquivariantPotential": EquivariantPotential}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"EquivariantPotential": EquivariantPotential, "CGPotential": CGPotential}
 
 # Reproducible sizes. "small" is MACE-small-like (32 channels, L=1 features); "medium" doubles channels.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -17,6 +18,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                  num_bessel=6),
     "small": dict(hidden_irreps="32x0e+32x1o", max_ell=2, num_interactions=2, correlation=3, radial_hidden=(64, 64),
                   num_bessel=8),
+    # strictly local (Allegro-style): one interaction over a longer cutoff, so an atom's energy sees r_max and no
+    # further; a domain-decomposed run (compscope.integrations.lammps) then needs ghosts only r_max deep, not
+    # num_interactions x r_max (docs/large-systems.md: the trade-off)
+    "local": dict(hidden_irreps="32x0e+32x1o", max_ell=2, num_interactions=1, correlation=3, radial_hidden=(64, 64),
+                  num_bessel=8, r_max=6.0),
     "medium": dict(hidden_irreps="64x0e+64x1o", max_ell=3, num_interactions=2, correlation=3,
                    radial_hidden=(64, 64, 64), num_bessel=8),
 }

@@ -246,6 +246,7 @@ def compile_model(model: nn.Module, example=None, path: str | Path | None = None
         if artifact_kind(path) != "compiled":
             raise ArtifactError(f"{path}: a compiled model is written to NAME.jit.pt", hint="rename the output")
         meta = {"species": [int(z) for z in model.species], "cutoff": float(model.cutoff),
+                "receptive_field": float(getattr(model, "receptive_field", model.cutoff)),
                 "dtype": str(dtype).replace("torch.", ""), "versions": code_versions(), "format": COMPILED_FORMAT}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.jit.save(traced, str(path), _extra_files={"compscope.json": json.dumps(meta)})
@@ -303,6 +304,9 @@ class CompiledPotential(nn.Module):
             raise ArtifactError(f"{path} is not a usable compiled compscope model ({type(err).__name__}: {err})",
                                 hint="compile it with `compscope forcefield export RUN --out NAME.jit.pt`") from err
         self.versions = meta.get("versions", {})
+        # files compiled before it was stored have None: the LAMMPS route then refuses them (it needs the depth)
+        rf = meta.get("receptive_field")
+        self.receptive_field = None if rf is None else float(rf)
         self.register_buffer("z_to_index", species_lookup(self.species), persistent=False)
 
     def forward(self, graph, compute_forces: bool = True, compute_stress: bool = False, training: bool = False):

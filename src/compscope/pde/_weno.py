@@ -23,9 +23,11 @@ __all__ = ["weno_solve", "weno_solve_batch", "weno_rhs", "forcing_tables"]
 _EPS = 1e-40
 
 
-@njit(cache=True, inline="always")
-def _weno5z(a, b, c, d, e):
-    """Value at the right face of cell c from the cell averages a, b, c, d, e (left-biased)."""
+def weno5z_face(a, b, c, d, e):
+    """Value at the right face of cell c from the cell averages a, b, c, d, e (left-biased).
+
+    Plain arithmetic, so the same function serves numba (compiled below as ``_weno5z``) and torch tensors
+    (the learned finite-volume solver)."""
     q0 = (2.0 * a - 7.0 * b + 11.0 * c) / 6.0
     q1 = (-b + 5.0 * c + 2.0 * d) / 6.0
     q2 = (2.0 * c + 5.0 * d - e) / 6.0
@@ -38,6 +40,9 @@ def _weno5z(a, b, c, d, e):
     w2 = 0.3 * (1.0 + (tau / (b2 + _EPS)) ** 2)
     s = w0 + w1 + w2
     return (w0 * q0 + w1 * q1 + w2 * q2) / s
+
+
+_weno5z = njit(cache=True, inline="always")(weno5z_face)
 
 
 @njit(cache=True, inline="always")
@@ -80,6 +85,13 @@ def weno_rhs(u, t, alpha, beta, gamma, dx, omega, phi, fc, fs, pad, flux, out):
             uxx = (-im2 + 7.0 * im1 - 6.0 * c - 6.0 * ip1 + 7.0 * ip2 - ip3) / (8.0 * dx * dx)
             f += gamma * uxx
         flux[i] = f
+    flux_divergence(flux, dx, t, omega, phi, fc, fs, out)
+
+
+@njit(cache=True, inline="always")
+def flux_divergence(flux, dx, t, omega, phi, fc, fs, out):
+    """``out = -(flux[i] - flux[i-1]) / dx`` (periodic) plus the forcing's cell average at time ``t``."""
+    n = flux.shape[0]
     out[0] = -(flux[0] - flux[n - 1]) / dx
     for i in range(1, n):
         out[i] = -(flux[i] - flux[i - 1]) / dx

@@ -5,10 +5,14 @@ Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cache
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
 :mod:`._estimators` (importance weights, ESS, reweighted observables and profiles, energy Wasserstein distances),
-:mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._draw` (loading a trained
-flow, drawing with log q and weights, reports) and :mod:`._train` (training on :mod:`compscope.train`; imported
-on first use, it loads Lightning). Imports only ``data``, ``nn``, ``models``, ``train`` and ``integrations``
-(OpenMM and openmmtools load on first use).
+:mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._largestep`
+(Metropolis-Hastings with learned-kernel, flow or Gaussian proposals, batched; issue #21), :mod:`._chain` (its
+resumable chain file), :mod:`._transition` (learned transition kernels and their MD training pairs; trained by
+:mod:`._transition_train`), :mod:`._compare` (chain vs MD: ESS/s, basins, Ramachandran JS), :mod:`._draw`
+(loading a trained flow, drawing with log q and weights, reports) and
+:mod:`._train` (training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only
+``data``, ``nn``, ``models``, ``train``, ``integrations`` and ``analysis`` (OpenMM and openmmtools load on first
+use).
 """
 
 from ._ala2_reference import (
@@ -19,6 +23,8 @@ from ._ala2_reference import (
     make_ala2_reference,
     run_replica_exchange,
 )
+from ._chain import CHAIN_FORMAT, ChainResult, read_chain, run_chain, sample_chain
+from ._compare import compare_runs, load_dihedral_series
 from ._draw import SAMPLE_FORMAT, draw_samples, load_flow, read_samples, report_samples, write_samples
 from ._errors import SamplingInputError
 from ._estimators import (
@@ -32,6 +38,14 @@ from ._estimators import (
     wasserstein_1d,
 )
 from ._flow import EquivariantCNF, EquivariantVectorField
+from ._largestep import (
+    ConditionalFlowProposal,
+    GaussianKernel,
+    IndependenceProposal,
+    LargeStepMH,
+    LargeStepState,
+    Proposal,
+)
 from ._mcmc import HMC, MALA, SAMPLERS, ChainState, MCMCResult, get_sampler, run_mcmc
 from ._openmm_target import (
     ALA2_BASIN,
@@ -62,6 +76,7 @@ from ._targets import (
     energy_and_force,
     get_target,
 )
+from ._transition import ConditionalCouplingFlow, load_transition, transition_pairs
 
 __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run_mcmc", "get_sampler", "SAMPLERS",
            "Target", "DoubleWell4", "LennardJones", "GaussianMixture", "ForceFieldTarget",
@@ -73,7 +88,11 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
-           "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT"]
+           "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT",
+           "Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",
+           "LargeStepState", "run_chain", "read_chain", "ChainResult", "CHAIN_FORMAT", "ConditionalCouplingFlow",
+           "load_transition", "transition_pairs", "TransitionModule", "train_transition", "sample_chain",
+           "compare_runs", "load_dihedral_series"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}
@@ -81,6 +100,10 @@ _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_
 
 def __getattr__(name: str):
     # the training pieces import Lightning: only when asked for, so targets and MCMC import fast
+    if name in ("TransitionModule", "train_transition"):
+        from . import _transition_train
+
+        return getattr(_transition_train, name)
     if name in _LAZY:
         from . import _train
 

@@ -11,7 +11,8 @@ its own ``Context`` on first use (contexts are not thread-safe); a batch is eval
 Energies are differentiable: ``energy`` is a ``torch.autograd.Function`` whose backward pass uses OpenMM's
 forces, so flows can train on it by reverse KL.
 
-:func:`dihedral_angles` computes dihedrals (phi/psi) from positions, for any batch of frames.
+:func:`dihedral_angles` computes dihedrals (phi/psi) from positions, for any batch of frames (the shared
+:mod:`compscope.analysis` implementation).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import threading
 
 import numpy as np
 import torch
+
+from compscope.analysis import AnalysisInputError
+from compscope.analysis import dihedral_angles as _dihedral_angles
 
 from ._errors import SamplingInputError
 from ._targets import Target, check_positions
@@ -43,41 +47,12 @@ class OpenMMEnergyError(SamplingInputError):
 
 
 def dihedral_angles(x: torch.Tensor | np.ndarray, indices) -> torch.Tensor | np.ndarray:
-    """Dihedral angles in (-pi, pi] of atoms ``indices = (i, j, k, l)`` (or several, shape (m, 4)).
-
-    Args:
-        x: positions (batch, n_atoms, 3) or (n_atoms, 3), torch or numpy (the result has the same type).
-        indices: one quadruple, or (m, 4).
-
-    Returns:
-        (batch,) for one quadruple, (batch, m) for several (no batch axis for a single frame). IUPAC sign
-        convention: looking along j -> k, the angle from the i-j bond to the k-l bond, clockwise positive.
-    """
-    is_np = isinstance(x, np.ndarray)
-    t = torch.as_tensor(x)
-    single = t.ndim == 2
-    if single:
-        t = t.unsqueeze(0)
-    if t.ndim != 3 or t.shape[-1] != 3:
-        raise SamplingInputError(f"positions have shape {tuple(torch.as_tensor(x).shape)}; need (batch, n_atoms, 3)",
-                                 hint="pass Cartesian positions of molecules")
-    idx = torch.as_tensor(indices, dtype=torch.long)
-    one = idx.ndim == 1
-    idx = idx.reshape(-1, 4)
-    if idx.numel() and (idx.min() < 0 or idx.max() >= t.shape[1]):
-        raise SamplingInputError(f"dihedral atom indices {idx.tolist()} out of range for {t.shape[1]} atoms",
-                                 hint="use 0-based atom indices")
-    p0, p1, p2, p3 = (t[:, idx[:, c]] for c in range(4))  # (batch, m, 3)
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1n = b1 / b1.norm(dim=-1, keepdim=True)
-    v = b0 - (b0 * b1n).sum(-1, keepdim=True) * b1n
-    w = b2 - (b2 * b1n).sum(-1, keepdim=True) * b1n
-    ang = torch.atan2((torch.cross(b1n, v, dim=-1) * w).sum(-1), (v * w).sum(-1))
-    if one:
-        ang = ang[:, 0]
-    if single:
-        ang = ang[0]
-    return ang.numpy() if is_np else ang
+    """Dihedral angles in (-pi, pi] of atoms ``indices``: :func:`compscope.analysis.dihedral_angles` (the shared
+    implementation), raising :class:`SamplingInputError` on bad input."""
+    try:
+        return _dihedral_angles(x, indices)
+    except AnalysisInputError as e:
+        raise SamplingInputError(str(e), hint=e.hint) from e
 
 
 class _Energy(torch.autograd.Function):

@@ -9,14 +9,15 @@ Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /api/batch``        many similarity/top-k queries in one request
 - ``POST /api/substructure`` SMARTS/SMILES substructure search, paging, time limit, count mode
 - ``POST /api/exact``        exact match by canonical SMILES or InChIKey
-- ``GET  /api/depict``       RDKit SVG depiction of a SMILES
+- ``GET  /api/depict``       RDKit SVG depiction of a SMILES, matched atoms of ``highlight`` coloured
+- ``POST /api/export``       the hits of a query (any mode) as CSV or SDF
+- ``GET  /editor/...``       the structure editor's files (JSME, installed by ``compscope search install-editor``)
 
 Bad input (invalid SMILES/SMARTS, k or limit over the cap, mismatched fingerprint settings, bodies over
 the size limit) gets a 4xx with a message saying what to fix; the server keeps serving.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the request models defined inside create_app
-import functools
 import logging
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,7 @@ WEB = Path(__file__).resolve().parent / "web"
 
 
 def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1000, max_time_limit: float = 10.0,
-               max_batch: int = 100) -> Any:
+               max_batch: int = 100, editor: str | Path | bool | None = None) -> Any:
     """Build the FastAPI app around an open :class:`SearchIndex` or :class:`ShardedIndex` (or a path).
 
     Args:
@@ -37,6 +38,8 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
         max_results: cap on k / limit per request (HTTP 400 above it).
         max_time_limit: cap on the per-query time limit in seconds (substructure).
         max_batch: most queries in one ``/api/batch`` request.
+        editor: folder of the installed structure editor; None looks in the data directory
+            (:func:`~compscope.search.find_editor`), False serves the page without it.
     """
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import FileResponse, JSONResponse, Response
@@ -47,6 +50,10 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
 
         index = SearchIndex.open(index)
 
+    from ._editor import EDITOR, find_editor
+    from ._web import depict_svg, editor_file, export_hits
+
+    editor_root = None if editor is False else find_editor(None if editor in (None, True) else editor)
     app = FastAPI(title="compscope search", version="1",
                   description="Similarity, substructure and exact search over a compscope `.csi` index.")
 
@@ -142,6 +149,8 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
     def info() -> dict:
         """Index size, fingerprint settings, properties and this server's limits."""
         return {"n": len(index), "fingerprint": index.spec.to_dict(), "properties": index.property_names,
+                "editor": {"installed": editor_root is not None, "script": f"/editor/{EDITOR.entry}",
+                           "name": EDITOR.folder, "install": "compscope search install-editor"},
                 "limits": {"max_results": max_results, "max_time_limit": max_time_limit,
                            "max_body_bytes": max_body_bytes, "max_batch": max_batch}}
 
@@ -195,10 +204,42 @@ def create_app(index: Any, *, max_body_bytes: int = 65_536, max_results: int = 1
 
     @app.get("/api/depict", responses={200: {"content": {"image/svg+xml": {}}}})
     def depict(smiles: str = Query(..., max_length=2000), width: int = Query(220, ge=50, le=1000),
-               height: int = Query(160, ge=50, le=1000)):
-        """SVG depiction (RDKit) of a SMILES."""
-        return Response(_svg(smiles, width, height), media_type="image/svg+xml",
+               height: int = Query(160, ge=50, le=1000),
+               highlight: str | None = Query(None, max_length=2000, description="substructure query to colour"),
+               syntax: Literal["auto", "smiles", "smarts"] = "auto"):
+        """SVG depiction (RDKit) of a SMILES; the atoms and bonds matched by ``highlight`` are coloured."""
+        return Response(depict_svg(smiles, width, height, highlight or None, syntax), media_type="image/svg+xml",
                         headers={"Cache-Control": "max-age=3600"})
+
+    searches = {"topk": (TopKIn, topk), "similarity": (SimilarityIn, similarity),
+                "substructure": (SubstructureIn, substructure), "exact": (ExactIn, exact)}
+
+    @app.post("/api/export")
+    def export(body: dict, format: Literal["csv", "sdf"] = "csv",
+               mode: Literal["topk", "similarity", "substructure", "exact"] = "topk"):
+        """The hits of one query as a CSV or SDF download. The body is the request of ``mode``'s endpoint;
+        paged modes return up to the server's cap from ``offset`` (default: all hits up to the cap)."""
+        from fastapi.exceptions import RequestValidationError
+        from pydantic import ValidationError
+
+        model, run = searches[mode]
+        if mode in ("similarity", "substructure"):
+            body = {"limit": max_results} | body
+        try:
+            req = model.model_validate(body)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        data, media, name = export_hits(run(req)["hits"], format)
+        return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @app.get("/editor/{name:path}", include_in_schema=False)
+    def editor_files(name: str):
+        found = editor_file(editor_root, name)
+        if found is None:
+            detail = (f"no editor file {name!r}" if editor_root is not None else
+                      "the structure editor is not installed; run `compscope search install-editor`")
+            return JSONResponse(status_code=404, content={"detail": detail})
+        return FileResponse(found[0], media_type=found[1], headers={"Cache-Control": "max-age=86400"})
 
     return app
 
@@ -211,22 +252,6 @@ def _page(d: dict, offset: int, limit: int) -> dict:
     d["offset"] = offset
     d["next_offset"] = offset + limit if offset + limit < n else None
     return d
-
-
-@functools.lru_cache(maxsize=4096)
-def _svg(smiles: str, width: int, height: int) -> str:
-    from rdkit.Chem import rdDepictor
-    from rdkit.Chem.Draw import rdMolDraw2D
-
-    from ._query import mol_from_smiles
-
-    mol = mol_from_smiles(smiles)
-    rdDepictor.Compute2DCoords(mol)
-    d = rdMolDraw2D.MolDraw2DSVG(width, height)
-    d.drawOptions().clearBackground = False
-    d.DrawMolecule(mol)
-    d.FinishDrawing()
-    return d.GetDrawingText()
 
 
 def serve(index: Any, host: str = "127.0.0.1", port: int = 8000, **kw) -> None:

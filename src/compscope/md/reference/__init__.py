@@ -6,10 +6,12 @@ from ._alanine import (
     PSI,
     ReferenceError,
     dihedral,
+    explicit_solvent_speed,
     generate_alanine_dipeptide,
     plot_free_energy,
     run_replica,
 )
 
-__all__ = ["PDB_PATH", "PHI", "PSI", "ReferenceError", "dihedral", "generate_alanine_dipeptide", "plot_free_energy",
+__all__ = ["PDB_PATH", "PHI", "PSI", "ReferenceError", "dihedral", "explicit_solvent_speed",
+           "generate_alanine_dipeptide", "plot_free_energy",
            "run_replica"]

@@ -3,6 +3,8 @@
 const $ = (id) => document.getElementById(id);
 let offset = 0;
 let lastMode = "topk";
+let lastQuery = null;  // [mode, request body] of the results on screen, for export
+let editorApplet = null;  // the JSME applet once its script has loaded
 
 function mode() { return document.querySelector("input[name=mode]:checked").value; }
 
@@ -30,14 +32,28 @@ function request(m) {
 
 function esc(s) { return String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])); }
 
-function render(data) {
+// similarity 0..1 as a bar from red (0) through yellow to green (1)
+function simbar(score) {
+  const s = Math.max(0, Math.min(1, score));
+  return `<div class="simbar" title="similarity ${s.toFixed(3)}"><span style="width:${(100 * s).toFixed(1)}%;` +
+    `background:hsl(${Math.round(120 * s)},70%,45%)"></span></div>`;
+}
+
+function depictUrl(smiles, m, query) {
+  let u = `/api/depict?smiles=${encodeURIComponent(smiles)}`;
+  if (m === "substructure") u += `&highlight=${encodeURIComponent(query)}`;
+  return u;
+}
+
+function render(data, m, query) {
   const box = $("results");
   box.innerHTML = "";
   for (const h of data.hits) {
     const div = document.createElement("div");
     div.className = "hit";
     const props = ["mw", "logp", "hbd", "tpsa"].filter((p) => p in h).map((p) => `${p} ${h[p]}`).join(" · ");
-    div.innerHTML = `<img alt="${esc(h.smiles)}" src="/api/depict?smiles=${encodeURIComponent(h.smiles)}">` +
+    div.innerHTML = `<img alt="${esc(h.smiles)}" src="${depictUrl(h.smiles, m, query)}">` +
+      ("score" in h ? simbar(h.score) : "") +
       `<div><b class="id">${esc(h.id)}</b> ${"score" in h ? `<span class="score">${h.score.toFixed(3)}</span>` : ""}</div>` +
       `<div class="smiles">${esc(h.smiles)}</div><div class="props">${props}</div>`;
     box.appendChild(div);
@@ -51,6 +67,7 @@ function render(data) {
   $("prev").disabled = offset === 0;
   $("next").disabled = data.next_offset === null || data.next_offset === undefined;
   $("page-label").textContent = data.hits.length ? `results ${offset + 1}–${offset + data.hits.length}` : "";
+  $("export-csv").disabled = $("export-sdf").disabled = data.hits.length === 0;
 }
 
 async function run() {
@@ -66,8 +83,11 @@ async function run() {
       const d = data.detail;
       throw new Error(typeof d === "string" ? d : JSON.stringify(d));
     }
-    render(data);
+    lastQuery = [m, body];
+    render(data, m, body.query);
   } catch (e) {
+    lastQuery = null;
+    $("export-csv").disabled = $("export-sdf").disabled = true;
     $("results").innerHTML = "";
     $("status").className = "error";
     $("status").textContent = "Error: " + e.message;
@@ -78,6 +98,54 @@ $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); offse
 $("next").addEventListener("click", () => { offset += Number($("limit").value) || 20; run(); });
 $("prev").addEventListener("click", () => { offset = Math.max(0, offset - (Number($("limit").value) || 20)); run(); });
 
+// all hits of the query on screen (not just this page, up to the server's cap) as a file download
+async function exportHits(format) {
+  if (!lastQuery) return;
+  const [m, body] = lastQuery;
+  const all = { ...body };
+  delete all.offset;
+  delete all.limit;
+  const r = await fetch(`/api/export?format=${format}&mode=${m}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(all) });
+  if (!r.ok) { $("status").className = "error"; $("status").textContent = "Export failed: " + (await r.text()); return; }
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(await r.blob());
+  a.download = `hits.${format}`;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+$("export-csv").addEventListener("click", () => exportHits("csv"));
+$("export-sdf").addEventListener("click", () => exportHits("sdf"));
+
+// the structure editor (JSME), served by this server from its install folder; GWT calls jsmeOnLoad when ready
+window.jsmeOnLoad = function () {
+  editorApplet = new JSApplet.JSME("jsme-container", "420px", "320px", { options: "query,hydrogens" });
+  $("editor-note").textContent = "draw, then use it as the query";
+};
+function loadEditor(info) {
+  if (!info.installed) {
+    $("editor-note").textContent = `structure editor not installed: run \`${info.install}\` and restart the server`;
+    $("use-drawing").disabled = $("load-query").disabled = true;
+    return;
+  }
+  $("editor-note").textContent = "loading editor…";
+  const s = document.createElement("script");
+  s.src = info.script;
+  document.head.appendChild(s);
+}
+$("toggle-editor").addEventListener("click", () => { $("editor-panel").hidden = !$("editor-panel").hidden; });
+$("use-drawing").addEventListener("click", () => {
+  if (!editorApplet) return;
+  const smi = editorApplet.smiles();
+  if (!smi) { $("status").className = "error"; $("status").textContent = "Error: the drawing is empty"; return; }
+  $("query").value = smi;
+  offset = 0;
+  run();
+});
+$("load-query").addEventListener("click", () => { if (editorApplet) editorApplet.readGenericMolecularInput($("query").value.trim()); });
+
 fetch("/api/info").then((r) => r.json()).then((i) => {
   $("info").textContent = `${i.n.toLocaleString()} molecules · ${i.fingerprint.kind} r=${i.fingerprint.radius} ${i.fingerprint.nbits} bits`;
+  loadEditor(i.editor);
 });

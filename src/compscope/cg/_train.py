@@ -1,0 +1,248 @@
+"""Training a CG potential (prior + equivariant network) by force matching or denoising force matching.
+
+A config (YAML or dict; ``compscope cg train CONFIG``) has these sections, every key a constructor argument:
+
+- ``data``: :class:`CGDataModule` (path of a ``compscope cg map`` file, fold / n_folds of the cross-validation by
+  trajectory blocks, n_train frames, n_valid, batch_size);
+- ``model``: ``net`` (arguments of :class:`~compscope.models.EquivariantPotential` except ``species``; null for a
+  prior-only model), ``dihedral_prior`` (fit dihedral terms into the prior), ``energy_scale`` (``kT`` or eV);
+- ``module``: :class:`CGModule` (loss ``force_matching`` or ``denoising``, noise, denoising weight, lr);
+- ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_force_rmse``);
+- ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
+
+Force matching (multiscale coarse graining; Izvekov & Voth 2005, Noid et al. 2008; CGnet, Wang et al. 2019)
+regresses the model's forces on the mapped atomistic forces, whose conditional mean is the CG mean force.
+``denoising`` adds a denoising score-matching term on the same frames (Vincent 2011): at ``X' = X + sigma eps``
+the force of the Gaussian-smoothed CG density is ``kT grad log p_sigma(X') ~ -kT eps / sigma`` in expectation,
+an estimate of the mean force that needs no atomistic forces (Arts et al., JCTC 19, 6151 (2023) use the score
+of a denoiser at small noise as the CG force field); the loss is ``FM + w * DSM``. The prior is fitted on the
+training frames (never the held-out block) before the network trains.
+
+The run folder is :class:`~compscope.train.RunDir`'s; ``model.pt`` is a model package (``CGPotential``) that
+``compscope cg simulate`` and ``compscope md run`` load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from compscope.errors import ConfigError
+from compscope.models import build_model
+from compscope.models.artifacts import save_package
+from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section
+
+from ._data import load_cg
+from ._errors import CGDataError
+from ._prior import fit_prior, kT_eV
+
+__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "model_kwargs", "SECTIONS",
+           "LOSSES", "DEFAULT_NET"]
+
+SECTIONS = ("seed", "out", "data", "model", "module", "trainer")
+TRAINER_DEFAULTS = {"monitor": "val_force_rmse", "max_epochs": 20}
+RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
+LOSSES = ("force_matching", "denoising")
+#: a small network for five beads (CPU minutes); every key is an EquivariantPotential argument
+DEFAULT_NET = {"r_max": 8.0, "num_bessel": 8, "max_ell": 2, "hidden_irreps": "16x0e+16x1o", "num_interactions": 2,
+               "correlation": 2, "radial_hidden": [32, 32], "readout_hidden": 16, "avg_num_neighbors": 4.0}
+# the dihedral prior on by default: the network is E(3)-invariant and cannot tell L- from D-alanine (alpha_R from
+# alpha_L); the dihedral terms' sine parts can (tests/cg/test_model.py)
+MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT"}
+
+
+def fold_split(lengths: list[int], fold: int | None, n_folds: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into the concatenated frames) of training and held-out frames: the frames in replica order cut
+    into ``n_folds`` contiguous blocks, block ``fold`` held out (``fold=None``: the last 10 % of every replica held
+    out). Contiguous blocks keep correlated neighbouring frames on one side."""
+    total = int(sum(lengths))
+    if total < 2:
+        raise CGDataError(f"{total} frame(s): need at least 2 to hold some out")
+    idx = np.arange(total)
+    if fold is None:
+        starts = np.cumsum([0, *lengths[:-1]])
+        held = np.concatenate([np.arange(s + int(0.9 * n), s + n) for s, n in zip(starts, lengths)])
+        held = held if len(held) else idx[-1:]
+    else:
+        if not 0 <= fold < n_folds:
+            raise ConfigError(f"data.fold={fold}: must be in 0..{n_folds - 1} (or null)")
+        held = np.array_split(idx, n_folds)[fold]
+    mask = np.ones(total, bool)
+    mask[held] = False
+    return idx[mask], idx[~mask]
+
+
+class CGDataModule(L.LightningDataModule):
+    """Mapped frames and forces of a CG file, split by trajectory blocks.
+
+    Args:
+        path: a ``compscope cg map`` file.
+        fold, n_folds: the held-out block (see :func:`fold_split`).
+        n_train: training frames, taken at an even stride from the training blocks (None: all).
+        n_valid: held-out frames used for validation, at an even stride (None: all).
+        batch_size: frames per step.
+        require_forces: refuse a file without forces (force matching); NaN frames were dropped by ``cg map``.
+    """
+
+    def __init__(self, path: str = "cg.h5", fold: int | None = 0, n_folds: int = 4, n_train: int | None = None,
+                 n_valid: int | None = 2000, batch_size: int = 64, require_forces: bool = True):
+        super().__init__()
+        self.path, self.fold, self.n_folds = str(path), fold, int(n_folds)
+        self.n_train, self.n_valid, self.batch_size = n_train, n_valid, int(batch_size)
+        self.require_forces = bool(require_forces)
+        self._train = None
+
+    def load(self) -> None:
+        if self._train is not None:
+            return
+        d = load_cg(self.path)
+        if self.require_forces:
+            d.require_forces()
+        self.cg = d
+        x = np.concatenate(d.positions)
+        f = np.concatenate(d.forces) if d.forces is not None else np.full_like(x, np.nan)
+        tr, va = fold_split([len(p) for p in d.positions], self.fold, self.n_folds)
+        tr, va = _stride(tr, self.n_train), _stride(va, self.n_valid)
+        dt = torch.get_default_dtype()
+        self._train = torch.utils.data.TensorDataset(torch.as_tensor(x[tr], dtype=dt), torch.as_tensor(f[tr], dtype=dt))
+        self._valid = torch.utils.data.TensorDataset(torch.as_tensor(x[va], dtype=dt), torch.as_tensor(f[va], dtype=dt))
+        self.train_positions = x[tr]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+
+    def train_dataloader(self):
+        from compscope.train import step_loader
+
+        return step_loader(self._train, min(self.batch_size, len(self._train)), seed=0,
+                           trainer=getattr(self, "trainer", None), drop_last=True)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(self._valid, batch_size=256)
+
+
+def _stride(idx: np.ndarray, n: int | None) -> np.ndarray:
+    if n is None or n >= len(idx):
+        return idx
+    if n < 1:
+        raise ConfigError(f"n_train/n_valid={n}: must be >= 1 (or null for all)")
+    return idx[np.linspace(0, len(idx) - 1, int(n)).round().astype(int)]
+
+
+class CGModule(L.LightningModule):
+    """Force matching (and the denoising term) for a :class:`~compscope.models.CGPotential`.
+
+    Args:
+        model: :func:`compscope.models.build_model` arguments of the CG potential (``name: CGPotential``).
+        loss: ``force_matching`` or ``denoising`` (force matching plus denoising score matching).
+        noise: ``sigma`` of the denoising term, Å.
+        denoising_weight: ``w`` of the denoising term.
+        temperature: K of the data (kT of the denoising target).
+        force_scale: the loss divides squared force errors by this squared (eV/Å; the data's force std).
+        lr, weight_decay: AdamW.
+    """
+
+    def __init__(self, model: Mapping[str, Any], loss: str = "force_matching", noise: float = 0.05,
+                 denoising_weight: float = 1.0, temperature: float = 300.0, force_scale: float = 1.0,
+                 lr: float = 3e-3, weight_decay: float = 0.0):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ConfigError(f"module.loss={loss!r}: use one of {list(LOSSES)}")
+        if noise <= 0 or denoising_weight < 0 or force_scale <= 0:
+            raise ConfigError("module.noise and module.force_scale must be > 0, denoising_weight >= 0")
+        self.save_hyperparameters()
+        self.model = build_model(**model)
+        self.kT = kT_eV(temperature)
+
+    def _forces(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.energy_forces(x, training=True)[1]
+
+    def training_step(self, batch, batch_idx):
+        x, f = batch
+        s2 = self.hparams.force_scale ** 2
+        fm = ((self._forces(x) - f) ** 2).mean() / s2
+        loss = fm
+        if self.hparams.loss == "denoising":
+            eps = torch.randn_like(x)
+            sig = self.hparams.noise
+            target = -self.kT * eps / sig
+            dsm = ((self._forces(x + sig * eps) - target) ** 2).mean() / s2
+            loss = fm + self.hparams.denoising_weight * dsm
+            self.log("train_dsm", dsm, batch_size=len(x))
+        self.log("train_fm", fm, batch_size=len(x))
+        self.log("train_loss", loss, prog_bar=True, batch_size=len(x))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, f = batch
+        with torch.enable_grad():
+            pred = self.model.energy_forces(x)[1].detach()
+        mse = ((pred - f) ** 2).mean()
+        self.log("val_loss", mse / self.hparams.force_scale ** 2, batch_size=len(x))
+        self.log("val_force_rmse", mse.sqrt(), prog_bar=True, batch_size=len(x))
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every section checked against its constructor, every default written out (what ``--resume`` compares)."""
+    unknown = sorted(set(config) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"CG config: unknown top-level key(s) {unknown}",
+                          hint=f"a CG config has the sections {list(SECTIONS)} (see configs/cg/)")
+    model = {**MODEL_DEFAULTS, **(config.get("model") or {})}
+    bad = sorted(set(model) - set(MODEL_DEFAULTS))
+    if bad:
+        raise ConfigError(f"CG config: unknown model key(s) {bad}", hint=f"model takes {sorted(MODEL_DEFAULTS)}")
+    if model["net"] is not None:
+        from compscope.models import EquivariantPotential
+        from compscope.train import check_arguments
+
+        check_arguments("model.net", EquivariantPotential, {**model["net"], "species": [1]})
+    trainer = resolve_section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
+    TrainerConfig(**trainer)
+    return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
+            "data": resolve_section(config, "data", CGDataModule),
+            "model": model,
+            "module": resolve_section(config, "module", CGModule,
+                                      provided={"model": "the model section", "temperature": "the data file",
+                                                "force_scale": "the data"}),
+            "trainer": trainer}
+
+
+def model_kwargs(cfg: Mapping[str, Any], data: CGDataModule) -> dict[str, Any]:
+    """The CG potential's build arguments: the prior fitted on the training frames, the network section."""
+    d = data.cg
+    m = cfg["model"]
+    prior = fit_prior(data.train_positions, d.temperature, dihedrals=bool(m["dihedral_prior"]))
+    scale = kT_eV(d.temperature) if m["energy_scale"] == "kT" else float(m["energy_scale"])
+    return {"name": "CGPotential", "bead_z": list(d.bead_z), "prior": prior,
+            "net": None if m["net"] is None else dict(m["net"]), "energy_scale": scale}
+
+
+def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
+    """Train a CG potential as a config describes (module docstring); writes ``model.pt`` into the run folder."""
+    cfg = resolve_config(config)
+    where = out if out is not None else cfg["out"]
+    if where is None:
+        raise ConfigError("no run folder: give out: in the config or --out", hint="--out runs/cg_ala2")
+    cfg["out"] = str(where)
+    L.seed_everything(cfg["seed"], workers=True, verbose=False)
+    data = CGDataModule(**cfg["data"])
+    data.load()  # before the run folder: a file without forces leaves no folder behind
+    f = data._train.tensors[1]
+    scale = float(f.std()) if torch.isfinite(f).all() and len(f) > 1 else 1.0
+    module = CGModule(model_kwargs(cfg, data), temperature=data.cg.temperature, force_scale=scale, **cfg["module"])
+    run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()
+    result = fit(module, data, run, TrainerConfig(**cfg["trainer"]))
+    if run.path.exists():
+        save_package(module.model, run.file("model.pt"), config=cfg,
+                     metrics={"n_train": len(data._train), "n_valid": len(data._valid),
+                              "n_dropped_nonfinite": data.cg.n_dropped_nonfinite})
+    return result

@@ -1,0 +1,157 @@
+"""`compscope cg ...` verbs: map a reference to beads, train a CG potential, simulate it, compare with the reference.
+
+``compscope cg map REF.h5 --mapping backbone --out cg.h5`` (:func:`compscope.cg.map_reference`);
+``compscope cg train CONFIG.yaml [--out DIR] [--resume] [--set key=value]`` (:func:`compscope.cg.train`, configs in
+``configs/cg/``); ``compscope cg simulate MODEL --replicas R --steps N --out cgtraj.h5`` runs Langevin dynamics of
+the CG potential on the MD engine (:func:`compscope.md.simulate`: batched replicas, stability monitors) and writes a
+CG trajectory (:func:`compscope.cg.write_cg_trajectory`); ``compscope cg compare cgtraj.h5 REF.h5`` prints the JS /
+free-energy MSE table and writes the side-by-side PNG (:func:`compscope.cg.compare`). The CLI joins ``cg`` and
+``md`` here because a task package never imports another one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ._common import SET_OPTION_HELP, load_config
+
+app = typer.Typer(help="Machine-learned coarse graining: maps and force maps, force matching, CG simulation.",
+                  no_args_is_help=True)
+
+
+@app.command("map")
+def map_(
+    ref: Path = typer.Argument(..., help="Reference HDF5 from `compscope md reference` (positions and forces)."),
+    mapping: str = typer.Option("backbone", help="backbone, ca, comma-separated PDB atom names or 0-based indices, "
+                                                  "or a JSON/YAML file with {slice: [...]} or {com: [[...], ...]}."),
+    out: Path = typer.Option(Path("cg.h5"), help="The CG file (bead positions and mapped forces)."),
+) -> None:
+    """Map every frame of REF to beads; mapped forces aggregate hydrogens constrained to a bead's atom."""
+    from compscope.cg import map_reference
+
+    info = map_reference(ref, _mapping_arg(mapping), out)
+    typer.echo(json.dumps(info, indent=2))
+
+
+def _mapping_arg(text: str):
+    p = Path(text)
+    if p.suffix in (".json", ".yaml", ".yml") and p.exists():
+        import yaml
+
+        return yaml.safe_load(p.read_text())
+    if "," in text:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        return [int(s) for s in items] if all(s.isdigit() for s in items) else items
+    return text
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML with the sections data, model, module, trainer (configs/cg/)."),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder (refuses changed "
+                                                        "settings other than budgets and hardware)"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
+) -> None:
+    """Fit a CG potential (prior + equivariant network) by force matching or denoising; prints model.pt's path.
+
+    Examples: --set data.n_train=10000, --set module.loss=denoising, --set trainer.max_time_minutes=30.
+    """
+    from compscope.cg import train as train_cg
+
+    result = train_cg(load_config(config, overrides), out=out, resume=resume)
+    typer.echo(result.run.file("model.pt"))
+
+
+@app.command()
+def simulate(
+    model: Path = typer.Argument(..., help="CG model (model.pt, a run folder or a checkpoint)."),
+    replicas: int = typer.Option(10, help="Replicas simulated together in one batch."),
+    steps: int = typer.Option(10000, help="Langevin steps."),
+    out: Path = typer.Option(Path("cgtraj.h5"), help="CG trajectory (HDF5); the MD run folder is OUT's stem + _md."),
+    start: Path | None = typer.Option(None, help="CG file whose frames start the replicas (default: the model's "
+                                                 "training data)."),
+    dt: float = typer.Option(2.0, help="Time step in fs."),
+    temperature: float = typer.Option(300.0, help="K."),
+    friction: float = typer.Option(0.01, help="Langevin friction in 1/fs."),
+    traj_every: int = typer.Option(500, help="Steps between saved frames."),
+    seed: int = typer.Option(0, help="Seed of start frames, velocities and noise."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Langevin dynamics (BAOAB) of the CG potential on the MD engine, replicas batched, monitors on."""
+    import numpy as np
+    from ase import Atoms
+
+    from compscope.cg import CGDataError, load_cg, write_cg_trajectory
+    from compscope.md import StabilityMonitor, load_potential
+    from compscope.md import simulate as md_simulate
+
+    pot = load_potential(model)
+    info = getattr(pot, "package_info", {}) or {}
+    src = start or (info.get("config", {}).get("data", {}) or {}).get("path")
+    if src is None:
+        raise CGDataError("no start frames: the model does not name its training data",
+                          hint="pass --start cg.h5 (a `compscope cg map` file)")
+    data = load_cg(src)
+    frames = np.concatenate(data.positions)
+    if frames.shape[1] != len(pot.atomic_numbers):
+        raise CGDataError(f"{src} has {frames.shape[1]} beads, the model {len(pot.atomic_numbers)}",
+                          hint="start from a CG file of the model's map")
+    pick = np.random.default_rng(seed).choice(len(frames), size=replicas, replace=len(frames) < replicas)
+    atoms = [Atoms(numbers=pot.atomic_numbers, positions=frames[i]) for i in pick]
+    md_dir = out.with_name(out.stem + "_md")
+    res = md_simulate(pot, atoms, steps=steps, dt=dt, temperature=temperature, integrator="langevin",
+                      friction=friction, seed=seed, out=md_dir, traj_every=traj_every, extxyz=False,
+                      monitor=StabilityMonitor(), progress=progress, plots=False)
+    x, stable = _read_md(md_dir / "trajectory.h5", replicas, res.summary, traj_every)
+    write_cg_trajectory(out, x, stable, data.cgmap, temperature_K=temperature, dt_fs=dt, traj_every=traj_every,
+                        steps=res.steps, ns_per_day=res.ns_per_day, model=str(model), integrator="langevin",
+                        n_stable=res.n_stable)
+    typer.echo(json.dumps({"out": str(out), "replicas": replicas, "n_stable": res.n_stable, "steps": res.steps,
+                           "dt_fs": dt, "ns_per_day_per_replica": round(res.ns_per_day, 2),
+                           "ns_per_day_all_replicas": round(res.ns_per_day * replicas, 2)}, indent=2))
+
+
+def _read_md(path: Path, replicas: int, summary: list[dict], traj_every: int):
+    """(R, T, n, 3) positions of an MD trajectory and the frames of each replica before it was stopped."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(path, "r") as f:
+        n = int(f.attrs["n_frames"])
+        pos = f["particles/all/position/value"][:n]  # (T, N, 3)
+        steps = f["particles/all/position/step"][:n]
+    t, nn, _ = pos.shape
+    x = pos.reshape(t, replicas, nn // replicas, 3).transpose(1, 0, 2, 3)
+    stable = np.full(replicas, t)
+    for r in summary:
+        if r.get("stopped_at_step") is not None:
+            stable[r["replica"]] = int((steps < r["stopped_at_step"]).sum())
+    return x, stable
+
+
+@app.command()
+def compare(
+    cgtraj: Path = typer.Argument(..., help="CG trajectory from `compscope cg simulate` (or a CG map file)."),
+    ref: Path = typer.Argument(..., help="Reference: the atomistic HDF5 (mapped with CGTRAJ's map) or a CG file."),
+    png: Path | None = typer.Option(None, help="Side-by-side PNG (default: CGTRAJ's stem + _compare.png)."),
+) -> None:
+    """Ramachandran free energies side by side, difference map, distributions; JS and free-energy MSE table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from compscope.cg import compare as compare_cg
+
+    png = png or cgtraj.with_name(cgtraj.stem + "_compare.png")
+    res = compare_cg(cgtraj, ref, png)
+    table = Table(title=f"{cgtraj} vs {ref}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in res.items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    if png.exists():
+        typer.echo(f"plot: {png}")

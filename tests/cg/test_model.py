@@ -1,0 +1,100 @@
+"""The CG potential (prior + equivariant network): physics test kit, float32/float64, packages, batch errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compscope.cg import fit_prior, load_cg
+from compscope.data import keys as K
+from compscope.errors import ConfigError
+from compscope.models import CGPotential, build_model, dihedral_angles
+from compscope.models.artifacts import load_model, save_package
+from compscope.testing import (
+    assert_batch_consistent,
+    assert_e3_equivariant,
+    assert_forces_are_gradients,
+    random_rotation,
+)
+
+NET = {"r_max": 6.0, "hidden_irreps": "8x0e+8x1o", "num_interactions": 2, "correlation": 2, "radial_hidden": [16],
+       "num_bessel": 6, "avg_num_neighbors": 4.0}
+
+
+@pytest.fixture(scope="module")
+def frames(cg_file):
+    return np.concatenate(load_cg(cg_file).positions)
+
+
+def _model(frames, dtype, net=NET, dihedrals=True):
+    torch.manual_seed(0)
+    prior = fit_prior(frames, 300.0, dihedrals=dihedrals)
+    return build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=prior, net=net, energy_scale=0.0259).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cg_potential_is_equivariant_and_batches(frames, dtype):
+    """Without dihedral terms the model is E(3)-invariant (the kit's rotations, reflections, translations)."""
+    model = _model(frames, dtype, dihedrals=False)
+    x = torch.as_tensor(frames[:3], dtype=dtype)
+    graph = model.make_graph(x)
+    assert graph.num_edges > 0
+    assert_e3_equivariant(model, graph)
+    assert_batch_consistent(model, [model.make_graph(x[i:i + 1]) for i in range(3)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dihedral_prior_is_rotation_invariant_but_chiral(frames, dtype):
+    """The dihedral prior's sine terms tell L- from D-alanine: energies are invariant under rotations and
+    translations and forces rotate with the frame, but a mirror image has another energy."""
+    model = _model(frames, dtype, dihedrals=True)
+    x = torch.as_tensor(frames[:3], dtype=dtype)
+    e, f = model.energy_forces(x)
+    gen = torch.Generator().manual_seed(0)
+    tol = 1e-9 if dtype == torch.float64 else 2e-4
+    for _ in range(3):
+        rot = random_rotation(gen).to(dtype)
+        e2, f2 = model.energy_forces(x @ rot.T + torch.randn(3, generator=gen).to(dtype))
+        torch.testing.assert_close(e2, e, atol=tol * max(1.0, float(e.abs().max())), rtol=0)
+        torch.testing.assert_close(f2, f @ rot.T, atol=tol * max(1.0, float(f.abs().max())), rtol=0)
+    e_mirror, _ = model.energy_forces(-x)
+    assert float((e_mirror - e).abs().max()) > 1e-3
+
+
+def test_cg_forces_are_minus_gradient_float64(frames):
+    model = _model(frames, torch.float64)
+    assert_forces_are_gradients(model, model.make_graph(torch.as_tensor(frames[:2])), n_atoms=5)
+    prior_only = _model(frames, torch.float64, net=None)
+    assert prior_only.net is None
+    assert_forces_are_gradients(prior_only, prior_only.make_graph(torch.as_tensor(frames[:2])), n_atoms=5)
+
+
+def test_dihedral_convention_matches_reference(frames, cg_file):
+    d = load_cg(cg_file)
+    phi = dihedral_angles(torch.as_tensor(np.concatenate(d.positions)), torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]]))
+    # the backbone beads are the atoms of phi and psi: the same angles as the reference's
+    np.testing.assert_allclose(phi[:, 0].numpy(), np.concatenate(d.phi), atol=1e-9)
+    np.testing.assert_allclose(phi[:, 1].numpy(), np.concatenate(d.psi), atol=1e-9)
+
+
+def test_package_round_trip_and_whole_molecules(frames, tmp_path):
+    model = _model(frames, torch.float64)
+    path = save_package(model, tmp_path / "cg.pt")
+    again = load_model(path)
+    x = torch.as_tensor(frames[:4])
+    e0, f0 = model.energy_forces(x)
+    e1, f1 = again.energy_forces(x)
+    torch.testing.assert_close(e0, e1)
+    torch.testing.assert_close(f0, f1)
+    g = model.make_graph(x)
+    out = model(g)
+    assert out[K.FORCES].shape == (20, 3)
+    with pytest.raises(ConfigError, match="whole molecules"):
+        from dataclasses import replace
+
+        model(replace(g, batch=torch.zeros(20, dtype=torch.long), cell=g.cell[:1], pbc=g.pbc[:1]))
+    with pytest.raises(ConfigError, match="must be"):
+        model.make_graph(x[:, :4])
+    with pytest.raises(ConfigError, match="species"):
+        CGPotential([6, 7], net={**NET, "species": [1, 2]})
