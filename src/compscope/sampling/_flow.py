@@ -165,14 +165,24 @@ class EquivariantCNF(nn.Module):
         return mean_free_log_normal(z) + a  # a = int_1^0 div dt = -int_0^1 div dt
 
     def sample(self, n: int, n_steps: int | None = None, generator: torch.Generator | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(x (n, n_particles, dim), log q(x) (n,))``: base draws pushed to ``t = 1`` with the exact divergence."""
+               exact: bool = True, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x (n, n_particles, dim), log q(x) (n,))``: base draws pushed to ``t = 1`` with the exact divergence.
+
+        ``exact=False`` integrates one Hutchinson probe per draw instead (an unbiased estimate of log q, for
+        training); ``create_graph=True`` keeps the graph through the solver, so that ``x`` and ``log q`` can be
+        differentiated with respect to the flow's parameters (reverse-KL training); both are detached
+        otherwise."""
         if n < 1:
             raise SamplingInputError(f"n must be positive, got {n}", hint="e.g. n=1000")
         p = next(self.parameters())
-        z = _centre(torch.randn(n, self.n_particles, self.dim, generator=generator, dtype=p.dtype))
-        x, a = self.integrate(z, 0.0, 1.0, n_steps)
-        return x.detach(), (mean_free_log_normal(z) - a).detach()
+        z = _centre(torch.randn(n, self.n_particles, self.dim, generator=generator, dtype=p.dtype,
+                                device=p.device))
+        noise = None if exact else _centre(torch.randint(0, 2, z.shape, generator=generator).to(z) * 2 - 1)
+        x, a = self.integrate(z, 0.0, 1.0, n_steps, noise, create_graph)
+        log_q = mean_free_log_normal(z) - a
+        if create_graph:
+            return x, log_q
+        return x.detach(), log_q.detach()
 
 
 def fold_chirality(x: torch.Tensor, log_q: torch.Tensor, improper: tuple[int, int, int, int],

@@ -8,12 +8,12 @@ A config (YAML or dict; ``compscope sample train CONFIG``) has these sections, e
 - ``data``: :class:`FlowDataModule` (target, train, valid, n_train, n_valid, batch_size); ``train``/``valid`` are
   a ``.npy`` of flattened frames, a ``reference.h5`` of :func:`~compscope.sampling.make_reference`, or
   ``split:<name>/<split>`` for the literature's shipped splits (:func:`~compscope.sampling.load_split`);
-- ``module``: :class:`FlowModule` (loss: ``likelihood`` or ``flow_matching``, alignment, sigma, lr, weight_decay,
-  hutchinson, train_steps);
+- ``module``: :class:`FlowModule` (loss: ``likelihood``, ``flow_matching`` or ``reverse_kl``, alignment, sigma, lr,
+  weight_decay, hutchinson, train_steps, energy_high);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_nll``);
 - ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`);
-- ``init_from``: a run folder or ``.ckpt`` whose flow weights start this run (e.g. likelihood fine-tuning of a
-  flow-matching run; same flow section and target), ignored on ``--resume``.
+- ``init_from``: a run folder or ``.ckpt`` whose flow weights start this run (e.g. likelihood or reverse-KL
+  fine-tuning of a flow-matching run; same flow section and target), ignored on ``--resume``.
 
 Validation reports the exact negative log-likelihood (nats per configuration, ``val_nll``, and per degree of
 freedom of the mean-free subspace, ``val_nll_per_dof``).
@@ -43,7 +43,8 @@ SECTIONS = ("seed", "out", "init_from", "flow", "data", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_nll", "max_epochs": 20}
 RESUME_SAFE = ("out", *(f"trainer.{k}" for k in TrainerConfig.RESUME_SAFE))
 # options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
-ADDED_OPTIONS = {"init_from": None, "module": {"loss": "likelihood", "alignment": "equivariant", "sigma": 0.0}}
+ADDED_OPTIONS = {"init_from": None, "module": {"loss": "likelihood", "alignment": "equivariant", "sigma": 0.0,
+                                                "energy_high": None}}
 
 
 def load_positions(source: str | os.PathLike, target: str) -> torch.Tensor:
@@ -102,7 +103,7 @@ class FlowDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(self._valid, batch_size=self.batch_size)
 
 
-LOSSES = ("likelihood", "flow_matching")
+LOSSES = ("likelihood", "flow_matching", "reverse_kl")
 ALIGNMENTS = ("none", "ot", "equivariant", "rotation")
 
 
@@ -115,7 +116,13 @@ class FlowModule(L.LightningModule):
     frame and no solver in the loop; the base draws are paired and aligned to the data first (``alignment``:
     ``equivariant`` = minibatch OT on rotation-aligned costs, then the optimal permutation and orthogonal map of
     each pair; ``ot`` = minibatch OT on plain distances; ``none`` = independent pairs;
-    :func:`compscope.nn.equivariant_ot`). Validation is the exact NLL either way.
+    :func:`compscope.nn.equivariant_ot`). ``reverse_kl`` (energy-based, Noé et al., Science 2019): draw
+    ``x ~ q`` through the flow (``train_steps`` RK4 steps, backpropagated, Hutchinson or exact divergence) and
+    minimise ``E_q[u(x) + log q(x)] = KL(q || p) - log Z`` per degree of freedom with the target's energy ``u``
+    (kT); the data batch only sets the number of draws. A draw whose energy or log q is NaN/inf is left out of
+    the mean and counted (``train_invalid``); with ``energy_high`` energies above it enter as
+    ``u_high + log(1 + u - u_high)`` (finite, gentle gradients at clashes; the exact energy is still what
+    drawing and reweighting use). Validation is the exact NLL whatever the loss.
 
     Args:
         flow: the flow's constructor arguments (``n_particles``, ``dim`` included).
@@ -126,11 +133,13 @@ class FlowModule(L.LightningModule):
         loss: ``likelihood`` or ``flow_matching``.
         alignment: base-to-data alignment of flow matching (``equivariant``, ``ot`` or ``none``).
         sigma: standard deviation of centred Gaussian noise added to the path points (0: deterministic paths).
+        energy_high: reverse KL: energies above it are regularised logarithmically (None: used as they are).
     """
 
     def __init__(self, flow: Mapping[str, Any], lr: float = 1e-3, weight_decay: float = 0.0,
                  hutchinson: bool = False, train_steps: int | None = None, target: str | None = None,
-                 loss: str = "likelihood", alignment: str = "equivariant", sigma: float = 0.0):
+                 loss: str = "likelihood", alignment: str = "equivariant", sigma: float = 0.0,
+                 energy_high: float | None = None):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"module.loss={loss!r}: use one of {list(LOSSES)}")
@@ -138,9 +147,49 @@ class FlowModule(L.LightningModule):
             raise ConfigError(f"module.alignment={alignment!r}: use one of {list(ALIGNMENTS)}")
         if sigma < 0:
             raise ConfigError(f"module.sigma={sigma}: must be >= 0")
+        if loss == "reverse_kl" and target is None:
+            raise ConfigError("module.loss=reverse_kl needs the target's energy: no target given",
+                              hint="set data.target (the config passes it to the module)")
         self.save_hyperparameters()
         self.flow = EquivariantCNF(**flow)
         self.dof = (self.flow.n_particles - 1) * self.flow.dim
+        self._target = None
+
+    @property
+    def target(self):
+        """The :class:`~compscope.sampling.Target` of reverse KL: the one named by ``target``, built on first use,
+        unless another (e.g. a :class:`~compscope.sampling.GaussianMixture`) was assigned."""
+        if self._target is None:
+            self._target = get_target(self.hparams.target)
+        return self._target
+
+    @target.setter
+    def target(self, value) -> None:
+        if (value.n_particles, value.dim) != (self.flow.n_particles, self.flow.dim):
+            raise SamplingInputError(f"target of {value.n_particles} x {value.dim} positions for a flow of "
+                                     f"{self.flow.n_particles} x {self.flow.dim}", hint="use the flow's event shape")
+        self._target = value
+
+    def reverse_kl_loss(self, n: int) -> tuple[torch.Tensor | None, int]:
+        """``mean(u(x) + log q(x)) / dof`` over ``n`` flow draws with finite energy and log q, and how many draws
+        were left out (NaN/inf); the loss is None (the step is skipped) when every draw is invalid."""
+        x, log_q = self.flow.sample(n, n_steps=self.hparams.train_steps, exact=not self.hparams.hutchinson,
+                                    create_graph=True)
+        ok = torch.isfinite(x.detach()).reshape(n, -1).all(1) & torch.isfinite(log_q.detach())
+        if ok.any():  # a first pass without graph finds the draws the target can evaluate
+            with torch.no_grad():
+                u0 = torch.full((n,), float("nan"), dtype=x.dtype, device=x.device)
+                u0[ok] = self.target.energy(x.detach()[ok]).to(x.dtype)
+            ok = ok & torch.isfinite(u0)
+        n_bad = int((~ok).sum())
+        if n_bad == n:
+            return None, n_bad
+        u = self.target.energy(x[ok]).to(x.dtype)  # only finite energies enter the graph
+        high = self.hparams.energy_high
+        if high is not None:
+            over = u > high
+            u = torch.where(over, high + torch.log1p(torch.where(over, u - high, torch.zeros_like(u))), u)
+        return (u + log_q[ok]).mean() / self.dof, n_bad
 
     def flow_matching_loss(self, x1: torch.Tensor) -> torch.Tensor:
         """Mean squared error of the field against the straight-path velocity, per degree of freedom."""
@@ -164,6 +213,11 @@ class FlowModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self.hparams.loss == "flow_matching":
             loss = self.flow_matching_loss(batch)
+        elif self.hparams.loss == "reverse_kl":
+            loss, n_bad = self.reverse_kl_loss(len(batch))
+            self.log("train_invalid", float(n_bad), batch_size=len(batch), reduce_fx="sum")
+            if loss is None:  # every draw invalid: skip the step (Lightning makes no optimizer step)
+                return None
         else:
             log_q = self.flow.log_prob(batch, n_steps=self.hparams.train_steps, exact=not self.hparams.hutchinson,
                                        create_graph=True)
