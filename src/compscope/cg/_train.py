@@ -35,7 +35,7 @@ import torch
 from compscope.errors import ConfigError
 from compscope.models import build_model
 from compscope.models.artifacts import save_package
-from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section
+from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section, run_folder
 
 from ._data import load_cg
 from ._errors import CGDataError
@@ -229,10 +229,7 @@ def model_kwargs(cfg: Mapping[str, Any], data: CGDataModule) -> dict[str, Any]:
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
     """Train a CG potential as a config describes (module docstring); writes ``model.pt`` into the run folder."""
     cfg = resolve_config(config)
-    where = out if out is not None else cfg["out"]
-    if where is None:
-        raise ConfigError("no run folder: give out: in the config or --out", hint="--out runs/cg_ala2")
-    cfg["out"] = str(where)
+    where = run_folder(cfg, out, example="runs/cg_ala2")
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     data = CGDataModule(**cfg["data"])
     data.load()  # before the run folder: a file without forces leaves no folder behind

@@ -38,6 +38,7 @@ from compscope.train import (
     is_rank_zero,
     learning_curves,
     resolve_section,
+    run_folder,
 )
 
 from ._equations import coarsen, get_equation
@@ -237,10 +238,7 @@ def train_learned_fv(config: Mapping[str, Any], out: str | os.PathLike | None = 
     run folder, resume (``resume=True`` continues ``out/checkpoints/last.ckpt``), time budget
     (``trainer.max_time_minutes``), ``best.ckpt`` by the validation accumulated error."""
     cfg = resolve_fv_config(config)
-    where = out if out is not None else cfg["out"]
-    if where is None:
-        raise ConfigError("no run folder: give out: in the config or --out")
-    cfg["out"] = str(where)
+    where = run_folder(cfg, out, example="runs/learned_fv_e1")
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     data_cfg = cfg["data"]
     module = LearnedFVSolver(data_cfg["equation"], data_cfg["nx"], model=cfg["model"], **cfg["module"])

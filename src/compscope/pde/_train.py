@@ -34,6 +34,7 @@ from compscope.train import (
     is_rank_zero,
     learning_curves,
     resolve_section,
+    run_folder,
 )
 
 from ._data import PDEDataModule
@@ -105,10 +106,7 @@ def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resum
     import lightning as L
 
     cfg = resolve_config(config)
-    where = out if out is not None else cfg["out"]
-    if where is None:
-        raise ConfigError("no run folder: give out: in the config or --out")
-    cfg["out"] = str(where)
+    where = run_folder(cfg, out, example="runs/pde_e1")
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module, data, trainer = build(cfg)  # before the run folder: a bad equation or grid leaves no folder behind
     run = RunDir(where, resume=resume, config=cfg, safe=RESUME_SAFE).start()

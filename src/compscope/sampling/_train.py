@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from compscope.errors import ConfigError
-from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section
+from compscope.train import FitResult, RunDir, TrainerConfig, fit, resolve_section, run_folder
 
 from ._errors import SamplingInputError
 from ._flow import EquivariantCNF
@@ -273,10 +273,7 @@ def _init_from(module: FlowModule, path: str, target: str) -> None:
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:
     """Train a flow as a config describes (module docstring); returns :class:`~compscope.train.FitResult`."""
     cfg = resolve_config(config)
-    where = out if out is not None else cfg["out"]
-    if where is None:
-        raise ConfigError("no run folder: give out: in the config or --out", hint="--out runs/enf_dw4")
-    cfg["out"] = str(where)
+    where = run_folder(cfg, out, example="runs/enf_dw4")
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     module = FlowModule(cfg["flow"], target=cfg["data"]["target"], **cfg["module"])
     if cfg["init_from"] is not None and not resume:

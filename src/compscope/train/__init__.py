@@ -22,7 +22,7 @@ from ._callbacks import EMA, MetricsSink, RNGState, TimeBudget, read_metrics, wr
 from ._config import accepted_arguments, check_arguments, load_yaml, resolve_section
 from ._instantiate import complete_spec, instantiate, normalize_spec, resolve_class
 from ._plots import learning_curves, parity_plot
-from ._run import RunDir, check_unchanged, is_rank_zero
+from ._run import RunDir, check_unchanged, is_rank_zero, run_folder
 from ._seeding import EpochSeed, EpochSeededSampler, epoch_seed
 from ._trainer import FitResult, TrainerConfig, find_callback, fit
 
@@ -30,4 +30,4 @@ __all__ = ["ConfigError", "accepted_arguments", "check_arguments", "load_yaml", 
            "normalize_spec", "resolve_class", "EMA", "TimeBudget", "MetricsSink", "read_metrics", "write_csv", "RunDir",
            "check_unchanged", "code_versions", "is_rank_zero", "TrainerConfig", "FitResult", "fit",
            "find_callback", "learning_curves", "parity_plot", "RNGState", "StepBatches", "StepLoader", "step_loader",
-           "complete_spec", "EpochSeed", "EpochSeededSampler", "epoch_seed"]
+           "complete_spec", "EpochSeed", "EpochSeededSampler", "epoch_seed", "run_folder"]

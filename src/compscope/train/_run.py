@@ -18,18 +18,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from compscope.errors import ResumeError, RunExistsError
+from compscope.errors import ConfigError, ResumeError, RunExistsError
 from compscope.versions import code_versions
 
-__all__ = ["RunDir", "check_unchanged", "is_rank_zero"]
+__all__ = ["RunDir", "check_unchanged", "is_rank_zero", "run_folder"]
 
 _MISSING = object()
+
+
+def run_folder(cfg: MutableMapping[str, Any], out: str | os.PathLike | None = None, *,
+               example: str = "runs/NAME") -> str:
+    """The run folder of a training job: ``out`` (the CLI's ``--out``) over the config's ``out`` key, written back
+    into ``cfg["out"]`` so that the saved config names it; a :class:`~compscope.errors.ConfigError` when neither
+    gives one (``example`` is the folder the hint suggests)."""
+    where = out if out is not None else cfg.get("out")
+    if where is None:
+        raise ConfigError("no run folder: give out: in the config or --out", hint=f"--out {example}")
+    cfg["out"] = str(where)
+    return cfg["out"]
 
 
 def check_unchanged(saved: Mapping[str, Any], current: Mapping[str, Any], *, unsafe: Iterable[str] | None = None,
