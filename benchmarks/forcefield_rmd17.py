@@ -154,6 +154,23 @@ def _mace_epochs(ckpt_dir: Path) -> int:
     return max(eps) if eps else -1
 
 
+def mace_train_command(venv: Path, out: Path, files, e0s: str, dtype: str, batch_size: int,
+                       valid_batch_size: int) -> list[str]:
+    """``mace_run_train`` with the settings of compscope's configs (r_max 5, 32x0e+32x1o, max_L 1, correlation 3,
+    2 layers, AMSGrad lr 0.01, EMA 0.99, forces weight 100, CPU), resumable (``--restart_latest``)."""
+    return [
+        str(venv / "bin" / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
+        "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
+        "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", e0s,
+        "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
+        "--correlation", "3", "--num_interactions", "2", "--batch_size", str(batch_size),
+        "--valid_batch_size", str(valid_batch_size),
+        "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
+        "--scheduler_patience", "10", "--default_dtype", dtype, "--device", "cpu", "--eval_interval", "1",
+        "--error_table", "PerAtomMAE", "--restart_latest",
+    ]
+
+
 def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: str, dataset: str = "rmd17",
              tests: dict[str, Path] | None = None) -> dict:
     """Train mace-torch on ``files`` (train/valid) for ``budget`` minutes; errors on ``files["test"]`` (or on each
@@ -162,19 +179,10 @@ def run_mace(files, budget: float, threads: int, tag: str, venv: Path, dtype: st
     out.mkdir(parents=True, exist_ok=True)
     e0 = isolated_e0(dataset, files["train"])
     bin_dir = venv / "bin"
-    base = [
-        str(bin_dir / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
-        "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
-        "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-        # acac's isolated-atom energies sit eV per atom away from its MD energies (another DFT setting): both codes
-        # fit E0s by least squares there ("average" in mace-torch), isolated atoms on rMD17
-        "--E0s", "average" if dataset == "acac" else repr(dict(sorted(e0.items()))),
-        "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
-        "--correlation", "3", "--num_interactions", "2", "--batch_size", "5", "--valid_batch_size", "25",
-        "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
-        "--scheduler_patience", "10", "--default_dtype", dtype, "--device", "cpu", "--eval_interval", "1",
-        "--error_table", "PerAtomMAE", "--restart_latest",
-    ]
+    # acac's isolated-atom energies sit eV per atom away from its MD energies (another DFT setting): both codes
+    # fit E0s by least squares there ("average" in mace-torch), isolated atoms on rMD17
+    e0s = "average" if dataset == "acac" else repr(dict(sorted(e0.items())))
+    base = mace_train_command(venv, out, files, e0s, dtype, batch_size=5, valid_batch_size=25)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     model_file = out / "mace_final.model"
     timing = out / "timing.json"

@@ -182,20 +182,11 @@ def evaluate_ours(model_path: Path, test: Path, threads: int) -> dict:
 def train_mace(files, budget: float, threads: int, tag: str, dtype: str, venv: Path) -> dict:
     """mace-torch with the settings of the compscope config (r_max 5, 32x0e+32x1o, correlation 3, 2 layers, batch 1,
     AMSGrad lr 0.01, EMA 0.99, forces weight 100), E0s by least squares ("average"), same wall budget."""
-    from benchmarks.forcefield_rmd17 import _mace_epochs
+    from benchmarks.forcefield_rmd17 import _mace_epochs, mace_train_command
 
     out = OUT / f"mace_water_{tag}"
     out.mkdir(parents=True, exist_ok=True)
-    base = [
-        str(venv / "bin" / "mace_run_train"), "--name", "mace", "--work_dir", str(out), "--seed", "0",
-        "--train_file", str(files["train"]), "--valid_file", str(files["valid"]),
-        "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--E0s", "average",
-        "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--r_max", "5.0", "--max_L", "1",
-        "--correlation", "3", "--num_interactions", "2", "--batch_size", "1", "--valid_batch_size", "8",
-        "--lr", "0.01", "--ema", "--ema_decay", "0.99", "--amsgrad", "--energy_weight", "1", "--forces_weight", "100",
-        "--scheduler_patience", "10", "--default_dtype", dtype, "--device", "cpu", "--eval_interval", "1",
-        "--error_table", "PerAtomMAE", "--restart_latest",
-    ]
+    base = mace_train_command(venv, out, files, "average", dtype, batch_size=1, valid_batch_size=8)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     model_file = out / "mace_final.model"
     timing = out / "timing.json"
