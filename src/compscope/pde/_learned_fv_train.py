@@ -30,7 +30,6 @@ import torch
 from compscope.errors import ConfigError
 from compscope.train import (
     EpochSeed,
-    EpochSeededSampler,
     FitResult,
     RunDir,
     TrainerConfig,
@@ -41,8 +40,9 @@ from compscope.train import (
     run_folder,
 )
 
+from ._data import PDEDataModule
 from ._equations import coarsen, get_equation
-from ._generate import generate, load_split
+from ._generate import load_split
 from ._learned_fv import Forcing, LearnedFluxFV
 
 __all__ = ["LearnedFVData", "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv",
@@ -85,8 +85,10 @@ class _Trajectories(torch.utils.data.Dataset):
         return self.u[i], self.cond[i], self.forcing[i]  # (nt, nx), (3,), (4, n_waves)
 
 
-class LearnedFVData(L.LightningDataModule):
-    """Train and validation splits for the learned finite-volume solver (the ``data`` section).
+class LearnedFVData(PDEDataModule):
+    """Train and validation splits for the learned finite-volume solver (the ``data`` section): the splits of
+    :class:`~compscope.pde.PDEDataModule` (generation, cache, seeded epochs), block-averaged to ``nx``, with each
+    trajectory's PDE coefficients and forcing.
 
     Args:
         equation: ``E1``-``E3`` or an ``-authors`` variant.
@@ -103,33 +105,13 @@ class LearnedFVData(L.LightningDataModule):
     def __init__(self, equation: str, nx: int, n_train: int = 512, n_valid: int = 32, seed: int = 0,
                  cache: str | os.PathLike | None = None, batch_size: int = 16, repeat: int = 1,
                  workers: int | None = None, progress: bool = True) -> None:
-        super().__init__()
-        from ._equations import check_resolution
-
-        self.eq = get_equation(equation)
-        self.nx = check_resolution(self.eq, nx)
-        self.n_train, self.n_valid, self.seed = int(n_train), int(n_valid), int(seed)
-        self.cache, self.workers, self.progress = cache, workers, progress
-        self.batch_size, self.repeat = int(batch_size), int(repeat)
-        self.train_set = self.valid_set = None
-
-    def _path(self, split: str, n: int):
-        return generate(self.eq.name, split, n, self.seed, self.cache, self.workers, progress=self.progress)
-
-    def prepare_data(self) -> None:
-        self._path("train", self.n_train)
-        self._path("valid", self.n_valid)
+        super().__init__(equation, nx, n_train, n_valid, seed, cache, batch_size, repeat, workers, progress)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = _Trajectories(load_coarse(self._path("train", self.n_train), self.eq.name, self.nx),
                                            self.repeat)
             self.valid_set = _Trajectories(load_coarse(self._path("valid", self.n_valid), self.eq.name, self.nx))
-
-    def train_dataloader(self):
-        n = len(self.train_set)
-        return torch.utils.data.DataLoader(self.train_set, batch_size=self.batch_size,
-                                           sampler=EpochSeededSampler(n, self.seed), drop_last=n > self.batch_size)
 
     def val_dataloader(self):
         return torch.utils.data.DataLoader(self.valid_set, batch_size=64)
