@@ -24,3 +24,19 @@ def test_sampling_files_are_checked_before_use(tmp_path, reader):
     else:
         with pytest.raises(SamplingInputError, match="someone-else/1"):
             reader(tmp_path / "other.h5")
+
+
+def test_transition_kernel_files_are_checked(tmp_path):
+    import torch
+
+    from compscope.models.artifacts import ArtifactError, ArtifactNotFoundError
+    from compscope.sampling import load_transition
+
+    with pytest.raises(ArtifactNotFoundError, match="transition kernel .* not found"):
+        load_transition(tmp_path)  # a folder without model.pt
+    (tmp_path / "model.pt").write_text("junk")
+    with pytest.raises(ArtifactError, match="not a readable transition kernel"):
+        load_transition(tmp_path)
+    torch.save({"format": "other"}, tmp_path / "model.pt")
+    with pytest.raises(SamplingInputError, match="not a transition kernel"):
+        load_transition(tmp_path / "model.pt")
