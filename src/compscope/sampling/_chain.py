@@ -246,7 +246,8 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     """``compscope sample chain``: the large-step sampler of ``model`` on ``system``, written to ``out``.
 
     ``model`` is a learned transition kernel (``model.pt`` or run folder of
-    :func:`compscope.sampling.train_transition`; MH with the learned proposal) or a Boltzmann-generator flow
+    :func:`compscope.sampling.train_transition`, or a torsion kernel of :func:`train_torsion_kernel`; MH with the
+    learned proposal) or a Boltzmann-generator flow
     (run folder or ``.ckpt`` of ``compscope sample train``; independence MH). Every chain starts from the
     committed alanine-dipeptide structure.
     """
@@ -259,7 +260,11 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     target = alanine_dipeptide(platform=platform)
     p = Path(model)
     kernel_file = p / "model.pt" if p.is_dir() else p
-    if kernel_file.suffix == ".pt" and kernel_file.exists():
+    if kernel_file.suffix == ".pt" and kernel_file.exists() and _format(kernel_file) == "compscope-torsion-kernel/1":
+        from ._torsion_train import load_torsion_kernel
+
+        proposal, _ = load_torsion_kernel(kernel_file, system=system, n_atoms=target.n_particles)
+    elif kernel_file.suffix == ".pt" and kernel_file.exists():
         kernel, _ = load_transition(kernel_file, system=system, n_atoms=target.n_particles)
         proposal = ConditionalFlowProposal(kernel)
     else:
@@ -279,3 +284,12 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
                           metropolize=metropolize)
     return run_chain(target, x0, sampler, n_cycles, burn_in=burn_in, thin=thin, seed=seed, out=out, resume=resume,
                      checkpoint_every=checkpoint_every, system=system, progress=progress)
+
+
+def _format(path: Path) -> str | None:
+    """The ``format`` entry of a kernel's ``model.pt`` (None when it has none or is unreadable here)."""
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - the loaders report unreadable files with their own message
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None

@@ -208,6 +208,17 @@ class OpenMMTarget(Target):
         return (torch.as_tensor(u, dtype=x.dtype, device=x.device),
                 torch.as_tensor(f, dtype=x.dtype, device=x.device))
 
+    def bonds(self) -> list[tuple[int, int]]:
+        """The covalent bonds of the system (its harmonic bonds and constraints), for pivot moves."""
+        import openmm as mm
+
+        sys_ = mm.XmlSerializer.deserialize(self._xml)
+        pairs = {tuple(sorted(sys_.getConstraintParameters(i)[:2])) for i in range(sys_.getNumConstraints())}
+        for f in sys_.getForces():
+            if isinstance(f, mm.HarmonicBondForce):
+                pairs |= {tuple(sorted(f.getBondParameters(i)[:2])) for i in range(f.getNumBonds())}
+        return sorted((int(a), int(b)) for a, b in pairs)
+
     def config(self) -> dict:
         import hashlib
 

@@ -1,0 +1,117 @@
+"""Training a :class:`TorusKernel` by maximum likelihood on dihedral pairs ``(a(t), a(t + tau))`` with the shared
+trainer (:func:`compscope.train.fit`: run folder, resume, time budget, metrics), and loading it as an MH proposal.
+
+``model.pt`` (format ``compscope-torsion-kernel/1``) holds the kernel's arguments and weights, the system, its
+dihedrals and pivot groups, the number of atoms, the lag and the trajectory split of the training pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from compscope.models.artifacts import read_model_file
+
+from ._errors import SamplingInputError
+from ._openmm_target import dihedral_angles
+from ._torsion import TorsionProposal, TorusKernel
+
+__all__ = ["TORSION_FORMAT", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel"]
+
+TORSION_FORMAT = "compscope-torsion-kernel/1"
+
+
+class TorusKernelModule(L.LightningModule):
+    """Maximum likelihood of a :class:`TorusKernel` on angle pairs: loss = NLL per angle (nats)."""
+
+    def __init__(self, kernel: TorusKernel, lr: float = 3e-3, weight_decay: float = 0.0):
+        super().__init__()
+        self.kernel, self.lr, self.weight_decay = kernel, float(lr), float(weight_decay)
+
+    def _nll(self, batch):
+        a0, a1 = batch
+        return -self.kernel.log_prob(a1, a0).mean() / self.kernel.n_angles
+
+    def training_step(self, batch, _):
+        loss = self._nll(batch)
+        self.log("train_nll_per_angle", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        self.log("val_nll_per_angle", self._nll(batch), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def torsion_pairs(pairs: dict, dihedrals) -> dict:
+    """Angle pairs ``{split: (a0 (m, D), a1 (m, D))}`` of the position pairs of :func:`transition_pairs`."""
+    ang = lambda x: torch.stack([dihedral_angles(x, tuple(d)) for d in dihedrals], -1)  # noqa: E731
+    out = {k: v for k, v in pairs.items() if k not in ("train", "valid", "test")}
+    for split in ("train", "valid", "test"):
+        x0, x1 = pairs[split]
+        out[split] = (ang(x0), ang(x1)) if len(x0) else (torch.zeros(0, len(dihedrals)),) * 2
+    return out
+
+
+def train_torsion_kernel(pairs: dict, out: str | Path, dihedrals, groups, n_atoms: int, kernel: dict | None = None,
+                         lr: float = 3e-3, batch_size: int = 512, trainer: dict | None = None, seed: int = 0,
+                         resume: bool = False, system: str = "alanine-dipeptide"):
+    """Train a :class:`TorusKernel` on angle pairs (:func:`torsion_pairs`) into the run folder ``out``.
+
+    Returns ``(kernel, FitResult)``; ``model.pt`` is what :func:`load_torsion_kernel` and ``compscope sample chain``
+    read.
+    """
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from compscope.train import RunDir, fit
+
+    a0, a1 = pairs["train"]
+    if len(a0) == 0:
+        raise SamplingInputError("no training pairs", hint="use a shorter lag or longer trajectories")
+    torch.manual_seed(int(seed))
+    kargs = {"n_angles": len(dihedrals), **(kernel or {})}
+    lag_ps = pairs.get("lag_frames", 0) * pairs.get("frame_ps", 0.0)
+    config = {"system": system, "lag_ps": lag_ps, "kernel": kargs, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "replicas": pairs.get("replicas"), "dihedrals": [list(map(int, d)) for d in dihedrals],
+              "trainer": trainer or {}}
+    run = RunDir(out, resume=resume, config=config, safe=("trainer",)).start()
+    model = TorusKernel(**kargs).double()
+    module = TorusKernelModule(model, lr=lr)
+    g = torch.Generator().manual_seed(int(seed))
+    train = DataLoader(TensorDataset(a0.double(), a1.double()), batch_size=batch_size, shuffle=True, generator=g)
+    va0, va1 = pairs["valid"] if len(pairs["valid"][0]) else pairs["train"]
+    valid = DataLoader(TensorDataset(va0.double(), va1.double()), batch_size=4096)
+    tcfg = {"monitor": "val_nll_per_angle", "max_epochs": 20, "ema_decay": 0.0, "precision": "64-true",
+            **(trainer or {})}
+    result = fit(module, None, run, tcfg, train_dataloaders=train, val_dataloaders=valid)
+    doc = {"format": TORSION_FORMAT, "state_dict": model.state_dict(), "kernel": model.config(), "system": system,
+           "dihedrals": config["dihedrals"], "groups": [list(map(int, gr)) for gr in groups],
+           "n_atoms": int(n_atoms), "lag_ps": lag_ps, "replicas": pairs.get("replicas")}
+    torch.save(doc, run.model)
+    (run.path / "torsion_kernel.json").write_text(json.dumps(
+        {k: doc[k] for k in ("system", "lag_ps", "dihedrals", "n_atoms", "kernel", "replicas")}, indent=2))
+    return model, result
+
+
+def load_torsion_kernel(path: str | Path, system: str | None = None, n_atoms: int | None = None,
+                        ) -> tuple[TorsionProposal, dict]:
+    """The MH proposal of a trained kernel (``model.pt`` or its run folder) and its metadata; refuses a kernel of
+    another system or molecule size."""
+    p, doc = read_model_file(path, what="torsion kernel", hint="pass the model.pt of train_torsion_kernel")
+    if not isinstance(doc, dict) or doc.get("format") != TORSION_FORMAT:
+        raise SamplingInputError(f"{p} is not a torsion kernel (format {TORSION_FORMAT})",
+                                 hint="pass the model.pt of train_torsion_kernel")
+    if system is not None and doc["system"] != system:
+        raise SamplingInputError(f"{p} was trained on {doc['system']!r}, not {system!r}",
+                                 hint="use a kernel trained on this system")
+    if n_atoms is not None and doc["n_atoms"] != n_atoms:
+        raise SamplingInputError(f"{p} was trained on a molecule of {doc['n_atoms']} atoms, not {n_atoms}",
+                                 hint="use a kernel trained on this molecule")
+    kernel = TorusKernel(**doc["kernel"]).double()
+    kernel.load_state_dict(doc["state_dict"])
+    meta = {k: doc[k] for k in ("system", "lag_ps", "dihedrals", "groups", "n_atoms", "replicas")}
+    return TorsionProposal(kernel, doc["dihedrals"], doc["groups"]), meta
