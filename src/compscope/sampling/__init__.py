@@ -106,7 +106,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "load_transition", "transition_pairs", "TransitionModule", "train_transition", "sample_chain",
            "compare_runs", "load_dihedral_series", "TorusKernel", "TorsionProposal", "pivot_groups",
            "set_dihedrals", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel",
-           "TORSION_FORMAT"]
+           "TORSION_FORMAT", "train_kernel"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}
@@ -118,7 +118,8 @@ def __getattr__(name: str):
         from . import _transition_train
 
         return getattr(_transition_train, name)
-    if name in ("TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel", "TORSION_FORMAT"):
+    if name in ("TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel", "TORSION_FORMAT",
+                "train_kernel"):
         from . import _torsion_train
 
         return getattr(_torsion_train, name)

@@ -19,7 +19,8 @@ from ._errors import SamplingInputError
 from ._openmm_target import dihedral_angles
 from ._torsion import TorsionProposal, TorusKernel
 
-__all__ = ["TORSION_FORMAT", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel"]
+__all__ = ["TORSION_FORMAT", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel",
+           "train_kernel"]
 
 TORSION_FORMAT = "compscope-torsion-kernel/1"
 
@@ -115,3 +116,54 @@ def load_torsion_kernel(path: str | Path, system: str | None = None, n_atoms: in
     kernel.load_state_dict(doc["state_dict"])
     meta = {k: doc[k] for k in ("system", "lag_ps", "dihedrals", "groups", "n_atoms", "replicas")}
     return TorsionProposal(kernel, doc["dihedrals"], doc["groups"]), meta
+
+
+KERNEL_KEYS = {"kind", "data", "kernel", "lr", "batch_size", "seed", "trainer", "out", "system"}
+DATA_KEYS = {"md", "lag_ps", "fractions", "seed", "stride"}
+
+
+def train_kernel(config: dict, out: str | None = None, resume: bool = False):
+    """``compscope sample kernel CONFIG``: a transition kernel for ``sample chain`` from MD pairs.
+
+    Config keys: ``kind`` (``torsion``: a :class:`TorusKernel` over phi/psi with pivot moves; ``cartesian``: the
+    :class:`ConditionalCouplingFlow`), ``data`` (``md``: a ``compscope md reference`` file, ``lag_ps``, and
+    optionally ``fractions``, ``seed``, ``stride`` of :func:`transition_pairs`), ``kernel`` (the model's
+    arguments), ``lr``, ``batch_size``, ``seed``, ``trainer`` (:class:`compscope.train.TrainerConfig`), ``out``.
+    Returns ``(model, FitResult)``.
+    """
+    from compscope.errors import ConfigError
+    from compscope.train import run_folder
+
+    from ._openmm_target import alanine_dipeptide
+    from ._transition import transition_pairs
+
+    cfg = dict(config)
+    unknown = sorted(set(cfg) - KERNEL_KEYS)
+    data = dict(cfg.get("data") or {})
+    unknown += [f"data.{k}" for k in sorted(set(data) - DATA_KEYS)]
+    if unknown:
+        raise ConfigError(f"kernel config: unknown key(s) {unknown}",
+                          hint=f"top-level keys: {sorted(KERNEL_KEYS)}; data keys: {sorted(DATA_KEYS)}")
+    kind = cfg.get("kind", "torsion")
+    if kind not in ("torsion", "cartesian"):
+        raise ConfigError(f"kind={kind!r}: use torsion or cartesian", hint="kind: torsion")
+    if "md" not in data or "lag_ps" not in data:
+        raise ConfigError("kernel config: data.md (an MD reference file) and data.lag_ps are required",
+                          hint="data: {md: md.h5, lag_ps: 100}")
+    where = run_folder(cfg, out, example="runs/torsion_kernel")
+    pairs = transition_pairs(data["md"], lag_ps=float(data["lag_ps"]), fractions=tuple(data.get("fractions",
+                             (0.8, 0.2, 0.0))), seed=int(data.get("seed", 0)), stride=int(data.get("stride", 1)))
+    common = {"lr": float(cfg.get("lr", 3e-3 if kind == "torsion" else 1e-3)),
+              "batch_size": int(cfg.get("batch_size", 512 if kind == "torsion" else 256)),
+              "trainer": cfg.get("trainer"), "seed": int(cfg.get("seed", 0)), "resume": resume}
+    if kind == "cartesian":
+        from ._transition_train import train_transition
+
+        return train_transition(pairs, where, flow=cfg.get("kernel"), **common)
+    target = alanine_dipeptide()
+    dih = list(target.phi_psi)
+    from ._torsion import pivot_groups
+
+    groups = pivot_groups(target.n_particles, target.bonds(), dih)
+    return train_torsion_kernel(torsion_pairs(pairs, dih), where, dih, groups, target.n_particles,
+                                kernel=cfg.get("kernel"), **common)
