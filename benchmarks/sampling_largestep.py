@@ -180,6 +180,22 @@ def _remd_angles() -> tuple[np.ndarray, np.ndarray, float, float] | None:
         return h5["phi"][:], h5["psi"][:], summary["basin_population"], summary["basin_error_blocks"]
 
 
+def _remd_runs():
+    """(phi, psi) of runs 0 and 1 of the cached replica-exchange reference (None without two runs)."""
+    import h5py
+
+    from compscope.sampling import ala2_reference_dir
+
+    ref = ala2_reference_dir() / "reference.h5"
+    if not ref.exists():
+        return None
+    with h5py.File(ref, "r") as h5:
+        phi, psi, run = h5["phi"][:], h5["psi"][:], h5["run"][:]
+    if len(np.unique(run)) < 2:
+        return None
+    return [(phi[run == r], psi[run == r]) for r in (0, 1)]
+
+
 def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: float, chains: int, proposals: int,
                   n_local: int, uniform: float, seed: int) -> dict:
     """The torsion-space kernel (pivot moves of phi/psi from a learned torus density, exact MH) trained on the md
@@ -256,6 +272,11 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
         prof = lambda a: free_energy_profile_1d(a, bins=64, periodic=True)  # noqa: E731
         out["phi_profile_error_vs_remd_kT"] = profile_error(prof(phi), prof(rphi))
         out["remd_basin_population"] = {"value": pop, "error_blocks": err}
+        runs = _remd_runs()
+        if runs is not None:  # the noise floor of the reference itself: its two independent runs against each other
+            (p0, s0), (p1, s1) = runs
+            out["remd_run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
+                                        "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
         out["basin_population_chain"] = float(basin_indicator(phi).mean())
     return out
 
