@@ -11,6 +11,10 @@ Stages (each writes its part of the JSON; ``--stages`` picks them):
 - ``remd``: the replica-exchange baseline (openmmtools multistate, 8 temperatures 300-1000 K) read from the
   cached reference of ``compscope sample reference ala2`` (its 300 K frames per exchange iteration and the
   wall seconds in each run's ``progress.json``); it is not rerun here.
+- ``torsion``: the torsion-space kernel (``docs/largestep.md``): a torus density over phi/psi trained on the pairs
+  of the Reference-platform MD at ``--torsion-lag-ps`` (100 ps) for ``--train-minutes`` CPU minutes, then its exact
+  chain (pivot proposals + ``--local`` MALA steps per cycle) for ``--seconds``; Ramachandran JS and phi-profile
+  error against the replica-exchange reference, with that reference's own run-0-vs-run-1 floor beside them.
 - ``kernel``: pairs ``(x(t), x(t + lag))`` from the md stage's trajectories (split by trajectory), the
   conditional coupling kernel trained for ``--train-minutes``, then the exact MH chain (``--chains`` chains,
   ``--proposals`` per state) for ``--seconds``; training time is reported separately and amortised over 24 h.
@@ -20,6 +24,9 @@ Every ESS is of the basin indicator ``1[0 <= phi < 2.2 rad]`` (Timewarp's first-
 nothing. Timings depend on the machine's load (recorded in the JSON).
 
     nice -n 15 python -m benchmarks.sampling_largestep --seconds 120 --train-minutes 10
+    # the torsion-space kernel against the baselines (README cell sampling_largestep_torsion.json):
+    python -m benchmarks.sampling_largestep --stages md,remd,torsion --seconds 300 --train-minutes 2 \
+        --chains 8 --proposals 4 --local 4 --name sampling_largestep_torsion --headline
 """
 
 from __future__ import annotations
@@ -297,6 +304,8 @@ def main(argv=None) -> None:
     ap.add_argument("--uniform", type=float, default=0.2, help="defensive uniform weight of the torsion kernel")
     ap.add_argument("--local", type=int, default=4, help="MALA steps per cycle of the torsion chain")
     ap.add_argument("--name", default="sampling_largestep", help="result name")
+    ap.add_argument("--headline", action="store_true",
+                    help="write the JSON to benchmarks/results/ (a README cell) instead of results/sweeps/")
     args = ap.parse_args(argv)
     from compscope.runtime import configure_threads
 
@@ -327,7 +336,7 @@ def main(argv=None) -> None:
                                                                      "ess_per_s_first_zero")}), flush=True)
     notes = ["preliminary: short runs on a shared 2-core machine under load (see machine.loadavg); ESS of the basin "
              "indicator means little without entries into the basin (reported beside it)"]
-    path = write_result(args.name, res, seed=args.seed, notes=notes, sweep=True)
+    path = write_result(args.name, res, seed=args.seed, notes=notes, sweep=not args.headline)
     print("wrote", path)
 
 
