@@ -13,11 +13,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from compscope.models.artifacts import read_model_file
-
 from ._errors import SamplingInputError
 from ._openmm_target import dihedral_angles
 from ._torsion import TorsionProposal, TorusKernel
+from ._transition import read_kernel_file
 
 __all__ = ["TORSION_FORMAT", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel",
            "train_kernel"]
@@ -102,16 +101,7 @@ def load_torsion_kernel(path: str | Path, system: str | None = None, n_atoms: in
                         ) -> tuple[TorsionProposal, dict]:
     """The MH proposal of a trained kernel (``model.pt`` or its run folder) and its metadata; refuses a kernel of
     another system or molecule size."""
-    p, doc = read_model_file(path, what="torsion kernel", hint="pass the model.pt of train_torsion_kernel")
-    if not isinstance(doc, dict) or doc.get("format") != TORSION_FORMAT:
-        raise SamplingInputError(f"{p} is not a torsion kernel (format {TORSION_FORMAT})",
-                                 hint="pass the model.pt of train_torsion_kernel")
-    if system is not None and doc["system"] != system:
-        raise SamplingInputError(f"{p} was trained on {doc['system']!r}, not {system!r}",
-                                 hint="use a kernel trained on this system")
-    if n_atoms is not None and doc["n_atoms"] != n_atoms:
-        raise SamplingInputError(f"{p} was trained on a molecule of {doc['n_atoms']} atoms, not {n_atoms}",
-                                 hint="use a kernel trained on this molecule")
+    _, doc = read_kernel_file(path, "torsion kernel", TORSION_FORMAT, "train_torsion_kernel", system, n_atoms)
     kernel = TorusKernel(**doc["kernel"]).double()
     kernel.load_state_dict(doc["state_dict"])
     meta = {k: doc[k] for k in ("system", "lag_ps", "dihedrals", "groups", "n_atoms", "replicas")}
