@@ -204,23 +204,16 @@ def _remd_runs():
 
 
 def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: float, chains: int, proposals: int,
-                  n_local: int, uniform: float, seed: int) -> dict:
+                  n_local: int, uniform: float, seed: int, bootstrap: bool = False,
+                  bootstrap_uniform: float = 0.1) -> dict:
     """The torsion-space kernel (pivot moves of phi/psi from a learned torus density, exact MH) trained on the md
-    stage's pairs at ``lag_ps``, then its chain for ``seconds``; accuracy against the replica-exchange reference."""
-    from compscope.analysis import (
-        ALANINE_DIPEPTIDE_BASINS,
-        backbone_dihedrals,
-        basin_indicator,
-        basin_labels,
-        first_visit_times,
-        free_energy_profile_1d,
-        profile_error,
-        ramachandran_js,
-    )
+    stage's pairs at ``lag_ps``, then its chain for ``seconds``; accuracy against the replica-exchange reference.
+    With ``bootstrap`` a second kernel is fitted to that chain's samples and runs a second chain (``bootstrap``)."""
+    import torch
+
     from compscope.sampling import (
         alanine_dipeptide,
         pivot_groups,
-        sample_chain,
         torsion_pairs,
         train_torsion_kernel,
         transition_pairs,
@@ -238,7 +231,58 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
                                   "progress_bar": False, "early_stopping_patience": 20},
                          resume=(run / "checkpoints" / "last.ckpt").exists())
     train_cpu_s = time.process_time() - c0
-    chain = WORK / "largestep" / f"chain_torsion_lag{lag_ps:g}ps_u{uniform:g}.h5"
+    res = _torsion_chain(run, WORK / "largestep" / f"chain_torsion_lag{lag_ps:g}ps_u{uniform:g}.h5", seconds,
+                         chains, proposals, n_local, seed)
+    out = {"lag_ps": lag_ps, "uniform_weight": uniform, "train_cpu_s": train_cpu_s,
+           "train_pairs": len(pairs["train"][0]), "md_data_file": str(md_file), **res.pop("metrics")}
+    amortised = train_cpu_s / (24 * 3600)
+    out["ess_per_s_first_zero_amortised_24h"] = out["ess_first_zero"] / (out["wall_s"] * (1 + amortised))
+    out.update(_against_remd(*res.pop("angles")))
+    if bootstrap:
+        # an independence kernel on the torus fitted to this exact chain's own (phi, psi) samples (they include the
+        # C7ax/alpha_L basin at its equilibrium share), then a second exact chain with that frozen kernel; the
+        # first chain and both trainings count as training cost
+        phi, psi = out.pop("_phi_psi")
+        a1 = torch.stack([torch.as_tensor(phi.ravel()), torch.as_tensor(psi.ravel())], -1).double()
+        n_valid = max(1, len(a1) // 10)
+        perm = torch.randperm(len(a1), generator=torch.Generator().manual_seed(seed))
+        a1 = a1[perm]
+        boot = {"train": (torch.zeros_like(a1[n_valid:]), a1[n_valid:]),
+                "valid": (torch.zeros_like(a1[:n_valid]), a1[:n_valid]), "lag_frames": 0, "frame_ps": 0.0,
+                "replicas": {"train": ["stage-1 chain"], "valid": ["stage-1 chain"], "test": []}}
+        run2 = WORK / "largestep" / f"torsion_bootstrap_lag{lag_ps:g}ps_u{uniform:g}"
+        c0 = time.process_time()
+        train_torsion_kernel(boot, run2, dih, groups, target.n_particles, seed=seed,
+                             kernel={"n_components": 16, "hidden": 16, "uniform": bootstrap_uniform,
+                                     "conditional": False},
+                             trainer={"max_epochs": 10_000, "max_time_minutes": train_minutes, "budget_clock": "cpu",
+                                      "progress_bar": False, "early_stopping_patience": 20},
+                             resume=(run2 / "checkpoints" / "last.ckpt").exists())
+        train2 = time.process_time() - c0
+        res2 = _torsion_chain(run2, WORK / "largestep" / f"chain_torsion_bootstrap_u{uniform:g}.h5", seconds,
+                              chains, proposals, n_local, seed + 1)
+        b = {"uniform_weight": bootstrap_uniform, "fit_samples": len(a1) - n_valid, "train_cpu_s": train2,
+             **res2.pop("metrics")}
+        b.pop("_phi_psi")
+        cost = train_cpu_s + out["chain_cpu_s"] + train2
+        b["training_cost_cpu_s"] = cost
+        b["ess_per_s_first_zero_amortised_24h"] = b["ess_first_zero"] / (b["wall_s"] * (1 + cost / (24 * 3600)))
+        b.update(_against_remd(*res2.pop("angles")))
+        out["bootstrap"] = b
+    out.pop("_phi_psi", None)
+    return out
+
+
+def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposals: int, n_local: int,
+                   seed: int) -> dict:
+    """The exact chain of the kernel in ``run`` for about ``seconds`` (a 40-cycle probe sets the length)."""
+    from compscope.analysis import (
+        ALANINE_DIPEPTIDE_BASINS,
+        backbone_dihedrals,
+        basin_labels,
+        first_visit_times,
+    )
+    from compscope.sampling import sample_chain
 
     def fresh(n_cycles: int, burn_in: int, thin: int):
         for p in (chain, chain.with_name(chain.name + ".ckpt")):
@@ -247,7 +291,7 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
                             n_local=n_local, local_step_size=5e-5, burn_in=burn_in, thin=thin, seed=seed,
                             checkpoint_every=1000)
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     fresh(40, 10, 1)
     per_cycle = (time.perf_counter() - t0) / 40
     n_cycles = max(100, int(seconds / max(per_cycle, 1e-4)))
@@ -261,30 +305,37 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
     metrics = _basin_metrics(phi, res.wall_s)
     visits = first_visit_times(basin_labels(phi, psi), len(ALANINE_DIPEPTIDE_BASINS),
                               dt=res.wall_s / max(phi.shape[1], 1))
-    out = {"lag_ps": lag_ps, "uniform_weight": uniform, "train_cpu_s": train_cpu_s,
-           "train_pairs": len(pairs["train"][0]), "md_data_file": str(md_file), "cycles": n_cycles,
-           "burn_in": burn_in, "thin": thin, "chains": chains, "proposals": proposals, "n_local_mala": n_local,
-           "acceptance": c["accepted"] / max(c["mh_steps"], 1), "local_acceptance":
-           c["local_accepted"] / max(n_local * chains * n_cycles, 1), "nonfinite_proposals": c["n_nonfinite"],
-           "energy_evaluations": c["proposals"] + n_local * chains * n_cycles, "chain_cpu_s": chain_cpu_s, **metrics,
-           "ess_per_cpu_s_first_zero": metrics["ess_first_zero"] / chain_cpu_s,
-           "first_visit_s_per_chain": visits.tolist(),
-           "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS], "missed_basins": int(np.isinf(visits).sum())}
-    amortised = train_cpu_s / (24 * 3600)
-    out["ess_per_s_first_zero_amortised_24h"] = metrics["ess_first_zero"] / (res.wall_s * (1 + amortised))
+    m = {"cycles": n_cycles, "burn_in": burn_in, "thin": thin, "chains": chains, "proposals": proposals,
+         "n_local_mala": n_local, "acceptance": c["accepted"] / max(c["mh_steps"], 1),
+         "local_acceptance": c["local_accepted"] / max(n_local * chains * n_cycles, 1),
+         "nonfinite_proposals": c["n_nonfinite"],
+         "energy_evaluations": c["proposals"] + n_local * chains * n_cycles, "chain_cpu_s": chain_cpu_s, **metrics,
+         "ess_per_cpu_s_first_zero": metrics["ess_first_zero"] / chain_cpu_s,
+         "ess_per_cpu_s_batch_means": metrics["ess_batch_means"] / chain_cpu_s,
+         "first_visit_s_per_chain": visits.tolist(), "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS],
+         "missed_basins": int(np.isinf(visits).sum()), "_phi_psi": (phi, psi)}
+    return {"metrics": m, "angles": (phi, psi)}
+
+
+def _against_remd(phi: np.ndarray, psi: np.ndarray) -> dict:
+    """Ramachandran JS, phi-profile error and basin population against the replica-exchange reference, with the
+    reference's own floor (its run 0 against run 1)."""
+    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+
+    out: dict = {"basin_population_chain": float(basin_indicator(phi).mean())}
     ref = _remd_angles()
-    if ref is not None:
-        rphi, rpsi, pop, err = ref
-        out["ramachandran_js_vs_remd"] = ramachandran_js(phi.ravel(), psi.ravel(), rphi, rpsi)
-        prof = lambda a: free_energy_profile_1d(a, bins=64, periodic=True)  # noqa: E731
-        out["phi_profile_error_vs_remd_kT"] = profile_error(prof(phi), prof(rphi))
-        out["remd_basin_population"] = {"value": pop, "error_blocks": err}
-        runs = _remd_runs()
-        if runs is not None:  # the noise floor of the reference itself: its two independent runs against each other
-            (p0, s0), (p1, s1) = runs
-            out["remd_run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
-                                        "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
-        out["basin_population_chain"] = float(basin_indicator(phi).mean())
+    if ref is None:
+        return out
+    rphi, rpsi, pop, err = ref
+    prof = lambda a: free_energy_profile_1d(a, bins=64, periodic=True)  # noqa: E731
+    out["ramachandran_js_vs_remd"] = ramachandran_js(phi.ravel(), psi.ravel(), rphi, rpsi)
+    out["phi_profile_error_vs_remd_kT"] = profile_error(prof(phi), prof(rphi))
+    out["remd_basin_population"] = {"value": pop, "error_blocks": err}
+    runs = _remd_runs()
+    if runs is not None:  # the noise floor of the reference itself: its two independent runs against each other
+        (p0, s0), (p1, s1) = runs
+        out["remd_run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
+                                    "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
     return out
 
 
@@ -303,6 +354,9 @@ def main(argv=None) -> None:
                     help="md-stage file (in WORK/largestep) whose pairs train the torsion kernel")
     ap.add_argument("--uniform", type=float, default=0.2, help="defensive uniform weight of the torsion kernel")
     ap.add_argument("--local", type=int, default=4, help="MALA steps per cycle of the torsion chain")
+    ap.add_argument("--bootstrap", action="store_true",
+                    help="then fit an independence torus kernel to the first chain's samples and run a second chain")
+    ap.add_argument("--bootstrap-uniform", type=float, default=0.1)
     ap.add_argument("--name", default="sampling_largestep", help="result name")
     ap.add_argument("--headline", action="store_true",
                     help="write the JSON to benchmarks/results/ (a README cell) instead of results/sweeps/")
@@ -331,7 +385,7 @@ def main(argv=None) -> None:
     if "torsion" in stages:
         res["torsion"] = torsion_stage(WORK / "largestep" / args.torsion_md, args.torsion_lag_ps, args.train_minutes,
                                        args.seconds, args.chains, args.proposals, args.local, args.uniform,
-                                       args.seed)
+                                       args.seed, args.bootstrap, args.bootstrap_uniform)
         print("torsion", json.dumps({k: res["torsion"][k] for k in ("acceptance", "entries", "ess_first_zero",
                                                                      "ess_per_s_first_zero")}), flush=True)
     notes = ["preliminary: short runs on a shared 2-core machine under load (see machine.loadavg); ESS of the basin "
