@@ -24,13 +24,23 @@ def brute(rdkit_mols):
     return out
 
 
+@pytest.fixture(scope="module")
+def partly_hot(index_path):
+    """The fixture index with only its first 1000 rows kept as parsed molecules (the rest from SMILES)."""
+    from compscope.search import SearchIndex
+
+    return SearchIndex.open(index_path, hot_rows=1000)
+
+
+@pytest.mark.parametrize("hot", ["all", "1000"])
 @pytest.mark.parametrize("q", QUERIES)
-def test_hits_equal_brute_force(index, brute, q):
+def test_hits_equal_brute_force(index, partly_hot, brute, q, hot):
+    index = index if hot == "all" else partly_hot
     r = index.substructure(q, count=True, time_limit=60)
     assert not r.partial and r.count == len(brute[q])
     hits, offset = [], 0
     while True:
-        page = index.substructure(q, offset=offset, limit=500, time_limit=60)
+        page = index.substructure(q, offset=offset, limit=500, time_limit=60, n_threads=1 + (hot == "1000"))
         hits += page.ids
         if page.next_offset is None:
             break

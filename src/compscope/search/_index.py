@@ -19,7 +19,7 @@ from ._format import open_arrays, read_header, unpack_strings
 from ._molecules import FLAG_RADICAL, smiles_hash
 from ._query import INCHIKEY_RE, MAX_K, check_count, mol_from_smiles, parse_filters, substructure_query
 from ._screens import query_requirements
-from ._verify import MolStore, match_parameters
+from ._verify import HOT_ROWS, MolStore, match_parameters
 
 log = logging.getLogger(__name__)
 _SCAN_ROWS = 1 << 17  # rows screened between two looks at the clock
@@ -107,8 +107,9 @@ class SearchIndex:
         >>> idx.top_k("c1ccccc1C(=O)N", k=5).ids  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, in_memory: bool = False):
+    def __init__(self, path: str | Path, in_memory: bool = False, hot_rows: int = HOT_ROWS):
         self.path = Path(path)
+        self.hot_rows = int(hot_rows)
         self.header = read_header(self.path)
         self.arrays = open_arrays(self.path, self.header, in_memory=in_memory)
         self.spec = FingerprintSpec.from_dict(self.header["fingerprint"])
@@ -135,9 +136,13 @@ class SearchIndex:
         self._popcnt = np.repeat(np.arange(self.spec.nbits + 1), np.diff(self.bins))  # (N,) lazily small
 
     @classmethod
-    def open(cls, path: str | Path, in_memory: bool = False) -> SearchIndex:
-        """Open an index (memory-mapped: O(1) load; ``in_memory=True`` reads the arrays into RAM)."""
-        return cls(path, in_memory=in_memory)
+    def open(cls, path: str | Path, in_memory: bool = False, hot_rows: int = HOT_ROWS) -> SearchIndex:
+        """Open an index (memory-mapped: O(1) load; ``in_memory=True`` reads the arrays into RAM).
+
+        ``hot_rows``: leading rows kept as parsed molecules for substructure verification (~8 kB each, built on
+        the first substructure query; 0 for none; see ``_verify.py``).
+        """
+        return cls(path, in_memory=in_memory, hot_rows=hot_rows)
 
     def __len__(self) -> int:
         return self.n
@@ -282,7 +287,8 @@ class SearchIndex:
             names = list(self.header.get("molfeat", []))
             if "molfeat" in self.arrays and names and names[0] == "flags":
                 special = np.nonzero(np.asarray(self.arrays["molfeat"][:, 0]) & FLAG_RADICAL)[0]
-            self._molstore = MolStore(self.arrays["smiles_blob"], self.arrays["smiles_off"], special)
+            self._molstore = MolStore(self.arrays["smiles_blob"], self.arrays["smiles_off"], special,
+                                      hot_rows=self.hot_rows)
         return self._molstore
 
     @property
