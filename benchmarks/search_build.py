@@ -58,9 +58,8 @@ def per_feature(n: int) -> dict[str, float]:
     """Thread CPU-µs per molecule of each step of the build's worker loop."""
     from rdkit import Chem
 
-    from compscope.search import FingerprintSpec
-    from compscope.search._fingerprints import Fingerprinter, pattern_fingerprints
-    from compscope.search._molecules import mol_features, properties
+    from compscope.search import Fingerprinter, FingerprintSpec, mol_features, pattern_fingerprints
+    from compscope.search import molecule_properties as properties
 
     smiles = _smiles(n)
     out = {}

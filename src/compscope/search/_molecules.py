@@ -39,6 +39,8 @@ def properties(mol) -> tuple[float, ...]:
     )
 
 
+molecule_properties = properties  # the public name (``compscope.search.molecule_properties``)
+
 # per-molecule substructure-screen features (uint8 each, saturating at 255), column ``molfeat`` of the index:
 # every feature except ``flags`` is a count that a substructure can only need fewer of (see _screens.py)
 MOLFEAT = ("flags", "atoms", "ring_atoms", "ring_bonds", "aromatic_atoms", "ring_system_atoms", "ring_system_rank",
