@@ -140,14 +140,6 @@ def pattern_fingerprints(mols: list, nbits: int = PATTERN_BITS) -> np.ndarray:
     return _pack_ebvs([Chem.PatternFingerprint(m, nbits) for m in mols], nbits // 64)
 
 
-def _ebv_bytes(ebv, nbits: int) -> np.ndarray:
-    from rdkit import DataStructs
-
-    arr = np.zeros(nbits, dtype=np.uint8)
-    DataStructs.ConvertToNumpyArray(ebv, arr)
-    return np.packbits(arr, bitorder="little")
-
-
 def as_query_fingerprint(fp: Any, spec: FingerprintSpec) -> np.ndarray:
     """Turn a user-given fingerprint into a packed ``(nwords,)`` uint64 row, checking its size.
 

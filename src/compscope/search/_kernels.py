@@ -279,6 +279,9 @@ def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out, feat, q
     """Rows in [start, stop) whose pattern fingerprint contains every query bit and, if ``use_feat``, whose
     feature counts ``feat`` (N, F) uint8 reach the query's lower bounds ``qfeat`` (F,) (see ``_screens.py``).
 
+    Reads every row's fingerprint; queries use :func:`substructure_screen_columns`, and this row-by-row form is
+    the reference it is tested against.
+
     Writes candidate positions into ``out`` until it is full. Returns ``(n_found, next_start)``.
     """
     w = pattern.shape[1]
