@@ -206,3 +206,87 @@ def test_interrupted_build_resumes_from_checkpoint(tmp_path, monkeypatch):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=100)
     with pytest.raises(ResumeError, match="changed settings of the interrupted build.*chunk_size: 100 -> 50"):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=50, resume=True)
+
+
+def _reference_molfeat(mol) -> list[int]:
+    """The ``molfeat`` row by plain per-atom/per-bond loops (the build's first implementation)."""
+    from compscope.search._molecules import ELEMENT_COLUMN, FLAG_RADICAL, MOLFEAT, OTHER_COLUMN, ring_systems
+
+    f = [0] * len(MOLFEAT)
+    ring_bonds, arom_bonds = [], []
+    for b in mol.GetBonds():
+        if b.IsInRing():
+            ab = (b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+            ring_bonds.append(ab)
+            if b.GetBeginAtom().GetIsAromatic() and b.GetEndAtom().GetIsAromatic():
+                arom_bonds.append(ab)
+    for a in mol.GetAtoms():
+        z = a.GetAtomicNum()
+        f[ELEMENT_COLUMN.get(z, OTHER_COLUMN)] += 1
+        if a.GetNumRadicalElectrons():
+            f[0] |= FLAG_RADICAL
+        if a.GetIsAromatic():
+            f[4] += 1
+            f[18] += z == 7
+    f[1] = mol.GetNumAtoms()
+    f[2] = len({i for ab in ring_bonds for i in ab})
+    f[3] = len(ring_bonds)
+    systems = ring_systems(mol.GetNumAtoms(), ring_bonds)
+    if systems:
+        f[5] = max(a for a, _ in systems)
+        f[6] = max(r for _, r in systems)
+    if arom_bonds:
+        f[17] = max(a for a, _ in ring_systems(mol.GetNumAtoms(), arom_bonds))
+    return f
+
+
+EDGE_SMILES = ["C1CC2CCC1C2", "c1ccc2c(c1)-c1ccccc1-2", "[CH3]", "[CH2]CC", "C12C3C4C1C5C2C3C45", "C1CC11CC1",
+               "[2H]C", "[H][H]", "*c1ccccc1", "c1cc2ccc3cccc4ccc(c1)c2c34", "C1CCCCCCCCCCCCCCCCCC1", "[Na+].[Cl-]",
+               "O=C1C=CC(=O)C=C1", "c1ccc2c(c1)oc1ccccc12", "[se]1cccc1", "B1OB(O1)", "N#N", "C1CC2(C1)CC2",
+               "[Si]1CCCC1", "C[N+](C)(C)C", "c1ccn2cccc2c1", "C1=CC2=CC=CC2=C1", "[13CH3]c1cc[nH]c1", "[O]O",
+               "c1ccc2cc3ccccc3cc2c1.c1ccncc1", "C1CC2CC1C1CCCC21", "FC(F)(F)[I+][O-]", "[Cu+2].[O-]C(=O)C"]
+
+
+def test_molfeat_equals_per_atom_loop():
+    from rdkit import Chem
+
+    from compscope.search._molecules import mol_features
+
+    smiles = [s for s, _ in library_records()] + EDGE_SMILES
+    for s in smiles:
+        mol = Chem.MolFromSmiles(s)
+        assert mol_features(mol, s) == mol_features(mol) == _reference_molfeat(mol), s
+
+
+def test_build_columns_equal_plain_rdkit(index):
+    """Every column of the default build equals the same feature computed by plain RDKit calls."""
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdFingerprintGenerator
+    from rdkit.Chem import rdMolDescriptors as D
+
+    from compscope.search._format import unpack_strings
+
+    recs = library_records()
+    pos = np.arange(0, len(index), 3)  # every third row keeps the test short
+    a = {k: np.asarray(v)[pos] for k, v in index.arrays.items() if k in ("rows", "fps", "pattern", "molfeat", "props")}
+    rows = a["rows"]  # position -> input row
+    mols = [Chem.MolFromSmiles(recs[r][0]) for r in rows]
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=2, fpSize=2048)
+
+    def bits(ebv, n):
+        arr = np.zeros(n, np.uint8)
+        DataStructs.ConvertToNumpyArray(ebv, arr)
+        return np.packbits(arr, bitorder="little").view("<u8")
+
+    full = index.arrays
+    smiles = unpack_strings(full["smiles_blob"], full["smiles_off"])
+    ids = unpack_strings(full["ids_blob"], full["ids_off"])
+    assert [smiles[p] for p in pos] == [Chem.MolToSmiles(m) for m in mols]
+    assert [ids[p] for p in pos] == [recs[r][1] for r in rows]
+    assert np.array_equal(a["fps"], np.stack([bits(gen.GetFingerprint(m), 2048) for m in mols]))
+    assert np.array_equal(a["pattern"], np.stack([bits(Chem.PatternFingerprint(m, 2048), 2048) for m in mols]))
+    assert np.array_equal(a["molfeat"], np.minimum(np.asarray([_reference_molfeat(m) for m in mols]), 255))
+    assert index.inchikeys(pos) == [Chem.MolToInchiKey(m) for m in mols]
+    props = np.asarray([(D._CalcMolWt(m), D.CalcCrippenDescriptors(m)[0], D.CalcNumHBA(m), D.CalcNumHBD(m),
+                         D.CalcTPSA(m), D.CalcNumRotatableBonds(m), D.CalcNumRings(m)) for m in mols], np.float32)
+    assert np.array_equal(a["props"], props)

@@ -24,13 +24,23 @@ def brute(rdkit_mols):
     return out
 
 
+@pytest.fixture(scope="module")
+def partly_hot(index_path):
+    """The fixture index with only its first 1000 rows kept as parsed molecules (the rest from SMILES)."""
+    from compscope.search import SearchIndex
+
+    return SearchIndex.open(index_path, hot_rows=1000)
+
+
+@pytest.mark.parametrize("hot", ["all", "1000"])
 @pytest.mark.parametrize("q", QUERIES)
-def test_hits_equal_brute_force(index, brute, q):
+def test_hits_equal_brute_force(index, partly_hot, brute, q, hot):
+    index = index if hot == "all" else partly_hot
     r = index.substructure(q, count=True, time_limit=60)
     assert not r.partial and r.count == len(brute[q])
     hits, offset = [], 0
     while True:
-        page = index.substructure(q, offset=offset, limit=500, time_limit=60)
+        page = index.substructure(q, offset=offset, limit=500, time_limit=60, n_threads=1 + (hot == "1000"))
         hits += page.ids
         if page.next_offset is None:
             break
@@ -83,3 +93,38 @@ def test_exact_match(index):
         index.exact("C1CC")
     with pytest.raises(QueryError, match="by must be"):
         index.exact(s, by="formula")
+
+
+@pytest.mark.parametrize("q", ["c1ccc2[nH]ccc2c1", "C1CCNCC1", "[#6]~[#7]", "*"])
+def test_column_screen_equals_row_screen(index, q):
+    """The bit-sliced screen returns exactly the rows of the row-by-row pattern + count screen, in order."""
+    import numpy as np
+
+    from compscope.search import _kernels as K
+    from compscope.search import substructure_query
+    from compscope.search._index import _query_pattern
+    from compscope.search._screens import query_requirements
+
+    pattern = np.asarray(index.arrays["pattern"])
+    cols, freq = index.pattern_columns
+    assert cols.shape == (2048, (len(index) + 63) // 64)
+    assert np.array_equal(freq, np.unpackbits(pattern.view(np.uint8), axis=1, bitorder="little").sum(0))
+    qmol = substructure_query(q)
+    qpat = _query_pattern(qmol)
+    feat = np.asarray(index.arrays["molfeat"])
+    qfeat = query_requirements(qmol, list(index.header["molfeat"]))
+    qbits = np.flatnonzero(np.unpackbits(qpat.view(np.uint8), bitorder="little"))
+    qbits = qbits[np.argsort(freq[qbits], kind="stable")].astype(np.int64)
+    n = len(index)
+    mask = np.zeros(n, np.bool_)
+    mask[::3] = True
+    for use_mask in (False, True):
+        rows = np.empty(n, np.int64)
+        k_row, _ = K.substructure_screen(pattern, qpat, 0, n, mask, use_mask, rows, feat, qfeat, True)
+        got, word = [], 0
+        while word < cols.shape[1]:  # small output blocks: the scan resumes at the right word
+            buf = np.empty(64 + 37, np.int64)
+            k, word = K.substructure_screen_columns(cols, qbits, n, word, cols.shape[1], mask, use_mask, buf,
+                                                    feat, qfeat, True)
+            got.extend(buf[:k].tolist())
+        assert got == rows[:k_row].tolist()

@@ -21,7 +21,7 @@ __all__ = [
     "SearchError", "QueryError", "IndexFormatError", "FingerprintMismatchError", "InputFileError",
     "FingerprintSpec", "SearchIndex", "SearchResult", "build_index", "append_index", "BuildReport",
     "ShardedIndex", "split_index", "create_app", "serve", "PROPERTIES", "Fingerprinter", "substructure_query",
-    "EDITOR", "find_editor", "install_editor",
+    "EDITOR", "find_editor", "install_editor", "mol_features", "molecule_properties", "pattern_fingerprints",
 ]
 
 _LAZY = {
@@ -29,7 +29,8 @@ _LAZY = {
     "BuildReport": "._build", "ShardedIndex": "._shards", "split_index": "._shards", "create_app": "._api",
     "serve": "._api", "PROPERTIES": "._molecules", "Fingerprinter": "._fingerprints",
     "EDITOR": "._editor", "find_editor": "._editor", "install_editor": "._editor",
-    "substructure_query": "._query",
+    "substructure_query": "._query", "mol_features": "._molecules", "molecule_properties": "._molecules",
+    "pattern_fingerprints": "._fingerprints",
 }
 
 

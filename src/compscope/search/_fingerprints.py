@@ -103,12 +103,27 @@ class Fingerprinter:
         return arr
 
     def packed(self, mols: list) -> np.ndarray:
-        """Packed fingerprints of a list of molecules. Shape ``(len(mols), nwords)`` uint64."""
-        nb = self.spec.nwords * 64
-        out = np.zeros((len(mols), nb), dtype=np.uint8)  # (M, nwords*64) 0/1
-        for i, m in enumerate(mols):
-            out[i, : self.spec.nbits] = self.bits(m)
-        return pack_bits(out)
+        """Packed fingerprints of a list of molecules. Shape ``(len(mols), nwords)`` uint64.
+
+        One C++ call for the whole list (Morgan/FCFP), then each bit vector's bytes (RDKit's FPS hex text: bit i
+        in byte i // 8 at position i % 8, the layout of :func:`pack_bits`) go straight into the rows.
+        """
+        if self._gen is not None:
+            fps = self._gen.GetFingerprints(list(mols), numThreads=1)
+        else:
+            from rdkit.Chem import rdMolDescriptors
+
+            fps = [rdMolDescriptors.GetMACCSKeysFingerprint(m) for m in mols]
+        return _pack_ebvs(fps, self.spec.nwords)
+
+
+def _pack_ebvs(fps: list, nwords: int) -> np.ndarray:
+    """RDKit ``ExplicitBitVect`` list -> ``(len(fps), nwords)`` uint64 rows (zero-padded to whole words)."""
+    from rdkit import DataStructs
+
+    nb = 8 * nwords
+    raw = b"".join(bytes.fromhex(DataStructs.BitVectToFPSText(fp)).ljust(nb, b"\0") for fp in fps)
+    return np.frombuffer(raw, dtype="<u8").reshape(len(fps), nwords).astype(np.uint64)
 
 
 def pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -122,18 +137,7 @@ def pattern_fingerprints(mols: list, nbits: int = PATTERN_BITS) -> np.ndarray:
     """RDKit pattern fingerprints (substructure screen), packed. Shape ``(len(mols), nbits // 64)``."""
     from rdkit import Chem
 
-    out = np.zeros((len(mols), nbits // 8), dtype=np.uint8)  # (M, nbits/8)
-    for i, m in enumerate(mols):
-        out[i] = _ebv_bytes(Chem.PatternFingerprint(m, nbits), nbits)
-    return np.ascontiguousarray(out).view("<u8").astype(np.uint64, copy=False)
-
-
-def _ebv_bytes(ebv, nbits: int) -> np.ndarray:
-    from rdkit import DataStructs
-
-    arr = np.zeros(nbits, dtype=np.uint8)
-    DataStructs.ConvertToNumpyArray(ebv, arr)
-    return np.packbits(arr, bitorder="little")
+    return _pack_ebvs([Chem.PatternFingerprint(m, nbits) for m in mols], nbits // 64)
 
 
 def as_query_fingerprint(fp: Any, spec: FingerprintSpec) -> np.ndarray:

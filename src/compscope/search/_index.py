@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from ._format import open_arrays, read_header, unpack_strings
 from ._molecules import FLAG_RADICAL, smiles_hash
 from ._query import INCHIKEY_RE, MAX_K, check_count, mol_from_smiles, parse_filters, substructure_query
 from ._screens import query_requirements
-from ._verify import MolStore, match_parameters
+from ._verify import HOT_ROWS, MolStore, match_parameters
 
 log = logging.getLogger(__name__)
 _SCAN_ROWS = 1 << 17  # rows screened between two looks at the clock
@@ -106,8 +107,9 @@ class SearchIndex:
         >>> idx.top_k("c1ccccc1C(=O)N", k=5).ids  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, in_memory: bool = False):
+    def __init__(self, path: str | Path, in_memory: bool = False, hot_rows: int = HOT_ROWS):
         self.path = Path(path)
+        self.hot_rows = int(hot_rows)
         self.header = read_header(self.path)
         self.arrays = open_arrays(self.path, self.header, in_memory=in_memory)
         self.spec = FingerprintSpec.from_dict(self.header["fingerprint"])
@@ -129,12 +131,18 @@ class SearchIndex:
             raise IndexFormatError(f"index {self.path}: array shapes do not match its fingerprint settings; rebuild")
         self._queries = QueryFingerprinter(self.spec)
         self._molstore: MolStore | None = None
+        self._pattern_cols: tuple[np.ndarray, np.ndarray] | None = None
+        self._cols_lock = threading.Lock()
         self._popcnt = np.repeat(np.arange(self.spec.nbits + 1), np.diff(self.bins))  # (N,) lazily small
 
     @classmethod
-    def open(cls, path: str | Path, in_memory: bool = False) -> SearchIndex:
-        """Open an index (memory-mapped: O(1) load; ``in_memory=True`` reads the arrays into RAM)."""
-        return cls(path, in_memory=in_memory)
+    def open(cls, path: str | Path, in_memory: bool = False, hot_rows: int = HOT_ROWS) -> SearchIndex:
+        """Open an index (memory-mapped: O(1) load; ``in_memory=True`` reads the arrays into RAM).
+
+        ``hot_rows``: leading rows kept as parsed molecules for substructure verification (~8 kB each, built on
+        the first substructure query; 0 for none; see ``_verify.py``).
+        """
+        return cls(path, in_memory=in_memory, hot_rows=hot_rows)
 
     def __len__(self) -> int:
         return self.n
@@ -279,8 +287,19 @@ class SearchIndex:
             names = list(self.header.get("molfeat", []))
             if "molfeat" in self.arrays and names and names[0] == "flags":
                 special = np.nonzero(np.asarray(self.arrays["molfeat"][:, 0]) & FLAG_RADICAL)[0]
-            self._molstore = MolStore(self.arrays["smiles_blob"], self.arrays["smiles_off"], special)
+            self._molstore = MolStore(self.arrays["smiles_blob"], self.arrays["smiles_off"], special,
+                                      hot_rows=self.hot_rows)
         return self._molstore
+
+    @property
+    def pattern_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bit-sliced pattern fingerprints ``(2048, ceil(N / 64))`` uint64 and each bit's row count (the
+        substructure screen's input; built on first use, ~1 s and 256 MB per 1M molecules, shared by all queries)."""
+        if self._pattern_cols is None:
+            with self._cols_lock:
+                if self._pattern_cols is None:
+                    self._pattern_cols = K.transpose_bits(np.asarray(self.arrays["pattern"]))
+        return self._pattern_cols
 
     def substructure(self, query: Any, *, syntax: str = "auto", offset: int = 0, limit: int = 100,
                      time_limit: float = 10.0, count: bool = False, filters=None, n_threads: int = 1,
@@ -288,7 +307,9 @@ class SearchIndex:
         """Substructure search: numba screens, then bulk verification in RDKit's C++ ``SubstructLibrary``.
 
         Hits come in index order (popcount, input order). Returns hits ``offset .. offset + limit`` as soon
-        as they are found; ``count=True`` counts every match instead (no hits returned).
+        as they are found; ``count=True`` counts every match instead (no hits returned). The screen reads the
+        bit-sliced pattern fingerprints (:attr:`pattern_columns`) 64 rows at a time, rarest query bit first, and
+        alternates with verification in blocks, so the first hits never wait for a whole-database screen.
 
         ``time_limit`` is CPU seconds (per thread when ``n_threads > 1``), so a loaded machine does not cut off
         work that an idle one finishes; when it is used up first, the hits so far come back with
@@ -309,10 +330,13 @@ class SearchIndex:
             raise QueryError("this index was built without pattern fingerprints (--no-pattern); rebuild it")
         store = self.molstore
         hybrid = isinstance(query, str) and "^" in query  # hybridisation primitives need sanitised molecules
-        store.holder(hybrid)  # the one-off holder build is not the query's CPU time
+        store.holder(hybrid)  # the one-off holder and column builds are not the query's CPU time
+        cols, freq = self.pattern_columns
         c0 = time.thread_time()
         qmol = substructure_query(query, syntax)
         qpat = _query_pattern(qmol)
+        qbits = np.flatnonzero(np.unpackbits(qpat.view(np.uint8), bitorder="little"))
+        qbits = qbits[np.argsort(freq[qbits], kind="stable")].astype(np.int64)  # rarest first
         feat = self.arrays.get("molfeat")
         feat_names = list(self.header.get("molfeat", []))
         use_feat = feat is not None and len(feat_names) == feat.shape[1] and screens
@@ -322,7 +346,6 @@ class SearchIndex:
         mask = self._mask(filters)
         want = None if count else offset + limit
         params = match_parameters()
-        pattern = self.arrays["pattern"]
         m_arr = mask if mask is not None else np.zeros(0, np.bool_)
         hits: list[np.ndarray] = []
         n_hits, start, screened, verified, partial = 0, 0, 0, 0, False
@@ -331,13 +354,16 @@ class SearchIndex:
         def cpu_used() -> float:
             return time.thread_time() - c0 + worker_cpu / n_threads
 
-        while start < self.n:
+        n_words, word = cols.shape[1], 0
+        while word < n_words:
             if cpu_used() > time_limit:
                 partial = True
                 break
-            buf = np.empty(block, np.int64)
-            nfound, start = K.substructure_screen(pattern, qpat, start, min(self.n, start + _SCAN_ROWS), m_arr,
-                                                  mask is not None, buf, feat, qfeat, use_feat)
+            buf = np.empty(block + 64, np.int64)
+            nfound, word = K.substructure_screen_columns(cols, qbits, self.n, word,
+                                                         min(n_words, word + _SCAN_ROWS // 64), m_arr,
+                                                         mask is not None, buf, feat, qfeat, use_feat)
+            start = min(self.n, 64 * word)
             screened += nfound
             if nfound == 0:
                 continue
@@ -420,7 +446,7 @@ def _query_pattern(qmol) -> np.ndarray:
     """Pattern fingerprint of a query molecule (SMARTS or SMILES), packed (32,) uint64."""
     from rdkit import Chem
 
-    from ._fingerprints import PATTERN_BITS, _ebv_bytes
+    from ._fingerprints import PATTERN_BITS, _pack_ebvs
 
     q = Chem.Mol(qmol)
     try:
@@ -429,4 +455,4 @@ def _query_pattern(qmol) -> np.ndarray:
     except Exception:  # noqa: BLE001 - query features RDKit cannot perceive just weaken the screen
         pass
     fp = Chem.PatternFingerprint(q, PATTERN_BITS)
-    return np.ascontiguousarray(_ebv_bytes(fp, PATTERN_BITS)).view("<u8").astype(np.uint64)
+    return _pack_ebvs([fp], PATTERN_BITS // 64)[0]

@@ -279,6 +279,9 @@ def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out, feat, q
     """Rows in [start, stop) whose pattern fingerprint contains every query bit and, if ``use_feat``, whose
     feature counts ``feat`` (N, F) uint8 reach the query's lower bounds ``qfeat`` (F,) (see ``_screens.py``).
 
+    Reads every row's fingerprint; queries use :func:`substructure_screen_columns`, and this row-by-row form is
+    the reference it is tested against.
+
     Writes candidate positions into ``out`` until it is full. Returns ``(n_found, next_start)``.
     """
     w = pattern.shape[1]
@@ -305,3 +308,71 @@ def substructure_screen(pattern, qpat, start, stop, mask, use_mask, out, feat, q
             if n == cap:
                 return n, i + 1
     return n, stop
+
+
+@nb.njit(nogil=True, cache=True)
+def transpose_bits(pattern):
+    """Bit-sliced copy of packed rows: ``(N, W)`` uint64 -> ``(64 W, ceil(N / 64))`` uint64 and bit counts.
+
+    Column ``b`` of the result is a bitmap over rows: bit ``i % 64`` of word ``i // 64`` is bit ``b`` of row ``i``.
+    Also returns how many rows set each bit (``(64 W,)`` int64), the rarity order of a query's bits.
+    """
+    n, w = pattern.shape
+    nw = (n + 63) // 64
+    cols = np.zeros((64 * w, nw), np.uint64)
+    freq = np.zeros(64 * w, np.int64)
+    one = np.uint64(1)
+    for i in range(n):
+        word, bit = i // 64, np.uint64(i % 64)
+        for j in range(w):
+            x = pattern[i, j]
+            while x:
+                low = x & (~x + one)
+                b = 64 * j + _ctpop(low - one)
+                cols[b, word] |= one << bit
+                freq[b] += 1
+                x ^= low
+    return cols, freq
+
+
+@nb.njit(nogil=True, cache=True)
+def substructure_screen_columns(cols, qbits, n, w_start, w_stop, mask, use_mask, out, feat, qfeat, use_feat):
+    """Rows whose pattern fingerprint holds every query bit, from the bit-sliced columns (:func:`transpose_bits`).
+
+    For each word of 64 rows in ``[w_start, w_stop)``, the columns of the query bits ``qbits`` (rarest first)
+    are ANDed until the word is empty (usually after one or two bits), so a query reads a few bits per 64 rows
+    instead of every row's fingerprint. Survivors then pass the property ``mask`` and the ``molfeat`` lower
+    bounds ``qfeat`` (see ``_screens.py``). Rows come out in index order; a word is never split, so ``out`` needs
+    64 places more than the candidates wanted. Returns ``(n_found, next_word)``.
+    """
+    nf = qfeat.shape[0]
+    nq = qbits.shape[0]
+    cap = out.shape[0] - 64
+    one = np.uint64(1)
+    k = 0
+    for wd in range(w_start, w_stop):
+        if k >= cap:
+            return k, wd
+        acc = ~np.uint64(0)
+        for t in range(nq):
+            acc &= cols[qbits[t], wd]
+            if acc == 0:
+                break
+        while acc:
+            low = acc & (~acc + one)
+            i = 64 * wd + _ctpop(low - one)
+            acc ^= low
+            if i >= n:
+                break
+            if use_mask and not mask[i]:
+                continue
+            ok = True
+            if use_feat:
+                for j in range(nf):
+                    if feat[i, j] < qfeat[j]:
+                        ok = False
+                        break
+            if ok:
+                out[k] = i
+                k += 1
+    return k, w_stop

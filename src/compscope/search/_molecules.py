@@ -6,6 +6,7 @@ This module is what the build worker processes import, so it stays light (RDKit 
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -37,6 +38,8 @@ def properties(mol) -> tuple[float, ...]:
         D.CalcNumRings(mol),
     )
 
+
+molecule_properties = properties  # the public name (``compscope.search.molecule_properties``)
 
 # per-molecule substructure-screen features (uint8 each, saturating at 255), column ``molfeat`` of the index:
 # every feature except ``flags`` is a count that a substructure can only need fewer of (see _screens.py)
@@ -70,36 +73,103 @@ def ring_systems(n_atoms: int, ring_bonds: list[tuple[int, int]]) -> list[tuple[
     return [(len(atoms[r]), edges[r] - len(atoms[r]) + 1) for r in atoms]
 
 
-def mol_features(mol) -> list[int]:
+_FORMULA = re.compile(r"([A-Z][a-z]?)(\d*)")
+_PATTERNS: dict[str, object] = {}
+
+
+def _pattern(smarts: str):
+    p = _PATTERNS.get(smarts)
+    if p is None:
+        from rdkit import Chem
+
+        p = _PATTERNS[smarts] = Chem.MolFromSmarts(smarts)
+    return p
+
+
+def _symbol_columns() -> dict[str, int]:
+    from rdkit import Chem
+
+    pt = Chem.GetPeriodicTable()
+    return {pt.GetElementSymbol(z): c for z, c in ELEMENT_COLUMN.items()}
+
+
+_SYMBOL_COLUMN: dict[str, int] = {}
+
+
+def _merge_systems(items) -> list[tuple[int, int]]:
+    """``(atoms, cycle rank)`` of each group of ``(atoms, bonds)`` items that share atoms (a connected part)."""
+    groups: list[tuple[set, set]] = []
+    for atoms, bonds in items:
+        atoms, bonds = set(atoms), set(bonds)
+        keep = []
+        for g in groups:
+            if g[0].isdisjoint(atoms):
+                keep.append(g)
+            else:
+                atoms |= g[0]
+                bonds |= g[1]
+        keep.append((atoms, bonds))
+        groups = keep
+    return [(len(a), len(b) - len(a) + 1) for a, b in groups]
+
+
+def mol_features(mol, smiles: str | None = None) -> list[int]:
     """The :data:`MOLFEAT` of one sanitised molecule (uncapped).
 
     ``aromatic_system_atoms``: atoms of the largest component of the ring bonds whose two atoms are aromatic.
+    ``smiles``: the SMILES the molecule was parsed from; radicals come only from bracket atoms, so without ``[``
+    the per-atom radical check is skipped.
+
+    Computed from a few C++ calls per molecule (molecular formula, aromatic-atom matches, ring info) instead of
+    Python loops over atoms and bonds: ring bonds are the union of the ring info's bond rings (RDKit's ring-bond
+    flag means "in a perceived ring"), bond k of a ring joins its atoms k and k+1, and a connected part of the
+    ring bonds is a union of rings that share atoms. ``tests/search/test_build.py`` checks equality with the
+    per-atom/per-bond loop.
     """
+    if not _SYMBOL_COLUMN:
+        _SYMBOL_COLUMN.update(_symbol_columns())
+    from rdkit.Chem import rdMolDescriptors
+
     f = [0] * len(MOLFEAT)
-    ring_bonds, arom_bonds = [], []
-    for b in mol.GetBonds():
-        if b.IsInRing():
-            ab = (b.GetBeginAtomIdx(), b.GetEndAtomIdx())
-            ring_bonds.append(ab)
-            if b.GetBeginAtom().GetIsAromatic() and b.GetEndAtom().GetIsAromatic():
-                arom_bonds.append(ab)
-    for a in mol.GetAtoms():
-        z = a.GetAtomicNum()
-        f[ELEMENT_COLUMN.get(z, OTHER_COLUMN)] += 1
-        if a.GetNumRadicalElectrons():
-            f[0] |= FLAG_RADICAL
-        if a.GetIsAromatic():
-            f[4] += 1
-            f[18] += z == 7
-    f[1] = mol.GetNumAtoms()
-    f[2] = len({i for ab in ring_bonds for i in ab})
-    f[3] = len(ring_bonds)
-    systems = ring_systems(mol.GetNumAtoms(), ring_bonds)
-    if systems:
+    n = mol.GetNumAtoms()
+    f[1] = n
+    known = 0
+    for sym, cnt in _FORMULA.findall(rdMolDescriptors.CalcMolFormula(mol)):
+        c = _SYMBOL_COLUMN.get(sym)
+        if c is not None:
+            k = int(cnt) if cnt else 1
+            f[c] = k
+            known += k
+    f[OTHER_COLUMN] = n - known  # other elements, explicit H atoms and dummy atoms
+    arom = mol.GetSubstructMatches(_pattern("a"), uniquify=False, maxMatches=1 << 30)
+    f[4] = len(arom)
+    if arom:
+        f[18] = len(mol.GetSubstructMatches(_pattern("n"), uniquify=False, maxMatches=1 << 30))
+    if (smiles is None or "[" in smiles) and any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        f[0] |= FLAG_RADICAL
+    ri = mol.GetRingInfo()
+    arings = ri.AtomRings()
+    if arings:
+        brings = ri.BondRings()
+        f[2] = len(set().union(*arings))
+        f[3] = len(set().union(*brings))
+        systems = _merge_systems(zip(arings, brings))
         f[5] = max(a for a, _ in systems)
         f[6] = max(r for _, r in systems)
-    if arom_bonds:
-        f[17] = max(a for a, _ in ring_systems(mol.GetNumAtoms(), arom_bonds))
+        if arom:
+            aset = {a[0] for a in arom}
+            items = []
+            for ar, br in zip(arings, brings):
+                if aset.issuperset(ar):  # a ring of aromatic atoms: all its bonds qualify
+                    items.append((ar, br))
+                    continue
+                m = len(ar)
+                for k in range(m):
+                    a, b = ar[k], ar[(k + 1) % m]
+                    if a in aset and b in aset:
+                        items.append(((a, b), (br[k],)))
+            if items:
+                f[17] = max(a for a, _ in _merge_systems(items))
     return f
 
 
@@ -149,7 +219,7 @@ def process_chunk(args: tuple) -> dict:
         if with_props:
             props.append(properties(mol))
         if with_pattern:
-            feats.append(mol_features(mol))
+            feats.append(mol_features(mol, smi))
     m = len(mols)
     out = {
         "lines": np.asarray(lines, dtype=np.int64),

@@ -25,6 +25,7 @@ from ._fingerprints import FingerprintSpec
 from ._format import open_arrays, read_header, unpack_strings, write_index
 from ._index import QueryFingerprinter, SearchIndex, SearchResult
 from ._query import MAX_K, check_count, substructure_query
+from ._verify import HOT_ROWS
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +109,14 @@ class ShardedIndex:
         shards: shard index paths (from :func:`split_index`).
         actor_cpus: CPUs Ray reserves per shard actor.
         in_memory: load shard arrays into RAM instead of memory-mapping them.
+        hot_rows: leading rows kept as parsed molecules for substructure verification, over all shards (each
+            shard keeps its share: the shards' first rows together are about the unsharded index's first rows).
 
     Ray must be initialised (``ray.init(...)``) or it is started locally on first use.
     """
 
-    def __init__(self, shards: list[str | Path], actor_cpus: float = 1.0, in_memory: bool = False):
+    def __init__(self, shards: list[str | Path], actor_cpus: float = 1.0, in_memory: bool = False,
+                 hot_rows: int = HOT_ROWS):
         import ray
 
         if not shards:
@@ -127,7 +131,8 @@ class ShardedIndex:
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         actor = ray.remote(num_cpus=actor_cpus)(_ShardActor)
-        self.actors = [actor.remote(str(p), in_memory) for p in self.paths]
+        per_shard = -(-int(hot_rows) // len(self.paths))
+        self.actors = [actor.remote(str(p), in_memory, per_shard) for p in self.paths]
         ray.get([a.ready.remote() for a in self.actors])
         self._queries = QueryFingerprinter(self.spec)
 
@@ -215,8 +220,8 @@ class ShardedIndex:
 class _ShardActor:
     """Holds one shard (wrapped by ``ray.remote`` in :class:`ShardedIndex`)."""
 
-    def __init__(self, path: str, in_memory: bool):
-        self.index = SearchIndex.open(path, in_memory=in_memory)
+    def __init__(self, path: str, in_memory: bool, hot_rows: int = HOT_ROWS):
+        self.index = SearchIndex.open(path, in_memory=in_memory, hot_rows=hot_rows)
 
     def ready(self) -> int:
         return len(self.index)

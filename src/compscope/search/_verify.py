@@ -16,6 +16,12 @@ identical to a plain ``Chem.MolFromSmiles(s).HasSubstructMatch(q)`` scan.
 The holder is built once per index (about 1 µs per molecule, lazily, on the first substructure query) and shared
 by all queries and threads; each query makes its own light ``SubstructLibrary`` view (a few µs), so concurrent
 queries never share a search order.
+
+**Hot rows.** Materialising a molecule from its SMILES costs most of a verification (about 20 µs against a few
+µs for the match itself). The first ``hot_rows`` rows of the index are the ones every first-page query verifies
+(hits come in index order), so they are also kept as parsed molecules in a ``MolHolder`` (3-7x faster to match;
+about 8 kB per molecule, so 32,768 rows take ~260 MB), filled with the very molecules the trusted holder makes,
+so matches are identical. Built with the holder, on the first substructure query.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ import threading
 import time
 
 import numpy as np
+
+HOT_ROWS = 1 << 15
+"""Default number of leading index rows kept as parsed molecules (see the module docstring)."""
 
 
 def match_parameters():
@@ -40,10 +49,14 @@ class MolStore:
     Args:
         blob, off: the index's canonical SMILES (``smiles_blob``, ``smiles_off``).
         special: sorted rows that must be matched on the sanitising path (molecules with radicals).
+        hot_rows: the first rows also kept as parsed molecules (0: none).
     """
 
-    def __init__(self, blob: np.ndarray, off: np.ndarray, special: np.ndarray | None = None):
+    def __init__(self, blob: np.ndarray, off: np.ndarray, special: np.ndarray | None = None,
+                 hot_rows: int = HOT_ROWS):
         self._blob, self._off = blob, off
+        self.hot_rows = max(0, min(int(hot_rows), len(off) - 1))
+        self._hot = None
         self.special = np.zeros(0, np.int64) if special is None else np.asarray(special, np.int64)
         self._holders: dict[bool, object] = {}
         self._lock = threading.Lock()
@@ -65,6 +78,11 @@ class MolStore:
                     add = h.AddSmiles
                     for i in range(len(off) - 1):  # once per index, not per query
                         add(data[off[i] : off[i + 1]].decode())
+                    if not sanitize and self.hot_rows:
+                        hot = SL.MolHolder()
+                        for i in range(self.hot_rows):  # the trusted holder's own molecules: identical matches
+                            hot.AddMol(h.GetMol(i))
+                        self._hot = hot
                     self._holders[sanitize] = h
         return h
 
@@ -82,9 +100,19 @@ class MolStore:
         from rdkit.Chem import rdSubstructLibrary as SL
 
         c0 = time.thread_time()
-        lib = SL.SubstructLibrary(self.holder(sanitize))
-        lib.SetSearchOrder(rows.tolist())
-        got = lib.GetMatches(qmol, 0, len(rows), params, 1, max_hits)
+        holder = self.holder(sanitize)
+        n_hot = 0 if sanitize or self._hot is None else int(np.searchsorted(rows, self.hot_rows))
+        parts = []
+        if n_hot:  # rows are ascending: the hot rows come first
+            lib = SL.SubstructLibrary(self._hot)
+            lib.SetSearchOrder(rows[:n_hot].tolist())
+            parts.append(lib.GetMatches(qmol, 0, n_hot, params, 1, max_hits))
+        left = max_hits - len(parts[0]) if parts and max_hits > 0 else max_hits
+        if n_hot < len(rows) and left != 0:
+            lib = SL.SubstructLibrary(holder)
+            lib.SetSearchOrder(rows[n_hot:].tolist())
+            parts.append(lib.GetMatches(qmol, 0, len(rows) - n_hot, params, 1, left))
+        got = [i for p in parts for i in p]
         hits = np.fromiter(got, dtype=np.int64, count=len(got))
         n_done = len(rows)
         if max_hits > 0 and len(hits) >= max_hits:  # stopped at the last hit
