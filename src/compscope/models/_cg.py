@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from compscope.data import keys as K
 from compscope.errors import ConfigError
 from compscope.nn import potential_outputs
 
@@ -183,11 +182,52 @@ class CGPotential(nn.Module):
         return potential_outputs(lambda pos, edge_cell: self.node_energies(pos, graph, edge_cell), graph,
                                  compute_forces, compute_stress, training)
 
+    def dense_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies (B,) of bead frames ``x`` (B, n_beads, 3): the prior plus the network over every bead pair of a
+        molecule (pairs beyond the cutoff add exactly zero: the same energy as :meth:`forward`'s radius graph, with
+        fixed edges and no graph building)."""
+        e = self.prior(x)  # (B,)
+        if self.net is not None:
+            b = x.shape[0]
+            edge_index, cell_shifts, edge_cell, idx, attrs = self._complete_edges(b, x.dtype, x.device)
+            node = self.net.node_energies(x.reshape(-1, 3), attrs, idx, edge_index, cell_shifts, edge_cell,
+                                          fused=self.net.fused_kernels, include_e0=False)  # (B * n,)
+            e = e + self.energy_scale * node.view(b, self.n_beads).sum(-1)
+        return e
+
     def energy_forces(self, x: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3) (builds the graph)."""
-        out = self.forward(self.make_graph(x), compute_forces=True, training=training)
-        e, f = out[K.ENERGY], out[K.FORCES].view(x.shape)
-        return (e, f) if training else (e.detach(), f.detach())
+        """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3), forces ``-dU/dx`` by
+        autograd of :meth:`dense_energy` (``training``: differentiable w.r.t. the weights). This is the dense
+        contract of :func:`compscope.md.simulate_dense` (one call per step for all replicas)."""
+        if x.ndim != 3 or x.shape[1:] != (self.n_beads, 3):
+            raise ConfigError(f"CG frames must be (B, {self.n_beads}, 3), got {tuple(x.shape)}")
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            e = self.dense_energy(leaf)
+            (g,) = torch.autograd.grad(e.sum(), leaf, create_graph=training)
+        return (e, -g) if training else (e.detach(), -g.detach())
+
+    def _complete_edges(self, b: int, dtype: torch.dtype, device: torch.device):
+        """Edges of B molecules with every ordered bead pair (sorted by receiver), zero shifts and cells, the bead
+        index and one-hot of each node: cached per (B, dtype, device)."""
+        key = (b, dtype, device)
+        cache = self.__dict__.setdefault("_edge_cache", {})
+        if key not in cache:
+            n = self.n_beads
+            ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+            off = ii != jj
+            base = (torch.arange(b) * n)[:, None]
+            send, recv = (base + ii[off]).reshape(-1), (base + jj[off]).reshape(-1)
+            order = torch.argsort(recv, stable=True)
+            edge_index = torch.stack([send[order], recv[order]]).to(device)
+            n_e = edge_index.shape[1]
+            idx = (torch.arange(b * n) % n).to(device)
+            if len(cache) >= 8:  # training sees a few batch sizes; MD one
+                cache.clear()
+            cache[key] = (edge_index, torch.zeros(n_e, 3, dtype=dtype, device=device),
+                          torch.zeros(n_e, 3, 3, dtype=dtype, device=device), idx,
+                          nn.functional.one_hot(idx, n).to(dtype))
+        return cache[key]
 
     def make_graph(self, x: torch.Tensor):
         """The :class:`~compscope.data.AtomicGraph` of bead frames ``x`` (B, n_beads, 3): every pair within the
