@@ -138,7 +138,8 @@ def simulate_dense(
     """Run MD of ``replicas`` copies of one small molecule on dense tensors (module docstring).
 
     Args:
-        potential: a module with ``energy_forces(x (B, n, 3)) -> (energy (B,), forces (B, n, 3))`` and ``cutoff``.
+        potential: a module with ``energy_forces(x (B, n, 3)) -> (energy (B,), forces (B, n, 3))`` and ``cutoff``
+            (only recorded in ``run.json``).
         start: an :class:`ase.Atoms` (copied ``replicas`` times), a list of them (one per replica, same atoms in
             the same order), or an extxyz path (as :func:`compscope.md.simulate`).
         steps: total number of steps (with ``resume``: the run continues up to this step).
@@ -192,7 +193,8 @@ def simulate_dense(
         raise MDInputError("--resume needs --out: the folder of the run to continue")
 
     # the start state (momenta: the same draws as compscope.md.simulate for this seed)
-    state, _ = init_state(potential, atoms_list, temperature, seed, dtype, 0.0, initial_momenta)
+    state, _ = init_state(potential, atoms_list, temperature, seed, dtype, 0.0, initial_momenta,
+                          evaluate_forces=False)
     dtype = state.positions.dtype
     state = state.replace(graph=_complete_graph(state.graph, n))
     cfg = {"integrator": integ.config(), "replicas": replicas,

@@ -64,6 +64,7 @@ def init_state(
     dtype: torch.dtype | None = None,
     skin: float = 0.5,
     initial_momenta: str = "maxwell-boltzmann",
+    evaluate_forces: bool = True,
 ) -> tuple[MDState, ForceEvaluator]:
     """Batch ``atoms_list`` (one entry per replica) into an :class:`MDState` with forces evaluated.
 
@@ -76,6 +77,8 @@ def init_state(
         skin: Verlet skin, Å.
         initial_momenta: ``"maxwell-boltzmann"`` (zero net momentum per replica) or ``"atoms"`` (take
             ``atoms.get_momenta()``).
+        evaluate_forces: evaluate energies and forces (off: zeros, for engines that evaluate the potential
+            their own way).
     """
     dtype = dtype or _potential_dtype(potential, torch.float64)
     evaluate = ForceEvaluator(potential, skin=skin)
@@ -95,7 +98,7 @@ def init_state(
     state = MDState(graph=graph, momenta=p, masses=masses, forces=torch.zeros(n, 3, dtype=dtype),
                     energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),
                     ref_positions=graph.positions.clone())
-    return evaluate(state), evaluate
+    return (evaluate(state) if evaluate_forces else state), evaluate
 
 
 def state_to_atoms(state: MDState) -> list:
