@@ -242,6 +242,8 @@ class CGPotential(nn.Module):
         self.prior = CGPrior(self.n_beads, **(prior or {}))
         self.feature_net = None if feature_net is None else CGFeatureNet(self.n_beads, **feature_net)
         self.net = None
+        # without a message-passing network, MD forces come from one fused CPU kernel (models._cg_kernel)
+        self.fused_kernels = True
         self.energy_scale = float(energy_scale)
         cutoff = 0.0
         if net is not None:
@@ -299,15 +301,37 @@ class CGPotential(nn.Module):
 
     def energy_forces(self, x: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3), forces ``-dU/dx`` by
-        autograd of :meth:`dense_energy` (``training``: differentiable w.r.t. the weights). This is the dense
-        contract of :func:`compscope.md.simulate_dense` (one call per step for all replicas)."""
+        autograd of :meth:`dense_energy` (``training``: differentiable w.r.t. the weights), or, for a model
+        without the message-passing network (prior and :class:`CGFeatureNet`), outside training, on the CPU, from
+        the fused kernel of :mod:`compscope.models._cg_kernel` (same values, analytic forces; ``fused_kernels =
+        False`` switches it off). This is the dense contract of :func:`compscope.md.simulate_dense` (one call per
+        step for all replicas)."""
         if x.ndim != 3 or x.shape[1:] != (self.n_beads, 3):
             raise ConfigError(f"CG frames must be (B, {self.n_beads}, 3), got {tuple(x.shape)}")
+        if (not training and self.net is None and self.fused_kernels and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64)):
+            from ._cg_kernel import fused_cg_energy_forces
+
+            return fused_cg_energy_forces(x, self._packed(x.dtype))
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
             e = self.dense_energy(leaf)
             (g,) = torch.autograd.grad(e.sum(), leaf, create_graph=training)
         return (e, -g) if training else (e.detach(), -g.detach())
+
+    def _packed(self, dtype: torch.dtype) -> tuple:
+        """The fused kernel's arguments, cached until a weight or buffer changes (or the dtype)."""
+        tensors = self.__dict__.get("_packed_tensors")
+        if tensors is None:
+            tensors = self.__dict__["_packed_tensors"] = [*self.parameters(), *self.buffers()]
+        key = (dtype, *[(t.data_ptr(), t._version) for t in tensors])
+        cached = self.__dict__.get("_packed_cache")
+        if cached is None or cached[0] != key:
+            from ._cg_kernel import pack_cg
+
+            cached = (key, pack_cg(self, dtype))
+            self.__dict__["_packed_cache"] = cached
+        return cached[1]
 
     def _complete_edges(self, b: int, dtype: torch.dtype, device: torch.device):
         """Edges of B molecules with every ordered bead pair (sorted by receiver), zero shifts and cells, the bead
