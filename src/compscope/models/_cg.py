@@ -321,10 +321,12 @@ class CGPotential(nn.Module):
 
     def _packed(self, dtype: torch.dtype) -> tuple:
         """The fused kernel's arguments, cached until a weight or buffer changes (or the dtype)."""
-        tensors = self.__dict__.get("_packed_tensors")
-        if tensors is None:
-            tensors = self.__dict__["_packed_tensors"] = [*self.parameters(), *self.buffers()]
-        key = (dtype, *[(t.data_ptr(), t._version) for t in tensors])
+        mods = (id(self.prior), id(self.feature_net))
+        cached_mods, tensors = self.__dict__.get("_packed_tensors", (None, None))
+        if cached_mods != mods:  # a replaced submodule
+            tensors = [*self.parameters(), *self.buffers()]
+            self.__dict__["_packed_tensors"] = (mods, tensors)
+        key = (dtype, mods, *[(t.data_ptr(), t._version) for t in tensors])
         cached = self.__dict__.get("_packed_cache")
         if cached is None or cached[0] != key:
             from ._cg_kernel import pack_cg

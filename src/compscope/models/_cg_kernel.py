@@ -219,11 +219,11 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
         return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.int64).reshape(-1, w))
 
     p = model.prior
-    d_cos = p.dihedral_cos if p.dihedral_cos.shape[1] else p.dihedral_cos.new_zeros(len(p.dihedrals), 0)
-    dih = p.dihedrals if p.dihedral_cos.shape[1] else p.dihedrals[:0]
+    m = p.dihedral_cos.shape[1]
+    dih = p.dihedrals if m else p.dihedrals[:0]
     args = [i(p.bonds, 2), f(p.bond_r0), f(p.bond_k), i(p.angles, 3), f(p.angle_theta0), f(p.angle_k),
             i(p.repulsion_pairs, 2), f(p.repulsion_sigma), f(p.repulsion_epsilon), i(dih, 4),
-            f(d_cos).reshape(len(dih), -1), f(p.dihedral_sin if len(dih) else d_cos).reshape(len(dih), -1)]
+            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m)]
     net = model.feature_net
     if net is None:
         return tuple(args), None
