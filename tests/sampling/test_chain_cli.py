@@ -84,3 +84,27 @@ def test_chain_and_compare_cli(tmp_path):
     assert res.exit_code == 2 and "unknown system" in res.output
     res = runner.invoke(app, ["sample", "compare", str(tmp_path / "kernel" / "config.yaml"), str(md)])
     assert res.exit_code == 2
+
+
+def test_kernel_cli_trains_the_shipped_torsion_config_and_chains_with_it(tmp_path):
+    from pathlib import Path
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "sampling" / "torsion_kernel.yaml"
+    md = tmp_path / "md.h5"
+    _md_file(md, n_rep=2, n_frames=30)
+    args = ["sample", "kernel", str(config), "--out", str(tmp_path / "k"), "--set", f"data.md={md}",
+            "--set", "data.lag_ps=0.2", "--set", "trainer.max_epochs=2", "--set", "trainer.progress_bar=false"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "k" / "model.pt").exists() and "model.pt" in r.output
+    r = runner.invoke(app, ["sample", "chain", str(tmp_path / "k"), "--steps", "6", "--chains", "2",
+                            "--proposals", "2", "--local", "1", "--out", str(tmp_path / "c.h5")])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "c.h5") as h5:
+        cfg = json.loads(h5.attrs["config"])
+        assert cfg["sampler"]["proposal"]["name"] == "torsion" and h5["positions"].shape[:2] == (6, 2)
+    bad = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k2"), "--set",
+                              "data.lag_ps=0.2"])  # the config's md file does not exist here
+    assert bad.exit_code != 0 and "does not exist" in bad.output
+    bad = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k3"), "--set", "colour=1"])
+    assert bad.exit_code != 0 and "unknown key" in bad.output

@@ -14,6 +14,9 @@ also basin populations, Ramachandran JS divergence and plots against a replica-e
 ``compscope sample reference ala2 ...`` runs the alanine-dipeptide replica exchange
 (:func:`compscope.sampling.make_ala2_reference`; keys: ``n_runs``, ``n_iterations``, ``n_replicas``, ``t_max``, ...)
 and prints the C7ax/alpha_L basin population with its error bars.
+``compscope sample kernel CONFIG [--out DIR] [--resume] [--set key=value ...]`` trains a transition kernel on MD
+pairs (``kind: torsion``: phi/psi pivot moves from a learned torus density; ``kind: cartesian``: the coupling flow;
+:func:`compscope.sampling.train_kernel`, configs in ``configs/sampling/``);
 ``compscope sample chain MODEL --system alanine-dipeptide --steps N --chains C --out chain.h5 [--resume]`` runs the
 exact large-step sampler (:func:`compscope.sampling.sample_chain`); ``compscope sample compare chain.h5 md.h5``
 scores it against MD (:func:`compscope.sampling.compare_runs`).
@@ -91,6 +94,24 @@ def train(
 
     result = train_flow(load_config(config, overrides), out=out, resume=resume)
     typer.echo(result.best)
+
+
+@app.command()
+def kernel(
+    config: Path = typer.Argument(..., help="YAML with kind, data (md, lag_ps), kernel, trainer "
+                                            "(configs/sampling/torsion_kernel.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
+) -> None:
+    """Train a transition kernel for `sample chain` on MD pairs at lag tau; prints its model.pt.
+
+    Examples: --set data.md=md.h5, --set data.lag_ps=100, --set kernel.uniform=0.1, --set trainer.max_epochs=50.
+    """
+    from compscope.sampling import train_kernel
+
+    _, result = train_kernel(load_config(config, overrides), out=None if out is None else str(out), resume=resume)
+    typer.echo(result.run.model)
 
 
 def _reference_ala2(out: Path | None, resume: bool, overrides: list[str] | None) -> None:

@@ -11,7 +11,9 @@ internal-coordinate coupling flow: Z-matrix with exact Jacobian, zuko circular s
 :mod:`._flow` (the E(n)-equivariant continuous flow with exact log-density), :mod:`._largestep`
 (Metropolis-Hastings with learned-kernel, flow or Gaussian proposals, batched; issue #21), :mod:`._chain` (its
 resumable chain file), :mod:`._transition` (learned transition kernels and their MD training pairs; trained by
-:mod:`._transition_train`), :mod:`._compare` (chain vs MD: ESS/s, basins, Ramachandran JS), :mod:`._draw`
+:mod:`._transition_train`), :mod:`._torsion` (torsion-space kernels: pivot moves of phi/psi drawn from a learned
+torus density, exact MH; trained by :mod:`._torsion_train`), :mod:`._compare` (chain vs MD: ESS/s, basins,
+Ramachandran JS), :mod:`._draw`
 (loading a trained flow, drawing with log q and weights, reports) and
 :mod:`._train` (training on :mod:`compscope.train`; imported on first use, it loads Lightning). Imports only
 ``data``, ``nn``, ``models``, ``train``, ``integrations`` and ``analysis`` (OpenMM and openmmtools load on first
@@ -82,6 +84,7 @@ from ._targets import (
     energy_and_force,
     get_target,
 )
+from ._torsion import TorsionProposal, TorusKernel, pivot_groups, set_dihedrals
 from ._transition import ConditionalCouplingFlow, load_transition, transition_pairs
 
 __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run_mcmc", "get_sampler", "SAMPLERS",
@@ -101,7 +104,9 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",
            "LargeStepState", "run_chain", "read_chain", "ChainResult", "CHAIN_FORMAT", "ConditionalCouplingFlow",
            "load_transition", "transition_pairs", "TransitionModule", "train_transition", "sample_chain",
-           "compare_runs", "load_dihedral_series"]
+           "compare_runs", "load_dihedral_series", "TorusKernel", "TorsionProposal", "pivot_groups",
+           "set_dihedrals", "TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel",
+           "TORSION_FORMAT", "train_kernel"]
 
 _LAZY = {"FlowDataModule": "FlowDataModule", "FlowModule": "FlowModule", "train_flow": "train",
          "load_positions": "load_positions"}
@@ -113,6 +118,11 @@ def __getattr__(name: str):
         from . import _transition_train
 
         return getattr(_transition_train, name)
+    if name in ("TorusKernelModule", "torsion_pairs", "train_torsion_kernel", "load_torsion_kernel", "TORSION_FORMAT",
+                "train_kernel"):
+        from . import _torsion_train
+
+        return getattr(_torsion_train, name)
     if name in _LAZY:
         from . import _train
 

@@ -36,6 +36,7 @@ import torch
 from compscope.errors import ResumeError, RunExistsError
 
 from ._errors import SamplingInputError
+from ._files import open_h5
 from ._largestep import LargeStepMH, LargeStepState
 from ._targets import Target, check_positions
 
@@ -215,17 +216,7 @@ def _attrs(h5, state: LargeStepState, n_kept: int, cycle: int, wall: float) -> N
 
 def read_chain_config(path: str | Path) -> dict:
     """The config stored in a chain file (refuses files of another format)."""
-    import h5py
-
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise SamplingInputError(f"{path} is not an HDF5 file ({err})",
-                                 hint="pass a file written by `compscope sample chain`") from None
-    with h5:
-        if h5.attrs.get("format") != CHAIN_FORMAT:
-            raise SamplingInputError(f"{path} is not a compscope chain file (format {h5.attrs.get('format')!r})",
-                                     hint="pass a file written by `compscope sample chain`")
+    with open_h5(path, "pass a file written by `compscope sample chain`", CHAIN_FORMAT) as h5:
         return json.loads(h5.attrs["config"])
 
 
@@ -255,7 +246,8 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     """``compscope sample chain``: the large-step sampler of ``model`` on ``system``, written to ``out``.
 
     ``model`` is a learned transition kernel (``model.pt`` or run folder of
-    :func:`compscope.sampling.train_transition`; MH with the learned proposal) or a Boltzmann-generator flow
+    :func:`compscope.sampling.train_transition`, or a torsion kernel of :func:`train_torsion_kernel`; MH with the
+    learned proposal) or a Boltzmann-generator flow
     (run folder or ``.ckpt`` of ``compscope sample train``; independence MH). Every chain starts from the
     committed alanine-dipeptide structure.
     """
@@ -268,7 +260,11 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     target = alanine_dipeptide(platform=platform)
     p = Path(model)
     kernel_file = p / "model.pt" if p.is_dir() else p
-    if kernel_file.suffix == ".pt" and kernel_file.exists():
+    if kernel_file.suffix == ".pt" and kernel_file.exists() and _format(kernel_file) == "compscope-torsion-kernel/1":
+        from ._torsion_train import load_torsion_kernel
+
+        proposal, _ = load_torsion_kernel(kernel_file, system=system, n_atoms=target.n_particles)
+    elif kernel_file.suffix == ".pt" and kernel_file.exists():
         kernel, _ = load_transition(kernel_file, system=system, n_atoms=target.n_particles)
         proposal = ConditionalFlowProposal(kernel)
     else:
@@ -288,3 +284,12 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
                           metropolize=metropolize)
     return run_chain(target, x0, sampler, n_cycles, burn_in=burn_in, thin=thin, seed=seed, out=out, resume=resume,
                      checkpoint_every=checkpoint_every, system=system, progress=progress)
+
+
+def _format(path: Path) -> str | None:
+    """The ``format`` entry of a kernel's ``model.pt`` (None when it has none or is unreadable here)."""
+    try:
+        doc = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - the loaders report unreadable files with their own message
+        return None
+    return doc.get("format") if isinstance(doc, dict) else None

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compscope.models.artifacts import read_model_file
 from compscope.nn import kabsch
 
 from ._errors import SamplingInputError
@@ -237,23 +238,26 @@ class ConditionalCouplingFlow(nn.Module):
         return y.reshape(b, k, self.n_atoms, 3).to(x.dtype), lq.reshape(b, k)
 
 
+def read_kernel_file(path: str | Path, what: str, fmt: str, trainer: str, system: str | None,
+                     n_atoms: int | None) -> tuple[Path, dict]:
+    """A kernel's ``model.pt`` (or run folder) of format ``fmt``; refuses one of another system or molecule size."""
+    p, doc = read_model_file(path, what=what, weights_only=False, hint=f"pass the model.pt of {trainer}")
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise SamplingInputError(f"{p} is not a {what} (format {fmt})", hint=f"pass the model.pt of {trainer}")
+    if system is not None and doc["system"] != system:
+        raise SamplingInputError(f"{p} was trained on {doc['system']!r}, not {system!r}",
+                                 hint="use a kernel trained on this system")
+    if n_atoms is not None and doc["n_atoms"] != n_atoms:
+        raise SamplingInputError(f"{p} was trained on a molecule of {doc['n_atoms']} atoms, not {n_atoms}",
+                                 hint="use a kernel trained on this molecule")
+    return p, doc
+
+
 def load_transition(path: str | Path, system: str | None = None, n_atoms: int | None = None,
                     dtype: torch.dtype = torch.float64) -> tuple[ConditionalCouplingFlow, dict]:
     """A trained kernel and its metadata from ``model.pt`` (or its run folder); refuses another system/molecule."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.exists():
-        raise SamplingInputError(f"{p} does not exist", hint="train a kernel first (sampling.train_transition)")
-    ck = torch.load(p, weights_only=False, map_location="cpu")
-    if not isinstance(ck, dict) or ck.get("format") != "compscope-transition/1":
-        raise SamplingInputError(f"{p} is not a transition kernel", hint="pass the model.pt of train_transition")
-    if system is not None and ck["system"] != system:
-        raise SamplingInputError(f"{p} was trained on {ck['system']!r}, not {system!r}",
-                                 hint="use a kernel trained on this system")
-    if n_atoms is not None and ck["n_atoms"] != n_atoms:
-        raise SamplingInputError(f"{p} was trained on a molecule of {ck['n_atoms']} atoms, not {n_atoms}",
-                                 hint="use a kernel trained on this molecule")
+    p, ck = read_kernel_file(path, "transition kernel", "compscope-transition/1", "train_transition", system,
+                             n_atoms)
     model = ConditionalCouplingFlow(ck["reference"], **ck["flow"])
     model.load_state_dict(ck["state_dict"])
     model = model.to(dtype)
