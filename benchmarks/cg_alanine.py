@@ -2,9 +2,10 @@
 
 For each held-out block (``--folds``), method (``--methods``) and training-set size (``--sizes``) the script maps
 the reference (backbone map), trains the CG potential with a wall-clock budget, runs Langevin CG replicas on the MD
-engine and compares them with the held-out block: Ramachandran JS (64 x 64 and 61 x 61 bins), free-energy MSE in
-(kcal/mol)^2 on bins populated in both, bond/angle JS, the ESS of the basin indicator 1[0 < phi < 2.2 rad] per
-wall-clock second (``compscope.analysis``), CG ns/day, and the all-atom speeds beside them: implicit solvent from
+engine's dense path (``compscope.md.simulate_dense``) and compares them with the held-out block: Ramachandran JS
+(64 x 64 and 61 x 61 bins), free-energy MSE in (kcal/mol)^2 on bins populated in both, bond/angle JS, the ESS of the
+basin indicator 1[0 < phi < 2.2 rad] per wall-clock and CPU second (``compscope.analysis``), CG ns/day (wall and CPU
+clock), and the all-atom speeds beside them (``benchmarks/cg_speed.py`` measures them in one run): implicit solvent from
 the reference's own timing (same code, one core) and explicit solvent (TIP3P, PME) from a short run here.
 
 A reference that is still being generated gives a partial result; the JSON says how many ns it had
@@ -33,7 +34,7 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
     from ase import Atoms
 
     from compscope.cg import load_cg, write_cg_trajectory
-    from compscope.md import StabilityMonitor, load_potential, simulate
+    from compscope.md import StabilityMonitor, load_potential, simulate_dense
 
     pot = load_potential(model_path)
     data = load_cg(start)
@@ -41,8 +42,8 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
     pick = np.random.default_rng(seed).choice(len(frames), size=replicas, replace=False)
     atoms = [Atoms(numbers=pot.atomic_numbers, positions=frames[i]) for i in pick]
     t0 = time.perf_counter()
-    res = simulate(pot, atoms, steps=steps, dt=dt, temperature=300.0, friction=0.01, seed=seed,
-                   out=out.with_suffix(""), traj_every=traj_every, extxyz=False, monitor=StabilityMonitor())
+    res = simulate_dense(pot, atoms, steps=steps, dt=dt, temperature=300.0, friction=0.01, seed=seed,
+                         out=out.with_suffix(""), traj_every=traj_every, monitor=StabilityMonitor(check_every=50))
     wall = time.perf_counter() - t0
     import h5py
 
@@ -55,8 +56,9 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
     stable = np.array([n if r.get("stopped_at_step") is None else int((saved < r["stopped_at_step"]).sum())
                        for r in res.summary])
     write_cg_trajectory(out, x, stable, data.cgmap, temperature_K=300.0, dt_fs=dt, traj_every=traj_every)
-    return {"wall_s": wall, "n_stable": res.n_stable, "replicas": replicas, "steps": steps, "dt_fs": dt,
-            "ns_per_day_per_replica": res.ns_per_day, "ns_per_day_all_replicas": res.ns_per_day * replicas,
+    return {"wall_s": wall, "cpu_s": res.cpu_s, "n_stable": res.n_stable, "replicas": replicas, "steps": steps,
+            "dt_fs": dt, "ns_per_day_per_replica": res.ns_per_day, "ns_per_day_all_replicas": res.ns_per_day * replicas,
+            "ns_per_day_all_replicas_cpu": res.ns_per_day_cpu * replicas,
             "traj": str(out), "x": x}
 
 
@@ -141,7 +143,9 @@ def main(argv: list[str] | None = None) -> Path:
                              "bond_js_max": max(v for k, v in cmp.items() if k.startswith("js bond")),
                              "angle_js_max": max(v for k, v in cmp.items() if k.startswith("js angle")),
                              "cg_ns_per_day": sim["ns_per_day_all_replicas"], "cg_stable": sim["n_stable"],
-                             "cg_basin_ess_per_s": ess / sim["wall_s"], "dt_fs": args.dt})
+                             "cg_ns_per_day_cpu": sim["ns_per_day_all_replicas_cpu"],
+                             "cg_basin_ess_per_s": ess / sim["wall_s"], "cg_basin_ess_per_cpu_s": ess / sim["cpu_s"],
+                             "dt_fs": args.dt})
                 print(json.dumps(runs[-1]))
                 path = save()
     return path

@@ -51,3 +51,35 @@ def test_cg_map_bad_mapping_and_missing_file(tmp_path):
     assert r.exit_code == 2 and "does not have" in r.output
     r = _run(["cg", "map", tmp_path / "nope.h5", "--out", tmp_path / "cg.h5"])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_fast_model_trains_simulates_and_resumes(tmp_path):
+    """The CGnet-style model (model.feature_net) trains, lowers its force error, simulates on the dense engine (fused
+    kernel), and `--resume` continues the run to more steps; `--engine graph` runs the same model on the graph
+    engine."""
+    cg = tmp_path / "cg.h5"
+    assert _run(["cg", "map", REF, "--mapping", "backbone", "--out", cg]).exit_code == 0
+    cfg = {"seed": 0, "data": {"path": str(cg), "n_train": 200, "n_valid": 40, "batch_size": 50},
+           "model": {"net": None, "feature_net": {"hidden": [16, 16]}}, "module": {"lr": 0.01},
+           "trainer": {"max_epochs": 4, "progress_bar": False}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    r = _run(["cg", "train", tmp_path / "cfg.yaml", "--out", tmp_path / "run"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(s) for s in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [row["val_force_rmse"] for row in rows if "val_force_rmse" in row]
+    assert len(val) == 4 and val[-1] < val[0]
+    model = tmp_path / "run" / "model.pt"
+    traj = tmp_path / "fast.h5"
+    args = ["cg", "simulate", model, "--replicas", "4", "--traj-every", "10", "--dt", "2", "--out", traj,
+            "--no-progress"]
+    r = _run([*args, "--steps", "60"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["engine"] == "dense" and info["n_stable"] == 4 and info["cpu_s"] > 0
+    r = _run([*args, "--steps", "100", "--resume"])
+    assert r.exit_code == 0, r.output
+    with h5py.File(traj) as f:
+        assert f["positions"].shape == (4, 11, 5, 3) and np.isfinite(f["positions"][:]).all()
+    r = _run([*args[:-3], "--out", tmp_path / "graph.h5", "--steps", "20", "--engine", "graph", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["engine"] == "graph"

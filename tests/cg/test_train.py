@@ -41,7 +41,8 @@ def test_shipped_configs_build(path, cg_file):
     data = CGDataModule(**full["data"])
     data.load()
     module = CGModule(model_kwargs(full, data), temperature=300.0, **full["module"])
-    assert isinstance(module.model, CGPotential) and module.model.net is not None
+    assert isinstance(module.model, CGPotential)
+    assert (module.model.net is not None) != (module.model.feature_net is not None)  # one network each
 
 
 def test_fold_split_blocks():

@@ -5,7 +5,9 @@ A config (YAML or dict; ``compscope cg train CONFIG``) has these sections, every
 - ``data``: :class:`CGDataModule` (path of a ``compscope cg map`` file, fold / n_folds of the cross-validation by
   trajectory blocks, n_train frames, n_valid, batch_size);
 - ``model``: ``net`` (arguments of :class:`~compscope.models.EquivariantPotential` except ``species``; null for a
-  prior-only model), ``dihedral_prior`` (fit dihedral terms into the prior), ``energy_scale`` (``kT`` or eV);
+  prior-only model), ``feature_net`` (``{hidden, activation}`` of the CGnet-style
+  :class:`~compscope.models.CGFeatureNet`, the fast network for a few beads; null: none), ``dihedral_prior`` (fit
+  dihedral terms into the prior), ``energy_scale`` (``kT`` or eV);
 - ``module``: :class:`CGModule` (loss ``force_matching`` or ``denoising``, noise, denoising weight, lr);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_force_rmse``);
 - ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
@@ -53,7 +55,9 @@ DEFAULT_NET = {"r_max": 8.0, "num_bessel": 8, "max_ell": 2, "hidden_irreps": "16
                "correlation": 2, "radial_hidden": [32, 32], "readout_hidden": 16, "avg_num_neighbors": 4.0}
 # the dihedral prior on by default: the network is E(3)-invariant and cannot tell L- from D-alanine (alpha_R from
 # alpha_L); the dihedral terms' sine parts can (tests/cg/test_model.py)
-MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT"}
+MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT", "feature_net": None}
+#: the fast network (``model.feature_net: {}`` with ``model.net: null``): a CGnet-style MLP on internal coordinates
+FEATURE_NET_DEFAULTS = {"hidden": [64, 64], "activation": "tanh"}
 
 
 def fold_split(lengths: list[int], fold: int | None, n_folds: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +209,13 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         from compscope.train import check_arguments
 
         check_arguments("model.net", EquivariantPotential, {**model["net"], "species": [1]})
+    if model["feature_net"] is not None:
+        bad = sorted(set(model["feature_net"]) - set(FEATURE_NET_DEFAULTS))
+        if bad:
+            raise ConfigError(f"CG config: unknown model.feature_net key(s) {bad}",
+                              hint=f"feature_net takes {sorted(FEATURE_NET_DEFAULTS)} (the angles, dihedrals and "
+                                   "feature statistics come from the data)")
+        model["feature_net"] = {**FEATURE_NET_DEFAULTS, **model["feature_net"]}
     trainer = resolve_section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
     TrainerConfig(**trainer)
     return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
@@ -222,8 +233,28 @@ def model_kwargs(cfg: Mapping[str, Any], data: CGDataModule) -> dict[str, Any]:
     m = cfg["model"]
     prior = fit_prior(data.train_positions, d.temperature, dihedrals=bool(m["dihedral_prior"]))
     scale = kT_eV(d.temperature) if m["energy_scale"] == "kT" else float(m["energy_scale"])
-    return {"name": "CGPotential", "bead_z": list(d.bead_z), "prior": prior,
-            "net": None if m["net"] is None else dict(m["net"]), "energy_scale": scale}
+    out = {"name": "CGPotential", "bead_z": list(d.bead_z), "prior": prior,
+           "net": None if m["net"] is None else dict(m["net"]), "energy_scale": scale}
+    if m.get("feature_net") is not None:
+        out["feature_net"] = feature_net_kwargs(data.train_positions, m["feature_net"])
+    return out
+
+
+def feature_net_kwargs(positions: np.ndarray, section: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`~compscope.models.CGFeatureNet` arguments: the chain's angles and dihedrals, the feature mean and
+    std of the training frames (T, n_beads, 3)."""
+    from compscope.models import CGFeatureNet
+
+    from ._prior import chain_topology
+
+    n = positions.shape[1]
+    topo = chain_topology(n)
+    args = {**FEATURE_NET_DEFAULTS, **section, "angles": topo["angles"], "dihedrals": topo["dihedrals"]}
+    net = CGFeatureNet(n, **args)
+    with torch.no_grad():
+        f = net.features(torch.as_tensor(positions, dtype=torch.float64)).numpy()
+    std = np.maximum(f.std(0), 1e-6)
+    return {**args, "feature_mean": f.mean(0).tolist(), "feature_std": std.tolist()}
 
 
 def train(config: Mapping[str, Any], out: str | os.PathLike | None = None, resume: bool = False) -> FitResult:

@@ -3,10 +3,11 @@
 ``compscope cg map REF.h5 --mapping backbone --out cg.h5`` (:func:`compscope.cg.map_reference`);
 ``compscope cg train CONFIG.yaml [--out DIR] [--resume] [--set key=value]`` (:func:`compscope.cg.train`, configs in
 ``configs/cg/``); ``compscope cg simulate MODEL --replicas R --steps N --out cgtraj.h5`` runs Langevin dynamics of
-the CG potential on the MD engine (:func:`compscope.md.simulate`: batched replicas, stability monitors) and writes a
-CG trajectory (:func:`compscope.cg.write_cg_trajectory`); ``compscope cg compare cgtraj.h5 REF.h5`` prints the JS /
-free-energy MSE table and writes the side-by-side PNG (:func:`compscope.cg.compare`). The CLI joins ``cg`` and
-``md`` here because a task package never imports another one.
+the CG potential on the MD engine (:func:`compscope.md.simulate_dense`: all replicas in one tensor, one model call
+per step, stability monitors, frames written in blocks; ``--engine graph``: :func:`compscope.md.simulate`) and
+writes a CG trajectory (:func:`compscope.cg.write_cg_trajectory`); ``compscope cg compare cgtraj.h5 REF.h5``
+prints the JS / free-energy MSE table and writes the side-by-side PNG (:func:`compscope.cg.compare`). The CLI joins
+``cg`` and ``md`` here because a task package never imports another one.
 """
 
 from __future__ import annotations
@@ -80,14 +81,22 @@ def simulate(
     traj_every: int = typer.Option(500, help="Steps between saved frames."),
     seed: int = typer.Option(0, help="Seed of start frames, velocities and noise."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    resume: bool = typer.Option(False, "--resume", help="continue the run of OUT (its _md folder) up to --steps"),
+    engine: str = typer.Option("dense", help="dense: all replicas in one tensor, one model call per step (fast); "
+                                             "graph: the general MD engine (neighbour lists)"),
+    check_every: int = typer.Option(50, help="Steps between stability checks (bond stretch, close contacts, "
+                                             "temperature, NaN)."),
 ) -> None:
     """Langevin dynamics (BAOAB) of the CG potential on the MD engine, replicas batched, monitors on."""
     import numpy as np
     from ase import Atoms
 
     from compscope.cg import CGDataError, load_cg, write_cg_trajectory
-    from compscope.md import StabilityMonitor, load_potential
+    from compscope.md import MDInputError, StabilityMonitor, load_potential, simulate_dense
     from compscope.md import simulate as md_simulate
+
+    if engine not in ("dense", "graph"):
+        raise MDInputError(f"--engine {engine!r}: use dense or graph")
 
     pot = load_potential(model)
     info = getattr(pot, "package_info", {}) or {}
@@ -103,16 +112,21 @@ def simulate(
     pick = np.random.default_rng(seed).choice(len(frames), size=replicas, replace=len(frames) < replicas)
     atoms = [Atoms(numbers=pot.atomic_numbers, positions=frames[i]) for i in pick]
     md_dir = out.with_name(out.stem + "_md")
-    res = md_simulate(pot, atoms, steps=steps, dt=dt, temperature=temperature, integrator="langevin",
-                      friction=friction, seed=seed, out=md_dir, traj_every=traj_every, extxyz=False,
-                      monitor=StabilityMonitor(), progress=progress, plots=False)
+    kw = dict(steps=steps, dt=dt, temperature=temperature, integrator="langevin", friction=friction, seed=seed,
+              out=md_dir, traj_every=traj_every, resume=resume, monitor=StabilityMonitor(check_every=check_every),
+              progress=progress)
+    res = (simulate_dense(pot, atoms, **kw) if engine == "dense"
+           else md_simulate(pot, atoms, extxyz=False, plots=False, **kw))
     x, stable = _read_md(md_dir / "trajectory.h5", replicas, res.summary, traj_every)
     write_cg_trajectory(out, x, stable, data.cgmap, temperature_K=temperature, dt_fs=dt, traj_every=traj_every,
                         steps=res.steps, ns_per_day=res.ns_per_day, model=str(model), integrator="langevin",
-                        n_stable=res.n_stable)
-    typer.echo(json.dumps({"out": str(out), "replicas": replicas, "n_stable": res.n_stable, "steps": res.steps,
-                           "dt_fs": dt, "ns_per_day_per_replica": round(res.ns_per_day, 2),
-                           "ns_per_day_all_replicas": round(res.ns_per_day * replicas, 2)}, indent=2))
+                        n_stable=res.n_stable, engine=engine)
+    info = {"out": str(out), "replicas": replicas, "n_stable": res.n_stable, "steps": res.steps, "dt_fs": dt,
+            "engine": engine, "wall_s": round(res.wall_s, 3), "ns_per_day_per_replica": round(res.ns_per_day, 2),
+            "ns_per_day_all_replicas": round(res.ns_per_day * replicas, 2)}
+    if res.cpu_s is not None:
+        info.update(cpu_s=round(res.cpu_s, 3), ns_per_day_all_replicas_cpu=round(res.ns_per_day_cpu * replicas, 2))
+    typer.echo(json.dumps(info, indent=2))
 
 
 def _read_md(path: Path, replicas: int, summary: list[dict], traj_every: int):

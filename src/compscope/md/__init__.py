@@ -6,6 +6,8 @@ Public API (see docs/md.md):
   :class:`NoseHooverChain` (deterministic NVT), over a batch of replicas (:class:`MDState`);
 - :class:`StabilityMonitor`: stops a replica that blows up, keeps its last good frame;
 - :func:`simulate`: the whole run (HDF5/extxyz trajectories, restart files, resume, plots);
+- :func:`simulate_dense`: the same engine for many copies of one small molecule (coarse-grained models) on dense
+  (R, n, 3) tensors, one potential call per step, frames written in blocks;
 - :mod:`compscope.md.potentials`: analytic potentials under the force-field contract;
 - :func:`radial_distribution` (g(r), partial g_ab(r)) and :func:`density_g_cm3`: structural monitors of liquids;
 - :func:`load_potential`: the MODEL argument of ``compscope md`` (a YAML potential config or any model file).
@@ -15,6 +17,7 @@ The ASE calculator and the OpenMM bridge are in :mod:`compscope.integrations`.
 
 from . import potentials
 from ._checks import MDInputError, check_start, check_timestep, model_elements
+from ._dense import simulate_dense, supports_dense
 from ._forces import ForceEvaluator, wrap_positions
 from ._integrators import (
     Integrator,
@@ -57,4 +60,5 @@ __all__ = [
     "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
     "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",
     "radial_distribution", "density_g_cm3", "make_supercells", "check_periodic_support",
+    "simulate_dense", "supports_dense",
 ]

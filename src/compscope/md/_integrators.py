@@ -3,6 +3,9 @@
 Every integrator has ``init(state) -> state`` (sets up its thermostat variables) and
 ``apply(state, evaluate) -> state`` (one time step; ``evaluate`` is a :class:`ForceEvaluator`), and
 ``conserved(state) -> (G,)`` for the quantity that should stay constant (``None`` for Langevin).
+Velocity Verlet and Langevin BAOAB also have ``step_dense``: the same step on dense ``(R, n, 3)`` tensors of R
+copies of one small molecule, for :func:`compscope.md.simulate_dense` (no graph, no state object per step; same
+arithmetic and the same random stream as ``apply``).
 Time steps are given in fs and converted with ``ase.units.fs``.
 """
 
@@ -21,6 +24,8 @@ __all__ = ["Integrator", "VelocityVerlet", "LangevinBAOAB", "NoseHooverChain", "
            "make_integrator"]
 
 Evaluate = Callable[[MDState], MDState]
+EnergyForces = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""``x (R, n, 3) -> (energy (R,), forces (R, n, 3))``: a dense potential (see :func:`compscope.md.simulate_dense`)."""
 
 
 class Integrator:
@@ -57,6 +62,21 @@ class Integrator:
     def config(self) -> dict:
         return {"name": self.name, "dt": self.dt_fs}
 
+    def dense_setup(self, masses: torch.Tensor) -> None:
+        """Precompute per-atom constants of :meth:`step_dense` for masses (R, n, 1) amu."""
+        self.dense_masses = masses
+
+    def step_dense(self, x: torch.Tensor, p: torch.Tensor, f: torch.Tensor, energy_forces: EnergyForces,
+                   active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step of R replicas held in dense tensors; returns ``(x, p, f, energy)``.
+
+        Shapes:
+            x, p, f: (R, n, 3) Å, amu·Å/t_ase, eV/Å; active: (R, 1, 1) bool (a stopped replica has zero momenta
+            and masked forces, so it stays where it is); energy: (R,) eV. Call :meth:`dense_setup` first.
+        """
+        raise MDInputError(f"the {self.name} integrator has no dense step",
+                           hint="use the langevin or nve integrator, or compscope.md.simulate")
+
     def _kick(self, state: MDState, h: float) -> torch.Tensor:
         return state.momenta + h * state.forces
 
@@ -78,6 +98,14 @@ class VelocityVerlet(Integrator):
         state = state.replace(momenta=self._kick(state, 0.5 * self.dt))
         state = evaluate(self._drift(state, self.dt))
         return state.replace(momenta=self._kick(state, 0.5 * self.dt), step=state.step + 1)
+
+    def step_dense(self, x, p, f, energy_forces, active):
+        h = 0.5 * self.dt
+        p = p + h * f
+        x = x + self.dt * p / self.dense_masses
+        e, f = energy_forces(x)
+        f = torch.where(active, f, 0.0)
+        return x, p + h * f, f, e
 
 
 class LangevinBAOAB(Integrator):
@@ -125,6 +153,25 @@ class LangevinBAOAB(Integrator):
         state = state.replace(momenta=self.c1 * state.momenta + noise)
         state = evaluate(self._drift(state, h))
         return state.replace(momenta=self._kick(state, h), step=state.step + 1)
+
+    def dense_setup(self, masses: torch.Tensor) -> None:
+        super().dense_setup(masses)
+        # the same per-atom noise amplitude as apply: c2 sqrt(m kT)
+        self.dense_sigma = self.c2 * torch.sqrt(masses * units.kB * self.temperature_K)  # (R, n, 1)
+
+    def step_dense(self, x, p, f, energy_forces, active):
+        # B A O A B with the arithmetic of apply, so that both give the same trajectory for the same forces
+        h = 0.5 * self.dt
+        m = self.dense_masses
+        p = p + h * f
+        x = x + h * p / m
+        xi = torch.randn(x.shape[0] * x.shape[1], 3, generator=self.generator, dtype=torch.float64).to(
+            device=x.device, dtype=x.dtype).view(x.shape)  # the draws of apply, in the same order
+        p = self.c1 * p + torch.where(active, self.dense_sigma * xi, 0.0)
+        x = x + h * p / m
+        e, f = energy_forces(x)
+        f = torch.where(active, f, 0.0)
+        return x, p + h * f, f, e
 
     def conserved(self, state: MDState) -> torch.Tensor | None:
         return None

@@ -64,6 +64,7 @@ def init_state(
     dtype: torch.dtype | None = None,
     skin: float = 0.5,
     initial_momenta: str = "maxwell-boltzmann",
+    evaluate_forces: bool = True,
 ) -> tuple[MDState, ForceEvaluator]:
     """Batch ``atoms_list`` (one entry per replica) into an :class:`MDState` with forces evaluated.
 
@@ -76,6 +77,8 @@ def init_state(
         skin: Verlet skin, Å.
         initial_momenta: ``"maxwell-boltzmann"`` (zero net momentum per replica) or ``"atoms"`` (take
             ``atoms.get_momenta()``).
+        evaluate_forces: evaluate energies and forces (off: zeros, for engines that evaluate the potential
+            their own way).
     """
     dtype = dtype or _potential_dtype(potential, torch.float64)
     evaluate = ForceEvaluator(potential, skin=skin)
@@ -95,7 +98,7 @@ def init_state(
     state = MDState(graph=graph, momenta=p, masses=masses, forces=torch.zeros(n, 3, dtype=dtype),
                     energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),
                     ref_positions=graph.positions.clone())
-    return evaluate(state), evaluate
+    return (evaluate(state) if evaluate_forces else state), evaluate
 
 
 def state_to_atoms(state: MDState) -> list:
@@ -129,6 +132,8 @@ class MDResult:
     observables: dict[str, np.ndarray] = field(default_factory=dict)
     warmup_steps: int = 0  # steps left out of ns_per_day and atom_steps_per_s
     ns_per_day_incl_warmup: float | None = None  # over every step of this call (wall_s)
+    cpu_s: float | None = None  # this process's CPU seconds over the call (simulate_dense)
+    ns_per_day_cpu: float | None = None  # per replica per CPU day of this process, after the warm-up (simulate_dense)
 
     @property
     def n_stable(self) -> int:
@@ -235,25 +240,11 @@ def simulate(
     Returns:
         :class:`MDResult` with the final state, the per-replica stability summary and the speed.
     """
-    from ase import Atoms
-
     if steps < 0:
         raise MDInputError(f"steps must be >= 0, got {steps}")
     if traj_every < 1:
         raise MDInputError(f"traj_every must be >= 1, got {traj_every}")
-    if isinstance(start, (str, Path)):
-        from compscope.data import read_extxyz
-
-        frames = read_extxyz(start)
-        atoms_list = frames if (len(frames) == replicas and replicas > 1) else [frames[-1]] * replicas
-    elif isinstance(start, Atoms):
-        atoms_list = [start] * replicas
-    else:
-        atoms_list = list(start)
-        replicas = len(atoms_list)
-    if replicas < 1:
-        raise MDInputError(f"replicas must be >= 1, got {replicas}")
-    atoms_list = [a.copy() for a in atoms_list]
+    atoms_list, replicas = _atoms_list(start, replicas)
     if supercell is not None:
         atoms_list = make_supercells(atoms_list, supercell)
     if any(a.pbc.any() for a in atoms_list):
@@ -383,6 +374,25 @@ def simulate(
 
             files.update(plot_run(out_dir / H5, out_dir, monitor.bonds.numpy(), dt_fs=integ.dt_fs))
     return result
+
+
+def _atoms_list(start, replicas: int) -> tuple[list, int]:
+    """The start structures of :func:`simulate`'s ``start`` argument (copies, one per replica) and their number."""
+    from ase import Atoms
+
+    if isinstance(start, (str, Path)):
+        from compscope.data import read_extxyz
+
+        frames = read_extxyz(start)
+        atoms_list = frames if (len(frames) == replicas and replicas > 1) else [frames[-1]] * replicas
+    elif isinstance(start, Atoms):
+        atoms_list = [start] * replicas
+    else:
+        atoms_list = list(start)
+        replicas = len(atoms_list)
+    if replicas < 1:
+        raise MDInputError(f"replicas must be >= 1, got {replicas}")
+    return [a.copy() for a in atoms_list], replicas
 
 
 def _check_finite_start(state: MDState, potential) -> None:

@@ -8,7 +8,7 @@ atoms to replicas)::
     /particles/all/replica     (N,) replica index
     /particles/all/mass        (N,) amu
     /particles/all/box/edges   (G, 3, 3) Å (rows are lattice vectors); attr pbc (G, 3)
-    /particles/all/{position,velocity,force}/value  (T, N, 3)  Å, Å/fs, eV/Å
+    /particles/all/{position,velocity,force}/value  (T, N, 3)  Å, Å/fs, eV/Å (chunks of ``chunk_frames`` frames)
     /particles/all/{position,...}/step, time        (T,) int, (T,) ps
     /observables/{potential_energy,kinetic_energy,temperature,conserved_energy,active}/value  (T, G)
 
@@ -48,7 +48,7 @@ class H5Trajectory:
     """Append-only H5MD-like writer (see the module docstring for the layout)."""
 
     def __init__(self, path: str | Path, species: np.ndarray, replica: np.ndarray, masses: np.ndarray,
-                 cell: np.ndarray, pbc: np.ndarray, dt_fs: float, append: bool = False):
+                 cell: np.ndarray, pbc: np.ndarray, dt_fs: float, append: bool = False, chunk_frames: int = 1):
         import h5py
 
         self.path = Path(path)
@@ -74,7 +74,7 @@ class H5Trajectory:
         for name in _PER_ATOM:
             g = p.create_group(name)
             g.create_dataset("value", shape=(0, self.n_atoms, 3), maxshape=(None, self.n_atoms, 3),
-                             dtype=np.float64, chunks=(1, self.n_atoms, 3))
+                             dtype=np.float64, chunks=(max(1, int(chunk_frames)), self.n_atoms, 3))
             g.create_dataset("step", shape=(0,), maxshape=(None,), dtype=np.int64)
             g.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64)
         for name in _OBS:
@@ -130,6 +130,32 @@ class H5Trajectory:
             g["step"][n] = step
             g["time"][n] = time_ps
         self.f.attrs["n_frames"] = n + 1
+        self.f.flush()
+
+    def write_block(self, steps: np.ndarray, times_ps: np.ndarray, positions: np.ndarray, velocities: np.ndarray,
+                    forces: np.ndarray, observables: dict[str, np.ndarray]) -> None:
+        """Append T frames at once: steps (T,), times (T,) ps, (T, N, 3) arrays and (T, G) observables; the
+        frame count is updated after the whole block (a cut write leaves the frames before it)."""
+        n, t = self.n_frames, len(steps)
+        if t == 0:
+            return
+        for name, arr in zip(_PER_ATOM, (positions, velocities, forces)):
+            g = self.f[f"particles/all/{name}"]
+            for ds in ("value", "step", "time"):
+                g[ds].resize(n + t, axis=0)
+            g["value"][n:n + t] = arr
+            g["step"][n:n + t] = steps
+            g["time"][n:n + t] = times_ps
+        for name in _OBS:
+            if f"observables/{name}" not in self.f or name not in observables:
+                continue
+            g = self.f[f"observables/{name}"]
+            for ds in ("value", "step", "time"):
+                g[ds].resize(n + t, axis=0)
+            g["value"][n:n + t] = observables[name]
+            g["step"][n:n + t] = steps
+            g["time"][n:n + t] = times_ps
+        self.f.attrs["n_frames"] = n + t
         self.f.flush()
 
     def close(self) -> None:

@@ -7,7 +7,8 @@ has no data: harmonic bonds ``k_b/2 (r - r_0)^2`` and angles ``k_a/2 (theta - th
 ``sum_n a_n cos(n phi) + b_n sin(n phi)``. Its parameters come from Boltzmann inversion of the mapped reference
 data (:func:`compscope.cg.fit_prior`), so they are plain numbers here and the model is rebuilt from its constructor
 arguments (model packages, :mod:`compscope.models.artifacts`). The network is the force-field network
-(:class:`~compscope.models.EquivariantPotential`) with one embedding per bead position.
+(:class:`~compscope.models.EquivariantPotential`) with one embedding per bead position, or (and) a CGnet-style MLP
+on internal coordinates (:class:`CGFeatureNet`), which costs microseconds per step for a few beads.
 
 The model follows the force-field contract (``cutoff``, ``forward(graph) -> {energy, node_energy, forces}``), so
 ``compscope md run`` simulates it like any potential. A graph batch must hold whole copies of the molecule, beads
@@ -24,13 +25,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from compscope.data import keys as K
 from compscope.errors import ConfigError
 from compscope.nn import potential_outputs
 
 from ._forcefield import EquivariantPotential
 
-__all__ = ["CGPrior", "CGPotential", "bond_lengths", "bond_angles", "dihedral_angles"]
+__all__ = ["CGPrior", "CGFeatureNet", "CGPotential", "bond_lengths", "bond_angles", "dihedral_angles"]
 
 
 def bond_lengths(x: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
@@ -124,8 +124,98 @@ class CGPrior(nn.Module):
         return e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Prior energy (G,) of frames (G, n_beads, 3)."""
-        return self.term_energies(x).sum(-1)
+        """Prior energy (G,) of frames (G, n_beads, 3) (the sum of :meth:`term_energies`, without crediting terms
+        to beads: fewer operations per MD step)."""
+        e = x.new_zeros(x.shape[:-2])  # (G,)
+        if len(self.bonds):
+            e = e + (0.5 * self.bond_k * (bond_lengths(x, self.bonds) - self.bond_r0) ** 2).sum(-1)
+        if len(self.angles):
+            e = e + (0.5 * self.angle_k * (bond_angles(x, self.angles) - self.angle_theta0) ** 2).sum(-1)
+        if len(self.repulsion_pairs):
+            e = e + (self.repulsion_epsilon * (self.repulsion_sigma / bond_lengths(x, self.repulsion_pairs)) ** 6
+                     ).sum(-1)
+        if len(self.dihedrals) and self.dihedral_cos.shape[1]:
+            phi = dihedral_angles(x, self.dihedrals)  # (G, D)
+            n = torch.arange(1, self.dihedral_cos.shape[1] + 1, dtype=x.dtype, device=x.device)
+            nphi = phi[..., None] * n  # (G, D, M)
+            e = e + (self.dihedral_cos * torch.cos(nphi) + self.dihedral_sin * torch.sin(nphi)).sum((-1, -2))
+        return e
+
+
+class CGFeatureNet(nn.Module):
+    """A CGnet-style network (Wang et al., ACS Cent. Sci. 5, 755 (2019)): an MLP on the internal coordinates of one
+    molecule, for small CG molecules where a message-passing network costs far more than the physics.
+
+    Features: every bead-pair distance, the cosine of each listed bond angle, cos and sin of each listed dihedral,
+    each standardised with the training frames' mean and std. Distances and cosines are E(3)-invariant; the
+    dihedral sines change sign under reflection, so the network tells a molecule from its mirror image (alpha_R
+    from alpha_L), as the dihedral prior does. The output is one energy per molecule, in units of the CG
+    potential's ``energy_scale``.
+
+    Args:
+        n_beads: beads per molecule.
+        hidden: widths of the hidden layers.
+        activation: ``tanh`` (CGnet) or ``silu``.
+        angles: (A, 3) bead triples (middle bead at the vertex).
+        dihedrals: (D, 4) bead quadruples.
+        feature_mean, feature_std: standardisation of the ``n_pairs + A + 2 D`` features (default 0 and 1);
+            :func:`compscope.cg.model_kwargs` fits them on the training frames.
+
+    Shapes:
+        forward(x (B, n_beads, 3)) -> (B,)
+    """
+
+    ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU}
+
+    def __init__(self, n_beads: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
+                 angles: Sequence = (), dihedrals: Sequence = (), feature_mean: Sequence | None = None,
+                 feature_std: Sequence | None = None):
+        super().__init__()
+        if activation not in self.ACTIVATIONS:
+            raise ConfigError(f"feature_net.activation={activation!r}: use one of {sorted(self.ACTIVATIONS)}")
+        hidden = [int(h) for h in hidden]
+        if not hidden or min(hidden) < 1:
+            raise ConfigError(f"feature_net.hidden={hidden}: give at least one positive layer width")
+        self.n_beads = int(n_beads)
+        pairs = [[i, j] for i in range(self.n_beads) for j in range(i + 1, self.n_beads)]
+        for name, rows, width in (("pairs", pairs, 2), ("angles", angles, 3), ("dihedrals", dihedrals, 4)):
+            idx = _index(list(rows), width, name)
+            if idx.numel() and idx.max() >= self.n_beads:
+                raise ConfigError(f"feature_net {name} name bead {int(idx.max())} but the molecule has "
+                                  f"{n_beads} beads")
+            self.register_buffer(name, idx)
+        self.n_features = len(self.pairs) + len(self.angles) + 2 * len(self.dihedrals)
+        dt = torch.get_default_dtype()
+        for name, vals, default in (("feature_mean", feature_mean, 0.0), ("feature_std", feature_std, 1.0)):
+            t = (torch.full((self.n_features,), default, dtype=dt) if vals is None
+                 else torch.as_tensor(list(vals), dtype=dt).reshape(-1))
+            if len(t) != self.n_features:
+                raise ConfigError(f"feature_net.{name} has {len(t)} values for {self.n_features} features")
+            self.register_buffer(name, t)
+        if not bool((self.feature_std > 0).all()):
+            raise ConfigError("feature_net.feature_std must be > 0")
+        layers: list[nn.Module] = []
+        width = self.n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), self.ACTIVATIONS[activation]()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw (unstandardised) features (B, n_features) of frames (B, n_beads, 3)."""
+        feats = [bond_lengths(x, self.pairs)]
+        if len(self.angles):
+            a = x[..., self.angles[:, 0], :] - x[..., self.angles[:, 1], :]
+            b = x[..., self.angles[:, 2], :] - x[..., self.angles[:, 1], :]
+            feats.append((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)))
+        if len(self.dihedrals):
+            phi = dihedral_angles(x, self.dihedrals)
+            feats += [torch.cos(phi), torch.sin(phi)]
+        return torch.cat(feats, dim=-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp((self.features(x) - self.feature_mean) / self.feature_std).squeeze(-1)  # (B,)
 
 
 class CGPotential(nn.Module):
@@ -137,17 +227,23 @@ class CGPotential(nn.Module):
         net: :class:`~compscope.models.EquivariantPotential` arguments except ``species`` (one type per bead
             position), or None for a prior-only model.
         energy_scale: the network's energies are multiplied by this (eV; kT is a natural unit).
+        feature_net: :class:`CGFeatureNet` arguments except ``n_beads`` (a CGnet-style MLP on internal coordinates,
+            the fast choice for a few beads), or None; its energy is scaled by ``energy_scale`` too.
     """
 
     def __init__(self, bead_z: Sequence[int], prior: dict[str, Any] | None = None,
-                 net: dict[str, Any] | None = None, energy_scale: float = 1.0):
+                 net: dict[str, Any] | None = None, energy_scale: float = 1.0,
+                 feature_net: dict[str, Any] | None = None):
         super().__init__()
         self.atomic_numbers = [int(z) for z in bead_z]
         self.n_beads = len(self.atomic_numbers)
         if self.n_beads < 1:
             raise ConfigError("a CG potential needs at least one bead")
         self.prior = CGPrior(self.n_beads, **(prior or {}))
+        self.feature_net = None if feature_net is None else CGFeatureNet(self.n_beads, **feature_net)
         self.net = None
+        # without a message-passing network, MD forces come from one fused CPU kernel (models._cg_kernel)
+        self.fused_kernels = True
         self.energy_scale = float(energy_scale)
         cutoff = 0.0
         if net is not None:
@@ -170,7 +266,12 @@ class CGPotential(nn.Module):
     def node_energies(self, positions: torch.Tensor, graph, edge_cell: torch.Tensor) -> torch.Tensor:
         """Per-bead energies (N,) in eV: prior terms (credited to their first bead) plus the network's."""
         idx = self._local_index(graph)
-        e = self.prior.term_energies(positions.view(-1, self.n_beads, 3)).reshape(-1)  # (N,)
+        x = positions.view(-1, self.n_beads, 3)
+        e = self.prior.term_energies(x)  # (G, n)
+        if self.feature_net is not None:  # a molecule's energy, credited to its first bead
+            fe = self.energy_scale * self.feature_net(x)  # (G,)
+            e = e + nn.functional.pad(fe[:, None], (0, self.n_beads - 1))
+        e = e.reshape(-1)  # (N,)
         if self.net is not None:
             attrs = nn.functional.one_hot(idx, self.n_beads).to(positions.dtype)
             e = e + self.energy_scale * self.net.node_energies(
@@ -183,11 +284,78 @@ class CGPotential(nn.Module):
         return potential_outputs(lambda pos, edge_cell: self.node_energies(pos, graph, edge_cell), graph,
                                  compute_forces, compute_stress, training)
 
+    def dense_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies (B,) of bead frames ``x`` (B, n_beads, 3): the prior plus the network over every bead pair of a
+        molecule (pairs beyond the cutoff add exactly zero: the same energy as :meth:`forward`'s radius graph, with
+        fixed edges and no graph building)."""
+        e = self.prior(x)  # (B,)
+        if self.feature_net is not None:
+            e = e + self.energy_scale * self.feature_net(x)
+        if self.net is not None:
+            b = x.shape[0]
+            edge_index, cell_shifts, edge_cell, idx, attrs = self._complete_edges(b, x.dtype, x.device)
+            node = self.net.node_energies(x.reshape(-1, 3), attrs, idx, edge_index, cell_shifts, edge_cell,
+                                          fused=self.net.fused_kernels, include_e0=False)  # (B * n,)
+            e = e + self.energy_scale * node.view(b, self.n_beads).sum(-1)
+        return e
+
     def energy_forces(self, x: torch.Tensor, training: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3) (builds the graph)."""
-        out = self.forward(self.make_graph(x), compute_forces=True, training=training)
-        e, f = out[K.ENERGY], out[K.FORCES].view(x.shape)
-        return (e, f) if training else (e.detach(), f.detach())
+        """Energies (B,) and forces (B, n_beads, 3) of bead frames ``x`` (B, n_beads, 3), forces ``-dU/dx`` by
+        autograd of :meth:`dense_energy` (``training``: differentiable w.r.t. the weights), or, for a model
+        without the message-passing network (prior and :class:`CGFeatureNet`), outside training, on the CPU, from
+        the fused kernel of :mod:`compscope.models._cg_kernel` (same values, analytic forces; ``fused_kernels =
+        False`` switches it off). This is the dense contract of :func:`compscope.md.simulate_dense` (one call per
+        step for all replicas)."""
+        if x.ndim != 3 or x.shape[1:] != (self.n_beads, 3):
+            raise ConfigError(f"CG frames must be (B, {self.n_beads}, 3), got {tuple(x.shape)}")
+        if (not training and self.net is None and self.fused_kernels and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64)):
+            from ._cg_kernel import fused_cg_energy_forces
+
+            return fused_cg_energy_forces(x, self._packed(x.dtype))
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            e = self.dense_energy(leaf)
+            (g,) = torch.autograd.grad(e.sum(), leaf, create_graph=training)
+        return (e, -g) if training else (e.detach(), -g.detach())
+
+    def _packed(self, dtype: torch.dtype) -> tuple:
+        """The fused kernel's arguments, cached until a weight or buffer changes (or the dtype)."""
+        mods = (id(self.prior), id(self.feature_net))
+        cached_mods, tensors = self.__dict__.get("_packed_tensors", (None, None))
+        if cached_mods != mods:  # a replaced submodule
+            tensors = [*self.parameters(), *self.buffers()]
+            self.__dict__["_packed_tensors"] = (mods, tensors)
+        key = (dtype, mods, *[(t.data_ptr(), t._version) for t in tensors])
+        cached = self.__dict__.get("_packed_cache")
+        if cached is None or cached[0] != key:
+            from ._cg_kernel import pack_cg
+
+            cached = (key, pack_cg(self, dtype))
+            self.__dict__["_packed_cache"] = cached
+        return cached[1]
+
+    def _complete_edges(self, b: int, dtype: torch.dtype, device: torch.device):
+        """Edges of B molecules with every ordered bead pair (sorted by receiver), zero shifts and cells, the bead
+        index and one-hot of each node: cached per (B, dtype, device)."""
+        key = (b, dtype, device)
+        cache = self.__dict__.setdefault("_edge_cache", {})
+        if key not in cache:
+            n = self.n_beads
+            ii, jj = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+            off = ii != jj
+            base = (torch.arange(b) * n)[:, None]
+            send, recv = (base + ii[off]).reshape(-1), (base + jj[off]).reshape(-1)
+            order = torch.argsort(recv, stable=True)
+            edge_index = torch.stack([send[order], recv[order]]).to(device)
+            n_e = edge_index.shape[1]
+            idx = (torch.arange(b * n) % n).to(device)
+            if len(cache) >= 8:  # training sees a few batch sizes; MD one
+                cache.clear()
+            cache[key] = (edge_index, torch.zeros(n_e, 3, dtype=dtype, device=device),
+                          torch.zeros(n_e, 3, 3, dtype=dtype, device=device), idx,
+                          nn.functional.one_hot(idx, n).to(dtype))
+        return cache[key]
 
     def make_graph(self, x: torch.Tensor):
         """The :class:`~compscope.data.AtomicGraph` of bead frames ``x`` (B, n_beads, 3): every pair within the

@@ -8,10 +8,11 @@ from ._alanine import (
     dihedral,
     explicit_solvent_speed,
     generate_alanine_dipeptide,
+    implicit_solvent_speed,
     plot_free_energy,
     run_replica,
 )
 
 __all__ = ["PDB_PATH", "PHI", "PSI", "ReferenceError", "dihedral", "explicit_solvent_speed",
-           "generate_alanine_dipeptide", "plot_free_energy",
+           "generate_alanine_dipeptide", "implicit_solvent_speed", "plot_free_energy",
            "run_replica"]

@@ -39,7 +39,7 @@ from compscope.integrations.openmm_systems import (
 )
 
 __all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
-           "plot_free_energy", "explicit_solvent_speed"]
+           "plot_free_energy", "explicit_solvent_speed", "implicit_solvent_speed"]
 
 log = logging.getLogger(__name__)
 
@@ -335,9 +335,9 @@ def explicit_solvent_speed(seconds: float = 30.0, padding_nm: float = 1.0, dt_fs
     a short run only to state its ns/day next to implicit solvent and CG (nothing is saved).
 
     Returns:
-        ``{"ns_per_day", "n_atoms", "n_waters", "steps", "wall_s", "threads", "platform"}``.
+        ``{"ns_per_day", "ns_per_day_cpu", "n_atoms", "n_waters", "steps", "wall_s", "cpu_s", "threads",
+        "platform"}`` (``cpu_s``: this process's CPU seconds over the timed steps, OpenMM's threads included).
     """
-    import openmm as mm
     import openmm.unit as u
     from openmm import app
 
@@ -347,19 +347,43 @@ def explicit_solvent_speed(seconds: float = 30.0, padding_nm: float = 1.0, dt_fs
     model.addSolvent(ff, model="tip3p", padding=padding_nm * u.nanometer)
     system = ff.createSystem(model.topology, nonbondedMethod=app.PME, nonbondedCutoff=1.0 * u.nanometer,
                              constraints=app.HBonds)
+    n_waters = sum(1 for r in model.topology.residues() if r.name == "HOH")
+    return {**_openmm_speed(system, model.positions, seconds, dt_fs, threads, platform),
+            "n_atoms": model.topology.getNumAtoms(), "n_waters": n_waters}
+
+
+def implicit_solvent_speed(seconds: float = 30.0, solvent: str = "obc", dt_fs: float = 2.0, threads: int = 1,
+                           platform: str = "CPU") -> dict:
+    """Speed of the reference's own setup (amber14 + implicit solvent, no cutoff, H bonds rigid, Langevin 300 K),
+    measured in this process (next to CG in the same benchmark run).
+
+    Returns:
+        ``{"ns_per_day", "ns_per_day_cpu", "n_atoms", "solvent", "steps", "wall_s", "cpu_s", "threads",
+        "platform"}``.
+    """
+    pdb, system = _system(solvent)
+    return {**_openmm_speed(system, pdb.positions, seconds, dt_fs, threads, platform),
+            "n_atoms": system.getNumParticles(), "solvent": solvent}
+
+
+def _openmm_speed(system, positions, seconds: float, dt_fs: float, threads: int, platform: str) -> dict:
+    """Minimise, equilibrate 50 steps, then step for ``seconds`` of wall time; ns/day by wall and CPU clock."""
+    import openmm as mm
+    import openmm.unit as u
+
     integ = mm.LangevinMiddleIntegrator(300 * u.kelvin, 1.0 / u.picosecond, dt_fs * u.femtosecond)
     props = {"Threads": str(int(threads))} if platform == "CPU" else {}
     ctx = mm.Context(system, integ, mm.Platform.getPlatformByName(platform), props)
-    ctx.setPositions(model.positions)
+    ctx.setPositions(positions)
     mm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
     ctx.setVelocitiesToTemperature(300 * u.kelvin, 1)
     integ.step(50)
-    steps, t0 = 0, time.perf_counter()
+    steps, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         integ.step(50)
         steps += 50
     ctx.getState(getEnergy=True)
-    wall = time.perf_counter() - t0
-    n_waters = sum(1 for r in model.topology.residues() if r.name == "HOH")
-    return {"ns_per_day": steps * dt_fs * 1e-6 / wall * 86400.0, "n_atoms": model.topology.getNumAtoms(),
-            "n_waters": n_waters, "steps": steps, "wall_s": wall, "threads": int(threads), "platform": platform}
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    ns = steps * dt_fs * 1e-6
+    return {"ns_per_day": ns / wall * 86400.0, "ns_per_day_cpu": ns / max(cpu, 1e-9) * 86400.0, "steps": steps,
+            "wall_s": wall, "cpu_s": cpu, "threads": int(threads), "platform": platform}

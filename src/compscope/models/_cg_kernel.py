@@ -1,0 +1,275 @@
+"""Fused CPU kernel (numba) of a CG potential without message passing: prior plus CGnet-style MLP, energies and
+analytic forces of B molecules in one call.
+
+For a few beads, autograd through :class:`~compscope.models.CGPrior` and :class:`~compscope.models.CGFeatureNet`
+is about a thousand tensor operations per MD step, each on a handful of numbers: the cost is dispatch, not
+arithmetic. This kernel loops over molecules once, computes every term and its derivative in registers and
+backpropagates the MLP by hand:
+
+- bonds and repulsion: ``dE/dr`` along the unit pair vector;
+- angles ``theta = atan2(|a x b|, a.b)``: ``dtheta/da = ((a.b)/|a|^2 a - b)/|a x b|`` (and a <-> b);
+- dihedrals: the gradient of Blondel & Karplus (J. Comput. Chem. 17, 1132 (1996), eqs. 25-27);
+- the MLP: ``dE/dz`` by the chain rule through its layers, then through the standardised features (distances,
+  angle cosines ``dcos/da = b/(|a||b|) - cos a/|a|^2``, dihedral cos/sin).
+
+It computes the same function as the autograd path (tests compare energies and forces in float32 and float64).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+import torch
+
+__all__ = ["fused_cg_energy_forces", "pack_cg"]
+
+_FASTMATH = {"reassoc", "contract", "nsz"}  # no 'nnan'/'ninf': NaN must still reach the stability monitors
+
+
+@nb.njit(cache=True, inline="always")
+def _cross(a0, a1, a2, b0, b1, b2):
+    return a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _dihedral_grad(x, q, out):
+    """phi of quadruple q (as ``compscope.models.dihedral_angles``) and d phi / d x of its 4 beads into out (4, 3)."""
+    i, j, k, m = q[0], q[1], q[2], q[3]
+    f0, f1, f2 = x[i, 0] - x[j, 0], x[i, 1] - x[j, 1], x[i, 2] - x[j, 2]  # F = r_i - r_j
+    g0, g1, g2 = x[j, 0] - x[k, 0], x[j, 1] - x[k, 1], x[j, 2] - x[k, 2]  # G = r_j - r_k
+    h0, h1, h2 = x[m, 0] - x[k, 0], x[m, 1] - x[k, 1], x[m, 2] - x[k, 2]  # H = r_l - r_k
+    a0, a1, a2 = _cross(f0, f1, f2, g0, g1, g2)  # A = F x G
+    b0, b1, b2 = _cross(h0, h1, h2, g0, g1, g2)  # B = H x G
+    aa = a0 * a0 + a1 * a1 + a2 * a2
+    bb = b0 * b0 + b1 * b1 + b2 * b2
+    gn = math.sqrt(g0 * g0 + g1 * g1 + g2 * g2)
+    # phi: the angle between the planes (F, G) and (G, H), IUPAC sign
+    c0, c1, c2 = _cross(b0, b1, b2, a0, a1, a2)
+    sin_phi = (c0 * g0 + c1 * g1 + c2 * g2) / gn
+    cos_phi = a0 * b0 + a1 * b1 + a2 * b2
+    phi = math.atan2(sin_phi, cos_phi)
+    fg = f0 * g0 + f1 * g1 + f2 * g2
+    hg = h0 * g0 + h1 * g1 + h2 * g2
+    sa, sb = gn / aa, gn / bb
+    ta, tb = fg / (aa * gn), hg / (bb * gn)
+    for d, (av, bv) in enumerate(((a0, b0), (a1, b1), (a2, b2))):
+        out[0, d] = -sa * av
+        out[3, d] = sb * bv
+        out[1, d] = sa * av + ta * av - tb * bv
+        out[2, d] = -sb * bv - ta * av + tb * bv
+    return phi
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, energy,
+           forces):  # pragma: no cover - numba
+    """Prior energies (B,) and forces (B, n, 3) (overwritten)."""
+    n_mol, n = x.shape[0], x.shape[1]
+    dd = np.zeros((4, 3), x.dtype)
+    for mol in range(n_mol):
+        xm = x[mol]
+        fm = forces[mol]
+        for a in range(n):
+            fm[a, 0] = 0.0
+            fm[a, 1] = 0.0
+            fm[a, 2] = 0.0
+        e = 0.0
+        # ---- prior: bonds and repulsion (functions of a distance)
+        for t in range(bonds.shape[0]):
+            i, j = bonds[t, 0], bonds[t, 1]
+            d0, d1, d2 = xm[j, 0] - xm[i, 0], xm[j, 1] - xm[i, 1], xm[j, 2] - xm[i, 2]
+            r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            e += 0.5 * b_k[t] * (r - b_r0[t]) ** 2
+            g = b_k[t] * (r - b_r0[t]) / r
+            fm[i, 0] += g * d0
+            fm[i, 1] += g * d1
+            fm[i, 2] += g * d2
+            fm[j, 0] -= g * d0
+            fm[j, 1] -= g * d1
+            fm[j, 2] -= g * d2
+        for t in range(rep.shape[0]):
+            i, j = rep[t, 0], rep[t, 1]
+            d0, d1, d2 = xm[j, 0] - xm[i, 0], xm[j, 1] - xm[i, 1], xm[j, 2] - xm[i, 2]
+            r = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            s6 = (r_sig[t] / r) ** 6
+            e += r_eps[t] * s6
+            g = -6.0 * r_eps[t] * s6 / (r * r)
+            fm[i, 0] += g * d0
+            fm[i, 1] += g * d1
+            fm[i, 2] += g * d2
+            fm[j, 0] -= g * d0
+            fm[j, 1] -= g * d1
+            fm[j, 2] -= g * d2
+        # ---- prior: angles
+        for t in range(angles.shape[0]):
+            i, j, k = angles[t, 0], angles[t, 1], angles[t, 2]
+            a0, a1, a2 = xm[i, 0] - xm[j, 0], xm[i, 1] - xm[j, 1], xm[i, 2] - xm[j, 2]
+            c0, c1, c2 = xm[k, 0] - xm[j, 0], xm[k, 1] - xm[j, 1], xm[k, 2] - xm[j, 2]
+            u0, u1, u2 = _cross(a0, a1, a2, c0, c1, c2)
+            s = math.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
+            ac = a0 * c0 + a1 * c1 + a2 * c2
+            th = math.atan2(s, ac)
+            dedt = a_k[t] * (th - a_t0[t])
+            e += 0.5 * a_k[t] * (th - a_t0[t]) ** 2
+            aa = a0 * a0 + a1 * a1 + a2 * a2
+            cc = c0 * c0 + c1 * c1 + c2 * c2
+            for d, (av, cv) in enumerate(((a0, c0), (a1, c1), (a2, c2))):
+                ga = dedt * (ac / aa * av - cv) / s
+                gc = dedt * (ac / cc * cv - av) / s
+                fm[i, d] -= ga
+                fm[k, d] -= gc
+                fm[j, d] += ga + gc
+        # ---- prior: dihedral Fourier terms
+        for t in range(dih.shape[0]):
+            phi = _dihedral_grad(xm, dih[t], dd)
+            de = 0.0
+            for h in range(d_cos.shape[1]):
+                nh = h + 1.0
+                e += d_cos[t, h] * math.cos(nh * phi) + d_sin[t, h] * math.sin(nh * phi)
+                de += nh * (-d_cos[t, h] * math.sin(nh * phi) + d_sin[t, h] * math.cos(nh * phi))
+            for r4 in range(4):
+                for d in range(3):
+                    fm[dih[t, r4], d] -= de * dd[r4, d]
+        energy[mol] = e
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _features(x, pairs, f_angles, f_dih, mean, std, z):  # pragma: no cover - numba
+    """Standardised features (B, F) of CGFeatureNet into z: pair distances, angle cosines, dihedral cos, sin."""
+    dd = np.zeros((4, 3), x.dtype)
+    n_p, n_a, n_d = pairs.shape[0], f_angles.shape[0], f_dih.shape[0]
+    for mol in range(x.shape[0]):
+        xm = x[mol]
+        f = 0
+        for t in range(n_p):
+            i, j = pairs[t, 0], pairs[t, 1]
+            d0, d1, d2 = xm[j, 0] - xm[i, 0], xm[j, 1] - xm[i, 1], xm[j, 2] - xm[i, 2]
+            z[mol, f] = (math.sqrt(d0 * d0 + d1 * d1 + d2 * d2) - mean[f]) / std[f]
+            f += 1
+        for t in range(n_a):
+            i, j, k = f_angles[t, 0], f_angles[t, 1], f_angles[t, 2]
+            a0, a1, a2 = xm[i, 0] - xm[j, 0], xm[i, 1] - xm[j, 1], xm[i, 2] - xm[j, 2]
+            c0, c1, c2 = xm[k, 0] - xm[j, 0], xm[k, 1] - xm[j, 1], xm[k, 2] - xm[j, 2]
+            cos_t = (a0 * c0 + a1 * c1 + a2 * c2) / math.sqrt((a0 * a0 + a1 * a1 + a2 * a2)
+                                                               * (c0 * c0 + c1 * c1 + c2 * c2))
+            z[mol, f] = (cos_t - mean[f]) / std[f]
+            f += 1
+        for t in range(n_d):
+            phi = _dihedral_grad(xm, f_dih[t], dd)
+            z[mol, f + t] = (math.cos(phi) - mean[f + t]) / std[f + t]
+            z[mol, f + n_d + t] = (math.sin(phi) - mean[f + n_d + t]) / std[f + n_d + t]
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _feature_forces(x, pairs, f_angles, f_dih, std, dz, forces):  # pragma: no cover - numba
+    """Add -dE/dx to forces (B, n, 3) given dE/dz (B, F) of the standardised features."""
+    dd = np.zeros((4, 3), x.dtype)
+    n_p, n_a, n_d = pairs.shape[0], f_angles.shape[0], f_dih.shape[0]
+    for mol in range(x.shape[0]):
+        xm = x[mol]
+        fm = forces[mol]
+        f = 0
+        for t in range(n_p):
+            i, j = pairs[t, 0], pairs[t, 1]
+            d0, d1, d2 = xm[j, 0] - xm[i, 0], xm[j, 1] - xm[i, 1], xm[j, 2] - xm[i, 2]
+            g = dz[mol, f] / std[f] / math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+            fm[i, 0] += g * d0
+            fm[i, 1] += g * d1
+            fm[i, 2] += g * d2
+            fm[j, 0] -= g * d0
+            fm[j, 1] -= g * d1
+            fm[j, 2] -= g * d2
+            f += 1
+        for t in range(n_a):
+            i, j, k = f_angles[t, 0], f_angles[t, 1], f_angles[t, 2]
+            a0, a1, a2 = xm[i, 0] - xm[j, 0], xm[i, 1] - xm[j, 1], xm[i, 2] - xm[j, 2]
+            c0, c1, c2 = xm[k, 0] - xm[j, 0], xm[k, 1] - xm[j, 1], xm[k, 2] - xm[j, 2]
+            aa = a0 * a0 + a1 * a1 + a2 * a2
+            cc = c0 * c0 + c1 * c1 + c2 * c2
+            nac = math.sqrt(aa * cc)
+            cos_t = (a0 * c0 + a1 * c1 + a2 * c2) / nac
+            g = dz[mol, f] / std[f]
+            for d, (av, cv) in enumerate(((a0, c0), (a1, c1), (a2, c2))):
+                ga = g * (cv / nac - cos_t * av / aa)
+                gc = g * (av / nac - cos_t * cv / cc)
+                fm[i, d] -= ga
+                fm[k, d] -= gc
+                fm[j, d] += ga + gc
+            f += 1
+        for t in range(n_d):
+            phi = _dihedral_grad(xm, f_dih[t], dd)
+            de = (-math.sin(phi) * dz[mol, f + t] / std[f + t]
+                  + math.cos(phi) * dz[mol, f + n_d + t] / std[f + n_d + t])
+            for r4 in range(4):
+                for d in range(3):
+                    fm[f_dih[t, r4], d] -= de * dd[r4, d]
+
+
+def pack_cg(model, dtype: torch.dtype) -> tuple:
+    """The kernel's arguments (numpy arrays in ``dtype``) from a :class:`~compscope.models.CGPotential` without a
+    message-passing network."""
+    np_dt = np.float64 if dtype == torch.float64 else np.float32
+
+    def f(t):
+        return np.ascontiguousarray(t.detach().cpu().numpy().astype(np_dt))
+
+    def i(t, w):
+        return np.ascontiguousarray(t.detach().cpu().numpy().astype(np.int64).reshape(-1, w))
+
+    p = model.prior
+    m = p.dihedral_cos.shape[1]
+    dih = p.dihedrals if m else p.dihedrals[:0]
+    args = [i(p.bonds, 2), f(p.bond_r0), f(p.bond_k), i(p.angles, 3), f(p.angle_theta0), f(p.angle_k),
+            i(p.repulsion_pairs, 2), f(p.repulsion_sigma), f(p.repulsion_epsilon), i(dih, 4),
+            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m)]
+    net = model.feature_net
+    if net is None:
+        return tuple(args), None
+    lin = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
+    act = "tanh" if isinstance(net.mlp[1], torch.nn.Tanh) else "silu"
+    layers = [(m.weight.detach().to(dtype).T.contiguous(), m.bias.detach().to(dtype)) for m in lin]  # z @ W + b
+    scale = float(model.energy_scale)
+    return tuple(args), (i(net.pairs, 2), i(net.angles, 3), i(net.dihedrals, 4), f(net.feature_mean),
+                         f(net.feature_std), layers, act, scale)
+
+
+def _mlp(z: torch.Tensor, layers: list, act: str, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies (B,) of the MLP on standardised features z (B, F) times ``scale``, and dE/dz (B, F): batched
+    matrix products forward, the chain rule backward (torch: its thread setting holds, no autograd graph)."""
+    hs, h = [], z
+    for w, b in layers[:-1]:
+        u = torch.addmm(b, h, w)
+        if act == "tanh":
+            h = torch.tanh(u)
+            hs.append((h, None))
+        else:
+            sg = torch.sigmoid(u)
+            h = u * sg
+            hs.append((u, sg))
+    w, b = layers[-1]
+    e = torch.addmm(b, h, w)[:, 0]
+    g = (scale * w[:, 0]).expand(h.shape)  # dE/dh of the last hidden layer
+    for (w, _), (hv, sg) in zip(reversed(layers[:-1]), reversed(hs)):
+        g = g * (1.0 - hv * hv) if act == "tanh" else g * (sg * (1.0 + hv * (1.0 - sg)))
+        g = g @ w.T
+    return scale * e, g
+
+
+def fused_cg_energy_forces(x: torch.Tensor, packed: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies (B,) and forces (B, n, 3) of frames ``x`` (B, n, 3) from :func:`pack_cg` arguments."""
+    xn = np.ascontiguousarray(x.detach().numpy())
+    energy = np.empty(xn.shape[0], xn.dtype)
+    forces = np.empty_like(xn)
+    prior, net = packed
+    _prior(xn, *prior, energy, forces)
+    if net is not None:
+        pairs, angles, dih, mean, std, layers, act, scale = net
+        z = np.empty((xn.shape[0], len(mean)), xn.dtype)
+        _features(xn, pairs, angles, dih, mean, std, z)
+        with torch.no_grad():
+            e_net, dz = _mlp(torch.from_numpy(z), layers, act, scale)
+        energy += e_net.numpy()
+        _feature_forces(xn, pairs, angles, dih, std, np.ascontiguousarray(dz.numpy()), forces)
+    return torch.from_numpy(energy), torch.from_numpy(forces)
