@@ -188,14 +188,19 @@ def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, prog
                 # never fork a process that may hold threads (numba, ray, uvicorn); multiprocessing.Pool (not
                 # concurrent.futures) because its terminate() stops busy workers at once
                 pool = mp.get_context("spawn").Pool(n_jobs, initializer=_ignore_sigint)
+
+                def oldest():  # popped once saved: a stop in the middle of saving it saves it again
+                    j0, r0 = pending[0]
+                    res = load(j0) if r0 is None else save(j0, r0.get())
+                    pending.pop(0)
+                    return res
+
                 for j, t in tasks:  # bounded look-ahead keeps memory flat on huge files
                     pending.append((j, None if t is None else pool.apply_async(process_chunk, (t,))))
                     while len(pending) > 2 * n_jobs or (pending and pending[0][1] is None):
-                        j0, r0 = pending.pop(0)
-                        yield check(load(j0) if r0 is None else save(j0, r0.get()))
+                        yield check(oldest())
                 while pending:
-                    j0, r0 = pending.pop(0)
-                    yield check(load(j0) if r0 is None else save(j0, r0.get()))
+                    yield check(oldest())
                 pool.close()
                 pool.join()
                 pool = None
@@ -209,6 +214,8 @@ def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, prog
             for j0, r0 in pending:  # keep what finished, also ahead of an unfinished earlier chunk
                 if r0 is not None and r0.ready() and r0.successful():
                     save(j0, r0.get())
+            for f in ckpt.glob("chunk_*.tmp.npz") if ckpt is not None else ():  # a save the signal cut short
+                f.unlink(missing_ok=True)
             name = signal.Signals(signum).name
             if ckpt is None:
                 raise BuildInterrupted(f"stopped by {name}; nothing was changed",
