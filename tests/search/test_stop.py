@@ -56,16 +56,18 @@ def _stop(tmp_path, signum):
             time.sleep(0.02)
         assert len(_group(p.pid)) >= 3, "parent and two workers"
         os.kill(p.pid, signum)  # the parent alone, as `kill PID` does (a terminal's Ctrl-C reaches the workers too)
-        out, _ = p.communicate(timeout=30)
+        out, _ = p.communicate(timeout=30)  # also waits for every worker: they hold the output pipe
+        assert p.returncode == 128 + signum, out
+        assert f"stopped by {signal.Signals(signum).name}" in out and "--resume" in out, out
+        deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends on its own without the parent
+        while (left := _group(p.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"processes of the stopped build still run: {left}"
     finally:
-        if p.poll() is None:
+        try:  # whatever happened, nothing of it outlives the test
             os.killpg(p.pid, signal.SIGKILL)
-    assert p.returncode == 128 + signum, out
-    assert f"stopped by {signal.Signals(signum).name}" in out and "--resume" in out, out
-    deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends on its own once the parent is gone
-    while (left := _group(p.pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not left, f"processes of the stopped build still run: {left}"
+        except ProcessLookupError:
+            pass
     kept = len(list(parts.glob("chunk_*.npz")))
     assert 3 <= kept < 60, kept
     assert f"{kept} finished chunks" in out, out
