@@ -11,6 +11,7 @@ import pytest
 
 from compscope.errors import ResumeError
 from compscope.search import (
+    BuildInterrupted,
     FingerprintSpec,
     IndexFormatError,
     InputFileError,
@@ -187,8 +188,9 @@ def test_interrupted_build_resumes_from_checkpoint(tmp_path, monkeypatch):
         return real(task)
 
     monkeypatch.setattr(_build, "process_chunk", dies_after_three)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(BuildInterrupted, match="stopped by SIGINT; 3 finished chunks") as err:  # Ctrl-C: kept
         build_index(src, tmp_path / "r.csi", n_jobs=1, chunk_size=100)
+    assert "--resume" in err.value.hint and err.value.exit_code == 130
     parts = sorted(p.name for p in (tmp_path / "r.csi.parts").glob("chunk_*.npz"))
     assert parts == [f"chunk_{j:07d}.npz" for j in range(3)] and not (tmp_path / "r.csi").exists()
     calls.clear()
@@ -202,7 +204,7 @@ def test_interrupted_build_resumes_from_checkpoint(tmp_path, monkeypatch):
     # a checkpoint from other settings is refused, not silently mixed in
     monkeypatch.setattr(_build, "process_chunk", dies_after_three)
     calls.clear()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(BuildInterrupted):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=100)
     with pytest.raises(ResumeError, match="changed settings of the interrupted build.*chunk_size: 100 -> 50"):
         build_index(src, tmp_path / "s.csi", n_jobs=1, chunk_size=50, resume=True)

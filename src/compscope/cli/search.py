@@ -15,7 +15,10 @@ app = typer.Typer(
 
 def _fail(exc: Exception) -> None:
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        typer.secho(f"hint: {hint}", fg=typer.colors.YELLOW, err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 2))
 
 
 def _print(result, as_json: bool, max_rows: int = 50) -> None:
@@ -60,13 +63,13 @@ def build(
 
     Every processed chunk is checkpointed under OUT.parts/; rerun with --resume after an interruption.
     """
-    from compscope.search import FingerprintSpec, SearchError, build_index
+    from compscope.search import BuildInterrupted, FingerprintSpec, SearchError, build_index
 
     try:
         rep = build_index(source, out, FingerprintSpec(fp, radius, nbits, counts), smiles_col=smiles_col,
                           id_col=id_col, n_jobs=jobs, chunk_size=chunk_size, inchikey=inchikey, pattern=pattern,
                           properties=properties, progress=True, overwrite=overwrite, resume=resume)
-    except SearchError as exc:
+    except (SearchError, BuildInterrupted) as exc:  # interrupted: exit 128 + signal number, with the resume hint
         _fail(exc)
     _report(rep)
 
@@ -89,11 +92,11 @@ def append(
     jobs: int = typer.Option(2, "--jobs", "-j", help="worker processes"),
 ) -> None:
     """Append molecules to an index (same fingerprint settings; the index is rewritten atomically)."""
-    from compscope.search import SearchError, append_index
+    from compscope.search import BuildInterrupted, SearchError, append_index
 
     try:
         rep = append_index(index, source, smiles_col=smiles_col, id_col=id_col, n_jobs=jobs, progress=True)
-    except SearchError as exc:
+    except (SearchError, BuildInterrupted) as exc:
         _fail(exc)
     _report(rep)
 

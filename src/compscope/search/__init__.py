@@ -14,11 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import FingerprintMismatchError, IndexFormatError, InputFileError, QueryError, SearchError
+from ._errors import (
+    BuildInterrupted,
+    FingerprintMismatchError,
+    IndexFormatError,
+    InputFileError,
+    QueryError,
+    SearchError,
+)
 from ._fingerprints import FingerprintSpec
 
 __all__ = [
-    "SearchError", "QueryError", "IndexFormatError", "FingerprintMismatchError", "InputFileError",
+    "SearchError", "QueryError", "BuildInterrupted", "IndexFormatError", "FingerprintMismatchError", "InputFileError",
     "FingerprintSpec", "SearchIndex", "SearchResult", "build_index", "append_index", "BuildReport",
     "ShardedIndex", "split_index", "create_app", "serve", "PROPERTIES", "Fingerprinter", "substructure_query",
     "EDITOR", "find_editor", "install_editor", "mol_features", "molecule_properties", "pattern_fingerprints",

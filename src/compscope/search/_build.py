@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import itertools
 import json
 import logging
 import multiprocessing as mp
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ._errors import IndexFormatError, InputFileError
+from ._errors import BuildInterrupted, IndexFormatError, InputFileError
 from ._fingerprints import PATTERN_BITS, FingerprintSpec
 from ._format import open_arrays, pack_strings, read_header, unpack_strings, write_index
 from ._molecules import MOLFEAT, PROPERTIES, process_chunk, smiles_hash
@@ -69,8 +70,8 @@ def _load_part(f: Path) -> dict:
     return res
 
 
-def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> int:
-    """Prepare the checkpoint folder; return how many leading chunks are already done."""
+def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> set[int]:
+    """Prepare the checkpoint folder; return the indices of the chunks already done."""
     if ckpt.exists() and not resume:
         shutil.rmtree(ckpt)
     ckpt.mkdir(parents=True, exist_ok=True)
@@ -82,32 +83,63 @@ def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> int:
                         hint="rerun with the same source and options, or drop --resume to start over")
     else:
         mf.write_text(json.dumps(meta))
-    done = 0
-    while (ckpt / f"chunk_{done:07d}.npz").exists():
-        done += 1
+    # not only a leading run: a stopped parallel build also keeps chunks that finished ahead of an earlier one
+    done = {int(f.name[6:13]) for f in ckpt.glob("chunk_[0-9][0-9][0-9][0-9][0-9][0-9][0-9].npz")}
     if done:
-        log.info("resuming from %s: %d chunks already processed", ckpt, done)
+        log.info("resuming from %s: %d chunks already processed", ckpt, len(done))
     return done
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler of a build in progress (SIGINT raises KeyboardInterrupt)."""
+
+
+def _raise_stop(signum, frame):
+    raise _Stop(signum)
+
+
+def _ignore_sigint() -> None:  # pool worker initializer: Ctrl-C reaches the whole process group; the parent stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Signals:
+    """Within ``with``: SIGTERM raises :class:`_Stop` (SIGINT keeps raising KeyboardInterrupt); ``hold()`` ignores
+    both while a stop is being cleaned up. Restores the previous handlers on exit; a no-op off the main thread."""
+
+    def __enter__(self):
+        self.old = {}
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+            signal.signal(signal.SIGTERM, _raise_stop)
+        return self
+
+    def hold(self) -> None:
+        for s in self.old:
+            signal.signal(s, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
 
 
 def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, progress, max_invalid_fraction,
                 ckpt: Path | None = None, resume: bool = False):
     """Yield processed chunks in input order; raise early if the file does not look like SMILES.
 
-    With ``ckpt``, every processed chunk is saved there; ``resume`` reloads the saved leading chunks
-    and processes only the rest.
+    With ``ckpt``, every processed chunk is saved there; ``resume`` reloads the saved chunks and processes only
+    the rest. SIGTERM or SIGINT stops the worker processes, saves every chunk that had finished and raises
+    :class:`BuildInterrupted`.
     """
     records = iter_records(source, smiles_col=smiles_col, id_col=id_col)
-    done = 0
+    done: set[int] = set()
     if ckpt is not None:
         meta = {"source": str(Path(source).resolve()), "spec": spec.to_dict(), "opts": list(opts),
                 "chunk_size": chunk_size, "smiles_col": smiles_col, "id_col": id_col}
         done = _open_checkpoint(ckpt, meta, resume)
 
-    def task_iter():
+    def task_iter():  # (j, None) for a checkpointed chunk: consumed from the file but not recomputed
         for j, chunk in enumerate(_chunks(records, chunk_size)):
-            if j >= done:  # chunks before `done` are consumed from the file but not recomputed
-                yield j, (chunk, spec.to_dict(), *opts)
+            yield j, (None if j in done else (chunk, spec.to_dict(), *opts))
 
     tasks = task_iter()
     prog = None
@@ -137,45 +169,85 @@ def _run_chunks(source, spec, smiles_col, id_col, n_jobs, chunk_size, opts, prog
         return res
 
     def save(j, res):
-        if ckpt is not None:
+        if ckpt is not None and j not in done:
             _save_part(ckpt, j, res)
+            done.add(j)
         return res
 
-    try:
-        for j in range(done):
-            yield check(_load_part(ckpt / f"chunk_{j:07d}.npz"))
-        if n_jobs <= 1:
-            for j, t in tasks:
-                yield check(save(j, process_chunk(t)))
-        else:
-            ctx = mp.get_context("spawn")  # never fork a process that may hold threads (numba, ray, uvicorn)
-            with cf.ProcessPoolExecutor(n_jobs, mp_context=ctx) as ex:
-                pending: list[tuple[int, cf.Future]] = []
+    def load(j):
+        return _load_part(ckpt / f"chunk_{j:07d}.npz")
+
+    pool = None
+    pending: list[tuple[int, object]] = []  # (chunk, AsyncResult or None if checkpointed), in input order
+    with _Signals() as sig:
+        try:
+            if n_jobs <= 1:
+                for j, t in tasks:
+                    yield check(load(j) if t is None else save(j, process_chunk(t)))
+            else:
+                # never fork a process that may hold threads (numba, ray, uvicorn); multiprocessing.Pool (not
+                # concurrent.futures) because its terminate() stops busy workers at once
+                pool = mp.get_context("spawn").Pool(n_jobs, initializer=_ignore_sigint)
+
+                def oldest():  # popped once saved: a stop in the middle of saving it saves it again
+                    j0, r0 = pending[0]
+                    res = load(j0) if r0 is None else save(j0, r0.get())
+                    pending.pop(0)
+                    return res
+
                 for j, t in tasks:  # bounded look-ahead keeps memory flat on huge files
-                    pending.append((j, ex.submit(process_chunk, t)))
-                    if len(pending) >= 2 * n_jobs:
-                        j0, f0 = pending.pop(0)
-                        yield check(save(j0, f0.result()))
-                for j0, f0 in pending:
-                    yield check(save(j0, f0.result()))
-    finally:
-        if prog is not None:
-            prog.stop()
+                    pending.append((j, None if t is None else pool.apply_async(process_chunk, (t,))))
+                    while len(pending) > 2 * n_jobs or (pending and pending[0][1] is None):
+                        yield check(oldest())
+                while pending:
+                    yield check(oldest())
+                pool.close()
+                pool.join()
+                pool = None
+        except (_Stop, KeyboardInterrupt) as exc:
+            sig.hold()  # a second Ctrl-C must not cut the clean-up short
+            signum = exc.args[0] if isinstance(exc, _Stop) else signal.SIGINT
+            if pool is not None:
+                pool.terminate()  # SIGTERM to every worker, then join them: no orphans
+                pool.join()
+                pool = None
+            for j0, r0 in pending:  # keep what finished, also ahead of an unfinished earlier chunk
+                if r0 is not None and r0.ready() and r0.successful():
+                    save(j0, r0.get())
+            for f in ckpt.glob("chunk_*.tmp.npz") if ckpt is not None else ():  # a save the signal cut short
+                f.unlink(missing_ok=True)
+            name = signal.Signals(signum).name
+            if ckpt is None:
+                raise BuildInterrupted(f"stopped by {name}; nothing was changed",
+                                       hint="rerun the same command", signum=signum) from None
+            raise BuildInterrupted(
+                f"build stopped by {name}; {len(done)} finished chunks of {chunk_size} molecules are kept in {ckpt}",
+                hint="rerun the same command with --resume to continue where it stopped", signum=signum) from None
+        finally:
+            if pool is not None:  # an error (bad input, a failed chunk): stop the workers too
+                pool.terminate()
+                pool.join()
+            if prog is not None:
+                prog.stop()
 
 
 def _collect(chunks, opts) -> dict:
     with_inchikey, with_pattern, with_props = opts
     acc: dict[str, list] = {k: [] for k in ("lines", "ids", "smiles", "fps", "inchikey", "pattern", "molfeat", "props")}
     invalid: list[tuple[int, str]] = []
+    keys = ("lines", "fps") + (("inchikey",) if with_inchikey else ()) + (("pattern",) if with_pattern else ()) \
+        + (("props",) if with_props else ())
     for res in chunks:
-        invalid.extend(res["invalid"])
-        for k in ("lines", "fps") + (("inchikey",) if with_inchikey else ()) + (("pattern",) if with_pattern else ()) \
-                + (("props",) if with_props else ()):
-            acc[k].append(res[k])
-        if with_pattern and "molfeat" in res:  # absent in checkpoints of an older build
-            acc["molfeat"].append(res["molfeat"])
-        acc["ids"].extend(res["ids"])
-        acc["smiles"].extend(res["smiles"])
+        try:
+            invalid.extend(res["invalid"])
+            for k in keys:
+                acc[k].append(res[k])
+            if with_pattern and "molfeat" in res:  # absent in checkpoints of an older build
+                acc["molfeat"].append(res["molfeat"])
+            acc["ids"].extend(res["ids"])
+            acc["smiles"].extend(res["smiles"])
+        except (_Stop, KeyboardInterrupt) as exc:  # a signal that lands here is handled by _run_chunks' clean-up
+            chunks.throw(exc)
     out = {"ids": acc["ids"], "smiles": acc["smiles"], "invalid": invalid}
     if acc["molfeat"] and len(acc["molfeat"]) != len(acc["pattern"]):
         acc["molfeat"] = []

@@ -23,3 +23,14 @@ class FingerprintMismatchError(SearchError):
 
 class InputFileError(SearchError):
     """The molecule file given to ``build``/``append`` is not a SMILES/CSV file we can read."""
+
+
+class BuildInterrupted(CompscopeError):
+    """A build/append was stopped by SIGTERM or SIGINT (Ctrl-C); its workers are stopped and every finished chunk
+    is kept in the checkpoint. ``exit_code`` is the shell's ``128 + signal number`` (143 for SIGTERM, 130 for
+    Ctrl-C)."""
+
+    def __init__(self, *args: object, signum: int, hint: str | None = None) -> None:
+        super().__init__(*args, hint=hint)
+        self.signum = signum
+        self.exit_code = 128 + signum
