@@ -6,6 +6,9 @@ stencil CNN (tanh, periodic convolutions), the null-space corrections, WENO5-Z, 
 symmetrisation, exact forcing and the adaptive SSP-RK3 of :mod:`._weno` - runs as one compiled loop per
 trajectory, with the weights exported once as float64 arrays; batches run in parallel over trajectories
 (``prange``), like :func:`compscope.pde.weno_solve_batch`. Agreement with the torch solver: round-off (tested).
+The small per-face network (``net="face"``) has its own flux loop (:func:`_fluxes_face`): per face, the stencil
+is normalised, the MLP runs on it (and on the mirrored stencil where the equation is symmetric), and the
+corrections join WENO5-Z's states in the same pass.
 """
 
 from __future__ import annotations
@@ -28,6 +31,17 @@ def export_weights(model) -> dict:
     for j, name in enumerate(("minus", "plus", "ux", "uxx")):
         if name in model.heads:
             heads[j] = model.heads[name].start
+    if net is not None and model.kind == "face":
+        H = net.first.out_features
+        w = {"kind": "face", "W1": c(net.first.weight), "b1": c(net.first.bias), "Wc": c(net.cond.weight),
+             "Wh": np.ascontiguousarray(np.stack([c(m.weight) for m in net.hidden]) if len(net.hidden)
+                                        else np.zeros((0, H, H))),
+             "bh": np.ascontiguousarray(np.stack([c(m.bias) for m in net.hidden]) if len(net.hidden)
+                                        else np.zeros((0, H))),
+             "Wo": c(net.out.weight), "bo": c(net.out.bias)}
+        w.update(Nv=c(model.N_value), Nx=c(model.N_ux), Nxx=c(model.N_uxx), heads=heads, shared=bool(model.shared),
+                 relu=net.activation == "relu")
+        return w
     if net is None:
         H = 1
         w = {"W1": np.zeros((H, 1 + model.n_params, 6)), "b1": np.zeros(H), "Wh": np.zeros((0, H, H, 1)),
@@ -41,7 +55,8 @@ def export_weights(model) -> dict:
              "bh": np.ascontiguousarray(np.stack([c(m.bias) for m in net.hidden]) if len(net.hidden)
                                         else np.zeros((0, H))),
              "Wo": c(net.out.weight[:, :, 0]), "bo": c(net.out.bias)}
-    w.update(Nv=c(model.N_value), Nx=c(model.N_ux), Nxx=c(model.N_uxx), heads=heads, mirror=bool(model.mirror))
+    w.update(kind="conv", Nv=c(model.N_value), Nx=c(model.N_ux), Nxx=c(model.N_uxx), heads=heads,
+             mirror=bool(model.mirror))
     return w
 
 
@@ -188,6 +203,162 @@ def _solve_batch(u0, times, cond, L, A, omega, phi, l, cfl, mirror, W1, b1, Wh, 
     return status
 
 
+# ---- the small per-face network (net="face") ----------------------------------------------------------------
+NORM_EPS2 = 1e-6  # NORM_EPS ** 2 of ._learned_fv
+
+
+@njit(cache=True, inline="always")
+def _act(a, relu):
+    return max(a, 0.0) if relu else math.tanh(a)
+
+
+@njit(cache=True, inline="always")
+def _mlp(x, cb, W1, Wh, bh, Wo, bo, relu, h, g, z):
+    """FaceNet on one normalised stencil x (6,): cb (H,) the first bias shifted by the coefficients; z (n_out,)."""
+    H = W1.shape[0]
+    for o in range(H):
+        acc = cb[o]
+        for k in range(6):
+            acc += W1[o, k] * x[k]
+        h[o] = _act(acc, relu)
+    for layer in range(Wh.shape[0]):
+        for o in range(H):
+            acc = bh[layer, o]
+            for c in range(H):
+                acc += Wh[layer, o, c] * h[c]
+            g[o] = _act(acc, relu)
+        for o in range(H):
+            h[o] = g[o]
+    for o in range(Wo.shape[0]):
+        acc = bo[o]
+        for c in range(H):
+            acc += Wo[o, c] * h[c]
+        z[o] = acc
+
+
+@njit(cache=True, inline="always")
+def _corr1(N, z, q0, s, reverse):
+    """(N z[q0:q0+k]) . s (s reversed for reverse)."""
+    out = 0.0
+    for j in range(6):
+        cj = 0.0
+        for q in range(N.shape[1]):
+            cj += N[j, q] * z[q0 + q]
+        out += cj * (s[5 - j] if reverse else s[j])
+    return out
+
+
+@njit(cache=True)
+def _fluxes_face(u, cond, dx, shared, relu, cb, W1, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, h, g, z, zr, s, x, xr, flux):
+    n = u.shape[0]
+    alpha, beta, gamma = cond[0], cond[1], cond[2]
+    learned = Wo.shape[0] > 0
+    for i in range(n):
+        m = 0.0
+        for j in range(6):
+            s[j] = u[(i - 2 + j + n) % n]
+            m += s[j]
+        m /= 6.0
+        var = 0.0
+        for j in range(6):
+            var += (s[j] - m) * (s[j] - m)
+        inv = 1.0 / math.sqrt(var / 6.0 + NORM_EPS2)
+        im2, im1, c, ip1, ip2, ip3 = s[0], s[1], s[2], s[3], s[4], s[5]
+        ul = _weno5z(im2, im1, c, ip1, ip2)
+        ur = _weno5z(ip3, ip2, ip1, c, im1)
+        ux = (15.0 * (ip1 - c) - (ip2 - im1)) / (12.0 * dx)
+        uxx = (-im2 + 7.0 * im1 - 6.0 * c - 6.0 * ip1 + 7.0 * ip2 - ip3) / (8.0 * dx * dx)
+        if learned:
+            for j in range(6):
+                x[j] = (s[j] - m) * inv
+            _mlp(x, cb, W1, Wh, bh, Wo, bo, relu, h, g, z)
+            if shared:
+                for j in range(6):
+                    xr[j] = -x[5 - j]
+                _mlp(xr, cb, W1, Wh, bh, Wo, bo, relu, h, g, zr)
+                if heads[0] >= 0:
+                    ul = ul + _corr1(Nv, z, heads[0], s, False)
+                    ur = ur + _corr1(Nv, zr, heads[0], s, True)
+                if heads[2] >= 0:
+                    ux = ux + 0.5 * (_corr1(Nx, z, heads[2], s, False) - _corr1(Nx, zr, heads[2], s, True)) / dx
+                if heads[3] >= 0:
+                    uxx = uxx + 0.5 * (_corr1(Nxx, z, heads[3], s, False)
+                                       + _corr1(Nxx, zr, heads[3], s, True)) / (dx * dx)
+            else:
+                if heads[0] >= 0:
+                    ul = ul + _corr1(Nv, z, heads[0], s, False)
+                    ur = ur + _corr1(Nv, z, heads[1], s, True)
+                if heads[2] >= 0:
+                    ux = ux + _corr1(Nx, z, heads[2], s, False) / dx
+                if heads[3] >= 0:
+                    uxx = uxx + _corr1(Nxx, z, heads[3], s, False) / (dx * dx)
+        f = alpha * _godunov_burgers(ul, ur)
+        f = f - beta * ux
+        flux[i] = f + gamma * uxx
+
+
+@njit(cache=True)
+def _solve_one_face(u0, times, cond, L, A, omega, phi, l, cfl, shared, relu, W1, b1, Wc, Wh, bh, Wo, bo, Nv, Nx, Nxx,
+                    heads, out):
+    n = u0.shape[0]
+    dx = L / n
+    fc, fs = forcing_tables(A, l, L, n)
+    H = W1.shape[0]
+    cb = np.empty(H)  # the first layer's bias shifted by this trajectory's coefficients
+    for o in range(H):
+        cb[o] = b1[o]
+        for p in range(cond.shape[0]):
+            cb[o] += Wc[o, p] * cond[p]
+    h = np.empty(H)
+    g = np.empty(H)
+    z = np.empty(max(Wo.shape[0], 1))
+    zr = np.empty(max(Wo.shape[0], 1))
+    s = np.empty(6)
+    x = np.empty(6)
+    xr = np.empty(6)
+    flux = np.empty(n)
+    u = u0.copy()
+    u1 = np.empty(n)
+    u2 = np.empty(n)
+    r = np.empty(n)
+    out[0, :] = u
+    t = times[0]
+    for m in range(1, times.shape[0]):
+        while t < times[m] - 1e-12 * max(1.0, abs(times[m])):
+            dt = min(_stable_dt(u, cond[0], cond[1], cond[2], dx, cfl), times[m] - t)
+            _fluxes_face(u, cond, dx, shared, relu, cb, W1, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, h, g, z, zr, s, x, xr,
+                         flux)
+            flux_divergence(flux, dx, t, omega, phi, fc, fs, r)
+            for i in range(n):
+                u1[i] = u[i] + dt * r[i]
+            _fluxes_face(u1, cond, dx, shared, relu, cb, W1, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, h, g, z, zr, s, x, xr,
+                         flux)
+            flux_divergence(flux, dx, t + dt, omega, phi, fc, fs, r)
+            for i in range(n):
+                u2[i] = 0.75 * u[i] + 0.25 * (u1[i] + dt * r[i])
+            _fluxes_face(u2, cond, dx, shared, relu, cb, W1, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, h, g, z, zr, s, x, xr,
+                         flux)
+            flux_divergence(flux, dx, t + 0.5 * dt, omega, phi, fc, fs, r)
+            for i in range(n):
+                u[i] = u[i] / 3.0 + 2.0 / 3.0 * (u2[i] + dt * r[i])
+            t += dt
+            if not np.isfinite(u[0]):
+                return -m
+        t = times[m]
+        out[m, :] = u
+    return 0
+
+
+@njit(cache=True, parallel=True)
+def _solve_batch_face(u0, times, cond, L, A, omega, phi, l, cfl, shared, relu, W1, b1, Wc, Wh, bh, Wo, bo, Nv, Nx, Nxx,
+                      heads, out):
+    status = np.zeros(u0.shape[0], dtype=np.int64)
+    for b in prange(u0.shape[0]):
+        status[b] = _solve_one_face(u0[b], times, cond[b], L, A[b], omega[b], phi[b], l[b], cfl, shared, relu, W1, b1,
+                                    Wc, Wh, bh, Wo, bo, Nv, Nx, Nxx, heads, out[b])
+    return status
+
+
 class FastLearnedFV:
     """Compiled rollouts of a :class:`~compscope.pde.LearnedFluxFV` (weights copied at construction).
 
@@ -202,6 +373,9 @@ class FastLearnedFV:
 
     def _args(self):
         w = self.w
+        if w["kind"] == "face":
+            return (self.cfl, w["shared"], w["relu"], w["W1"], w["b1"], w["Wc"], w["Wh"], w["bh"], w["Wo"],
+                    w["bo"], w["Nv"], w["Nx"], w["Nxx"], w["heads"])
         return (self.cfl, w["mirror"], w["W1"], w["b1"], w["Wh"], w["bh"], w["Wo"], w["bo"], w["Nv"], w["Nx"],
                 w["Nxx"], w["heads"])
 
@@ -222,10 +396,12 @@ class FastLearnedFV:
         f = [np.ascontiguousarray(np.asarray(v, dtype=np.float64).reshape(B, -1)) for v in (A, omega, phi, l)]
         times = np.ascontiguousarray(times, dtype=np.float64)
         out = np.empty((B, times.shape[0], self.nx))
+        face = self.w["kind"] == "face"
+        batch, one = (_solve_batch_face, _solve_one_face) if face else (_solve_batch, _solve_one)
         if parallel:
-            status = _solve_batch(u0, times, cond, self.L, *f, *self._args(), out)
+            status = batch(u0, times, cond, self.L, *f, *self._args(), out)
         else:
-            status = np.array([_solve_one(u0[b], times, cond[b], self.L, *(v[b] for v in f), *self._args(), out[b])
+            status = np.array([one(u0[b], times, cond[b], self.L, *(v[b] for v in f), *self._args(), out[b])
                                for b in range(B)])
         if (status < 0).any():
             b = int(np.argmax(status < 0))
