@@ -238,6 +238,9 @@ class LearnedFluxFV(nn.Module):
         if net not in ("conv", "face"):
             raise CompscopeError(f"learned finite volumes: net={net!r} is not a network of this solver",
                                  hint="use net='face' (small per-face MLP) or net='conv' (stencil CNN)")
+        if net == "face" and activation not in FaceNet.ACTIVATIONS:
+            raise CompscopeError(f"learned finite volumes: activation={activation!r} is not available",
+                                 hint=f"use one of {sorted(FaceNet.ACTIVATIONS)} (relu is the cheap one)")
         symmetric = bool(eq.reflection_symmetric)
         if mirror and not symmetric:
             raise CompscopeError(f"learned finite volumes: {eq.name} has no mirror symmetry u -> -u(L - x)",
