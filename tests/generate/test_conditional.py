@@ -17,6 +17,7 @@ from compscope.generate import (
     train_predictor,
 )
 from compscope.generate._conditional import DrawnBatches
+from compscope.models.artifacts import ArtifactError, ArtifactNotFoundError
 from compscope.train import read_metrics
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "generate"
@@ -106,13 +107,13 @@ def test_predictor_pt_of_the_earlier_train_predictor_loads(tmp_path, small_molec
     np.testing.assert_array_equal(old.predict(small_molecules), np.array(expected, dtype=np.float32))
     with pytest.raises(ConfigError, match="is a file"):
         train_predictor(FIXTURE / "predictor_v0.pt", "alpha", None, [0], max_seconds=1)
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ArtifactNotFoundError, match="not found"):
         load_predictor(tmp_path / "nothing.pt")
     (tmp_path / "junk.pt").write_text("not torch")
-    with pytest.raises(ConfigError, match="not a torch file"):
+    with pytest.raises(ArtifactError, match="not a readable property predictor"):
         load_predictor(tmp_path / "junk.pt")
     torch.save({"kind": "something else"}, tmp_path / "other.pt")
-    with pytest.raises(ConfigError, match="not a compscope property predictor"):
+    with pytest.raises(ArtifactError, match="not a compscope property predictor"):
         load_predictor(tmp_path / "other.pt")
 
 

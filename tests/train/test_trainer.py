@@ -165,3 +165,33 @@ def test_resolve_section_takes_the_flat_and_the_sectioned_form():
                         provided={"in_features": "data"})
     with pytest.raises(ConfigError):
         resolve_section({"s": {"init_args": {"out_feature": 3}}}, "s", torch.nn.Linear, provided={"in_features": "d"})
+
+
+class _Sleep(L.Callback):
+    """Idle wall time in every step: a wall-clock budget counts it, a CPU budget does not."""
+
+    def on_train_batch_end(self, *args, **kwargs):
+        import time
+        time.sleep(0.15)
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_budget_clock_counts_wall_or_cpu_seconds(tmp_path, clock):
+    torch.manual_seed(0)
+    run = RunDir(tmp_path / clock, config={"trainer": {"budget_clock": clock}}).start()
+    tr, va = _loaders()
+    cfg = TrainerConfig(progress_bar=False, max_epochs=-1, max_steps=12, max_time_minutes=1 / 60,
+                        budget_clock=clock)
+    res = fit(Quadratic(), None, run, cfg, train_dataloaders=tr, val_dataloaders=va, callbacks=[_Sleep()])
+    if clock == "wall":  # 1 s of budget, 0.15 s asleep per step
+        assert res.trainer.global_step <= 9 and res.train_seconds >= 1.0
+    else:  # 1.8 s asleep in 12 steps, far less CPU
+        assert res.trainer.global_step == 12 and res.train_seconds < 1.0
+    with pytest.raises(ResumeError, match="budget_clock"):
+        other = "cpu" if clock == "wall" else "wall"
+        RunDir(tmp_path / clock, resume=True, config={"trainer": {"budget_clock": other}}).start()
+
+
+def test_budget_clock_is_checked():
+    with pytest.raises(ConfigError, match="budget_clock"):
+        TrainerConfig(budget_clock="gpu")

@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from compscope.errors import ConfigError
+from compscope.models.artifacts import ArtifactError, read_model_file
 from compscope.nn.egnn import EGNN
 from compscope.train import RunDir, StepLoader, TrainerConfig, code_versions, fit, read_metrics
 
@@ -249,17 +250,8 @@ def load_predictor(path: str | Path) -> PropertyPredictor:
     """A :class:`PropertyPredictor` (eval mode) from ``model.pt`` of :func:`train_predictor`, a checkpoint of its
     run (``checkpoints/*.ckpt``) or a ``predictor.pt`` of the earlier ``train_predictor`` (compscope before
     issue 19), or a run folder (its ``model.pt``)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.exists():
-        raise ConfigError(f"property predictor {p} not found",
-                          hint="pass the model.pt (or run folder) written by compscope.generate.train_predictor")
-    try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - anything unreadable gets the same advice
-        raise ConfigError(f"{p} is not a torch file ({e})",
-                          hint="pass the model.pt written by compscope.generate.train_predictor") from None
+    p, d = read_model_file(path, what="property predictor",
+                           hint="pass the model.pt (or run folder) written by compscope.generate.train_predictor")
     if isinstance(d, dict) and d.get("kind") == PREDICTOR_KIND:
         cfg = d.get("config") or d.get("settings")  # model.pt, or the earlier predictor.pt
         state = d["state_dict"]
@@ -267,7 +259,7 @@ def load_predictor(path: str | Path) -> PropertyPredictor:
         cfg = d["hyper_parameters"]
         state = {k[len("model."):]: v for k, v in d["state_dict"].items() if k.startswith("model.")}
     else:
-        raise ConfigError(f"{p} is not a compscope property predictor",
+        raise ArtifactError(f"{p} is not a compscope property predictor",
                           hint="pass the model.pt written by compscope.generate.train_predictor")
     model = PropertyPredictor(cfg["prop"], cfg["hidden"], cfg["num_layers"])
     model.load_state_dict(state)

@@ -33,6 +33,7 @@ import lightning as L
 import torch
 
 from compscope.errors import ConfigError
+from compscope.models.artifacts import ArtifactError, read_model_file
 from compscope.train import (
     FitResult,
     RunDir,
@@ -195,15 +196,9 @@ def export(module: GeneratorModule, path: str | os.PathLike, result: FitResult |
 def load_model(path: str | os.PathLike, map_location="cpu") -> MoleculeGenerator:
     """Load a generator from ``model.pt`` (export) or a ``.ckpt`` of ``compscope generate train`` (the EMA
     weights when the run averaged them)."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"model file {p} not found: pass the model.pt (or a .ckpt) written by "
+    p, d = read_model_file(path, what="generator model", weights_only=False, device=map_location,
+                           hint="pass the model.pt (or a .ckpt, or the run folder) written by "
                                 "`compscope generate train`")
-    try:
-        d = torch.load(p, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - anything unreadable gets the same advice
-        raise ConfigError(f"{p} is not a torch file ({e})",
-                          hint="pass model.pt from `compscope generate train`") from None
     if isinstance(d, dict) and d.get("kind") == "compscope.generate model":
         model = build_model(d["config"])
         model.load_state_dict(d["state_dict"])
@@ -211,6 +206,6 @@ def load_model(path: str | os.PathLike, map_location="cpu") -> MoleculeGenerator
         model = build_model(d["hyper_parameters"]["model"])
         model.load_state_dict({k[len("model."):]: v for k, v in d["state_dict"].items() if k.startswith("model.")})
     else:
-        raise ConfigError(f"{p} is not a compscope generate model",
+        raise ArtifactError(f"{p} is not a compscope generate model",
                           hint="pass model.pt (or a checkpoint) from `compscope generate train`")
     return model.eval()

@@ -49,7 +49,7 @@ def bond_angles(x: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
 
 
 def dihedral_angles(x: torch.Tensor, quads: torch.Tensor) -> torch.Tensor:
-    """Dihedral angles (..., D) in (-pi, pi] of bead quadruples (D, 4) (IUPAC sign, as ``md.reference.dihedral``)."""
+    """Dihedral angles (..., D) in (-pi, pi] of bead quadruples (D, 4) (IUPAC sign, as ``analysis.dihedral_angles``)."""
     p0, p1, p2, p3 = (x[..., quads[:, i], :] for i in range(4))
     b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
     b1n = b1 / b1.norm(dim=-1, keepdim=True)

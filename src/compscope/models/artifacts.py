@@ -45,7 +45,8 @@ from ._registry import build_model
 __all__ = [
     "ArtifactError", "ArtifactNotFoundError", "CompiledPotential", "EXTENSIONS", "FORMAT", "OLD_FORMATS",
     "COMPILED_FORMAT",
-    "artifact_kind", "compile_model", "export_compiled", "export_model", "load_model", "save_package",
+    "artifact_kind", "compile_model", "export_compiled", "export_model", "load_model", "read_model_file",
+    "save_package",
 ]
 
 FORMAT = "compscope-model/2"
@@ -122,11 +123,35 @@ def save_package(model: nn.Module, path: str | Path, *, model_kwargs: Mapping[st
 
 
 def _torch_load(path: Path, device: str, what: str) -> Any:
+    return read_model_file(path, what=what, hint=f"pass {_ACCEPTED}", device=device)[1]
+
+
+def read_model_file(path: str | Path, *, what: str, hint: str, folder_file: str | None = "model.pt",
+                    weights_only: bool = True, device: str = "cpu") -> tuple[Path, Any]:
+    """The one way every task opens a model file: a run folder becomes its ``folder_file``, then the file must
+    exist and be a readable torch file. Returns ``(path, loaded object)``; the task checks what is inside.
+
+    Args:
+        path: a file, or a run folder (with ``folder_file``).
+        what: what the caller expects, for the message (``"property predictor"``).
+        hint: what to pass instead, for both errors.
+        folder_file: the file a run folder stands for (None: a folder is refused as not found).
+        weights_only: ``torch.load``'s safe mode (files written by compscope's packagers load with it).
+        device: ``map_location``.
+
+    Raises:
+        ArtifactNotFoundError: no such file.
+        ArtifactError: the file is not a readable torch file.
+    """
+    p = Path(path)
+    if p.is_dir() and folder_file:
+        p = p / folder_file
+    if not p.is_file():
+        raise ArtifactNotFoundError(f"{what} {p} not found", hint=hint)
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return p, torch.load(p, map_location=device, weights_only=weights_only)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign or damaged files
-        raise ArtifactError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})",
-                            hint=f"pass {_ACCEPTED}") from exc
+        raise ArtifactError(f"{p}: not a readable {what} ({type(exc).__name__}: {exc})", hint=hint) from exc
 
 
 def _restore(kwargs: dict[str, Any], state: dict[str, torch.Tensor], saved: torch.dtype, path: Path,

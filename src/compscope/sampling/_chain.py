@@ -36,6 +36,7 @@ import torch
 from compscope.errors import ResumeError, RunExistsError
 
 from ._errors import SamplingInputError
+from ._files import open_h5
 from ._largestep import LargeStepMH, LargeStepState
 from ._targets import Target, check_positions
 
@@ -215,17 +216,7 @@ def _attrs(h5, state: LargeStepState, n_kept: int, cycle: int, wall: float) -> N
 
 def read_chain_config(path: str | Path) -> dict:
     """The config stored in a chain file (refuses files of another format)."""
-    import h5py
-
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise SamplingInputError(f"{path} is not an HDF5 file ({err})",
-                                 hint="pass a file written by `compscope sample chain`") from None
-    with h5:
-        if h5.attrs.get("format") != CHAIN_FORMAT:
-            raise SamplingInputError(f"{path} is not a compscope chain file (format {h5.attrs.get('format')!r})",
-                                     hint="pass a file written by `compscope sample chain`")
+    with open_h5(path, "pass a file written by `compscope sample chain`", CHAIN_FORMAT) as h5:
         return json.loads(h5.attrs["config"])
 
 

@@ -38,6 +38,7 @@ from compscope.analysis import (
 )
 
 from ._errors import SamplingInputError
+from ._files import open_h5
 
 __all__ = ["load_dihedral_series", "compare_runs"]
 
@@ -46,16 +47,8 @@ def load_dihedral_series(path: str | Path) -> dict:
     """``{phi (n_traj, T), psi (n_traj, T), wall_s, kind, exact, label}`` of a chain or MD reference file.
 
     MD replicas of different lengths are cut to the shortest (ESS estimators pool equal-length chains)."""
-    import h5py
-
     path = Path(path)
-    if not path.exists():
-        raise SamplingInputError(f"{path} does not exist", hint="pass a chain file or an MD reference file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise SamplingInputError(f"{path} is not an HDF5 file ({err})",
-                                 hint="pass files of `compscope sample chain` or `compscope md reference`") from None
+    h5 = open_h5(path, "pass files of `compscope sample chain` or `compscope md reference`")
     with h5:
         if h5.attrs.get("format") == "compscope-chain/1":
             from ._chain import read_chain

@@ -27,6 +27,7 @@ import yaml
 
 from ._errors import SamplingInputError
 from ._estimators import energy_histogram, importance_weights, reweighted_mean, wasserstein_1d
+from ._files import open_h5
 from ._flow import EquivariantCNF, fold_chirality
 from ._targets import get_target
 
@@ -167,20 +168,8 @@ def write_samples(path: str | Path, samples: dict[str, Any], attrs: dict[str, An
 
 def read_samples(path: str | Path) -> dict[str, Any]:
     """``{positions, log_q, energy, log_w, attrs}`` of a file of :func:`write_samples`."""
-    import h5py
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: make it with `compscope sample draw MODEL --out {path.name}`")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise SamplingInputError(f"{path}: not an HDF5 file ({exc})",
-                                 hint="pass the samples.h5 written by `compscope sample draw`") from exc
-    with h5:
-        if h5.attrs.get("format") != SAMPLE_FORMAT:
-            raise SamplingInputError(f"{path}: not a samples file of compscope (format {SAMPLE_FORMAT})",
-                                     hint="pass the samples.h5 written by `compscope sample draw`")
+    with open_h5(path, f"pass the samples.h5 written by `compscope sample draw MODEL --out {Path(path).name}`",
+                 SAMPLE_FORMAT) as h5:
         out = {k: h5[k][:] for k in ("positions", "log_q", "energy", "log_w")}
         out["attrs"] = {k: json.loads(v) for k, v in h5.attrs.items() if k != "format"}
     return out

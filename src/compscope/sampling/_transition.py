@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compscope.models.artifacts import read_model_file
 from compscope.nn import kabsch
 
 from ._errors import SamplingInputError
@@ -240,12 +241,8 @@ class ConditionalCouplingFlow(nn.Module):
 def load_transition(path: str | Path, system: str | None = None, n_atoms: int | None = None,
                     dtype: torch.dtype = torch.float64) -> tuple[ConditionalCouplingFlow, dict]:
     """A trained kernel and its metadata from ``model.pt`` (or its run folder); refuses another system/molecule."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.pt"
-    if not p.exists():
-        raise SamplingInputError(f"{p} does not exist", hint="train a kernel first (sampling.train_transition)")
-    ck = torch.load(p, weights_only=False, map_location="cpu")
+    p, ck = read_model_file(path, what="transition kernel", weights_only=False,
+                            hint="train a kernel first (sampling.train_transition) and pass its model.pt")
     if not isinstance(ck, dict) or ck.get("format") != "compscope-transition/1":
         raise SamplingInputError(f"{p} is not a transition kernel", hint="pass the model.pt of train_transition")
     if system is not None and ck["system"] != system:

@@ -1,4 +1,4 @@
-"""Lightning callbacks every task trains with: weight EMA, a wall-clock budget over resumes, metrics, RNG states."""
+"""Lightning callbacks every task trains with: weight EMA, a wall or CPU time budget over resumes, metrics, RNG."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer, WeightAveraging
+from lightning.pytorch.trainer.states import RunningStage
+
+from compscope.errors import ConfigError
 
 __all__ = ["EMA", "TimeBudget", "MetricsSink", "RNGState", "write_csv", "read_metrics"]
 
@@ -73,22 +76,31 @@ class EMA(WeightAveraging):
 
 
 class TimeBudget(Timer):
-    """A wall-clock budget over the whole run, summed across ``--resume`` (Lightning's ``Timer``, whose elapsed
-    time is saved in every checkpoint).
+    """A time budget over the whole run, summed across ``--resume`` (Lightning's ``Timer``, whose elapsed time is
+    saved in every checkpoint).
 
     Args:
         seconds: the budget; ``None`` only times the run.
+        interval: check the budget every ``step`` or ``epoch``.
+        clock: ``wall`` (seconds on the wall clock) or ``cpu`` (CPU seconds of this process, all its threads
+            together: the same budget buys the same training on a busy machine as on an idle one).
 
     ``restored`` tells whether a resumed run's checkpoint carried the timer's state; :meth:`complete` is True when
     :meth:`time_elapsed` covers the whole run.
     """
 
     restored = False
+    CLOCKS = {"wall": time.monotonic, "cpu": time.process_time}
 
-    def __init__(self, seconds: float | None = None, interval: str = "step") -> None:
+    def __init__(self, seconds: float | None = None, interval: str = "step", clock: str = "wall") -> None:
+        if clock not in self.CLOCKS:
+            raise ConfigError(f"trainer.budget_clock={clock!r}: use one of {tuple(self.CLOCKS)}",
+                              hint="cpu counts this process's CPU seconds, wall the seconds on the clock")
         super().__init__(duration=None if seconds is None else {"seconds": max(1.0, float(seconds))},
                          interval=interval)
         self.budget_s = seconds
+        self.clock = clock
+        self._now = self.CLOCKS[clock]
 
     @property
     def state_key(self) -> str:
@@ -97,6 +109,34 @@ class TimeBudget(Timer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.restored = True
+
+    def time_elapsed(self, stage: str = "train") -> float:
+        start, end = self.start_time(stage), self.end_time(stage)
+        offset = self._offset if stage == RunningStage.TRAINING else 0
+        if start is None:
+            return offset
+        return (self._now() if end is None else end) - start + offset
+
+    def _mark(self, table: dict, stage: RunningStage) -> None:
+        table[stage] = self._now()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._start_time, RunningStage.TRAINING)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._end_time, RunningStage.TRAINING)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._start_time, RunningStage.VALIDATING)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._end_time, RunningStage.VALIDATING)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._start_time, RunningStage.TESTING)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._mark(self._end_time, RunningStage.TESTING)
 
     def complete(self, resumed: bool) -> bool:
         return not resumed or self.restored

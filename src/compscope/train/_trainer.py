@@ -35,7 +35,9 @@ class TrainerConfig:
     Args:
         max_epochs: epoch limit (-1: none).
         max_steps: optimiser-step limit (-1: none).
-        max_time_minutes: wall-clock budget of the whole run, summed over resumes.
+        max_time_minutes: time budget of the whole run, summed over resumes.
+        budget_clock: what ``max_time_minutes`` counts: ``wall`` seconds, or ``cpu`` seconds of the training
+            process (all threads; use it to compare runs on a shared machine).
         gradient_clip_val: gradient-norm clip (None: none).
         monitor: metric that picks ``best.ckpt`` and drives early stopping (None: keep only ``last``).
         mode: ``min`` or ``max`` for ``monitor``.
@@ -55,6 +57,7 @@ class TrainerConfig:
     """
 
     def __init__(self, max_epochs: int = 100, max_steps: int = -1, max_time_minutes: float | None = None,
+                 budget_clock: str = "wall",
                  gradient_clip_val: float | None = None, monitor: str | None = "val_loss", mode: str = "min",
                  early_stopping_patience: int | None = None, ema_decay: float = 0.0, ema_warmup: bool = True,
                  devices: int = 1,
@@ -68,6 +71,9 @@ class TrainerConfig:
             raise ConfigError(f"trainer.accelerator={accelerator!r}: use one of {_ACCELERATORS}")
         if not 0.0 <= ema_decay < 1.0:
             raise ConfigError(f"trainer.ema_decay={ema_decay}: give a decay in [0, 1) (0 = off, 0.99 is typical)")
+        if budget_clock not in TimeBudget.CLOCKS:
+            raise ConfigError(f"trainer.budget_clock={budget_clock!r}: use one of {tuple(TimeBudget.CLOCKS)}",
+                              hint="cpu counts the training process's CPU seconds, wall the seconds on the clock")
         if max_time_minutes is not None and max_time_minutes <= 0:
             raise ConfigError(f"trainer.max_time_minutes={max_time_minutes}: must be positive (or omit it)")
         self.__dict__.update({k: v for k, v in locals().items() if k != "self"})
@@ -79,7 +85,7 @@ class TrainerConfig:
         return f"TrainerConfig({self.as_dict()})"
 
     # options added after runs may have begun, with the behaviour those runs had (a resume compares with these)
-    ADDED_OPTIONS = {"ema_warmup": True}
+    ADDED_OPTIONS = {"ema_warmup": True, "budget_clock": "wall"}
     # options that may change when a run is resumed (budgets, hardware, display)
     RESUME_SAFE = ("max_epochs", "max_steps", "max_time_minutes", "devices", "strategy", "accelerator",
                    "num_threads", "progress_bar", "log_every_n_steps", "checkpoint_minutes", "early_stopping_patience")
@@ -150,7 +156,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule | None, run
         cbs.append(L.pytorch.callbacks.ModelCheckpoint(
             dirpath=run.checkpoints, save_last=True, save_top_k=0,
             train_time_interval=dt.timedelta(minutes=cfg.checkpoint_minutes)))
-    budget = TimeBudget(60.0 * cfg.max_time_minutes if cfg.max_time_minutes else None)
+    budget = TimeBudget(60.0 * cfg.max_time_minutes if cfg.max_time_minutes else None, clock=cfg.budget_clock)
     cbs += [budget, MetricsSink(run.path)]
     if cfg.ema_decay:
         cbs.append(EMA(cfg.ema_decay, warmup=cfg.ema_warmup))

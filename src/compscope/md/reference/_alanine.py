@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compscope.analysis import dihedral_angles
 from compscope.errors import CompscopeError
 from compscope.integrations.openmm_systems import (
     ALANINE_DIPEPTIDE_PDB,
@@ -53,16 +54,8 @@ class ReferenceError(CompscopeError, RuntimeError):  # noqa: A001 - our own erro
     """Reference-data generation cannot go on; the message says what to do."""
 
 
-def dihedral(pos: np.ndarray, idx: tuple[int, int, int, int]) -> np.ndarray:
-    """Dihedral angles (T,) in radians, in (-pi, pi], of atoms ``idx`` over frames ``pos`` (T, N, 3)."""
-    p0, p1, p2, p3 = (pos[:, i] for i in idx)
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - (b0 * b1n).sum(-1, keepdims=True) * b1n
-    w = b2 - (b2 * b1n).sum(-1, keepdims=True) * b1n
-    x = (v * w).sum(-1)
-    y = (np.cross(b1n, v) * w).sum(-1)
-    return np.arctan2(y, x)
+#: dihedral angles (T,) in (-pi, pi] of atoms ``idx`` over frames (T, N, 3) (compscope.analysis, one copy)
+dihedral = dihedral_angles
 
 
 def _system(solvent: str):
