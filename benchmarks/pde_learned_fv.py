@@ -339,7 +339,9 @@ def _headline(lv, cell, best) -> dict:
            "speedup_best_batched_wall": su.get(f"{best}_batched"),
            "speedup_best_batched_cpu": su.get(f"{best}_cpu_batched"),
            "learned_cpu_ms_single": lv["cpu_s_per_traj_single"] * 1e3,
-           "stable_2x_horizon": lv["stable_2x_horizon"], "mass_drift_max": lv["mass_drift_max"]}
+           "stable_2x_horizon": lv["stable_2x_horizon"], "mass_drift_max": lv["mass_drift_max"],
+           "beats_best_same_nx_on": (lv["per_trajectory"] or {}).get(
+               "learned_beats_best_same_nx" if best != "WENO5" else "learned_beats_weno_same_nx")}
     cf = out["coarsening_factor_best"]
     out["target_4x_cells_met"] = bool(cf is not None and eqb.get("bound") is None and cf >= 4)
     speeds = [out["speedup_best_single_cpu"], out["speedup_best_batched_cpu"]]
