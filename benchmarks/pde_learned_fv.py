@@ -230,7 +230,7 @@ def main() -> None:
                     mode = key.replace("s_per_traj_", "")
                     lv["speedup_at_equal_error"][f"{solver}_{mode}"] = (
                         None if eqe["time"] is None else eqe["time"] / lv[key])
-            lv["per_trajectory"] = _breakdown(lv, cell["classical"], nx, best, ref, p, B)
+            lv["breakdown"] = _breakdown(lv, cell["classical"], nx, best, ref, p, B)
             variants[label] = lv
         if variants:
             first = next(iter(variants))
@@ -240,7 +240,7 @@ def main() -> None:
             lv = variants[first]
             cell["coarsening_factor"] = lv["equal_error"]["WENO5"]["coarsening_factor"]  # as before: vs WENO5
             cell["speedup_at_equal_error"] = lv["speedup_at_equal_error"]
-            cell["per_trajectory"] = lv["per_trajectory"]
+            cell["per_trajectory"] = lv["breakdown"]
             cell["headline"] = {label: _headline(v, cell, best) for label, v in variants.items()}
         out_cells[f"{eq.name}/nx{nx}"] = cell
 
@@ -340,7 +340,7 @@ def _headline(lv, cell, best) -> dict:
            "speedup_best_batched_cpu": su.get(f"{best}_cpu_batched"),
            "learned_cpu_ms_single": lv["cpu_s_per_traj_single"] * 1e3,
            "stable_2x_horizon": lv["stable_2x_horizon"], "mass_drift_max": lv["mass_drift_max"],
-           "beats_best_same_nx_on": (lv["per_trajectory"] or {}).get(
+           "beats_best_same_nx_on": (lv["breakdown"] or {}).get(
                "learned_beats_best_same_nx" if best != "WENO5" else "learned_beats_weno_same_nx")}
     cf = out["coarsening_factor_best"]
     out["target_4x_cells_met"] = bool(cf is not None and eqb.get("bound") is None and cf >= 4)
