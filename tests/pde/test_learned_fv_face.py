@@ -152,3 +152,18 @@ def test_face_net_bad_input():
     u0[4] = np.inf
     with pytest.raises(NonFiniteInputError, match="initial condition"):
         model.solve(u0, [0.0, 0.1], [[1.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("name", ["learned_fv_e1_small.yaml", "learned_fv_e3_small.yaml"])
+def test_small_configs_resolve_to_the_face_net(name):
+    from pathlib import Path
+
+    import yaml
+
+    from compscope.pde import resolve_fv_config
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "pde" / name
+    cfg = resolve_fv_config(yaml.safe_load(path.read_text()))
+    assert cfg["model"]["net"] == "face" and cfg["trainer"]["budget_clock"] == "cpu"
+    model = LearnedFluxFV(cfg["data"]["equation"], cfg["data"]["nx"], **cfg["model"])
+    assert 500 < model.macs_per_face() < 1000  # far below the CNN's ~13,000
