@@ -2,22 +2,29 @@
 
 For one equation (E1 by default) and the coarse grids of the trained models: the accumulated error (steps
 50..nt-1, as the MP-PDE benchmark) and the relative L2 error at the final time against block-averaged references,
-mean ± standard error over the test trajectories, with wall-clock per trajectory (single trajectory, and a batch
-of all test trajectories divided by their number) for
+mean ± standard error over the test trajectories, with wall-clock *and CPU* seconds per trajectory (single
+trajectory, and a batch of all test trajectories divided by their number) for
 
-* the learned scheme (:class:`compscope.pde.FastLearnedFV`, numba; the torch solver's single-trajectory time too),
-* WENO5 + SSP-RK3 (numba) at ``--classical-nx`` (25 ... 400), each block-averaged to the cell's grid,
-* the pseudo-spectral IF-RK4 solver at the same grids (NaN where it blows up at shocks),
+* the learned scheme(s) (:class:`compscope.pde.FastLearnedFV`, numba; the torch solver's single-trajectory time
+  too), several models per grid allowed (``--model NX:LABEL=CKPT``, e.g. the small face net beside the CNN),
+* WENO5 + SSP-RK3 (numba) at ``--classical-nx`` (25 ... 800), each block-averaged to the cell's grid,
+* the pseudo-spectral IF-RK4 solver at ``--spectral-nx`` (NaN where it blows up at shocks),
 
-all in the same run on the same cores. The reference is WENO5 at ``--ref-nx`` (800) block-averaged to each grid
-(the training data are WENO5 at nx = 200). Also: the classical resolution the learned error corresponds to
-(log-log interpolation of WENO5's error against nx: the "coarsening factor"), the speed ratio at equal error
-against the best classical solver (interpolated on its error-runtime curve), stability over twice the training
-horizon (finite everywhere, total-variation growth) and mass conservation in every rollout, and the per-trajectory
-breakdown (where the learned scheme loses to WENO5 at the same grid). Writes
+all in the same run on the same cores. The reference (``--ref-solver``) is WENO5 at ``--ref-nx`` (1600) for
+E1/E2 and the spectral solver at ``--ref-nx`` (800) for dispersive settings (E3: WENO5's explicit dispersive step
+costs dx^3), block-averaged to each grid (the training data are WENO5 at nx = 200). Per cell: the classical grid
+each solver needs for the learned error (log-log interpolation of its error against nx: the "coarsening
+factor", against WENO5 and against the best classical solver of the cell), the speed ratio at equal error
+(interpolated on each solver's error-runtime curve, wall and CPU), stability over twice the training horizon
+(finite everywhere, total-variation growth), mass conservation in every rollout, the per-trajectory breakdown
+(where the learned scheme loses to the best classical solver at the same grid), a ``headline`` block, and the
+cost of each learned network (multiply-adds per face; its single-trajectory and batched time against WENO5's at
+every classical grid, the weights moved to that grid: cost only). Writes
 ``benchmarks/results/pde_learned_fv_<EQ>.json`` and ``..._pareto.png``::
 
-    nice -n 10 python -m benchmarks.pde_learned_fv --equation E1 --model 25=/work/lfv-runs/e1_nx25/checkpoints/best.ckpt
+    nice -n 10 python -m benchmarks.pde_learned_fv --equation E1 \
+        --model 25:small=/work/lfv-runs/e1_nx25_small/checkpoints/best.ckpt \
+        --model 25:cnn=/work/lfv-runs/e1_nx25/checkpoints/best.ckpt
 """
 
 from __future__ import annotations
@@ -41,13 +48,44 @@ def _se(x) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
-def _timed(fn, repeats: int) -> float:
-    best = np.inf
+def _timed(fn, repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU seconds (this process, all threads) of ``repeats`` calls."""
+    wall = cpu = np.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
+
+
+def _timing(single, batched, B: int) -> dict:
+    """Seconds per trajectory: single (one trajectory alone) and batched (B at once, divided by B)."""
+    return {"s_per_traj_single": single[0], "cpu_s_per_traj_single": single[1],
+            "s_per_traj_batched": batched[0] / B, "cpu_s_per_traj_batched": batched[1] / B}
+
+
+def equal_error(runs: dict, err: float, key: str) -> dict:
+    """A classical solver's grid and time (``key``) at the error ``err``, by log-log interpolation over its grids.
+
+    Where ``err`` lies outside the solver's range: ``bound`` says ``"below_coarsest"`` (the solver is already
+    more accurate at its coarsest grid: its grid and time there are upper bounds) or ``"above_finest"``.
+    """
+    pts = sorted((int(k), v) for k, v in runs.items() if np.isfinite(v["error"]) and v["error"] > 0)
+    if not pts or not np.isfinite(err):
+        return {"nx": None, "time": None, "bound": None}
+    if pts[0][1]["error"] <= err:
+        return {"nx": pts[0][0], "time": pts[0][1][key], "bound": "below_coarsest"}
+    if min(v["error"] for _, v in pts) > err:
+        return {"nx": None, "time": None, "bound": "above_finest"}
+    ns, errs, ts = [k for k, _ in pts], [v["error"] for _, v in pts], [v[key] for _, v in pts]
+    # the first crossing of the (monotone in practice) error curve
+    for j in range(1, len(pts)):
+        if errs[j] <= err:
+            f = (np.log(err) - np.log(errs[j - 1])) / (np.log(errs[j]) - np.log(errs[j - 1]))
+            return {"nx": float(np.exp(np.log(ns[j - 1]) + f * (np.log(ns[j]) - np.log(ns[j - 1])))),
+                    "time": float(np.exp(np.log(ts[j - 1]) + f * (np.log(ts[j]) - np.log(ts[j - 1])))),
+                    "bound": None}
+    return {"nx": None, "time": None, "bound": "above_finest"}
 
 
 def scores(pred: np.ndarray, ref: np.ndarray) -> dict:
@@ -88,12 +126,16 @@ def total_variation_growth(u: np.ndarray, nt: int) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--equation", default="E1")
-    ap.add_argument("--model", action="append", default=[], help="NX=CHECKPOINT of a trained learned-FV model "
-                                                                 "(repeat for several grids)")
-    ap.add_argument("--classical-nx", default="25,50,100,200,400")
-    ap.add_argument("--spectral-nx", default="25,50,100", help="grids of the spectral solver (it rings at shocks: "
-                                                                "on E1 it loses to WENO5 everywhere)")
-    ap.add_argument("--ref-nx", type=int, default=800)
+    ap.add_argument("--model", action="append", default=[],
+                    help="NX=CKPT or NX:LABEL=CKPT of a trained learned-FV model (repeat; the first per grid is the "
+                         "cell's headline model)")
+    ap.add_argument("--classical-nx", default=None, help="WENO5 grids (default 25,...,800; E3 25,...,200)")
+    ap.add_argument("--spectral-nx", default=None, help="spectral grids (default 25,50,100; E3 25,...,400)")
+    ap.add_argument("--ref-solver", choices=("auto", "weno", "spectral"), default="auto",
+                    help="auto: spectral where gamma can be nonzero (dispersive), else WENO5")
+    ap.add_argument("--ref-nx", type=int, default=None, help="reference grid (default 1600 WENO5 / 800 spectral)")
+    ap.add_argument("--cost-nx", default="25,50,100,200,400,800",
+                    help="grids of the cost sweep (learned networks against WENO5; batched up to 200)")
     ap.add_argument("--n-test", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None)
@@ -105,68 +147,55 @@ def main() -> None:
     import numba
     import torch
 
-    from compscope.pde import (
-        FastLearnedFV,
-        coarsen,
-        forcing_cell_average,
-        generate,
-        get_equation,
-        load_learned_fv,
-        load_split,
-        spectral_solve,
-        weno_solve,
-        weno_solve_batch,
-    )
+    from compscope.pde import coarsen, forcing_cell_average, generate, get_equation, load_split
 
     torch.set_num_threads(1)
     eq = get_equation(args.equation)
+    dispersive = eq.gamma[1] > 0
+    ref_solver = args.ref_solver if args.ref_solver != "auto" else ("spectral" if dispersive else "weno")
+    ref_nx = args.ref_nx or (800 if ref_solver == "spectral" else 1600)
+    classical_nx = [int(v) for v in (args.classical_nx or ("25,50,100,200" if dispersive else
+                                                           "25,50,100,200,400,800")).split(",")]
+    spectral_nx = [int(v) for v in (args.spectral_nx or ("25,50,100,200,400" if dispersive else
+                                                         "25,50,100")).split(",") if v]
     test = load_split(generate(eq.name, "test", args.n_test, args.seed, args.cache, progress=False), eq.nx_ref)
     p = test["params"]
     B = args.n_test
     farg = (p["alpha"], p["beta"], p["gamma"], eq.L, p["A"], p["omega"], p["phi"], p["l"])
+    cond = np.stack([p["alpha"], p["beta"], p["gamma"]], 1)
 
     def u0_at(n):
         return np.stack([forcing_cell_average({k: p[k][b] for k in p}, eq.L, n, 0.0) for b in range(B)])
 
+    runners = {"WENO5": _weno_runner(eq, farg), "spectral": _spectral_runner(eq, p)}
     t0 = time.perf_counter()
-    ref_fine = weno_solve_batch(u0_at(args.ref_nx), eq.times, *farg)  # (B, nt, ref_nx)
+    ref_fine = runners["WENO5" if ref_solver == "weno" else "spectral"](u0_at(ref_nx), slice(None))
     ref_seconds = time.perf_counter() - t0
-    models = {int(k): v for k, v in (m.split("=", 1) for m in args.model)}
+    if not np.isfinite(ref_fine).all():
+        raise SystemExit(f"the {ref_solver} reference at nx={ref_nx} is not finite: choose --ref-solver weno")
+    models: dict[int, list[tuple[str, str]]] = {}
+    for m in args.model:
+        key, path = m.split("=", 1)
+        nx_s, _, label = key.partition(":")
+        models.setdefault(int(nx_s), []).append((label or "learned", path))
     cells = sorted(models) or [25]
-    classical_nx = [int(v) for v in args.classical_nx.split(",")]
-    spectral_nx = [int(v) for v in args.spectral_nx.split(",") if v]
-    cond = np.stack([p["alpha"], p["beta"], p["gamma"]], 1)
     # the stored nx = 200 data against our reference: what the training targets are worth
     data_err = {nx: scores(coarsen(test["u"].astype(float), nx, "block"), coarsen(ref_fine, nx, "block"))["error"]
                 for nx in cells}
 
     classical: dict[str, dict[int, dict]] = {"WENO5": {}, "spectral": {}}
     preds: dict[str, dict[int, np.ndarray]] = {"WENO5": {}, "spectral": {}}
-    for n in classical_nx:
-        u0 = u0_at(n)
-        weno_solve(u0[0], eq.times, *[a[0] for a in farg[:3]], eq.L, *[a[0] for a in farg[4:]])  # compile
-        preds["WENO5"][n] = weno_solve_batch(u0, eq.times, *farg)
-        classical["WENO5"][n] = {
-            "s_per_traj_batched": _timed(lambda u0=u0: weno_solve_batch(u0, eq.times, *farg), 2) / B,
-            "s_per_traj_single": _timed(lambda u0=u0: weno_solve(u0[0], eq.times, *[a[0] for a in farg[:3]], eq.L,
-                                                                 *[a[0] for a in farg[4:]]), 5)}
-        if n not in spectral_nx:
-            continue
-        x = (np.arange(n) + 0.5) * eq.L / n
-        kw = 2 * np.pi * p["l"][:, None, :] / eq.L
-        pts = np.sum(p["A"][:, None, :] * np.sin(kw * x[None, :, None] + p["phi"][:, None, :]), -1)
+    for solver, grids in (("WENO5", classical_nx), ("spectral", spectral_nx)):
+        run = runners[solver]
+        for n in grids:
+            u0 = u0_at(n)
+            run(u0[:1], slice(0, 1))  # compile / warm up
+            preds[solver][n] = run(u0, slice(None))
+            reps = (5, 2) if n <= 400 else (2, 1)
+            classical[solver][n] = _timing(_timed(lambda u0=u0, run=run: run(u0[:1], slice(0, 1)), reps[0]),
+                                           _timed(lambda u0=u0, run=run: run(u0, slice(None)), reps[1]), B)
 
-        def spec(sl=slice(None), pts=pts):
-            return spectral_solve(pts[sl], eq.times, p["alpha"][sl], p["beta"][sl], p["gamma"][sl], eq.L,
-                                  p["A"][sl], p["omega"][sl], p["phi"][sl], p["l"][sl])
-
-        try:
-            with np.errstate(all="ignore"):
-                preds["spectral"][n] = spec()
-        except FloatingPointError:
-            preds["spectral"][n] = np.full((B, eq.nt, n), np.nan)
-        classical["spectral"][n] = {"s_per_traj_batched": _timed(lambda spec=spec: _quiet(spec), 1) / B,
-                                    "s_per_traj_single": _timed(lambda spec=spec: _quiet(spec, slice(0, 1)), 1)}
+    from compscope.pde import FastLearnedFV, load_learned_fv
 
     out_cells = {}
     for nx in cells:
@@ -179,50 +208,183 @@ def main() -> None:
                     continue
                 sc = scores(coarsen(preds[solver][n], nx, "block"), ref)
                 cell["classical"][solver][str(n)] = {**sc, **timing}
-        if nx in models:
-            fv = load_learned_fv(models[nx], eq.name, nx)
-            learned = _learned(fv, FastLearnedFV(fv), u0_at(nx), cond, p, eq, ref, farg)
-            learned["checkpoint"] = models[nx]
-            sc = learned
-            cell["learned"] = learned
-            w = cell["classical"]["WENO5"]
-            ns = sorted(int(k) for k in w)
-            errs = [w[str(k)]["error"] for k in ns]
-            n_eq = interp_loglog(errs, ns, sc["error"])  # WENO5's grid at the learned error
-            cell["weno_nx_at_learned_error"] = n_eq
-            cell["coarsening_factor"] = None if n_eq is None else n_eq / nx
-            ratios = {}
+        # the best classical solver of the cell: the lower error at the cell's own grid
+        same = {sv: r[str(nx)] for sv, r in cell["classical"].items() if str(nx) in r and r[str(nx)]["finite"]}
+        best = min(same, key=lambda sv: same[sv]["error"]) if same else "WENO5"
+        cell["best_classical"] = best
+        variants = {}
+        for label, path in models.get(nx, []):
+            fv = load_learned_fv(path, eq.name, nx)
+            lv = _learned(fv, FastLearnedFV(fv), u0_at(nx), cond, p, eq, ref, farg)
+            lv["checkpoint"] = path
+            lv["equal_error"] = {}
+            lv["speedup_at_equal_error"] = {}
             for solver, runs in cell["classical"].items():
-                e = [runs[k]["error"] for k in runs]
-                for mode in ("single", "batched"):
-                    t_eq = interp_loglog(e, [runs[k][f"s_per_traj_{mode}"] for k in runs], sc["error"])
-                    ratios[f"{solver}_{mode}"] = None if t_eq is None else t_eq / learned[f"s_per_traj_{mode}"]
-            cell["speedup_at_equal_error"] = ratios
-            same = w[str(nx)]["per_trajectory"] if str(nx) in w else None
-            if same is not None and sc["per_trajectory"] is not None:
-                lost = [b for b in range(B) if sc["per_trajectory"][b] > same[b]]
-                tv_ref = np.abs(np.diff(ref[:, -1], axis=-1, append=ref[:, -1, :1])).sum(-1)
-                cell["per_trajectory"] = {
-                    "learned_beats_weno_same_nx": B - len(lost), "n": B, "loses_on": lost,
-                    "ratio_to_weno_same_nx": (np.asarray(sc["per_trajectory"]) / np.asarray(same)).tolist(),
-                    "reference_final_tv": tv_ref.tolist(), "wave_numbers": p["l"].tolist()}
+                for key in ("s_per_traj_single", "cpu_s_per_traj_single", "s_per_traj_batched",
+                            "cpu_s_per_traj_batched"):
+                    eqe = equal_error(runs, lv["error"], key)
+                    if key == "s_per_traj_single":
+                        lv["equal_error"][solver] = {"nx": eqe["nx"], "bound": eqe["bound"],
+                                                     "coarsening_factor": None if eqe["nx"] is None
+                                                     else eqe["nx"] / nx}
+                    mode = key.replace("s_per_traj_", "")
+                    lv["speedup_at_equal_error"][f"{solver}_{mode}"] = (
+                        None if eqe["time"] is None else eqe["time"] / lv[key])
+            lv["breakdown"] = _breakdown(lv, cell["classical"], nx, best, ref, p, B)
+            variants[label] = lv
+        if variants:
+            first = next(iter(variants))
+            cell["learned"] = variants[first]
+            cell["learned_label"] = first
+            cell["learned_variants"] = {k: v for k, v in variants.items() if k != first}
+            lv = variants[first]
+            cell["coarsening_factor"] = lv["equal_error"]["WENO5"]["coarsening_factor"]  # as before: vs WENO5
+            cell["speedup_at_equal_error"] = lv["speedup_at_equal_error"]
+            cell["per_trajectory"] = lv["breakdown"]
+            cell["headline"] = {label: _headline(v, cell, best) for label, v in variants.items()}
         out_cells[f"{eq.name}/nx{nx}"] = cell
 
+    cost = _cost_sweep(models, eq, [int(v) for v in args.cost_nx.split(",") if v], u0_at, cond, p, runners)
     name = args.name or f"pde_learned_fv_{eq.name}"
     png = (RESULTS / "sweeps" if args.sweep else RESULTS) / f"{name}_pareto.png"
     _plot(out_cells, png, eq.name)
-    notes = [f"reference: WENO5 at nx={args.ref_nx} block-averaged ({ref_seconds:.1f} s for {B} trajectories); "
+    notes = [f"reference: {ref_solver} at nx={ref_nx} block-averaged ({ref_seconds:.1f} s for {B} trajectories); "
              f"training data: WENO5 at nx={eq.nx_ref} block-averaged (their own error against this reference is "
-             f"training_data_error)", f"numba threads {numba.get_num_threads()}, torch threads 1",
+             "training_data_error)", f"numba threads {numba.get_num_threads()}, torch threads 1; "
+             "cpu_s_* are process CPU seconds (all threads), robust to the load of other jobs on a shared machine",
              *args.note]
-    write_result(name, {"equation": eq.name, "n_test": B, "ref_nx": args.ref_nx, "given_steps": N0,
-                        "cells": out_cells, "plot": png.name}, seed=args.seed, notes=notes, sweep=args.sweep)
+    write_result(name, {"equation": eq.name, "n_test": B, "ref_solver": ref_solver, "ref_nx": ref_nx,
+                        "given_steps": N0, "cells": out_cells, "cost": cost, "plot": png.name},
+                 seed=args.seed, notes=notes, sweep=args.sweep)
     for key, cell in out_cells.items():
-        line = {k: cell.get(k) for k in ("coarsening_factor", "speedup_at_equal_error")}
-        print(key, "learned", cell.get("learned", {}).get("error"), line)
+        print(key, "best classical:", cell["best_classical"])
+        for label, h in cell.get("headline", {}).items():
+            print("  ", label, h)
         for solver, runs in cell["classical"].items():
             print("   ", solver, {k: (round(v["error"], 6) if np.isfinite(v["error"]) else None,
-                                      f"{v['s_per_traj_single'] * 1e3:.1f} ms") for k, v in runs.items()})
+                                      f"{v['cpu_s_per_traj_single'] * 1e3:.2f} cpu-ms") for k, v in runs.items()})
+    for label, c in cost.items():
+        print("cost", label, c["macs_per_face"], {n: round(r["ratio_single_cpu"], 2) for n, r in c["grids"].items()})
+
+
+def _weno_runner(eq, farg):
+    from compscope.pde import weno_solve, weno_solve_batch
+
+    def run(u0, sl):
+        if u0.shape[0] == 1:
+            b = sl.start or 0
+            return weno_solve(u0[0], eq.times, *[a[b] for a in farg[:3]], eq.L, *[a[b] for a in farg[4:]])[0][None]
+        return weno_solve_batch(u0, eq.times, *farg)
+
+    return run
+
+
+def _spectral_runner(eq, p):
+    """The spectral solver from the point values of the initial forcing at the cell centres of ``u0``'s grid
+    (it returns cell averages); NaN where it fails."""
+    from compscope.pde import spectral_solve
+
+    def run(u0, sl):
+        n = u0.shape[-1]
+        x = (np.arange(n) + 0.5) * eq.L / n
+        q = {k: v[sl] for k, v in p.items()}
+        kw = 2 * np.pi * q["l"][:, None, :] / eq.L
+        pts = np.sum(q["A"][:, None, :] * np.sin(kw * x[None, :, None] + q["phi"][:, None, :]), -1)
+        try:
+            with np.errstate(all="ignore"):
+                out = spectral_solve(pts, eq.times, q["alpha"], q["beta"], q["gamma"], eq.L, q["A"], q["omega"],
+                                     q["phi"], q["l"])
+        except FloatingPointError:
+            out = None
+        return np.full((pts.shape[0], eq.nt, n), np.nan) if out is None else out
+
+    return run
+
+
+def _breakdown(lv, classical, nx, best, ref, p, B) -> dict | None:
+    """Per trajectory: the learned error against WENO5's and the best classical solver's at the same grid."""
+    if lv["per_trajectory"] is None:
+        return None
+    mine = np.asarray(lv["per_trajectory"])
+    tv_ref = np.abs(np.diff(ref[:, -1], axis=-1, append=ref[:, -1, :1])).sum(-1)
+    out = {"n": B, "reference_final_tv": tv_ref.tolist(), "wave_numbers": p["l"].tolist(),
+           "coefficients": np.stack([p["alpha"], p["beta"], p["gamma"]], 1).tolist()}
+    for solver in ("WENO5", best):
+        same = classical[solver].get(str(nx), {}).get("per_trajectory")
+        if same is None:
+            continue
+        tag = "weno_same_nx" if solver == "WENO5" else "best_same_nx"
+        lost = [b for b in range(B) if mine[b] > same[b]]
+        out[f"learned_beats_{tag}"] = B - len(lost)
+        out[f"loses_on_{tag}"] = lost
+        out[f"ratio_to_{tag}"] = (mine / np.asarray(same)).tolist()
+    # back-compatible names
+    out["loses_on"] = out.get("loses_on_weno_same_nx")
+    return out
+
+
+def _headline(lv, cell, best) -> dict:
+    """One cell's numbers against its targets (the issue: 4x the cells, 3x faster at equal error)."""
+    eqb = lv["equal_error"].get(best, {})
+    su = lv["speedup_at_equal_error"]
+    same = cell["classical"][best].get(str(cell["nx"]), {})
+    out = {"error": lv["error"], "error_se": lv["error_se"], "rel_l2_final": lv["rel_l2_final"],
+           "macs_per_face": lv["macs_per_face"], "best_classical": best,
+           "best_classical_error_same_nx": same.get("error"), "best_classical_error_se_same_nx": same.get("error_se"),
+           "weno_error_same_nx": cell["classical"]["WENO5"].get(str(cell["nx"]), {}).get("error"),
+           "coarsening_factor_weno": lv["equal_error"]["WENO5"]["coarsening_factor"],
+           "coarsening_factor_best": eqb.get("coarsening_factor"), "coarsening_bound_best": eqb.get("bound"),
+           "speedup_best_single_wall": su.get(f"{best}_single"), "speedup_best_single_cpu": su.get(f"{best}_cpu"
+                                                                                                    "_single"),
+           "speedup_best_batched_wall": su.get(f"{best}_batched"),
+           "speedup_best_batched_cpu": su.get(f"{best}_cpu_batched"),
+           "learned_cpu_ms_single": lv["cpu_s_per_traj_single"] * 1e3,
+           "stable_2x_horizon": lv["stable_2x_horizon"], "mass_drift_max": lv["mass_drift_max"],
+           "beats_best_same_nx_on": (lv["breakdown"] or {}).get(
+               "learned_beats_best_same_nx" if best != "WENO5" else "learned_beats_weno_same_nx")}
+    cf = out["coarsening_factor_best"]
+    out["target_4x_cells_met"] = bool(cf is not None and eqb.get("bound") is None and cf >= 4)
+    speeds = [out["speedup_best_single_cpu"], out["speedup_best_batched_cpu"]]
+    out["target_3x_faster_met"] = bool(all(v is not None and v >= 3 for v in speeds) and eqb.get("bound") is None)
+    return out
+
+
+def _cost_sweep(models, eq, grids, u0_at, cond, p, runners) -> dict:
+    """Each learned network's rollout time on every grid (the weights moved there: cost only) against WENO5's:
+    single trajectory at every grid, batched up to nx = 200, wall and CPU."""
+    import torch
+
+    from compscope.pde import FastLearnedFV, LearnedFluxFV, load_learned_fv
+
+    f = [p[k] for k in ("A", "omega", "phi", "l")]
+    out = {}
+    for nx, entries in models.items():
+        for label, path in entries:
+            fv = load_learned_fv(path, eq.name, nx)
+            key = f"{label}@nx{nx}"
+            out[key] = {"macs_per_face": fv.macs_per_face(), "model": fv.config, "grids": {}}
+            for n in grids:
+                other = LearnedFluxFV(**{**fv.config, "nx": n})
+                with torch.no_grad():
+                    other.load_state_dict(fv.state_dict())
+                fast = FastLearnedFV(other)
+                u0 = u0_at(n)
+                fast.solve(u0[:1], eq.times[:3], cond[:1], *[a[:1] for a in f])  # compile
+                Bn = u0.shape[0] if n <= 200 else 0
+                reps = 3 if n <= 200 else 1
+                ls = _timed(lambda u0=u0, fast=fast: fast.solve(u0[:1], eq.times, cond[:1], *[a[:1] for a in f],
+                                                                parallel=False), reps)
+                ws = _timed(lambda u0=u0: runners["WENO5"](u0[:1], slice(0, 1)), reps)
+                row = {"learned_single_wall": ls[0], "learned_single_cpu": ls[1], "weno_single_wall": ws[0],
+                       "weno_single_cpu": ws[1], "ratio_single_cpu": ls[1] / ws[1]}
+                if Bn:
+                    lb = _timed(lambda u0=u0, fast=fast: fast.solve(u0, eq.times, cond, *f), 1)
+                    wb = _timed(lambda u0=u0: runners["WENO5"](u0, slice(None)), 1)
+                    row.update(learned_batched_wall=lb[0] / Bn, learned_batched_cpu=lb[1] / Bn,
+                               weno_batched_wall=wb[0] / Bn, weno_batched_cpu=wb[1] / Bn,
+                               ratio_batched_cpu=lb[1] / wb[1])
+                out[key]["grids"][str(n)] = row
+    return out
 
 
 def _learned(fv, fast, u0, cond, p, eq, ref, farg) -> dict:
@@ -234,9 +396,13 @@ def _learned(fv, fast, u0, cond, p, eq, ref, farg) -> dict:
     B, nx = u0.shape
     f = [p[k] for k in ("A", "omega", "phi", "l")]
     fast.solve(u0[:1], eq.times[:3], cond[:1], *[a[:1] for a in f])  # compile
-    sc = scores(fast.solve(u0, eq.times, cond, *f), ref)
-    single = _timed(lambda: fast.solve(u0[:1], eq.times, cond[:1], *[a[:1] for a in f], parallel=False), 5)
-    batched = _timed(lambda: fast.solve(u0, eq.times, cond, *f), 2) / B
+    try:
+        sc = scores(fast.solve(u0, eq.times, cond, *f), ref)
+    except Exception as err:  # a blow-up (RolloutDivergedError) is a result, not a crash
+        sc = {**scores(np.full((B, eq.nt, nx), np.nan), ref), "diverged": str(err)}
+    timing = _timing(_timed(lambda: fast.solve(u0[:1], eq.times, cond[:1], *[a[:1] for a in f], parallel=False),
+                            5),
+                     _timed(lambda: fast.solve(u0, eq.times, cond, *f), 2), B)
     with torch.no_grad():
         torch_single = _timed(lambda: fv.solve(u0[0], eq.times, cond[:1], {k: p[k][:1] for k in
                                                                            ("A", "omega", "phi", "l")}), 1)
@@ -244,28 +410,20 @@ def _learned(fv, fast, u0, cond, p, eq, ref, farg) -> dict:
     try:
         long = fast.solve(u0, times2, cond, *f)
         stable = bool(np.isfinite(long).all())
-    except FloatingPointError:
+    except Exception:
         long, stable = None, False
     w_long = weno_solve_batch(u0, times2, *farg)
 
     def mass(u):
         return u.sum(-1) * (eq.L / nx)
 
-    return {**sc, "s_per_traj_single": single, "s_per_traj_batched": batched,
-            "s_per_traj_single_torch": torch_single, "model": fv.config,
+    return {**sc, **timing, "s_per_traj_single_torch": torch_single[0], "cpu_s_per_traj_single_torch":
+            torch_single[1], "model": fv.config, "macs_per_face": fv.macs_per_face(),
             "parameters": sum(q.numel() for q in fv.parameters()), "stable_2x_horizon": stable,
             "tv_growth_2x": total_variation_growth(long, eq.nt).tolist() if stable else None,
             "weno_tv_growth_2x": total_variation_growth(w_long, eq.nt).tolist(),
             "mass_drift_max": float(np.abs(mass(long) - mass(long[:, :1])).max()) if stable else None,
             "mass_drift_max_weno": float(np.abs(mass(w_long) - mass(w_long[:, :1])).max())}
-
-
-def _quiet(fn, *a):
-    try:
-        with np.errstate(all="ignore"):
-            return fn(*a)
-    except FloatingPointError:
-        return None
 
 
 def _plot(cells: dict, path: Path, equation: str) -> None:
@@ -274,24 +432,27 @@ def _plot(cells: dict, path: Path, equation: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(cells), figsize=(5.5 * len(cells), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(cells), figsize=(6 * len(cells), 4.8), squeeze=False)
     for ax, (key, cell) in zip(axes[0], cells.items(), strict=True):
         for solver, style in (("WENO5", "o-"), ("spectral", "s--")):
             runs = cell["classical"][solver]
             pts = sorted((int(k), v) for k, v in runs.items() if np.isfinite(v["error"]) and v["error"] > 0)
             if pts:
-                ax.loglog([v["s_per_traj_single"] for _, v in pts], [v["error"] for _, v in pts], style,
+                ax.loglog([v["cpu_s_per_traj_single"] for _, v in pts], [v["error"] for _, v in pts], style,
                           label=f"{solver} (nx " + ",".join(str(k) for k, _ in pts) + ")")
                 for k, v in pts:
-                    ax.annotate(str(k), (v["s_per_traj_single"], v["error"]), fontsize=7)
-        if "learned" in cell:
-            lv = cell["learned"]
-            ax.loglog([lv["s_per_traj_single"]], [lv["error"]], "r*", ms=14, label=f"learned FV nx {cell['nx']}")
-        ax.set_xlabel("s per trajectory (single)")
+                    ax.annotate(str(k), (v["cpu_s_per_traj_single"], v["error"]), fontsize=7)
+        variants = {cell.get("learned_label", "learned"): cell["learned"]} if "learned" in cell else {}
+        variants.update(cell.get("learned_variants", {}))
+        for (label, lv), marker in zip(variants.items(), ("r*", "mP", "gX", "cD"), strict=False):
+            if np.isfinite(lv["error"]):
+                ax.errorbar([lv["cpu_s_per_traj_single"]], [lv["error"]], yerr=[lv["error_se"]], fmt=marker, ms=12,
+                            label=f"learned FV '{label}' nx {cell['nx']} ({lv['macs_per_face']} MACs/face)")
+        ax.set_xlabel("CPU s per trajectory (single, 1 thread)")
         ax.set_ylabel("accumulated error vs reference")
         ax.set_title(key)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{equation}: error vs runtime (lower left is better)")
+    fig.suptitle(f"{equation}: error vs cost (lower left is better)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -41,7 +41,7 @@ __all__ = [
     "model_spec", "count_parameters", "mesh_edges", "plot_error_vs_runtime", "plot_rollout", "PDEDataModule",
     "RepeatedTrajectories", "NeuralPDESolver", "EquationMismatchError", "evaluate", "load_solver", "SECTIONS",
     "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time",
-    "LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis", "LearnedFVData",
+    "LearnedFluxFV", "StencilNet", "FaceNet", "Forcing", "NonFiniteInputError", "consistency_basis", "LearnedFVData",
     "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv", "load_learned_fv", "FastLearnedFV",
 ]
 
@@ -54,7 +54,7 @@ _LAZY = {
     "_data": ["PDEDataModule", "RepeatedTrajectories"],
     "_module": ["NeuralPDESolver"],
     "_evaluate": ["EquationMismatchError", "evaluate", "load_solver"],
-    "_learned_fv": ["LearnedFluxFV", "StencilNet", "Forcing", "NonFiniteInputError", "consistency_basis"],
+    "_learned_fv": ["LearnedFluxFV", "StencilNet", "FaceNet", "Forcing", "NonFiniteInputError", "consistency_basis"],
     "_learned_fv_train": ["LearnedFVData", "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv",
                           "load_learned_fv"],
     "_learned_fv_fast": ["FastLearnedFV"],

@@ -20,6 +20,15 @@ operations, tested against the numba solver). The flux form makes mass conservat
 reflection-symmetric settings (E1, E2: ``u(t, x) -> -u(t, L - x)``) the flux is symmetrised,
 ``F = (F(u) + R F(M u)) / 2``, so the learned scheme is mirror-equivariant by construction.
 
+Two networks (``net=``): ``"conv"`` (:class:`StencilNet`, a periodic 1D CNN whose receptive field grows with its
+layers; ~14k multiply-adds per face at hidden 32, 3 layers, doubled by the symmetrisation) and ``"face"``
+(:class:`FaceNet`, the small one: a per-face MLP of the six cell averages *normalised per stencil*,
+``(s - mean s) / std s``, plus the PDE coefficients; a few hundred multiply-adds per face). Normalised inputs make
+the coefficients invariant under ``u -> a u + b`` (as WENO's weights are), and the mirror needs no second flux
+evaluation: the right state at a face is the left state of the mirrored stencil ``-R s``, computed by the same
+network, and the derivative corrections are (anti)symmetrised between the two evaluations, so the scheme is
+exactly mirror-equivariant at the price of two MLP evaluations per face and no second WENO/Godunov pass.
+
 Why torch (not JAX): the model trains with the project's shared trainer (:func:`compscope.train.fit`, Lightning:
 resumable runs, time budget, checkpoints, metrics) and autograd through the unrolled SSP-RK3 steps is all the
 training needs; the fixed WENO/Godunov parts run in float64 on CPU, where the scheme is a few small tensor ops.
@@ -38,8 +47,8 @@ from compscope.errors import CompscopeError
 from ._equations import ResolutionError, get_equation
 from ._weno import forcing_tables, weno5z_face
 
-__all__ = ["STENCIL", "consistency_basis", "StencilNet", "LearnedFluxFV", "Forcing", "NonFiniteInputError",
-           "mirror_faces"]
+__all__ = ["STENCIL", "consistency_basis", "StencilNet", "FaceNet", "LearnedFluxFV", "Forcing",
+           "NonFiniteInputError", "mirror_faces", "normalised_stencils", "NORM_EPS"]
 
 STENCIL = 6  # cells i-2 .. i+3 around face i + 1/2
 _OFFSETS = np.arange(-2, 4)  # cell offsets relative to cell i; cell i + o spans [o - 1, o] (units of dx), face at 0
@@ -120,6 +129,53 @@ class StencilNet(nn.Module):
         return self.out(h)
 
 
+NORM_EPS = 1e-3  # floor of the per-stencil standard deviation (units of u): flat stencils give ~zero inputs
+
+
+def normalised_stencils(S: torch.Tensor) -> torch.Tensor:
+    """Stencils S (..., 6) -> ``(S - mean) / sqrt(var + NORM_EPS^2)`` per stencil (the :class:`FaceNet` input)."""
+    d = S - S.mean(-1, keepdim=True)
+    return d / torch.sqrt((d * d).mean(-1, keepdim=True) + NORM_EPS * NORM_EPS)
+
+
+class FaceNet(nn.Module):
+    """Small per-face MLP shared by all faces: normalised stencil (B, n, 6) + coefficients (B, P) -> (B, n, n_out).
+
+    ``layers`` layers of width ``hidden`` with ``activation`` (``"relu"``, the cheap one at inference, or
+    ``"tanh"``; the first sees the 6 normalised cell averages, the coefficients enter as a per-trajectory shift of
+    its bias, free per face), then a linear output layer that starts at zero.
+    Multiply-adds per evaluation: ``6 H + (layers - 1) H^2 + H n_out`` (:meth:`macs`).
+    """
+
+    ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+    def __init__(self, n_params: int, n_out: int, hidden: int = 16, layers: int = 2,
+                 activation: str = "relu") -> None:
+        super().__init__()
+        if layers < 1 or hidden < 1:
+            raise ValueError(f"FaceNet: layers={layers} and hidden={hidden} must be >= 1")
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"FaceNet: activation={activation!r} is not one of {sorted(self.ACTIVATIONS)}")
+        self.activation = activation
+        self.act = self.ACTIVATIONS[activation]
+        self.first = nn.Linear(STENCIL, hidden)
+        self.cond = nn.Linear(n_params, hidden, bias=False)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        self.out = nn.Linear(hidden, n_out)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def macs(self) -> int:
+        H = self.first.out_features
+        return STENCIL * H + len(self.hidden) * H * H + H * self.out.out_features
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.first(x) + self.cond(cond)[:, None, :])
+        for lin in self.hidden:
+            h = self.act(lin(h))
+        return self.out(h)
+
+
 class Forcing:
     """Exact cell averages of the forcing sines of a batch on a grid: ``sum_j sin(w_j t + phi_j) fc_j +
     cos(w_j t + phi_j) fs_j`` (the tables of :func:`._weno.forcing_tables`). ``None`` params: no forcing."""
@@ -152,7 +208,10 @@ class LearnedFluxFV(nn.Module):
     Args:
         equation: ``E1``, ``E2``, ``E3`` or their ``-authors`` variants (periodic combined equation).
         nx: cells (at least the 6-cell stencil).
-        hidden, layers, kernel: the :class:`StencilNet`.
+        net: ``"conv"`` (:class:`StencilNet`) or ``"face"`` (:class:`FaceNet`, the small per-face MLP of the
+            normalised stencil).
+        hidden, layers, kernel: the network (``kernel``: ``"conv"`` only).
+        activation: of the face net (``"relu"`` or ``"tanh"``; the conv net uses tanh).
         order: polynomial consistency of every learned face quantity (0..2; Bar-Sinai use 1).
         mirror: symmetrise the flux under ``u -> -u(L - x)`` (default: where the equation has the symmetry;
             refused where it has not).
@@ -163,7 +222,8 @@ class LearnedFluxFV(nn.Module):
 
     def __init__(self, equation: str, nx: int, hidden: int = 16, layers: int = 2, kernel: int = 3, order: int = 1,
                  mirror: bool | None = None, learn_values: bool = True, learn_viscous: bool | None = None,
-                 learn_dispersive: bool | None = None, cfl: float = 0.4) -> None:
+                 learn_dispersive: bool | None = None, cfl: float = 0.4, net: str = "conv",
+                 activation: str = "relu") -> None:
         super().__init__()
         eq = get_equation(equation)
         if eq.family != "combined":
@@ -175,6 +235,12 @@ class LearnedFluxFV(nn.Module):
         if not 0 <= order <= 2:
             raise CompscopeError(f"learned finite volumes: order={order} must be 0, 1 or 2",
                                  hint="WENO5's nonlinear weights are exact for quadratics only: order <= 2")
+        if net not in ("conv", "face"):
+            raise CompscopeError(f"learned finite volumes: net={net!r} is not a network of this solver",
+                                 hint="use net='face' (small per-face MLP) or net='conv' (stencil CNN)")
+        if net == "face" and activation not in FaceNet.ACTIVATIONS:
+            raise CompscopeError(f"learned finite volumes: activation={activation!r} is not available",
+                                 hint=f"use one of {sorted(FaceNet.ACTIVATIONS)} (relu is the cheap one)")
         symmetric = bool(eq.reflection_symmetric)
         if mirror and not symmetric:
             raise CompscopeError(f"learned finite volumes: {eq.name} has no mirror symmetry u -> -u(L - x)",
@@ -192,15 +258,24 @@ class LearnedFluxFV(nn.Module):
         # output channels of each learned face quantity: its null-space width
         width = {"minus": STENCIL - 1 - order, "plus": STENCIL - 1 - order, "ux": STENCIL - 1 - max(order, 2),
                  "uxx": STENCIL - 1 - max(order, 3)}
+        self.kind = net
+        # the face net on a mirror-symmetric setting: one evaluation on s, one on -R s; "minus" serves both states
+        self.shared = net == "face" and self.mirror
         self.heads: dict[str, slice] = {}
         start = 0
-        for name, on in (("minus", learn_values), ("plus", learn_values), ("ux", learn_viscous),
-                         ("uxx", learn_dispersive)):
+        for name, on in (("minus", learn_values), ("plus", learn_values and not self.shared),
+                         ("ux", learn_viscous), ("uxx", learn_dispersive)):
             if on:
                 self.heads[name] = slice(start, start + width[name])
                 start += width[name]
-        self.net = StencilNet(self.n_params, start, hidden, layers, kernel) if start else None
-        self.config = {"equation": self.equation, "nx": self.nx, "hidden": hidden, "layers": layers,
+        if not start:
+            self.net = None
+        elif net == "face":
+            self.net = FaceNet(self.n_params, start, hidden, layers, activation)
+        else:
+            self.net = StencilNet(self.n_params, start, hidden, layers, kernel)
+        self.config = {"equation": self.equation, "nx": self.nx, "net": net, "activation": activation,
+                       "hidden": hidden, "layers": layers,
                        "kernel": kernel, "order": order, "mirror": self.mirror, "learn_values": learn_values,
                        "learn_viscous": learn_viscous, "learn_dispersive": learn_dispersive, "cfl": cfl}
         self.double()
@@ -218,7 +293,52 @@ class LearnedFluxFV(nn.Module):
                 hint=f"run it on {self.equation} nx={self.nx}, or train one for {name} nx={nx or self.nx} "
                      "(compscope pde train-fv)")
 
+    def macs_per_face(self) -> int:
+        """Multiply-adds of the network and the null-space corrections per face and right-hand side (the
+        WENO5-Z/Godunov part, common with the classical solver, not counted)."""
+        if self.net is None:
+            return 0
+        corr = sum(STENCIL * (s.stop - s.start) for s in self.heads.values())
+        if self.kind == "face":
+            evals = 2 if self.shared else 1
+            return evals * (self.net.macs() + corr) + 3 * STENCIL  # + the normalisation
+        net = self.net
+        H = net.first.out_channels
+        K = net.hidden[0].kernel_size[0] if len(net.hidden) else 1
+        macs = STENCIL * H + len(net.hidden) * H * H * K + H * net.out.out_channels + corr
+        return macs * (2 if self.mirror else 1)
+
     # ---- spatial operator -----------------------------------------------------------------------------------
+    def _face_net_quantities(self, S, cond, ul, ur, ux, uxx):
+        """The :class:`FaceNet` corrections (module docstring): on mirror-symmetric settings the right state is
+        the left state of the mirrored stencil, u_x antisymmetrised and u_xx symmetrised between s and -R s."""
+        dx, h = self.dx, self.heads
+        x = normalised_stencils(S)
+        z = self.net(x, cond)  # (B, n, n_out)
+        Sr = S.flip(-1)
+
+        def corr(zz, name, N, stencil):
+            return ((zz[..., h[name]] @ N.T) * stencil).sum(-1)
+
+        if not self.shared:
+            if "minus" in h:
+                ul = ul + corr(z, "minus", self.N_value, S)
+                ur = ur + corr(z, "plus", self.N_value, Sr)
+            if "ux" in h:
+                ux = ux + corr(z, "ux", self.N_ux, S) / dx
+            if "uxx" in h:
+                uxx = uxx + corr(z, "uxx", self.N_uxx, S) / (dx * dx)
+            return {"minus": ul, "plus": ur, "ux": ux, "uxx": uxx}
+        zr = self.net(-x.flip(-1), cond)  # the mirrored stencil -R s
+        if "minus" in h:
+            ul = ul + corr(z, "minus", self.N_value, S)
+            ur = ur + corr(zr, "minus", self.N_value, Sr)
+        if "ux" in h:
+            ux = ux + 0.5 * (corr(z, "ux", self.N_ux, S) - corr(zr, "ux", self.N_ux, Sr)) / dx
+        if "uxx" in h:
+            uxx = uxx + 0.5 * (corr(z, "uxx", self.N_uxx, S) + corr(zr, "uxx", self.N_uxx, Sr)) / (dx * dx)
+        return {"minus": ul, "plus": ur, "ux": ux, "uxx": uxx}
+
     def face_quantities(self, u: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         """The face states u^-, u^+ and derivatives u_x, u_xx at the faces i + 1/2, each (B, n), from the cell
         averages u (B, n) and coefficients cond (B, 3): base stencils plus the network's null-space corrections."""
@@ -226,12 +346,14 @@ class LearnedFluxFV(nn.Module):
         pad = torch.cat([u[:, -2:], u, u[:, :3]], dim=-1)
         S = pad.unfold(-1, STENCIL, 1)  # (B, n, 6): u_{i-2} .. u_{i+3} around face i + 1/2
         im2, im1, c, ip1, ip2, ip3 = S.unbind(-1)
-        z = self.net(u, cond).transpose(1, 2) if self.net is not None else None  # (B, n, n_out)
         h = self.heads
         ul = weno5z_face(im2, im1, c, ip1, ip2)
         ur = weno5z_face(ip3, ip2, ip1, c, im1)  # on the reversed stencil
         ux = (15.0 * (ip1 - c) - (ip2 - im1)) / (12.0 * dx)  # the base stencils, as _weno.weno_rhs
         uxx = (-im2 + 7.0 * im1 - 6.0 * c - 6.0 * ip1 + 7.0 * ip2 - ip3) / (8.0 * dx * dx)
+        if self.net is not None and self.kind == "face":
+            return self._face_net_quantities(S, cond, ul, ur, ux, uxx)
+        z = self.net(u, cond).transpose(1, 2) if self.net is not None else None  # (B, n, n_out)
         if z is not None:  # corrections in the null space of the consistency constraints: c = c_base + N z
             if "minus" in h:
                 ul = ul + ((z[..., h["minus"]] @ self.N_value.T) * S).sum(-1)
@@ -251,8 +373,9 @@ class LearnedFluxFV(nn.Module):
         return f + gamma * q["uxx"]
 
     def fluxes(self, u: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Face fluxes (B, n), symmetrised under the mirror where the equation has it."""
-        if not self.mirror:
+        """Face fluxes (B, n), symmetrised under the mirror where the equation has it (the face net is
+        equivariant by construction)."""
+        if not self.mirror or self.kind == "face":
             return self._faces(u, cond)
         both = self._faces(torch.cat([u, -u.flip(-1)]), torch.cat([cond, cond]))
         f, g = both.chunk(2)
