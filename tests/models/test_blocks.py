@@ -132,3 +132,21 @@ def test_bad_input():
         simulate(model, read(WATER, 0), steps=1, atom_chunk=0, check_inputs=False)
     with pytest.raises(MDInputError, match="atom_chunk"):
         simulate(model, read(WATER, 0), steps=1, atom_chunk="many", check_inputs=False)
+
+
+def test_blocks_of_a_pair_potential_through_its_forward():
+    """A potential without the layer-pruned path (an analytic pair potential: receptive field = its cutoff) goes
+    through ``forward`` on the block graph, still exact."""
+    from ase.build import bulk
+
+    from compscope.md.potentials import LennardJones
+
+    lj = LennardJones(epsilon=0.0104, sigma=3.4, cutoff=6.5, r_on=5.5, atomic_numbers=[18])
+    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=1)
+    g = AtomicGraph.from_atoms(atoms, 6.5, energy_key=None, forces_key=None, stress_key=None)
+    ref = {k: v.detach() for k, v in lj(g, compute_forces=True, compute_stress=True).items()}
+    out = _blocked(lj, g, (2, 2, 1))
+    assert float((out[K.FORCES] - ref[K.FORCES]).abs().max()) <= 1e-12 * float(ref[K.FORCES].abs().max())
+    assert abs(float(out[K.ENERGY][0] - ref[K.ENERGY][0])) <= 1e-12 * abs(float(ref[K.ENERGY][0]))
+    assert float((out[K.STRESS] - ref[K.STRESS]).abs().max()) <= 1e-12 * float(ref[K.STRESS].abs().max())

@@ -34,8 +34,8 @@ from compscope.data import AtomicGraph, neighbor_list
 from compscope.data import keys as K
 from compscope.errors import CompscopeError
 
-__all__ = ["BlockPlan", "BlockError", "auto_block_atoms", "block_evaluate", "bytes_per_evaluated_atom",
-           "layers_of_model", "local_graph", "plan_blocks", "DEFAULT_BLOCK_MEMORY_GIB"]
+__all__ = ["BlockPlan", "BlockError", "auto_block_atoms", "block_evaluate", "block_graph",
+           "bytes_per_evaluated_atom", "layers_of_model", "local_graph", "plan_blocks", "DEFAULT_BLOCK_MEMORY_GIB"]
 
 DEFAULT_BLOCK_MEMORY_GIB = 4.0
 """Default memory budget of one force call (GiB): the activations autograd keeps for the backward pass. Bigger
@@ -101,6 +101,52 @@ def local_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff
         cutoff=float(cutoff),
     )
     return graph, kept
+
+
+def block_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff: float, layers: int,
+                dtype: torch.dtype) -> tuple[AtomicGraph, np.ndarray, list[int]]:
+    """Like :func:`local_graph`, for models that pass messages from sender to receiver layer by layer and can
+    compute fewer atoms at each deeper layer (``EquivariantPotential.owned_energies``): atoms ordered by their
+    hop distance from the owned atoms (owned first), only the edges into atoms within ``layers - 1`` hops, sorted
+    by receiver.
+
+    Returns:
+        ``(graph, kept, receivers)``: ``receivers[l]`` is how many leading atoms layer ``l`` must compute (the
+        atoms within ``layers - 1 - l`` hops; the last is ``n_owned``).
+    """
+    edge_index, _ = neighbor_list(positions, cutoff, sort=False)  # sorted below, in the new order
+    send, recv = edge_index
+    m = len(positions)
+    hop = np.full(m, layers, dtype=np.int64)
+    hop[:n_owned] = 0
+    for k in range(1, layers):
+        reach = np.zeros(m, dtype=bool)
+        reach[send[hop[recv] <= k - 1]] = True
+        hop[reach & (hop > k)] = k
+    inner = hop[recv] <= layers - 1  # edges into atoms that some layer computes
+    send, recv = send[inner], recv[inner]
+    kept_mask = hop <= layers - 1
+    kept_mask[send] = True
+    kept = np.flatnonzero(kept_mask)
+    kept = kept[np.argsort(hop[kept], kind="stable")]  # owned (hop 0) first, in their order
+    new = np.full(m, -1, dtype=np.int64)
+    new[kept] = np.arange(len(kept))
+    s_new, r_new = new[send], new[recv]
+    order = np.lexsort((s_new, r_new))
+    n = len(kept)
+    graph = AtomicGraph(
+        positions=torch.as_tensor(positions[kept], dtype=dtype),
+        atomic_numbers=torch.as_tensor(numbers[kept], dtype=torch.long),
+        edge_index=torch.as_tensor(np.stack([s_new[order], r_new[order]]), dtype=torch.long),
+        cell_shifts=torch.zeros(len(order), 3, dtype=dtype),
+        batch=torch.zeros(n, dtype=torch.long),
+        cell=torch.zeros(1, 3, 3, dtype=dtype),
+        pbc=torch.zeros(1, 3, dtype=torch.bool),
+        cutoff=float(cutoff),
+    )
+    counts = np.bincount(hop[kept], minlength=layers + 1)
+    receivers = [int(counts[: layers - layer].sum()) for layer in range(layers)]
+    return graph, kept, receivers
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -273,7 +319,11 @@ def block_evaluate(
         if n_own == 0:
             continue
         sub = base[idx] + img @ cell_np  # explicit images (M, 3)
-        graph, kept = local_graph(sub, numbers[idx], n_own, cutoff, layers, dtype)
+        pruned = hasattr(model, "owned_energies")  # layer by layer fewer atoms (EquivariantPotential)
+        if pruned:
+            graph, kept, receivers = block_graph(sub, numbers[idx], n_own, cutoff, layers, dtype)
+        else:
+            graph, kept = local_graph(sub, numbers[idx], n_own, cutoff, layers, dtype)
         graph = graph.to(positions.device)
         leaf = graph.positions.detach().requires_grad_(True)
         inputs = [leaf]
@@ -283,12 +333,15 @@ def block_evaluate(
             pos = leaf + leaf @ (0.5 * (strain + strain.T))
             inputs.append(strain)
         with torch.enable_grad():
-            out = model(graph.with_positions(pos), compute_forces=False)
-            if K.NODE_ENERGY not in out:
-                raise BlockError(f"{type(model).__name__} returns no per-atom energies ({K.NODE_ENERGY})",
-                                 hint="block evaluation needs E = sum of per-atom energies; use a compscope "
-                                      "force field, or atom_chunk=None")
-            e_own = out[K.NODE_ENERGY][:n_own]
+            if pruned:
+                e_own = model.owned_energies(graph, pos, receivers)
+            else:
+                out = model(graph.with_positions(pos), compute_forces=False)
+                if K.NODE_ENERGY not in out:
+                    raise BlockError(f"{type(model).__name__} returns no per-atom energies ({K.NODE_ENERGY})",
+                                     hint="block evaluation needs E = sum of per-atom energies; use a compscope "
+                                          "force field, or atom_chunk=None")
+                e_own = out[K.NODE_ENERGY][:n_own]
             grads = torch.autograd.grad(e_own.to(torch.float64).sum(), inputs, allow_unused=True)
         orig = torch.as_tensor(idx[kept])
         if grads[0] is not None:
@@ -302,7 +355,7 @@ def block_evaluate(
         st["evaluated_atoms"] += int(len(kept))
         st["max_block_atoms"] = max(st["max_block_atoms"], int(len(kept)))
         st["edges"] += graph.num_edges
-        del out, graph, leaf, pos, grads
+        del graph, leaf, pos, grads
     if stats is not None:
         stats.update(st, grid=plan.grid)
     dev = positions.device
