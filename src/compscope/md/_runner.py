@@ -146,6 +146,8 @@ class MDResult:
     observables: dict[str, np.ndarray] = field(default_factory=dict)
     warmup_steps: int = 0  # steps left out of ns_per_day and atom_steps_per_s
     ns_per_day_incl_warmup: float | None = None  # over every step of this call (wall_s)
+    block_atoms: int | None = None  # evaluated atoms per block of a blocked run (None: whole boxes)
+    blocks: dict = field(default_factory=dict)  # per structure: grid, blocks, evaluated atoms of the last call
 
     @property
     def n_stable(self) -> int:
@@ -394,7 +396,8 @@ def simulate(
     result = MDResult(state=state, summary=rows, violations=list(monitor.violations), steps=state.step, wall_s=wall,
                       ns_per_day=ns_day, atom_steps_per_s=(done - warmup) * n_atoms / steady, out=out_dir,
                       files=files, warmup_steps=warmup,
-                      ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0)
+                      ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0,
+                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats))
     if h5 is not None:
         h5.close()
     if xyz is not None:
