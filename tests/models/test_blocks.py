@@ -150,3 +150,14 @@ def test_blocks_of_a_pair_potential_through_its_forward():
     assert float((out[K.FORCES] - ref[K.FORCES]).abs().max()) <= 1e-12 * float(ref[K.FORCES].abs().max())
     assert abs(float(out[K.ENERGY][0] - ref[K.ENERGY][0])) <= 1e-12 * abs(float(ref[K.ENERGY][0]))
     assert float((out[K.STRESS] - ref[K.STRESS]).abs().max()) <= 1e-12 * float(ref[K.STRESS].abs().max())
+
+
+def test_blocked_md_keeps_the_stability_monitors():
+    """Blocked MD keeps no neighbour list of the box; the monitor still finds the bonds and the closest pair."""
+    from compscope.md import StabilityMonitor
+
+    model = _model(torch.float64)
+    mon = StabilityMonitor(min_distance=1.2, check_every=1)  # O-H bonds are ~1 Å: caught at once
+    res = simulate(model, read(WATER, 0), steps=2, atom_chunk=900, monitor=mon, check_inputs=False)
+    assert res.block_atoms == 900 and mon.bonds.shape[0] == 128  # 64 waters, two O-H bonds each
+    assert res.violations and res.violations[0].reason == "min_distance"
