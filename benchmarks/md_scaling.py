@@ -393,7 +393,7 @@ def part_throughput(args) -> Path:
     os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
     start = str(dataset_path("water", "water_test.extxyz"))
     OUT.mkdir(parents=True, exist_ok=True)
-    cache = OUT / "throughput_cache.json"
+    cache = Path(args.cache) if args.cache else OUT / "throughput_cache.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
     plan = []  # (code, atoms, dtype, threads, steps)
     for spec in args.plan.split(";"):
@@ -415,9 +415,10 @@ def part_throughput(args) -> Path:
         print(f"  {json.dumps(res)[:400]}", flush=True)
     payload = {"system": "water cell (192 atoms, 12.44 Å) replicated; Langevin 300 K, dt 0.5 fs",
                "model": args.model or "untrained `small` preset (32x0e+32x1o, 2 layers, correlation 3, l <= 2), "
-                                      "r_max 5 Å, H and O", "runs": done, "summary": _throughput_summary(done),
-               "targets": TARGETS}
-    return write_result("md_scaling", payload, seed=0, notes=args.note)
+                                      "r_max 5 Å, H and O (rows marked /local: the `local` preset, one layer, "
+                                      "r_max 6 Å)", "plan": args.plan, "runs": done,
+               "summary": _throughput_summary(done), "targets": TARGETS}
+    return write_result(args.result_name, payload, seed=0, notes=args.note)
 
 
 def _throughput_summary(done: dict) -> dict:
@@ -541,6 +542,9 @@ def main() -> None:
     ap.add_argument("--plan", default=DEFAULT_PLAN, help="throughput: 'code,atoms,dtype,threads,steps;...'")
     ap.add_argument("--timeout", type=float, default=1800.0, help="throughput: limit of one measurement (s)")
     ap.add_argument("--stability-steps", type=int, default=200)
+    ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
+                                                  "benchmarks/work/md_scaling/throughput_cache.json)")
+    ap.add_argument("--result-name", default="md_scaling", help="throughput: name of the result JSON")
     args = ap.parse_args()
     for part in args.parts.split(","):
         if part == "water":
