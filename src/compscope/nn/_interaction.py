@@ -89,9 +89,13 @@ class Interaction(nn.Module):
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
         n = node_feats.shape[0] if n_out is None else int(n_out)
-        if chunk is not None and 0 < chunk < edge_index.shape[1]:
+        use_fused = fused and fused_available(h, edge_sh, edge_radial)
+        # rows of the radial MLP: edge pairs on the fused path with pairs, else edges; one chunk or fewer rows
+        # than a chunk is the plain path (checkpointing it would only recompute the messages in the backward)
+        n_rows = pairs[0].shape[0] if (pairs is not None and use_fused) else edge_index.shape[1]
+        if chunk is not None and 0 < chunk < n_rows:
             agg = self._chunked(h, edge_sh, edge_radial, edge_index, fused, pairs, int(chunk), n)
-        elif fused and fused_available(h, edge_sh, edge_radial):
+        elif use_fused:
             rep, widx = pairs if pairs is not None else (None, None)
             weights = self.radial_mlp(edge_radial if rep is None else edge_radial[rep])  # (W, weight_numel)
             w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (W, P, mul)
