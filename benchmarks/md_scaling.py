@@ -286,6 +286,19 @@ else:
     model = build_model(preset=preset, species=[1, 8], avg_num_neighbors=50.0, **extra).to(dtype).eval()
 atoms = read(args["start"], 0).repeat(args["reps"])
 chunk = args.get("atom_chunk", "auto")
+if args.get("progress_log"):  # one line per block (big boxes: minutes per force call), with the memory so far
+    import logging
+    class _Mem(logging.Filter):
+        def filter(self, record):
+            record.msg = f"{record.msg} | peak RSS %.2f GiB, load %.1f"
+            record.args = (*record.args, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                           os.getloadavg()[0])
+            return True
+    handler = logging.FileHandler(args["progress_log"])
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.addFilter(_Mem())
+    logging.getLogger("compscope.models._blocks").addHandler(handler)
+    logging.getLogger("compscope.models._blocks").setLevel(logging.DEBUG)
 t0 = time.perf_counter()
 if n_warm := args.get("warm", 1):  # compiles kernels (numba caches them on disk for the next processes)
     simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False,
@@ -405,7 +418,8 @@ def part_throughput(args) -> Path:
             continue
         print(f"{key}: {steps} steps ...", flush=True)
         one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps, "preset": preset,
-               "model": args.model, "warm": 1 if n <= 1536 else 0}  # bigger boxes: compiled kernels are cached
+               "model": args.model, "warm": 1 if n <= 1536 else 0,  # bigger boxes: compiled kernels are cached
+               "progress_log": str(OUT / (key.replace("/", "_") + ".log"))}
         if code == "compscope":
             res = _run_one(ONE_SIZE, sys.executable, one, args.timeout)
         else:

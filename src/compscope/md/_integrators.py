@@ -263,7 +263,8 @@ class StochasticCellRescaling(LangevinBAOAB):
     :math:`D = kT\beta_T/(V\tau_p)` the stationary density is :math:`D^{-1} e^{\int a/D}`; matching it gives
     :math:`a = D\,\partial_\epsilon \ln(D\rho)` with :math:`D\rho \propto e^{-(P_0 V + U + K)/kT}`,
     :math:`\partial_\epsilon U = V\,\mathrm{tr}\,\sigma/3` and :math:`\partial_\epsilon K = -2K/3`, so
-    :math:`a = -(\beta_T/\tau_p)(P_0 - P_{int})`, the drift used here. The same argument in V (:math:`D_V = kT\beta_T V/\tau_p`, density
+    :math:`a = -(\beta_T/\tau_p)(P_0 - P_{int})`, the drift used here. The same argument in V
+    (:math:`D_V = kT\beta_T V/\tau_p`, density
     :math:`e^{-(P_0V+U+K)/kT}` given u) gives Bernetti & Bussi's V-form drift with its :math:`+kT/V`.
 
     Args:

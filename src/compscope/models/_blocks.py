@@ -24,6 +24,7 @@ first layer, so the biggest blocks the budget allows are the fastest.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ from compscope.errors import CompscopeError
 
 __all__ = ["BlockPlan", "BlockError", "auto_block_atoms", "block_evaluate", "block_graph",
            "bytes_per_evaluated_atom", "layers_of_model", "local_graph", "plan_blocks", "DEFAULT_BLOCK_MEMORY_GIB"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_MEMORY_GIB = 4.0
 """Default memory budget of one force call (GiB): the activations autograd keeps for the backward pass. Bigger
@@ -205,7 +208,9 @@ def plan_blocks(cell: np.ndarray, pbc: np.ndarray, n_atoms: int, halo: float, ma
 
     Blocks are as close to cubes as the cell allows (the edge along each lattice direction about the same); the
     evaluated atoms of a block are estimated at the box's mean density over the block widened by ``halo`` on every
-    face. Non-periodic directions are not cut.
+    face. Non-periodic directions are not cut. Blocks do not get thinner than a quarter of the halo (or 0.5 Å):
+    when even those exceed ``max_evaluated`` (a budget below the halo's own atoms) the plan says so in a warning
+    and takes them.
     """
     pbc = np.asarray(pbc, dtype=bool)
     spacing = _plane_spacings(np.asarray(cell, dtype=np.float64))
@@ -217,7 +222,13 @@ def plan_blocks(cell: np.ndarray, pbc: np.ndarray, n_atoms: int, halo: float, ma
         widths = spacing / np.asarray(grid)
         evaluated = density * float(np.prod([widths[k] + 2 * halo if pbc[k] else spacing[k] for k in range(3)]))
         best = grid
-        if evaluated <= max_evaluated or min(widths[pbc]) < 0.5:
+        # blocks thinner than a quarter of the halo hardly lower the evaluated atoms (the halo is most of them)
+        # but multiply the blocks: stop there, over budget
+        if evaluated <= max_evaluated or min(widths[pbc]) < max(0.5, 0.25 * halo):
+            if evaluated > max_evaluated:
+                log.warning("blocks of %.1f Å still evaluate ~%d atoms (halo %.1f Å), above the %d asked for: "
+                            "the memory budget is too small for this model", min(widths[pbc]), evaluated, halo,
+                            max_evaluated)
             break
         edge *= 0.85
     return BlockPlan(grid=best)
@@ -355,6 +366,8 @@ def block_evaluate(
         st["evaluated_atoms"] += int(len(kept))
         st["max_block_atoms"] = max(st["max_block_atoms"], int(len(kept)))
         st["edges"] += graph.num_edges
+        log.debug("block %d of %d: %d owned atoms, %d evaluated, %d edges", st["blocks"], plan.num_blocks, n_own,
+                  len(kept), graph.num_edges)
         del graph, leaf, pos, grads
     if stats is not None:
         stats.update(st, grid=plan.grid)
