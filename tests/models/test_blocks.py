@@ -161,3 +161,21 @@ def test_blocked_md_keeps_the_stability_monitors():
     res = simulate(model, read(WATER, 0), steps=2, atom_chunk=900, monitor=mon, check_inputs=False)
     assert res.block_atoms == 900 and mon.bonds.shape[0] == 128  # 64 waters, two O-H bonds each
     assert res.violations and res.violations[0].reason == "min_distance"
+
+
+def test_blocked_npt_follows_the_same_volume():
+    """The barostat's stress comes from the blocks too: NPT with and without blocks gives the same cell."""
+    from compscope.md import StochasticCellRescaling
+
+    model = _model(torch.float64)
+    atoms = read(WATER, 0)
+
+    def run(chunk):
+        integ = StochasticCellRescaling(dt=0.5, temperature=300.0, pressure=1.0, tau_p=20.0, compressibility=4.5e-5,
+                                        every=1, seed=4)
+        return simulate(model, atoms, steps=2, integrator=integ, atom_chunk=chunk, check_inputs=False)
+
+    ref, blk = run(None), run(900)
+    assert not torch.equal(ref.state.graph.cell, torch.as_tensor(atoms.cell.array).unsqueeze(0))  # it moved
+    assert torch.allclose(blk.state.graph.cell, ref.state.graph.cell, rtol=1e-12, atol=0)
+    assert torch.allclose(blk.state.forces, ref.state.forces, rtol=0, atol=1e-9)
