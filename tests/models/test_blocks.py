@@ -103,7 +103,8 @@ def test_plan_and_budget():
     assert bytes_per_evaluated_atom(small, torch.float64) == 2 * per_atom
     assert auto_block_atoms(small, 192, 1927.0, torch.float32) is None  # fits: no blocks
     n = auto_block_atoms(small, 10**6, 1e7, torch.float32, memory_gib=4.0)
-    assert n is not None and n * per_atom <= 4 * 2**30
+    per_block_atom = bytes_per_evaluated_atom(small, torch.float32, density=0.1, blocked=True)
+    assert per_block_atom < per_atom and n is not None and n * per_block_atom <= 4 * 2**30
     with pytest.raises(BlockError):
         auto_block_atoms(small, 10, 100.0, memory_gib=0)
 
