@@ -427,12 +427,33 @@ def part_throughput(args) -> Path:
         done[key] = res
         cache.write_text(json.dumps(done, indent=1))
         print(f"  {json.dumps(res)[:400]}", flush=True)
+    partial = {key: _progress_summary(Path(path)) for key, path in (a.split("=", 1) for a in args.attach_progress)}
     payload = {"system": "water cell (192 atoms, 12.44 Å) replicated; Langevin 300 K, dt 0.5 fs",
                "model": args.model or "untrained `small` preset (32x0e+32x1o, 2 layers, correlation 3, l <= 2), "
                                       "r_max 5 Å, H and O (rows marked /local: the `local` preset, one layer, "
                                       "r_max 6 Å)", "plan": args.plan, "runs": done,
-               "summary": _throughput_summary(done), "targets": TARGETS}
+               "summary": _throughput_summary(done), "targets": TARGETS,
+               **({"partial_runs": partial} if partial else {})}
     return write_result(args.result_name, payload, seed=0, notes=args.note)
+
+
+def _progress_summary(path: Path) -> dict:
+    """What the per-block progress log of a blocked measurement that was stopped before its end shows: blocks done
+    of the total, atoms per block, peak RSS so far, load, seconds per block."""
+    import re
+    from datetime import datetime
+
+    pat = re.compile(r"^(\S+ \S+) block (\d+) of (\d+): (\d+) owned atoms, (\d+) evaluated, (\d+) edges \| "
+                     r"peak RSS ([\d.]+) GiB, load ([\d.]+)")
+    rows = [m.groups() for ln in path.read_text().splitlines() if (m := pat.match(ln))]
+    if not rows:
+        return {"log": str(path), "blocks_done": 0}
+    times = [datetime.strptime(r[0], "%Y-%m-%d %H:%M:%S,%f") for r in rows]
+    return {"log": path.name, "blocks_done": int(rows[-1][1]), "blocks_total": int(rows[-1][2]),
+            "owned_atoms_per_block": [int(r[3]) for r in rows], "evaluated_atoms_per_block": [int(r[4]) for r in rows],
+            "edges_per_block": [int(r[5]) for r in rows], "peak_rss_gib": max(float(r[6]) for r in rows),
+            "peak_rss_gib_after_first_block": float(rows[0][6]), "loadavg": [float(r[7]) for r in rows],
+            "wall_s_per_block": (times[-1] - times[0]).total_seconds() / max(len(rows) - 1, 1)}
 
 
 def _throughput_summary(done: dict) -> dict:
@@ -559,6 +580,9 @@ def main() -> None:
     ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
                                                   "benchmarks/work/md_scaling/throughput_cache.json)")
     ap.add_argument("--result-name", default="md_scaling", help="throughput: name of the result JSON")
+    ap.add_argument("--attach-progress", action="append", default=[], metavar="KEY=LOG",
+                    help="throughput: also summarise the per-block progress log of a measurement stopped before its "
+                         "end (stored under partial_runs/KEY)")
     args = ap.parse_args()
     for part in args.parts.split(","):
         if part == "water":
