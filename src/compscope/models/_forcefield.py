@@ -235,7 +235,8 @@ class EquivariantPotential(nn.Module):
         for m, inter, prod, gate, sc, readout in zip(
             receivers, self.interactions, self.products, self.gates, self.self_connections, self.readouts
         ):
-            e = int(torch.searchsorted(recv, torch.tensor(int(m), dtype=recv.dtype)))  # edges into atoms < m
+            bound = torch.tensor(int(m), dtype=recv.dtype, device=recv.device)
+            e = int(torch.searchsorted(recv, bound))  # edges into atoms < m (edges sorted by receiver)
             layer_pairs = None
             if pairs is not None:  # the weight rows the prefix uses, renumbered
                 rows, widx = torch.unique(pairs[1][:e], return_inverse=True)
