@@ -276,27 +276,60 @@ base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 from compscope.md import simulate
 from compscope.models import build_model
 dtype = getattr(torch, args["dtype"])
+preset = args.get("preset", "small")
 if args["model"]:
     from compscope.md import load_potential
     model = load_potential(args["model"], dtype=dtype)
 else:
     torch.manual_seed(0)
-    model = build_model(preset="small", species=[1, 8], r_max=5.0, avg_num_neighbors=50.0).to(dtype).eval()
+    extra = {"r_max": 5.0} if preset == "small" else {}  # `local` keeps its 6 Å
+    model = build_model(preset=preset, species=[1, 8], avg_num_neighbors=50.0, **extra).to(dtype).eval()
 atoms = read(args["start"], 0).repeat(args["reps"])
+chunk = args.get("atom_chunk", "auto")
+if args.get("progress_log"):  # one line per block (big boxes: minutes per force call), with the memory so far
+    import logging
+    class _Mem(logging.Filter):
+        def filter(self, record):
+            record.msg = f"{record.msg} | peak RSS %.2f GiB, load %.1f"
+            record.args = (*record.args, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                           os.getloadavg()[0])
+            return True
+    handler = logging.FileHandler(args["progress_log"])
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.addFilter(_Mem())
+    logging.getLogger("compscope.models._blocks").addHandler(handler)
+    logging.getLogger("compscope.models._blocks").setLevel(logging.DEBUG)
 t0 = time.perf_counter()
 if n_warm := args.get("warm", 1):  # compiles kernels (numba caches them on disk for the next processes)
-    simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False)
+    simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False,
+             atom_chunk=chunk)
 t_warm = time.perf_counter() - t0
+rss_before_kib = int([ln for ln in open("/proc/self/status") if ln.startswith("VmRSS")][0].split()[1])
+c0, w0 = time.process_time(), time.perf_counter()
 res = simulate(model, atoms, steps=args["steps"], dt=0.5, temperature=300.0, integrator="langevin",
-               check_inputs=False)
+               check_inputs=False, atom_chunk=chunk)
+call_cpu, call_wall = time.process_time() - c0, time.perf_counter() - w0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n = len(atoms)
+st = res.state
+state_bytes = sum(t.numel() * t.element_size() for t in (st.positions, st.momenta, st.masses, st.forces,
+                  st.ref_positions, st.graph.atomic_numbers, st.graph.batch, st.graph.edge_index,
+                  st.graph.cell_shifts))
+calls = args["steps"] + 1  # force calls: the start's and one per step
+steps_wall = res.wall_s if args["steps"] else call_wall
 print("RESULT" + json.dumps({
-    "atoms": n, "steps": args["steps"], "wall_s": res.wall_s, "atom_steps_per_s": n * args["steps"] / res.wall_s,
-    "us_per_atom_step": res.wall_s / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "atoms": n, "steps": args["steps"], "preset": preset, "wall_s": steps_wall,
+    "atom_steps_per_s": n * max(args["steps"], 1) / steps_wall,
+    "us_per_atom_step": steps_wall / (n * max(args["steps"], 1)) * 1e6, "warm_up_call_s": t_warm,
+    "call_wall_s": call_wall, "call_cpu_s": call_cpu, "force_calls": calls,
+    "cpu_us_per_atom_force_call": call_cpu / (n * calls) * 1e6,
+    "wall_us_per_atom_force_call": call_wall / (n * calls) * 1e6,
     "edge_chunk": getattr(model, "edge_chunk_size", None), "edges_per_atom_with_skin": res.state.graph.num_edges / n,
+    "block_atoms": res.block_atoms, "blocks": res.blocks,
+    "state_bytes_per_atom": state_bytes / n,
     "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
     "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
+    "rss_before_run_gib": rss_before_kib / 2**20,
     "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
 """
 
@@ -333,14 +366,15 @@ dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01 / units.f
 t0 = time.perf_counter()
 dyn.run(1)
 t_warm = time.perf_counter() - t0
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 dyn.run(args["steps"])
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n = len(atoms)
 print("RESULT" + json.dumps({
     "atoms": n, "steps": args["steps"], "wall_s": wall, "atom_steps_per_s": n * args["steps"] / wall,
     "us_per_atom_step": wall / (n * args["steps"]) * 1e6, "warm_up_call_s": t_warm,
+    "cpu_s": cpu, "cpu_us_per_atom_step": cpu / (n * args["steps"]) * 1e6,
     "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
     "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
     "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
@@ -372,19 +406,20 @@ def part_throughput(args) -> Path:
     os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
     start = str(dataset_path("water", "water_test.extxyz"))
     OUT.mkdir(parents=True, exist_ok=True)
-    cache = OUT / "throughput_cache.json"
+    cache = Path(args.cache) if args.cache else OUT / "throughput_cache.json"
     done = json.loads(cache.read_text()) if cache.exists() else {}
     plan = []  # (code, atoms, dtype, threads, steps)
     for spec in args.plan.split(";"):
-        code, atoms, dtype, threads, steps = spec.split(",")
-        plan.append((code, int(atoms), dtype, int(threads), int(steps)))
-    for code, n, dtype, threads, steps in plan:
-        key = f"{code}/{n}/{dtype}/{threads}t"
+        code, atoms, dtype, threads, steps, *rest = spec.split(",")
+        plan.append((code, int(atoms), dtype, int(threads), int(steps), rest[0] if rest else "small"))
+    for code, n, dtype, threads, steps, preset in plan:
+        key = f"{code}/{n}/{dtype}/{threads}t" + ("" if preset == "small" else f"/{preset}")
         if key in done and "error" not in done[key]:
             continue
         print(f"{key}: {steps} steps ...", flush=True)
-        one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps,
-               "model": args.model, "warm": 1 if n <= 1536 else 0}  # bigger boxes: compiled kernels are cached
+        one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps, "preset": preset,
+               "model": args.model, "warm": 1 if n <= 1536 else 0,  # bigger boxes: compiled kernels are cached
+               "progress_log": str(OUT / (key.replace("/", "_") + ".log"))}
         if code == "compscope":
             res = _run_one(ONE_SIZE, sys.executable, one, args.timeout)
         else:
@@ -392,35 +427,76 @@ def part_throughput(args) -> Path:
         done[key] = res
         cache.write_text(json.dumps(done, indent=1))
         print(f"  {json.dumps(res)[:400]}", flush=True)
+    partial = {key: _progress_summary(Path(path)) for key, path in (a.split("=", 1) for a in args.attach_progress)}
     payload = {"system": "water cell (192 atoms, 12.44 Å) replicated; Langevin 300 K, dt 0.5 fs",
                "model": args.model or "untrained `small` preset (32x0e+32x1o, 2 layers, correlation 3, l <= 2), "
-                                      "r_max 5 Å, H and O", "runs": done, "summary": _throughput_summary(done),
-               "targets": TARGETS}
-    return write_result("md_scaling", payload, seed=0, notes=args.note)
+                                      "r_max 5 Å, H and O (rows marked /local: the `local` preset, one layer, "
+                                      "r_max 6 Å)", "plan": args.plan, "runs": done,
+               "summary": _throughput_summary(done), "targets": TARGETS,
+               **({"partial_runs": partial} if partial else {})}
+    return write_result(args.result_name, payload, seed=0, notes=args.note)
+
+
+def _progress_summary(path: Path) -> dict:
+    """What the per-block progress log of a blocked measurement that was stopped before its end shows: blocks done
+    of the total, atoms per block, peak RSS so far, load, seconds per block."""
+    import re
+    from datetime import datetime
+
+    pat = re.compile(r"^(\S+ \S+) block (\d+) of (\d+): (\d+) owned atoms, (\d+) evaluated, (\d+) edges \| "
+                     r"peak RSS ([\d.]+) GiB, load ([\d.]+)")
+    rows = [m.groups() for ln in path.read_text().splitlines() if (m := pat.match(ln))]
+    if not rows:
+        return {"log": str(path), "blocks_done": 0}
+    times = [datetime.strptime(r[0], "%Y-%m-%d %H:%M:%S,%f") for r in rows]
+    return {"log": path.name, "blocks_done": int(rows[-1][1]), "blocks_total": int(rows[-1][2]),
+            "owned_atoms_per_block": [int(r[3]) for r in rows], "evaluated_atoms_per_block": [int(r[4]) for r in rows],
+            "edges_per_block": [int(r[5]) for r in rows], "peak_rss_gib": max(float(r[6]) for r in rows),
+            "peak_rss_gib_after_first_block": float(rows[0][6]), "loadavg": [float(r[7]) for r in rows],
+            "wall_s_per_block": (times[-1] - times[0]).total_seconds() / max(len(rows) - 1, 1)}
 
 
 def _throughput_summary(done: dict) -> dict:
+    """Rows per (code, dtype, threads, preset) and size; compscope/mace ratios at equal size (wall and CPU); the
+    linear-scaling spread 1,536 -> 98,304 atoms; the 10^6-atom peak memory against 24 GiB."""
     ok = {k: v for k, v in done.items() if "error" not in v}
     out: dict = {}
+
+    def cpu_us(v: dict) -> float | None:  # CPU µs per atom and force call (compscope) or step (mace)
+        return v.get("cpu_us_per_atom_force_call", v.get("cpu_us_per_atom_step"))
+
     for k, v in ok.items():
-        code, n, dtype, threads = k.split("/")
-        out.setdefault(f"{code}/{dtype}/{threads}", {})[n] = {
+        code, n, dtype, threads, *preset = k.split("/")
+        out.setdefault("/".join([code, dtype, threads, *preset]), {})[n] = {
             "us_per_atom_step": v["us_per_atom_step"], "atom_steps_per_s": v["atom_steps_per_s"],
-            "peak_rss_bytes_per_atom": v["peak_rss_bytes_per_atom"]}
-    ratios = {}
+            "cpu_us_per_atom_step": cpu_us(v), "peak_rss_bytes_per_atom": v["peak_rss_bytes_per_atom"],
+            "peak_rss_gib": v["peak_rss_gib"], "state_bytes_per_atom": v.get("state_bytes_per_atom"),
+            "block_atoms": v.get("block_atoms"),
+            "blocks": {g: {"grid": b.get("grid"), "blocks": b.get("blocks"),
+                           "evaluated_over_owned": b.get("evaluated_atoms", 0) / int(n)}
+                       for g, b in (v.get("blocks") or {}).items()}}
+    ratios, cpu_ratios = {}, {}
     for k, v in ok.items():
-        code, n, dtype, threads = k.split("/")
+        code, n, dtype, threads, *preset = k.split("/")
         m = ok.get(f"mace/{n}/{dtype}/{threads}")
-        if code == "compscope" and m:
+        if code == "compscope" and m and not preset:
             ratios[f"{n}/{dtype}/{threads}"] = v["atom_steps_per_s"] / m["atom_steps_per_s"]
+            if cpu_us(v) and cpu_us(m):
+                cpu_ratios[f"{n}/{dtype}/{threads}"] = cpu_us(m) / cpu_us(v)
     out["atom_steps_ratio_compscope_over_mace"] = ratios
+    out["cpu_speed_ratio_compscope_over_mace"] = cpu_ratios
     row = out.get("compscope/float32/1t", {})
     if "1536" in row and "98304" in row:
         a, b = row["1536"]["us_per_atom_step"], row["98304"]["us_per_atom_step"]
         out["linear_scaling_spread_1536_to_98304"] = abs(b - a) / a
-    big = ok.get("compscope/98304/float32/1t")
-    if big:
-        out["extrapolated_1M_atoms_gib"] = big["peak_rss_above_start_bytes_per_atom"] * 1.12e6 / 2**30
+        if row["1536"]["cpu_us_per_atom_step"] and row["98304"]["cpu_us_per_atom_step"]:
+            a, b = row["1536"]["cpu_us_per_atom_step"], row["98304"]["cpu_us_per_atom_step"]
+            out["linear_scaling_spread_cpu_1536_to_98304"] = abs(b - a) / a
+    million = {k: v for k, v in ok.items() if k.split("/")[1] == "1119744"}
+    if million:
+        out["one_million_atoms"] = {k: {"peak_rss_gib": v["peak_rss_gib"], "fits_24_gib": v["peak_rss_gib"] < 24,
+                                        "state_bytes_per_atom": v.get("state_bytes_per_atom"),
+                                        "block_atoms": v.get("block_atoms")} for k, v in million.items()}
     return out
 
 
@@ -501,6 +577,12 @@ def main() -> None:
     ap.add_argument("--plan", default=DEFAULT_PLAN, help="throughput: 'code,atoms,dtype,threads,steps;...'")
     ap.add_argument("--timeout", type=float, default=1800.0, help="throughput: limit of one measurement (s)")
     ap.add_argument("--stability-steps", type=int, default=200)
+    ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
+                                                  "benchmarks/work/md_scaling/throughput_cache.json)")
+    ap.add_argument("--result-name", default="md_scaling", help="throughput: name of the result JSON")
+    ap.add_argument("--attach-progress", action="append", default=[], metavar="KEY=LOG",
+                    help="throughput: also summarise the per-block progress log of a measurement stopped before its "
+                         "end (stored under partial_runs/KEY)")
     args = ap.parse_args()
     for part in args.parts.split(","):
         if part == "water":

@@ -110,4 +110,14 @@ def test_cli_supercell(water_model, tmp_path):
         assert f["particles/all/position/value"].shape == (3, 384, 3)
     r = CliRunner().invoke(app, ["md", "run", str(model), str(start), "--edge-chunk", "x", "--out", str(out)])
     assert r.exit_code != 0 and "--edge-chunk" in r.output
+    r = CliRunner().invoke(app, ["md", "run", str(model), str(start), "--atom-chunk", "0", "--out", str(out)])
+    assert r.exit_code != 0 and "--atom-chunk" in r.output
+    # blocks of atoms with their halo (exact): no neighbour list of the whole box, the grid in the summary
+    blk = tmp_path / "blk"
+    r = CliRunner().invoke(app, ["md", "run", str(model), str(start), "--supercell", "2", "1", "1", "--steps", "2",
+                                 "--dt", "0.25", "--out", str(blk), "--no-progress", "--no-plots", "--no-extxyz",
+                                 "--atom-chunk", "900"])
+    assert r.exit_code == 0, r.output
+    blocks = json.loads((blk / "summary.json").read_text())["blocks"]["0"]
+    assert blocks["blocks"] > 1 and blocks["max_block_atoms"] < 384 + 900
     assert np.isfinite(summary["atom_steps_per_s"])

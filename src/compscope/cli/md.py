@@ -40,6 +40,11 @@ def run(
                                                    "times along its lattice vectors (e.g. --supercell 8 8 8)."),
     edge_chunk: str = typer.Option("auto", help="Edges per chunk of the model's messages (memory-lean big boxes; "
                                                 "same forces): a number, auto or none."),
+    atom_chunk: str = typer.Option("auto", help="Evaluate periodic boxes in blocks of atoms with their halo, at "
+                                                "most this many evaluated atoms per block (exact; memory of one "
+                                                "block): a number, auto (only when the box exceeds "
+                                                "--block-memory-gib) or none."),
+    block_memory_gib: float = typer.Option(4.0, help="Memory budget of one force call (GiB) for --atom-chunk auto."),
 ) -> None:
     """Run MD of START with MODEL; monitors stop replicas that blow up and save their last good frame."""
     import torch
@@ -58,13 +63,21 @@ def run(
         if not str(chunk).isdigit() or int(chunk) < 1:
             fail(f"--edge-chunk must be a positive number, auto or none, got {edge_chunk!r}")
         chunk = int(chunk)
+    blocks: int | str | None = None if atom_chunk.lower() == "none" else atom_chunk
+    if blocks not in (None, "auto"):
+        if not str(blocks).isdigit() or int(blocks) < 1:
+            fail(f"--atom-chunk must be a positive number of atoms, auto or none, got {atom_chunk!r}")
+        blocks = int(blocks)
+    if not block_memory_gib > 0:
+        fail(f"--block-memory-gib must be > 0, got {block_memory_gib}")
     try:
         pot = load_potential(model, dtype=tdt)
         monitor = StabilityMonitor(max_bond_stretch=max_bond_stretch, min_distance=min_distance, max_drift=max_drift)
         res = simulate(pot, start, steps=steps, dt=dt, temperature=temperature, replicas=replicas,
                        integrator=integrator, friction=friction, seed=seed, out=out, traj_every=traj_every,
                        resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz,
-                       supercell=None if tuple(supercell) == (1, 1, 1) else tuple(supercell), edge_chunk=chunk)
+                       supercell=None if tuple(supercell) == (1, 1, 1) else tuple(supercell), edge_chunk=chunk,
+                       atom_chunk=blocks, block_memory_gib=block_memory_gib)
     except (MDInputError, TrajectoryError, ValueError, FileNotFoundError) as err:
         fail(err)
         return

@@ -15,6 +15,7 @@ def neighbor_list(
     cell: np.ndarray | None = None,  # (3, 3) Å, rows are lattice vectors
     pbc: np.ndarray | bool | None = None,  # (3,) bool
     self_interaction: bool = False,
+    sort: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """All ordered pairs closer than ``cutoff``, including periodic images.
 
@@ -24,12 +25,13 @@ def neighbor_list(
         cell: lattice vectors as rows, shape (3, 3); ``None`` or zeros for a molecule.
         pbc: periodicity per direction; ``None`` means none.
         self_interaction: keep the (i, i, 0) pair (never wanted by message passing).
+        sort: sort the edges (off: vesin's order, for callers that reorder them anyway).
 
     Returns:
         ``edge_index`` of shape (2, E) as ``[sender, receiver]`` and ``cell_shifts`` of shape (E, 3)
         (integers stored as float) such that the edge vector is
         ``positions[receiver] - positions[sender] + cell_shifts @ cell``.
-        Edges are sorted by receiver, then sender.
+        Edges are sorted by receiver, then sender (with ``sort``).
 
     Raises:
         ValueError: for non-finite positions or a non-positive cutoff.
@@ -66,5 +68,7 @@ def neighbor_list(
     if not self_interaction:
         keep = ~((i == j) & np.all(shifts == 0, axis=1))
         i, j, shifts = i[keep], j[keep], shifts[keep]
+    if not sort:
+        return np.stack([i, j]), shifts
     order = np.lexsort((i, j))
     return np.stack([i[order], j[order]]), shifts[order]

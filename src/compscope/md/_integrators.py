@@ -302,6 +302,18 @@ class StochasticCellRescaling(LangevinBAOAB):
     ideal gas of N atoms; keeping the term would give :math:`V^{N+1}`, 11 % too large a mean volume at N = 8: the
     test tells the two apart).
 
+    Why no :math:`kT/V` in :math:`\epsilon`, exactly (not only with a fast thermostat): a barostat move keeps the
+    scaled momenta :math:`u = p\,V^{1/3}` and scaled positions fixed, so it must leave invariant the target density
+    conditioned on them, :math:`\rho(\epsilon \mid u) \propto V e^{-(P_0 V + U + K)/kT}` (the factor V is
+    :math:`V^{N+1}` from :math:`dV\,d^{3N}r = V^{N+1} d\epsilon\, d^{3N}s` times :math:`V^{-N}` from
+    :math:`d^{3N}p = V^{-N} d^{3N}u`). For the Ito equation :math:`d\epsilon = a\,dt + \sqrt{2D}\,dW` with
+    :math:`D = kT\beta_T/(V\tau_p)` the stationary density is :math:`D^{-1} e^{\int a/D}`; matching it gives
+    :math:`a = D\,\partial_\epsilon \ln(D\rho)` with :math:`D\rho \propto e^{-(P_0 V + U + K)/kT}`,
+    :math:`\partial_\epsilon U = V\,\mathrm{tr}\,\sigma/3` and :math:`\partial_\epsilon K = -2K/3`, so
+    :math:`a = -(\beta_T/\tau_p)(P_0 - P_{int})`, the drift used here. The same argument in V
+    (:math:`D_V = kT\beta_T V/\tau_p`, density
+    :math:`e^{-(P_0V+U+K)/kT}` given u) gives Bernetti & Bussi's V-form drift with its :math:`+kT/V`.
+
     Args:
         dt: time step, fs.
         temperature: K.

@@ -47,10 +47,14 @@ class Violation:
 def find_bonds(graph: AtomicGraph, scale: float = 1.2) -> torch.Tensor:
     """Covalent bonds ``i < j`` closer than ``scale * (r_cov_i + r_cov_j)`` in ``graph``, shape (B, 2).
 
-    The graph's edges must include all such pairs (any cutoff above ~2 Å does).
+    The graph's edges must include all such pairs (any cutoff above ~2 Å does); a graph without edges (blocked
+    evaluation keeps none) gets a neighbour list at the longest possible bond.
     """
     from ase.data import covalent_radii
 
+    if graph.num_edges == 0 and graph.num_nodes > 1:
+        rc_max = float(np.max(covalent_radii[graph.atomic_numbers.cpu().numpy()]))
+        graph = graph.rebuild_edges(2.0 * scale * rc_max)
     send, recv = graph.edge_index
     r = graph.edge_vectors().norm(dim=-1)
     rc = torch.as_tensor(covalent_radii, dtype=r.dtype)[graph.atomic_numbers.cpu()].to(r.device)
@@ -195,9 +199,12 @@ class StabilityMonitor:
             ratio = bond_lengths(state.positions, self.bonds, state.graph) / self.bond_ref  # (B,)
             worst = torch.zeros(G, dtype=dt).scatter_reduce(0, state.batch[self.bonds[:, 0]], ratio, "amax")
             out["bond_stretch"] = (worst > self.max_bond_stretch, worst)
-        send, recv = state.graph.edge_index
+        graph = state.graph
+        if graph.num_edges == 0 and graph.num_nodes > 1 and bool(torch.isfinite(graph.positions).all()):
+            graph = graph.rebuild_edges(max(self.min_distance, 1.0))  # blocked evaluation keeps no neighbour list
+        send, recv = graph.edge_index
         if send.numel():
-            r = state.graph.edge_vectors().norm(dim=-1)
+            r = graph.edge_vectors().norm(dim=-1)
             dmin = torch.full((G,), float("inf"), dtype=dt).scatter_reduce(0, state.batch[send], r, "amin")
             out["min_distance"] = (dmin < self.min_distance, dmin)
         T = temperature(state.momenta, state.masses, state.batch, G, self.integrator.removed_dof)

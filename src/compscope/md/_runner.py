@@ -16,6 +16,7 @@ import torch
 from ase import units
 
 from compscope.data import AtomicGraph
+from compscope.models import DEFAULT_BLOCK_MEMORY_GIB
 
 from ._checks import MDInputError, check_start, check_timestep
 from ._forces import ForceEvaluator
@@ -65,6 +66,7 @@ def init_state(
     skin: float = 0.5,
     initial_momenta: str = "maxwell-boltzmann",
     evaluate_forces: bool = True,
+    block_atoms: int | None = None,
 ) -> tuple[MDState, ForceEvaluator]:
     """Batch ``atoms_list`` (one entry per replica) into an :class:`MDState` with forces evaluated.
 
@@ -79,10 +81,14 @@ def init_state(
             ``atoms.get_momenta()``).
         evaluate_forces: evaluate energies and forces (off: zeros, for engines that evaluate the potential
             their own way).
+        block_atoms: evaluate periodic structures in blocks of about this many atoms with their halo
+            (:class:`ForceEvaluator`); no neighbour list of the whole box is built then.
     """
     dtype = dtype or _potential_dtype(potential, torch.float64)
-    evaluate = ForceEvaluator(potential, skin=skin)
-    graphs = [AtomicGraph.from_atoms(a, evaluate.radius, energy_key=None, forces_key=None, stress_key=None,
+    evaluate = ForceEvaluator(potential, skin=skin, block_atoms=block_atoms)
+    blocked = block_atoms is not None and all(a.pbc.any() for a in atoms_list)
+    graphs = [_edgeless_graph(a, evaluate.radius, dtype) if blocked else
+              AtomicGraph.from_atoms(a, evaluate.radius, energy_key=None, forces_key=None, stress_key=None,
                                      dtype=dtype) for a in atoms_list]
     graph = AtomicGraph.collate(graphs)
     masses = torch.as_tensor(np.concatenate([a.get_masses() for a in atoms_list]), dtype=dtype)
@@ -99,6 +105,17 @@ def init_state(
                     energy=torch.zeros(G, dtype=dtype), active=torch.ones(G, dtype=torch.bool),
                     ref_positions=graph.positions.clone())
     return (evaluate(state) if evaluate_forces else state), evaluate
+
+
+def _edgeless_graph(atoms, radius: float, dtype: torch.dtype) -> AtomicGraph:
+    """The MD graph of ``atoms`` without a neighbour list (blocked evaluation lists neighbours per block)."""
+    n = len(atoms)
+    return AtomicGraph(
+        positions=torch.as_tensor(atoms.get_positions(), dtype=dtype),
+        atomic_numbers=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
+        edge_index=torch.zeros(2, 0, dtype=torch.long), cell_shifts=torch.zeros(0, 3, dtype=dtype),
+        batch=torch.zeros(n, dtype=torch.long), cell=torch.as_tensor(atoms.cell.array, dtype=dtype).unsqueeze(0),
+        pbc=torch.as_tensor(atoms.get_pbc()).unsqueeze(0), cutoff=float(radius))
 
 
 def state_to_atoms(state: MDState) -> list:
@@ -134,6 +151,8 @@ class MDResult:
     ns_per_day_incl_warmup: float | None = None  # over every step of this call (wall_s)
     cpu_s: float | None = None  # this process's CPU seconds over the call (simulate_dense)
     ns_per_day_cpu: float | None = None  # per replica per CPU day of this process, after the warm-up (simulate_dense)
+    block_atoms: int | None = None  # evaluated atoms per block of a blocked run (None: whole boxes)
+    blocks: dict = field(default_factory=dict)  # per structure: grid, blocks, evaluated atoms of the last call
 
     @property
     def n_stable(self) -> int:
@@ -206,6 +225,8 @@ def simulate(
     check_inputs: bool = True,
     supercell: tuple[int, int, int] | None = None,
     edge_chunk: int | str | None = "auto",
+    atom_chunk: int | str | None = "auto",
+    block_memory_gib: float = DEFAULT_BLOCK_MEMORY_GIB,
 ) -> MDResult:
     """Run MD of ``replicas`` copies of ``start`` (or of each structure in a list) with stability monitors.
 
@@ -236,6 +257,12 @@ def simulate(
         edge_chunk: evaluate the model's messages in chunks of this many edges (memory-lean inference on big
             boxes; same forces), for potentials with an ``edge_chunk_size`` attribute; ``"auto"``:
             :data:`AUTO_CHUNK` edges for boxes above :data:`AUTO_CHUNK_ATOMS` atoms; ``None``: all at once.
+        atom_chunk: evaluate periodic boxes in blocks of atoms with their halo (receptive field), at most about
+            this many evaluated atoms (block + halo) per block: exact forces, energies and stress, the memory of one
+            block whatever the box size, no neighbour list of the whole box (:func:`compscope.models.block_evaluate`).
+            ``"auto"``: blocks only when one force call of the whole box would need more than ``block_memory_gib``
+            (:func:`compscope.models.auto_block_atoms`), as big as that budget allows; ``None``: never.
+        block_memory_gib: memory budget of one force call (GiB) for ``atom_chunk="auto"``.
 
     Returns:
         :class:`MDResult` with the final state, the per-replica stability summary and the speed.
@@ -250,6 +277,7 @@ def simulate(
     if any(a.pbc.any() for a in atoms_list):
         check_periodic_support(potential)
     _set_edge_chunk(potential, edge_chunk, sum(len(a) for a in atoms_list))
+    block_atoms = _block_atoms(potential, atom_chunk, atoms_list, dtype, block_memory_gib)
     if check_inputs:
         check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
         check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]))
@@ -261,7 +289,11 @@ def simulate(
     if resume and out_dir is None:
         raise MDInputError("--resume needs --out: the folder of the run to continue")
 
-    state, evaluate = init_state(potential, atoms_list, temperature, seed, dtype, skin, initial_momenta)
+    state, evaluate = init_state(potential, atoms_list, temperature, seed, dtype, skin, initial_momenta,
+                                 block_atoms=block_atoms)
+    if block_atoms is not None:
+        log.info("blocked evaluation: at most ~%d evaluated atoms per block, grids %s", block_atoms,
+                 {g: s.get("grid") for g, s in evaluate.block_stats.items()})
     dtype = state.positions.dtype
     cfg = _run_config(atoms_list, integ, replicas, potential, skin, dtype)
     restart = None
@@ -355,7 +387,8 @@ def simulate(
     result = MDResult(state=state, summary=rows, violations=list(monitor.violations), steps=state.step, wall_s=wall,
                       ns_per_day=ns_day, atom_steps_per_s=(done - warmup) * n_atoms / steady, out=out_dir,
                       files=files, warmup_steps=warmup,
-                      ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0)
+                      ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0,
+                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats))
     if h5 is not None:
         h5.close()
     if xyz is not None:
@@ -366,6 +399,9 @@ def simulate(
                    "speed_note": f"ns_per_day and atom_steps_per_s leave out the first {warmup} steps (warm-up)",
                    "warmup_steps": warmup, "ns_per_day_incl_warmup": result.ns_per_day_incl_warmup,
                    "evaluator_rebuilds": evaluate.rebuilds, "atoms": n_atoms, "peak_rss_gib": peak_rss_gib(),
+                   "block_atoms": evaluate.block_atoms,
+                   "blocks": {str(g): {k: (list(v) if isinstance(v, tuple) else v) for k, v in st.items()}
+                              for g, st in evaluate.block_stats.items()},
                    "replica_summary": rows}
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1))
         files["summary"] = str(out_dir / SUMMARY)
@@ -518,6 +554,24 @@ def check_periodic_support(potential) -> None:
             f"{type(potential).__name__} does not support periodic boundary conditions, and the start structure "
             "is periodic", hint="use a periodic force field (compscope.models.EquivariantPotential supports "
                                 "them), or a non-periodic start structure (no Lattice / pbc=\"F F F\")")
+
+
+def _block_atoms(potential, atom_chunk, atoms_list, dtype, memory_gib: float) -> int | None:
+    """Evaluated atoms per block of ``simulate(atom_chunk=...)`` (``None``: no blocks)."""
+    from compscope.models import auto_block_atoms
+
+    if atom_chunk is None:
+        return None
+    if atom_chunk == "auto":
+        if not all(a.pbc.any() for a in atoms_list):
+            return None
+        dtype = dtype or _potential_dtype(potential, torch.float64)
+        sizes = [auto_block_atoms(potential, len(a), abs(a.get_volume()), dtype, memory_gib) for a in atoms_list]
+        sizes = [s for s in sizes if s is not None]
+        return min(sizes) if sizes else None
+    if isinstance(atom_chunk, str) or int(atom_chunk) < 1:
+        raise MDInputError(f"atom_chunk must be a positive number of atoms, 'auto' or None, got {atom_chunk!r}")
+    return int(atom_chunk)
 
 
 def _set_edge_chunk(potential, edge_chunk, n_atoms: int) -> None:

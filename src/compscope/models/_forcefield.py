@@ -177,13 +177,23 @@ class EquivariantPotential(nn.Module):
         fused: bool = False,
         include_e0: bool = True,
         chunk: int | None = None,
+        receivers: list[int] | None = None,
     ) -> torch.Tensor:
         """Per-atom energies (N,) in eV (without the reference energies E0 if ``include_e0`` is off). Sizes come
         from tensor shapes only, so the method traces (TorchScript).
 
         ``fused=True`` selects the fused CPU kernels (:mod:`compscope.nn._fused`, differentiable twice: forces and
         force losses); :meth:`forward` passes :attr:`fused_kernels`. ``chunk`` evaluates the messages in chunks of
-        edges (:attr:`edge_chunk_size`; memory-lean inference on big boxes, same result)."""
+        edges (:attr:`edge_chunk_size`; memory-lean inference on big boxes, same result).
+
+        ``receivers`` (blocked evaluation, :func:`compscope.models.block_evaluate`): layer ``l`` computes only the
+        first ``receivers[l]`` atoms (non-increasing), from the edges into them; edges must be sorted by receiver
+        (as :func:`compscope.data.neighbor_list` gives them). The result is then the energies (receivers[-1],) of
+        the leading atoms, exact when each layer's receivers have all their neighbours among the previous
+        layer's."""
+        if receivers is not None:
+            return self._pruned_node_energies(positions, node_attrs, species_idx, edge_index, cell_shifts,
+                                              edge_cell, fused, include_e0, chunk, receivers)
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
@@ -209,6 +219,53 @@ class EquivariantPotential(nn.Module):
         else:
             node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
         return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
+
+    def _pruned_node_energies(self, positions, node_attrs, species_idx, edge_index, cell_shifts, edge_cell,
+                              fused: bool, include_e0: bool, chunk: int | None, receivers: list[int]) -> torch.Tensor:
+        """:meth:`node_energies` with ``receivers`` (layer by layer fewer atoms; see there)."""
+        send, recv = edge_index[0], edge_index[1]
+        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
+        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
+        lengths = vectors.norm(dim=-1)  # (E,)
+        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        edge_radial = self.radial(lengths)  # (E, num_bessel)
+        pairs = edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) else None
+        h = self.embedding(node_attrs)  # (N, mul)
+        node_energy = torch.zeros_like(positions[:, 0])  # (N,)
+        for m, inter, prod, gate, sc, readout in zip(
+            receivers, self.interactions, self.products, self.gates, self.self_connections, self.readouts
+        ):
+            bound = torch.tensor(int(m), dtype=recv.dtype, device=recv.device)
+            e = int(torch.searchsorted(recv, bound))  # edges into atoms < m (edges sorted by receiver)
+            layer_pairs = None
+            if pairs is not None:  # the weight rows the prefix uses, renumbered
+                rows, widx = torch.unique(pairs[1][:e], return_inverse=True)
+                layer_pairs = (pairs[0][rows], widx)
+            a = inter(h, edge_sh[:e], edge_radial[:e], edge_index[:, :e], fused, layer_pairs, chunk,
+                      n_out=m)  # (m, irreps_a.dim)
+            idx = species_idx[:m]
+            h = gate(prod(a, idx, fused) + sc(h[:m], idx))  # (m, irreps_out.dim)
+            node_energy = node_energy[:m] + readout(h)  # (m,)
+        m = int(receivers[-1])
+        idx = species_idx[:m]
+        if self.isolated_e0:
+            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])[:m]
+            node_energy = ((node_energy - self.one_body_energies(positions)[idx]) * self.element_scale[idx]
+                           + self.element_shift[idx] * (1.0 - torch.exp(-coordination)))
+        else:
+            node_energy = node_energy * self.element_scale[idx] + self.element_shift[idx]
+        return node_energy + self.atomic_energies[idx] if include_e0 else node_energy  # (m,)
+
+    def owned_energies(self, graph: AtomicGraph, positions: torch.Tensor, receivers: list[int]) -> torch.Tensor:
+        """Per-atom energies (receivers[-1],) of a blocked graph's leading atoms, E0s included in float64
+        (autograd through ``positions``); see :meth:`node_energies` for ``receivers``."""
+        idx = self.species_index(graph.atomic_numbers)
+        node_attrs = torch.nn.functional.one_hot(idx, len(self.species)).to(self.atomic_energies.dtype)
+        edge_cell = graph.cell[0].to(positions.dtype).expand(graph.edge_index.shape[1], 3, 3)
+        e = self.node_energies(positions, node_attrs, idx, graph.edge_index, graph.cell_shifts.to(positions.dtype),
+                               edge_cell, fused=self.fused_kernels, include_e0=False, chunk=self.edge_chunk_size,
+                               receivers=receivers)
+        return e.to(torch.float64) + self._e0_64[idx[: e.shape[0]]]
 
     def one_body_energies(self, like: torch.Tensor) -> torch.Tensor:
         """What the layers give one atom of each species without neighbours, before scale and E0: (n_el,) in

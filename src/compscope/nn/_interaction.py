@@ -78,17 +78,24 @@ class Interaction(nn.Module):
         fused: bool = False,
         pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
         chunk: int | None = None,
+        n_out: int | None = None,
     ) -> torch.Tensor:
         """``fused=True`` uses the fused CPU kernel (:mod:`._fused`) when the inputs allow it;
         ``pairs`` (from :func:`~compscope.nn._fused.edge_pairs`) then shares radial weights between reverse edges.
         ``chunk`` (edges, or edge pairs with ``pairs``) evaluates the messages in chunks under activation
-        checkpointing (:meth:`_chunked`): the same sum, without per-edge radial-MLP activations for all edges."""
+        checkpointing (:meth:`_chunked`): the same sum, without per-edge radial-MLP activations for all edges.
+        ``n_out`` returns only the first ``n_out`` atoms' basis (every receiver must be below it; senders may be
+        any atom): blocked evaluation needs fewer atoms at each deeper layer."""
         h = self.linear_up(node_feats)  # (N, irreps_node.dim)
         h = self.tp.to_channels(h)  # (N, d1, mul): the layout change happens on nodes, not edges
-        n = node_feats.shape[0]
-        if chunk is not None and 0 < chunk < edge_index.shape[1]:
-            agg = self._chunked(h, edge_sh, edge_radial, edge_index, fused, pairs, int(chunk))
-        elif fused and fused_available(h, edge_sh, edge_radial):
+        n = node_feats.shape[0] if n_out is None else int(n_out)
+        use_fused = fused and fused_available(h, edge_sh, edge_radial)
+        # rows of the radial MLP: edge pairs on the fused path with pairs, else edges; one chunk or fewer rows
+        # than a chunk is the plain path (checkpointing it would only recompute the messages in the backward)
+        n_rows = pairs[0].shape[0] if (pairs is not None and use_fused) else edge_index.shape[1]
+        if chunk is not None and 0 < chunk < n_rows:
+            agg = self._chunked(h, edge_sh, edge_radial, edge_index, fused, pairs, int(chunk), n)
+        elif use_fused:
             rep, widx = pairs if pairs is not None else (None, None)
             weights = self.radial_mlp(edge_radial if rep is None else edge_radial[rep])  # (W, weight_numel)
             w = weights.view(weights.shape[0], self.tp.num_paths, self.tp.mul)  # (W, P, mul)
@@ -100,7 +107,8 @@ class Interaction(nn.Module):
             agg = scatter_sum(messages, edge_index[1], n) / self.avg_num_neighbors  # (N, K, mul): by receiver
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)
 
-    def _chunked(self, h, edge_sh, edge_radial, edge_index, fused: bool, pairs, chunk: int) -> torch.Tensor:
+    def _chunked(self, h, edge_sh, edge_radial, edge_index, fused: bool, pairs, chunk: int,
+                 n: int | None = None) -> torch.Tensor:
         """The neighbour sum (N, K, mul) as a sum over chunks of edges, each under
         :func:`torch.utils.checkpoint.checkpoint`: autograd keeps only a chunk's edge indices, and recomputes the
         chunk's radial weights and messages when the forces are taken, so the memory of the per-edge
@@ -110,7 +118,7 @@ class Interaction(nn.Module):
         radial weights stay shared). The sum is the same up to floating-point summation order."""
         from torch.utils.checkpoint import checkpoint
 
-        n = h.shape[0]
+        n = h.shape[0] if n is None else n
         use_fused = fused and fused_available(h, edge_sh, edge_radial)
         rep, widx = pairs if (pairs is not None and use_fused) else (None, None)
         n_rows = rep.shape[0] if rep is not None else edge_index.shape[1]

@@ -23,8 +23,8 @@ import time
 import numpy as np
 import torch
 
-from compscope.data import AtomicGraph, neighbor_list
 from compscope.data import keys as K
+from compscope.models import local_graph  # the same owned + halo graph as blocked evaluation in one process
 
 from ._errors import LammpsModelError
 from ._ghosts import GhostReducer
@@ -69,46 +69,6 @@ def layers_of(model) -> int:
             hint="re-export a compiled model with this compscope version (`compscope forcefield export RUN "
                  "--out m.jit.pt`), or give the module a `receptive_field` attribute (layers x cutoff, Å)")
     return max(1, math.ceil(float(field) / float(cutoff) - 1e-9))
-
-
-def local_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff: float, layers: int,
-                dtype: torch.dtype) -> tuple[AtomicGraph, np.ndarray]:
-    """The graph of one rank's owned + ghost atoms that the owned energies need.
-
-    Args:
-        positions: (M, 3) Å, owned atoms first (``n_owned`` of them), then ghosts.
-        numbers: (M,) atomic numbers.
-        cutoff: model cutoff (Å); layers: message-passing depth.
-
-    Returns:
-        ``(graph, kept)``: a non-periodic graph of the kept atoms (owned first, same order) and their indices (M',)
-        into ``positions``.
-    """
-    edge_index, _ = neighbor_list(positions, cutoff)
-    send, recv = edge_index
-    near = np.zeros(len(positions), dtype=bool)
-    near[:n_owned] = True
-    for _ in range(layers - 1):  # atoms within L-1 hops of an owned atom
-        near[send[near[recv]]] = True
-    keep_edge = near[send] | near[recv]
-    send, recv = send[keep_edge], recv[keep_edge]
-    kept_mask = near.copy()
-    kept_mask[send] = True
-    kept = np.flatnonzero(kept_mask)
-    new = np.full(len(positions), -1, dtype=np.int64)
-    new[kept] = np.arange(len(kept))
-    n = len(kept)
-    graph = AtomicGraph(
-        positions=torch.as_tensor(positions[kept], dtype=dtype),
-        atomic_numbers=torch.as_tensor(numbers[kept], dtype=torch.long),
-        edge_index=torch.as_tensor(np.stack([new[send], new[recv]]), dtype=torch.long),
-        cell_shifts=torch.zeros(len(send), 3, dtype=dtype),
-        batch=torch.zeros(n, dtype=torch.long),
-        cell=torch.zeros(1, 3, 3, dtype=dtype),
-        pbc=torch.zeros(1, 3, dtype=torch.bool),
-        cutoff=float(cutoff),
-    )
-    return graph, kept
 
 
 class LammpsPotential:
