@@ -34,6 +34,10 @@ def _group(pgid: int) -> list[int]:
     return out
 
 
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env():
     return {**os.environ, "COMPSCOPE_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
@@ -46,8 +50,10 @@ def _stop(tmp_path, signum):
     run = tmp_path / "run.csi"
     parts = tmp_path / "run.csi.parts"
     cmd = cli_command("search", "build", src, "--out", run, "--jobs", "2", "--chunk-size", "10")
+    # its own process group (the workers are found by their group), and SIGINT at its default even when this
+    # test runs in a background job, whose shell starts it with SIGINT ignored (Python then keeps it ignored)
     p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)  # its own process group: the workers are found by their group
+                         start_new_session=True, preexec_fn=_default_sigint)
     try:
         deadline = time.monotonic() + 60
         while len(list(parts.glob("chunk_*.npz"))) < 3:

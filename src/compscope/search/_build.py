@@ -90,8 +90,9 @@ def _open_checkpoint(ckpt: Path, meta: dict, resume: bool) -> set[int]:
     return done
 
 
-class _Stop(Exception):
-    """Raised by the SIGTERM handler of a build in progress (SIGINT raises KeyboardInterrupt)."""
+class _Stop(KeyboardInterrupt):
+    """Raised by the SIGTERM handler of a build in progress: an interrupt like Ctrl-C's KeyboardInterrupt (a
+    control-flow signal, not an error, so no ``except Exception`` on the way swallows it), carrying the signal."""
 
 
 def _raise_stop(signum, frame):
