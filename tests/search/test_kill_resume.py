@@ -3,13 +3,9 @@ index, byte for byte, as an uninterrupted build."""
 
 from __future__ import annotations
 
-import json
-
-import numpy as np
-
 from compscope.testing import cli_command, file_appears, kill_and_resume
 
-from ._data import library_records
+from ._data import assert_same_index, library_records
 
 
 def test_search_build_killed_and_resumed_equals_uninterrupted(tmp_path):
@@ -31,14 +27,4 @@ def test_search_build_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert 8 <= res.extra["after_kill"] < n_chunks, res.extra["after_kill"]
     assert "3000 molecules" in res.resumed.output and "3 invalid" in res.resumed.output
     assert not parts.exists(), "the checkpoint is removed once the build succeeds"
-
-    ha, hb = (json.loads((d / "header.json").read_text()) for d in (run, ref))
-    assert ha == hb
-    names = sorted(p.name for p in ref.iterdir())
-    assert sorted(p.name for p in run.iterdir()) == names
-    for name in names:
-        if name.endswith(".npy"):
-            a, b = np.load(run / name), np.load(ref / name)
-            assert a.dtype == b.dtype and np.array_equal(a, b), name
-        else:
-            assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    assert_same_index(run, ref)

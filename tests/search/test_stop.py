@@ -3,19 +3,16 @@ chunk is kept, the exit is non-zero with the resume hint, and ``--resume`` ends 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
 from compscope.search import build_index
 from compscope.testing import cli_command
 
-from ._data import library_records
+from ._data import assert_same_index, library_records
 
 
 def _group(pgid: int) -> list[int]:
@@ -91,16 +88,7 @@ def test_sigterm_stops_workers_keeps_chunks_and_resume_equals_uninterrupted(tmp_
     assert resumed.returncode == 0, out
     run = tmp_path / "run.csi"
     assert "600 molecules" in out and not (tmp_path / "run.csi.parts").exists()
-
-    assert json.loads((run / "header.json").read_text()) == json.loads((ref / "header.json").read_text())
-    names = sorted(f.name for f in ref.iterdir())
-    assert sorted(f.name for f in run.iterdir()) == names
-    for name in names:
-        if name.endswith(".npy"):
-            a, b = np.load(run / name), np.load(ref / name)
-            assert a.dtype == b.dtype and np.array_equal(a, b), name
-        else:
-            assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+    assert_same_index(run, ref)
 
 
 def test_ctrl_c_stops_workers_and_keeps_chunks(tmp_path):
