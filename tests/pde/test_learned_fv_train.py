@@ -79,6 +79,44 @@ def test_loading_checks_equation_and_grid(fv_run):
         load_learned_fv(Path(result.best).parent / "missing.ckpt")
 
 
+def test_pushforward_and_noise_keep_training_finite_across_an_unroll_increase(tmp_path, pde_cache):
+    cfg = _config(pde_cache, module={"unroll": [1, 3], "pushforward": 4, "noise": 0.02},
+                  trainer={"max_epochs": 2})
+    train_learned_fv(cfg, out=tmp_path)
+    rows = [r for r in read_metrics(tmp_path) if "train_loss" in r]
+    assert [r["unroll"] for r in rows] == [1.0, 3.0]
+    for r in rows:
+        assert np.isfinite(r["train_loss"]) and np.isfinite(r["val_acc_error"]) and r["train_loss"] > 0
+        assert np.isfinite(r["grad_norm"]) and r["grad_norm"] > 0
+        assert 0.0 <= r["pushforward"] <= 4.0
+    assert max(r["pushforward"] for r in rows) > 0  # the windows started from the model's own states
+
+
+def test_pushforward_window_starts_from_the_models_state(pde_cache):
+    """Unroll 1 after p = 3 no-gradient steps (5 stored steps: the window can only start at 0): the loss is the
+    one-step error of the model's own rollout at step 4, computed here independently."""
+    module = LearnedFVSolver("E1", 25, model={"hidden": 4, "layers": 1}, unroll=[1], pushforward=20)
+    with torch.no_grad():
+        module.fv.net.out.weight.normal_(0.0, 0.1)
+    d = load_coarse(generate("E1", "valid", 2, 0, pde_cache, 1, progress=False), "E1", 25)
+    u = torch.tensor(d["u"][:, :5], dtype=torch.float64)  # 5 stored steps: s = 0, p = 3 is the only draw
+    cond = torch.tensor(d["cond"], dtype=torch.float64)
+    f = torch.stack([torch.tensor(d["params"][k], dtype=torch.float64) for k in ("A", "omega", "phi", "l")], 1)
+    module.times = module.times[:5]
+    seed = next(k for k in range(100) if torch.manual_seed(k) and int(torch.randint(0, 21, ())) >= 3)
+    torch.manual_seed(seed)  # its first draw is p >= 3, capped at nt - 1 - unroll = 3
+    with torch.no_grad():
+        loss, n, p = module.unrolled_loss((u, cond, f))
+    assert (n, p) == (1, 3)
+    from compscope.pde._learned_fv_train import _forcing
+
+    with torch.no_grad():
+        pred = module.fv.solve(u[:, 0], module.times, cond, _forcing(module.fv, f))
+    assert float(loss) == pytest.approx(float(((pred[:, 4] - u[:, 4]) ** 2).mean()), rel=1e-10)
+    with pytest.raises(ConfigError, match="pushforward"):
+        LearnedFVSolver("E1", 25, pushforward=-1)
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_build(path):
     cfg = resolve_fv_config(yaml.safe_load(path.read_text()))

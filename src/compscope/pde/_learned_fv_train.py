@@ -6,13 +6,18 @@ coarse grid (``coarsen(..., eq.coarsening)``: exact block averages for E1-E3), s
 
 Loss: from a random stored step ``s`` of each trajectory, the solver advances ``n`` output steps (with gradient
 through every RK stage) and the mean squared error against the reference at ``s + 1 .. s + n`` is minimised; ``n``
-follows the curriculum ``module.unroll`` (one entry per epoch, the last one repeated). Validation: the whole
+follows the curriculum ``module.unroll`` (one entry per epoch, the last one repeated). Two stabilisers against the
+drift of long rollouts away from the training states (the model never sees its own errors otherwise):
+``module.pushforward = P`` first advances ``p`` output steps (``p`` uniform in ``0..P`` per batch) *without*
+gradient, so the unrolled window starts from the model's own state (the pushforward trick of Brandstetter et al.,
+ICLR 2022), and ``module.noise`` adds zero-mean (mass-preserving) Gaussian noise of that relative size to the
+starting state. ``grad_norm`` (before clipping) is logged per epoch. Validation: the whole
 trajectory from the exact initial cell averages, scored like the classical solvers (accumulated error over the
 steps ``2K = 50 .. nt - 1``). Sections of a config (``compscope pde train-fv CONFIG``):
 
 - ``model``: :class:`~compscope.pde.LearnedFluxFV` (hidden, layers, kernel, order, mirror, learn_*, cfl);
 - ``data``: :class:`LearnedFVData` (equation, nx, n_train, n_valid, seed, cache, batch_size, repeat, workers);
-- ``module``: :class:`LearnedFVSolver` (unroll, lr, weight_decay);
+- ``module``: :class:`LearnedFVSolver` (unroll, lr, weight_decay, pushforward, noise);
 - ``trainer``: :class:`compscope.train.TrainerConfig`; ``seed`` and ``out`` as in every task.
 """
 
@@ -131,14 +136,21 @@ class LearnedFVSolver(L.LightningModule):
         model: :class:`~compscope.pde.LearnedFluxFV` arguments (the model section).
         unroll: output steps unrolled with gradient, per epoch (the last entry repeats): the unroll curriculum.
         lr, weight_decay: AdamW, cosine schedule over the epochs to lr / 100.
+        pushforward: at most this many output steps advanced without gradient before the unrolled window (drawn
+            per batch; 0: the window starts at the reference).
+        noise: standard deviation of the zero-mean noise on the window's starting state, relative to each
+            state's RMS (0: none).
     """
 
     def __init__(self, equation: str, nx: int, model: dict | None = None, unroll: list[int] | tuple = (2, 4, 8, 16),
-                 lr: float = 3e-3, weight_decay: float = 0.0) -> None:
+                 lr: float = 3e-3, weight_decay: float = 0.0, pushforward: int = 0, noise: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         if not unroll or min(int(n) for n in unroll) < 1:
             raise ConfigError(f"module.unroll={list(unroll)}: give at least one positive number of steps per epoch")
+        if int(pushforward) < 0 or not float(noise) >= 0:
+            raise ConfigError(f"module.pushforward={pushforward}, module.noise={noise}: both must be >= 0",
+                              hint="pushforward: output steps without gradient (e.g. 8); noise: e.g. 0.01")
         self.fv = LearnedFluxFV(equation, nx, **dict(model or {}))
         self.eq = get_equation(equation)
         self.times = [float(v) for v in self.eq.times]
@@ -147,24 +159,46 @@ class LearnedFVSolver(L.LightningModule):
         u = self.hparams.unroll
         return int(u[min(epoch, len(u) - 1)])
 
-    def training_step(self, batch, batch_idx):
+    def unrolled_loss(self, batch) -> tuple[torch.Tensor, int, int]:
+        """The training loss of a batch (module docstring), the unrolled steps ``n`` and the pushforward ``p``."""
         u, cond, f = batch
         B, nt = u.shape[0], u.shape[1]
         n = min(self.unroll_steps(self.current_epoch), nt - 1)
-        s = torch.randint(0, nt - n, (B,))
+        p = min(int(torch.randint(0, int(self.hparams.pushforward) + 1, ())), nt - 1 - n)
+        s = torch.randint(0, nt - n - p, (B,))
         forcing = _forcing(self.fv, f)
         times = torch.tensor(self.times, dtype=torch.float64)
-        state = u[torch.arange(B), s]
+        rows = torch.arange(B)
+        state = u[rows, s]
+        if self.hparams.noise > 0:
+            eps = torch.randn_like(state)
+            rms = state.pow(2).mean(-1, keepdim=True).sqrt()
+            state = state + self.hparams.noise * rms * (eps - eps.mean(-1, keepdim=True))
         t = times[s]
+        with torch.no_grad():  # the pushforward: the window starts from the model's own state
+            for k in range(1, p + 1):
+                state = self.fv.advance(state, t, times[s + k], cond, forcing)
+                t = times[s + k]
         loss = 0.0
-        for k in range(1, n + 1):
+        for k in range(p + 1, p + n + 1):
             state = self.fv.advance(state, t, times[s + k], cond, forcing)
             t = times[s + k]
-            loss = loss + ((state - u[torch.arange(B), s + k]) ** 2).mean()
-        loss = loss / n
+            loss = loss + ((state - u[rows, s + k]) ** 2).mean()
+        return loss / n, n, p
+
+    def training_step(self, batch, batch_idx):
+        loss, n, p = self.unrolled_loss(batch)
+        B = batch[0].shape[0]
         self.log("train_loss", loss, prog_bar=True, on_epoch=True, on_step=False, batch_size=B)
         self.log("unroll", float(n), on_epoch=True, on_step=False, batch_size=B)
+        self.log("pushforward", float(p), on_epoch=True, on_step=False, batch_size=B)
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Log the gradient norm before clipping (the diagnostic of an unroll curriculum)."""
+        grads = [q.grad.detach().norm() for q in self.parameters() if q.grad is not None]
+        if grads:
+            self.log("grad_norm", torch.stack(grads).norm(), on_epoch=True, on_step=False, batch_size=1)
 
     @torch.no_grad()
     def rollout(self, cond: torch.Tensor, f: torch.Tensor, times=None) -> torch.Tensor:
