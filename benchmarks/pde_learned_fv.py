@@ -128,7 +128,9 @@ def main() -> None:
     ap.add_argument("--equation", default="E1")
     ap.add_argument("--model", action="append", default=[],
                     help="NX=CKPT or NX:LABEL=CKPT of a trained learned-FV model (repeat; the first per grid is the "
-                         "cell's headline model)")
+                         "cell's headline model; labels NAME@s0, NAME@s1, ... are one network's training seeds, "
+                         "summarised under cells/.../seeds/NAME)")
+    ap.add_argument("--no-cost", action="store_true", help="skip the cost sweep (learned nets on other grids)")
     ap.add_argument("--classical-nx", default=None, help="WENO5 grids (default 25,...,800; E3 25,...,200)")
     ap.add_argument("--spectral-nx", default=None, help="spectral grids (default 25,50,100; E3 25,...,400)")
     ap.add_argument("--ref-solver", choices=("auto", "weno", "spectral"), default="auto",
@@ -242,9 +244,17 @@ def main() -> None:
             cell["speedup_at_equal_error"] = lv["speedup_at_equal_error"]
             cell["per_trajectory"] = lv["breakdown"]
             cell["headline"] = {label: _headline(v, cell, best) for label, v in variants.items()}
+            groups: dict[str, list[str]] = {}
+            for label in variants:
+                base, sep, sd = label.rpartition("@s")
+                if sep and sd.isdigit():
+                    groups.setdefault(base, []).append(label)
+            cell["seeds"] = {base: _seed_summary({lb: variants[lb] for lb in labels}, cell, best)
+                             for base, labels in groups.items()}
         out_cells[f"{eq.name}/nx{nx}"] = cell
 
-    cost = _cost_sweep(models, eq, [int(v) for v in args.cost_nx.split(",") if v], u0_at, cond, p, runners)
+    cost_nx = [int(v) for v in args.cost_nx.split(",") if v]
+    cost = {} if args.no_cost else _cost_sweep(models, eq, cost_nx, u0_at, cond, p, runners)
     name = args.name or f"pde_learned_fv_{eq.name}"
     png = (RESULTS / "sweeps" if args.sweep else RESULTS) / f"{name}_pareto.png"
     _plot(out_cells, png, eq.name)
@@ -260,6 +270,8 @@ def main() -> None:
         print(key, "best classical:", cell["best_classical"])
         for label, h in cell.get("headline", {}).items():
             print("  ", label, h)
+        for label, h in cell.get("seeds", {}).items():
+            print("   seeds", label, {k: v for k, v in h.items() if not isinstance(v, (dict, list))})
         for solver, runs in cell["classical"].items():
             print("   ", solver, {k: (round(v["error"], 6) if np.isfinite(v["error"]) else None,
                                       f"{v['cpu_s_per_traj_single'] * 1e3:.2f} cpu-ms") for k, v in runs.items()})
@@ -342,6 +354,53 @@ def _headline(lv, cell, best) -> dict:
            "stable_2x_horizon": lv["stable_2x_horizon"], "mass_drift_max": lv["mass_drift_max"],
            "beats_best_same_nx_on": (lv["breakdown"] or {}).get(
                "learned_beats_best_same_nx" if best != "WENO5" else "learned_beats_weno_same_nx")}
+    cf = out["coarsening_factor_best"]
+    out["target_4x_cells_met"] = bool(cf is not None and eqb.get("bound") is None and cf >= 4)
+    speeds = [out["speedup_best_single_cpu"], out["speedup_best_batched_cpu"]]
+    out["target_3x_faster_met"] = bool(all(v is not None and v >= 3 for v in speeds) and eqb.get("bound") is None)
+    return out
+
+
+def _seed_summary(runs: dict, cell: dict, best: str) -> dict:
+    """One network trained with several seeds (labels ``NAME@sK``): the error's mean over seeds with its standard
+    error over seeds, and over test trajectories (of the per-trajectory error averaged over the seeds); the
+    coarsening factor and the speed-up at equal error of the seed-mean error (the mean of the seeds' times); every
+    seed's stability and mass drift."""
+    errs = [v["error"] for v in runs.values()]
+    out = {"seeds": list(runs), "errors": errs, "error_mean": float(np.mean(errs)), "error_se_seeds": _se(errs),
+           "error_se_test_each": [v["error_se"] for v in runs.values()],
+           "macs_per_face": next(iter(runs.values()))["macs_per_face"]}
+    per = [v["per_trajectory"] for v in runs.values()]
+    if all(p is not None for p in per):
+        mean_traj = np.mean(np.asarray(per, dtype=float), 0)
+        out["error_se_test"] = _se(mean_traj)
+        same = cell["classical"][best].get(str(cell["nx"]), {}).get("per_trajectory")
+        if same is not None:
+            out["beats_best_same_nx_each"] = [int(np.sum(np.asarray(p) < np.asarray(same))) for p in per]
+    out["equal_error"], out["speedup_at_equal_error"] = {}, {}
+    for solver, classical in cell["classical"].items():
+        for key in ("s_per_traj_single", "cpu_s_per_traj_single", "s_per_traj_batched", "cpu_s_per_traj_batched"):
+            eqe = equal_error(classical, out["error_mean"], key)
+            if key == "s_per_traj_single":
+                out["equal_error"][solver] = {"nx": eqe["nx"], "bound": eqe["bound"], "coarsening_factor":
+                                              None if eqe["nx"] is None else eqe["nx"] / cell["nx"]}
+            mine = float(np.mean([v[key] for v in runs.values()]))
+            out["speedup_at_equal_error"][f"{solver}_{key.replace('s_per_traj_', '')}"] = (
+                None if eqe["time"] is None else eqe["time"] / mine)
+    eqb = out["equal_error"].get(best, {})
+    su = out["speedup_at_equal_error"]
+    out["best_classical"] = best
+    out["coarsening_factor_best"] = eqb.get("coarsening_factor")
+    out["coarsening_bound_best"] = eqb.get("bound")
+    out["coarsening_factor_weno"] = out["equal_error"]["WENO5"]["coarsening_factor"]
+    out["speedup_best_single_cpu"] = su.get(f"{best}_cpu_single")
+    out["speedup_best_batched_cpu"] = su.get(f"{best}_cpu_batched")
+    out["learned_cpu_ms_single"] = float(np.mean([v["cpu_s_per_traj_single"] for v in runs.values()])) * 1e3
+    out["stable_2x_horizon_all"] = bool(all(v["stable_2x_horizon"] for v in runs.values()))
+    tv = [max(v["tv_growth_2x"]) for v in runs.values() if v.get("tv_growth_2x")]
+    out["tv_growth_2x_max"] = max(tv) if tv else None
+    drift = [v["mass_drift_max"] for v in runs.values() if v.get("mass_drift_max") is not None]
+    out["mass_drift_max"] = max(drift) if len(drift) == len(runs) else None
     cf = out["coarsening_factor_best"]
     out["target_4x_cells_met"] = bool(cf is not None and eqb.get("bound") is None and cf >= 4)
     speeds = [out["speedup_best_single_cpu"], out["speedup_best_batched_cpu"]]
