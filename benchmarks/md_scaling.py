@@ -209,6 +209,9 @@ def train_mace(files, budget: float, threads: int, tag: str, dtype: str, venv: P
                         proc.wait()
                         break
                     time.sleep(1.0)
+                    if int(time.time() - t0) % 60 == 0:  # what is spent survives a kill of this benchmark
+                        timing.write_text(json.dumps({"wall_s": spent["wall_s"] + time.time() - t0,
+                                                      "cpu_s": spent["cpu_s"] + clock.seconds}))
                 cpu = clock.stop()
             if proc.returncode not in (0, -15) and _mace_epochs(out / "checkpoints") < 0:
                 raise RuntimeError(f"mace-torch stopped with exit code {proc.returncode}: see {out}/mace_stdout.log")
