@@ -336,12 +336,14 @@ class SearchIndex:
         hybrid = isinstance(query, str) and "^" in query  # hybridisation primitives need sanitised molecules
         store.holder(hybrid)  # the one-off holder and column builds are not the query's CPU time
         cols, freq = self.pattern_columns
+        pattern = np.asarray(self.arrays["pattern"])  # rows, for the candidates the rarest columns leave
         c0 = time.thread_time()
         qmol = substructure_query(query, syntax)
         qpat = _query_pattern(qmol)
         qbits = np.flatnonzero(np.unpackbits(qpat.view(np.uint8), bitorder="little"))
         qbits = qbits[np.argsort(freq[qbits], kind="stable")].astype(np.int64)  # rarest first
         feat = self.arrays.get("molfeat")
+        feat = None if feat is None else np.asarray(feat)  # a plain array view: numba dispatches memmaps slowly
         feat_names = list(self.header.get("molfeat", []))
         use_feat = feat is not None and len(feat_names) == feat.shape[1] and screens
         qfeat = query_requirements(qmol, feat_names) if use_feat else np.zeros(0, np.uint8)
@@ -366,7 +368,8 @@ class SearchIndex:
             buf = np.empty(block + 64, np.int64)
             nfound, word = K.substructure_screen_columns(cols, qbits, self.n, word,
                                                          min(n_words, word + _SCAN_ROWS // 64), m_arr,
-                                                         mask is not None, buf, feat, qfeat, use_feat)
+                                                         mask is not None, buf, feat, qfeat, use_feat, pattern,
+                                                         qpat, K.SCREEN_COLUMN_BITS)
             start = min(self.n, 64 * word)
             screened += nfound
             if nfound == 0:

@@ -1,9 +1,10 @@
 """Bulk substructure verification in compiled code: RDKit's C++ ``SubstructLibrary`` over the index's molecules.
 
 The numba screens (``_kernels.py``) return blocks of candidate rows; :class:`MolStore` verifies a whole block in
-one C++ call: a ``SubstructLibrary`` over a shared ``CachedTrustedSmilesMolHolder`` (the index's canonical SMILES,
-parsed in C++ without re-sanitising) with its *search order* set to the candidate rows, so RDKit matches only
-those rows and no Python code runs per candidate. With ``n_threads > 1`` a block is split into contiguous parts
+one C++ call: a ``SubstructLibrary`` over a shared holder of the index's molecules (pickled molecules made from
+the canonical SMILES parsed in C++ without re-sanitising, see below) with its *search order* set to the candidate
+rows, so RDKit matches only those rows and no Python code runs per candidate. One match per molecule is asked for
+(:func:`match_parameters`). With ``n_threads > 1`` a block is split into contiguous parts
 matched on a thread pool (the C++ call releases the GIL), and each part reports the CPU time of its own thread,
 so a query's CPU time can be limited however loaded the machine is.
 
@@ -13,18 +14,19 @@ having radicals (``molfeat`` flags), and every row for queries with the hybridis
 matched in a second holder that sanitises (``CachedSmilesMolHolder``, about 7x slower per molecule): hit sets stay
 identical to a plain ``Chem.MolFromSmiles(s).HasSubstructMatch(q)`` scan.
 
-The holder is built once per index (about 1 µs per molecule, lazily, on the first substructure query) and shared
-by all queries and threads; each query makes its own light ``SubstructLibrary`` view (a few µs), so concurrent
+The holder is built once per index (lazily, on the first substructure query) and shared by all queries and
+threads; each query makes its own light ``SubstructLibrary`` view (a few µs), so concurrent
 queries never share a search order.
 
 **Pickled molecules, hot rows.** Materialising a molecule from its SMILES costs most of a verification (about
 20 µs against 7-10 µs for the match itself). So when the store is built (once per index, on the first
 substructure query) every row's molecule is made once from the trusted SMILES and kept as an RDKit binary pickle
-in a ``CachedMolHolder`` (about 300 bytes per molecule, 300 MB per 1M; unpickling costs about 10 µs, so a
-verification costs ~17 µs instead of ~28 µs); the SMILES holder is then dropped. This one-off costs about 35 µs
-per molecule (parse + pickle). The first ``hot_rows`` rows of the index, the ones first pages of common queries
-verify (hits come in index order, small molecules first), are also kept as parsed molecules in a ``MolHolder``
-(~7 µs per verification; about 8 kB per molecule, so 32,768 rows take ~260 MB). Both are filled with the very
+in a ``CachedMolHolder`` (about 320 bytes per molecule, 320 MB per 1M; unpickling costs about 10 µs, so a
+verification costs ~17 µs instead of ~28 µs); the SMILES holder is then dropped. This one-off costs about 38 µs
+per molecule (parse + pickle); ``pickled=False`` keeps the SMILES holder instead (about 1 µs per molecule).
+The first ``hot_rows`` rows of the index, the ones first pages of common queries verify (hits come in index
+order, small molecules first), are also kept as parsed molecules in a ``MolHolder`` (~7 µs per verification;
+about 7 kB per molecule, so 32,768 rows take ~230 MB). Both are filled with the very
 molecules the trusted holder makes, so matches are identical (tested against a plain RDKit scan).
 """
 
