@@ -356,9 +356,9 @@ class SearchIndex:
         hits: list[np.ndarray] = []
         n_hits, start, screened, verified, partial = 0, 0, 0, 0, False
         # first block: the hits wanted and a quarter more (the screens pass ~97 % hits on ring systems), so a first
-        # page usually takes one C++ call; counts start small and grow
+        # page of 100 usually takes one C++ call; at most 256, so the clock is looked at soon; counts start at 64
         worker_cpu, verify_cpu = 0.0, 0.0
-        block = 64 if want is None else int(min(_MAX_BLOCK, max(64, want + want // 4)))
+        block = 64 if want is None else int(min(256, max(64, want + want // 4)))
 
         def cpu_used() -> float:
             return time.thread_time() - c0 + worker_cpu / n_threads
