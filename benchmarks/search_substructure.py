@@ -402,6 +402,8 @@ def main() -> None:
                         "fingerprints (same content, checked on a sample) or parse the input file again")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cs_subs"))
     p.add_argument("--postgres", action="store_true", help="also run the RDKit PostgreSQL cartridge step")
+    p.add_argument("--postgres-only", action="store_true",
+                   help="only the PostgreSQL cartridge step (same molecules and queries; no compscope/RDKit sets)")
     p.add_argument("--lean", action="store_true",
                    help="for a loaded machine: full hit sets of the ring systems only (first 100 hits for the other "
                         "sets), no pattern-screen-only reruns, no fresh-process start-up times")
@@ -417,6 +419,13 @@ def main() -> None:
     load_start = os.getloadavg()
     smi = prepare(a.workdir, a.n)
     lib_path = a.workdir / f"lib_{a.n}.csi"
+    if a.postgres_only:
+        sim_q = [s for s, _ in zip((ln.split(",")[0] for ln in gzip.open(DATA / "test.csv.gz", "rt")), range(21))][1:]
+        ring = ring_system_queries(a.n_ring, a.seed)
+        out = postgres(smi, {**ring, **FUNCTIONAL_GROUPS}, sim_q, a.time_limit)
+        print(write_result(a.result, {"n_database": sum(1 for _ in smi.open()), "loadavg_at_start": list(load_start),
+                                      "time_limit_s": a.time_limit, "postgres": out}, seed=a.seed))
+        return
     build = {}
     if not lib_path.exists():
         t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
