@@ -143,10 +143,9 @@ def rdkit_library_from_index(idx, smi: Path, n_check: int = 2000):
     from rdkit import Chem, DataStructs
     from rdkit.Chem import rdSubstructLibrary as SL
 
-    from compscope.search._format import unpack_strings
-
     order = np.argsort(np.asarray(idx.rows), kind="stable")  # index position of the i-th input molecule
-    smiles = unpack_strings(idx.arrays["smiles_blob"], idx.arrays["smiles_off"], order)
+    blob, off = np.asarray(idx.arrays["smiles_blob"]).tobytes(), np.asarray(idx.arrays["smiles_off"]).tolist()
+    smiles = [blob[off[p] : off[p + 1]].decode() for p in order.tolist()]
     pattern = np.asarray(idx.arrays["pattern"])
     holder, pats = SL.CachedTrustedSmilesMolHolder(), SL.PatternHolder()
     lib = SL.SubstructLibrary(holder, pats)
