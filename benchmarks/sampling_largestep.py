@@ -65,21 +65,14 @@ def _basin_metrics(phi: np.ndarray, wall_s: float) -> dict:
 def run_md(name: str, setting: dict, seconds: float, frame_ps: float, seed: int, out: Path) -> dict:
     import h5py
     import openmm as mm
-    from openmm import app, unit
+    from openmm import unit
 
     from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
-    from compscope.integrations.openmm_systems import alanine_dipeptide_system
+    from compscope.integrations.openmm_systems import alanine_dipeptide_system, repartition_hydrogen_mass
 
     pdb, system = alanine_dipeptide_system("vacuum", "HBonds")
     if setting["hmr"]:
-        for bond in pdb.topology.bonds():
-            a, b = bond
-            if a.element == app.element.hydrogen:
-                a, b = b, a
-            if b.element == app.element.hydrogen and a.element != app.element.hydrogen:
-                dm = 3.024 - system.getParticleMass(b.index).value_in_unit(unit.dalton)
-                system.setParticleMass(b.index, 3.024 * unit.dalton)
-                system.setParticleMass(a.index, system.getParticleMass(a.index) - dm * unit.dalton)
+        repartition_hydrogen_mass(system, pdb.topology, 3.024)
     dt = setting["dt_fs"] * unit.femtosecond
     integ = mm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, dt)
     integ.setRandomNumberSeed(seed + 1)
