@@ -11,10 +11,20 @@ Stages (each writes its part of the JSON; ``--stages`` picks them):
 - ``remd``: the replica-exchange baseline (openmmtools multistate, 8 temperatures 300-1000 K) read from the
   cached reference of ``compscope sample reference ala2`` (its 300 K frames per exchange iteration and the
   wall seconds in each run's ``progress.json``); it is not rerun here.
+- ``remd_tuned``: replica exchange run here (openmmtools multistate through
+  :func:`compscope.sampling.run_replica_exchange`) in each of ``REMD_SETTINGS`` (replicas, top temperature,
+  exchange interval, 2 fs HBonds / 4 fs HMR; ``--remd-settings``) for ``--remd-cpu-s`` CPU seconds; basin ESS of the
+  300 K replica per CPU second, entries, first visits, exchange acceptance per neighbour pair. Each setting's result
+  is saved as it finishes (``WORK/largestep/remd_tuned/<setting>/result.json``) and reused by a rerun.
 - ``torsion``: the torsion-space kernel (``docs/largestep.md``): a torus density over phi/psi trained on the pairs
   of the Reference-platform MD at ``--torsion-lag-ps`` (100 ps) for ``--train-minutes`` CPU minutes, then its exact
-  chain (pivot proposals + ``--local`` MALA steps per cycle) for ``--seconds``; Ramachandran JS and phi-profile
-  error against the replica-exchange reference, with that reference's own run-0-vs-run-1 floor beside them.
+  chain (pivot proposals + ``--local`` MALA steps per cycle) for ``--chain-cpu-s`` CPU seconds (default
+  ``--seconds``); first visit of every basin per chain, missed chain-basin pairs; Ramachandran JS and phi-profile
+  error against ``--reference`` (the cached replica-exchange reference), whose own run-0-vs-run-1 floor is stored
+  under ``reference``. Saved as it finishes and reused by a rerun with the same settings.
+
+With ``torsion`` and ``remd_tuned`` together, ``headline`` holds the ESS per CPU second of the torsion kernel and
+its bootstrap kernel (training amortised over 24 h) against the best replica-exchange setting, from the same run.
 - ``kernel``: pairs ``(x(t), x(t + lag))`` from the md stage's trajectories (split by trajectory), the
   conditional coupling kernel trained for ``--train-minutes``, then the exact MH chain (``--chains`` chains,
   ``--proposals`` per state) for ``--seconds``; training time is reported separately and amortised over 24 h.
@@ -27,6 +37,10 @@ nothing. Timings depend on the machine's load (recorded in the JSON).
     # the torsion-space kernel against the baselines (README cell sampling_largestep_torsion.json):
     python -m benchmarks.sampling_largestep --stages md,remd,torsion --seconds 300 --train-minutes 2 \
         --chains 8 --proposals 4 --local 4 --name sampling_largestep_torsion --headline
+    # the headline: tuned replica exchange and the torsion kernels in one run (README cell)
+    python -m benchmarks.sampling_largestep --stages torsion,remd_tuned --bootstrap --train-minutes 1 \
+        --chains 32 --proposals 4 --local 1 --uniform 0.5 --chain-cpu-s 300 --remd-cpu-s 150 \
+        --name sampling_largestep_remd_tuned --headline
 """
 
 from __future__ import annotations
@@ -183,7 +197,8 @@ def remd_tuned_stage(settings: list[str], cpu_s: float, burn_in_fraction: float,
         done = d / "result.json"
         spec = {**ALA2_REFERENCE_DEFAULTS, "platform": "Reference", "checkpoint_interval": 20, **setting,
                 "t_min": 300.0, "n_iterations": 10**7, "seed": seed, "run": 0, "dir": str(d / "run_00")}
-        if done.exists() and json.loads(done.read_text()).get("spec") == spec:
+        same = lambda a, b: {**a, "dir": None} == {**b, "dir": None}  # noqa: E731 - the folder may have moved
+        if done.exists() and same(json.loads(done.read_text()).get("spec", {}), spec):
             out["settings"][name] = json.loads(done.read_text())
             print("remd_tuned", name, "(saved)", flush=True)
             continue
@@ -560,6 +575,11 @@ def main(argv=None) -> None:
     if "remd_tuned" in stages:
         res["remd_tuned"] = remd_tuned_stage(args.remd_settings.split(","), args.remd_cpu_s, args.remd_burn_in,
                                              args.seed, args.reference)
+    if stages & {"torsion", "remd_tuned"}:  # what JS and the phi profile were measured against
+        if args.reference not in _REF_CACHE:
+            _REF_CACHE[args.reference] = _reference(args.reference)
+        if _REF_CACHE[args.reference] is not None:
+            res["reference"] = {"kind": args.reference, **_REF_CACHE[args.reference][3]}
     if "torsion" in stages and res.get("remd_tuned", {}).get("best"):
         res["headline"] = headline(res["torsion"], res["remd_tuned"])
         print("headline", json.dumps(res["headline"], default=float), flush=True)
