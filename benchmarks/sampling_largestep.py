@@ -585,6 +585,16 @@ def main(argv=None) -> None:
         print("headline", json.dumps(res["headline"], default=float), flush=True)
     notes = ["preliminary: short runs on a shared 2-core machine under load (see machine.loadavg); ESS of the basin "
              "indicator means little without entries into the basin (reported beside it)"]
+    if "remd_tuned" in res:
+        rt = res["remd_tuned"]["settings"]
+        notes.append(f"replica exchange: {len(rt)} settings of {args.remd_cpu_s:g} CPU-s each, run in this process "
+                     f"after the torsion stage; {min(r['entries'] for r in rt.values())}-"
+                     f"{max(r['entries'] for r in rt.values())} basin entries at 300 K per setting, so each "
+                     "setting's ESS is uncertain by a factor of a few and the best of them is picked from noisy "
+                     "estimates (which favours replica exchange)")
+        missing = [k for k in REMD_SETTINGS if k not in rt]
+        if missing:
+            notes.append(f"settings not run (cut for time): {', '.join(missing)}")
     path = write_result(args.name, res, seed=args.seed, notes=notes, sweep=not args.headline)
     print("wrote", path)
 
