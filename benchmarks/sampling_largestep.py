@@ -173,6 +173,9 @@ REMD_SETTINGS = {
 }
 
 
+MIN_ENTRIES = 30  # basin entries of a replica-exchange setting for its ESS to count in the robust pick
+
+
 def remd_tuned_stage(settings: list[str], cpu_s: float, burn_in_fraction: float, seed: int,
                      reference: str) -> dict:
     """Replica exchange run here, one setting after another (``REMD_SETTINGS``), each for ``cpu_s`` CPU seconds
@@ -241,6 +244,13 @@ def remd_tuned_stage(settings: list[str], cpu_s: float, burn_in_fraction: float,
         best = max(out["settings"], key=lambda k: out["settings"][k]["ess_per_cpu_s_first_zero"])
         best_bm = max(out["settings"], key=lambda k: out["settings"][k]["ess_per_cpu_s_batch_means"])
         out["best"], out["best_batch_means"] = best, best_bm
+        # the same pick among settings whose 300 K replica entered the basin at least MIN_ENTRIES times (an ESS
+        # from a handful of entries is the least trustworthy, and picking the best of noisy estimates favours it)
+        ok = [k for k, r in out["settings"].items() if r["entries"] >= MIN_ENTRIES]
+        if ok:
+            out["min_entries"] = MIN_ENTRIES
+            out["best_min_entries"] = max(ok, key=lambda k: out["settings"][k]["ess_per_cpu_s_first_zero"])
+            out["best_min_entries_batch_means"] = max(ok, key=lambda k: out["settings"][k]["ess_per_cpu_s_batch_means"])
     return out
 
 
@@ -476,6 +486,8 @@ def headline(torsion: dict, remd: dict) -> dict:
     estimators; with missed basins, acceptance and accuracy beside them."""
     best = remd["settings"][remd["best"]]
     best_bm = remd["settings"][remd["best_batch_means"]]
+    robust = remd["settings"][remd["best_min_entries"]] if "best_min_entries" in remd else None
+    robust_bm = remd["settings"][remd["best_min_entries_batch_means"]] if robust else None
     samplers = {"torsion_kernel": torsion}
     if "bootstrap" in torsion:
         samplers["bootstrap_kernel"] = torsion["bootstrap"]
@@ -485,6 +497,10 @@ def headline(torsion: dict, remd: dict) -> dict:
                                                         "ramachandran_js_vs_reference",
                                                         "phi_profile_error_vs_reference_kT", "missed_basins")},
                  "samplers": {}}
+    if robust:
+        out["remd_best_min_entries_setting"] = remd["best_min_entries"]
+        out["remd_best_min_entries_setting_batch_means"] = remd["best_min_entries_batch_means"]
+        out["remd_best_min_entries"] = {k: robust.get(k) for k in out["remd_best"]}
     for name, r in samplers.items():
         fz, bm = r["ess_per_cpu_s_first_zero_amortised_24h"], r["ess_per_cpu_s_batch_means_amortised_24h"]
         out["samplers"][name] = {
@@ -493,6 +509,9 @@ def headline(torsion: dict, remd: dict) -> dict:
             "ess_per_cpu_s_first_zero_amortised_24h": fz, "ess_per_cpu_s_batch_means_amortised_24h": bm,
             "ratio_vs_remd_best_first_zero": _ratio(fz, best["ess_per_cpu_s_first_zero"]),
             "ratio_vs_remd_best_batch_means": _ratio(bm, best_bm["ess_per_cpu_s_batch_means"]),
+            **({"ratio_vs_remd_best_min_entries_first_zero": _ratio(fz, robust["ess_per_cpu_s_first_zero"]),
+                "ratio_vs_remd_best_min_entries_batch_means": _ratio(bm, robust_bm["ess_per_cpu_s_batch_means"])}
+               if robust else {}),
             "training_cost_cpu_s": r.get("training_cost_cpu_s", r.get("train_cpu_s")),
             **{k: r.get(k) for k in ("acceptance", "entries", "population", "missed_basins", "chain_basin_pairs",
                                      "chain_cpu_s", "ramachandran_js_vs_reference",
