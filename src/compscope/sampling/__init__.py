@@ -25,7 +25,9 @@ from ._ala2_reference import (
     ala2_reference_dir,
     assemble_ala2_reference,
     basin_population,
+    check_integrator,
     make_ala2_reference,
+    read_replica_exchange_run,
     run_replica_exchange,
 )
 from ._chain import CHAIN_FORMAT, ChainResult, read_chain, run_chain, sample_chain
@@ -95,6 +97,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "train_flow", "load_positions", "OpenMMTarget", "OpenMMEnergyError", "alanine_dipeptide",
            "dihedral_angles", "ALA2_PHI", "ALA2_PSI", "ALA2_BASIN", "make_ala2_reference", "assemble_ala2_reference",
            "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
+           "read_replica_exchange_run", "check_integrator",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "mbar_log_weights", "mbar_expectation", "mbar_histogram",
