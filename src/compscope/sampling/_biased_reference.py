@@ -43,10 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import SamplingInputError
+from ._estimators import kish_ess as _kish_fraction
 from ._openmm_target import ALA2_PHI, ALA2_PSI, MOLAR_GAS_CONSTANT_KJ, dihedral_angles
 
 __all__ = ["TorsionBias", "ALA2_BIASED_DEFAULTS", "ala2_biased_reference_dir", "make_ala2_biased_reference",
-           "run_metadynamics", "assemble_ala2_biased_reference", "ala2_biased_reference", "kish_ess"]
+           "run_metadynamics", "assemble_ala2_biased_reference", "ala2_biased_reference", "load_bias"]
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,6 @@ def ala2_biased_reference_dir(seed: int = 0, path: str | Path | None = None) -> 
     return data_dir(path) / "sampling" / f"ala2_biased_seed{int(seed)}"
 
 
-def kish_ess(log_weight: np.ndarray) -> float:
-    """Kish effective sample size ``(sum w)^2 / sum w^2`` of weights given by their logarithms."""
-    lw = np.asarray(log_weight, dtype=np.float64)
-    w = np.exp(lw - lw.max())
-    return float(w.sum() ** 2 / (w**2).sum())
-
-
 class TorsionBias:
     """A fixed periodic bias ``V(phi, psi)`` in kJ/mol on a ``G x G`` grid over ``[-pi, pi]^2``.
 
@@ -110,6 +104,8 @@ class TorsionBias:
         if not (np.allclose(v[0], v[-1], rtol=0, atol=1e-9) and np.allclose(v[:, 0], v[:, -1], rtol=0, atol=1e-9)):
             raise SamplingInputError("a periodic bias grid needs equal first and last rows and columns",
                                      hint="both ends are the same angle (-pi == pi)")
+        v = v.copy()
+        v[-1], v[:, -1] = v[0], v[:, 0]  # exactly equal (rounding differences of the ends would break the spline)
         self.values = v
         self.phi_atoms, self.psi_atoms = tuple(int(a) for a in phi_atoms), tuple(int(a) for a in psi_atoms)
         g = v.shape[0]
@@ -479,7 +475,7 @@ def assemble_ala2_biased_reference(out: str | Path, path: str | Path | None = No
     log_w = v / kT
     final = Path(path) if path is not None else out / "reference.h5"
     progresses = [_progress(_run_dir(out, r["run"])) for r in runs]
-    summary = {"n_frames": int(len(phi)), "n_runs": len(runs), "kish_ess": kish_ess(log_w),
+    summary = {"n_frames": int(len(phi)), "n_runs": len(runs), "kish_ess": _kish_fraction(log_w) * len(log_w),
                "biased_ns_per_run": [float(r["time_ps"][-1] / 1000.0) for r in runs],
                "md_wall_s": float(sum(p["wall_s"] for p in progresses)),
                "md_cpu_s": float(sum(p["cpu_s"] for p in progresses)),
@@ -516,7 +512,8 @@ def ala2_biased_reference(path: str | Path | None = None, *, seed: int = 0, asse
     Returns:
         numpy arrays ``phi``, ``psi`` (rad, (N,)), ``weight`` (normalised importance weights, sum 1),
         ``log_weight`` (``V / kT``, unnormalised), ``run`` (independent run of each frame), ``time_ps``; and
-        ``kish_ess``, ``config``, ``summary`` and ``file`` (the HDF5 read).
+        ``kish_ess`` (Kish effective sample size of the weights, frames), ``config``, ``summary`` and ``file``
+        (the HDF5 read).
     """
     import h5py
 
@@ -544,5 +541,5 @@ def ala2_biased_reference(path: str | Path | None = None, *, seed: int = 0, asse
     lw = d["log_weight"]
     w = np.exp(lw - lw.max())
     d["weight"] = w / w.sum()
-    d.update(kish_ess=kish_ess(lw), config=cfg, summary=summary, file=str(h5file))
+    d.update(kish_ess=_kish_fraction(lw) * n, config=cfg, summary=summary, file=str(h5file))
     return d
