@@ -26,7 +26,7 @@ from compscope.sampling import (
     make_ala2_biased_reference,
 )
 from compscope.sampling._biased_reference import _BIAS_GROUP, _lock, _savez, _system
-from compscope.sampling._openmm_target import ALA2_PHI, ALA2_PSI, MOLAR_GAS_CONSTANT_KJ
+from compscope.sampling._openmm_target import ALA2_PHI, MOLAR_GAS_CONSTANT_KJ
 
 TINY = dict(metad_ns=0.01, metad_snapshot_ps=5.0, deposit_ps=0.1, run_ns=0.006, chunk_ps=2.0, frame_ps=0.1,
             equil_ps=0.5, n_runs=2, grid=31)
