@@ -258,3 +258,20 @@ def test_cli_runs_and_resumes(tmp_path):
                                    "--set", "run_ns=0.004"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output[res.output.index("{"):])["n_frames"] == 80
+
+
+def test_weighted_basin_population_equals_repeated_frames():
+    rng = np.random.default_rng(2)
+    phi = rng.uniform(-math.pi, math.pi, 400)
+    run = np.repeat([0, 1], 200)
+    k = rng.integers(0, 4, 400)
+    rep = basin_population(np.repeat(phi, k), np.repeat(run, k))
+    wtd = basin_population(phi, run, weights=k)
+    assert wtd["population"] == pytest.approx(rep["population"], rel=1e-12)
+    np.testing.assert_allclose(wtd["per_run"], rep["per_run"], rtol=1e-12)
+    plain = basin_population(phi, run)
+    same = basin_population(phi, run, weights=np.full(400, 0.3))
+    assert same["population"] == pytest.approx(plain["population"]) and same["error_blocks"] == pytest.approx(
+        plain["error_blocks"])
+    with pytest.raises(CompscopeError, match="weights"):
+        basin_population(phi, run, weights=-k)
