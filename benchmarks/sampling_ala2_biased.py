@@ -79,7 +79,7 @@ def _metad_drift(meta: dict, cfg: dict) -> dict:
     grid points within 8 kT of the minimum of the final estimate (a constant shift removed)."""
     import numpy as np
 
-    from compscope.sampling._openmm_target import MOLAR_GAS_CONSTANT_KJ
+    from compscope.sampling import MOLAR_GAS_CONSTANT_KJ
 
     kT = MOLAR_GAS_CONSTANT_KJ * float(cfg["temperature"])
     g = float(cfg["bias_factor"])
