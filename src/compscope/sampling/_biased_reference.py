@@ -190,7 +190,7 @@ def _savez(path: Path, **arrays) -> None:
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # readers assembling at the same time do not collide
     write(tmp)
     os.replace(tmp, path)
 
