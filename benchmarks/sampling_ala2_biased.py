@@ -234,7 +234,7 @@ def _plot(ref: dict, remd: dict | None, png: Path) -> Path:
         f = -np.log(h)
     f -= f[np.isfinite(f)].min()
     e = np.linspace(-np.pi, np.pi, BINS + 1)
-    im = ax.pcolormesh(e, e, np.where(np.isfinite(f), f, np.nan).T, cmap="viridis", shading="flat", vmax=12)
+    im = ax.pcolormesh(e, e, np.where(np.isfinite(f), f, np.nan).T, cmap="viridis", shading="flat", vmax=15)
     fig.colorbar(im, ax=ax, label="free energy (kT)")
     for v in (0.0, 2.2):
         ax.axvline(v, color="w", lw=0.8, ls="--")
@@ -244,14 +244,15 @@ def _plot(ref: dict, remd: dict | None, png: Path) -> Path:
                                                                           if remd is not None else ()):
         pr = _profile(d)
         bx.plot(pr["centres"], pr["free_energy"], label=label)
-    bx.set(xlabel="phi (rad)", ylabel="F(phi) (kT)", title="phi free-energy profile", ylim=(0, 14))
+    bx.set(xlabel="phi (rad)", ylabel="F(phi) (kT)", title="phi free-energy profile", ylim=(0, 20))
     bx.legend(fontsize=8)
     for r in np.unique(ref["run"]):
         m = ref["run"] == r
         w = ref["weight"][m]
         ind = ((ref["phi"][m] > 0) & (ref["phi"][m] < 2.2)).astype(float)
         cx.plot(ref["time_ps"][m] / 1000, 100 * np.cumsum(w * ind) / np.cumsum(w), label=f"run {r}")
-    cx.set(xlabel="biased MD time (ns)", ylabel="running basin population (%)", title="0 < phi < 2.2 rad, reweighted")
+    cx.set(xlabel="biased MD time (ns)", ylabel="running basin population (%)", title="0 < phi < 2.2 rad, reweighted",
+           ylim=(0, 10))
     cx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
