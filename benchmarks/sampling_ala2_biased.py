@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> Path:
         "half_vs_half_js": halves["1"]["ramachandran_js"],
         "half_vs_half_phi_profile_rmse_kT": halves["1"]["phi_profile"]["rmse_kT"],
         "half_vs_half_phi_profile_max_kT": halves["1"]["phi_profile"]["max_abs_kT"],
+        # the JS of two samples of one density is noise ~ 1/N (see halves at a quarter and a half of the length):
+        # the biased-MD time (all runs) at which the half-vs-half JS would reach 0.002 and 0.001
+        "ns_for_half_vs_half_js": {str(t): biased_ns * halves["1"]["ramachandran_js"] / t for t in (0.002, 0.001)},
         "resume_command": RESUME,
         "notes": [
             "error bar: the larger of the block standard error (each run cut into n_blocks consecutive blocks, "
