@@ -76,13 +76,16 @@ def ala2_reference_dir(seed: int = 0, path: str | Path | None = None) -> Path:
 
 
 def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: int = 10,
-                     basin: tuple[float, float] = ALA2_BASIN) -> dict:
+                     basin: tuple[float, float] = ALA2_BASIN, weights: np.ndarray | None = None) -> dict:
     """Fraction of frames with ``basin[0] < phi < basin[1]`` and its error bars.
 
     Args:
         phi: (N,) rad, each run's frames in time order.
         run: (N,) run index of each frame (default: one run).
         n_blocks: consecutive blocks per run for the block standard error.
+        weights: optional (N,) non-negative importance weights (a biased run reweighted): every population
+            (overall, per run, per block) is then the self-normalised weighted fraction; without weights each
+            frame counts once.
 
     Returns:
         ``population``, ``error_blocks`` (standard error of all block means), ``error_runs`` (standard error of the
@@ -96,17 +99,25 @@ def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: i
         raise SamplingInputError("no frames to estimate the basin population from",
                                  hint="run more iterations than burn_in")
     ind = ((phi > basin[0]) & (phi < basin[1])).astype(np.float64)
+    if weights is None:
+        w = np.ones(len(phi))
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != phi.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise SamplingInputError("weights must be finite and non-negative, one per frame, with a positive sum",
+                                     hint="pass the importance weights of the frames (e.g. exp(log_weight))")
+    mean = lambda x, wx: float((x * wx).sum() / wx.sum()) if wx.sum() > 0 else 0.0  # noqa: E731
     blocks, per_run, entries = [], [], 0
     for r in np.unique(run):
-        x = ind[run == r]
-        per_run.append(float(x.mean()))
+        x, wr = ind[run == r], w[run == r]
+        per_run.append(mean(x, wr))
         entries += int(x[0] + ((x[1:] - x[:-1]) > 0).sum())
         k = max(1, min(int(n_blocks), len(x)))
-        blocks.extend(b.mean() for b in np.array_split(x, k))
+        blocks.extend(mean(b, wb) for b, wb in zip(np.array_split(x, k), np.array_split(wr, k)))
     blocks = np.asarray(blocks)
     err_b = float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
     err_r = float(np.std(per_run, ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else None
-    p = float(ind.mean())
+    p = mean(ind, w)
     n_eff = float(p * (1 - p) / err_b**2) if err_b > 0 else None
     return {"population": p, "error_blocks": err_b, "error_runs": err_r, "per_run": per_run,
             "n_samples": int(len(phi)), "n_blocks": int(len(blocks)), "entries": entries, "n_effective": n_eff}
