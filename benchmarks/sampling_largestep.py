@@ -301,8 +301,10 @@ def _reference(kind: str = "remd"):
     from compscope.analysis import free_energy_profile_1d, profile_error, ramachandran_js
     from compscope.sampling import ala2_reference_dir
 
+    if kind == "biased":
+        return _biased_reference()
     if kind != "remd":
-        raise SystemExit(f"unknown reference {kind!r}: only 'remd' is available in this branch")
+        raise SystemExit(f"unknown reference {kind!r}: choose remd or biased")
     ref = ala2_reference_dir() / "reference.h5"
     if not ref.exists():
         return None
@@ -317,6 +319,58 @@ def _reference(kind: str = "remd"):
         info["run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
                                 "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
     return phi, psi, None, info
+
+
+def _biased_reference():
+    """``biased``: the frames of ``compscope sample reference ala2-biased`` (MD under a frozen metadynamics bias,
+    exact importance weights); ``info`` holds its weighted basin population with the spread over its independent
+    runs and its own floor (runs of the first half against those of the second)."""
+    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+    from compscope.errors import CompscopeError
+    from compscope.sampling import ala2_biased_reference
+
+    try:
+        ref = ala2_biased_reference()
+    except CompscopeError:
+        return None
+    phi, psi, w, run = ref["phi"], ref["psi"], ref["weight"], ref["run"]
+    runs = np.unique(run)
+    per_run = [float(np.sum(w[run == r] * basin_indicator(phi[run == r])) / np.sum(w[run == r])) for r in runs]
+    info = {"source": str(ref["file"]), "kish_ess": float(ref["kish_ess"]), "n_frames": int(len(phi)),
+            "basin_population": {"value": float(np.sum(w * basin_indicator(phi))),
+                                 "error_runs": float(np.std(per_run, ddof=1) / np.sqrt(len(runs))),
+                                 "per_run": per_run}}
+    half = np.isin(run, runs[: len(runs) // 2])
+    a, b = half, ~half
+    prof = lambda p, ww: free_energy_profile_1d(p, bins=64, periodic=True, weights=ww)  # noqa: E731
+    info["half_vs_half"] = {"ramachandran_js": ramachandran_js(phi[a], psi[a], phi[b], psi[b], weights_a=w[a],
+                                                               weights_b=w[b]),
+                            "phi_profile_error_kT": profile_error(prof(phi[a], w[a]), prof(phi[b], w[b]))}
+    return phi, psi, w, info
+
+
+def rescore_stage(saved: Path, reference: str) -> dict:
+    """The saved torsion stage's chains (their files, the same 10 % burn-in) scored against ``reference`` without
+    sampling again: JS, phi-profile error and basin population of each chain set."""
+    from compscope.analysis import backbone_dihedrals
+    from compscope.sampling import read_chain
+
+    stage = json.loads(saved.read_text())
+    args, res = stage["key"], stage["result"]
+    files = {"torsion": f"chain_torsion_lag{args['torsion_lag_ps']:g}ps_u{args['uniform']:g}.h5"}
+    if "bootstrap" in res:
+        files["bootstrap"] = f"chain_torsion_bootstrap_u{args['uniform']:g}.h5"
+    out: dict = {"stage": str(saved), "reference": reference}
+    for label, name in files.items():
+        pos = read_chain(saved.parent / name)["positions"]  # (T, chains, atoms, 3)
+        phi, psi = backbone_dihedrals(pos.reshape(-1, pos.shape[-2], 3))
+        phi, psi = phi.reshape(pos.shape[:2]).T, psi.reshape(pos.shape[:2]).T
+        burn = phi.shape[1] // 10
+        out[label] = _against_reference(phi[:, burn:], psi[:, burn:], reference)
+    ref = _REF_CACHE.get(reference)
+    if ref is not None:
+        out["reference_info"] = ref[3]
+    return out
 
 
 _REF_CACHE: dict = {}
@@ -545,7 +599,9 @@ def main(argv=None) -> None:
                     help="comma-separated names of REMD_SETTINGS for the remd_tuned stage")
     ap.add_argument("--remd-cpu-s", type=float, default=180.0, help="CPU seconds per replica-exchange setting")
     ap.add_argument("--remd-burn-in", type=float, default=0.1, help="fraction of the iterations dropped")
-    ap.add_argument("--reference", default="remd", choices=["remd"],
+    ap.add_argument("--rescore-of", default="sampling_largestep_remd_tuned",
+                    help="rescore stage: the --name of the run whose saved torsion stage is scored again")
+    ap.add_argument("--reference", default="remd", choices=["remd", "biased"],
                     help="reference for the Ramachandran JS and the phi profile")
     ap.add_argument("--name", default="sampling_largestep", help="result name")
     ap.add_argument("--headline", action="store_true",
@@ -591,6 +647,9 @@ def main(argv=None) -> None:
         print("torsion", json.dumps({k: res["torsion"][k] for k in ("acceptance", "entries", "ess_first_zero",
                                                                      "ess_per_cpu_s_first_zero", "missed_basins")}),
               flush=True)
+    if "rescore" in stages:  # the saved torsion stage of run NAME against --reference, without sampling again
+        res["rescore"] = rescore_stage(WORK / "largestep" / f"torsion_stage_{args.rescore_of}.json", args.reference)
+        print("rescore", json.dumps(res["rescore"], default=float)[:2000], flush=True)
     if "remd_tuned" in stages:
         res["remd_tuned"] = remd_tuned_stage(args.remd_settings.split(","), args.remd_cpu_s, args.remd_burn_in,
                                              args.seed, args.reference)
