@@ -11,10 +11,20 @@ Stages (each writes its part of the JSON; ``--stages`` picks them):
 - ``remd``: the replica-exchange baseline (openmmtools multistate, 8 temperatures 300-1000 K) read from the
   cached reference of ``compscope sample reference ala2`` (its 300 K frames per exchange iteration and the
   wall seconds in each run's ``progress.json``); it is not rerun here.
+- ``remd_tuned``: replica exchange run here (openmmtools multistate through
+  :func:`compscope.sampling.run_replica_exchange`) in each of ``REMD_SETTINGS`` (replicas, top temperature,
+  exchange interval, 2 fs HBonds / 4 fs HMR; ``--remd-settings``) for ``--remd-cpu-s`` CPU seconds; basin ESS of the
+  300 K replica per CPU second, entries, first visits, exchange acceptance per neighbour pair. Each setting's result
+  is saved as it finishes (``WORK/largestep/remd_tuned/<setting>/result.json``) and reused by a rerun.
 - ``torsion``: the torsion-space kernel (``docs/largestep.md``): a torus density over phi/psi trained on the pairs
   of the Reference-platform MD at ``--torsion-lag-ps`` (100 ps) for ``--train-minutes`` CPU minutes, then its exact
-  chain (pivot proposals + ``--local`` MALA steps per cycle) for ``--seconds``; Ramachandran JS and phi-profile
-  error against the replica-exchange reference, with that reference's own run-0-vs-run-1 floor beside them.
+  chain (pivot proposals + ``--local`` MALA steps per cycle) for ``--chain-cpu-s`` CPU seconds (default
+  ``--seconds``); first visit of every basin per chain, missed chain-basin pairs; Ramachandran JS and phi-profile
+  error against ``--reference`` (the cached replica-exchange reference), whose own run-0-vs-run-1 floor is stored
+  under ``reference``. Saved as it finishes and reused by a rerun with the same settings.
+
+With ``torsion`` and ``remd_tuned`` together, ``headline`` holds the ESS per CPU second of the torsion kernel and
+its bootstrap kernel (training amortised over 24 h) against the best replica-exchange setting, from the same run.
 - ``kernel``: pairs ``(x(t), x(t + lag))`` from the md stage's trajectories (split by trajectory), the
   conditional coupling kernel trained for ``--train-minutes``, then the exact MH chain (``--chains`` chains,
   ``--proposals`` per state) for ``--seconds``; training time is reported separately and amortised over 24 h.
@@ -27,6 +37,10 @@ nothing. Timings depend on the machine's load (recorded in the JSON).
     # the torsion-space kernel against the baselines (README cell sampling_largestep_torsion.json):
     python -m benchmarks.sampling_largestep --stages md,remd,torsion --seconds 300 --train-minutes 2 \
         --chains 8 --proposals 4 --local 4 --name sampling_largestep_torsion --headline
+    # the headline: tuned replica exchange and the torsion kernels in one run (README cell)
+    python -m benchmarks.sampling_largestep --stages torsion,remd_tuned --bootstrap --train-minutes 1 \
+        --chains 32 --proposals 4 --local 1 --uniform 0.5 --chain-cpu-s 300 --remd-cpu-s 150 \
+        --name sampling_largestep_remd_tuned --headline
 """
 
 from __future__ import annotations
@@ -65,21 +79,14 @@ def _basin_metrics(phi: np.ndarray, wall_s: float) -> dict:
 def run_md(name: str, setting: dict, seconds: float, frame_ps: float, seed: int, out: Path) -> dict:
     import h5py
     import openmm as mm
-    from openmm import app, unit
+    from openmm import unit
 
     from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
-    from compscope.integrations.openmm_systems import alanine_dipeptide_system
+    from compscope.integrations.openmm_systems import alanine_dipeptide_system, repartition_hydrogen_mass
 
     pdb, system = alanine_dipeptide_system("vacuum", "HBonds")
     if setting["hmr"]:
-        for bond in pdb.topology.bonds():
-            a, b = bond
-            if a.element == app.element.hydrogen:
-                a, b = b, a
-            if b.element == app.element.hydrogen and a.element != app.element.hydrogen:
-                dm = 3.024 - system.getParticleMass(b.index).value_in_unit(unit.dalton)
-                system.setParticleMass(b.index, 3.024 * unit.dalton)
-                system.setParticleMass(a.index, system.getParticleMass(a.index) - dm * unit.dalton)
+        repartition_hydrogen_mass(system, pdb.topology, 3.024)
     dt = setting["dt_fs"] * unit.femtosecond
     integ = mm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, dt)
     integ.setRandomNumberSeed(seed + 1)
@@ -137,6 +144,116 @@ def remd_baseline() -> dict:
     return out
 
 
+#: the replica-exchange settings of the ``remd_tuned`` stage (openmmtools ParallelTemperingSampler, geometric
+#: ladder from 300 K, LangevinMiddle dynamics between exchanges); ``interval_ps`` = steps x timestep. Chosen around
+#: what sets its cost per effective sample: replicas (cost per iteration is linear in them; a 22-atom molecule
+#: still swaps at >= 15 % with 4 rungs over 300-1000 K), the top temperature (basin crossings happen within ~10 ps
+#: at 1000 K, far more slowly at 500-700 K), the exchange interval (short intervals pay openmmtools' per-iteration
+#: overhead, long ones slow the walk down the ladder) and the integrator (2 fs HBonds, 4 fs HMR). The first one is
+#: the cached reference's own setting (CPU platform, 1 fs unconstrained) for continuity; the others run on the
+#: Reference platform, 2.2x cheaper per iteration than the 1-thread CPU platform for 22 atoms (probe, docs).
+REMD_SETTINGS = {
+    "r4_t1000_0.5ps_2fs_hbonds": {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+                                  "constraints": "HBonds"},
+    "r4_t1000_1ps_2fs_hbonds": {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 500,
+                                "constraints": "HBonds"},
+    "r4_t1000_0.5ps_4fs_hmr": {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 4.0, "steps_per_iteration": 125,
+                               "constraints": "HBonds", "hydrogen_mass": 3.024},
+    "r4_t1000_2ps_4fs_hmr": {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 4.0, "steps_per_iteration": 500,
+                             "constraints": "HBonds", "hydrogen_mass": 3.024},
+    "r4_t700_0.5ps_2fs_hbonds": {"n_replicas": 4, "t_max": 700.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+                                 "constraints": "HBonds"},
+    "r6_t1000_0.5ps_2fs_hbonds": {"n_replicas": 6, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+                                  "constraints": "HBonds"},
+    "r8_t1000_0.5ps_2fs_hbonds": {"n_replicas": 8, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+                                  "constraints": "HBonds"},
+    "reference_ladder_r8_t1000_0.5ps_1fs_cpu": {"n_replicas": 8, "t_max": 1000.0, "timestep_fs": 1.0,
+                                                "steps_per_iteration": 500, "constraints": None,
+                                                "platform": "CPU"},
+}
+
+
+MIN_ENTRIES = 30  # basin entries of a replica-exchange setting for its ESS to count in the robust pick
+
+
+def remd_tuned_stage(settings: list[str], cpu_s: float, burn_in_fraction: float, seed: int,
+                     reference: str) -> dict:
+    """Replica exchange run here, one setting after another (``REMD_SETTINGS``), each for ``cpu_s`` CPU seconds
+    of this process (set-up and minimisation on top, reported), in ``WORK/largestep/remd_tuned/<setting>``.
+
+    A setting whose ``result.json`` exists is read back, an interrupted one is continued (openmmtools storage), so
+    the sweep is resumable. Per setting: ESS of the 300 K replica's basin indicator (both estimators, after
+    dropping ``burn_in_fraction`` of the iterations) per CPU second of the whole run (burn-in and set-up
+    included), basin entries, first visits, exchange acceptance per neighbour pair, and accuracy against the
+    reference. ``best`` is the setting with the most first-zero ESS per CPU second."""
+    from compscope.analysis import ALANINE_DIPEPTIDE_BASINS, basin_labels, first_visit_times
+    from compscope.analysis import ALANINE_DIPEPTIDE_PHI as ALANINE_PHI
+    from compscope.analysis import ALANINE_DIPEPTIDE_PSI as ALANINE_PSI
+    from compscope.analysis import dihedral_angles as dihedrals
+    from compscope.sampling import ALA2_REFERENCE_DEFAULTS, read_replica_exchange_run, run_replica_exchange
+
+    root = WORK / "largestep" / "remd_tuned"
+    out: dict = {"cpu_s_budget": cpu_s, "burn_in_fraction": burn_in_fraction, "settings": {}}
+    for name in settings:
+        setting = REMD_SETTINGS[name]
+        d = root / name
+        done = d / "result.json"
+        spec = {**ALA2_REFERENCE_DEFAULTS, "platform": "Reference", "checkpoint_interval": 20, **setting,
+                "t_min": 300.0, "n_iterations": 10**7, "seed": seed, "run": 0, "dir": str(d / "run_00")}
+        same = lambda a, b: {**a, "dir": None} == {**b, "dir": None}  # noqa: E731 - the folder may have moved
+        if done.exists() and same(json.loads(done.read_text()).get("spec", {}), spec):
+            out["settings"][name] = json.loads(done.read_text())
+            print("remd_tuned", name, "(saved)", flush=True)
+            continue
+        c0, t0 = time.process_time(), time.perf_counter()
+        prog = run_replica_exchange(spec, max_cpu_s=cpu_s)
+        this_cpu, this_wall = time.process_time() - c0, time.perf_counter() - t0
+        n_it = int(prog["iterations"])
+        burn = int(burn_in_fraction * n_it)
+        data = read_replica_exchange_run(d / "run_00", burn)
+        pos = data["positions"]
+        phi, psi = dihedrals(pos, ALANINE_PHI), dihedrals(pos, ALANINE_PSI)
+        run_cpu = float(prog["cpu_s"] + prog.get("setup_cpu_s", 0.0))
+        run_wall = float(prog["wall_s"] + prog.get("setup_wall_s", 0.0))
+        m = _basin_metrics(phi, run_wall)
+        cpu_per_it = float(prog["cpu_s"]) / max(n_it, 1)
+        visits = first_visit_times(basin_labels(phi, psi), len(ALANINE_DIPEPTIDE_BASINS), dt=cpu_per_it)
+        interval_ps = float(setting["steps_per_iteration"]) * float(setting["timestep_fs"]) * 1e-3
+        temps = np.geomspace(300.0, float(setting["t_max"]), int(setting["n_replicas"]))
+        r = {"spec": spec, **{k: setting.get(k) for k in ("n_replicas", "t_max", "timestep_fs", "constraints",
+                                                          "hydrogen_mass")},
+             "platform": spec["platform"], "exchange_interval_ps": interval_ps,
+             "temperatures_K": [round(float(t), 2) for t in temps], "iterations": n_it, "burn_in_iterations": burn,
+             "simulated_ns_per_replica": n_it * interval_ps * 1e-3, "cpu_s": run_cpu, "wall_s": run_wall,
+             "setup_cpu_s": float(prog.get("setup_cpu_s", 0.0)), "this_process_cpu_s": this_cpu,
+             "this_process_wall_s": this_wall, "cpu_s_per_iteration": cpu_per_it,
+             "exchange_acceptance": [round(float(a), 4) for a in data["acceptance"]],
+             "basin_population_per_temperature": [round(b / max(n, 1), 5) for b, n, _ in data["per_state"]],
+             **m, "ess_per_cpu_s_first_zero": m["ess_first_zero"] / run_cpu,
+             "ess_per_cpu_s_batch_means": m["ess_batch_means"] / run_cpu,
+             # first frame (after burn-in) of the 300 K state in each basin, in CPU seconds after the burn-in
+             "first_visit_cpu_s_after_burn_in": visits[0].tolist(),
+             "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS],
+             "missed_basins": int(np.isinf(visits).sum()), **_against_reference(phi, psi, reference)}
+        done.write_text(json.dumps(r, default=float))
+        out["settings"][name] = r
+        print("remd_tuned", name, json.dumps({k: r[k] for k in ("iterations", "cpu_s", "entries", "ess_first_zero",
+                                                                "ess_per_cpu_s_first_zero", "exchange_acceptance")}),
+              flush=True)
+    if out["settings"]:
+        best = max(out["settings"], key=lambda k: out["settings"][k]["ess_per_cpu_s_first_zero"])
+        best_bm = max(out["settings"], key=lambda k: out["settings"][k]["ess_per_cpu_s_batch_means"])
+        out["best"], out["best_batch_means"] = best, best_bm
+        # the same pick among settings whose 300 K replica entered the basin at least MIN_ENTRIES times (an ESS
+        # from a handful of entries is the least trustworthy, and picking the best of noisy estimates favours it)
+        ok = [k for k, r in out["settings"].items() if r["entries"] >= MIN_ENTRIES]
+        if ok:
+            out["min_entries"] = MIN_ENTRIES
+            out["best_min_entries"] = max(ok, key=lambda k: out["settings"][k]["ess_per_cpu_s_first_zero"])
+            out["best_min_entries_batch_means"] = max(ok, key=lambda k: out["settings"][k]["ess_per_cpu_s_batch_means"])
+    return out
+
+
 def kernel_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: float, chains: int, proposals: int,
                  seed: int) -> dict:
     from compscope.sampling import compare_runs, sample_chain, train_transition, transition_pairs
@@ -173,42 +290,119 @@ def kernel_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: fl
             "ramachandran_js_vs_md": cmp["ramachandran_js"], "phi_profile_error_vs_md": cmp["phi_profile_error_kT"]}
 
 
-def _remd_angles() -> tuple[np.ndarray, np.ndarray, float, float] | None:
-    """phi, psi of the cached replica-exchange reference at 300 K, its basin population and block error."""
+def _reference(kind: str = "remd"):
+    """The accuracy reference: ``(phi, psi, weights or None, info)``, or None when it is not on this machine.
+
+    ``remd``: the 300 K frames of the cached replica-exchange reference (``compscope sample reference ala2``);
+    ``info`` holds its basin population with the block error and its own floor (run 0 against run 1).
+    """
     import h5py
 
+    from compscope.analysis import free_energy_profile_1d, profile_error, ramachandran_js
     from compscope.sampling import ala2_reference_dir
 
+    if kind == "biased":
+        return _biased_reference()
+    if kind != "remd":
+        raise SystemExit(f"unknown reference {kind!r}: choose remd or biased")
     ref = ala2_reference_dir() / "reference.h5"
     if not ref.exists():
         return None
     with h5py.File(ref, "r") as h5:
         summary = json.loads(h5.attrs["summary"])
-        return h5["phi"][:], h5["psi"][:], summary["basin_population"], summary["basin_error_blocks"]
-
-
-def _remd_runs():
-    """(phi, psi) of runs 0 and 1 of the cached replica-exchange reference (None without two runs)."""
-    import h5py
-
-    from compscope.sampling import ala2_reference_dir
-
-    ref = ala2_reference_dir() / "reference.h5"
-    if not ref.exists():
-        return None
-    with h5py.File(ref, "r") as h5:
         phi, psi, run = h5["phi"][:], h5["psi"][:], h5["run"][:]
-    if len(np.unique(run)) < 2:
+    info = {"source": str(ref), "basin_population": {"value": summary["basin_population"],
+                                                     "error_blocks": summary["basin_error_blocks"]}}
+    if len(np.unique(run)) >= 2:  # the noise floor of the reference itself: its two independent runs
+        (p0, s0), (p1, s1) = [(phi[run == r], psi[run == r]) for r in (0, 1)]
+        prof = lambda a: free_energy_profile_1d(a, bins=64, periodic=True)  # noqa: E731
+        info["run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
+                                "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
+    return phi, psi, None, info
+
+
+def _biased_reference():
+    """``biased``: the frames of ``compscope sample reference ala2-biased`` (MD under a frozen metadynamics bias,
+    exact importance weights); ``info`` holds its weighted basin population with the spread over its independent
+    runs and its own floor (runs of the first half against those of the second)."""
+    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+    from compscope.errors import CompscopeError
+    from compscope.sampling import ala2_biased_reference
+
+    try:
+        ref = ala2_biased_reference()
+    except CompscopeError:
         return None
-    return [(phi[run == r], psi[run == r]) for r in (0, 1)]
+    phi, psi, w, run = ref["phi"], ref["psi"], ref["weight"], ref["run"]
+    runs = np.unique(run)
+    per_run = [float(np.sum(w[run == r] * basin_indicator(phi[run == r])) / np.sum(w[run == r])) for r in runs]
+    info = {"source": str(ref["file"]), "kish_ess": float(ref["kish_ess"]), "n_frames": int(len(phi)),
+            "basin_population": {"value": float(np.sum(w * basin_indicator(phi))),
+                                 "error_runs": float(np.std(per_run, ddof=1) / np.sqrt(len(runs))),
+                                 "per_run": per_run}}
+    half = np.isin(run, runs[: len(runs) // 2])
+    a, b = half, ~half
+    prof = lambda p, ww: free_energy_profile_1d(p, bins=64, periodic=True, weights=ww)  # noqa: E731
+    info["half_vs_half"] = {"ramachandran_js": ramachandran_js(phi[a], psi[a], phi[b], psi[b], weights_a=w[a],
+                                                               weights_b=w[b]),
+                            "phi_profile_error_kT": profile_error(prof(phi[a], w[a]), prof(phi[b], w[b]))}
+    return phi, psi, w, info
+
+
+def rescore_stage(saved: Path, reference: str) -> dict:
+    """The saved torsion stage's chains (their files, the same 10 % burn-in) scored against ``reference`` without
+    sampling again: JS, phi-profile error and basin population of each chain set."""
+    from compscope.analysis import backbone_dihedrals
+    from compscope.sampling import read_chain
+
+    stage = json.loads(saved.read_text())
+    args, res = stage["key"], stage["result"]
+    files = {"torsion": f"chain_torsion_lag{args['torsion_lag_ps']:g}ps_u{args['uniform']:g}.h5"}
+    if "bootstrap" in res:
+        files["bootstrap"] = f"chain_torsion_bootstrap_u{args['uniform']:g}.h5"
+    out: dict = {"stage": str(saved), "reference": reference}
+    for label, name in files.items():
+        pos = read_chain(saved.parent / name)["positions"]  # (T, chains, atoms, 3)
+        phi, psi = backbone_dihedrals(pos.reshape(-1, pos.shape[-2], 3))
+        phi, psi = phi.reshape(pos.shape[:2]).T, psi.reshape(pos.shape[:2]).T
+        burn = phi.shape[1] // 10
+        out[label] = _against_reference(phi[:, burn:], psi[:, burn:], reference)
+    ref = _REF_CACHE.get(reference)
+    if ref is not None:
+        out["reference_info"] = ref[3]
+    return out
+
+
+_REF_CACHE: dict = {}
+
+
+def _against_reference(phi: np.ndarray, psi: np.ndarray, kind: str = "remd") -> dict:
+    """Ramachandran JS, phi-profile error and basin population against the reference of :func:`_reference`."""
+    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+
+    out: dict = {"basin_population_chain": float(basin_indicator(phi).mean())}
+    if kind not in _REF_CACHE:
+        _REF_CACHE[kind] = _reference(kind)
+    ref = _REF_CACHE[kind]
+    if ref is None:
+        return out
+    rphi, rpsi, w, info = ref
+    out["reference"] = kind
+    out["ramachandran_js_vs_reference"] = ramachandran_js(phi.ravel(), psi.ravel(), rphi, rpsi, weights_b=w)
+    out["phi_profile_error_vs_reference_kT"] = profile_error(
+        free_energy_profile_1d(phi, bins=64, periodic=True),
+        free_energy_profile_1d(rphi, bins=64, periodic=True, weights=w))
+    return out
 
 
 def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: float, chains: int, proposals: int,
                   n_local: int, uniform: float, seed: int, bootstrap: bool = False,
-                  bootstrap_uniform: float = 0.1) -> dict:
+                  bootstrap_uniform: float = 0.1, reference: str = "remd") -> dict:
     """The torsion-space kernel (pivot moves of phi/psi from a learned torus density, exact MH) trained on the md
-    stage's pairs at ``lag_ps``, then its chain for ``seconds``; accuracy against the replica-exchange reference.
-    With ``bootstrap`` a second kernel is fitted to that chain's samples and runs a second chain (``bootstrap``)."""
+    stage's pairs at ``lag_ps``, then its chain for ``seconds`` CPU seconds; accuracy against ``reference``.
+    With ``bootstrap`` a second kernel is fitted to that chain's samples and runs a second chain (``bootstrap``).
+    Training is counted in CPU seconds and amortised over 24 h of sampling:
+    ``ESS/CPU-s x 24 h / (24 h + training)``."""
     import torch
 
     from compscope.sampling import (
@@ -235,9 +429,8 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
                          chains, proposals, n_local, seed)
     out = {"lag_ps": lag_ps, "uniform_weight": uniform, "train_cpu_s": train_cpu_s,
            "train_pairs": len(pairs["train"][0]), "md_data_file": str(md_file), **res.pop("metrics")}
-    amortised = train_cpu_s / (24 * 3600)
-    out["ess_per_s_first_zero_amortised_24h"] = out["ess_first_zero"] / (out["wall_s"] * (1 + amortised))
-    out.update(_against_remd(*res.pop("angles")))
+    _amortise(out, train_cpu_s)
+    out.update(_against_reference(*res.pop("angles"), reference))
     if bootstrap:
         # an independence kernel on the torus fitted to this exact chain's own (phi, psi) samples (they include the
         # C7ax/alpha_L basin at its equilibrium share), then a second exact chain with that frozen kernel; the
@@ -266,16 +459,26 @@ def torsion_stage(md_file: Path, lag_ps: float, train_minutes: float, seconds: f
         b.pop("_phi_psi")
         cost = train_cpu_s + out["chain_cpu_s"] + train2
         b["training_cost_cpu_s"] = cost
-        b["ess_per_s_first_zero_amortised_24h"] = b["ess_first_zero"] / (b["wall_s"] * (1 + cost / (24 * 3600)))
-        b.update(_against_remd(*res2.pop("angles")))
+        _amortise(b, cost)
+        b.update(_against_reference(*res2.pop("angles"), reference))
         out["bootstrap"] = b
     out.pop("_phi_psi", None)
     return out
 
 
+def _amortise(out: dict, train_cpu_s: float) -> None:
+    """ESS per second with the training cost spread over a 24-hour sampling budget (CPU and wall)."""
+    f = 24 * 3600 / (24 * 3600 + train_cpu_s)
+    for est in ("first_zero", "batch_means"):
+        out[f"ess_per_cpu_s_{est}_amortised_24h"] = out[f"ess_per_cpu_s_{est}"] * f
+        out[f"ess_per_s_{est}_amortised_24h"] = out[f"ess_per_s_{est}"] * f
+
+
 def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposals: int, n_local: int,
                    seed: int) -> dict:
-    """The exact chain of the kernel in ``run`` for about ``seconds`` (a 40-cycle probe sets the length)."""
+    """The exact chain of the kernel in ``run`` for about ``seconds`` CPU seconds (two probes set the
+    length). Every cycle from the start is recorded (first visits count from cycle 0); the first tenth is dropped
+    as burn-in for the ESS and the accuracy."""
     from compscope.analysis import (
         ALANINE_DIPEPTIDE_BASINS,
         backbone_dihedrals,
@@ -284,58 +487,91 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
     )
     from compscope.sampling import sample_chain
 
-    def fresh(n_cycles: int, burn_in: int, thin: int):
+    def fresh(n_cycles: int, thin: int):
         for p in (chain, chain.with_name(chain.name + ".ckpt")):
             p.unlink(missing_ok=True)
         return sample_chain(run, "alanine-dipeptide", n_cycles, chains, chain, n_proposals=proposals,
-                            n_local=n_local, local_step_size=5e-5, burn_in=burn_in, thin=thin, seed=seed,
+                            n_local=n_local, local_step_size=5e-5, burn_in=0, thin=thin, seed=seed,
                             checkpoint_every=1000)
 
-    t0 = time.perf_counter()
-    fresh(40, 10, 1)
-    per_cycle = (time.perf_counter() - t0) / 40
+    cost = []
+    for n in (20, 60):  # the difference of two probes: the set-up (loading the kernel, the target) cancels
+        c0 = time.process_time()
+        fresh(n, 1)
+        cost.append(time.process_time() - c0)
+    per_cycle = (cost[1] - cost[0]) / 40
     n_cycles = max(100, int(seconds / max(per_cycle, 1e-4)))
-    burn_in, thin = n_cycles // 10, max(1, n_cycles // 20_000)
+    thin = max(1, n_cycles // 20_000)
     c0 = time.process_time()
-    res = fresh(n_cycles, burn_in, thin)
+    res = fresh(n_cycles, thin)
     chain_cpu_s = time.process_time() - c0
     c = res.counters
     phi, psi = backbone_dihedrals(res.positions.reshape(-1, 22, 3))
     phi, psi = phi.reshape(res.positions.shape[:2]).T, psi.reshape(res.positions.shape[:2]).T  # (chains, T)
+    n_frames = phi.shape[1]
+    cpu_per_frame = chain_cpu_s / max(n_frames, 1)
+    visits = first_visit_times(basin_labels(phi, psi), len(ALANINE_DIPEPTIDE_BASINS), dt=cpu_per_frame)
+    burn = n_frames // 10
+    phi, psi = phi[:, burn:], psi[:, burn:]
     metrics = _basin_metrics(phi, res.wall_s)
-    visits = first_visit_times(basin_labels(phi, psi), len(ALANINE_DIPEPTIDE_BASINS),
-                              dt=res.wall_s / max(phi.shape[1], 1))
-    m = {"cycles": n_cycles, "burn_in": burn_in, "thin": thin, "chains": chains, "proposals": proposals,
+    miss = np.isinf(visits)
+    m = {"cycles": n_cycles, "burn_in_cycles": burn * thin, "thin": thin, "chains": chains, "proposals": proposals,
          "n_local_mala": n_local, "acceptance": c["accepted"] / max(c["mh_steps"], 1),
          "local_acceptance": c["local_accepted"] / max(n_local * chains * n_cycles, 1),
          "nonfinite_proposals": c["n_nonfinite"],
          "energy_evaluations": c["proposals"] + n_local * chains * n_cycles, "chain_cpu_s": chain_cpu_s, **metrics,
          "ess_per_cpu_s_first_zero": metrics["ess_first_zero"] / chain_cpu_s,
          "ess_per_cpu_s_batch_means": metrics["ess_batch_means"] / chain_cpu_s,
-         "first_visit_s_per_chain": visits.tolist(), "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS],
-         "missed_basins": int(np.isinf(visits).sum()), "_phi_psi": (phi, psi)}
+         # CPU seconds of the whole batch of chains until each chain's first frame in each basin (from cycle 0)
+         "first_visit_cpu_s_per_chain": np.where(miss, -1.0, visits).round(3).tolist(),
+         "first_visit_cpu_s_max_per_basin": [float(v) for v in np.where(miss, np.nan, visits).max(0)],
+         "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS], "missed_basins": int(miss.sum()),
+         "chain_basin_pairs": int(miss.size), "_phi_psi": (phi, psi)}
     return {"metrics": m, "angles": (phi, psi)}
 
 
-def _against_remd(phi: np.ndarray, psi: np.ndarray) -> dict:
-    """Ramachandran JS, phi-profile error and basin population against the replica-exchange reference, with the
-    reference's own floor (its run 0 against run 1)."""
-    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None  # None: the baseline has no effective sample (no basin entry) in its budget
 
-    out: dict = {"basin_population_chain": float(basin_indicator(phi).mean())}
-    ref = _remd_angles()
-    if ref is None:
-        return out
-    rphi, rpsi, pop, err = ref
-    prof = lambda a: free_energy_profile_1d(a, bins=64, periodic=True)  # noqa: E731
-    out["ramachandran_js_vs_remd"] = ramachandran_js(phi.ravel(), psi.ravel(), rphi, rpsi)
-    out["phi_profile_error_vs_remd_kT"] = profile_error(prof(phi), prof(rphi))
-    out["remd_basin_population"] = {"value": pop, "error_blocks": err}
-    runs = _remd_runs()
-    if runs is not None:  # the noise floor of the reference itself: its two independent runs against each other
-        (p0, s0), (p1, s1) = runs
-        out["remd_run0_vs_run1"] = {"ramachandran_js": ramachandran_js(p0, s0, p1, s1),
-                                    "phi_profile_error_kT": profile_error(prof(p0), prof(p1))}
+
+def headline(torsion: dict, remd: dict) -> dict:
+    """Ratios per CPU second, all from this run: the torsion kernel (a), the best exact sampler (the torsion kernel
+    or its bootstrap kernel, training amortised over 24 h) and the best replica-exchange setting, both ESS
+    estimators; with missed basins, acceptance and accuracy beside them."""
+    best = remd["settings"][remd["best"]]
+    best_bm = remd["settings"][remd["best_batch_means"]]
+    robust = remd["settings"][remd["best_min_entries"]] if "best_min_entries" in remd else None
+    robust_bm = remd["settings"][remd["best_min_entries_batch_means"]] if robust else None
+    samplers = {"torsion_kernel": torsion}
+    if "bootstrap" in torsion:
+        samplers["bootstrap_kernel"] = torsion["bootstrap"]
+    out: dict = {"remd_best_setting": remd["best"], "remd_best_setting_batch_means": remd["best_batch_means"],
+                 "remd_best": {k: best.get(k) for k in ("ess_per_cpu_s_first_zero", "ess_per_cpu_s_batch_means",
+                                                        "entries", "cpu_s", "exchange_acceptance",
+                                                        "ramachandran_js_vs_reference",
+                                                        "phi_profile_error_vs_reference_kT", "missed_basins")},
+                 "samplers": {}}
+    if robust:
+        out["remd_best_min_entries_setting"] = remd["best_min_entries"]
+        out["remd_best_min_entries_setting_batch_means"] = remd["best_min_entries_batch_means"]
+        out["remd_best_min_entries"] = {k: robust.get(k) for k in out["remd_best"]}
+    for name, r in samplers.items():
+        fz, bm = r["ess_per_cpu_s_first_zero_amortised_24h"], r["ess_per_cpu_s_batch_means_amortised_24h"]
+        out["samplers"][name] = {
+            "ess_per_cpu_s_first_zero": r["ess_per_cpu_s_first_zero"],
+            "ess_per_cpu_s_batch_means": r["ess_per_cpu_s_batch_means"],
+            "ess_per_cpu_s_first_zero_amortised_24h": fz, "ess_per_cpu_s_batch_means_amortised_24h": bm,
+            "ratio_vs_remd_best_first_zero": _ratio(fz, best["ess_per_cpu_s_first_zero"]),
+            "ratio_vs_remd_best_batch_means": _ratio(bm, best_bm["ess_per_cpu_s_batch_means"]),
+            **({"ratio_vs_remd_best_min_entries_first_zero": _ratio(fz, robust["ess_per_cpu_s_first_zero"]),
+                "ratio_vs_remd_best_min_entries_batch_means": _ratio(bm, robust_bm["ess_per_cpu_s_batch_means"])}
+               if robust else {}),
+            "training_cost_cpu_s": r.get("training_cost_cpu_s", r.get("train_cpu_s")),
+            **{k: r.get(k) for k in ("acceptance", "entries", "population", "missed_basins", "chain_basin_pairs",
+                                     "chain_cpu_s", "ramachandran_js_vs_reference",
+                                     "phi_profile_error_vs_reference_kT")}}
+    best_exact = max(out["samplers"], key=lambda k: out["samplers"][k]["ess_per_cpu_s_first_zero_amortised_24h"])
+    out["best_exact_sampler"] = best_exact
     return out
 
 
@@ -357,6 +593,16 @@ def main(argv=None) -> None:
     ap.add_argument("--bootstrap", action="store_true",
                     help="then fit an independence torus kernel to the first chain's samples and run a second chain")
     ap.add_argument("--bootstrap-uniform", type=float, default=0.1)
+    ap.add_argument("--chain-cpu-s", type=float, default=None,
+                    help="CPU seconds of each torsion chain (default: --seconds)")
+    ap.add_argument("--remd-settings", default=",".join(REMD_SETTINGS),
+                    help="comma-separated names of REMD_SETTINGS for the remd_tuned stage")
+    ap.add_argument("--remd-cpu-s", type=float, default=180.0, help="CPU seconds per replica-exchange setting")
+    ap.add_argument("--remd-burn-in", type=float, default=0.1, help="fraction of the iterations dropped")
+    ap.add_argument("--rescore-of", default="sampling_largestep_remd_tuned",
+                    help="rescore stage: the --name of the run whose saved torsion stage is scored again")
+    ap.add_argument("--reference", default="remd", choices=["remd", "biased"],
+                    help="reference for the Ramachandran JS and the phi profile")
     ap.add_argument("--name", default="sampling_largestep", help="result name")
     ap.add_argument("--headline", action="store_true",
                     help="write the JSON to benchmarks/results/ (a README cell) instead of results/sweeps/")
@@ -383,13 +629,50 @@ def main(argv=None) -> None:
         print("kernel", json.dumps({k: res["kernel"][k] for k in ("acceptance", "entries", "ess_first_zero",
                                                                    "ess_per_s_first_zero")}), flush=True)
     if "torsion" in stages:
-        res["torsion"] = torsion_stage(WORK / "largestep" / args.torsion_md, args.torsion_lag_ps, args.train_minutes,
-                                       args.seconds, args.chains, args.proposals, args.local, args.uniform,
-                                       args.seed, args.bootstrap, args.bootstrap_uniform)
+        # saved as it finishes, so that a rerun of the same command (e.g. after the remd_tuned stage was cut off)
+        # reuses it instead of training and sampling again
+        keys = ("torsion_md", "torsion_lag_ps", "train_minutes", "seconds", "chain_cpu_s", "chains", "proposals",
+                "local", "uniform", "seed", "bootstrap", "bootstrap_uniform", "reference")
+        key = {k: vars(args)[k] for k in keys}
+        saved = WORK / "largestep" / f"torsion_stage_{args.name}.json"
+        if saved.exists() and json.loads(saved.read_text())["key"] == key:
+            res["torsion"] = json.loads(saved.read_text())["result"]
+            print("torsion (saved)", flush=True)
+        else:
+            res["torsion"] = torsion_stage(WORK / "largestep" / args.torsion_md, args.torsion_lag_ps,
+                                           args.train_minutes, args.chain_cpu_s or args.seconds, args.chains,
+                                           args.proposals, args.local, args.uniform, args.seed, args.bootstrap,
+                                           args.bootstrap_uniform, args.reference)
+            saved.write_text(json.dumps({"key": key, "result": res["torsion"]}, default=float))
         print("torsion", json.dumps({k: res["torsion"][k] for k in ("acceptance", "entries", "ess_first_zero",
-                                                                     "ess_per_s_first_zero")}), flush=True)
+                                                                     "ess_per_cpu_s_first_zero", "missed_basins")}),
+              flush=True)
+    if "rescore" in stages:  # the saved torsion stage of run NAME against --reference, without sampling again
+        res["rescore"] = rescore_stage(WORK / "largestep" / f"torsion_stage_{args.rescore_of}.json", args.reference)
+        print("rescore", json.dumps(res["rescore"], default=float)[:2000], flush=True)
+    if "remd_tuned" in stages:
+        res["remd_tuned"] = remd_tuned_stage(args.remd_settings.split(","), args.remd_cpu_s, args.remd_burn_in,
+                                             args.seed, args.reference)
+    if stages & {"torsion", "remd_tuned"}:  # what JS and the phi profile were measured against
+        if args.reference not in _REF_CACHE:
+            _REF_CACHE[args.reference] = _reference(args.reference)
+        if _REF_CACHE[args.reference] is not None:
+            res["reference"] = {"kind": args.reference, **_REF_CACHE[args.reference][3]}
+    if "torsion" in stages and res.get("remd_tuned", {}).get("best"):
+        res["headline"] = headline(res["torsion"], res["remd_tuned"])
+        print("headline", json.dumps(res["headline"], default=float), flush=True)
     notes = ["preliminary: short runs on a shared 2-core machine under load (see machine.loadavg); ESS of the basin "
              "indicator means little without entries into the basin (reported beside it)"]
+    if "remd_tuned" in res:
+        rt = res["remd_tuned"]["settings"]
+        notes.append(f"replica exchange: {len(rt)} settings of {args.remd_cpu_s:g} CPU-s each, run in this process "
+                     f"after the torsion stage; {min(r['entries'] for r in rt.values())}-"
+                     f"{max(r['entries'] for r in rt.values())} basin entries at 300 K per setting, so each "
+                     "setting's ESS is uncertain by a factor of a few and the best of them is picked from noisy "
+                     "estimates (which favours replica exchange)")
+        missing = [k for k in REMD_SETTINGS if k not in rt]
+        if missing:
+            notes.append(f"settings not run (cut for time): {', '.join(missing)}")
     path = write_result(args.name, res, seed=args.seed, notes=notes, sweep=not args.headline)
     print("wrote", path)
 

@@ -121,6 +121,7 @@ def ring_system_queries(n_queries: int, seed: int) -> dict[str, str]:
 
 
 def rdkit_library(smi: Path):
+    """RDKit's ``SubstructLibrary`` made from the input file (parse, canonical SMILES, pattern fingerprint)."""
     from rdkit import Chem
     from rdkit.Chem import rdSubstructLibrary as SL
 
@@ -134,11 +135,42 @@ def rdkit_library(smi: Path):
     return lib, pats
 
 
-def rdkit_scan(lib, q, max_hits: int, time_limit: float, chunk: int = 20_000):
-    """First ``max_hits`` (or all, -1) hits in input order, CPU-time limit checked between chunks."""
+def rdkit_library_from_index(idx, smi: Path, n_check: int = 2000):
+    """The same ``SubstructLibrary`` filled from the index's stored canonical SMILES and pattern fingerprints
+    (computed by the build from the very molecules :func:`rdkit_library` parses), in input order: at 1M the
+    RDKit parse would cost ~10 CPU-minutes for identical content. The first ``n_check`` molecules are checked
+    against :func:`rdkit_library`'s recipe (canonical SMILES and pattern fingerprint equal)."""
+    from rdkit import Chem, DataStructs
+    from rdkit.Chem import rdSubstructLibrary as SL
+
+    order = np.argsort(np.asarray(idx.rows), kind="stable")  # index position of the i-th input molecule
+    blob, off = np.asarray(idx.arrays["smiles_blob"]).tobytes(), np.asarray(idx.arrays["smiles_off"]).tolist()
+    smiles = [blob[off[p] : off[p + 1]].decode() for p in order.tolist()]
+    pattern = np.asarray(idx.arrays["pattern"])
+    holder, pats = SL.CachedTrustedSmilesMolHolder(), SL.PatternHolder()
+    lib = SL.SubstructLibrary(holder, pats)
+    for i, s in enumerate(smiles):
+        holder.AddSmiles(s)
+        pats.AddFingerprint(DataStructs.CreateFromFPSText(pattern[order[i]].astype("<u8").tobytes().hex()))
+    same = 0
+    with smi.open() as fh:
+        for i, line in zip(range(n_check), fh):
+            m = Chem.MolFromSmiles(line.split()[0])
+            same += (Chem.MolToSmiles(m) == smiles[i]
+                     and Chem.PatternFingerprint(m) == pats.GetFingerprint(i))
+    return lib, pats, {"n_checked": min(n_check, len(smiles)), "n_identical": int(same)}
+
+
+def rdkit_scan(lib, q, max_hits: int, time_limit: float, chunk: int = 20_000, one_match: bool = False):
+    """First ``max_hits`` (or all, -1) hits in input order, CPU-time limit checked between chunks.
+
+    ``one_match``: ``maxMatches=1`` without uniquifying (what compscope's verification uses; RDKit's defaults
+    enumerate up to 1000 unique matches per hit)."""
     from rdkit import Chem
 
     params = Chem.SubstructMatchParameters()
+    if one_match:
+        params.maxMatches, params.uniquify = 1, False
     c0, hits, start, partial = time.thread_time(), [], 0, False
     while start < len(lib):
         if time.thread_time() - c0 > time_limit:
@@ -161,12 +193,23 @@ def rdkit_screen_out(pats, q, n: int) -> float:
     return 1.0 - passes / n
 
 
+def _rss_mb() -> float:
+    """Resident memory of this process (MB)."""
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith("VmRSS:")) / 1024
+
+
 def summarise(rows: list[dict], key: str) -> dict:
     a = np.asarray([r[key] for r in rows], float)
     return {"mean_ms": float(a.mean()), "median_ms": float(np.median(a)), "p95_ms": float(np.percentile(a, 95))}
 
 
-def run_set(name, queries, idx, lib, pats, time_limit) -> dict:
+def run_set(name, queries, idx, lib, pats, time_limit, tuned_full: bool = False, full: bool = True,
+            pattern_only: bool = True) -> dict:
+    """One query set, both engines. ``full=False``: first 100 hits only (each of ours checked to be an RDKit
+    match); ``pattern_only=False``: skip the hit-set rerun with the pattern screen alone."""
+    from rdkit import Chem
+
     from compscope.search import substructure_query
 
     per = {}
@@ -175,47 +218,69 @@ def run_set(name, queries, idx, lib, pats, time_limit) -> dict:
         c = time.thread_time()
         first = idx.substructure(qmol, limit=100, time_limit=time_limit)
         ours_first = time.thread_time() - c
-        c = time.thread_time()
-        rows, full = idx.substructure_rows(qmol, time_limit=time_limit)
-        ours_full = time.thread_time() - c
-        screened = full.stats["screen_candidates"]
-        rows_p, full_p = idx.substructure_rows(qmol, time_limit=time_limit, screens=False)
         rd_first, rd_first_cpu, rd_first_partial = rdkit_scan(lib, qmol, 100, time_limit)
-        rd_all, rd_full_cpu, rd_full_partial = rdkit_scan(lib, qmol, -1, time_limit)
-        complete = not (full.partial or rd_full_partial)
-        per[qn] = {
-            "query": text, "hits": int(len(rd_all)), "ours_hits": int(len(rows)),
-            "ours_first100_cpu_ms": ours_first * 1e3, "rdkit_first100_cpu_ms": rd_first_cpu * 1e3,
-            "ours_full_cpu_ms": ours_full * 1e3, "rdkit_full_cpu_ms": rd_full_cpu * 1e3,
-            "ours_first100_partial": first.partial, "ours_full_partial": full.partial,
-            "rdkit_first100_partial": rd_first_partial, "rdkit_full_partial": rd_full_partial,
-            "screen_candidates": screened, "screen_out_rate": 1 - screened / len(idx),
-            "screen_out_rate_pattern_only": 1 - full_p.stats["screen_candidates"] / len(idx),
-            "rdkit_screen_out_rate": rdkit_screen_out(pats, qmol, len(idx)),
+        _, rd1_first_cpu, _ = rdkit_scan(lib, qmol, 100, time_limit, one_match=True)
+        r = per[qn] = {
+            "query": text, "ours_first100_cpu_ms": ours_first * 1e3, "rdkit_first100_cpu_ms": rd_first_cpu * 1e3,
+            "rdkit_one_match_first100_cpu_ms": rd1_first_cpu * 1e3,
+            "ours_first100_partial": first.partial, "rdkit_first100_partial": rd_first_partial,
             "first100_same_count": len(first) == len(rd_first),
-            "hit_sets_identical": bool(np.array_equal(rows, rd_all)) if complete else None,
+            "first100_all_rdkit_matches": all(Chem.MolFromSmiles(s).HasSubstructMatch(qmol) for s in first.smiles),
+            "rdkit_screen_out_rate": rdkit_screen_out(pats, qmol, len(idx)),
         }
-        if per[qn]["hit_sets_identical"] is not None:
-            per[qn]["hit_sets_identical"] &= bool(np.array_equal(rows_p, rd_all))
-        logging.info("%s %s: %s", name, qn, {k: per[qn][k] for k in ("hits", "ours_first100_cpu_ms",
-                     "rdkit_first100_cpu_ms", "ours_full_cpu_ms", "rdkit_full_cpu_ms", "screen_out_rate",
-                     "rdkit_screen_out_rate", "hit_sets_identical")})
+        if full:
+            c = time.thread_time()
+            rows, res = idx.substructure_rows(qmol, time_limit=time_limit)
+            ours_full = time.thread_time() - c
+            rd_all, rd_full_cpu, rd_full_partial = rdkit_scan(lib, qmol, -1, time_limit)
+            rd1_full_cpu = rdkit_scan(lib, qmol, -1, time_limit, one_match=True)[1] if tuned_full else None
+            complete = not (res.partial or rd_full_partial)
+            screened = res.stats["screen_candidates"]
+            r.update({
+                "hits": int(len(rd_all)), "ours_hits": int(len(rows)),
+                "ours_full_cpu_ms": ours_full * 1e3, "rdkit_full_cpu_ms": rd_full_cpu * 1e3,
+                "rdkit_one_match_full_cpu_ms": None if rd1_full_cpu is None else rd1_full_cpu * 1e3,
+                "ours_full_partial": res.partial, "rdkit_full_partial": rd_full_partial,
+                "screen_candidates": screened, "screen_out_rate": 1 - screened / len(idx),
+                "hit_sets_identical": bool(np.array_equal(rows, rd_all)) if complete else None,
+            })
+            if pattern_only:
+                rows_p, full_p = idx.substructure_rows(qmol, time_limit=time_limit, screens=False)
+                r["screen_out_rate_pattern_only"] = 1 - full_p.stats["screen_candidates"] / len(idx)
+                if r["hit_sets_identical"] is not None:
+                    r["hit_sets_identical"] &= bool(np.array_equal(rows_p, rd_all))
+        logging.info("%s %s: %s", name, qn, {k: r.get(k) for k in (
+            "hits", "ours_first100_cpu_ms", "rdkit_first100_cpu_ms", "rdkit_one_match_first100_cpu_ms",
+            "ours_full_cpu_ms", "rdkit_full_cpu_ms", "screen_out_rate", "rdkit_screen_out_rate",
+            "hit_sets_identical")})
     rows = list(per.values())
-    cmp = [r for r in rows if r["hit_sets_identical"] is not None]
-    return {
-        "per_query": per,
+
+    def ratio(a: str, b: str) -> float:
+        return float(np.median([r[a] for r in rows]) / np.median([r[b] for r in rows]))
+
+    out = {
+        "per_query": per, "full_hit_sets_measured": full,
         "ours_first100": summarise(rows, "ours_first100_cpu_ms"),
         "rdkit_first100": summarise(rows, "rdkit_first100_cpu_ms"),
-        "ours_full": summarise(rows, "ours_full_cpu_ms"), "rdkit_full": summarise(rows, "rdkit_full_cpu_ms"),
-        "first100_median_ratio": float(np.median([r["ours_first100_cpu_ms"] for r in rows])
-                                       / np.median([r["rdkit_first100_cpu_ms"] for r in rows])),
-        "full_median_ratio": float(np.median([r["ours_full_cpu_ms"] for r in rows])
-                                   / np.median([r["rdkit_full_cpu_ms"] for r in rows])),
-        "screen_out_rate_mean": float(np.mean([r["screen_out_rate"] for r in rows])),
+        "rdkit_one_match_first100": summarise(rows, "rdkit_one_match_first100_cpu_ms"),
+        "first100_median_ratio": ratio("ours_first100_cpu_ms", "rdkit_first100_cpu_ms"),
+        "first100_median_ratio_vs_one_match": ratio("ours_first100_cpu_ms", "rdkit_one_match_first100_cpu_ms"),
+        "first100_all_rdkit_matches": all(r["first100_all_rdkit_matches"] for r in rows),
         "rdkit_screen_out_rate_mean": float(np.mean([r["rdkit_screen_out_rate"] for r in rows])),
-        "hit_set_agreement": float(np.mean([r["hit_sets_identical"] for r in cmp])) if cmp else None,
-        "n_compared": len(cmp), "n_partial": sum(r["ours_full_partial"] for r in rows),
     }
+    if full:
+        cmp = [r for r in rows if r["hit_sets_identical"] is not None]
+        out.update({
+            "ours_full": summarise(rows, "ours_full_cpu_ms"), "rdkit_full": summarise(rows, "rdkit_full_cpu_ms"),
+            "full_median_ratio": ratio("ours_full_cpu_ms", "rdkit_full_cpu_ms"),
+            "screen_out_rate_mean": float(np.mean([r["screen_out_rate"] for r in rows])),
+            "hit_set_agreement": float(np.mean([r["hit_sets_identical"] for r in cmp])) if cmp else None,
+            "n_compared": len(cmp), "n_partial": sum(r["ours_full_partial"] for r in rows),
+        })
+        if tuned_full:
+            out["rdkit_one_match_full"] = summarise(rows, "rdkit_one_match_full_cpu_ms")
+            out["full_median_ratio_vs_one_match"] = ratio("ours_full_cpu_ms", "rdkit_one_match_full_cpu_ms")
+    return out
 
 
 def startup(index: Path) -> dict:
@@ -329,8 +394,18 @@ def main() -> None:
     p.add_argument("--n-ring", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit", type=float, default=10.0, help="CPU s per query and engine")
+    p.add_argument("--ring-time-limit", type=float, default=None,
+                   help="CPU s per ring-system query and engine (default: --time-limit)")
+    p.add_argument("--rdkit-library", choices=("index", "parse"), default="index",
+                   help="fill RDKit's SubstructLibrary from the index's stored canonical SMILES and pattern "
+                        "fingerprints (same content, checked on a sample) or parse the input file again")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/cs_subs"))
     p.add_argument("--postgres", action="store_true", help="also run the RDKit PostgreSQL cartridge step")
+    p.add_argument("--postgres-only", action="store_true",
+                   help="only the PostgreSQL cartridge step (same molecules and queries; no compscope/RDKit sets)")
+    p.add_argument("--lean", action="store_true",
+                   help="for a loaded machine: full hit sets of the ring systems only (first 100 hits for the other "
+                        "sets), no pattern-screen-only reruns, no fresh-process start-up times")
     p.add_argument("--result", default="search_substructure")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -343,6 +418,13 @@ def main() -> None:
     load_start = os.getloadavg()
     smi = prepare(a.workdir, a.n)
     lib_path = a.workdir / f"lib_{a.n}.csi"
+    if a.postgres_only:
+        sim_q = [s for s, _ in zip((ln.split(",")[0] for ln in gzip.open(DATA / "test.csv.gz", "rt")), range(21))][1:]
+        ring = ring_system_queries(a.n_ring, a.seed)
+        out = postgres(smi, {**ring, **FUNCTIONAL_GROUPS}, sim_q, a.time_limit)
+        print(write_result(a.result, {"n_database": sum(1 for _ in smi.open()), "loadavg_at_start": list(load_start),
+                                      "time_limit_s": a.time_limit, "postgres": out}, seed=a.seed))
+        return
     build = {}
     if not lib_path.exists():
         t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -350,39 +432,55 @@ def main() -> None:
         c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
         build = {"ours_wall_s": time.perf_counter() - t, "ours_worker_cpu_s": c2.ru_utime - c.ru_utime}
     idx = SearchIndex.open(lib_path)
+    rss0 = _rss_mb()
     t = time.thread_time()
-    idx.molstore.holder()  # built once per index (first substructure query), with the hot rows
+    idx.molstore.holder()  # built once per index (first substructure query): pickled molecules + hot rows
     build["ours_holder_cpu_s"] = time.thread_time() - t
+    build["ours_holder_rss_mb"] = _rss_mb() - rss0
     build["ours_hot_rows"] = idx.molstore.hot_rows
+    build["ours_pickled"] = idx.molstore.pickled
+    rss0 = _rss_mb()
     t = time.thread_time()
     idx.pattern_columns  # noqa: B018 - the bit-sliced pattern fingerprints, built once per index
     build["ours_pattern_columns_cpu_s"] = time.thread_time() - t
+    build["ours_pattern_columns_rss_mb"] = _rss_mb() - rss0
+    rss0 = _rss_mb()
     t = time.thread_time()
-    lib, pats = rdkit_library(smi)
+    if a.rdkit_library == "parse":
+        lib, pats = rdkit_library(smi)
+    else:
+        lib, pats, build["rdkit_library_check"] = rdkit_library_from_index(idx, smi)
     build["rdkit_substructlibrary_cpu_s"] = time.thread_time() - t
+    build["rdkit_substructlibrary_filled_from"] = a.rdkit_library
+    build["rdkit_substructlibrary_rss_mb"] = _rss_mb() - rss0
     ring = ring_system_queries(a.n_ring, a.seed)
     idx.substructure("c1ccccc1", limit=5)  # numba compile
     sets = {}
-    for name, qs in (("ring_systems", ring), ("functional_groups", FUNCTIONAL_GROUPS),
-                     ("pathological", PATHOLOGICAL)):
-        sets[name] = run_set(name, qs, idx, lib, pats, a.time_limit)
+    ring_limit = a.time_limit if a.ring_time_limit is None else a.ring_time_limit
+    for name, qs, limit in (("ring_systems", ring, ring_limit), ("functional_groups", FUNCTIONAL_GROUPS, a.time_limit),
+                            ("pathological", PATHOLOGICAL, a.time_limit)):
+        sets[name] = run_set(name, qs, idx, lib, pats, limit, tuned_full=name == "ring_systems",
+                             full=not a.lean or name == "ring_systems", pattern_only=not a.lean)
     r = sets["ring_systems"]
     payload = {
         "n_database": len(idx), "loadavg_at_start": list(load_start), "seed": a.seed,
-        "time_limit_cpu_s": a.time_limit, "targets": TARGETS,
-        "build": build, "sets": sets, "startup": startup(lib_path),
+        "time_limit_cpu_s": a.time_limit, "ring_time_limit_cpu_s": ring_limit, "targets": TARGETS,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "build": build, "sets": sets, "lean": a.lean, **({} if a.lean else {"startup": startup(lib_path)}),
         "targets_met": {
             "ring_first100": r["first100_median_ratio"] <= TARGETS["ring_first100_median_cpu_ratio"],
             "ring_full": r["full_median_ratio"] <= TARGETS["ring_full_median_cpu_ratio"],
-            "identical_hit_sets": all(s["hit_set_agreement"] in (None, 1.0) for s in sets.values()),
+            "identical_hit_sets": all(s.get("hit_set_agreement") in (None, 1.0) and s["first100_all_rdkit_matches"]
+                                      for s in sets.values()),
         },
     }
     if a.postgres:
         sim_q = [s for s, _ in zip((ln.split(",")[0] for ln in gzip.open(DATA / "test.csv.gz", "rt")), range(21))][1:]
         payload["postgres"] = postgres(smi, {**ring, **FUNCTIONAL_GROUPS}, sim_q, a.time_limit)
     path = write_result(a.result, payload, seed=a.seed)
-    print(json.dumps({k: {kk: v[kk] for kk in ("first100_median_ratio", "full_median_ratio", "hit_set_agreement",
-                                                "screen_out_rate_mean", "rdkit_screen_out_rate_mean")}
+    print(json.dumps({k: {kk: v.get(kk) for kk in ("first100_median_ratio", "first100_median_ratio_vs_one_match",
+                                                    "full_median_ratio", "hit_set_agreement",
+                                                    "screen_out_rate_mean", "rdkit_screen_out_rate_mean")}
                       for k, v in sets.items()}, indent=1))
     print(path)
 

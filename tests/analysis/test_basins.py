@@ -87,3 +87,16 @@ def test_bad_input():
         dihedral_angles(np.zeros((1, 3, 3)), (0, 1, 2, 3))
     with pytest.raises(AnalysisInputError, match="shape"):
         basin_labels([0.0, 1.0], [0.0])
+
+
+def test_weighted_populations_equal_repeated_frames():
+    rng = np.random.default_rng(4)
+    lab = rng.integers(-1, 3, (2, 50))  # -1: in no basin
+    counts = rng.integers(0, 5, lab.shape)
+    rep = np.repeat(lab.ravel(), counts.ravel())
+    np.testing.assert_allclose(basin_populations(lab, 3, weights=counts), basin_populations(rep, 3), atol=1e-14)
+    np.testing.assert_allclose(basin_populations(lab, 3, weights=np.ones(lab.shape)), basin_populations(lab, 3))
+    with pytest.raises(AnalysisInputError, match="weights"):
+        basin_populations(lab, 3, weights=-counts)
+    with pytest.raises(AnalysisInputError, match="weights"):
+        basin_populations(lab, 3, weights=np.ones(7))

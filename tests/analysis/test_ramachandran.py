@@ -81,3 +81,22 @@ def test_bad_input():
         ramachandran_histogram([np.nan], [0.0])
     with pytest.raises(AnalysisInputError, match="different bins"):
         profile_error(free_energy_profile_1d([0.0, 1.0], bins=3), free_energy_profile_1d([0.0, 1.0], bins=4))
+
+
+def test_weighted_metrics_equal_repeated_frames():
+    """Integer weights give exactly the histograms, JS and profiles of the frames repeated that many times."""
+    phi, psi = _vonmises(3000, (-1.5, 2.8), 2.0, 5)
+    phi2, psi2 = _vonmises(3000, (-1.0, 2.0), 1.0, 6)
+    k = np.random.default_rng(7).integers(0, 4, phi.size)
+    rp, rs = np.repeat(phi, k), np.repeat(psi, k)
+    np.testing.assert_allclose(ramachandran_histogram(phi, psi, weights=k), ramachandran_histogram(rp, rs),
+                               atol=1e-15)
+    assert ramachandran_js(phi, psi, phi2, psi2, weights_a=k) == pytest.approx(ramachandran_js(rp, rs, phi2, psi2),
+                                                                                rel=1e-12)
+    assert ramachandran_js(phi2, psi2, phi, psi, weights_b=k) == pytest.approx(ramachandran_js(phi2, psi2, rp, rs),
+                                                                                rel=1e-12)
+    pw = free_energy_profile_1d(phi, bins=64, periodic=True, weights=k)
+    pr = free_energy_profile_1d(rp, bins=64, periodic=True)
+    np.testing.assert_allclose(pw["prob"], pr["prob"], atol=1e-15)
+    ref = free_energy_profile_1d(phi2, bins=64, periodic=True)
+    assert profile_error(pw, ref) == pytest.approx(profile_error(pr, ref), rel=1e-12)

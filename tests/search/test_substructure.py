@@ -121,10 +121,11 @@ def test_column_screen_equals_row_screen(index, q):
     for use_mask in (False, True):
         rows = np.empty(n, np.int64)
         k_row, _ = K.substructure_screen(pattern, qpat, 0, n, mask, use_mask, rows, feat, qfeat, True)
-        got, word = [], 0
-        while word < cols.shape[1]:  # small output blocks: the scan resumes at the right word
-            buf = np.empty(64 + 37, np.int64)
-            k, word = K.substructure_screen_columns(cols, qbits, n, word, cols.shape[1], mask, use_mask, buf,
-                                                    feat, qfeat, True)
-            got.extend(buf[:k].tolist())
-        assert got == rows[:k_row].tolist()
+        for n_col_bits in (0, 1, 6, len(qbits)):  # rows checked row-wise after this many rarest columns
+            got, word = [], 0
+            while word < cols.shape[1]:  # small output blocks: the scan resumes at the right word
+                buf = np.empty(64 + 37, np.int64)
+                k, word = K.substructure_screen_columns(cols, qbits, n, word, cols.shape[1], mask, use_mask, buf,
+                                                        feat, qfeat, True, pattern, qpat, n_col_bits)
+                got.extend(buf[:k].tolist())
+            assert got == rows[:k_row].tolist(), n_col_bits

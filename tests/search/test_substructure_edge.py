@@ -50,6 +50,9 @@ QUERIES = [
     # recursive SMARTS
     "[$(C(=O)[OH]),$(C(=O)[O-])]", "[$(c1ccccc1)]", "[C;$(C[N+])]", "[!$(C=O);#6]N", "[$([NX3;H2,H1;!$(NC=O)])]",
     "[$(*~*~*~*~*~*~*)]", "[$([#6]~[#7]),$([#6]~[#8])]",
+    # degree, valence, connectivity, implicit H, ring bond and chain primitives (ring info and property cache of
+    # pickled and SMILES-made molecules must match a sanitised molecule's)
+    "[D3;R]", "[v4;!R]", "[X4;r5]", "[h1]", "[R0]", "[$([r5]@[r6])]", "C@C", "C!@C", "[x2;R1]", "[H0;X3]",
     # plain functional groups
     "C(=O)N", "S(=O)(=O)N", "C#N", "[Cl,Br,I]", "B", "[Si]", "P(=O)(O)O", "[Na,K,Fe]",
 ]
@@ -68,6 +71,15 @@ def edge_index(tmp_path_factory):
     rep = build_index(d / "edge.smi", d / "edge.csi", n_jobs=1, chunk_size=50)
     assert rep.n_invalid == 0
     return SearchIndex.open(d / "edge.csi")
+
+
+@pytest.fixture(scope="module")
+def edge_stores(edge_index):
+    """The edge index with its molecules verified three ways: all rows parsed (hot), all pickled, all from SMILES."""
+    from compscope.search import SearchIndex
+
+    return {"hot": edge_index, "pickled": SearchIndex.open(edge_index.path, hot_rows=0),
+            "smiles": SearchIndex.open(edge_index.path, hot_rows=0, pickled=False)}
 
 
 def _query_mol(q):
@@ -97,12 +109,14 @@ def _all_hits(index, q, **kw) -> list[str]:
         offset = page.next_offset
 
 
+@pytest.mark.parametrize("store", ["hot", "pickled", "smiles"])
 @pytest.mark.parametrize("q", QUERIES)
-def test_edge_cases_equal_plain_rdkit_scan(edge_index, q):
+def test_edge_cases_equal_plain_rdkit_scan(edge_stores, q, store):
+    index = edge_stores[store]
     want = _plain_scan(_edge_records(), q)
-    got = _all_hits(edge_index, q)
+    got = _all_hits(index, q)
     assert len(got) == len(set(got)) and set(got) == want, (q, sorted(set(got) ^ want))
-    assert edge_index.substructure(q, count=True).count == len(want)
+    assert index.substructure(q, count=True).count == len(want)
 
 
 def test_moses_ring_systems_and_threads_equal_plain_scan(index, rdkit_mols):

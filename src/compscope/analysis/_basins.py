@@ -133,7 +133,19 @@ def basin_entries(labels, basin: int) -> np.ndarray:
     return (inside[:, 1:] & ~inside[:, :-1]).sum(1)
 
 
-def basin_populations(labels, n_basins: int) -> np.ndarray:
-    """Fraction of all frames (all chains) in each basin, (n_basins,)."""
+def basin_populations(labels, n_basins: int, weights=None) -> np.ndarray:
+    """Fraction of all frames (all chains) in each basin, (n_basins,).
+
+    ``weights`` (optional, the shape of ``labels``, non-negative, positive sum): importance weights of the frames
+    (e.g. a biased run reweighted); the fractions are then self-normalised weighted fractions. Without weights
+    every frame counts once (as with all weights equal).
+    """
     lab = _labels_2d(labels).ravel()
-    return np.bincount(lab[lab >= 0], minlength=n_basins)[:n_basins] / max(len(lab), 1)
+    if weights is None:
+        return np.bincount(lab[lab >= 0], minlength=n_basins)[:n_basins] / max(len(lab), 1)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != lab.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise AnalysisInputError("weights must be finite and non-negative, one per frame, with a positive sum",
+                                 hint="pass importance weights of the labelled frames")
+    keep = lab >= 0
+    return np.bincount(lab[keep], weights=w[keep], minlength=n_basins)[:n_basins] / w.sum()

@@ -14,6 +14,9 @@ also basin populations, Ramachandran JS divergence and plots against a replica-e
 ``compscope sample reference ala2 ...`` runs the alanine-dipeptide replica exchange
 (:func:`compscope.sampling.make_ala2_reference`; keys: ``n_runs``, ``n_iterations``, ``n_replicas``, ``t_max``, ...)
 and prints the C7ax/alpha_L basin population with its error bars.
+``compscope sample reference ala2-biased ...`` runs MD under a frozen well-tempered-metadynamics bias on (phi, psi)
+and reweights it exactly (:func:`compscope.sampling.make_ala2_biased_reference`; keys: ``run_ns``, ``n_runs``,
+``metad_ns``, ``bias_factor``, ...; progress line, ``--resume``).
 ``compscope sample kernel CONFIG [--out DIR] [--resume] [--set key=value ...]`` trains a transition kernel on MD
 pairs (``kind: torsion``: phi/psi pivot moves from a learned torus density; ``kind: cartesian``: the coupling flow;
 :func:`compscope.sampling.train_kernel`, configs in ``configs/sampling/``);
@@ -40,7 +43,9 @@ app = typer.Typer(help="Boltzmann sampling: targets in kT, reference MCMC (MALA/
 
 @app.command()
 def reference(
-    target: str = typer.Argument(..., help="dw4, lj13, lj55 (MCMC) or ala2 (alanine dipeptide, replica exchange)"),
+    target: str = typer.Argument(..., help="dw4, lj13, lj55 (MCMC), ala2 (alanine dipeptide, replica exchange) or "
+                                           "ala2-biased (alanine dipeptide, MD under a fixed metadynamics bias, "
+                                           "reweighted)"),
     out: Path | None = typer.Option(None, "--out", help="run folder (default: <data dir>/sampling/<name>_...)"),
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run in the output folder "
                                                         "(refuses changed settings other than n_steps)"),
@@ -50,7 +55,7 @@ def reference(
     """Reference samples by long MCMC, cached in HDF5; prints the file and a summary (energies in kT).
 
     Examples: --set n_samples=100000, --set sampler.name=hmc --set sampler.n_leapfrog=10, --set seed=1;
-    ala2: --set n_iterations=40000, --set n_runs=4.
+    ala2: --set n_iterations=40000, --set n_runs=4; ala2-biased: --set run_ns=200 (extends on --resume).
     """
     import logging
 
@@ -60,6 +65,9 @@ def reference(
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if target.lower() == "ala2":
         _reference_ala2(out, resume, overrides)
+        return
+    if target.lower() == "ala2-biased":
+        _reference_ala2_biased(out, resume, overrides)
         return
     get_target(target)  # unknown names fail here, with the list of known ones
     cfg = load_config(None, overrides)
@@ -123,6 +131,32 @@ def _reference_ala2(out: Path | None, resume: bool, overrides: list[str] | None)
         raise ConfigError(f"--set: unknown key(s) {unknown}",
                           hint=f"allowed keys: {', '.join(sorted(ALA2_REFERENCE_DEFAULTS))}")
     path, summary = make_ala2_reference(out, resume=resume, **cfg)
+    typer.echo(json.dumps({"file": str(path), **summary}, indent=2))
+
+
+def _reference_ala2_biased(out: Path | None, resume: bool, overrides: list[str] | None) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from compscope.sampling import ALA2_BIASED_DEFAULTS, basin_population, make_ala2_biased_reference
+
+    cfg = load_config(None, overrides)
+    unknown = sorted(set(cfg) - set(ALA2_BIASED_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"--set: unknown key(s) {unknown}",
+                          hint=f"allowed keys: {', '.join(sorted(ALA2_BIASED_DEFAULTS))}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.fields[info]}"), transient=True) as bar:
+        task = bar.add_task("ala2-biased chunks", total=None, info="")
+
+        def progress(done, total, message):
+            bar.update(task, completed=done, total=total, info=message)
+
+        path, summary = make_ala2_biased_reference(out, resume=resume, progress=progress, **cfg)
+    from compscope.sampling import ala2_biased_reference
+
+    ref = ala2_biased_reference(path)
+    pop = basin_population(ref["phi"], ref["run"], weights=ref["weight"])
+    summary["basin_population"] = {k: pop[k] for k in ("population", "error_blocks", "error_runs", "per_run")}
     typer.echo(json.dumps({"file": str(path), **summary}, indent=2))
 
 

@@ -173,8 +173,9 @@ def substructure(
     from compscope.search import SearchError, SearchIndex
 
     try:
-        r = SearchIndex.open(index).substructure(query, syntax=syntax, offset=offset, limit=limit,
-                                                 time_limit=time_limit, count=count, filters=filter, n_threads=jobs)
+        idx = SearchIndex.open(index, pickled=False)  # one query: pickling every molecule would not pay off
+        r = idx.substructure(query, syntax=syntax, offset=offset, limit=limit, time_limit=time_limit, count=count,
+                             filters=filter, n_threads=jobs)
     except SearchError as exc:
         _fail(exc)
     _print(r, as_json)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ALANINE_DIPEPTIDE_PDB", "ALANINE_PHI", "ALANINE_PSI", "AMBER14", "SOLVENTS", "alanine_dipeptide_system"]
+__all__ = ["ALANINE_DIPEPTIDE_PDB", "ALANINE_PHI", "ALANINE_PSI", "AMBER14", "SOLVENTS", "alanine_dipeptide_system",
+           "repartition_hydrogen_mass"]
 
 ALANINE_DIPEPTIDE_PDB = Path(__file__).with_name("alanine-dipeptide.pdb")
 AMBER14 = "amber14-all.xml"
@@ -44,3 +45,31 @@ def alanine_dipeptide_system(solvent: str = "vacuum", constraints: str | None = 
     ff = app.ForceField(AMBER14, *SOLVENTS[solvent])
     system = ff.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=modes[key])
     return pdb, system
+
+
+def repartition_hydrogen_mass(system, topology, hydrogen_mass: float = 3.024):
+    """Hydrogen-mass repartitioning in place: every hydrogen bonded to a heavy atom gets ``hydrogen_mass`` amu and
+    its heavy partner loses the difference, so the total mass (and the Boltzmann distribution over positions) is
+    unchanged while the fastest vibrations slow down (4 fs steps with bonds to hydrogen constrained).
+
+    Returns ``system``. Refuses a mass that would leave a heavy atom with less than 1 amu.
+    """
+    from openmm import app, unit
+
+    from compscope.errors import ConfigError
+
+    if not hydrogen_mass > 0:
+        raise ConfigError(f"hydrogen mass must be positive, got {hydrogen_mass}", hint="e.g. 3.024 amu")
+    for a, b in topology.bonds():
+        if a.element == app.element.hydrogen:
+            a, b = b, a
+        if b.element != app.element.hydrogen or a.element == app.element.hydrogen:
+            continue
+        dm = float(hydrogen_mass) - system.getParticleMass(b.index).value_in_unit(unit.dalton)
+        heavy = system.getParticleMass(a.index).value_in_unit(unit.dalton) - dm
+        if heavy < 1.0:
+            raise ConfigError(f"hydrogen mass {hydrogen_mass} amu leaves atom {a.index} ({a.element.symbol}) with "
+                              f"{heavy:.3f} amu", hint="use a smaller hydrogen mass (3.024 amu is usual)")
+        system.setParticleMass(b.index, float(hydrogen_mass) * unit.dalton)
+        system.setParticleMass(a.index, heavy * unit.dalton)
+    return system

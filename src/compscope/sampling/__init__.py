@@ -4,6 +4,7 @@ Layers: :mod:`._targets` (DW4, LJn, Gaussian mixtures, any compscope potential),
 Metropolis-corrected samplers and a resumable runner), :mod:`._reference` (cached reference samples and their
 comparison with the literature's splits), :mod:`._openmm_target` (OpenMM systems such as alanine dipeptide as
 targets, dihedral angles), :mod:`._ala2_reference` (the alanine-dipeptide replica-exchange reference),
+:mod:`._biased_reference` (an independent one: MD under a frozen metadynamics bias, exactly reweighted),
 :mod:`._mbar` (MBAR reweighting of all replicas to one temperature), :mod:`._ramachandran` (alanine-dipeptide
 mode coverage: basin populations, Ramachandran histograms and JS divergence), :mod:`._icflow` (the
 internal-coordinate coupling flow: Z-matrix with exact Jacobian, zuko circular splines),
@@ -25,8 +26,20 @@ from ._ala2_reference import (
     ala2_reference_dir,
     assemble_ala2_reference,
     basin_population,
+    check_integrator,
     make_ala2_reference,
+    read_replica_exchange_run,
     run_replica_exchange,
+)
+from ._biased_reference import (
+    ALA2_BIASED_DEFAULTS,
+    TorsionBias,
+    ala2_biased_reference,
+    ala2_biased_reference_dir,
+    assemble_ala2_biased_reference,
+    load_bias,
+    make_ala2_biased_reference,
+    run_metadynamics,
 )
 from ._chain import CHAIN_FORMAT, ChainResult, read_chain, run_chain, sample_chain
 from ._compare import compare_runs, load_dihedral_series
@@ -58,6 +71,7 @@ from ._openmm_target import (
     ALA2_BASIN,
     ALA2_PHI,
     ALA2_PSI,
+    MOLAR_GAS_CONSTANT_KJ,
     OpenMMEnergyError,
     OpenMMTarget,
     alanine_dipeptide,
@@ -95,6 +109,10 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "train_flow", "load_positions", "OpenMMTarget", "OpenMMEnergyError", "alanine_dipeptide",
            "dihedral_angles", "ALA2_PHI", "ALA2_PSI", "ALA2_BASIN", "make_ala2_reference", "assemble_ala2_reference",
            "basin_population", "ala2_reference_dir", "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange",
+           "read_replica_exchange_run", "check_integrator",
+           "MOLAR_GAS_CONSTANT_KJ", "TorsionBias", "ALA2_BIASED_DEFAULTS", "ala2_biased_reference",
+           "ala2_biased_reference_dir",
+           "assemble_ala2_biased_reference", "load_bias", "make_ala2_biased_reference", "run_metadynamics",
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "mbar_log_weights", "mbar_expectation", "mbar_histogram",

@@ -41,7 +41,7 @@ from ._mbar import mbar_expectation, mbar_histogram
 from ._openmm_target import ALA2_BASIN, ALA2_PHI, ALA2_PSI, dihedral_angles
 
 __all__ = ["make_ala2_reference", "assemble_ala2_reference", "basin_population", "ala2_reference_dir",
-           "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange"]
+           "ALA2_REFERENCE_DEFAULTS", "run_replica_exchange", "read_replica_exchange_run", "check_integrator"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,16 @@ def ala2_reference_dir(seed: int = 0, path: str | Path | None = None) -> Path:
 
 
 def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: int = 10,
-                     basin: tuple[float, float] = ALA2_BASIN) -> dict:
+                     basin: tuple[float, float] = ALA2_BASIN, weights: np.ndarray | None = None) -> dict:
     """Fraction of frames with ``basin[0] < phi < basin[1]`` and its error bars.
 
     Args:
         phi: (N,) rad, each run's frames in time order.
         run: (N,) run index of each frame (default: one run).
         n_blocks: consecutive blocks per run for the block standard error.
+        weights: optional (N,) non-negative importance weights (a biased run reweighted): every population
+            (overall, per run, per block) is then the self-normalised weighted fraction; without weights each
+            frame counts once.
 
     Returns:
         ``population``, ``error_blocks`` (standard error of all block means), ``error_runs`` (standard error of the
@@ -96,17 +99,25 @@ def basin_population(phi: np.ndarray, run: np.ndarray | None = None, n_blocks: i
         raise SamplingInputError("no frames to estimate the basin population from",
                                  hint="run more iterations than burn_in")
     ind = ((phi > basin[0]) & (phi < basin[1])).astype(np.float64)
+    if weights is None:
+        w = np.ones(len(phi))
+    else:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != phi.shape or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise SamplingInputError("weights must be finite and non-negative, one per frame, with a positive sum",
+                                     hint="pass the importance weights of the frames (e.g. exp(log_weight))")
+    mean = lambda x, wx: float((x * wx).sum() / wx.sum()) if wx.sum() > 0 else 0.0  # noqa: E731
     blocks, per_run, entries = [], [], 0
     for r in np.unique(run):
-        x = ind[run == r]
-        per_run.append(float(x.mean()))
+        x, wr = ind[run == r], w[run == r]
+        per_run.append(mean(x, wr))
         entries += int(x[0] + ((x[1:] - x[:-1]) > 0).sum())
         k = max(1, min(int(n_blocks), len(x)))
-        blocks.extend(b.mean() for b in np.array_split(x, k))
+        blocks.extend(mean(b, wb) for b, wb in zip(np.array_split(x, k), np.array_split(wr, k)))
     blocks = np.asarray(blocks)
     err_b = float(blocks.std(ddof=1) / np.sqrt(len(blocks))) if len(blocks) > 1 else float("nan")
     err_r = float(np.std(per_run, ddof=1) / np.sqrt(len(per_run))) if len(per_run) > 1 else None
-    p = float(ind.mean())
+    p = mean(ind, w)
     n_eff = float(p * (1 - p) / err_b**2) if err_b > 0 else None
     return {"population": p, "error_blocks": err_b, "error_runs": err_r, "per_run": per_run,
             "n_samples": int(len(phi)), "n_blocks": int(len(blocks)), "entries": entries, "n_effective": n_eff}
@@ -116,21 +127,48 @@ def _storage(run_dir: Path) -> Path:
     return run_dir / "remd.nc"
 
 
-def run_replica_exchange(spec: dict, max_iterations: int | None = None) -> dict:
+def run_replica_exchange(spec: dict, max_iterations: int | None = None, max_cpu_s: float | None = None) -> dict:
     """Run (or continue) one replica-exchange run described by ``spec``; returns its progress.
 
-    ``spec``: the config plus ``run`` (index) and ``dir`` (its folder). Iterations go in chunks of
-    ``checkpoint_interval``; after each chunk ``progress.json`` (iterations done, wall seconds) is rewritten.
-    ``max_iterations`` stops early (the run stays resumable), as an interrupted run would. A lock file keeps a
+    ``spec``: the config plus ``run`` (index) and ``dir`` (its folder); optional ``constraints`` (``None``, the
+    reference's default, or ``"HBonds"``) and ``hydrogen_mass`` (amu; hydrogen-mass repartitioning, e.g. 3.024 for
+    4 fs steps with ``HBonds``). Iterations go in chunks of ``checkpoint_interval``; after each chunk
+    ``progress.json`` (iterations done, wall seconds, CPU seconds of this process) is rewritten.
+    ``max_iterations`` stops early (the run stays resumable), as an interrupted run would; ``max_cpu_s`` stops after
+    the chunk in which the run's CPU seconds (all chunks, resumed ones included) reach it. A lock file keeps a
     second process off a run that is going.
     """
+    check_integrator(spec)
     run_dir = Path(spec["dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = _lock(run_dir)  # one process per run: a second --resume while the first still runs is refused
     try:
-        return _run_locked(spec, run_dir, max_iterations)
+        return _run_locked(spec, run_dir, max_iterations, max_cpu_s)
     finally:
         lock.close()
+
+
+def check_integrator(spec: dict) -> None:
+    """Refuse a replica-exchange integrator setting that is unstable: more than 2 fs without constraints, more than
+    2 fs with ``HBonds`` but no hydrogen-mass repartitioning, or more than 4 fs."""
+    dt = float(spec.get("timestep_fs", ALA2_REFERENCE_DEFAULTS["timestep_fs"]))
+    cons = spec.get("constraints")
+    hmass = spec.get("hydrogen_mass")
+    if cons is not None and str(cons).lower() not in ("hbonds", "none"):
+        raise SamplingInputError(f"constraints {cons!r} are not supported by the replica-exchange runs",
+                                 hint="use None (every degree of freedom free) or 'HBonds'")
+    rigid = cons is not None and str(cons).lower() == "hbonds"
+    if not dt > 0:
+        raise SamplingInputError(f"timestep must be positive, got {dt} fs", hint="e.g. timestep_fs=1")
+    if dt > 2.0 and not rigid:
+        raise SamplingInputError(f"timestep {dt} fs is too large without constraints",
+                                 hint="use timestep_fs <= 2 (bonds to hydrogen are free), or constraints=HBonds")
+    if dt > 2.0 and not hmass:
+        raise SamplingInputError(f"timestep {dt} fs needs hydrogen-mass repartitioning",
+                                 hint="set hydrogen_mass=3.024 (amu) or use timestep_fs <= 2")
+    if dt > 4.0:
+        raise SamplingInputError(f"timestep {dt} fs is too large even with HBonds and hydrogen-mass repartitioning",
+                                 hint="use timestep_fs <= 4")
 
 
 def _lock(run_dir: Path):
@@ -147,7 +185,7 @@ def _lock(run_dir: Path):
     return fh
 
 
-def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None) -> dict:
+def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None, max_cpu_s: float | None) -> dict:
     import openmm as mm
     import openmm.unit as unit
     from openmmtools import cache, mcmc, multistate, states
@@ -160,6 +198,8 @@ def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None) -> dict:
     storage = _storage(run_dir)
     progress_file = run_dir / "progress.json"
     progress = json.loads(progress_file.read_text()) if progress_file.exists() else {"wall_s": 0.0}
+    progress.setdefault("cpu_s", 0.0)
+    c_setup, t_setup = time.process_time(), time.perf_counter()
     seed = int(spec["seed"]) * 1000 + int(spec["run"])
     np.random.seed(seed % (2**32))  # openmmtools draws exchanges from numpy's global generator
     platform = mm.Platform.getPlatformByName(spec["platform"])
@@ -172,7 +212,11 @@ def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None) -> dict:
     else:
         for f in run_dir.glob("remd*.nc"):  # a run that died before its first checkpoint: start over
             f.unlink()
-        pdb, system = alanine_dipeptide_system("vacuum", constraints=None)
+        pdb, system = alanine_dipeptide_system("vacuum", constraints=spec.get("constraints"))
+        if spec.get("hydrogen_mass"):
+            from compscope.integrations.openmm_systems import repartition_hydrogen_mass
+
+            repartition_hydrogen_mass(system, pdb.topology, float(spec["hydrogen_mass"]))
         move = mcmc.LangevinDynamicsMove(timestep=float(spec["timestep_fs"]) * unit.femtosecond,
                                          collision_rate=float(spec["collision_rate_ps"]) / unit.picosecond,
                                          n_steps=int(spec["steps_per_iteration"]), reassign_velocities=False)
@@ -190,12 +234,18 @@ def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None) -> dict:
     target = int(spec["n_iterations"]) if max_iterations is None else min(int(spec["n_iterations"]),
                                                                           int(max_iterations))
     chunk = max(1, int(spec["checkpoint_interval"]))
+    # set-up (building or reopening the sampler, minimising) is part of the run's cost
+    progress["setup_cpu_s"] = progress.get("setup_cpu_s", 0.0) + time.process_time() - c_setup
+    progress["setup_wall_s"] = progress.get("setup_wall_s", 0.0) + time.perf_counter() - t_setup
     try:
         while sampler.iteration < target:
+            if max_cpu_s is not None and progress["cpu_s"] >= float(max_cpu_s):
+                break
             n = min(chunk, target - sampler.iteration)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             sampler.extend(n)
             progress["wall_s"] += time.perf_counter() - t0
+            progress["cpu_s"] += time.process_time() - c0
             progress.update(iterations=int(sampler.iteration), updated=time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                       time.gmtime()))
             tmp = progress_file.with_suffix(".tmp")
@@ -247,6 +297,22 @@ def _read_run(run_dir: Path, burn_in: int) -> dict | None:
             "wall_s": float(progress.get("wall_s", 0.0)), "per_state": per_state,
             "all": {"u_kn": u_all.T, "state": st.reshape(-1), "phi": phi_all.reshape(-1), "psi": psi_all,
                     "iteration": np.repeat(its, states.shape[1])}}
+
+
+def read_replica_exchange_run(run_dir: str | Path, burn_in: int = 0) -> dict | None:
+    """What one run folder of :func:`run_replica_exchange` holds (None before its first stored iteration).
+
+    Returns ``positions`` (Å) of the ``t_min`` state after ``burn_in`` iterations, its reduced ``energy``,
+    ``iteration``, ``n_iterations``, ``acceptance`` (neighbour pairs of the ladder), ``per_state`` (frames in the
+    basin, frames, cis frames per temperature), ``wall_s`` and ``progress`` (``progress.json``: wall and CPU
+    seconds), and ``all`` (every replica's frame for MBAR).
+    """
+    run_dir = Path(run_dir)
+    data = _read_run(run_dir, int(burn_in))
+    if data is not None:
+        f = run_dir / "progress.json"
+        data["progress"] = json.loads(f.read_text()) if f.exists() else {}
+    return data
 
 
 def _temperatures(cfg: dict) -> np.ndarray:

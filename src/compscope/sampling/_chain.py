@@ -260,12 +260,13 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     target = alanine_dipeptide(platform=platform)
     p = Path(model)
     kernel_file = p / "model.pt" if p.is_dir() else p
-    if kernel_file.suffix == ".pt" and kernel_file.exists() and _format(kernel_file) == "compscope-torsion-kernel/1":
+    doc = _kernel_doc(kernel_file)
+    if doc is not None and doc.get("format") == "compscope-torsion-kernel/1":
         from ._torsion_train import load_torsion_kernel
 
-        proposal, _ = load_torsion_kernel(kernel_file, system=system, n_atoms=target.n_particles)
+        proposal, _ = load_torsion_kernel(kernel_file, system=system, n_atoms=target.n_particles, doc=doc)
     elif kernel_file.suffix == ".pt" and kernel_file.exists():
-        kernel, _ = load_transition(kernel_file, system=system, n_atoms=target.n_particles)
+        kernel, _ = load_transition(kernel_file, system=system, n_atoms=target.n_particles, doc=doc)
         proposal = ConditionalFlowProposal(kernel)
     else:
         from ._draw import load_flow
@@ -286,10 +287,13 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
                      checkpoint_every=checkpoint_every, system=system, progress=progress)
 
 
-def _format(path: Path) -> str | None:
-    """The ``format`` entry of a kernel's ``model.pt`` (None when it has none or is unreadable here)."""
+def _kernel_doc(path: Path) -> dict | None:
+    """The content of a kernel's ``model.pt``, read once (None when it is not a readable ``.pt`` dict: the loaders
+    then report the file with their own message)."""
+    if path.suffix != ".pt" or not path.is_file():
+        return None
     try:
         doc = torch.load(path, map_location="cpu", weights_only=False)
     except Exception:  # noqa: BLE001 - the loaders report unreadable files with their own message
         return None
-    return doc.get("format") if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else None

@@ -98,10 +98,10 @@ def train_torsion_kernel(pairs: dict, out: str | Path, dihedrals, groups, n_atom
 
 
 def load_torsion_kernel(path: str | Path, system: str | None = None, n_atoms: int | None = None,
-                        ) -> tuple[TorsionProposal, dict]:
+                        doc: dict | None = None) -> tuple[TorsionProposal, dict]:
     """The MH proposal of a trained kernel (``model.pt`` or its run folder) and its metadata; refuses a kernel of
-    another system or molecule size."""
-    _, doc = read_kernel_file(path, "torsion kernel", TORSION_FORMAT, "train_torsion_kernel", system, n_atoms)
+    another system or molecule size. ``doc``: the file's content when already read."""
+    _, doc = read_kernel_file(path, "torsion kernel", TORSION_FORMAT, "train_torsion_kernel", system, n_atoms, doc)
     kernel = TorusKernel(**doc["kernel"]).double()
     kernel.load_state_dict(doc["state_dict"])
     meta = {k: doc[k] for k in ("system", "lag_ps", "dihedrals", "groups", "n_atoms", "replicas")}

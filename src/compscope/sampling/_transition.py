@@ -239,9 +239,12 @@ class ConditionalCouplingFlow(nn.Module):
 
 
 def read_kernel_file(path: str | Path, what: str, fmt: str, trainer: str, system: str | None,
-                     n_atoms: int | None) -> tuple[Path, dict]:
-    """A kernel's ``model.pt`` (or run folder) of format ``fmt``; refuses one of another system or molecule size."""
-    p, doc = read_model_file(path, what=what, weights_only=False, hint=f"pass the model.pt of {trainer}")
+                     n_atoms: int | None, doc: dict | None = None) -> tuple[Path, dict]:
+    """A kernel's ``model.pt`` (or run folder) of format ``fmt``; refuses one of another system or molecule size.
+    ``doc``: the file's content when the caller has already read it (checked, not read again)."""
+    if doc is None:
+        path, doc = read_model_file(path, what=what, weights_only=False, hint=f"pass the model.pt of {trainer}")
+    p = Path(path)
     if not isinstance(doc, dict) or doc.get("format") != fmt:
         raise SamplingInputError(f"{p} is not a {what} (format {fmt})", hint=f"pass the model.pt of {trainer}")
     if system is not None and doc["system"] != system:
@@ -254,10 +257,12 @@ def read_kernel_file(path: str | Path, what: str, fmt: str, trainer: str, system
 
 
 def load_transition(path: str | Path, system: str | None = None, n_atoms: int | None = None,
-                    dtype: torch.dtype = torch.float64) -> tuple[ConditionalCouplingFlow, dict]:
-    """A trained kernel and its metadata from ``model.pt`` (or its run folder); refuses another system/molecule."""
+                    dtype: torch.dtype = torch.float64, doc: dict | None = None
+                    ) -> tuple[ConditionalCouplingFlow, dict]:
+    """A trained kernel and its metadata from ``model.pt`` (or its run folder); refuses another system/molecule.
+    ``doc``: the file's content when already read."""
     p, ck = read_kernel_file(path, "transition kernel", "compscope-transition/1", "train_transition", system,
-                             n_atoms)
+                             n_atoms, doc)
     model = ConditionalCouplingFlow(ck["reference"], **ck["flow"])
     model.load_state_dict(ck["state_dict"])
     model = model.to(dtype)

@@ -128,7 +128,21 @@ def unpack_strings(blob: np.ndarray, off: np.ndarray, pos=None) -> list[str]:
         pos = np.asarray(pos, dtype=np.int64)
     if len(pos) == 0:
         return []
+    if not isinstance(pos, range) and len(pos) <= _GATHER_MAX:  # a page of hits: one gather, one decode
+        arr = np.asarray(blob).view(np.ndarray)
+        lo, hi = np.asarray(off[pos]), np.asarray(off[pos + 1])
+        ln = hi - lo
+        end = np.cumsum(ln)
+        start = end - ln
+        raw = arr[np.arange(int(end[-1])) + np.repeat(lo - start, ln)].tobytes()
+        if raw.isascii():  # byte offsets are character offsets
+            text = raw.decode("ascii")
+            return [text[a:b] for a, b in zip(start.tolist(), end.tolist())]
     mv = memoryview(np.asarray(blob).view(np.ndarray)) if len(blob) else memoryview(b"")
     lo = np.asarray(off[pos]).tolist() if not isinstance(pos, range) else np.asarray(off[:-1]).tolist()
     hi = np.asarray(off[np.asarray(pos) + 1]).tolist() if not isinstance(pos, range) else np.asarray(off[1:]).tolist()
     return [bytes(mv[a:b]).decode() for a, b in zip(lo, hi)]
+
+
+_GATHER_MAX = 4096
+"""Up to this many strings, :func:`unpack_strings` gathers their bytes in one numpy call and decodes once."""

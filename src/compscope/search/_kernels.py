@@ -335,18 +335,29 @@ def transpose_bits(pattern):
     return cols, freq
 
 
+SCREEN_COLUMN_BITS = 6
+"""Rarest query bits the substructure screen ANDs column-wise before it checks surviving rows row-wise."""
+
+
 @nb.njit(nogil=True, cache=True)
-def substructure_screen_columns(cols, qbits, n, w_start, w_stop, mask, use_mask, out, feat, qfeat, use_feat):
+def substructure_screen_columns(cols, qbits, n, w_start, w_stop, mask, use_mask, out, feat, qfeat, use_feat,
+                                pattern, qpat, n_col_bits):
     """Rows whose pattern fingerprint holds every query bit, from the bit-sliced columns (:func:`transpose_bits`).
 
-    For each word of 64 rows in ``[w_start, w_stop)``, the columns of the query bits ``qbits`` (rarest first)
-    are ANDed until the word is empty (usually after one or two bits), so a query reads a few bits per 64 rows
-    instead of every row's fingerprint. Survivors then pass the property ``mask`` and the ``molfeat`` lower
-    bounds ``qfeat`` (see ``_screens.py``). Rows come out in index order; a word is never split, so ``out`` needs
-    64 places more than the candidates wanted. Returns ``(n_found, next_word)``.
+    For each word of 64 rows in ``[w_start, w_stop)``, the columns of the ``n_col_bits`` rarest query bits
+    (``qbits`` is rarest first) are ANDed until the word is empty (usually after one or two bits), so a query reads
+    a few bits per 64 rows instead of every row's fingerprint. The few rows left are checked against the whole
+    query fingerprint ``qpat`` in their row ``pattern[i]`` (256 contiguous bytes), which costs less than ANDing
+    the other ~100-200 bits of a ring system's fingerprint column by column for every word that still has a row.
+    Survivors then pass the property ``mask`` and the ``molfeat`` lower bounds ``qfeat`` (see ``_screens.py``).
+    Rows come out in index order; a word is never split, so ``out`` needs 64 places more than the candidates
+    wanted. Returns ``(n_found, next_word)``.
     """
     nf = qfeat.shape[0]
     nq = qbits.shape[0]
+    nc = min(nq, n_col_bits)
+    rowcheck = nc < nq
+    w = qpat.shape[0]
     cap = out.shape[0] - 64
     one = np.uint64(1)
     k = 0
@@ -354,7 +365,7 @@ def substructure_screen_columns(cols, qbits, n, w_start, w_stop, mask, use_mask,
         if k >= cap:
             return k, wd
         acc = ~np.uint64(0)
-        for t in range(nq):
+        for t in range(nc):
             acc &= cols[qbits[t], wd]
             if acc == 0:
                 break
@@ -367,9 +378,15 @@ def substructure_screen_columns(cols, qbits, n, w_start, w_stop, mask, use_mask,
             if use_mask and not mask[i]:
                 continue
             ok = True
-            if use_feat:
-                for j in range(nf):
-                    if feat[i, j] < qfeat[j]:
+            if rowcheck:
+                for j in range(w):
+                    qw = qpat[j]
+                    if (pattern[i, j] & qw) != qw:
+                        ok = False
+                        break
+            if ok and use_feat:
+                for f in range(nf):
+                    if feat[i, f] < qfeat[f]:
                         ok = False
                         break
             if ok:

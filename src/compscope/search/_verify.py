@@ -1,9 +1,10 @@
 """Bulk substructure verification in compiled code: RDKit's C++ ``SubstructLibrary`` over the index's molecules.
 
 The numba screens (``_kernels.py``) return blocks of candidate rows; :class:`MolStore` verifies a whole block in
-one C++ call: a ``SubstructLibrary`` over a shared ``CachedTrustedSmilesMolHolder`` (the index's canonical SMILES,
-parsed in C++ without re-sanitising) with its *search order* set to the candidate rows, so RDKit matches only
-those rows and no Python code runs per candidate. With ``n_threads > 1`` a block is split into contiguous parts
+one C++ call: a ``SubstructLibrary`` over a shared holder of the index's molecules (pickled molecules made from
+the canonical SMILES parsed in C++ without re-sanitising, see below) with its *search order* set to the candidate
+rows, so RDKit matches only those rows and no Python code runs per candidate. One match per molecule is asked for
+(:func:`match_parameters`). With ``n_threads > 1`` a block is split into contiguous parts
 matched on a thread pool (the C++ call releases the GIL), and each part reports the CPU time of its own thread,
 so a query's CPU time can be limited however loaded the machine is.
 
@@ -13,15 +14,20 @@ having radicals (``molfeat`` flags), and every row for queries with the hybridis
 matched in a second holder that sanitises (``CachedSmilesMolHolder``, about 7x slower per molecule): hit sets stay
 identical to a plain ``Chem.MolFromSmiles(s).HasSubstructMatch(q)`` scan.
 
-The holder is built once per index (about 1 µs per molecule, lazily, on the first substructure query) and shared
-by all queries and threads; each query makes its own light ``SubstructLibrary`` view (a few µs), so concurrent
+The holder is built once per index (lazily, on the first substructure query) and shared by all queries and
+threads; each query makes its own light ``SubstructLibrary`` view (a few µs), so concurrent
 queries never share a search order.
 
-**Hot rows.** Materialising a molecule from its SMILES costs most of a verification (about 20 µs against a few
-µs for the match itself). The first ``hot_rows`` rows of the index are the ones every first-page query verifies
-(hits come in index order), so they are also kept as parsed molecules in a ``MolHolder`` (3-7x faster to match;
-about 8 kB per molecule, so 32,768 rows take ~260 MB), filled with the very molecules the trusted holder makes,
-so matches are identical. Built with the holder, on the first substructure query.
+**Pickled molecules, hot rows.** Materialising a molecule from its SMILES costs most of a verification (about
+20 µs against 7-10 µs for the match itself). So when the store is built (once per index, on the first
+substructure query) every row's molecule is made once from the trusted SMILES and kept as an RDKit binary pickle
+in a ``CachedMolHolder`` (about 320 bytes per molecule, 320 MB per 1M; unpickling costs about 10 µs, so a
+verification costs ~17 µs instead of ~28 µs); the SMILES holder is then dropped. This one-off costs about 38 µs
+per molecule (parse + pickle); ``pickled=False`` keeps the SMILES holder instead (about 1 µs per molecule).
+The first ``hot_rows`` rows of the index, the ones first pages of common queries verify (hits come in index
+order, small molecules first), are also kept as parsed molecules in a ``MolHolder`` (~7 µs per verification;
+about 7 kB per molecule, so 32,768 rows take ~230 MB). Both are filled with the very
+molecules the trusted holder makes, so matches are identical (tested against a plain RDKit scan).
 """
 
 from __future__ import annotations
@@ -37,10 +43,18 @@ HOT_ROWS = 1 << 15
 
 
 def match_parameters():
-    """The matching rules of a plain ``mol.HasSubstructMatch(query)`` (chirality ignored, recursion on)."""
+    """The matching rules of a plain ``mol.HasSubstructMatch(query)`` (chirality ignored, recursion on).
+
+    ``maxMatches=1``, ``uniquify=False``: a hit needs one match. ``SubstructLibrary``'s defaults (``maxMatches``
+    1000, uniquified) enumerate every match of every hit before moving on, which costs 2-7x more per hit for
+    symmetric queries (ring systems, benzene: every automorphism of the query is a match), for the same hit set.
+    """
     from rdkit import Chem
 
-    return Chem.SubstructMatchParameters()
+    p = Chem.SubstructMatchParameters()
+    p.maxMatches = 1
+    p.uniquify = False
+    return p
 
 
 class MolStore:
@@ -50,11 +64,14 @@ class MolStore:
         blob, off: the index's canonical SMILES (``smiles_blob``, ``smiles_off``).
         special: sorted rows that must be matched on the sanitising path (molecules with radicals).
         hot_rows: the first rows also kept as parsed molecules (0: none).
+        pickled: keep every row as a binary pickle (faster verification, ~300 bytes per molecule) instead of
+            its SMILES.
     """
 
     def __init__(self, blob: np.ndarray, off: np.ndarray, special: np.ndarray | None = None,
-                 hot_rows: int = HOT_ROWS):
+                 hot_rows: int = HOT_ROWS, pickled: bool = True):
         self._blob, self._off = blob, off
+        self.pickled = bool(pickled)
         self.hot_rows = max(0, min(int(hot_rows), len(off) - 1))
         self._hot = None
         self.special = np.zeros(0, np.int64) if special is None else np.asarray(special, np.int64)
@@ -64,7 +81,8 @@ class MolStore:
         self._pool_size = 0
 
     def holder(self, sanitize: bool = False):
-        """The shared trusted-SMILES holder (or, with ``sanitize``, the sanitising one), built on first use."""
+        """The shared holder of pickled molecules (or, with ``sanitize``, the sanitising SMILES holder), built on
+        first use."""
         h = self._holders.get(sanitize)
         if h is None:
             with self._lock:
@@ -72,19 +90,42 @@ class MolStore:
                 if h is None:
                     from rdkit.Chem import rdSubstructLibrary as SL
 
-                    h = SL.CachedSmilesMolHolder() if sanitize else SL.CachedTrustedSmilesMolHolder()
+                    src = SL.CachedSmilesMolHolder() if sanitize else SL.CachedTrustedSmilesMolHolder()
                     data = bytes(np.asarray(self._blob))  # one copy; the holder keeps its own strings
                     off = np.asarray(self._off).tolist()
-                    add = h.AddSmiles
+                    add = src.AddSmiles
                     for i in range(len(off) - 1):  # once per index, not per query
                         add(data[off[i] : off[i + 1]].decode())
-                    if not sanitize and self.hot_rows:
-                        hot = SL.MolHolder()
-                        for i in range(self.hot_rows):  # the trusted holder's own molecules: identical matches
-                            hot.AddMol(h.GetMol(i))
-                        self._hot = hot
+                    h = src
+                    if not sanitize and self.pickled:
+                        h = self._pickle(src, len(off) - 1)
+                    elif not sanitize and self.hot_rows:
+                        self._hot = self._hot_holder(src.GetMol(i) for i in range(self.hot_rows))
                     self._holders[sanitize] = h
         return h
+
+    def _hot_holder(self, mols):
+        from rdkit.Chem import rdSubstructLibrary as SL
+
+        hot = SL.MolHolder()
+        for m in mols:
+            hot.AddMol(m)
+        return hot
+
+    def _pickle(self, trusted, n: int):
+        """Every row's molecule from ``trusted`` as a binary pickle (and the first ``hot_rows`` parsed)."""
+        from rdkit.Chem import rdSubstructLibrary as SL
+
+        warm, get = SL.CachedMolHolder(), trusted.GetMol
+        add = warm.AddBinary
+        hot = SL.MolHolder() if self.hot_rows else None
+        for i in range(n):  # once per index (~35 µs per molecule: the parse and the pickle)
+            m = get(i)
+            add(m.ToBinary())
+            if i < self.hot_rows:
+                hot.AddMol(m)
+        self._hot = hot
+        return warm
 
     def _executor(self, n: int) -> cf.ThreadPoolExecutor:
         with self._lock:
