@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import SamplingInputError
+from ._files import run_lock
 from ._mbar import mbar_expectation, mbar_histogram
 from ._openmm_target import ALA2_BASIN, ALA2_PHI, ALA2_PSI, dihedral_angles
 
@@ -172,17 +173,7 @@ def check_integrator(spec: dict) -> None:
 
 
 def _lock(run_dir: Path):
-    import fcntl
-
-    fh = open(run_dir / "lock", "a+")  # noqa: SIM115 - held until the run stops
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise SamplingInputError(f"{run_dir} is being run by another process",
-                                 hint="wait for it to stop (or stop it) before resuming; reading the numbers "
-                                      "(assemble_ala2_reference, the benchmark) is fine meanwhile") from None
-    return fh
+    return run_lock(run_dir, "assemble_ala2_reference")
 
 
 def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None, max_cpu_s: float | None) -> dict:

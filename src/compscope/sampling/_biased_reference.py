@@ -44,6 +44,7 @@ import numpy as np
 
 from ._errors import SamplingInputError
 from ._estimators import kish_ess as _kish_fraction
+from ._files import run_lock
 from ._openmm_target import ALA2_PHI, ALA2_PSI, MOLAR_GAS_CONSTANT_KJ, dihedral_angles
 
 __all__ = ["TorsionBias", "ALA2_BIASED_DEFAULTS", "ala2_biased_reference_dir", "make_ala2_biased_reference",
@@ -338,18 +339,7 @@ class _BiasedRun:
 
 
 def _lock(out: Path):
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)
-    fh = open(out / "lock", "a+")  # noqa: SIM115 - held until the job stops
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fh.close()
-        raise SamplingInputError(f"{out} is being run by another process",
-                                 hint="wait for it to stop (or stop it) before resuming; reading the numbers "
-                                      "(ala2_biased_reference, the benchmark) is fine meanwhile") from None
-    return fh
+    return run_lock(out, "ala2_biased_reference")
 
 
 def _chunks_needed(cfg: dict) -> int:

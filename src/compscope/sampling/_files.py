@@ -28,3 +28,20 @@ def open_h5(path: str | Path, hint: str, fmt: str | None = None) -> Any:
         h5.close()
         raise SamplingInputError(f"{path} is not a {fmt} file (format {found!r})", hint=hint)
     return h5
+
+
+def run_lock(folder: Path, reader: str):
+    """An exclusive lock on a long run's folder (one process per run: a second ``--resume`` while the first still
+    runs is refused); held until the returned file is closed. ``reader``: what may read the numbers meanwhile."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / "lock", "a+")  # noqa: SIM115 - held until the run stops
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise SamplingInputError(f"{folder} is being run by another process",
+                                 hint="wait for it to stop (or stop it) before resuming; reading the numbers "
+                                      f"({reader}, the benchmark) is fine meanwhile") from None
+    return fh
