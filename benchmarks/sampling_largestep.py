@@ -325,9 +325,9 @@ def _biased_reference():
     """``biased``: the frames of ``compscope sample reference ala2-biased`` (MD under a frozen metadynamics bias,
     exact importance weights); ``info`` holds its weighted basin population with the spread over its independent
     runs and its own floor (runs of the first half against those of the second)."""
-    from compscope.analysis import basin_indicator, free_energy_profile_1d, profile_error, ramachandran_js
+    from compscope.analysis import free_energy_profile_1d, profile_error, ramachandran_js
     from compscope.errors import CompscopeError
-    from compscope.sampling import ala2_biased_reference
+    from compscope.sampling import ala2_biased_reference, basin_population
 
     try:
         ref = ala2_biased_reference()
@@ -335,11 +335,10 @@ def _biased_reference():
         return None
     phi, psi, w, run = ref["phi"], ref["psi"], ref["weight"], ref["run"]
     runs = np.unique(run)
-    per_run = [float(np.sum(w[run == r] * basin_indicator(phi[run == r])) / np.sum(w[run == r])) for r in runs]
+    pop = basin_population(phi, run, weights=w)
     info = {"source": str(ref["file"]), "kish_ess": float(ref["kish_ess"]), "n_frames": int(len(phi)),
-            "basin_population": {"value": float(np.sum(w * basin_indicator(phi))),
-                                 "error_runs": float(np.std(per_run, ddof=1) / np.sqrt(len(runs))),
-                                 "per_run": per_run}}
+            "basin_population": {"value": pop["population"], "error_runs": pop["error_runs"],
+                                 "per_run": pop["per_run"]}}
     half = np.isin(run, runs[: len(runs) // 2])
     a, b = half, ~half
     prof = lambda p, ww: free_energy_profile_1d(p, bins=64, periodic=True, weights=ww)  # noqa: E731

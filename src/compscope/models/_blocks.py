@@ -92,18 +92,23 @@ def local_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff
     kept = np.flatnonzero(kept_mask)
     new = np.full(len(positions), -1, dtype=np.int64)
     new[kept] = np.arange(len(kept))
-    n = len(kept)
-    graph = AtomicGraph(
-        positions=torch.as_tensor(positions[kept], dtype=dtype),
-        atomic_numbers=torch.as_tensor(numbers[kept], dtype=torch.long),
-        edge_index=torch.as_tensor(np.stack([new[send], new[recv]]), dtype=torch.long),
-        cell_shifts=torch.zeros(len(send), 3, dtype=dtype),
-        batch=torch.zeros(n, dtype=torch.long),
+    graph = _open_graph(positions[kept], numbers[kept], np.stack([new[send], new[recv]]), cutoff, dtype)
+    return graph, kept
+
+
+def _open_graph(positions: np.ndarray, numbers: np.ndarray, edge_index: np.ndarray, cutoff: float,
+                dtype: torch.dtype) -> AtomicGraph:
+    """One non-periodic graph of a block's atoms (cartesian edges: the block's positions are already unwrapped)."""
+    return AtomicGraph(
+        positions=torch.as_tensor(positions, dtype=dtype),
+        atomic_numbers=torch.as_tensor(numbers, dtype=torch.long),
+        edge_index=torch.as_tensor(edge_index, dtype=torch.long),
+        cell_shifts=torch.zeros(edge_index.shape[1], 3, dtype=dtype),
+        batch=torch.zeros(len(positions), dtype=torch.long),
         cell=torch.zeros(1, 3, 3, dtype=dtype),
         pbc=torch.zeros(1, 3, dtype=torch.bool),
         cutoff=float(cutoff),
     )
-    return graph, kept
 
 
 def block_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff: float, layers: int,
@@ -136,17 +141,7 @@ def block_graph(positions: np.ndarray, numbers: np.ndarray, n_owned: int, cutoff
     new[kept] = np.arange(len(kept))
     s_new, r_new = new[send], new[recv]
     order = np.lexsort((s_new, r_new))
-    n = len(kept)
-    graph = AtomicGraph(
-        positions=torch.as_tensor(positions[kept], dtype=dtype),
-        atomic_numbers=torch.as_tensor(numbers[kept], dtype=torch.long),
-        edge_index=torch.as_tensor(np.stack([s_new[order], r_new[order]]), dtype=torch.long),
-        cell_shifts=torch.zeros(len(order), 3, dtype=dtype),
-        batch=torch.zeros(n, dtype=torch.long),
-        cell=torch.zeros(1, 3, 3, dtype=dtype),
-        pbc=torch.zeros(1, 3, dtype=torch.bool),
-        cutoff=float(cutoff),
-    )
+    graph = _open_graph(positions[kept], numbers[kept], np.stack([s_new[order], r_new[order]]), cutoff, dtype)
     counts = np.bincount(hop[kept], minlength=layers + 1)
     receivers = [int(counts[: layers - layer].sum()) for layer in range(layers)]
     return graph, kept, receivers
