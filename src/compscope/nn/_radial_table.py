@@ -22,6 +22,8 @@ for the weights at hand (:meth:`RadialTable.matches` tells when they changed).
 
 from __future__ import annotations
 
+import os
+
 import numba as nb
 import numpy as np
 import torch
@@ -302,33 +304,50 @@ def _split_run(bounds: np.ndarray, call) -> None:
     _run(nt, int(bounds[-1]), lambda lo, hi, t: call(int(bounds[t]), int(bounds[t + 1]), t))
 
 
-def _tab_forward(x, y, r, table: RadialTable, send, recv, n_nodes: int, cg: SparseCG) -> torch.Tensor:
+GENERATED = os.environ.get("COMPSCOPE_TP_CODEGEN", "1") != "0"
+"""Use the kernels generated per CG structure (:mod:`._tp_codegen`); False: the generic ones here (reference)."""
+
+
+def _kernels(cg: SparseCG, generated: bool | None = None):
+    """``(fwd(..., lo, hi, out), bwd(..., lo, hi, gx, gy, gr), cg_args)``: generated or generic kernels and the
+    CG arguments they take after the edge arrays."""
+    if GENERATED if generated is None else generated:
+        from ._tp_codegen import generated_kernels
+
+        fwd, bwd = generated_kernels(cg)
+        return fwd, bwd, lambda dtype: (_coef(cg, dtype),)
+    return _tab_fwd, _tab_bwd, lambda dtype: (cg.start, cg.a, cg.b, _coef(cg, dtype), cg.path)
+
+
+def _tab_forward(x, y, r, table: RadialTable, send, recv, n_nodes: int, cg: SparseCG,
+                 generated: bool | None = None) -> torch.Tensor:
     out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
     recv_np = recv.numpy()
-    args = (_np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv_np, cg.start, cg.a,
-            cg.b, _coef(cg, x.dtype), cg.path)
+    fwd, _, cg_args = _kernels(cg, generated)
+    args = (_np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv_np, *cg_args(x.dtype))
     nt = _threads(send.shape[0])
     sorted_recv = nt > 1 and bool(np.all(recv_np[1:] >= recv_np[:-1]))
     if nt > 1 and sorted_recv:  # each thread writes its own receivers' rows: no private buffers
         o = out.numpy()
-        _split_run(_receiver_bounds(recv_np, nt), lambda lo, hi, t: _tab_fwd(*args, lo, hi, o))
+        _split_run(_receiver_bounds(recv_np, nt), lambda lo, hi, t: fwd(*args, lo, hi, o))
         return out
     outs = _private(out, nt)
     _split_run(np.linspace(0, send.shape[0], nt + 1).astype(np.int64),
-               lambda lo, hi, t: _tab_fwd(*args, lo, hi, outs[t].numpy()))
+               lambda lo, hi, t: fwd(*args, lo, hi, outs[t].numpy()))
     return _reduce(outs)
 
 
-def _tab_backward(grad, x, y, r, table: RadialTable, send, recv, cg: SparseCG):
+def _tab_backward(grad, x, y, r, table: RadialTable, send, recv, cg: SparseCG, generated: bool | None = None):
     gx = torch.zeros(x.shape, dtype=x.dtype)
     gy = torch.zeros(y.shape, dtype=x.dtype)
     gr = torch.zeros(r.shape, dtype=x.dtype)
+    _, bwd, cg_args = _kernels(cg, generated)
     args = (_np(grad), _np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv.numpy(),
-            cg.start, cg.a, cg.b, _coef(cg, x.dtype), cg.path)
+            *cg_args(x.dtype))
     nt = _threads(send.shape[0])
     gxs = _private(gx, nt)  # scattered to senders: one buffer per thread; gy, gr rows belong to one edge
     _split_run(np.linspace(0, send.shape[0], nt + 1).astype(np.int64),
-               lambda lo, hi, t: _tab_bwd(*args, lo, hi, gxs[t].numpy(), gy.numpy(), gr.numpy()))
+               lambda lo, hi, t: bwd(*args, lo, hi, gxs[t].numpy(), gy.numpy(), gr.numpy()))
     return _reduce(gxs), gy, gr
 
 
