@@ -41,7 +41,9 @@ DEFAULT_PLAN = ";".join([
     "compscope,1536,float64,1,2", "compscope,1536,float32,2,3", "compscope,12288,float32,1,1",
     "mace,12288,float32,1,1", "compscope,12288,float32,2,1", "compscope,98304,float32,1,1",
 ])
-"""The measurements of the throughput part: code, atoms, dtype, threads, timed steps (after one warm-up step)."""
+"""The measurements of the throughput part: code, atoms, dtype, threads, timed steps (after one warm-up step), and
+optionally the preset (default ``small``) and ``network`` (radial MLPs per edge instead of MD's default radial tables
+in float32; keys end in ``/network``)."""
 TARGETS = {
     "force_mae_ratio_vs_mace": 0.8,  # compscope's test force MAE over mace-torch's, same budget and threads
     "linear_scaling_us_per_atom_step_spread": 0.2,  # 1.5k -> 100k atoms, within 20 %
@@ -312,12 +314,12 @@ if args.get("progress_log"):  # one line per block (big boxes: minutes per force
 t0 = time.perf_counter()
 if n_warm := args.get("warm", 1):  # compiles kernels (numba caches them on disk for the next processes)
     simulate(model, atoms, steps=n_warm, dt=0.5, temperature=300.0, integrator="langevin", check_inputs=False,
-             atom_chunk=chunk)
+             atom_chunk=chunk, radial_table=args.get("radial_table", "auto"))
 t_warm = time.perf_counter() - t0
 rss_before_kib = int([ln for ln in open("/proc/self/status") if ln.startswith("VmRSS")][0].split()[1])
 c0, w0 = time.process_time(), time.perf_counter()
 res = simulate(model, atoms, steps=args["steps"], dt=0.5, temperature=300.0, integrator="langevin",
-               check_inputs=False, atom_chunk=chunk)
+               check_inputs=False, atom_chunk=chunk, radial_table=args.get("radial_table", "auto"))
 call_cpu, call_wall = time.process_time() - c0, time.perf_counter() - w0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 n = len(atoms)
@@ -340,6 +342,7 @@ print("RESULT" + json.dumps({
     "peak_rss_gib": peak / 2**20, "peak_rss_bytes_per_atom": peak * 1024 / n,
     "peak_rss_above_start_bytes_per_atom": (peak - base_kib) * 1024 / n,
     "rss_before_run_gib": rss_before_kib / 2**20,
+    "radial_table_intervals": getattr(model, "radial_table_intervals", None),
     "params": int(sum(p.numel() for p in model.parameters())), "loadavg": list(os.getloadavg())}))
 """
 
@@ -421,14 +424,19 @@ def part_throughput(args) -> Path:
     plan = []  # (code, atoms, dtype, threads, steps)
     for spec in args.plan.split(";"):
         code, atoms, dtype, threads, steps, *rest = spec.split(",")
-        plan.append((code, int(atoms), dtype, int(threads), int(steps), rest[0] if rest else "small"))
-    for code, n, dtype, threads, steps, preset in plan:
-        key = f"{code}/{n}/{dtype}/{threads}t" + ("" if preset == "small" else f"/{preset}")
+        plan.append((code, int(atoms), dtype, int(threads), int(steps), rest[0] if rest else "small",
+                     rest[1] if len(rest) > 1 else "auto"))
+    for code, n, dtype, threads, steps, preset, table in plan:
+        # 7th field "network": the radial MLPs evaluated per edge (radial_table=None), the path before session 31
+        key = (f"{code}/{n}/{dtype}/{threads}t" + ("" if preset == "small" else f"/{preset}")
+               + ("" if table == "auto" else f"/{table}"))
         if key in done and "error" not in done[key]:
             continue
         print(f"{key}: {steps} steps ...", flush=True)
         one = {"start": start, "reps": SIZES[n], "dtype": dtype, "threads": threads, "steps": steps, "preset": preset,
-               "model": args.model, "warm": 1 if n <= 1536 else 0,  # bigger boxes: compiled kernels are cached
+               "radial_table": None if table == "network" else "auto",
+               # one untimed step for compscope: a process's first call loads the kernels, builds the radial tables
+               "model": args.model, "warm": 1 if (n <= 1536 or code == "compscope") else 0,
                "progress_log": str(OUT / (key.replace("/", "_") + ".log"))}
         if code == "compscope":
             res = _run_one(ONE_SIZE, sys.executable, one, args.timeout)

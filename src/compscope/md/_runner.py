@@ -227,6 +227,7 @@ def simulate(
     edge_chunk: int | str | None = "auto",
     atom_chunk: int | str | None = "auto",
     block_memory_gib: float = DEFAULT_BLOCK_MEMORY_GIB,
+    radial_table: int | str | None = "auto",
 ) -> MDResult:
     """Run MD of ``replicas`` copies of ``start`` (or of each structure in a list) with stability monitors.
 
@@ -263,6 +264,11 @@ def simulate(
             ``"auto"``: blocks only when one force call of the whole box would need more than ``block_memory_gib``
             (:func:`compscope.models.auto_block_atoms`), as big as that budget allows; ``None``: never.
         block_memory_gib: memory budget of one force call (GiB) for ``atom_chunk="auto"``.
+        radial_table: read the model's radial MLPs from spline tables of this many intervals (inference on the
+            CPU; no per-edge radial activations: ~2x faster, a third of the memory; deviation from the network
+            ~1e-9 relative, below float32 round-off), for potentials with a ``radial_table_intervals`` attribute;
+            ``"auto"``: tables of :data:`compscope.nn.DEFAULT_TABLE_INTERVALS` intervals in float32, the network
+            itself in float64 (where the table's deviation would exceed round-off); ``None``: the network.
 
     Returns:
         :class:`MDResult` with the final state, the per-replica stability summary and the speed.
@@ -277,6 +283,7 @@ def simulate(
     if any(a.pbc.any() for a in atoms_list):
         check_periodic_support(potential)
     _set_edge_chunk(potential, edge_chunk, sum(len(a) for a in atoms_list))
+    _set_radial_table(potential, radial_table, dtype)
     block_atoms = _block_atoms(potential, atom_chunk, atoms_list, dtype, block_memory_gib)
     if check_inputs:
         check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
@@ -572,6 +579,20 @@ def _block_atoms(potential, atom_chunk, atoms_list, dtype, memory_gib: float) ->
     if isinstance(atom_chunk, str) or int(atom_chunk) < 1:
         raise MDInputError(f"atom_chunk must be a positive number of atoms, 'auto' or None, got {atom_chunk!r}")
     return int(atom_chunk)
+
+
+def _set_radial_table(potential, radial_table, dtype) -> None:
+    if not hasattr(potential, "radial_table_intervals"):
+        return
+    from compscope.nn import DEFAULT_TABLE_INTERVALS
+
+    if radial_table == "auto":
+        dtype = dtype or _potential_dtype(potential, torch.float64)
+        radial_table = DEFAULT_TABLE_INTERVALS if dtype == torch.float32 else None
+    elif radial_table is not None and (isinstance(radial_table, str) or int(radial_table) < 1):
+        raise MDInputError(f"radial_table must be a positive number of intervals, 'auto' or None, got "
+                           f"{radial_table!r}")
+    potential.radial_table_intervals = None if radial_table is None else int(radial_table)
 
 
 def _set_edge_chunk(potential, edge_chunk, n_atoms: int) -> None:

@@ -40,9 +40,10 @@ __all__ = ["BlockPlan", "BlockError", "auto_block_atoms", "block_evaluate", "blo
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_MEMORY_GIB = 4.0
+DEFAULT_BLOCK_MEMORY_GIB = 6.0
 """Default memory budget of one force call (GiB): the activations autograd keeps for the backward pass. Bigger
-blocks cost less halo work; 4 GiB holds ~27k evaluated atoms of the ``small`` preset in float32."""
+blocks cost less halo work; 6 GiB holds ~120k evaluated atoms of the ``small`` preset in float32 with radial
+tables (``radial_table_intervals``, MD's default in float32), ~40k with the radial network."""
 
 
 class BlockError(CompscopeError, ValueError):
@@ -158,8 +159,10 @@ def bytes_per_evaluated_atom(model, dtype: torch.dtype | None = None, density: f
     calls of 12,288 water atoms in float32 with 50k-pair edge chunks (126 kB/atom for the ``small`` preset at
     5 Å, 103 kB/atom for ``local`` at 6 Å, peak RSS above the start); 1.25 is a safety factor. ``blocked``: per
     evaluated atom of a block graph, where deeper layers compute fewer atoms: 0.7 x that (a 10^6-atom box of the
-    ``small`` preset in blocks of 22k evaluated atoms peaked at ~89 kB per evaluated atom above the start). Other
-    potentials get 20 kB per atom in float32."""
+    ``small`` preset in blocks of 22k evaluated atoms peaked at ~89 kB per evaluated atom above the start). With
+    radial tables (``model.radial_table_intervals`` set: no per-edge radial activations) the constants are 14.7
+    and 38.7 (fitted to 42 kB/atom for ``small``, 31 kB/atom for ``local`` at 12,288 atoms; 38 kB/atom measured
+    at 98,304). Other potentials get 20 kB per atom in float32."""
     if dtype is None:
         dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float64)
     itemsize = torch.empty(0, dtype=dtype).element_size()
@@ -168,7 +171,8 @@ def bytes_per_evaluated_atom(model, dtype: torch.dtype | None = None, density: f
         return 20e3 * itemsize / 4
     width = interactions[0].irreps_out.dim  # atomic basis A: channels x (max_ell + 1)^2
     neighbours = density * 4.0 / 3.0 * math.pi * float(model.cutoff) ** 3
-    whole = 1.25 * itemsize * (40.0 * len(interactions) * width + 160.0 * neighbours)
+    per_width, per_neighbour = (14.7, 38.7) if getattr(model, "radial_table_intervals", None) else (40.0, 160.0)
+    whole = 1.25 * itemsize * (per_width * len(interactions) * width + per_neighbour * neighbours)
     return 0.7 * whole if blocked and hasattr(model, "owned_energies") else whole
 
 

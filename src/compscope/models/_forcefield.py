@@ -123,6 +123,11 @@ class EquivariantPotential(nn.Module):
         # inference on big boxes: messages in chunks of this many edges (edge pairs on the fused path) under
         # activation checkpointing (Interaction._chunked); None evaluates all edges at once. Not used in training.
         self.edge_chunk_size: int | None = None
+        # inference on the fused CPU path: the radial MLPs read from spline tables of this many intervals over
+        # [0, r_max] (compscope.nn._radial_table; deviation from the network ~1e-9 relative at 1024), no per-edge
+        # radial activations. None: the network itself. Not used in training (forward(training=True)).
+        self.radial_table_intervals: int | None = None
+        self._radial_tables: list | None = None
         self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
@@ -178,6 +183,7 @@ class EquivariantPotential(nn.Module):
         include_e0: bool = True,
         chunk: int | None = None,
         receivers: list[int] | None = None,
+        tabulated: bool = False,
     ) -> torch.Tensor:
         """Per-atom energies (N,) in eV (without the reference energies E0 if ``include_e0`` is off). Sizes come
         from tensor shapes only, so the method traces (TorchScript).
@@ -190,25 +196,36 @@ class EquivariantPotential(nn.Module):
         first ``receivers[l]`` atoms (non-increasing), from the edges into them; edges must be sorted by receiver
         (as :func:`compscope.data.neighbor_list` gives them). The result is then the energies (receivers[-1],) of
         the leading atoms, exact when each layer's receivers have all their neighbours among the previous
-        layer's."""
+        layer's.
+
+        ``tabulated`` (inference on the fused path, :attr:`radial_table_intervals` set) reads the radial weights
+        from spline tables of the radial MLPs (:meth:`radial_tables`) instead of evaluating them per edge."""
+        tables = (self.radial_tables(positions.dtype)
+                  if tabulated and fused and self.radial_table_intervals is not None and fused_available(positions)
+                  else None)
         if receivers is not None:
             return self._pruned_node_energies(positions, node_attrs, species_idx, edge_index, cell_shifts,
-                                              edge_cell, fused, include_e0, chunk, receivers)
+                                              edge_cell, fused, include_e0, chunk, receivers, tables)
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
         lengths = vectors.norm(dim=-1)  # (E,)
         edge_sh = self.sh(vectors)  # (E, sh.dim)
-        edge_radial = self.radial(lengths)  # (E, num_bessel), exactly 0 beyond r_max
+        # (E, num_bessel), exactly 0 beyond r_max; not needed with tables (they take the lengths)
+        edge_radial = self.radial(lengths) if tables is None else None
 
         # reverse edges share radial weights in the fused path (computed once per call: edges change between calls)
-        pairs = edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) else None
+        pairs = (edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) and tables is None
+                 else None)
         h = self.embedding(node_attrs)  # (N, mul)
         node_energy = torch.zeros_like(positions[:, 0])  # (N,)
-        for inter, prod, gate, sc, readout in zip(
+        for layer, (inter, prod, gate, sc, readout) in enumerate(zip(
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
-        ):
-            a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs, chunk)  # (N, irreps_a.dim)
+        )):
+            if tables is not None:
+                a = inter.forward_tabulated(h, edge_sh, lengths, edge_index, tables[layer])  # (N, irreps_a.dim)
+            else:
+                a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs, chunk)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         if self.isolated_e0:  # an atom without neighbours has zero interaction energy
@@ -221,28 +238,33 @@ class EquivariantPotential(nn.Module):
         return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
 
     def _pruned_node_energies(self, positions, node_attrs, species_idx, edge_index, cell_shifts, edge_cell,
-                              fused: bool, include_e0: bool, chunk: int | None, receivers: list[int]) -> torch.Tensor:
+                              fused: bool, include_e0: bool, chunk: int | None, receivers: list[int],
+                              tables: list | None = None) -> torch.Tensor:
         """:meth:`node_energies` with ``receivers`` (layer by layer fewer atoms; see there)."""
         send, recv = edge_index[0], edge_index[1]
         offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
         vectors = positions[recv] - positions[send] + offsets  # (E, 3)
         lengths = vectors.norm(dim=-1)  # (E,)
         edge_sh = self.sh(vectors)  # (E, sh.dim)
-        edge_radial = self.radial(lengths)  # (E, num_bessel)
-        pairs = edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) else None
+        edge_radial = self.radial(lengths) if tables is None else None  # (E, num_bessel)
+        pairs = (edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) and tables is None
+                 else None)
         h = self.embedding(node_attrs)  # (N, mul)
         node_energy = torch.zeros_like(positions[:, 0])  # (N,)
-        for m, inter, prod, gate, sc, readout in zip(
+        for layer, (m, inter, prod, gate, sc, readout) in enumerate(zip(
             receivers, self.interactions, self.products, self.gates, self.self_connections, self.readouts
-        ):
+        )):
             bound = torch.tensor(int(m), dtype=recv.dtype, device=recv.device)
             e = int(torch.searchsorted(recv, bound))  # edges into atoms < m (edges sorted by receiver)
-            layer_pairs = None
-            if pairs is not None:  # the weight rows the prefix uses, renumbered
-                rows, widx = torch.unique(pairs[1][:e], return_inverse=True)
-                layer_pairs = (pairs[0][rows], widx)
-            a = inter(h, edge_sh[:e], edge_radial[:e], edge_index[:, :e], fused, layer_pairs, chunk,
-                      n_out=m)  # (m, irreps_a.dim)
+            if tables is not None:
+                a = inter.forward_tabulated(h, edge_sh[:e], lengths[:e], edge_index[:, :e], tables[layer], n_out=m)
+            else:
+                layer_pairs = None
+                if pairs is not None:  # the weight rows the prefix uses, renumbered
+                    rows, widx = torch.unique(pairs[1][:e], return_inverse=True)
+                    layer_pairs = (pairs[0][rows], widx)
+                a = inter(h, edge_sh[:e], edge_radial[:e], edge_index[:, :e], fused, layer_pairs, chunk,
+                          n_out=m)  # (m, irreps_a.dim)
             idx = species_idx[:m]
             h = gate(prod(a, idx, fused) + sc(h[:m], idx))  # (m, irreps_out.dim)
             node_energy = node_energy[:m] + readout(h)  # (m,)
@@ -264,8 +286,23 @@ class EquivariantPotential(nn.Module):
         edge_cell = graph.cell[0].to(positions.dtype).expand(graph.edge_index.shape[1], 3, 3)
         e = self.node_energies(positions, node_attrs, idx, graph.edge_index, graph.cell_shifts.to(positions.dtype),
                                edge_cell, fused=self.fused_kernels, include_e0=False, chunk=self.edge_chunk_size,
-                               receivers=receivers)
+                               receivers=receivers, tabulated=True)
         return e.to(torch.float64) + self._e0_64[idx[: e.shape[0]]]
+
+    def radial_tables(self, dtype: torch.dtype) -> list:
+        """One spline table per interaction of its radial weights (:attr:`radial_table_intervals` intervals), built
+        from the current weights in float64 and kept until the weights, the dtype or the intervals change."""
+        n = int(self.radial_table_intervals or 0)
+        if n < 1:
+            raise ValueError(f"radial_table_intervals must be a positive number of intervals, got "
+                             f"{self.radial_table_intervals}")
+        tabs = self._radial_tables
+        if (tabs is None or len(tabs) != len(self.interactions)
+                or any(t.n_intervals != n or not t.matches(self.radial, inter.radial_mlp, dtype)
+                       for t, inter in zip(tabs, self.interactions))):
+            tabs = [inter.radial_table(self.radial, self.cutoff, n, dtype) for inter in self.interactions]
+            self._radial_tables = tabs
+        return tabs
 
     def one_body_energies(self, like: torch.Tensor) -> torch.Tensor:
         """What the layers give one atom of each species without neighbours, before scale and E0: (n_el,) in
@@ -309,7 +346,8 @@ class EquivariantPotential(nn.Module):
         out = potential_outputs(
             lambda pos, edge_cell: self.node_energies(pos, node_attrs, idx, graph.edge_index, graph.cell_shifts,
                                                       edge_cell, fused=self.fused_kernels, include_e0=False,
-                                                      chunk=None if training else self.edge_chunk_size),
+                                                      chunk=None if training else self.edge_chunk_size,
+                                                      tabulated=not training),
             graph, compute_forces, compute_stress, training,
         )
         # E0s are constants (no force, no stress): added after autograd, the total in float64 (G,)

@@ -19,6 +19,8 @@ from ._linear import ElementLinear
 from ._mlp import ScalarMLP
 from ._product import ProductBasis
 from ._radial import BesselBasis, PolynomialCutoff, RadialEmbedding
+from ._radial_table import DEFAULT_INTERVALS as DEFAULT_TABLE_INTERVALS
+from ._radial_table import RadialTable
 from ._readout import LinearReadout, MLPReadout
 from ._scatter import scatter_sum
 from ._tensor_product import ChannelwiseTensorProduct
@@ -29,7 +31,7 @@ __all__ = [
     "ChannelwiseTensorProduct", "ElementLinear", "Gate", "ScalarMLP",
     "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
-    "scatter_sum", "edge_pairs", "fused_available",
+    "scatter_sum", "edge_pairs", "fused_available", "RadialTable", "DEFAULT_TABLE_INTERVALS",
     "time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
     "align_permutation", "equivariant_ot",
 ]

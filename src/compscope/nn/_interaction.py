@@ -14,6 +14,7 @@ from torch import nn
 from ._fused import fused_available, fused_edge_product
 from ._linear import ElementLinear
 from ._mlp import ScalarMLP
+from ._radial_table import RadialTable, tabulated_edge_product
 from ._scatter import scatter_sum
 from ._tensor_product import ChannelwiseTensorProduct
 
@@ -106,6 +107,29 @@ class Interaction(nn.Module):
             messages = self.tp.product(h[edge_index[0]], edge_sh, weights)  # (E, K, mul): gathered by sender
             agg = scatter_sum(messages, edge_index[1], n) / self.avg_num_neighbors  # (N, K, mul): by receiver
         return self.linear.forward_channels(agg)  # (N, irreps_out.dim)
+
+    def forward_tabulated(
+        self,
+        node_feats: torch.Tensor,  # (N, irreps_node.dim)
+        edge_sh: torch.Tensor,  # (E, irreps_sh.dim)
+        lengths: torch.Tensor,  # (E,)
+        edge_index: torch.Tensor,  # (2, E)
+        table: RadialTable,
+        n_out: int | None = None,
+    ) -> torch.Tensor:
+        """:meth:`forward` on the fused CPU path with the radial weights read from ``table`` (built by
+        :meth:`radial_table` from this interaction's MLP and the model's radial embedding): inference only, no
+        per-edge radial activations; the same result up to the table's deviation from the network."""
+        h = self.tp.to_channels(self.linear_up(node_feats))  # (N, d1, mul)
+        n = node_feats.shape[0] if n_out is None else int(n_out)
+        agg = tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())  # (n, K, mul)
+        return self.linear.forward_channels(agg)  # (n, irreps_out.dim)
+
+    def radial_table(self, embedding: nn.Module, r_max: float, n_intervals: int,
+                     dtype: torch.dtype) -> RadialTable:
+        """A spline table of this interaction's radial weights ``MLP(embedding(r)) / avg_num_neighbors``
+        (:class:`~compscope.nn._radial_table.RadialTable`), for :meth:`forward_tabulated`."""
+        return RadialTable(embedding, self.radial_mlp, r_max, 1.0 / self.avg_num_neighbors, n_intervals, dtype)
 
     def _chunked(self, h, edge_sh, edge_radial, edge_index, fused: bool, pairs, chunk: int,
                  n: int | None = None) -> torch.Tensor:
