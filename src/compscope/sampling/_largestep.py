@@ -58,6 +58,9 @@ class Proposal:
     """
 
     independent = False
+    #: the draws of one batch stay valid after an acceptance: proposing y_j from any state reached by accepting an
+    #: earlier draw of the batch gives the same y_j, and log q(y | x) depends on y alone (implies ``independent``)
+    reusable = False
 
     def sample(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +127,7 @@ class IndependenceProposal(Proposal):
     ``(y, log q(y))`` and ``log_prob(y)`` (e.g. :class:`compscope.sampling.EquivariantCNF`)."""
 
     independent = True
+    reusable = True
 
     def __init__(self, flow):
         if not (hasattr(flow, "sample") and hasattr(flow, "log_prob")):
@@ -289,9 +293,13 @@ class LargeStepMH:
             lq_r = self.proposal.log_prob(x.repeat_interleave(k, 0), torch.where(
                 finite_y[:, None, None], flat, x.repeat_interleave(k, 0))).reshape(b, k)
         u_y = u_y.reshape(b, k)
-        log_ratio = self.log_accept_ratio(state.energy[idx][:, None], u_y, lq_f, lq_r)
         usable = torch.arange(k)[None, :] < budget[idx][:, None]  # (b, k): within this cycle's budget
         bad = ~(torch.isfinite(u_y) & torch.isfinite(lq_f) & torch.isfinite(lq_r))  # (b, k) rejected, counted
+        f_y = f_y.reshape((b, k) + shape)
+        if self.proposal.reusable and self.metropolize:
+            self._sequential(state, idx, y, u_y, f_y, lq_f, usable, bad, budget, gen)
+            return
+        log_ratio = self.log_accept_ratio(state.energy[idx][:, None], u_y, lq_f, lq_r)
         if self.metropolize:
             uniform = torch.rand((b, k), generator=gen, dtype=torch.float64)
             acc = (torch.log(uniform) < log_ratio) & usable
@@ -312,9 +320,37 @@ class LargeStepMH:
             rows = any_acc.nonzero().flatten()
             state.x[j] = y[rows, sel]
             state.energy[j] = u_y[rows, sel].to(state.energy.dtype)
-            state.force[j] = f_y.reshape((b, k) + shape)[rows, sel].to(state.force.dtype)
+            state.force[j] = f_y[rows, sel].to(state.force.dtype)
             if self.proposal.independent:
                 state.log_q[j] = lq_f[rows, sel]
+
+    def _sequential(self, state: LargeStepState, idx, y, u_y, f_y, lq_f, usable, bad, budget, gen) -> None:
+        """All ``k`` draws of a reusable proposal as ``k`` sequential MH steps (module docstring), in place."""
+        b, k = u_y.shape
+        log_u = torch.log(torch.rand((b, k), generator=gen, dtype=torch.float64))
+        cur_u, cur_lq = state.energy[idx].double(), state.log_q[idx].double()
+        pick = torch.full((b,), -1, dtype=torch.long)  # the draw each chain holds now (-1: its start state)
+        n_acc = torch.zeros(b, dtype=torch.long)
+        for j in range(k):
+            log_ratio = self.log_accept_ratio(cur_u, u_y[:, j], lq_f[:, j], cur_lq)
+            acc = (log_u[:, j] < log_ratio) & usable[:, j]
+            cur_u = torch.where(acc, u_y[:, j].double(), cur_u)
+            cur_lq = torch.where(acc, lq_f[:, j], cur_lq)
+            pick = torch.where(acc, j, pick)
+            n_acc += acc.long()
+        used = usable.sum(1)
+        state.mh_steps[idx] += used
+        state.proposals[idx] += k
+        state.n_nonfinite[idx] += (bad & usable).sum(1)
+        state.accepted[idx] += n_acc
+        budget[idx] -= used
+        moved = pick >= 0
+        if bool(moved.any()):
+            j, rows, sel = idx[moved], moved.nonzero().flatten(), pick[moved]
+            state.x[j] = y[rows, sel]
+            state.energy[j] = u_y[rows, sel].to(state.energy.dtype)
+            state.force[j] = f_y[rows, sel].to(state.force.dtype)
+            state.log_q[j] = lq_f[rows, sel]
 
     def step(self, target: Target, state: LargeStepState, gen: torch.Generator | None = None) -> LargeStepState:
         """One cycle of every chain: ``mh_steps`` sequential MH steps (batched), then ``n_local`` MALA steps."""
