@@ -541,12 +541,16 @@ def res_config(chain: Path) -> dict:
 
 
 #: the samplers of the ``fast`` stage: ``baseline`` is the sampler of the headline run (OpenMM Reference energies,
-#: one proposal batch per accepted draw, one MALA step at 5e-5 A^2 per cycle); the others change one thing at a time
+#: one proposal batch per accepted draw, one MALA step at 5e-5 A^2 per cycle); the others change one thing at a time.
+#: The HMC move (unit masses, 10 leapfrog steps of 0.02, about 50 % accepted) was picked from short probes (32
+#: chains, 1000-1500 cycles): steps 0.015/0.02 and 10/20 leapfrog steps, 4 or 8 proposals; MALA's one 0.01 A step
+#: per cycle leaves the bond angles that decide whether a phi/psi jump is accepted correlated over ~100-190 cycles,
+#: one HMC trajectory per cycle over ~10-20
 FAST_SAMPLERS = {
     "baseline": {"platform": "Reference", "reuse_draws": False},
     "numba": {"platform": "numba", "reuse_draws": False},
     "numba_reuse": {"platform": "numba"},
-    "numba_reuse_hmc": {"platform": "numba", "local": {"name": "hmc", "step_size": 0.015, "n_leapfrog": 10}},
+    "numba_reuse_hmc": {"platform": "numba", "local": {"name": "hmc", "step_size": 0.02, "n_leapfrog": 10}},
 }
 
 
