@@ -25,6 +25,11 @@ Stages (each writes its part of the JSON; ``--stages`` picks them):
 
 With ``torsion`` and ``remd_tuned`` together, ``headline`` holds the ESS per CPU second of the torsion kernel and
 its bootstrap kernel (training amortised over 24 h) against the best replica-exchange setting, from the same run.
+- ``fast``: the frozen bootstrap kernel of the saved torsion stage of run ``--rescore-of`` sampled again, in this
+  process one after the other, by the samplers ``--fast-samplers`` of ``FAST_SAMPLERS`` (``baseline``: the
+  headline's sampler; ``numba_reuse_hmc``: batched numba energies, every draw of a batch used, one HMC move per
+  cycle) for ``--chain-cpu-s`` each; training cost: the saved stage's, amortised over 24 h; speed-up against
+  ``baseline`` by both estimators.
 - ``kernel``: pairs ``(x(t), x(t + lag))`` from the md stage's trajectories (split by trajectory), the
   conditional coupling kernel trained for ``--train-minutes``, then the exact MH chain (``--chains`` chains,
   ``--proposals`` per state) for ``--seconds``; training time is reported separately and amortised over 24 h.
@@ -41,6 +46,10 @@ nothing. Timings depend on the machine's load (recorded in the JSON).
     python -m benchmarks.sampling_largestep --stages torsion,remd_tuned --bootstrap --train-minutes 1 \
         --chains 32 --proposals 4 --local 1 --uniform 0.5 --chain-cpu-s 300 --remd-cpu-s 150 \
         --name sampling_largestep_remd_tuned --headline
+    # the faster exact sampler against the headline's sampler, same kernel, same run (README cell)
+    python -m benchmarks.sampling_largestep --stages fast --fast-samplers baseline,numba_reuse_hmc --chains 32 \
+        --proposals 4 --local 1 --chain-cpu-s 300 --rescore-of sampling_largestep_remd_tuned --reference biased \
+        --name sampling_largestep_fast --headline
 """
 
 from __future__ import annotations
