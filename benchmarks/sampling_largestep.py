@@ -543,9 +543,10 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
 
 def res_config(chain: Path) -> dict:
     """The sampler and target settings stored in a chain file."""
-    from compscope.sampling import read_chain_config
+    import h5py
 
-    cfg = read_chain_config(chain)
+    with h5py.File(chain, "r") as h5:
+        cfg = json.loads(h5.attrs["config"])
     return {"target": cfg["target"], "sampler": cfg["sampler"]}
 
 
@@ -590,6 +591,8 @@ def fast_stage(saved: Path, samplers: list[str], seconds: float, chains: int, pr
         _amortise(m, cost)
         m.update(_against_reference(*r.pop("angles"), reference))
         out["samplers"][name] = m
+        # each sampler's result as it finishes (a run cut off later still leaves it)
+        (WORK / "largestep" / f"fast_{name}.json").write_text(json.dumps(m, default=float))
         print("fast", name, json.dumps({k: m[k] for k in ("cpu_ms_per_cycle", "acceptance", "entries", "ess_first_zero",
                                                            "ess_per_cpu_s_first_zero", "ess_per_cpu_s_batch_means",
                                                            "missed_basins")}), flush=True)
