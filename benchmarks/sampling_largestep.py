@@ -504,6 +504,7 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
                             n_local=n_local, local_step_size=5e-5, burn_in=0, thin=thin, seed=seed,
                             checkpoint_every=1000, **(sampler or {}))
 
+    fresh(5, 1)  # warm-up: the first chain of the process also loads compiled kernels (numba), which no probe may see
     cost = []
     for n in (20, 60):  # the difference of two probes: the set-up (loading the kernel, the target) cancels
         c0 = time.process_time()
