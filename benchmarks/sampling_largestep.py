@@ -25,6 +25,11 @@ Stages (each writes its part of the JSON; ``--stages`` picks them):
 
 With ``torsion`` and ``remd_tuned`` together, ``headline`` holds the ESS per CPU second of the torsion kernel and
 its bootstrap kernel (training amortised over 24 h) against the best replica-exchange setting, from the same run.
+- ``fast``: the frozen bootstrap kernel of the saved torsion stage of run ``--rescore-of`` sampled again, in this
+  process one after the other, by the samplers ``--fast-samplers`` of ``FAST_SAMPLERS`` (``baseline``: the
+  headline's sampler; ``numba_reuse_hmc``: batched numba energies, every draw of a batch used, one HMC move per
+  cycle) for ``--chain-cpu-s`` each; training cost: the saved stage's, amortised over 24 h; speed-up against
+  ``baseline`` by both estimators.
 - ``kernel``: pairs ``(x(t), x(t + lag))`` from the md stage's trajectories (split by trajectory), the
   conditional coupling kernel trained for ``--train-minutes``, then the exact MH chain (``--chains`` chains,
   ``--proposals`` per state) for ``--seconds``; training time is reported separately and amortised over 24 h.
@@ -41,6 +46,10 @@ nothing. Timings depend on the machine's load (recorded in the JSON).
     python -m benchmarks.sampling_largestep --stages torsion,remd_tuned --bootstrap --train-minutes 1 \
         --chains 32 --proposals 4 --local 1 --uniform 0.5 --chain-cpu-s 300 --remd-cpu-s 150 \
         --name sampling_largestep_remd_tuned --headline
+    # the faster exact sampler against the headline's sampler, same kernel, same run (README cell)
+    python -m benchmarks.sampling_largestep --stages fast --fast-samplers baseline,numba_reuse_hmc --chains 32 \
+        --proposals 4 --local 1 --chain-cpu-s 300 --rescore-of sampling_largestep_remd_tuned --reference biased \
+        --name sampling_largestep_fast --headline
 """
 
 from __future__ import annotations
@@ -474,10 +483,12 @@ def _amortise(out: dict, train_cpu_s: float) -> None:
 
 
 def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposals: int, n_local: int,
-                   seed: int) -> dict:
+                   seed: int, sampler: dict | None = None) -> dict:
     """The exact chain of the kernel in ``run`` for about ``seconds`` CPU seconds (two probes set the
     length). Every cycle from the start is recorded (first visits count from cycle 0); the first tenth is dropped
-    as burn-in for the ESS and the accuracy."""
+    as burn-in for the ESS and the accuracy. ``sampler``: ``platform``, ``local`` (the local move's arguments) and
+    ``reuse_draws`` of :func:`compscope.sampling.sample_chain` (default: the Reference platform, MALA at
+    5e-5 A^2)."""
     from compscope.analysis import (
         ALANINE_DIPEPTIDE_BASINS,
         backbone_dihedrals,
@@ -491,8 +502,9 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
             p.unlink(missing_ok=True)
         return sample_chain(run, "alanine-dipeptide", n_cycles, chains, chain, n_proposals=proposals,
                             n_local=n_local, local_step_size=5e-5, burn_in=0, thin=thin, seed=seed,
-                            checkpoint_every=1000)
+                            checkpoint_every=1000, **(sampler or {}))
 
+    fresh(5, 1)  # warm-up: the first chain of the process also loads compiled kernels (numba), which no probe may see
     cost = []
     for n in (20, 60):  # the difference of two probes: the set-up (loading the kernel, the target) cancels
         c0 = time.process_time()
@@ -515,6 +527,7 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
     metrics = _basin_metrics(phi, res.wall_s)
     miss = np.isinf(visits)
     m = {"cycles": n_cycles, "burn_in_cycles": burn * thin, "thin": thin, "chains": chains, "proposals": proposals,
+         "sampler": res_config(chain), "cpu_ms_per_cycle": 1e3 * chain_cpu_s / n_cycles,
          "n_local_mala": n_local, "acceptance": c["accepted"] / max(c["mh_steps"], 1),
          "local_acceptance": c["local_accepted"] / max(n_local * chains * n_cycles, 1),
          "nonfinite_proposals": c["n_nonfinite"],
@@ -527,6 +540,70 @@ def _torsion_chain(run: Path, chain: Path, seconds: float, chains: int, proposal
          "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS], "missed_basins": int(miss.sum()),
          "chain_basin_pairs": int(miss.size), "_phi_psi": (phi, psi)}
     return {"metrics": m, "angles": (phi, psi)}
+
+
+def res_config(chain: Path) -> dict:
+    """The sampler and target settings stored in a chain file."""
+    import h5py
+
+    with h5py.File(chain, "r") as h5:
+        cfg = json.loads(h5.attrs["config"])
+    return {"target": cfg["target"], "sampler": cfg["sampler"]}
+
+
+#: the samplers of the ``fast`` stage: ``baseline`` is the sampler of the headline run (OpenMM Reference energies,
+#: one proposal batch per accepted draw, one MALA step at 5e-5 A^2 per cycle); the others change one thing at a time.
+#: The HMC move (unit masses, 10 leapfrog steps of 0.02, about 50 % accepted) was picked from short probes (32
+#: chains, 1000-1500 cycles): steps 0.015/0.02 and 10/20 leapfrog steps, 4 or 8 proposals; MALA's one 0.01 A step
+#: per cycle leaves the bond angles that decide whether a phi/psi jump is accepted correlated over ~100-190 cycles,
+#: one HMC trajectory per cycle over ~10-20
+FAST_SAMPLERS = {
+    "baseline": {"platform": "Reference", "reuse_draws": False},
+    "numba": {"platform": "numba", "reuse_draws": False},
+    "numba_reuse": {"platform": "numba"},
+    "numba_reuse_hmc": {"platform": "numba", "local": {"name": "hmc", "step_size": 0.02, "n_leapfrog": 10}},
+}
+
+
+def fast_stage(saved: Path, samplers: list[str], seconds: float, chains: int, proposals: int, n_local: int,
+               seed: int, reference: str) -> dict:
+    """The frozen bootstrap kernel of a saved torsion stage (``saved``; its run folder beside it) sampled again by
+    each sampler of ``FAST_SAMPLERS`` for ``seconds`` CPU seconds, in this process one after the other. The kernel's
+    training cost is the saved stage's (both trainings and the first chain), amortised over 24 h as there; ESS per
+    CPU second, acceptance, entries, first visits, and accuracy against ``reference`` for each."""
+    stage = json.loads(saved.read_text())
+    args, res = stage["key"], stage["result"]
+    if "bootstrap" not in res:
+        raise SystemExit(f"{saved} has no bootstrap kernel (run the torsion stage with --bootstrap)")
+    run = saved.parent / f"torsion_bootstrap_lag{args['torsion_lag_ps']:g}ps_u{args['uniform']:g}"
+    if not (run / "model.pt").exists():
+        raise SystemExit(f"no bootstrap kernel at {run}/model.pt")
+    cost = float(res["bootstrap"]["training_cost_cpu_s"])
+    out: dict = {"kernel": str(run / "model.pt"), "training_cost_cpu_s": cost, "stage": str(saved),
+                 "saved_bootstrap_ess_per_cpu_s_first_zero": res["bootstrap"]["ess_per_cpu_s_first_zero"],
+                 "saved_bootstrap_ess_per_cpu_s_batch_means": res["bootstrap"]["ess_per_cpu_s_batch_means"],
+                 "samplers": {}}
+    for name in samplers:
+        r = _torsion_chain(run, WORK / "largestep" / f"chain_fast_{name}.h5", seconds, chains, proposals, n_local,
+                           seed + 1, FAST_SAMPLERS[name])
+        m = r.pop("metrics")
+        m.pop("_phi_psi")
+        m["training_cost_cpu_s"] = cost
+        _amortise(m, cost)
+        m.update(_against_reference(*r.pop("angles"), reference))
+        out["samplers"][name] = m
+        # each sampler's result as it finishes (a run cut off later still leaves it)
+        (WORK / "largestep" / f"fast_{name}.json").write_text(json.dumps(m, default=float))
+        print("fast", name, json.dumps({k: m[k] for k in ("cpu_ms_per_cycle", "acceptance", "entries", "ess_first_zero",
+                                                           "ess_per_cpu_s_first_zero", "ess_per_cpu_s_batch_means",
+                                                           "missed_basins")}), flush=True)
+    if "baseline" in out["samplers"]:
+        b = out["samplers"]["baseline"]
+        for m in out["samplers"].values():
+            m["speedup_vs_baseline_first_zero"] = _ratio(m["ess_per_cpu_s_first_zero"], b["ess_per_cpu_s_first_zero"])
+            m["speedup_vs_baseline_batch_means"] = _ratio(m["ess_per_cpu_s_batch_means"],
+                                                          b["ess_per_cpu_s_batch_means"])
+    return out
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -600,6 +677,9 @@ def main(argv=None) -> None:
     ap.add_argument("--remd-burn-in", type=float, default=0.1, help="fraction of the iterations dropped")
     ap.add_argument("--rescore-of", default="sampling_largestep_remd_tuned",
                     help="rescore stage: the --name of the run whose saved torsion stage is scored again")
+    ap.add_argument("--fast-samplers", default=",".join(FAST_SAMPLERS),
+                    help="fast stage: comma-separated names of FAST_SAMPLERS run on the saved bootstrap kernel of "
+                         "--rescore-of")
     ap.add_argument("--reference", default="remd", choices=["remd", "biased"],
                     help="reference for the Ramachandran JS and the phi profile")
     ap.add_argument("--name", default="sampling_largestep", help="result name")
@@ -649,10 +729,14 @@ def main(argv=None) -> None:
     if "rescore" in stages:  # the saved torsion stage of run NAME against --reference, without sampling again
         res["rescore"] = rescore_stage(WORK / "largestep" / f"torsion_stage_{args.rescore_of}.json", args.reference)
         print("rescore", json.dumps(res["rescore"], default=float)[:2000], flush=True)
+    if "fast" in stages:
+        res["fast"] = fast_stage(WORK / "largestep" / f"torsion_stage_{args.rescore_of}.json",
+                                 args.fast_samplers.split(","), args.chain_cpu_s or args.seconds, args.chains,
+                                 args.proposals, args.local, args.seed, args.reference)
     if "remd_tuned" in stages:
         res["remd_tuned"] = remd_tuned_stage(args.remd_settings.split(","), args.remd_cpu_s, args.remd_burn_in,
                                              args.seed, args.reference)
-    if stages & {"torsion", "remd_tuned"}:  # what JS and the phi profile were measured against
+    if stages & {"torsion", "remd_tuned", "fast"}:  # what JS and the phi profile were measured against
         if args.reference not in _REF_CACHE:
             _REF_CACHE[args.reference] = _reference(args.reference)
         if _REF_CACHE[args.reference] is not None:

@@ -103,6 +103,15 @@ def test_kernel_cli_trains_the_shipped_torsion_config_and_chains_with_it(tmp_pat
     with h5py.File(tmp_path / "c.h5") as h5:
         cfg = json.loads(h5.attrs["config"])
         assert cfg["sampler"]["proposal"]["name"] == "torsion" and h5["positions"].shape[:2] == (6, 2)
+    # the batched numba energy of the same System and HMC as the local move
+    r = runner.invoke(app, ["sample", "chain", str(tmp_path / "k"), "--steps", "4", "--chains", "2",
+                            "--proposals", "2", "--local", "1", "--platform", "numba", "--local-sampler", "hmc",
+                            "--local-step", "0.01", "--local-leapfrog", "3", "--out", str(tmp_path / "c2.h5")])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "c2.h5") as h5:
+        cfg = json.loads(h5.attrs["config"])
+        assert cfg["target"]["platform"] == "numba" and cfg["sampler"]["local"]["name"] == "hmc"
+        assert cfg["sampler"]["local"]["n_leapfrog"] == 3 and h5.attrs["local_accepted"] > 0
     bad = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k2"), "--set",
                               "data.lag_ps=0.2"])  # the config's md file does not exist here
     assert bad.exit_code != 0 and "does not exist" in bad.output

@@ -92,10 +92,11 @@ def _run(sampler, n=20_000, cycles=6, seed=0, target=None):
     return state
 
 
-@pytest.mark.parametrize("n_proposals,n_local", [(1, 0), (4, 0), (4, 2)])
-def test_mh_with_an_asymmetric_kernel_keeps_the_exact_density(n_proposals, n_local):
-    mh = LargeStepMH(GaussianKernel(**KERNEL), n_proposals=n_proposals, mh_steps=4, n_local=n_local,
-                     local={"step_size": 0.05})
+@pytest.mark.parametrize("n_proposals,n_local,local", [(1, 0, "mala"), (4, 0, "mala"), (4, 2, "mala"),
+                                                       (4, 2, "hmc")])
+def test_mh_with_an_asymmetric_kernel_keeps_the_exact_density(n_proposals, n_local, local):
+    args = {"step_size": 0.05} if local == "mala" else {"name": "hmc", "step_size": 0.3, "n_leapfrog": 5}
+    mh = LargeStepMH(GaussianKernel(**KERNEL), n_proposals=n_proposals, mh_steps=4, n_local=n_local, local=args)
     state = _run(mh)
     assert chi2_per_dof(state.x) < BOUND
     acc = state.acceptance.mean().item()
@@ -138,6 +139,48 @@ def test_batched_proposals_equal_sequential_steps_in_distribution():
     assert sb.proposals.sum() < ss.proposals.sum() * 1.6  # batching wastes only the proposals after an acceptance
     # the test can tell kernels apart: three steps are not six
     assert stats.ks_2samp(batched, end_x(1, 3, 3)[0]).pvalue < 1e-6
+
+
+class _Gaussian2D:
+    """A broad Gaussian ``q(y)`` (a stand-in flow) for independence MH on the 2D double well."""
+
+    def __init__(self, scale=(1.3, 1.2), shift=(0.3, 0.0)):
+        self.scale, self.shift = torch.tensor(scale, dtype=torch.float64), torch.tensor(shift, dtype=torch.float64)
+
+    def sample(self, n, generator=None):
+        y = self.shift + self.scale * torch.randn((n, 1, 2), generator=generator, dtype=torch.float64)
+        return y, self.log_prob(y)
+
+    def log_prob(self, y):
+        z = (y[:, 0] - self.shift) / self.scale
+        return (-0.5 * z.pow(2) - torch.log(self.scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_independence_mh_reusing_every_draw_is_exact(reuse):
+    """Independence proposals are reusable: the k draws of a batch are k sequential MH steps (none discarded).
+    Started from exact draws the chain stays exact either way; reuse evaluates k proposals per k steps."""
+    mh = LargeStepMH(IndependenceProposal(_Gaussian2D()), n_proposals=8, reuse_draws=reuse)
+    state = _run(mh, cycles=3)
+    assert chi2_per_dof(state.x) < BOUND
+    assert (state.mh_steps == 24).all()
+    if reuse:
+        assert (state.proposals == 24).all() and state.accepted.max() > 1
+    else:
+        assert state.proposals.sum() > 24 * len(state.x) * 1.2  # draws after an acceptance are discarded
+
+
+def test_reused_draws_equal_one_proposal_per_step_in_distribution():
+    """One cycle of 6 independence-MH steps from one point: 6 reused draws of one batch, or 6 batches of one."""
+    target = DoubleWell2D()
+    x0 = torch.tensor([[[-1.0, 0.0]]], dtype=torch.float64).expand(20_000, 1, 2).clone()
+
+    def end_x(n_proposals, mh_steps, seed):
+        mh = LargeStepMH(IndependenceProposal(_Gaussian2D()), n_proposals=n_proposals, mh_steps=mh_steps)
+        return mh.step(target, mh.init(target, x0), torch.Generator().manual_seed(seed)).x[:, 0, 0].numpy()
+
+    assert stats.ks_2samp(end_x(6, 6, 1), end_x(1, 6, 2)).pvalue > 1e-3
+    assert stats.ks_2samp(end_x(6, 6, 1), end_x(1, 1, 3)).pvalue < 1e-6  # one step is not six
 
 
 def test_nan_energies_are_rejected_and_counted():

@@ -160,3 +160,19 @@ def _rotation(a: float, b: float) -> np.ndarray:
     rz = np.array([[ca, -sa, 0], [sa, ca, 0], [0, 0, 1]])
     rx = np.array([[1, 0, 0], [0, cb, -sb], [0, sb, cb]])
     return rz @ rx
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_numba_platform_equals_reference(ala2, frames, dtype):
+    fast = alanine_dipeptide(platform="numba")
+    u, f = fast.energy_and_force(frames.to(dtype))
+    u_ref, f_ref = ala2.energy_and_force(frames)
+    assert u.dtype == dtype and f.shape == f_ref.shape
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(u.double(), u_ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(f.double(), f_ref, rtol=tol, atol=tol * f_ref.abs().max().item())
+    assert fast.config()["platform"] == "numba" and fast.config()["system_sha256"] == ala2.config()["system_sha256"]
+    torch.testing.assert_close(pickle.loads(pickle.dumps(fast)).energy(frames), u_ref, rtol=1e-9, atol=1e-9)
+    far = frames[:1].clone()
+    far[0, 1] = far[0, 0]  # two atoms on top of each other: a non-finite energy, counted, u = inf
+    assert torch.isinf(fast.energy_and_force(far)[0]).all() and fast.n_nonfinite == 1

@@ -273,13 +273,16 @@ def chain(
     out: Path = typer.Option(..., "--out", help="the chain file (.h5); its checkpoint is <out>.ckpt"),
     resume: bool = typer.Option(False, "--resume", help="continue the chain in --out (--steps may grow)"),
     proposals: int = typer.Option(16, "--proposals", help="proposals drawn at once per state (first accepted)"),
-    local: int = typer.Option(0, "--local", help="MALA steps after the MH steps of every cycle"),
-    local_step: float = typer.Option(1e-4, "--local-step", help="MALA step size (Å^2/kT)"),
+    local: int = typer.Option(0, "--local", help="local moves (MALA or HMC) after the MH steps of every cycle"),
+    local_step: float = typer.Option(1e-4, "--local-step", help="MALA step size (Å^2/kT) or HMC leapfrog step"),
+    local_sampler: str = typer.Option("mala", "--local-sampler", help="the local move: mala or hmc"),
+    local_leapfrog: int = typer.Option(10, "--local-leapfrog", help="leapfrog steps per HMC move"),
     burn_in: int = typer.Option(0, "--burn-in", help="cycles not kept"),
     thin: int = typer.Option(1, "--thin", help="keep every THIN-th cycle"),
     seed: int = typer.Option(0, "--seed", help="random seed"),
     explore: bool = typer.Option(False, "--explore", help="exploration mode: no Metropolis correction, NOT exact"),
-    platform: str = typer.Option("Reference", "--platform", help="OpenMM platform of the energy (Reference, CPU)"),
+    platform: str = typer.Option("Reference", "--platform",
+                                 help="energy: OpenMM platform (Reference, CPU) or numba (same System, batched)"),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="cycles between checkpoints"),
 ) -> None:
     """Exact large-step sampling: MH with a learned kernel (or a flow) as proposal; progress with live acceptance."""
@@ -299,10 +302,12 @@ def chain(
             bar.update(task, completed=cycle, info=f"acceptance {100 * acc:.2f} %, "
                                                    f"NaN/inf proposals {int(state.n_nonfinite.sum())}")
 
+        local_args = ({"name": "hmc", "step_size": local_step, "n_leapfrog": local_leapfrog}
+                      if local_sampler.lower() == "hmc" else {"name": local_sampler, "step_size": local_step})
         res = sample_chain(model, system, steps, chains, out, n_proposals=proposals, n_local=local,
                            local_step_size=local_step, burn_in=burn_in, thin=thin, seed=seed, resume=resume,
                            checkpoint_every=checkpoint_every, metropolize=not explore, platform=platform,
-                           progress=progress)
+                           local=local_args, progress=progress)
     c = res.counters
     typer.echo(f"wrote {out}: {res.positions.shape[0]} states x {res.positions.shape[1]} chains, acceptance "
                f"{100 * c['accepted'] / max(c['mh_steps'], 1):.2f} % of {c['mh_steps']} MH steps, "

@@ -241,7 +241,8 @@ SYSTEMS = ("alanine-dipeptide",)
 def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, out: str | Path, *,
                  n_proposals: int = 16, n_local: int = 0, local_step_size: float = 1e-4, burn_in: int = 0,
                  thin: int = 1, seed: int = 0, resume: bool = False, checkpoint_every: int = 50,
-                 metropolize: bool = True, platform: str = "Reference",
+                 metropolize: bool = True, platform: str = "Reference", local: dict | None = None,
+                 reuse_draws: bool = True,
                  progress: Callable[[int, int, LargeStepState], None] | None = None) -> ChainResult:
     """``compscope sample chain``: the large-step sampler of ``model`` on ``system``, written to ``out``.
 
@@ -249,7 +250,10 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     :func:`compscope.sampling.train_transition`, or a torsion kernel of :func:`train_torsion_kernel`; MH with the
     learned proposal) or a Boltzmann-generator flow
     (run folder or ``.ckpt`` of ``compscope sample train``; independence MH). Every chain starts from the
-    committed alanine-dipeptide structure.
+    committed alanine-dipeptide structure. ``platform``: the target's (``Reference``, ``CPU`` or ``numba``, see
+    :class:`~compscope.sampling.OpenMMTarget`); ``local``: the local sampler's arguments (default
+    ``{"step_size": local_step_size}``, MALA; ``{"name": "hmc", "step_size": ..., "n_leapfrog": ...}`` for HMC);
+    ``reuse_draws``: see :class:`LargeStepMH`.
     """
     from ._largestep import ConditionalFlowProposal, IndependenceProposal
     from ._openmm_target import alanine_dipeptide
@@ -281,8 +285,9 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
     pdb, _ = alanine_dipeptide_system()
     x = torch.as_tensor(np.asarray(pdb.getPositions(asNumpy=True)._value) * 10.0, dtype=torch.float64)
     x0 = (x - x.mean(0))[None].repeat(int(n_chains), 1, 1)
-    sampler = LargeStepMH(proposal, n_proposals=n_proposals, n_local=n_local, local={"step_size": local_step_size},
-                          metropolize=metropolize)
+    sampler = LargeStepMH(proposal, n_proposals=n_proposals, n_local=n_local,
+                          local=dict(local) if local is not None else {"step_size": local_step_size},
+                          metropolize=metropolize, reuse_draws=reuse_draws)
     return run_chain(target, x0, sampler, n_cycles, burn_in=burn_in, thin=thin, seed=seed, out=out, resume=resume,
                      checkpoint_every=checkpoint_every, system=system, progress=progress)
 

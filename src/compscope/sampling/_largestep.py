@@ -40,7 +40,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ._errors import SamplingInputError
-from ._mcmc import MALA, _energy_force_or_inf, get_sampler
+from ._mcmc import HMC, MALA, _energy_force_or_inf, get_sampler
 from ._targets import Target, check_positions
 
 __all__ = ["Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",
@@ -58,6 +58,9 @@ class Proposal:
     """
 
     independent = False
+    #: the draws of one batch stay valid after an acceptance: proposing y_j from any state reached by accepting an
+    #: earlier draw of the batch gives the same y_j, and log q(y | x) depends on y alone (implies ``independent``)
+    reusable = False
 
     def sample(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,6 +127,7 @@ class IndependenceProposal(Proposal):
     ``(y, log q(y))`` and ``log_prob(y)`` (e.g. :class:`compscope.sampling.EquivariantCNF`)."""
 
     independent = True
+    reusable = True
 
     def __init__(self, flow):
         if not (hasattr(flow, "sample") and hasattr(flow, "log_prob")):
@@ -208,10 +212,15 @@ class LargeStepMH:
         proposal: a :class:`Proposal` (learned kernel, flow, Gaussian).
         n_proposals: proposals drawn from one state at once (``K``; the first accepted is taken).
         mh_steps: sequential MH steps per cycle (default ``n_proposals``).
-        n_local: MALA steps after the MH steps of every cycle (0: none).
-        local: the MALA sampler (a :class:`compscope.sampling.MALA`, a dict of its arguments, or None for the
-            default); its step size is adapted only while the runner's ``burn_in`` lasts.
+        n_local: local moves after the MH steps of every cycle (0: none).
+        local: the local sampler: a :class:`compscope.sampling.MALA` or :class:`compscope.sampling.HMC`, a dict of
+            arguments (``name`` ``mala`` (default) or ``hmc``), or None for the default MALA; its step size is
+            adapted only while the runner's ``burn_in`` lasts. HMC trajectories move the stiff coordinates the
+            large steps leave alone (bond angles) about ``n_leapfrog`` times farther per force evaluation than
+            MALA's diffusion.
         metropolize: False is the **exploration mode**: the first finite proposal is always accepted (biased).
+        reuse_draws: False makes a reusable proposal discard the draws after the first accepted one, as any other
+            proposal does (the same chain in distribution, fewer MH steps per energy; for comparisons).
 
     Examples:
         >>> from compscope.sampling import GaussianMixture
@@ -227,7 +236,7 @@ class LargeStepMH:
     name = "largestep"
 
     def __init__(self, proposal: Proposal, n_proposals: int = 1, mh_steps: int | None = None, n_local: int = 0,
-                 local: MALA | dict | None = None, metropolize: bool = True):
+                 local: MALA | HMC | dict | None = None, metropolize: bool = True, reuse_draws: bool = True):
         if not isinstance(proposal, Proposal):
             raise SamplingInputError(f"proposal must be a Proposal, got {type(proposal).__name__}",
                                      hint="wrap a flow in IndependenceProposal or ConditionalFlowProposal")
@@ -239,9 +248,10 @@ class LargeStepMH:
             raise SamplingInputError(f"need n_proposals >= 1, mh_steps >= 1, n_local >= 0; got {self.n_proposals}, "
                                      f"{self.mh_steps}, {self.n_local}", hint="e.g. n_proposals=16 n_local=0")
         self.local = get_sampler({"name": "mala", **local} if isinstance(local, dict) else (local or "mala"))
-        if not isinstance(self.local, MALA):
-            raise SamplingInputError("the local steps must be MALA", hint="pass local={'step_size': 1e-4}")
+        if not isinstance(self.local, (MALA, HMC)):
+            raise SamplingInputError("the local steps must be MALA or HMC", hint="pass local={'step_size': 1e-4}")
         self.metropolize = bool(metropolize)
+        self.reuse_draws = bool(reuse_draws)
 
     @property
     def exact(self) -> bool:
@@ -251,7 +261,8 @@ class LargeStepMH:
     def config(self) -> dict:
         return {"name": self.name, "proposal": self.proposal.config(), "n_proposals": self.n_proposals,
                 "mh_steps": self.mh_steps, "n_local": self.n_local, "local": self.local.config(),
-                "metropolize": self.metropolize, "exact": self.exact}
+                "metropolize": self.metropolize, "exact": self.exact,
+                **({} if self.reuse_draws else {"reuse_draws": False})}
 
     def init(self, target: Target, x0: torch.Tensor) -> LargeStepState:
         x0 = check_positions(x0, target.n_particles, target.dim, "initial positions").detach().clone()
@@ -289,9 +300,13 @@ class LargeStepMH:
             lq_r = self.proposal.log_prob(x.repeat_interleave(k, 0), torch.where(
                 finite_y[:, None, None], flat, x.repeat_interleave(k, 0))).reshape(b, k)
         u_y = u_y.reshape(b, k)
-        log_ratio = self.log_accept_ratio(state.energy[idx][:, None], u_y, lq_f, lq_r)
         usable = torch.arange(k)[None, :] < budget[idx][:, None]  # (b, k): within this cycle's budget
         bad = ~(torch.isfinite(u_y) & torch.isfinite(lq_f) & torch.isfinite(lq_r))  # (b, k) rejected, counted
+        f_y = f_y.reshape((b, k) + shape)
+        if self.proposal.reusable and self.metropolize and self.reuse_draws:
+            self._sequential(state, idx, y, u_y, f_y, lq_f, usable, bad, budget, gen)
+            return
+        log_ratio = self.log_accept_ratio(state.energy[idx][:, None], u_y, lq_f, lq_r)
         if self.metropolize:
             uniform = torch.rand((b, k), generator=gen, dtype=torch.float64)
             acc = (torch.log(uniform) < log_ratio) & usable
@@ -312,12 +327,40 @@ class LargeStepMH:
             rows = any_acc.nonzero().flatten()
             state.x[j] = y[rows, sel]
             state.energy[j] = u_y[rows, sel].to(state.energy.dtype)
-            state.force[j] = f_y.reshape((b, k) + shape)[rows, sel].to(state.force.dtype)
+            state.force[j] = f_y[rows, sel].to(state.force.dtype)
             if self.proposal.independent:
                 state.log_q[j] = lq_f[rows, sel]
 
+    def _sequential(self, state: LargeStepState, idx, y, u_y, f_y, lq_f, usable, bad, budget, gen) -> None:
+        """All ``k`` draws of a reusable proposal as ``k`` sequential MH steps (module docstring), in place."""
+        b, k = u_y.shape
+        log_u = torch.log(torch.rand((b, k), generator=gen, dtype=torch.float64))
+        cur_u, cur_lq = state.energy[idx].double(), state.log_q[idx].double()
+        pick = torch.full((b,), -1, dtype=torch.long)  # the draw each chain holds now (-1: its start state)
+        n_acc = torch.zeros(b, dtype=torch.long)
+        for j in range(k):
+            log_ratio = self.log_accept_ratio(cur_u, u_y[:, j], lq_f[:, j], cur_lq)
+            acc = (log_u[:, j] < log_ratio) & usable[:, j]
+            cur_u = torch.where(acc, u_y[:, j].double(), cur_u)
+            cur_lq = torch.where(acc, lq_f[:, j], cur_lq)
+            pick = torch.where(acc, j, pick)
+            n_acc += acc.long()
+        used = usable.sum(1)
+        state.mh_steps[idx] += used
+        state.proposals[idx] += k
+        state.n_nonfinite[idx] += (bad & usable).sum(1)
+        state.accepted[idx] += n_acc
+        budget[idx] -= used
+        moved = pick >= 0
+        if bool(moved.any()):
+            j, rows, sel = idx[moved], moved.nonzero().flatten(), pick[moved]
+            state.x[j] = y[rows, sel]
+            state.energy[j] = u_y[rows, sel].to(state.energy.dtype)
+            state.force[j] = f_y[rows, sel].to(state.force.dtype)
+            state.log_q[j] = lq_f[rows, sel]
+
     def step(self, target: Target, state: LargeStepState, gen: torch.Generator | None = None) -> LargeStepState:
-        """One cycle of every chain: ``mh_steps`` sequential MH steps (batched), then ``n_local`` MALA steps."""
+        """One cycle of every chain: ``mh_steps`` sequential MH steps (batched), then ``n_local`` MALA/HMC moves."""
         state = LargeStepState(**{k: v.clone() if isinstance(v, torch.Tensor) else v
                                   for k, v in state.as_dict().items()})
         budget = torch.full((len(state.x),), self.mh_steps, dtype=torch.long)
@@ -338,6 +381,6 @@ class LargeStepMH:
         return state
 
     def adapt_local(self, state: LargeStepState, accepted_fraction: float) -> None:
-        """Robbins-Monro on MALA's log step size towards its target acceptance (burn-in only)."""
+        """Robbins-Monro on the local sampler's log step size towards its target acceptance (burn-in only)."""
         err = accepted_fraction - self.local.target_acceptance
         state.step_size = state.step_size * math.exp(self.local.adapt_rate * err)

@@ -7,7 +7,11 @@ constraints, because a Boltzmann generator models every Cartesian degree of free
 
 Units are converted here, at the boundary: positions Å -> nm on the way in, energies kJ/mol -> kT and forces
 kJ/mol/nm -> kT/Å on the way out (``kT = R T`` with OpenMM's gas constant). Each thread of each process builds
-its own ``Context`` on first use (contexts are not thread-safe); a batch is evaluated frame by frame.
+its own ``Context`` on first use (contexts are not thread-safe); a batch is evaluated frame by frame. With
+``platform="numba"`` the same System is evaluated for the whole batch in one call by
+:class:`compscope.integrations.openmm_numba.SystemEnergy` (the same function, tested against the Reference
+platform to 1e-9 relative; 5-8x cheaper per configuration for alanine dipeptide, where OpenMM's per-call cost
+dominates).
 Energies are differentiable: ``energy`` is a ``torch.autograd.Function`` whose backward pass uses OpenMM's
 forces, so flows can train on it by reverse KL.
 
@@ -76,7 +80,9 @@ class OpenMMTarget(Target):
     Args:
         system: an ``openmm.System`` or its XML (``openmm.XmlSerializer``).
         temperature: K; ``kT = R T``.
-        platform: OpenMM platform: ``Reference`` (double precision, default) or ``CPU``.
+        platform: OpenMM platform: ``Reference`` (double precision, default) or ``CPU``; or ``numba``: the same
+            System's energy from :class:`compscope.integrations.openmm_numba.SystemEnergy`, batched (systems of
+            bonds, angles, periodic torsions and a no-cutoff nonbonded force only; others are refused).
         name: the target's name.
         n_particles: the number of atoms the samples have; a system with another number is refused.
         nonfinite: what a configuration whose OpenMM energy or force is NaN/inf (overlapping atoms) gets:
@@ -100,8 +106,9 @@ class OpenMMTarget(Target):
         if temperature <= 0:
             raise SamplingInputError(f"temperature must be positive, got {temperature} K",
                                      hint="pass the temperature in kelvin, e.g. 300")
-        if platform not in [mm.Platform.getPlatform(i).getName() for i in range(mm.Platform.getNumPlatforms())]:
-            raise SamplingInputError(f"unknown OpenMM platform {platform!r}", hint="use Reference or CPU")
+        if platform != "numba" and platform not in [mm.Platform.getPlatform(i).getName()
+                                                    for i in range(mm.Platform.getNumPlatforms())]:
+            raise SamplingInputError(f"unknown OpenMM platform {platform!r}", hint="use Reference, CPU or numba")
         n_sys = sys_.getNumParticles()
         if n_particles is not None and int(n_particles) != n_sys:
             raise SamplingInputError(
@@ -123,6 +130,14 @@ class OpenMMTarget(Target):
         self.name = name
         self.masses = np.array([sys_.getParticleMass(i)._value for i in range(n_sys)])  # dalton == amu
         self._local = threading.local()
+        self._batched = None
+        if platform == "numba":
+            from compscope.integrations.openmm_numba import OpenMMSystemError, SystemEnergy
+
+            try:
+                self._batched = SystemEnergy(sys_)
+            except OpenMMSystemError as e:
+                raise SamplingInputError(f"platform='numba': {e}", hint=e.hint) from e
 
     def __getstate__(self):
         d = dict(self.__dict__)
@@ -166,6 +181,9 @@ class OpenMMTarget(Target):
         x_A = np.asarray(x_A, dtype=np.float64)
         self.check_samples(x_A)
         x_A = x_A.reshape(-1, self.n_particles, 3)
+        if self._batched is not None:
+            e, fb = self._batched.energy_forces(x_A * NM_PER_A)
+            return self._finite(e / self.kT_kjmol, fb * (NM_PER_A / self.kT_kjmol))
         ctx = self.context()
         u = np.empty(len(x_A))
         f = np.empty_like(x_A)
@@ -178,6 +196,10 @@ class OpenMMTarget(Target):
             fb = st.getForces(asNumpy=True)._value
             u[b] = e / self.kT_kjmol
             f[b] = np.asarray(fb) * NM_PER_A / self.kT_kjmol  # kJ/mol/nm -> kT/Å
+        return self._finite(u, f)
+
+    def _finite(self, u: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Non-finite energies or forces become ``u = inf, f = 0`` (counted), or raise (``nonfinite='raise'``)."""
         bad = ~(np.isfinite(u) & np.isfinite(f).reshape(len(u), -1).all(1))
         if bad.any():
             if self.nonfinite == "raise":
