@@ -50,6 +50,10 @@ nothing. Timings depend on the machine's load (recorded in the JSON).
     python -m benchmarks.sampling_largestep --stages fast --fast-samplers baseline,numba_reuse_hmc --chains 32 \
         --proposals 4 --local 1 --chain-cpu-s 300 --rescore-of sampling_largestep_remd_tuned --reference biased \
         --name sampling_largestep_fast --headline
+    # the faster sampler and the best replica-exchange setting at 1000 CPU-s in one run (the #21 ratio)
+    python -m benchmarks.sampling_largestep --stages fast,remd_tuned --fast-samplers numba_reuse_hmc --chains 32 \
+        --proposals 4 --local 1 --chain-cpu-s 300 --remd-cpu-s 1000 --remd-settings r4_t1000_0.5ps_4fs_hmr \
+        --rescore-of sampling_largestep_remd_tuned --reference biased --name sampling_largestep_fast_vs_remd --headline
 """
 
 from __future__ import annotations
@@ -610,17 +614,14 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b > 0 else None  # None: the baseline has no effective sample (no basin entry) in its budget
 
 
-def headline(torsion: dict, remd: dict) -> dict:
-    """Ratios per CPU second, all from this run: the torsion kernel (a), the best exact sampler (the torsion kernel
-    or its bootstrap kernel, training amortised over 24 h) and the best replica-exchange setting, both ESS
-    estimators; with missed basins, acceptance and accuracy beside them."""
+def headline(samplers: dict, remd: dict) -> dict:
+    """Ratios per CPU second, all from this run: each exact sampler of ``samplers`` (name -> its metrics, training
+    amortised over 24 h) against the best replica-exchange setting, both ESS estimators; with missed basins,
+    acceptance and accuracy beside them, and the best exact sampler named."""
     best = remd["settings"][remd["best"]]
     best_bm = remd["settings"][remd["best_batch_means"]]
     robust = remd["settings"][remd["best_min_entries"]] if "best_min_entries" in remd else None
     robust_bm = remd["settings"][remd["best_min_entries_batch_means"]] if robust else None
-    samplers = {"torsion_kernel": torsion}
-    if "bootstrap" in torsion:
-        samplers["bootstrap_kernel"] = torsion["bootstrap"]
     out: dict = {"remd_best_setting": remd["best"], "remd_best_setting_batch_means": remd["best_batch_means"],
                  "remd_best": {k: best.get(k) for k in ("ess_per_cpu_s_first_zero", "ess_per_cpu_s_batch_means",
                                                         "entries", "cpu_s", "exchange_acceptance",
@@ -741,8 +742,15 @@ def main(argv=None) -> None:
             _REF_CACHE[args.reference] = _reference(args.reference)
         if _REF_CACHE[args.reference] is not None:
             res["reference"] = {"kind": args.reference, **_REF_CACHE[args.reference][3]}
-    if "torsion" in stages and res.get("remd_tuned", {}).get("best"):
-        res["headline"] = headline(res["torsion"], res["remd_tuned"])
+    if res.get("remd_tuned", {}).get("best") and stages & {"torsion", "fast"}:
+        samplers = {}
+        if "torsion" in res:  # the torsion kernel (a) and its bootstrap kernel
+            samplers["torsion_kernel"] = res["torsion"]
+            if "bootstrap" in res["torsion"]:
+                samplers["bootstrap_kernel"] = res["torsion"]["bootstrap"]
+        for name, m in res.get("fast", {}).get("samplers", {}).items():  # the faster samplers of that kernel
+            samplers[f"bootstrap_kernel_{name}"] = m
+        res["headline"] = headline(samplers, res["remd_tuned"])
         print("headline", json.dumps(res["headline"], default=float), flush=True)
     notes = ["preliminary: short runs on a shared 2-core machine under load (see machine.loadavg); ESS of the basin "
              "indicator means little without entries into the basin (reported beside it)"]
