@@ -12,14 +12,14 @@ from ._compare import backbone_dihedrals, compare, free_energy_mse, read_frames
 from ._data import REGENERATE_HINT, CGData, load_cg, map_reference
 from ._errors import CGDataError, CGMappingError
 from ._mapping import (
-           PRESETS,
-           CGMap,
-           com_map,
-           free_groups,
-           map_from_spec,
-           optimised_force_map,
-           read_pdb_atoms,
-           slice_map,
+    PRESETS,
+    CGMap,
+    com_map,
+    free_groups,
+    map_from_spec,
+    optimised_force_map,
+    read_pdb_atoms,
+    slice_map,
 )
 from ._prior import chain_topology, fit_prior, kT_eV
 from ._train import CGDataModule, CGModule, feature_net_kwargs, fold_split, model_kwargs, resolve_config, train
