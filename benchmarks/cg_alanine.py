@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--model", choices=["fast", "equivariant"], default="fast")
     ap.add_argument("--noise", type=float, default=0.02, help="denoising sigma, Å")
     ap.add_argument("--denoising-weight", type=float, default=0.5)
+    ap.add_argument("--dihedral-order", type=int, default=3, help="harmonics of the Boltzmann-inverted dihedral prior")
+    ap.add_argument("--dihedral-pseudocount", type=float, default=1.0, help="per histogram bin of the dihedral prior")
     ap.add_argument("--burn-frames", type=int, default=50, help="frames of each CG replica left out")
     ap.add_argument("--replicas", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20000)
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     path = save()
     model = {"net": None, "feature_net": {}} if args.model == "fast" else {}
+    model.update(dihedral_order=args.dihedral_order, dihedral_pseudocount=args.dihedral_pseudocount)
     grid = [(fold, method, size) for fold in args.folds for method in args.methods for size in args.sizes]
     for k, (fold, method, size) in enumerate(grid):
         if k < args.start:
