@@ -51,6 +51,16 @@ def test_cg_map_bad_mapping_and_missing_file(tmp_path):
     assert r.exit_code == 2 and "does not have" in r.output
     r = _run(["cg", "map", tmp_path / "nope.h5", "--out", tmp_path / "cg.h5"])
     assert r.exit_code == 2 and "not found" in r.output
+    r = _run(["cg", "map", REF, "--force-map", "best", "--out", tmp_path / "cg.h5"])
+    assert r.exit_code == 2 and "force_map" in r.output
+
+
+def test_cg_map_optimised_force_map_lowers_the_force_noise(tmp_path):
+    r = _run(["cg", "map", REF, "--force-map", "optimised", "--out", tmp_path / "cg.h5"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output)
+    assert info["force_map"] == "optimised"
+    assert sum(a**2 for a in info["force_map_rms_after"]) < sum(b**2 for b in info["force_map_rms_before"])
 
 
 def test_fast_model_trains_simulates_and_resumes(tmp_path):

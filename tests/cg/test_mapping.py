@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,64 @@ def test_constrained_hydrogen_aggregation_matches_fd_of_mapped_free_energy():
         np.testing.assert_allclose(F[1], [0, 0, -dW], atol=1e-8)
         plain = np.einsum("t,tk->k", w, f[:, 0])  # the heavy atom alone misses the hydrogen's share
         assert abs(plain[2] - dW) > 1e-3
+
+
+def test_optimised_force_map_of_harmonic_chain_is_the_noise_free_mean_force():
+    """Chain 0-1-2-3-4 of springs k, beads 0, 2, 4, atoms 1 and 3 free. Given the beads, atom 1 is Gaussian around
+    the midpoint of beads 0 and 2; f_0 + f_1 / 2 = (k/2)(X_2 - X_0) is the mean force with no noise at all. The fit
+    finds these weights (1/2 of each neighbouring free atom, up to sampling error: the fit minimises the mean
+    squared force, whose mean-force part the free groups cannot change), keeps the mean force and removes the
+    noise."""
+    from compscope.cg import optimised_force_map
+
+    k, kT, n = 3.0, 0.7, 20_000
+    rng = np.random.default_rng(2)
+    x = np.concatenate([np.zeros((n, 1, 3)), np.cumsum(rng.normal(scale=np.sqrt(kT / k), size=(n, 4, 3)), 1)], 1)
+    f = np.zeros_like(x)
+    for i in range(4):
+        d = x[:, i + 1] - x[:, i]
+        f[:, i] += k * d
+        f[:, i + 1] -= k * d
+    pdb = _pdb([(f"C{i}", "C", 1.5 * i, 0.0, 0.0) for i in range(5)])
+    m = slice_map(pdb, [0, 2, 4], constraints=None)
+    opt, info = optimised_force_map(pdb, m, f[: n // 2])  # fitted on half, checked on the other half
+    assert info["groups"] == [[1], [3]]
+    np.testing.assert_allclose(info["weights"], [[0.5, 0], [0.5, 0.5], [0, 0.5]], atol=0.03)
+    X, F = opt.map_positions(x[n // 2:]), opt.map_forces(f[n // 2:])
+    lap = np.array([[1, -1, 0], [-1, 2, -1], [0, -1, 1]], float)
+    mean_force = -(k / 2) * np.einsum("IJ,tJk->tIk", lap, X)
+    noise_plain = np.sqrt(((m.map_forces(f[n // 2:]) - mean_force) ** 2).mean())
+    noise_opt = np.sqrt(((F - mean_force) ** 2).mean())
+    assert noise_opt < 0.05 * noise_plain  # plain slice map: sqrt(k kT / 2) per component
+    np.testing.assert_allclose(opt.force_weights @ opt.coord_weights.T, np.eye(3), atol=1e-12)
+
+
+def test_optimised_force_map_moves_constrained_hydrogens_with_their_heavy_atom(tmp_path):
+    """On alanine dipeptide's backbone map the free groups are the two methyls, CB with its hydrogens and the two
+    carbonyl oxygens; a hydrogen always carries its heavy atom's weight (a constraint force cancels), bead atoms keep
+    theirs, and on reference forces the mapped-force noise goes down."""
+    import h5py
+
+    from compscope.cg import free_groups, map_reference, optimised_force_map, read_pdb_atoms
+
+    atoms = read_pdb_atoms(PDB)
+    m = slice_map(PDB, "backbone")
+    groups = free_groups(PDB, m)
+    assert sorted(sorted(atoms[i].name for i in g) for g in groups) == sorted(
+        [["CH3", "HH31", "HH32", "HH33"]] * 2 + [["CB", "HB1", "HB2", "HB3"], ["O"], ["O"]])
+    ref = Path(__file__).parents[1] / "fixtures" / "cg" / "ala2_obc_4x100.h5"
+    with h5py.File(ref, "r") as f:
+        forces = np.concatenate([f["replicas"][r]["forces"][:] for r in sorted(f["replicas"])])
+    opt, info = optimised_force_map(PDB, m, forces)
+    for g in groups:
+        assert np.allclose(opt.force_weights[:, g], opt.force_weights[:, g[:1]])
+    bead_cols = np.flatnonzero(m.force_weights.sum(0))
+    np.testing.assert_array_equal(opt.force_weights[:, bead_cols], m.force_weights[:, bead_cols])
+    assert sum(a**2 for a in info["rms_after"]) < 0.8 * sum(b**2 for b in info["rms_before"])
+    # through map_reference: fitted on the given frames only, recorded in the file and the summary
+    out = map_reference(ref, "backbone", tmp_path / "cg.h5", force_map="optimised", fit_frames=np.arange(200))
+    assert out["force_map"] == "optimised" and out["force_map_fit_frames"] == 200
+    with h5py.File(tmp_path / "cg.h5", "r") as f:
+        assert f.attrs["force_map"] == "optimised"
+    with pytest.raises(CompscopeError, match="force_map"):
+        map_reference(ref, "backbone", tmp_path / "bad.h5", force_map="best")

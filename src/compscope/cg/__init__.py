@@ -11,13 +11,23 @@ MD engine (``compscope cg simulate`` drives ``compscope.md.simulate`` from the C
 from ._compare import backbone_dihedrals, compare, free_energy_mse, read_frames
 from ._data import REGENERATE_HINT, CGData, load_cg, map_reference
 from ._errors import CGDataError, CGMappingError
-from ._mapping import PRESETS, CGMap, com_map, map_from_spec, read_pdb_atoms, slice_map
+from ._mapping import (
+    PRESETS,
+    CGMap,
+    com_map,
+    free_groups,
+    map_from_spec,
+    optimised_force_map,
+    read_pdb_atoms,
+    slice_map,
+)
 from ._prior import chain_topology, fit_prior, kT_eV
 from ._train import CGDataModule, CGModule, feature_net_kwargs, fold_split, model_kwargs, resolve_config, train
 from ._trajectory import write_cg_trajectory
 
 __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError", "CGMappingError", "PRESETS",
-           "CGMap", "com_map", "map_from_spec", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
+           "CGMap", "com_map", "map_from_spec",
+           "optimised_force_map", "free_groups", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
            "CGDataModule", "CGModule", "feature_net_kwargs", "fold_split", "model_kwargs", "resolve_config", "train",
            "write_cg_trajectory",
            "backbone_dihedrals", "compare", "free_energy_mse", "read_frames"]

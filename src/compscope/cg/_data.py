@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import CGDataError
-from ._mapping import CGMap, map_from_spec
+from ._mapping import CGMap, map_from_spec, optimised_force_map
 
 __all__ = ["map_reference", "CGData", "load_cg", "REGENERATE_HINT"]
 
@@ -46,16 +46,23 @@ def _open(path: str | Path, mode: str = "r"):
         raise CGDataError(f"{path} cannot be read as HDF5 ({err})") from err
 
 
-def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = None) -> dict:
+def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = None, force_map: str = "aggregated",
+                  fit_frames: np.ndarray | None = None, max_fit_frames: int = 20000) -> dict:
     """Map every replica of a reference file to beads and write the CG file ``out``.
 
     Args:
         ref: reference HDF5 (``topology_pdb``, ``replicas/*/positions``, optionally ``forces``).
         mapping: anything :func:`~compscope.cg.map_from_spec` reads (``backbone``, ``ca``, names, indices, COM groups).
         out: the CG file (default ``<ref stem>_cg.h5``).
+        force_map: ``aggregated`` (the map's own force map: constrained hydrogens added to their bead) or
+            ``optimised`` (:func:`~compscope.cg.optimised_force_map`, fitted on reference frames).
+        fit_frames: indices into the concatenated frames (replicas in name order) that the optimised force map is
+            fitted on (default: all; a cross-validation passes its training frames so that no held-out force is
+            used); at most ``max_fit_frames`` of them, at an even stride.
 
     Returns:
-        ``{"out", "n_beads", "n_frames", "n_dropped_nonfinite", "has_forces", "replicas"}``.
+        ``{"out", "n_beads", "n_frames", "n_dropped_nonfinite", "has_forces", "replicas", "force_map"}`` (with an
+        optimised map also ``force_map_rms_before`` / ``_after``, eV/Å per bead on the fitting frames).
     """
     import h5py
 
@@ -70,9 +77,18 @@ def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = 
         cgmap = map_from_spec(pdb, mapping)
         attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
         has_forces = all("forces" in f["replicas"][r] for r in f["replicas"])
+        fit_info = None
+        if force_map not in ("aggregated", "optimised"):
+            raise CGDataError(f"force_map={force_map!r}: use 'aggregated' or 'optimised'")
+        if force_map == "optimised":
+            if not has_forces:
+                raise CGDataError(f"{ref} has no forces: an optimised force map is fitted on forces",
+                                  hint=REGENERATE_HINT)
+            cgmap, fit_info = _fit_force_map(f, pdb, cgmap, fit_frames, max_fit_frames)
         dropped = kept = 0
         with h5py.File(out, "w") as g:
             g.attrs.update({"mapping": json.dumps(cgmap.to_dict()), "source": str(ref), "has_forces": has_forces,
+                            "force_map": force_map,
                             **{k: attrs[k] for k in ("temperature_K", "solvent", "dt_fs", "save_every", "forcefield")
                                if k in attrs}})
             g["bead_z"] = np.asarray(cgmap.bead_z)
@@ -100,8 +116,32 @@ def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = 
         log.warning("%d frame(s) with non-finite positions or forces left out of %s", dropped, out)
     if not kept:
         raise CGDataError(f"no finite frames in {ref}", hint="regenerate the reference data")
-    return {"out": str(out), "n_beads": cgmap.n_beads, "n_frames": kept, "n_dropped_nonfinite": dropped,
-            "has_forces": has_forces, "replicas": n_replicas}
+    info = {"out": str(out), "n_beads": cgmap.n_beads, "n_frames": kept, "n_dropped_nonfinite": dropped,
+            "has_forces": has_forces, "replicas": n_replicas, "force_map": force_map}
+    if fit_info is not None:
+        info.update(force_map_rms_before=fit_info["rms_before"], force_map_rms_after=fit_info["rms_after"],
+                    force_map_fit_frames=fit_info["n_frames"])
+    return info
+
+
+def _fit_force_map(f, pdb: str, cgmap: CGMap, fit_frames, max_frames: int) -> tuple[CGMap, dict]:
+    """The optimised force map fitted on (a stride of) ``fit_frames`` of the open reference ``f``."""
+    names = sorted(f["replicas"])
+    lengths = [len(f["replicas"][r]["forces"]) for r in names]
+    total = int(sum(lengths))
+    idx = np.arange(total) if fit_frames is None else np.unique(np.asarray(fit_frames, dtype=np.int64))
+    if not len(idx) or idx.min() < 0 or idx.max() >= total:
+        raise CGDataError(f"fit_frames must index the reference's {total} frames", hint="pass training-frame indices")
+    if len(idx) > max_frames:
+        idx = idx[np.linspace(0, len(idx) - 1, int(max_frames)).round().astype(int)]
+    starts = np.cumsum([0, *lengths])
+    forces = []
+    for k, r in enumerate(names):
+        local = idx[(idx >= starts[k]) & (idx < starts[k + 1])] - starts[k]
+        if len(local):
+            forces.append(f["replicas"][r]["forces"][:][local])
+    new, info = optimised_force_map(pdb, cgmap, np.concatenate(forces))
+    return new, {**info, "n_frames": int(len(idx))}
 
 
 @dataclass

@@ -3,7 +3,8 @@
 For a term with coordinate ``q`` sampled at temperature ``T`` the harmonic Boltzmann inversion is
 ``q_0 = <q>`` and ``k = kT / var(q)`` (the Gaussian whose distribution has the data's mean and variance); bonds and
 angles of the CG chain are fitted so. Dihedrals (optional) get a Fourier series ``sum_n a_n cos(n phi) + b_n sin(n
-phi)`` fitted by least squares to ``-kT ln p(phi)`` on a histogram with one pseudo-count per bin. Beads not
+phi)`` fitted by least squares to ``-kT ln p(phi)`` on a histogram with a pseudo-count per bin (default one; a
+smaller one and a higher order keep a CG model out of dihedral regions the reference never visited). Beads not
 joined by a bond or an angle repel as ``eps (sigma/r)^6`` with ``eps = kT`` and ``sigma`` 0.9 times the 0.1 %
 quantile of their observed distance, so the repulsion only acts where the data never go. The returned dict holds
 the arguments of :class:`compscope.models.CGPrior` (plain lists, stored in model packages).
@@ -34,13 +35,14 @@ def chain_topology(n_beads: int) -> dict[str, list]:
             "dihedrals": [[i, i + 1, i + 2, i + 3] for i in range(n_beads - 3)]}
 
 
-def _fourier_fit(phi: np.ndarray, kT: float, order: int, bins: int = 72) -> tuple[list[float], list[float]]:
+def _fourier_fit(phi: np.ndarray, kT: float, order: int, bins: int = 72,
+                 pseudocount: float = 1.0) -> tuple[list[float], list[float]]:
     """Least-squares Fourier coefficients (eV) of ``-kT ln p(phi)`` over all bins, with one pseudo-count per bin:
     an unvisited bin gets a high but finite free energy (``kT ln`` of the frame count above the minimum), so a
     short trajectory that saw one basin gives bounded coefficients instead of an extrapolated wall."""
     h, edges = np.histogram(phi, bins=bins, range=(-np.pi, np.pi))
     c = 0.5 * (edges[1:] + edges[:-1])
-    f = -kT * np.log((h + 1.0) / (h.sum() + bins))
+    f = -kT * np.log((h + pseudocount) / (h.sum() + pseudocount * bins))
     n = np.arange(1, order + 1)
     a = np.concatenate([np.ones((bins, 1)), np.cos(np.outer(c, n)), np.sin(np.outer(c, n))], axis=1)
     coef, *_ = np.linalg.lstsq(a, f, rcond=None)
@@ -48,7 +50,7 @@ def _fourier_fit(phi: np.ndarray, kT: float, order: int, bins: int = 72) -> tupl
 
 
 def fit_prior(positions: np.ndarray, temperature: float = 300.0, topology: dict | None = None,
-              dihedrals: bool = False, fourier_order: int = 3) -> dict:
+              dihedrals: bool = False, fourier_order: int = 3, pseudocount: float = 1.0) -> dict:
     """Prior parameters from mapped frames (T, n_beads, 3) in Å by Boltzmann inversion.
 
     Args:
@@ -57,6 +59,7 @@ def fit_prior(positions: np.ndarray, temperature: float = 300.0, topology: dict 
         topology: ``{"bonds": [[i, j]], "angles": [[i, j, k]], "dihedrals": [[i, j, k, l]]}`` (default: a chain).
         dihedrals: fit dihedral Fourier terms too (otherwise the network learns them).
         fourier_order: highest harmonic of the dihedral terms.
+        pseudocount: frames added to every one of the 72 histogram bins of a dihedral before the inversion (> 0).
 
     Returns:
         keyword arguments of :class:`compscope.models.CGPrior` (without ``n_beads``).
@@ -64,6 +67,9 @@ def fit_prior(positions: np.ndarray, temperature: float = 300.0, topology: dict 
     x = np.asarray(positions, dtype=np.float64)
     if x.ndim != 3 or x.shape[-1] != 3 or len(x) < 2:
         raise CGDataError(f"fitting a prior needs CG frames (T >= 2, n_beads, 3), got shape {x.shape}")
+    if int(fourier_order) < 1 or not pseudocount > 0:
+        raise CGDataError(f"fourier_order={fourier_order}, pseudocount={pseudocount}: need order >= 1 and a "
+                          "pseudocount > 0")
     x = x[np.isfinite(x).all(axis=(1, 2))]
     n = x.shape[1]
     topo = {**chain_topology(n), **(topology or {})}
@@ -87,6 +93,7 @@ def fit_prior(positions: np.ndarray, temperature: float = 300.0, topology: dict 
     quads = torch.as_tensor(topo["dihedrals"], dtype=torch.long).reshape(-1, 4)
     if dihedrals and len(quads):
         phi = dihedral_angles(xt, quads).numpy()
-        fits = [_fourier_fit(phi[:, k], kT, fourier_order) for k in range(len(quads))]
+        fits = [_fourier_fit(phi[:, k], kT, int(fourier_order), pseudocount=float(pseudocount))
+                for k in range(len(quads))]
         out.update(dihedrals=quads.tolist(), dihedral_cos=[f[0] for f in fits], dihedral_sin=[f[1] for f in fits])
     return out

@@ -7,7 +7,8 @@ A config (YAML or dict; ``compscope cg train CONFIG``) has these sections, every
 - ``model``: ``net`` (arguments of :class:`~compscope.models.EquivariantPotential` except ``species``; null for a
   prior-only model), ``feature_net`` (``{hidden, activation}`` of the CGnet-style
   :class:`~compscope.models.CGFeatureNet`, the fast network for a few beads; null: none), ``dihedral_prior`` (fit
-  dihedral terms into the prior), ``energy_scale`` (``kT`` or eV);
+  dihedral terms into the prior; ``dihedral_order`` harmonics, ``dihedral_pseudocount`` per histogram bin, see
+  :func:`~compscope.cg.fit_prior`), ``energy_scale`` (``kT`` or eV);
 - ``module``: :class:`CGModule` (loss ``force_matching`` or ``denoising``, noise, denoising weight, lr);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_force_rmse``);
 - ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
@@ -55,7 +56,8 @@ DEFAULT_NET = {"r_max": 8.0, "num_bessel": 8, "max_ell": 2, "hidden_irreps": "16
                "correlation": 2, "radial_hidden": [32, 32], "readout_hidden": 16, "avg_num_neighbors": 4.0}
 # the dihedral prior on by default: the network is E(3)-invariant and cannot tell L- from D-alanine (alpha_R from
 # alpha_L); the dihedral terms' sine parts can (tests/cg/test_model.py)
-MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT", "feature_net": None}
+MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT", "feature_net": None,
+                  "dihedral_order": 3, "dihedral_pseudocount": 1.0}
 #: the fast network (``model.feature_net: {}`` with ``model.net: null``): a CGnet-style MLP on internal coordinates
 FEATURE_NET_DEFAULTS = {"hidden": [64, 64], "activation": "tanh"}
 
@@ -231,7 +233,8 @@ def model_kwargs(cfg: Mapping[str, Any], data: CGDataModule) -> dict[str, Any]:
     """The CG potential's build arguments: the prior fitted on the training frames, the network section."""
     d = data.cg
     m = cfg["model"]
-    prior = fit_prior(data.train_positions, d.temperature, dihedrals=bool(m["dihedral_prior"]))
+    prior = fit_prior(data.train_positions, d.temperature, dihedrals=bool(m["dihedral_prior"]),
+                      fourier_order=int(m["dihedral_order"]), pseudocount=float(m["dihedral_pseudocount"]))
     scale = kT_eV(d.temperature) if m["energy_scale"] == "kT" else float(m["energy_scale"])
     out = {"name": "CGPotential", "bead_z": list(d.bead_z), "prior": prior,
            "net": None if m["net"] is None else dict(m["net"]), "energy_scale": scale}

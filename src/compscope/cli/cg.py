@@ -29,11 +29,14 @@ def map_(
     mapping: str = typer.Option("backbone", help="backbone, ca, comma-separated PDB atom names or 0-based indices, "
                                                   "or a JSON/YAML file with {slice: [...]} or {com: [[...], ...]}."),
     out: Path = typer.Option(Path("cg.h5"), help="The CG file (bead positions and mapped forces)."),
+    force_map: str = typer.Option("aggregated", help="aggregated (constrained hydrogens added to their bead) or "
+                                                     "optimised (least-noise force map fitted on the frames, "
+                                                     "Kramer et al. 2023)."),
 ) -> None:
     """Map every frame of REF to beads; mapped forces aggregate hydrogens constrained to a bead's atom."""
     from compscope.cg import map_reference
 
-    info = map_reference(ref, _mapping_arg(mapping), out)
+    info = map_reference(ref, _mapping_arg(mapping), out, force_map=force_map)
     typer.echo(json.dumps(info, indent=2))
 
 
