@@ -136,7 +136,8 @@ def draw_chunks(flow, system: str, n: int, folder: Path, chunk: int, seed: int, 
                 cpu_budget_s: float | None) -> dict:
     """``n`` draws in chunks of ``chunk``, each saved to ``folder/chunk_<k>.npz`` with its wall and CPU seconds (a
     rerun skips the saved ones; chunk ``k`` uses seed ``seed * 100_003 + k``); stops early once the chunks' CPU
-    seconds reach ``cpu_budget_s``. Returns :func:`compscope.sampling.draw_samples`'s dict over all chunks."""
+    seconds reach ``cpu_budget_s`` (at least one chunk is drawn). Returns
+    :func:`compscope.sampling.draw_samples`'s dict over all chunks."""
     import numpy as np
 
     from compscope.sampling import draw_samples
@@ -149,7 +150,7 @@ def draw_chunks(flow, system: str, n: int, folder: Path, chunk: int, seed: int, 
         if f.exists():
             parts.append(dict(np.load(f)))
         else:
-            if cpu_budget_s is not None and sum(float(p["cpu_seconds"]) for p in parts) >= cpu_budget_s:
+            if parts and cpu_budget_s is not None and sum(float(p["cpu_seconds"]) for p in parts) >= cpu_budget_s:
                 break
             b = min(chunk, n - sum(len(p["log_q"]) for p in parts))
             d = draw_samples(flow, system, b, batch_size=b, seed=seed * 100_003 + k, n_steps=n_steps)
