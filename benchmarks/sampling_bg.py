@@ -7,7 +7,13 @@ wall-clock budget on this CPU, then:
 - test NLL on the test split (exact divergence; nats per configuration and per degree of freedom of the
   mean-free subspace, ``(n - 1) dim``);
 - ``--n-samples`` flow samples with exact ``log q`` (``compscope.sampling.draw_samples``, RK4), their Kish ESS,
-  energy W2 (flow vs test split and reweighted vs test split), mean energies;
+  energy W2 (flow vs test split and reweighted vs test split), mean energies; drawn in saved chunks
+  (``sample_chunks/`` in the run folder, resumable) and optionally stopped by a CPU budget
+  (``--draw-cpu-minutes``: the JSON states the count reached);
+- the solver of the test NLL and the draws: ``--sample-steps`` RK4 steps and either the exact divergence at every
+  RK4 stage (default) or ``--div-nodes``/``--div-panels`` composite Gauss-Legendre quadrature of the exact
+  divergence along the RK4 path (10 divergences per draw instead of 80: LJ13), in ``--dtype``;
+  ``--check-integration N`` measures its log q error against a 40-step solve on N draws;
 - training wall time (the trainer's budget clock, summed over resumes) and samples/s.
 
 One seed per run: ``--seed S`` trains in ``benchmarks/work/sampling_bg_<sys>_seed<S>`` and writes
@@ -25,6 +31,9 @@ Every stage is resumable: the run folder holds the Lightning checkpoints (``--re
     python -m benchmarks.sampling_bg --system dw4 --aggregate                        # sampling_bg_dw4.json
     python -m benchmarks.sampling_bg --system lj13 --seed 0 --minutes 30             # training data: our MCMC
     python -m benchmarks.sampling_bg --system dw4 --seed 1 --partial                 # JSON from what exists
+    python -m benchmarks.sampling_bg --system lj13 --seed 0 --minutes 15 --out RUN --eval-only --n-samples 100000
+        --draw-cpu-minutes 6 --chunk 250 --n-test 300 --div-nodes 5 --div-panels 2 --sample-steps 4
+        --dtype float32 --check-integration 4                                         # LJ13 evaluation as committed
 
 LJ13 trains on the project's own MCMC samples (``compscope sample reference lj13 --set n_samples=6000 --set
 n_chains=300``, the default ``--train``); the shipped LJ13 val/test splits are only used for validation and
