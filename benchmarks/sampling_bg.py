@@ -149,8 +149,7 @@ def draw_chunks(flow, system: str, n: int, folder: Path, chunk: int, seed: int, 
     :func:`compscope.sampling.draw_samples`'s dict over all chunks."""
     import numpy as np
 
-    from compscope.sampling import draw_samples
-    from compscope.sampling._estimators import importance_weights
+    from compscope.sampling import draw_samples, importance_weights
 
     folder.mkdir(parents=True, exist_ok=True)
     parts, k = [], 0
