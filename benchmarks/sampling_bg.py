@@ -7,7 +7,13 @@ wall-clock budget on this CPU, then:
 - test NLL on the test split (exact divergence; nats per configuration and per degree of freedom of the
   mean-free subspace, ``(n - 1) dim``);
 - ``--n-samples`` flow samples with exact ``log q`` (``compscope.sampling.draw_samples``, RK4), their Kish ESS,
-  energy W2 (flow vs test split and reweighted vs test split), mean energies;
+  energy W2 (flow vs test split and reweighted vs test split), mean energies; drawn in saved chunks
+  (``sample_chunks/`` in the run folder, resumable) and optionally stopped by a CPU budget
+  (``--draw-cpu-minutes``: the JSON states the count reached);
+- the solver of the test NLL and the draws: ``--sample-steps`` RK4 steps and either the exact divergence at every
+  RK4 stage (default) or ``--div-nodes``/``--div-panels`` composite Gauss-Legendre quadrature of the exact
+  divergence along the RK4 path (10 divergences per draw instead of 80: LJ13), in ``--dtype``;
+  ``--check-integration N`` measures its log q error against a 40-step solve on N draws;
 - training wall time (the trainer's budget clock, summed over resumes) and samples/s.
 
 One seed per run: ``--seed S`` trains in ``benchmarks/work/sampling_bg_<sys>_seed<S>`` and writes
@@ -25,6 +31,9 @@ Every stage is resumable: the run folder holds the Lightning checkpoints (``--re
     python -m benchmarks.sampling_bg --system dw4 --aggregate                        # sampling_bg_dw4.json
     python -m benchmarks.sampling_bg --system lj13 --seed 0 --minutes 30             # training data: our MCMC
     python -m benchmarks.sampling_bg --system dw4 --seed 1 --partial                 # JSON from what exists
+    python -m benchmarks.sampling_bg --system lj13 --seed 0 --minutes 15 --out RUN --eval-only --n-samples 100000
+        --draw-cpu-minutes 6 --chunk 250 --n-test 300 --div-nodes 5 --div-panels 2 --sample-steps 4
+        --dtype float32 --check-integration 4                                         # LJ13 evaluation as committed
 
 LJ13 trains on the project's own MCMC samples (``compscope sample reference lj13 --set n_samples=6000 --set
 n_chains=300``, the default ``--train``); the shipped LJ13 val/test splits are only used for validation and
@@ -118,22 +127,61 @@ def config(system: str, minutes: float, train: str | None, seed: int, n_train: i
     return cfg
 
 
-def test_nll(flow, system: str, source: str, n: int, batch: int = 250) -> dict:
+def test_nll(flow, system: str, source: str, n: int, batch: int = 250, n_steps: int | None = None) -> dict:
+    """Exact NLL of the first ``n`` frames of ``source`` (the flow's ``div_nodes``/``div_panels`` solver)."""
     import torch
 
     from compscope.sampling import load_positions
 
     x = load_positions(source, system)[:n].to(next(flow.parameters()).dtype)
-    nll = torch.cat([-flow.log_prob(x[i:i + batch]).detach() for i in range(0, len(x), batch)]).double()
+    nll = torch.cat([-flow.log_prob(x[i:i + batch], n_steps=n_steps).detach()
+                     for i in range(0, len(x), batch)]).double()
     dof = (flow.n_particles - 1) * flow.dim
     return {"n": len(x), "nll": nll.mean().item(), "nll_se": (nll.std() / len(nll) ** 0.5).item(),
             "nll_per_dof": nll.mean().item() / dof, "dof": dof, "source": source}
 
 
+def draw_chunks(flow, system: str, n: int, folder: Path, chunk: int, seed: int, n_steps: int | None,
+                cpu_budget_s: float | None) -> dict:
+    """``n`` draws in chunks of ``chunk``, each saved to ``folder/chunk_<k>.npz`` with its wall and CPU seconds (a
+    rerun skips the saved ones; chunk ``k`` uses seed ``seed * 100_003 + k``); stops early once the chunks' CPU
+    seconds reach ``cpu_budget_s`` (at least one chunk is drawn). Returns
+    :func:`compscope.sampling.draw_samples`'s dict over all chunks."""
+    import numpy as np
+
+    from compscope.sampling import draw_samples, importance_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    parts, k = [], 0
+    while sum(len(p["log_q"]) for p in parts) < n:
+        f = folder / f"chunk_{k:05d}.npz"
+        if f.exists():
+            parts.append(dict(np.load(f)))
+        else:
+            if parts and cpu_budget_s is not None and sum(float(p["cpu_seconds"]) for p in parts) >= cpu_budget_s:
+                break
+            b = min(chunk, n - sum(len(p["log_q"]) for p in parts))
+            d = draw_samples(flow, system, b, batch_size=b, seed=seed * 100_003 + k, n_steps=n_steps)
+            part = {key: np.asarray(d[key]) for key in ("positions", "log_q", "energy", "seconds", "cpu_seconds")}
+            np.savez(folder / f"chunk_{k:05d}.tmp.npz", **part)
+            (folder / f"chunk_{k:05d}.tmp.npz").replace(f)
+            parts.append(part)
+            print(f"drew {sum(len(p['log_q']) for p in parts)} / {n}", flush=True)
+        k += 1
+    u = np.concatenate([p["energy"] for p in parts])
+    lq = np.concatenate([p["log_q"] for p in parts])
+    iw = importance_weights(u, lq)
+    sec = sum(float(p["seconds"]) for p in parts)
+    cpu = sum(float(p["cpu_seconds"]) for p in parts)
+    return {"positions": np.concatenate([p["positions"] for p in parts]), "log_q": lq, "energy": u,
+            "log_w": iw.log_w, "n_invalid": iw.n_invalid, "seconds": sec, "cpu_seconds": cpu,
+            "samples_per_s": len(lq) / sec, "samples_per_cpu_s": len(lq) / cpu, "n_chunks": len(parts)}
+
+
 SUMMARY_KEYS = {"test_nll": ("test_nll", "nll"), "test_nll_per_dof": ("test_nll", "nll_per_dof"),
                 "ess_percent": ("ess_percent",), "energy_w2_flow": ("energy_w2_flow",),
                 "energy_w2_reweighted": ("energy_w2_reweighted",), "train_seconds": ("train_seconds",),
-                "samples_per_s": ("samples_per_s",)}
+                "samples_per_s": ("samples_per_s",), "samples_per_cpu_s": ("samples_per_cpu_s",)}
 
 
 def _get(doc: dict, path: tuple[str, ...]):
@@ -151,7 +199,8 @@ def seed_row(doc: dict, file: str) -> dict:
            "budget_clock": _get(doc, ("config", "trainer", "budget_clock")) or "wall",
            "global_step": doc.get("global_step"), "n_test": _get(doc, ("test_nll", "n")),
            "test_nll_se": _get(doc, ("test_nll", "nll_se")), "n_samples": doc.get("n_samples"),
-           "n_invalid": doc.get("n_invalid"), "ess_percent_bootstrap_sd": doc.get("ess_percent_bootstrap_sd")}
+           "n_invalid": doc.get("n_invalid"), "ess_percent_bootstrap_sd": doc.get("ess_percent_bootstrap_sd"),
+           "solver": doc.get("solver")}
     row.update({k: _get(doc, path) for k, path in SUMMARY_KEYS.items()})
     return row
 
@@ -296,6 +345,19 @@ def main() -> None:
     ap.add_argument("--n-samples", type=int, default=10_000)
     ap.add_argument("--n-test", type=int, default=2000, help="test-split frames for the NLL")
     ap.add_argument("--sample-steps", type=int, default=None, help="RK4 steps for drawing (default: the flow's)")
+    ap.add_argument("--div-nodes", type=int, default=None,
+                    help="Gauss-Legendre nodes per panel of the exact divergence along the RK4 path, for the test NLL "
+                         "and the draws (default: the divergence at every RK4 stage)")
+    ap.add_argument("--div-panels", type=int, default=1, help="panels of the composite Gauss-Legendre rule")
+    ap.add_argument("--dtype", default="float64", choices=["float32", "float64"],
+                    help="precision of the test NLL and the draws")
+    ap.add_argument("--draw-cpu-minutes", type=float, default=None,
+                    help="stop drawing (and the test NLL) when this many CPU minutes are spent on it, summed over "
+                         "resumes; the JSON states the counts reached")
+    ap.add_argument("--chunk", type=int, default=500, help="draws per saved chunk (resumable drawing)")
+    ap.add_argument("--check-integration", type=int, default=0,
+                    help="measure the log q error of the draw settings against 40 RK4 steps with the divergence "
+                         "at every stage, on this many draws (float64)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--loss", default="flow_matching", choices=["flow_matching", "reverse_kl"])
     ap.add_argument("--init-from", default=None, help="run folder whose flow starts this run (fine-tuning)")
@@ -303,6 +365,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None,
                     help="run folder (default benchmarks/work/sampling_bg_<sys>_<tag or seedS>)")
     ap.add_argument("--partial", action="store_true", help="write the JSON from what exists, train/draw nothing")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="do not train (or resume training): evaluate the run folder's checkpoint")
     ap.add_argument("--aggregate", action="store_true",
                     help="write the headline sampling_bg_<sys>.json from the seeds' sweep JSONs; nothing runs")
     ap.add_argument("--name", default=None, help="result name (default sampling_bg_<system>_<tag or seedS>)")
@@ -326,7 +390,6 @@ def main() -> None:
 
     from compscope.runtime import configure_threads
     from compscope.sampling import (
-        draw_samples,
         get_target,
         load_flow,
         load_positions,
@@ -350,23 +413,28 @@ def main() -> None:
                              f"(compscope sample reference {a.system})")
     if test_source is None:
         raise SystemExit(f"{a.system}: no default test data; pass --test <reference.h5>")
-    if not a.partial:
+    if not a.partial and not a.eval_only:
         resume = (out / "checkpoints" / "last.ckpt").exists()
         train_flow(cfg, out=out, resume=resume)
     timing = json.loads((out / "train_time.json").read_text()) if (out / "train_time.json").exists() else {}
     rows = read_metrics(out) if (out / "metrics.jsonl").exists() else []
     val = [r for r in rows if "val_nll" in r]
-    flow, info = load_flow(out, dtype=torch.float64)
+    dtype = getattr(torch, a.dtype)
+    flow, info = load_flow(out, dtype=dtype)
+    flow.div_nodes, flow.div_panels = a.div_nodes, a.div_panels
+    solver = {"n_steps": a.sample_steps or flow.n_steps, "div_nodes": a.div_nodes, "div_panels": a.div_panels,
+              "dtype": a.dtype}
     if timing.get("train_seconds") is None:
         notes.append("training budget not complete (interrupted or --partial): train_seconds unknown")
 
+    budget = None if a.draw_cpu_minutes is None else 60 * a.draw_cpu_minutes
     nll_file = out / "test_nll.json"
     if nll_file.exists():
         nll = json.loads(nll_file.read_text())
     elif not a.partial:
-        t0 = time.perf_counter()
-        nll = test_nll(flow, a.system, test_source, a.n_test)
-        nll["seconds"] = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        nll = test_nll(flow, a.system, test_source, a.n_test, batch=100, n_steps=a.sample_steps)
+        nll.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0, solver=solver)
         nll_file.write_text(json.dumps(nll, indent=2))
     else:
         nll = None
@@ -375,21 +443,32 @@ def main() -> None:
     if samples_file.exists():
         samples = read_samples(samples_file)
     elif not a.partial:
-        samples = draw_samples(flow, a.system, a.n_samples, batch_size=min(1000, a.n_samples), seed=a.seed,
-                               n_steps=a.sample_steps)
+        samples = draw_chunks(flow, a.system, a.n_samples, out / "sample_chunks", a.chunk, a.seed, a.sample_steps,
+                              budget)
         write_samples(samples_file, samples, {"target": a.system, "model": info["checkpoint"],
-                                              "seconds": samples["seconds"],
+                                              "seconds": samples["seconds"], "cpu_seconds": samples["cpu_seconds"],
                                               "samples_per_s": samples["samples_per_s"],
-                                              "n_steps": a.sample_steps or flow.n_steps})
-        samples["attrs"] = {"seconds": samples["seconds"], "samples_per_s": samples["samples_per_s"]}
+                                              "samples_per_cpu_s": samples["samples_per_cpu_s"], **solver})
+        samples["attrs"] = {k: samples[k] for k in ("seconds", "cpu_seconds", "samples_per_s", "samples_per_cpu_s")}
     else:
         samples = None
+
+    integration = None
+    if a.check_integration and not a.partial:
+        from compscope.sampling import flow_integration_error
+
+        f64, _ = load_flow(out, dtype=torch.float64)
+        f64.div_panels = a.div_panels
+        integration = flow_integration_error(
+            f64, a.check_integration, [(a.sample_steps or flow.n_steps, a.div_nodes, a.div_panels), (20, None)],
+            reference=(40, None), seed=10_000 + a.seed)
 
     payload = {"system": a.system, "config": cfg, "run_folder": str(out), "checkpoint": info["checkpoint"],
                "epoch": info["epoch"], "global_step": info["global_step"],
                "train_seconds": timing.get("train_seconds"), "val_nll_curve": [
                    {"step": r.get("step"), "val_nll": r["val_nll"]} for r in val],
-               "test_nll": nll, "published": PUBLISHED}
+               "test_nll": nll, "solver": solver, "log_q_integration_error": integration,
+               "published": PUBLISHED}
     if a.loss == "reverse_kl":
         payload["train_invalid_per_check"] = [r["train_invalid"] for r in rows if "train_invalid" in r]
     if samples is not None:
@@ -400,6 +479,7 @@ def main() -> None:
                         "energy_w2_flow": rep["w2_flow"], "energy_w2_reweighted": rep["w2_reweighted"],
                         "energy_w1_flow": rep["w1_flow"], "energy_w1_reweighted": rep["w1_reweighted"],
                         "samples_per_s": float(samples["attrs"]["samples_per_s"]),
+                        "samples_per_cpu_s": samples["attrs"].get("samples_per_cpu_s"),
                         "sample_steps": a.sample_steps or flow.n_steps})
         # bootstrap spread of the ESS over proposals (not over independent trainings: --aggregate does that)
         rng = np.random.default_rng(0)

@@ -55,7 +55,13 @@ from ._estimators import (
     reweighted_mean,
     wasserstein_1d,
 )
-from ._flow import EquivariantCNF, EquivariantVectorField, fold_chirality
+from ._flow import (
+    EquivariantCNF,
+    EquivariantVectorField,
+    flow_integration_error,
+    fold_chirality,
+    quadrature_nodes,
+)
 from ._icflow import ALA2_ZMATRIX, ICFlow, ZMatrix, load_ic_flow, train_ic_flow
 from ._largestep import (
     ConditionalFlowProposal,
@@ -116,7 +122,7 @@ __all__ = ["SamplingInputError", "MALA", "HMC", "ChainState", "MCMCResult", "run
            "ImportanceWeights", "importance_weights", "kish_ess", "reweighted_mean", "energy_histogram",
            "wasserstein_1d", "free_energy_profile", "free_energy_difference",
            "mbar_log_weights", "mbar_expectation", "mbar_histogram",
-           "fold_chirality", "ZMatrix", "ICFlow", "ALA2_ZMATRIX",
+           "fold_chirality", "flow_integration_error", "quadrature_nodes", "ZMatrix", "ICFlow", "ALA2_ZMATRIX",
            "train_ic_flow", "load_ic_flow", "ramachandran_report", "ala2_reference_angles",
            "load_flow", "draw_samples", "write_samples", "read_samples", "report_samples", "SAMPLE_FORMAT",
            "Proposal", "GaussianKernel", "IndependenceProposal", "ConditionalFlowProposal", "LargeStepMH",

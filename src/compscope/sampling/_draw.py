@@ -107,25 +107,28 @@ ALA2_L_IMPROPER = ((6, 7, 9, 8), -1.0)
 
 
 def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, seed: int = 0,
-                 n_steps: int | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                 n_steps: int | None = None, progress: Callable[[int], None] | None = None,
+                 div_nodes: int | None = 0) -> dict[str, Any]:
     """``n`` flow samples with exact ``log q``, their energies (kT) and log weights, and the timing.
 
     Returns ``{positions (n, p, d), log_q (n,), energy (n,), log_w (n,), n_invalid, seconds, samples_per_s,
     mirrored_fraction}`` (numpy, float64). ``progress(k)`` is called with the number of samples done after each
     batch. Alanine dipeptide (target ``ala2``): the E(n) flow's density is reflection-symmetric, so D-alanine
     samples are mirrored onto L-alanine and every ``log q`` gains log 2 (:func:`fold_chirality`;
-    ``mirrored_fraction`` is the share that was mirrored, about one half).
+    ``mirrored_fraction`` is the share that was mirrored, about one half). ``div_nodes``: Gauss-Legendre nodes of
+    the exact divergence along the RK4 path (:meth:`EquivariantCNF.integrate`; 0: the flow's default, None: the
+    divergence at every RK4 stage). ``cpu_seconds`` is this process's CPU time for the draws.
     """
     if n < 1 or batch_size < 1:
         raise SamplingInputError(f"n={n}, batch_size={batch_size}: both must be positive", hint="e.g. --n 10000")
     t = get_target(target) if isinstance(target, str) else target
     g = torch.Generator().manual_seed(int(seed))
     xs, lqs, us = [], [], []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     done, mirrored = 0, 0.0
     while done < n:
         b = min(batch_size, n - done)
-        x, log_q = flow.sample(b, n_steps=n_steps, generator=g)
+        x, log_q = flow.sample(b, n_steps=n_steps, generator=g, div_nodes=div_nodes)
         if getattr(t, "name", None) == "ala2":  # an O(n)-invariant flow: fold D- onto L-alanine, log q + log 2
             x, log_q, frac = fold_chirality(x, log_q, *ALA2_L_IMPROPER)
             mirrored += frac * b
@@ -140,11 +143,12 @@ def draw_samples(flow: EquivariantCNF, target, n: int, batch_size: int = 1000, s
         done += b
         if progress is not None:
             progress(done)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     u, lq = np.concatenate(us), np.concatenate(lqs)
     iw = importance_weights(u, lq)
     return {"positions": np.concatenate(xs), "log_q": lq, "energy": u, "log_w": iw.log_w,
             "n_invalid": iw.n_invalid, "seconds": seconds, "samples_per_s": n / seconds,
+            "cpu_seconds": cpu_seconds, "samples_per_cpu_s": n / max(cpu_seconds, 1e-9),
             "mirrored_fraction": mirrored / n}
 
 
