@@ -111,3 +111,27 @@ def test_explicit_solvent_speed_runs_a_water_box():
     info = explicit_solvent_speed(seconds=0.5)
     assert info["n_waters"] > 50 and info["n_atoms"] == 22 + 3 * info["n_waters"]
     assert info["steps"] >= 50 and info["ns_per_day"] > 0
+
+
+def test_new_replicas_skip_indices_already_in_the_file(tmp_path):
+    """A replica that finished out of order leaves a gap (0000 and 0002 merged, 0001 not yet run): topping up must
+    run 0001, not a second 0002 with its seed; re-merging an already merged shard (a driver killed after the merge,
+    before the shard was removed) replaces the group instead of failing."""
+    out = tmp_path / "ala.h5"
+    parts = tmp_path / "ala.h5.parts"
+    parts.mkdir()
+    for k in (0, 2):
+        run_replica(_spec(parts, replica=k, steps=100))
+    keep = np.load(parts / "replica_0002.npz")
+    kept = {k: keep[k] for k in keep.files}
+    info = generate_alanine_dipeptide(out, replicas=0, steps=100, save_every=100, workers=1, platform="Reference",
+                                      plot=False)
+    assert info["total_replicas"] == 2
+    parts.mkdir(exist_ok=True)
+    np.savez(parts / "replica_0002.npz", **kept)  # the same shard again
+    info = generate_alanine_dipeptide(out, total_replicas=3, steps=100, save_every=100, workers=1,
+                                      platform="Reference", plot=False)
+    assert info["total_replicas"] == 3 and info["new_replicas"] == 1
+    with h5py.File(out) as f:
+        assert sorted(f["replicas"]) == ["0000", "0001", "0002"]
+        assert [int(f[f"replicas/{k:04d}"].attrs["seed"]) for k in range(3)] == [0, 1, 2]

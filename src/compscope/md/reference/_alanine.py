@@ -133,9 +133,10 @@ def _merge(h5, shard: Path) -> int:
             return 0
         g = h5.require_group(f"replicas/{int(spec['replica']):04d}")
         pos = z["positions"].reshape(-1, 22, 3)
-        for k in ("positions", "forces", "energy", "time_ps"):
+        for k in ("positions", "forces", "energy", "time_ps", "phi", "psi"):  # a re-merge after an interrupted one
             if k in g:
                 del g[k]
+        for k in ("positions", "forces", "energy", "time_ps"):
             g[k] = z[k].reshape(pos.shape) if k in ("positions", "forces") else z[k]
         g["phi"] = dihedral(pos, PHI)
         g["psi"] = dihedral(pos, PSI)
@@ -224,13 +225,16 @@ def generate_alanine_dipeptide(
         for s in sorted(parts.glob("replica_*.npz")):
             _merge(h5, s)
         n_existing = len(h5.get("replicas", {}))
+        # indices already in the file: with a replica finished out of order (a gap), a new replica must not reuse
+        # one of them (it would collide with that group and repeat its seed)
+        in_file = {int(k) for k in h5.get("replicas", {})}
     pending = [s for s in sorted(parts.glob("replica_*.npz")) if not s.name.endswith(".tmp.npz")]
     specs = []
     for s in pending:
         with np.load(s) as z:
             specs.append(json.loads(str(z["spec"])))
-    used = {sp["replica"] for sp in specs}
-    k = n_existing
+    used = {sp["replica"] for sp in specs} | in_file
+    k = 0  # the lowest free indices (a gap left by a replica that never finished is filled)
     if total_replicas is not None:
         replicas = max(0, int(total_replicas) - n_existing)
     while len(specs) < max(replicas, len(pending)):
