@@ -15,17 +15,17 @@ pytest.importorskip("openmm")
 runner = CliRunner()
 
 
-def _md_file(path, n_rep=3, n_frames=40, every=10, seed=0):
+def _md_file(path, n_rep=3, n_frames=40, every=10, seed=0, solvent="vacuum"):
     """A `compscope md reference` layout file written by real OpenMM Langevin MD (2 fs, HBonds, 300 K)."""
     import openmm as mm
     from openmm import unit
 
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
 
-    pdb, system = alanine_dipeptide_system("vacuum", "HBonds")
+    pdb, system = alanine_dipeptide_system(solvent, "HBonds")
     with h5py.File(path, "w") as h5:
         h5.attrs.update({"system": "alanine-dipeptide (ACE-ALA-NME)", "temperature_K": 300.0, "dt_fs": 2.0,
-                         "save_every": every, "solvent": "vacuum"})
+                         "save_every": every, "solvent": solvent})
         h5["atomic_numbers"] = np.array([a.element.atomic_number for a in pdb.topology.atoms()])
         for r in range(n_rep):
             integ = mm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 2 * unit.femtosecond)
@@ -117,3 +117,50 @@ def test_kernel_cli_trains_the_shipped_torsion_config_and_chains_with_it(tmp_pat
     assert bad.exit_code != 0 and "does not exist" in bad.output
     bad = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k3"), "--set", "colour=1"])
     assert bad.exit_code != 0 and "unknown key" in bad.output
+
+
+def test_implicit_solvent_is_a_second_system(tmp_path):
+    """Alanine dipeptide in OBC2 implicit solvent: the target is OpenMM's energy of that System in kT; a torsion
+    kernel trained on implicit-solvent frames chains on it, and is refused on the vacuum system (and vice versa)."""
+    from pathlib import Path
+
+    import openmm as mm
+    from openmm import unit
+
+    from compscope.integrations.openmm_systems import alanine_dipeptide_system
+    from compscope.sampling import MOLAR_GAS_CONSTANT_KJ, alanine_dipeptide
+
+    pdb, system = alanine_dipeptide_system("obc", constraints=None)
+    ctx = mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(pdb.positions)
+    e = ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    x = np.asarray(pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom))[None]
+    u_obc, _ = alanine_dipeptide(solvent="obc").evaluate(x)
+    u_vac, _ = alanine_dipeptide().evaluate(x)
+    np.testing.assert_allclose(u_obc[0], e / (MOLAR_GAS_CONSTANT_KJ * 300.0), rtol=1e-9)
+    assert u_obc[0] < u_vac[0] - 10.0  # generalized-Born solvation of the peptide: tens of kT
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "sampling" / "torsion_kernel.yaml"
+    md = tmp_path / "md_obc.h5"
+    _md_file(md, n_rep=2, n_frames=30, solvent="obc")
+    r = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k"), "--set", f"data.md={md}",
+                            "--set", "data.lag_ps=0.2", "--set", "trainer.max_epochs=1", "--set",
+                            "trainer.progress_bar=false", "--set", "system=alanine-dipeptide-obc"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["sample", "kernel", str(config), "--out", str(tmp_path / "k0"), "--set", f"data.md={md}",
+                            "--set", "data.lag_ps=0.2", "--set", "system=alanine-dipeptide"])
+    assert r.exit_code != 0 and "was run in obc" in r.output  # a vacuum kernel from implicit-solvent MD
+    chain = ["sample", "chain", str(tmp_path / "k"), "--steps", "4", "--chains", "2", "--proposals", "2", "--local",
+             "1"]
+    r = runner.invoke(app, [*chain, "--system", "alanine-dipeptide-obc", "--out", str(tmp_path / "c.h5")])
+    assert r.exit_code == 0, r.output
+    with h5py.File(tmp_path / "c.h5") as h5:
+        assert json.loads(h5.attrs["config"])["target"]["name"] == "ala2-obc" and h5.attrs["system"] == \
+            "alanine-dipeptide-obc"
+    r = runner.invoke(app, [*chain, "--system", "alanine-dipeptide", "--out", str(tmp_path / "c2.h5")])
+    assert r.exit_code != 0 and "alanine-dipeptide-obc" in r.output  # a kernel of the other system
+    r = runner.invoke(app, [*chain, "--system", "alanine-dipeptide-obc", "--platform", "numba", "--out",
+                            str(tmp_path / "c3.h5")])
+    assert r.exit_code != 0 and "numba" in r.output  # the batched numba energy has no generalized-Born force
+    r = runner.invoke(app, ["sample", "compare", str(tmp_path / "c.h5"), str(md), "--out", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output

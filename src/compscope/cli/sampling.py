@@ -267,7 +267,8 @@ def report(
 def chain(
     model: Path = typer.Argument(..., help="a learned transition kernel (model.pt / run folder of train_transition) "
                                            "or a Boltzmann-generator flow (run folder / .ckpt of `sample train`)"),
-    system: str = typer.Option("alanine-dipeptide", "--system", help="the molecule (alanine-dipeptide)"),
+    system: str = typer.Option("alanine-dipeptide", "--system",
+                                help="alanine-dipeptide (vacuum) or alanine-dipeptide-obc (implicit solvent)"),
     steps: int = typer.Option(..., "--steps", help="cycles per chain (each: --proposals MH steps + --local MALA)"),
     chains: int = typer.Option(8, "--chains", help="independent chains, run as one batch"),
     out: Path = typer.Option(..., "--out", help="the chain file (.h5); its checkpoint is <out>.ckpt"),

@@ -235,7 +235,9 @@ def read_chain(path: str | Path, system: str | None = None) -> dict:
     return out
 
 
-SYSTEMS = ("alanine-dipeptide",)
+#: the systems of ``compscope sample chain``: name -> the solvent of its amber14 target (a kernel is trained for one
+#: of them: its ``system`` must match the chain's)
+SYSTEMS = {"alanine-dipeptide": "vacuum", "alanine-dipeptide-obc": "obc"}
 
 
 def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, out: str | Path, *,
@@ -261,7 +263,7 @@ def sample_chain(model: str | Path, system: str, n_cycles: int, n_chains: int, o
 
     if system not in SYSTEMS:
         raise SamplingInputError(f"unknown system {system!r}", hint=f"choose one of {', '.join(SYSTEMS)}")
-    target = alanine_dipeptide(platform=platform)
+    target = alanine_dipeptide(platform=platform, solvent=SYSTEMS[system])
     p = Path(model)
     kernel_file = p / "model.pt" if p.is_dir() else p
     doc = _kernel_doc(kernel_file)

@@ -54,9 +54,11 @@ def load_dihedral_series(path: str | Path) -> dict:
             from ._chain import read_chain
 
             c = read_chain(path)
-            if c["config"].get("system") != "alanine-dipeptide":
+            from ._chain import SYSTEMS
+
+            if c["config"].get("system") not in SYSTEMS:
                 raise SamplingInputError(f"{path} is a chain of {c['config'].get('system')!r}",
-                                         hint="compare alanine-dipeptide chains")
+                                         hint=f"compare chains of {', '.join(SYSTEMS)}")
             pos = c["positions"]  # (T, chains, n, 3)
             if len(pos) < 4:
                 raise SamplingInputError(f"{path} holds only {len(pos)} kept states", hint="run the chain longer")

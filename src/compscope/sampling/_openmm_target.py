@@ -250,8 +250,11 @@ class OpenMMTarget(Target):
 
 
 def alanine_dipeptide(temperature: float = 300.0, platform: str = "Reference", constraints: str | None = None,
-                      n_particles: int | None = None, nonfinite: str = "inf") -> OpenMMTarget:
-    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) in vacuum, amber14, no cutoff, as a target at ``temperature``.
+                      n_particles: int | None = None, nonfinite: str = "inf",
+                      solvent: str = "vacuum") -> OpenMMTarget:
+    """Alanine dipeptide (ACE-ALA-NME, 22 atoms), amber14, no cutoff, as a target at ``temperature``: in vacuum or
+    in implicit solvent (``solvent="obc"``: OBC2 generalized Born, the system of ``compscope md reference
+    --solvent obc``).
 
     Args:
         temperature: K (300 in the Boltzmann-generator literature).
@@ -260,11 +263,14 @@ def alanine_dipeptide(temperature: float = 300.0, platform: str = "Reference", c
             the potential energy is the same function, constraints only matter to dynamics).
         n_particles: atoms of the samples to be evaluated (checked against the system's 22).
         nonfinite: ``"inf"`` or ``"raise"`` (see :class:`OpenMMTarget`).
+        solvent: a key of :data:`compscope.integrations.openmm_systems.SOLVENTS` (``vacuum``, ``obc``, ``gbn2``);
+            the ``numba`` platform evaluates vacuum only (it refuses the generalized-Born force).
     """
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
 
-    _, system = alanine_dipeptide_system("vacuum", constraints=constraints)
-    t = OpenMMTarget(system, temperature=temperature, platform=platform, name="ala2", n_particles=n_particles,
+    _, system = alanine_dipeptide_system(solvent, constraints=constraints)
+    t = OpenMMTarget(system, temperature=temperature, platform=platform,
+                     name="ala2" if solvent == "vacuum" else f"ala2-{solvent}", n_particles=n_particles,
                      nonfinite=nonfinite)
     t.phi_psi = (ALA2_PHI, ALA2_PSI)
     return t

@@ -143,17 +143,45 @@ def train_kernel(config: dict, out: str | None = None, resume: bool = False):
     where = run_folder(cfg, out, example="runs/torsion_kernel")
     pairs = transition_pairs(data["md"], lag_ps=float(data["lag_ps"]), fractions=tuple(data.get("fractions",
                              (0.8, 0.2, 0.0))), seed=int(data.get("seed", 0)), stride=int(data.get("stride", 1)))
+    system = _system_of(cfg.get("system"), data["md"])
     common = {"lr": float(cfg.get("lr", 3e-3 if kind == "torsion" else 1e-3)),
               "batch_size": int(cfg.get("batch_size", 512 if kind == "torsion" else 256)),
-              "trainer": cfg.get("trainer"), "seed": int(cfg.get("seed", 0)), "resume": resume}
+              "trainer": cfg.get("trainer"), "seed": int(cfg.get("seed", 0)), "resume": resume, "system": system}
     if kind == "cartesian":
         from ._transition_train import train_transition
 
         return train_transition(pairs, where, flow=cfg.get("kernel"), **common)
-    target = alanine_dipeptide()
+    from ._chain import SYSTEMS
+
+    target = alanine_dipeptide(solvent=SYSTEMS[system])
     dih = list(target.phi_psi)
     from ._torsion import pivot_groups
 
     groups = pivot_groups(target.n_particles, target.bonds(), dih)
     return train_torsion_kernel(torsion_pairs(pairs, dih), where, dih, groups, target.n_particles,
                                 kernel=cfg.get("kernel"), **common)
+
+
+def _system_of(system: str | None, md: str) -> str:
+    """The ``sample chain`` system a kernel is trained for: ``system`` if given (checked against the solvent the MD
+    file was run in), else the one of that solvent."""
+    import h5py
+
+    from compscope.errors import ConfigError
+
+    from ._chain import SYSTEMS
+
+    with h5py.File(md, "r") as h5:
+        solvent = str(h5.attrs.get("solvent", "vacuum"))
+    by_solvent = {v: k for k, v in SYSTEMS.items()}
+    if system is None:
+        if solvent not in by_solvent:
+            raise ConfigError(f"{md} was run in solvent {solvent!r}, which no sampling system uses",
+                              hint=f"use MD of one of: {', '.join(f'{k} ({v})' for k, v in SYSTEMS.items())}")
+        return by_solvent[solvent]
+    if system not in SYSTEMS:
+        raise ConfigError(f"unknown system {system!r}", hint=f"choose one of {', '.join(SYSTEMS)}")
+    if SYSTEMS[system] != solvent:
+        raise ConfigError(f"system {system!r} is alanine dipeptide in {SYSTEMS[system]}, but {md} was run in "
+                          f"{solvent}", hint=f"set system: {by_solvent.get(solvent, '?')} or use MD of {system}")
+    return system
