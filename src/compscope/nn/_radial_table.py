@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._fused import _FASTMATH, SparseCG, _coef, _np, _private, _reduce, _run
+from ._fused import _FASTMATH, SparseCG, _coef, _contract, _np, _private, _reduce, _run
 
 __all__ = ["RadialTable", "tabulated_edge_product"]
 
@@ -200,7 +200,6 @@ def _tab_fwd(x, y, r, coef, inv_h, r_max, send, recv, start, ca, cb, cc, path, l
     tmp = np.empty(mul, dtype=x.dtype)
     wf = np.empty(coef.shape[2], dtype=x.dtype)
     sc = np.zeros(4, dtype=x.dtype)
-    zero = sc[3]
     for e in range(lo, hi):
         re = r[e]
         if re >= r_max:
@@ -212,13 +211,7 @@ def _tab_fwd(x, y, r, coef, inv_h, r_max, send, recv, start, ca, cb, cc, path, l
         for j in range(nnz):
             yc[j] = cc[j] * ye[cb[j]]
         for k in range(n_k):
-            for u in range(mul):
-                tmp[u] = zero
-            for j in range(start[k], start[k + 1]):
-                c = yc[j]
-                xa = xs[ca[j]]
-                for u in range(mul):
-                    tmp[u] += c * xa[u]
+            _contract(tmp, yc, xs, ca, start[k], start[k + 1])
             base = path[k] * mul
             ok = o[k]
             for u in range(mul):
@@ -254,13 +247,7 @@ def _tab_bwd(grad, x, y, r, coef, inv_h, r_max, send, recv, start, ca, cb, cc, p
         for u in range(mul):
             acc_r[u] = zero
         for k in range(n_k):
-            for u in range(mul):
-                tmp[u] = zero
-            for j in range(start[k], start[k + 1]):
-                c = yc[j]
-                xa = xs[ca[j]]
-                for u in range(mul):
-                    tmp[u] += c * xa[u]
+            _contract(tmp, yc, xs, ca, start[k], start[k + 1])
             base = path[k] * mul
             gk = ge[k]
             for u in range(mul):
