@@ -143,7 +143,7 @@ def train_kernel(config: dict, out: str | None = None, resume: bool = False):
     where = run_folder(cfg, out, example="runs/torsion_kernel")
     pairs = transition_pairs(data["md"], lag_ps=float(data["lag_ps"]), fractions=tuple(data.get("fractions",
                              (0.8, 0.2, 0.0))), seed=int(data.get("seed", 0)), stride=int(data.get("stride", 1)))
-    system = _system_of(cfg.get("system"), data["md"])
+    system = _system_of(cfg.get("system"), pairs["solvent"], data["md"])
     common = {"lr": float(cfg.get("lr", 3e-3 if kind == "torsion" else 1e-3)),
               "batch_size": int(cfg.get("batch_size", 512 if kind == "torsion" else 256)),
               "trainer": cfg.get("trainer"), "seed": int(cfg.get("seed", 0)), "resume": resume, "system": system}
@@ -162,17 +162,13 @@ def train_kernel(config: dict, out: str | None = None, resume: bool = False):
                                 kernel=cfg.get("kernel"), **common)
 
 
-def _system_of(system: str | None, md: str) -> str:
-    """The ``sample chain`` system a kernel is trained for: ``system`` if given (checked against the solvent the MD
-    file was run in), else the one of that solvent."""
-    import h5py
-
+def _system_of(system: str | None, solvent: str, md: str) -> str:
+    """The ``sample chain`` system a kernel is trained for: ``system`` if given (checked against ``solvent``, the one
+    the MD file ``md`` was run in), else the one of that solvent."""
     from compscope.errors import ConfigError
 
     from ._chain import SYSTEMS
 
-    with h5py.File(md, "r") as h5:
-        solvent = str(h5.attrs.get("solvent", "vacuum"))
     by_solvent = {v: k for k, v in SYSTEMS.items()}
     if system is None:
         if solvent not in by_solvent:

@@ -60,7 +60,7 @@ def transition_pairs(path: str | Path, lag_ps: float, fractions=(0.8, 0.1, 0.1),
 
     Returns:
         ``{"train"|"valid"|"test": (x0 (m, n, 3), x1 (m, n, 3)) float64 tensors, "replicas": {split: [names]},
-        "lag_frames": int, "frame_ps": float, "atomic_numbers": (n,)}``.
+        "lag_frames": int, "frame_ps": float, "atomic_numbers": (n,), "solvent": the file's (default vacuum)}``.
     """
     import h5py
 
@@ -80,6 +80,7 @@ def transition_pairs(path: str | Path, lag_ps: float, fractions=(0.8, 0.1, 0.1),
         lag = int(round(lag))
         trajs = {n: h5["replicas"][n]["positions"][:] for n in names}
         z = h5["atomic_numbers"][:] if "atomic_numbers" in h5 else None
+        solvent = str(h5.attrs.get("solvent", "vacuum"))
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or fr[0] <= 0:
         raise SamplingInputError(f"fractions {fractions}: need three non-negative numbers, train > 0",
@@ -91,7 +92,7 @@ def transition_pairs(path: str | Path, lag_ps: float, fractions=(0.8, 0.1, 0.1),
     if counts[0] < 1:
         raise SamplingInputError("no trajectory left for training", hint="generate more replicas")
     bounds = np.cumsum([0, *counts])
-    out: dict = {"replicas": {}, "lag_frames": lag, "frame_ps": frame_ps, "atomic_numbers": z}
+    out: dict = {"replicas": {}, "lag_frames": lag, "frame_ps": frame_ps, "atomic_numbers": z, "solvent": solvent}
     for k, split in enumerate(("train", "valid", "test")):
         reps = order[bounds[k]:bounds[k + 1]]
         out["replicas"][split] = reps
