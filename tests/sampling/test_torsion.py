@@ -113,6 +113,25 @@ def _exact_phi(edges):
     return np.diff(np.interp(edges, ph, c / c[-1]))
 
 
+#: the start of every 4-atom chain (phi near 0.6 rad) and the phi bins of the exact-marginal tests
+_X0 = torch.tensor([[0.0, 0, 0], [1.5, 0, 0], [2.0, 1.41, 0], [3.5, 1.5, 0.3]], dtype=torch.float64)
+_EDGES = np.linspace(-np.pi, np.pi, 25)
+
+
+def _phi_error(mh):
+    """256 chains of ``mh`` on the 4-atom target for 110 cycles (30 burn-in, generator seed 0): the final state and
+    the largest deviation of the kept phi histogram from the exact marginal."""
+    target, gen = _Chain4(), torch.Generator().manual_seed(0)
+    state = mh.init(target, _X0[None].repeat(256, 1, 1))
+    kept = []
+    for cycle in range(110):
+        state = mh.step(target, state, gen)
+        if cycle >= 30:
+            kept.append(dihedral_angles(state.x, (0, 1, 2, 3)))
+    hist = np.histogram(torch.cat(kept).numpy(), _EDGES)[0] / (80 * 256)
+    return state, np.abs(hist - _exact_phi(_EDGES)).max()
+
+
 def test_torsion_mh_samples_the_exact_marginal_and_exploration_does_not():
     """A deliberately asymmetric, state-dependent kernel (random weights): only the MH correction with the
     forward and reverse torus densities (and no Jacobian term) gives the exact phi marginal."""
@@ -122,21 +141,10 @@ def test_torsion_mh_samples_the_exact_marginal_and_exploration_does_not():
         for p in kernel.parameters():
             p.add_(0.5 * torch.randn_like(p))
     prop = TorsionProposal(kernel, [(0, 1, 2, 3)], pivot_groups(4, [(0, 1), (1, 2), (2, 3)], [(0, 1, 2, 3)]))
-    x0 = torch.tensor([[0.0, 0, 0], [1.5, 0, 0], [2.0, 1.41, 0], [3.5, 1.5, 0.3]], dtype=torch.float64)
-    edges = np.linspace(-np.pi, np.pi, 25)
-    exact = _exact_phi(edges)
     errors = {}
     for metropolize in (True, False):
         mh = LargeStepMH(prop, n_proposals=1, n_local=4, local={"step_size": 2e-3}, metropolize=metropolize)
-        target, gen = _Chain4(), torch.Generator().manual_seed(0)
-        state = mh.init(target, x0[None].repeat(256, 1, 1))
-        kept = []
-        for cycle in range(110):
-            state = mh.step(target, state, gen)
-            if cycle >= 30:
-                kept.append(dihedral_angles(state.x, (0, 1, 2, 3)))
-        hist = np.histogram(torch.cat(kept).numpy(), edges)[0] / (80 * 256)
-        errors[metropolize] = np.abs(hist - exact).max()
+        state, errors[metropolize] = _phi_error(mh)
         if metropolize:
             assert 0.05 < state.acceptance.mean() < 0.9
     # run-to-run spread of the exact chain (generator seeds 0-4): max |dp| 0.004-0.009; exploration: 0.066
@@ -187,22 +195,12 @@ def test_reusable_independence_kernel_uses_every_draw_and_samples_the_exact_marg
             p.add_(0.5 * torch.randn_like(p))
     prop = TorsionProposal(kernel, [(0, 1, 2, 3)], pivot_groups(4, [(0, 1), (1, 2), (2, 3)], [(0, 1, 2, 3)]))
     assert prop.reusable and prop.independent
-    x0 = torch.tensor([[0.0, 0, 0], [1.5, 0, 0], [2.0, 1.41, 0], [3.5, 1.5, 0.3]], dtype=torch.float64)
-    edges = np.linspace(-np.pi, np.pi, 25)
-    exact = _exact_phi(edges)
     out = {}
     for k in (8, 1):
         mh = LargeStepMH(prop, n_proposals=k, mh_steps=8, n_local=2, local={"step_size": 2e-3})
-        target, gen = _Chain4(), torch.Generator().manual_seed(0)
-        state = mh.init(target, x0[None].repeat(256, 1, 1))
-        kept = []
-        for cycle in range(110):
-            state = mh.step(target, state, gen)
-            if cycle >= 30:
-                kept.append(dihedral_angles(state.x, (0, 1, 2, 3)))
-        hist = np.histogram(torch.cat(kept).numpy(), edges)[0] / (80 * 256)
+        state, err = _phi_error(mh)
         assert state.mh_steps.eq(8 * 110).all() and state.proposals.eq(8 * 110).all()  # no draw discarded
-        out[k] = (np.abs(hist - exact).max(), state.accepted.sum().item() / state.mh_steps.sum().item())
+        out[k] = (err, state.accepted.sum().item() / state.mh_steps.sum().item())
     # run-to-run spread (generator seeds 0-3): max |dp| 0.006-0.018 for both (the bond angle coupled to phi relaxes
     # only by the MALA steps), acceptance 0.243-0.252
     assert out[8][0] < 0.025 and out[1][0] < 0.025, out
