@@ -1,5 +1,5 @@
-"""`compscope pde ...` verbs: generate data, train (train-fv: learned finite volumes), evaluate and roll out neural PDE
-solvers.
+"""`compscope pde ...` verbs: generate data, train (train-fv: learned finite volumes, train-spectral: learned
+correction of the spectral solver), evaluate and roll out neural PDE solvers.
 
 ``compscope pde train CONFIG [--resume] [--out DIR] [--set key=value ...]``; errors (with their hints) are printed
 by the root command group (:class:`compscope.cli._common.CompscopeGroup`).
@@ -68,6 +68,22 @@ def train_fv(
     from compscope.pde import train_learned_fv
 
     result = train_learned_fv(load_config(config, overrides), out=out, resume=resume)
+    typer.echo(result.best)
+
+
+@app.command("train-spectral")
+def train_spectral(
+    config: Path = typer.Argument(..., help="YAML with the sections model, data, module, trainer "
+                                            "(configs/pde/learned_spectral_e3.yaml)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in the output folder"),
+    out: Path | None = typer.Option(None, "--out", help="run folder (default: the config's out)"),
+    overrides: list[str] | None = typer.Option(None, "--set", help=SET_OPTION_HELP),
+) -> None:
+    """Train a learned correction of the pseudo-spectral solver (IF-RK4 + a learned conservative flux) by
+    unrolling; prints the best checkpoint. Examples: --set data.nx=25, --set trainer.max_time_minutes=10."""
+    from compscope.pde import train_learned_spectral
+
+    result = train_learned_spectral(load_config(config, overrides), out=out, resume=resume)
     typer.echo(result.best)
 
 

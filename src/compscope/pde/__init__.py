@@ -43,6 +43,9 @@ __all__ = [
     "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time",
     "LearnedFluxFV", "StencilNet", "FaceNet", "Forcing", "NonFiniteInputError", "consistency_basis", "LearnedFVData",
     "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv", "load_learned_fv", "FastLearnedFV",
+    "LearnedSpectral", "FastLearnedSpectral", "ClosureNet", "interpolant_cell_averages", "cell_averages_to_points",
+    "spectral_forcing_points", "spectral_split", "LearnedSpectralData", "LearnedSpectralSolver",
+    "train_learned_spectral", "load_learned_spectral", "resolve_spectral_config",
 ]
 
 _LAZY = {
@@ -58,6 +61,10 @@ _LAZY = {
     "_learned_fv_train": ["LearnedFVData", "LearnedFVSolver", "load_coarse", "resolve_fv_config", "train_learned_fv",
                           "load_learned_fv"],
     "_learned_fv_fast": ["FastLearnedFV"],
+    "_learned_spectral": ["LearnedSpectral", "FastLearnedSpectral", "ClosureNet", "interpolant_cell_averages",
+                          "cell_averages_to_points", "spectral_forcing_points"],
+    "_learned_spectral_train": ["spectral_split", "LearnedSpectralData", "LearnedSpectralSolver",
+                                "train_learned_spectral", "load_learned_spectral", "resolve_spectral_config"],
     "_train": ["SECTIONS", "TRAINER_DEFAULTS", "RESUME_SAFE", "resolve_config", "build", "train", "training_time"],
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}

@@ -151,9 +151,18 @@ class LearnedFVSolver(L.LightningModule):
         if int(pushforward) < 0 or not float(noise) >= 0:
             raise ConfigError(f"module.pushforward={pushforward}, module.noise={noise}: both must be >= 0",
                               hint="pushforward: output steps without gradient (e.g. 8); noise: e.g. 0.01")
-        self.fv = LearnedFluxFV(equation, nx, **dict(model or {}))
+        self.fv = self.build_model(equation, nx, dict(model or {}))
         self.eq = get_equation(equation)
         self.times = [float(v) for v in self.eq.times]
+
+    @staticmethod
+    def build_model(equation: str, nx: int, model: dict) -> torch.nn.Module:
+        """The solver being trained (a subclass trains another one with the same loss)."""
+        return LearnedFluxFV(equation, nx, **model)
+
+    def forcing(self, f: torch.Tensor):
+        """A batch's forcing tensor (B, 4, n_waves) as the model's ``advance`` takes it."""
+        return _forcing(self.fv, f)
 
     def unroll_steps(self, epoch: int) -> int:
         u = self.hparams.unroll
@@ -166,7 +175,7 @@ class LearnedFVSolver(L.LightningModule):
         n = min(self.unroll_steps(self.current_epoch), nt - 1)
         p = min(int(torch.randint(0, int(self.hparams.pushforward) + 1, ())), nt - 1 - n)
         s = torch.randint(0, nt - n - p, (B,))
-        forcing = _forcing(self.fv, f)
+        forcing = self.forcing(f)
         times = torch.tensor(self.times, dtype=torch.float64)
         rows = torch.arange(B)
         state = u[rows, s]
@@ -222,8 +231,10 @@ class LearnedFVSolver(L.LightningModule):
         return [opt], [sched]
 
 
-def resolve_fv_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The full config of a learned-FV run, every section checked and its defaults written out."""
+def resolve_fv_config(config: Mapping[str, Any], kind: str = "fv") -> dict[str, Any]:
+    """The full config of a learned-FV run (``kind="spectral"``: of the learned spectral solver), every section
+    checked and its defaults written out."""
+    model_cls, data_cls, module_cls = _kinds(kind)
     unknown = sorted(set(config) - set(FV_SECTIONS))
     if unknown:
         raise ConfigError(f"learned-FV config: unknown top-level key(s) {unknown}",
@@ -239,27 +250,39 @@ def resolve_fv_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "seed": seed,
         "out": None if config.get("out") is None else str(config["out"]),
-        "model": resolve_section(cfg, "model", LearnedFluxFV, provided={"equation": "data.equation",
-                                                                         "nx": "data.nx"}),
-        "data": resolve_section(cfg, "data", LearnedFVData, provided={"progress": "trainer.progress_bar"}),
-        "module": resolve_section(cfg, "module", LearnedFVSolver, provided={
+        "model": resolve_section(cfg, "model", model_cls, provided={"equation": "data.equation", "nx": "data.nx"}),
+        "data": resolve_section(cfg, "data", data_cls, provided={"progress": "trainer.progress_bar"}),
+        "module": resolve_section(cfg, "module", module_cls, provided={
             "equation": "data.equation", "nx": "data.nx", "model": "the model section"}),
         "trainer": trainer,
     }
 
 
+def _kinds(kind: str) -> tuple[type, type, type]:
+    """(model, data, module) classes of a learned-solver kind."""
+    if kind == "fv":
+        return LearnedFluxFV, LearnedFVData, LearnedFVSolver
+    if kind == "spectral":
+        from ._learned_spectral import LearnedSpectral
+        from ._learned_spectral_train import LearnedSpectralData, LearnedSpectralSolver
+
+        return LearnedSpectral, LearnedSpectralData, LearnedSpectralSolver
+    raise ConfigError(f"unknown learned-solver kind {kind!r}", hint="use 'fv' or 'spectral'")
+
+
 def train_learned_fv(config: Mapping[str, Any], out: str | os.PathLike | None = None,
-                     resume: bool = False) -> FitResult:
+                     resume: bool = False, kind: str = "fv") -> FitResult:
     """Train the learned finite-volume solver of a config (module docstring) with :func:`compscope.train.fit`:
     run folder, resume (``resume=True`` continues ``out/checkpoints/last.ckpt``), time budget
     (``trainer.max_time_minutes``), ``best.ckpt`` by the validation accumulated error."""
-    cfg = resolve_fv_config(config)
-    where = run_folder(cfg, out, example="runs/learned_fv_e1")
+    cfg = resolve_fv_config(config, kind)
+    _, data_cls, module_cls = _kinds(kind)
+    where = run_folder(cfg, out, example="runs/learned_fv_e1" if kind == "fv" else "runs/learned_spectral_e3")
     L.seed_everything(cfg["seed"], workers=True, verbose=False)
     data_cfg = cfg["data"]
-    module = LearnedFVSolver(data_cfg["equation"], data_cfg["nx"], model=cfg["model"], **cfg["module"])
+    module = module_cls(data_cfg["equation"], data_cfg["nx"], model=cfg["model"], **cfg["module"])
     trainer = TrainerConfig(**cfg["trainer"])
-    data = LearnedFVData(**data_cfg, progress=trainer.progress_bar)
+    data = data_cls(**data_cfg, progress=trainer.progress_bar)
     run = RunDir(where, resume=resume, config=cfg, safe=FV_RESUME_SAFE).start()
     result = fit(module, data, run, trainer, callbacks=[EpochSeed(cfg["seed"])])
     if is_rank_zero() and run.file("metrics.jsonl").exists():

@@ -5,6 +5,10 @@
 exactly with an integrating factor and ``N`` with classical RK4 (the "IF-RK4" / Lawson scheme, Lawson 1967),
 so the stiff diffusion and dispersion impose no step limit; the nonlinear term is dealiased with the 2/3 rule.
 
+A learned closure (:mod:`._learned_spectral`) enters as ``flux``: a callable of the point values returning a flux
+``F`` at the collocation points, added to ``N`` as ``-d_x F`` (spectral derivative, dealiased like ``N``; its
+k = 0 mode is zero, so the mean is conserved whatever ``F`` is). ``flux=None`` is the classical solver.
+
 Meant for smooth solutions (E2/E3 with enough viscosity): at a shock it rings (Gibbs), use WENO5 there.
 numba has no FFT, so this solver runs on numpy's pocketfft (compiled C), batched over trajectories.
 """
@@ -24,7 +28,7 @@ def points_to_cell_average(u: np.ndarray, L: float) -> np.ndarray:
 
 
 def spectral_solve(u0, times, alpha, beta, gamma, L=16.0, A=None, omega=None, phi=None, l=None,
-                   cfl=0.5, dt_max=np.inf, cell_average=True):
+                   cfl=0.5, dt_max=np.inf, cell_average=True, flux=None):
     """Solve a batch of trajectories with the IF-RK4 Fourier pseudo-spectral method.
 
     Args:
@@ -35,6 +39,8 @@ def spectral_solve(u0, times, alpha, beta, gamma, L=16.0, A=None, omega=None, ph
         cfl: advective Courant number (the linear terms are exact).
         dt_max: cap on the step.
         cell_average: return cell averages (as the finite-volume data) instead of point values.
+        flux: None, or a callable ``flux(u) -> F`` (both (B, nx) point values): the learned closure
+            ``-d_x F`` added to the nonlinear term (module docstring).
 
     Returns:
         Array (B, nt, nx).
@@ -55,7 +61,10 @@ def spectral_solve(u0, times, alpha, beta, gamma, L=16.0, A=None, omega=None, ph
 
     def nonlinear(vhat, t):
         u = np.fft.irfft(vhat, n=nx, axis=-1)
-        out = -alpha * 1j * k * np.fft.rfft(0.5 * u * u, axis=-1) * keep
+        if flux is None:
+            out = -alpha * 1j * k * np.fft.rfft(0.5 * u * u, axis=-1) * keep
+        else:
+            out = -1j * k * np.fft.rfft(alpha * (0.5 * u * u) + flux(u), axis=-1) * keep
         if forced:
             f = np.sum(A_ * np.sin(om * t + kw * x[None, :, None] + ph), axis=-1)  # (B, nx)
             out = out + np.fft.rfft(f, axis=-1)
