@@ -9,6 +9,8 @@ trajectory, and a batch of all test trajectories divided by their number) for
   too), several models per grid allowed (``--model NX:LABEL=CKPT``, e.g. the small face net beside the CNN),
 * WENO5 + SSP-RK3 (numba) at ``--classical-nx`` (25 ... 800), each block-averaged to the cell's grid,
 * the pseudo-spectral IF-RK4 solver at ``--spectral-nx`` (NaN where it blows up at shocks),
+* the learned correction of the spectral solver (:class:`compscope.pde.FastLearnedSpectral`: IF-RK4 + a learned
+  conservative flux, numpy inside the spectral solver's own code; ``--spectral-model NX:LABEL=CKPT``),
 
 all in the same run on the same cores. The reference (``--ref-solver``) is WENO5 at ``--ref-nx`` (1600) for
 E1/E2 and the spectral solver at ``--ref-nx`` (800) for dispersive settings (E3: WENO5's explicit dispersive step
@@ -19,7 +21,11 @@ factor", against WENO5 and against the best classical solver of the cell), the s
 (finite everywhere, total-variation growth), mass conservation in every rollout, the per-trajectory breakdown
 (where the learned scheme loses to the best classical solver at the same grid), a ``headline`` block, and the
 cost of each learned network (multiply-adds per face; its single-trajectory and batched time against WENO5's at
-every classical grid, the weights moved to that grid: cost only). Writes
+every classical grid, the weights moved to that grid: cost only). The spectral solver's cell averages are its
+trigonometric interpolant's, so a spectral run whose grid does not nest in the cell's (nx = 25 or 64 in the cell
+nx = 50, any grid in nx = 32) is scored by that interpolant's exact cell averages on the cell's grid
+(:func:`compscope.pde.interpolant_cell_averages`, equal to block averaging where the grids nest); WENO5 runs are
+block-averaged and enter only cells whose grid divides theirs. Writes
 ``benchmarks/results/pde_learned_fv_<EQ>.json`` and ``..._pareto.png``::
 
     nice -n 10 python -m benchmarks.pde_learned_fv --equation E1 \
@@ -130,6 +136,9 @@ def main() -> None:
                     help="NX=CKPT or NX:LABEL=CKPT of a trained learned-FV model (repeat; the first per grid is the "
                          "cell's headline model; labels NAME@s0, NAME@s1, ... are one network's training seeds, "
                          "summarised under cells/.../seeds/NAME)")
+    ap.add_argument("--spectral-model", action="append", default=[],
+                    help="NX:LABEL=CKPT of a trained learned spectral correction (compscope pde train-spectral); "
+                         "listed after the --model entries of its grid")
     ap.add_argument("--no-cost", action="store_true", help="skip the cost sweep (learned nets on other grids)")
     ap.add_argument("--classical-nx", default=None, help="WENO5 grids (default 25,...,800; E3 25,...,200)")
     ap.add_argument("--spectral-nx", default=None, help="spectral grids (default 25,50,100; E3 25,...,400)")
@@ -180,10 +189,15 @@ def main() -> None:
         key, path = m.split("=", 1)
         nx_s, _, label = key.partition(":")
         models.setdefault(int(nx_s), []).append((label or "learned", path))
-    cells = sorted(models) or [25]
+    spectral_models: dict[int, list[tuple[str, str]]] = {}
+    for m in args.spectral_model:
+        key, path = m.split("=", 1)
+        nx_s, _, label = key.partition(":")
+        spectral_models.setdefault(int(nx_s), []).append((label or "spectral+learned", path))
+    cells = sorted(set(models) | set(spectral_models)) or [25]
     # the stored nx = 200 data against our reference: what the training targets are worth
     data_err = {nx: scores(coarsen(test["u"].astype(float), nx, "block"), coarsen(ref_fine, nx, "block"))["error"]
-                for nx in cells}
+                if eq.nx_ref % nx == 0 else None for nx in cells}
 
     classical: dict[str, dict[int, dict]] = {"WENO5": {}, "spectral": {}}
     preds: dict[str, dict[int, np.ndarray]] = {"WENO5": {}, "spectral": {}}
@@ -197,7 +211,7 @@ def main() -> None:
             classical[solver][n] = _timing(_timed(lambda u0=u0, run=run: run(u0[:1], slice(0, 1)), reps[0]),
                                            _timed(lambda u0=u0, run=run: run(u0, slice(None)), reps[1]), B)
 
-    from compscope.pde import FastLearnedFV, load_learned_fv
+    from compscope.pde import FastLearnedFV, interpolant_cell_averages, load_learned_fv, load_learned_spectral
 
     out_cells = {}
     for nx in cells:
@@ -206,18 +220,28 @@ def main() -> None:
         for solver, runs in classical.items():
             cell["classical"][solver] = {}
             for n, timing in runs.items():
-                if n % nx:
+                if solver == "spectral":  # its interpolant's exact cell averages on the cell's grid
+                    sc = scores(interpolant_cell_averages(preds[solver][n], eq.L, nx) if n != nx
+                                else preds[solver][n], ref)
+                elif n % nx:
                     continue
-                sc = scores(coarsen(preds[solver][n], nx, "block"), ref)
+                else:
+                    sc = scores(coarsen(preds[solver][n], nx, "block"), ref)
                 cell["classical"][solver][str(n)] = {**sc, **timing}
         # the best classical solver of the cell: the lower error at the cell's own grid
         same = {sv: r[str(nx)] for sv, r in cell["classical"].items() if str(nx) in r and r[str(nx)]["finite"]}
         best = min(same, key=lambda sv: same[sv]["error"]) if same else "WENO5"
         cell["best_classical"] = best
         variants = {}
-        for label, path in models.get(nx, []):
-            fv = load_learned_fv(path, eq.name, nx)
-            lv = _learned(fv, FastLearnedFV(fv), u0_at(nx), cond, p, eq, ref, farg)
+        entries = [(label, path, "fv") for label, path in models.get(nx, [])]
+        entries += [(label, path, "spectral") for label, path in spectral_models.get(nx, [])]
+        for label, path, kind in entries:
+            if kind == "fv":
+                fv = load_learned_fv(path, eq.name, nx)
+                lv = _learned(fv, FastLearnedFV(fv), u0_at(nx), cond, p, eq, ref, farg)
+            else:
+                lv = _learned_spectral(load_learned_spectral(path, eq.name, nx), p, eq, ref, cond)
+            lv["kind"] = kind
             lv["checkpoint"] = path
             lv["equal_error"] = {}
             lv["speedup_at_equal_error"] = {}
@@ -485,6 +509,37 @@ def _learned(fv, fast, u0, cond, p, eq, ref, farg) -> dict:
             "mass_drift_max_weno": float(np.abs(mass(w_long) - mass(w_long[:, :1])).max())}
 
 
+def _learned_spectral(model, p, eq, ref, cond) -> dict:
+    """The learned spectral correction on one cell (numpy, inside the spectral solver): scores, timings,
+    2x-horizon stability and total variation, mass drift. ``macs_per_face`` holds its multiply-adds per grid
+    point and right-hand side (the closure; the FFTs, common with the classical solver, not counted)."""
+    from compscope.pde import FastLearnedSpectral, spectral_forcing_points
+
+    fast = FastLearnedSpectral(model)
+    B, nx = cond.shape[0], model.nx
+    f = [p[k] for k in ("A", "omega", "phi", "l")]
+    u0 = spectral_forcing_points(p, eq.L, nx)
+
+    def run(times, b=None):
+        sl = slice(None) if b is None else slice(b, b + 1)
+        try:
+            with np.errstate(all="ignore"):
+                return fast.solve(u0[sl], times, cond[sl], *[a[sl] for a in f])
+        except FloatingPointError:
+            return np.full((u0[sl].shape[0], len(times), nx), np.nan)
+
+    sc = scores(run(eq.times), ref)
+    timing = _timing(_timed(lambda: run(eq.times, 0), 5), _timed(lambda: run(eq.times), 2), B)
+    times2 = np.linspace(0.0, 2 * eq.tmax, 2 * eq.nt - 1)
+    long = run(times2)
+    stable = bool(np.isfinite(long).all())
+    mass = long.sum(-1) * (eq.L / nx)
+    return {**sc, **timing, "model": model.config, "macs_per_face": model.macs_per_point(),
+            "parameters": sum(q.numel() for q in model.parameters()), "stable_2x_horizon": stable,
+            "tv_growth_2x": total_variation_growth(long, eq.nt).tolist() if stable else None,
+            "mass_drift_max": float(np.abs(mass - mass[:, :1]).max()) if stable else None}
+
+
 def _plot(cells: dict, path: Path, equation: str) -> None:
     import matplotlib
 
@@ -505,8 +560,10 @@ def _plot(cells: dict, path: Path, equation: str) -> None:
         variants.update(cell.get("learned_variants", {}))
         for (label, lv), marker in zip(variants.items(), ("r*", "mP", "gX", "cD"), strict=False):
             if np.isfinite(lv["error"]):
+                what = ("spectral + learned closure", "MACs/point") if lv.get("kind") == "spectral" else (
+                    "learned FV", "MACs/face")
                 ax.errorbar([lv["cpu_s_per_traj_single"]], [lv["error"]], yerr=[lv["error_se"]], fmt=marker, ms=12,
-                            label=f"learned FV '{label}' nx {cell['nx']} ({lv['macs_per_face']} MACs/face)")
+                            label=f"{what[0]} '{label}' nx {cell['nx']} ({lv['macs_per_face']} {what[1]})")
         ax.set_xlabel("CPU s per trajectory (single, 1 thread)")
         ax.set_ylabel("accumulated error vs reference")
         ax.set_title(key)
