@@ -58,11 +58,12 @@ def test_zero_network_is_the_spectral_solver(name):
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-13)
 
 
-def test_random_closure_conserves_mass_and_numpy_matches_torch():
+@pytest.mark.parametrize("inputs", ["u", "highpass"])
+def test_random_closure_conserves_mass_and_numpy_matches_torch(inputs):
     eq, p, cond = _batch("E3")
     times = eq.times[:60]
     u0 = spectral_forcing_points(p, eq.L, 32)
-    model = _randomise(LearnedSpectral("E3", 32, hidden=8))
+    model = _randomise(LearnedSpectral("E3", 32, hidden=8, inputs=inputs), scale=1.0)
     with torch.no_grad():
         out = model.solve(torch.tensor(u0), times, torch.tensor(cond), _forcing(p)).numpy()
     ref = spectral_solve(u0, times, p["alpha"], p["beta"], p["gamma"], eq.L, *_forcing(p).values())
@@ -205,8 +206,8 @@ def test_bad_input():
 def test_tiny_training_run_loads_and_refuses_another_cell(tmp_path):
     cfg = {"seed": 0, "model": {"hidden": 4, "layers": 2, "kernel": 3},
            "data": {"equation": "E3", "nx": 16, "nx_fine": 48, "n_train": 4, "n_valid": 2, "cache": str(tmp_path),
-                    "batch_size": 2},
-           "module": {"unroll": [1, 2], "pushforward": 2, "noise": 0.01, "lr": 1e-2},
+                    "batch_size": 2, "max_ref_gap": None},
+           "module": {"unroll": [1, 2], "lr": 1e-2},
            "trainer": {"max_epochs": 1, "progress_bar": False, "num_threads": 1}}
     result = train_learned_spectral(cfg, out=tmp_path / "run")
     model = load_learned_spectral(result.best, "E3", 16)
@@ -216,3 +217,23 @@ def test_tiny_training_run_loads_and_refuses_another_cell(tmp_path):
     d = spectral_split("E3", "valid", 2, 0, 16, 48, tmp_path)
     fine = spectral_split("E3", "valid", 2, 0, None, 48, tmp_path)["u"]
     np.testing.assert_allclose(d["u"], coarsen(fine, 16), atol=1e-12)  # 48 nests 16: block averages
+    assert d["ref_gap"].shape == (2,) and (d["ref_gap"] > 0).all()
+    # the data-start variant of the loss (the learned FV's: pushforward, noise) runs too
+    cfg["module"] = {"unroll": [1], "start": "data", "pushforward": 2, "noise": 0.01}
+    train_learned_spectral(cfg, out=tmp_path / "run_data")
+
+
+def test_highpass_closure_vanishes_on_resolved_states():
+    eq, p, cond = _batch("E3", B=2)
+    x = (np.arange(48) + 0.5) * eq.L / 48
+    smooth = np.stack([np.sin(2 * np.pi * 3 * x / eq.L + b) for b in (0.0, 1.0)])  # mode 3 < 48 / 6
+    rough = smooth + 0.1 * np.cos(2 * np.pi * 12 * x / eq.L)  # mode 12 >= 8: in the closure's band
+    c = torch.tensor(cond)
+    learned = _randomise(LearnedSpectral("E3", 48, hidden=8))
+    plain = _randomise(LearnedSpectral("E3", 48, hidden=8, inputs="u"))
+    for u, zero in ((smooth, True), (rough, False)):
+        flux = learned.flux(torch.tensor(u), c).detach().numpy()
+        spread = np.abs(flux - flux.mean(-1, keepdims=True)).max()  # a constant flux has no divergence
+        assert (spread < 1e-13) == zero, spread
+    flux = plain.flux(torch.tensor(smooth), c).detach().numpy()
+    assert np.abs(flux - flux.mean(-1, keepdims=True)).max() > 1e-3
