@@ -1,9 +1,12 @@
 """The learned-correction spectral solver: zero network = spectral_solve, conservation, translation and mirror
 equivariance, gradients through the unroll, float32, exact coarse averages, bad input, a tiny training run."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from compscope.errors import CompscopeError
 from compscope.pde import (
@@ -16,8 +19,10 @@ from compscope.pde import (
     coarsen,
     get_equation,
     interpolant_cell_averages,
+    LearnedSpectralSolver,
     load_learned_spectral,
     points_to_cell_average,
+    resolve_spectral_config,
     spectral_forcing_points,
     spectral_solve,
     spectral_split,
@@ -237,3 +242,14 @@ def test_highpass_closure_vanishes_on_resolved_states():
         assert (spread < 1e-13) == zero, spread
     flux = plain.flux(torch.tensor(smooth), c).detach().numpy()
     assert np.abs(flux - flux.mean(-1, keepdims=True)).max() > 1e-3
+
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "pde").glob("learned_spectral_*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_build(path):
+    cfg = resolve_spectral_config(yaml.safe_load(path.read_text()))
+    module = LearnedSpectralSolver(cfg["data"]["equation"], cfg["data"]["nx"], model=cfg["model"], **cfg["module"])
+    assert isinstance(module.fv, LearnedSpectral) and module.fv.nx == cfg["data"]["nx"]
+    assert cfg["trainer"]["budget_clock"] == "cpu" and cfg["out"]

@@ -254,9 +254,10 @@ def test_weight_ema_is_what_is_validated_saved_and_loaded(tmp_path, pde_cache):
         train(tiny_config(pde_cache, trainer={"ema_decay": 1.5}), out=tmp_path / "bad")
 
 
-# learned_fv_*.yaml train the learned finite volumes (`pde train-fv`): tests/pde/test_learned_fv_train.py builds them
+# learned_fv_*.yaml train the learned finite volumes (`pde train-fv`): tests/pde/test_learned_fv_train.py builds them;
+# learned_spectral_*.yaml (`pde train-spectral`): tests/pde/test_learned_spectral.py
 CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs" / "pde").glob("*.yaml")
-                 if not p.stem.startswith("learned_fv"))
+                 if not p.stem.startswith(("learned_fv", "learned_spectral")))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
