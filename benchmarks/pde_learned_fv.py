@@ -138,7 +138,7 @@ def main() -> None:
                          "summarised under cells/.../seeds/NAME)")
     ap.add_argument("--spectral-model", action="append", default=[],
                     help="NX:LABEL=CKPT of a trained learned spectral correction (compscope pde train-spectral); "
-                         "listed after the --model entries of its grid")
+                         "listed before the --model entries of its grid (the first is the cell's headline)")
     ap.add_argument("--no-cost", action="store_true", help="skip the cost sweep (learned nets on other grids)")
     ap.add_argument("--classical-nx", default=None, help="WENO5 grids (default 25,...,800; E3 25,...,200)")
     ap.add_argument("--spectral-nx", default=None, help="spectral grids (default 25,50,100; E3 25,...,400)")
@@ -233,8 +233,9 @@ def main() -> None:
         best = min(same, key=lambda sv: same[sv]["error"]) if same else "WENO5"
         cell["best_classical"] = best
         variants = {}
-        entries = [(label, path, "fv") for label, path in models.get(nx, [])]
-        entries += [(label, path, "spectral") for label, path in spectral_models.get(nx, [])]
+        # the first entry of a grid is the cell's headline: the learned spectral correction where there is one
+        entries = [(label, path, "spectral") for label, path in spectral_models.get(nx, [])]
+        entries += [(label, path, "fv") for label, path in models.get(nx, [])]
         for label, path, kind in entries:
             if kind == "fv":
                 fv = load_learned_fv(path, eq.name, nx)
