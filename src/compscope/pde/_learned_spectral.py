@@ -314,12 +314,11 @@ class FastLearnedSpectral:
         """u (B, nx), bias0 (B, H0): the first layer's bias plus its coefficient channels -> flux (B, nx)."""
         W0 = self.layers[0][0][:, 0, :]  # (H0, K) weights on u
         h = u[:, self.idx] @ W0.T + bias0[:, None, :]  # (B, nx, H0)
-        for j, (W, b) in enumerate(self.layers[1:], start=1):
+        for W, b in self.layers[1:]:
             h = self._act(h)
-            B, n, C = h.shape
-            Wm = W.transpose(2, 1, 0).reshape(-1, W.shape[0])  # (K * C, out)
+            B, n, _ = h.shape
+            Wm = W.transpose(2, 1, 0).reshape(-1, W.shape[0])  # (K * C, out): row j * C + c is W[:, c, j]
             h = h[:, self.idx, :].reshape(B, n, -1) @ Wm + b
-            del j
         return h[..., 0]
 
     def solve(self, u0: np.ndarray, times, cond: np.ndarray, A=None, omega=None, phi=None, l=None) -> np.ndarray:
