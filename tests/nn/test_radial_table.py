@@ -105,6 +105,11 @@ def test_generated_kernels_equal_generic():
         for a, b in zip(*back):
             assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
         assert float(back[1][2][r >= R_MAX].abs().max()) == 0.0  # no length gradient beyond the cutoff
+        # the backward without d/dx (first layer: x is the species embedding) gives the same d/dy and d/dr
+        nox = RT._tab_backward(grad, x, y, r, table, send, recv, cg, need_gx=False)
+        assert float(nox[0].abs().max()) == 0.0
+        for a, b in zip(back[0][1:], nox[1:]):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_nan_propagates_and_training_uses_network():

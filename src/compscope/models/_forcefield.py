@@ -223,7 +223,8 @@ class EquivariantPotential(nn.Module):
             self.interactions, self.products, self.gates, self.self_connections, self.readouts
         )):
             if tables is not None:
-                a = inter.forward_tabulated(h, edge_sh, lengths, edge_index, tables[layer])  # (N, irreps_a.dim)
+                a = inter.forward_tabulated(h, edge_sh, lengths, edge_index, tables[layer],
+                                            const_feats=layer == 0)  # (N, irreps_a.dim)
             else:
                 a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs, chunk)  # (N, irreps_a.dim)
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
@@ -257,7 +258,8 @@ class EquivariantPotential(nn.Module):
             bound = torch.tensor(int(m), dtype=recv.dtype, device=recv.device)
             e = int(torch.searchsorted(recv, bound))  # edges into atoms < m (edges sorted by receiver)
             if tables is not None:
-                a = inter.forward_tabulated(h, edge_sh[:e], lengths[:e], edge_index[:, :e], tables[layer], n_out=m)
+                a = inter.forward_tabulated(h, edge_sh[:e], lengths[:e], edge_index[:, :e], tables[layer], n_out=m,
+                                            const_feats=layer == 0)
             else:
                 layer_pairs = None
                 if pairs is not None:  # the weight rows the prefix uses, renumbered

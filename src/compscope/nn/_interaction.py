@@ -116,11 +116,18 @@ class Interaction(nn.Module):
         edge_index: torch.Tensor,  # (2, E)
         table: RadialTable,
         n_out: int | None = None,
+        const_feats: bool = False,
     ) -> torch.Tensor:
         """:meth:`forward` on the fused CPU path with the radial weights read from ``table`` (built by
         :meth:`radial_table` from this interaction's MLP and the model's radial embedding): inference only, no
-        per-edge radial activations; the same result up to the table's deviation from the network."""
+        per-edge radial activations; the same result up to the table's deviation from the network.
+
+        ``const_feats``: ``node_feats`` do not depend on positions or strain (the first layer's species
+        embedding), so the backward skips their gradient (forces and stress only: the tabulated path gives no
+        parameter gradients, as the radial network is a constant table here)."""
         h = self.tp.to_channels(self.linear_up(node_feats))  # (N, d1, mul)
+        if const_feats:
+            h = h.detach()
         n = node_feats.shape[0] if n_out is None else int(n_out)
         agg = tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())  # (n, K, mul)
         return self.linear.forward_channels(agg)  # (n, irreps_out.dim)
