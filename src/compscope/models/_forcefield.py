@@ -18,9 +18,11 @@ from compscope.nn import (
     MLPReadout,
     ProductBasis,
     RadialEmbedding,
+    edge_geometry,
     edge_pairs,
     fused_available,
     gate_for,
+    geometry_supported,
     potential_outputs,
     scatter_sum,
 )
@@ -206,11 +208,9 @@ class EquivariantPotential(nn.Module):
         if receivers is not None:
             return self._pruned_node_energies(positions, node_attrs, species_idx, edge_index, cell_shifts,
                                               edge_cell, fused, include_e0, chunk, receivers, tables)
-        send, recv = edge_index[0], edge_index[1]
-        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
-        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
-        lengths = vectors.norm(dim=-1)  # (E,)
-        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        recv = edge_index[1]
+        lengths, edge_sh, envelope = self._edge_features(positions, edge_index, cell_shifts, edge_cell,
+                                                         tables is not None)
         # (E, num_bessel), exactly 0 beyond r_max; not needed with tables (they take the lengths)
         edge_radial = self.radial(lengths) if tables is None else None
 
@@ -230,7 +230,7 @@ class EquivariantPotential(nn.Module):
             h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
             node_energy = node_energy + readout(h)  # (N,)
         if self.isolated_e0:  # an atom without neighbours has zero interaction energy
-            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])  # smooth, (N,)
+            coordination = scatter_sum(envelope, recv, positions.shape[0])  # smooth, (N,)
             node_energy = ((node_energy - self.one_body_energies(positions)[species_idx])
                            * self.element_scale[species_idx]
                            + self.element_shift[species_idx] * (1.0 - torch.exp(-coordination)))
@@ -242,11 +242,9 @@ class EquivariantPotential(nn.Module):
                               fused: bool, include_e0: bool, chunk: int | None, receivers: list[int],
                               tables: list | None = None) -> torch.Tensor:
         """:meth:`node_energies` with ``receivers`` (layer by layer fewer atoms; see there)."""
-        send, recv = edge_index[0], edge_index[1]
-        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
-        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
-        lengths = vectors.norm(dim=-1)  # (E,)
-        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        recv = edge_index[1]
+        lengths, edge_sh, envelope = self._edge_features(positions, edge_index, cell_shifts, edge_cell,
+                                                         tables is not None)
         edge_radial = self.radial(lengths) if tables is None else None  # (E, num_bessel)
         pairs = (edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) and tables is None
                  else None)
@@ -273,12 +271,32 @@ class EquivariantPotential(nn.Module):
         m = int(receivers[-1])
         idx = species_idx[:m]
         if self.isolated_e0:
-            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])[:m]
+            coordination = scatter_sum(envelope, recv, positions.shape[0])[:m]
             node_energy = ((node_energy - self.one_body_energies(positions)[idx]) * self.element_scale[idx]
                            + self.element_shift[idx] * (1.0 - torch.exp(-coordination)))
         else:
             node_energy = node_energy * self.element_scale[idx] + self.element_shift[idx]
         return node_energy + self.atomic_energies[idx] if include_e0 else node_energy  # (m,)
+
+    def _edge_features(self, positions, edge_index, cell_shifts, edge_cell, inference: bool):
+        """Edge lengths (E,), spherical harmonics (E, sh.dim) and cutoff envelope (E,) (what the coordination of
+        ``isolated_e0`` sums; None without it). ``inference`` (the tabulated path) on the CPU with one cell for all
+        edges (a single structure: ``edge_cell`` an expanded (3, 3)) uses the fused kernel
+        :func:`~compscope.nn.edge_geometry` (same values, one pass over edges forward and one backward); otherwise
+        torch ops."""
+        n_edges = edge_index.shape[1]
+        lmax = self.irreps_sh.lmax
+        if (inference and n_edges > 0 and edge_cell.stride(0) == 0 and geometry_supported(lmax)
+                and fused_available(positions, cell_shifts)):
+            cut = self.radial.cutoff
+            lengths, sh, env = edge_geometry(positions, edge_cell[0], cell_shifts, edge_index, lmax,
+                                             cut.r_max if self.isolated_e0 else 0.0, cut.p)
+            return lengths, sh, (env if self.isolated_e0 else None)
+        send, recv = edge_index[0], edge_index[1]
+        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
+        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
+        lengths = vectors.norm(dim=-1)  # (E,)
+        return lengths, self.sh(vectors), (self.radial.cutoff(lengths) if self.isolated_e0 else None)
 
     def owned_energies(self, graph: AtomicGraph, positions: torch.Tensor, receivers: list[int]) -> torch.Tensor:
         """Per-atom energies (receivers[-1],) of a blocked graph's leading atoms, E0s included in float64
