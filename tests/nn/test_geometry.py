@@ -63,3 +63,15 @@ def test_geometry_gradcheck_and_nan():
     assert torch.isnan(lengths[0]) and torch.isnan(sh[0, 1:]).all()
     with pytest.raises(ValueError, match="lmax"):
         edge_geometry(pos, cell, shifts, ei, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_edges_within_equals_torch_pruning(dtype):
+    from compscope.nn import edges_within
+
+    pos, cell, ei, shifts = _system(dtype, seed=2)
+    keep = (pos[ei[1]] - pos[ei[0]] + shifts @ cell).norm(dim=-1) < R_MAX
+    assert 0 < int(keep.sum()) < ei.shape[1]
+    got_ei, got_shifts = edges_within(pos, cell, ei, shifts, R_MAX)
+    assert torch.equal(got_ei, ei[:, keep]) and torch.equal(got_shifts, shifts[keep])
+    assert got_shifts.dtype == shifts.dtype and got_ei.dtype == ei.dtype

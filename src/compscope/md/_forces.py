@@ -92,11 +92,17 @@ class ForceEvaluator:
         potential's cutoff function is exactly zero beyond it)."""
         from dataclasses import replace
 
+        from compscope.nn import edges_within, fused_available
+
+        cutoff = float(self.potential.cutoff)
+        if graph.num_graphs == 1 and fused_available(graph.positions):  # one pass in numba, same edges
+            edge_index, shifts = edges_within(graph.positions, graph.cell[0], graph.edge_index, graph.cell_shifts,
+                                              cutoff)
+            return replace(graph, edge_index=edge_index, cell_shifts=shifts, cutoff=cutoff)
         with torch.no_grad():
-            keep = graph.edge_vectors().norm(dim=-1) < float(self.potential.cutoff)  # (E,)
+            keep = graph.edge_vectors().norm(dim=-1) < cutoff  # (E,)
         idx = torch.nonzero(keep).flatten()
-        return replace(graph, edge_index=graph.edge_index[:, idx], cell_shifts=graph.cell_shifts[idx],
-                       cutoff=float(self.potential.cutoff))
+        return replace(graph, edge_index=graph.edge_index[:, idx], cell_shifts=graph.cell_shifts[idx], cutoff=cutoff)
 
     def build(self, graph: AtomicGraph) -> AtomicGraph:
         """Wrap (periodic) and rebuild the neighbour list at ``radius``."""

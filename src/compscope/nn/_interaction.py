@@ -125,7 +125,7 @@ class Interaction(nn.Module):
         ``const_feats``: ``node_feats`` do not depend on positions or strain (the first layer's species
         embedding), so the backward skips their gradient (forces and stress only: the tabulated path gives no
         parameter gradients, as the radial network is a constant table here)."""
-        h = self.tp.to_channels(self.linear_up(node_feats))  # (N, d1, mul)
+        h = self.tp.to_channels(self.linear_up(node_feats), gather_backward=True)  # (N, d1, mul)
         if const_feats:
             h = h.detach()
         n = node_feats.shape[0] if n_out is None else int(n_out)

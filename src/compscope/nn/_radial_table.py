@@ -328,9 +328,11 @@ def _tab_forward(x, y, r, table: RadialTable, send, recv, n_nodes: int, cg: Spar
 def _tab_backward(grad, x, y, r, table: RadialTable, send, recv, cg: SparseCG, generated: bool | None = None,
                   need_gx: bool = True):
     """Gradients ``(gx, gy, gr)``; ``gx`` is zeros without ``need_gx`` (when ``x`` needs no gradient)."""
+    gen = GENERATED if generated is None else generated
+    per_edge = torch.empty if gen else torch.zeros  # the generated kernels write every row of gy and gr
     gx = torch.zeros(x.shape, dtype=x.dtype)
-    gy = torch.zeros(y.shape, dtype=x.dtype)
-    gr = torch.zeros(r.shape, dtype=x.dtype)
+    gy = per_edge(y.shape, dtype=x.dtype)
+    gr = per_edge(r.shape, dtype=x.dtype)
     _, bwd, cg_args = _kernels(cg, generated, x.shape[2], need_gx)
     args = (_np(grad), _np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv.numpy(),
             *cg_args(x.dtype))
