@@ -163,3 +163,16 @@ def test_bad_table_size():
         m(_graph(torch.float64))
     with pytest.raises(ValueError, match="n_intervals"):
         RadialTable(m.radial, m.interactions[0].radial_mlp, R_MAX, n_intervals=0)
+
+
+def test_node_blocks_equal_whole():
+    """The tabulated path's node-wise steps in blocks of atoms: the same energies, forces and stress."""
+    m = _model(torch.float64, 2)
+    g = _graph(torch.float64, reps=(2, 1, 1))
+    m.node_chunk_size = None
+    whole = _run(m, g, 256)
+    m.node_chunk_size = 7  # blocks of 7 atoms (the last one shorter)
+    blocks = _run(m, g, 256)
+    for key in (K.ENERGY, K.FORCES, K.STRESS, K.NODE_ENERGY):
+        scale = float(whole[key].abs().max())
+        assert float((blocks[key] - whole[key]).abs().max()) <= 1e-12 * scale, key

@@ -125,12 +125,21 @@ class Interaction(nn.Module):
         ``const_feats``: ``node_feats`` do not depend on positions or strain (the first layer's species
         embedding), so the backward skips their gradient (forces and stress only: the tabulated path gives no
         parameter gradients, as the radial network is a constant table here)."""
-        h = self.tp.to_channels(self.linear_up(node_feats), gather_backward=True)  # (N, d1, mul)
-        if const_feats:
-            h = h.detach()
+        h = self.channels_in(node_feats, const_feats)  # (N, d1, mul)
         n = node_feats.shape[0] if n_out is None else int(n_out)
-        agg = tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())  # (n, K, mul)
-        return self.linear.forward_channels(agg)  # (n, irreps_out.dim)
+        return self.linear.forward_channels(self.aggregate_tabulated(h, edge_sh, lengths, edge_index, table, n))
+
+    def channels_in(self, node_feats: torch.Tensor, const_feats: bool = False) -> torch.Tensor:
+        """The node-wise first step of :meth:`forward_tabulated`: ``linear_up`` and the channel layout (N, d1, mul)
+        (detached with ``const_feats``, see there)."""
+        h = self.tp.to_channels(self.linear_up(node_feats), gather_backward=True)  # (N, d1, mul)
+        return h.detach() if const_feats else h
+
+    def aggregate_tabulated(self, h: torch.Tensor, edge_sh: torch.Tensor, lengths: torch.Tensor,
+                            edge_index: torch.Tensor, table: RadialTable, n: int) -> torch.Tensor:
+        """The edge step of :meth:`forward_tabulated`: the neighbour sum (n, K, mul) of the channel features ``h``
+        (:meth:`channels_in`); :meth:`linear`'s ``forward_channels`` of it is the atomic basis."""
+        return tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())
 
     def radial_table(self, embedding: nn.Module, r_max: float, n_intervals: int,
                      dtype: torch.dtype) -> RadialTable:
