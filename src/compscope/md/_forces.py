@@ -109,6 +109,12 @@ class ForceEvaluator:
         """Whether ``graph`` is evaluated in blocks (block_atoms set and every structure periodic)."""
         return self.block_atoms is not None and bool(graph.pbc.any(dim=1).all())
 
+    def held_edges(self, graph: AtomicGraph) -> int:
+        """Edges of the neighbour list kept between calls: ``graph``'s, or the spatially ordered list's."""
+        if self.sorts(graph) and self._order is not None:
+            return self._order[2].num_edges
+        return graph.num_edges
+
     def sorts(self, graph: AtomicGraph) -> bool:
         """Whether ``graph`` is evaluated in spatial order (see ``sort_min_atoms``)."""
         return self.sorts_box(graph.num_graphs, graph.num_nodes, bool(graph.pbc.all())) and not self.blocked(graph)

@@ -156,6 +156,7 @@ class MDResult:
     ns_per_day_cpu: float | None = None  # per replica per CPU day of this process, after the warm-up (simulate_dense)
     block_atoms: int | None = None  # evaluated atoms per block of a blocked run (None: whole boxes)
     blocks: dict = field(default_factory=dict)  # per structure: grid, blocks, evaluated atoms of the last call
+    edges: int | None = None  # neighbour-list edges held (with the skin): state.graph's, or the evaluator's own list
 
     @property
     def n_stable(self) -> int:
@@ -398,7 +399,8 @@ def simulate(
                       ns_per_day=ns_day, atom_steps_per_s=(done - warmup) * n_atoms / steady, out=out_dir,
                       files=files, warmup_steps=warmup,
                       ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0,
-                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats))
+                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats),
+                      edges=evaluate.held_edges(state.graph))
     if h5 is not None:
         h5.close()
     if xyz is not None:
