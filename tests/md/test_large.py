@@ -132,6 +132,8 @@ def test_spatial_order_gives_the_same_forces(water_model):
     state, plain = init_state(water_model, [atoms], skin=0.3)
     assert not plain.sorts(state.graph)  # below the default size
     ordered = ForceEvaluator(water_model, skin=0.3, sort_min_atoms=1)
+    assert not ordered.sorts(state.graph)  # float64 runs keep their order (bit-for-bit as before) ...
+    ordered.sort_dtypes = (torch.float64,)  # ... here it is switched on to compare at float64 precision
     perm = spatial_order(state.positions, state.graph.cell[0], 3.8)
     assert sorted(perm.tolist()) == list(range(len(atoms))) and not torch.equal(perm, torch.arange(len(atoms)))
     gen = torch.Generator().manual_seed(0)

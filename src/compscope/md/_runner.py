@@ -89,7 +89,7 @@ def init_state(
     blocked = block_atoms is not None and all(a.pbc.any() for a in atoms_list)
     # a big box evaluated in spatial order lists its neighbours in that order (ForceEvaluator.sort_min_atoms)
     blocked = blocked or evaluate.sorts_box(len(atoms_list), sum(len(a) for a in atoms_list),
-                                            all(a.pbc.all() for a in atoms_list))
+                                            all(a.pbc.all() for a in atoms_list), dtype)
     graphs = [_edgeless_graph(a, evaluate.radius, dtype) if blocked else
               AtomicGraph.from_atoms(a, evaluate.radius, energy_key=None, forces_key=None, stress_key=None,
                                      dtype=dtype) for a in atoms_list]
