@@ -121,3 +121,28 @@ def test_cli_supercell(water_model, tmp_path):
     blocks = json.loads((blk / "summary.json").read_text())["blocks"]["0"]
     assert blocks["blocks"] > 1 and blocks["max_block_atoms"] < 384 + 900
     assert np.isfinite(summary["atom_steps_per_s"])
+
+
+def test_spatial_order_gives_the_same_forces(water_model):
+    """A box evaluated with its atoms in spatial (Morton) order: the same forces (in the atoms' own order),
+    energy and stress, before and after a neighbour-list rebuild."""
+    from compscope.md._forces import spatial_order
+
+    atoms = read(WATER, 0).repeat((2, 2, 1))
+    state, plain = init_state(water_model, [atoms], skin=0.3)
+    assert not plain.sorts(state.graph)  # below the default size
+    ordered = ForceEvaluator(water_model, skin=0.3, sort_min_atoms=1)
+    assert not ordered.sorts(state.graph)  # float64 runs keep their order (bit-for-bit as before) ...
+    ordered.sort_dtypes = (torch.float64,)  # ... here it is switched on to compare at float64 precision
+    perm = spatial_order(state.positions, state.graph.cell[0], 3.8)
+    assert sorted(perm.tolist()) == list(range(len(atoms))) and not torch.equal(perm, torch.arange(len(atoms)))
+    gen = torch.Generator().manual_seed(0)
+    for step in range(2):
+        plain.compute_stress = ordered.compute_stress = True
+        a, b = plain(state), ordered(state)
+        assert b.graph.num_edges == 0 and ordered.rebuilds == step + 1
+        assert torch.allclose(a.forces, b.forces, atol=1e-10, rtol=0)
+        assert torch.allclose(a.energy, b.energy, atol=1e-9, rtol=0)
+        assert torch.allclose(a.thermostat["stress"], b.thermostat["stress"], atol=1e-10, rtol=0)
+        moved = b.positions + 0.2 * torch.randn(b.positions.shape, generator=gen, dtype=b.positions.dtype)
+        state = b.replace(graph=b.graph.with_positions(moved))  # beyond half the skin: both rebuild

@@ -70,5 +70,10 @@ def neighbor_list(
         i, j, shifts = i[keep], j[keep], shifts[keep]
     if not sort:
         return np.stack([i, j]), shifts
-    order = np.lexsort((i, j))
+    if len(i) < 4096:
+        order = np.lexsort((i, j))
+    else:  # big boxes: O(E) counting sort, the same order (np.lexsort took ~2 s for 7M edges)
+        from ._nl_sort import receiver_order
+
+        order = receiver_order(i, j, n)
     return np.stack([i[order], j[order]]), shifts[order]

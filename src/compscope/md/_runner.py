@@ -87,6 +87,9 @@ def init_state(
     dtype = dtype or _potential_dtype(potential, torch.float64)
     evaluate = ForceEvaluator(potential, skin=skin, block_atoms=block_atoms)
     blocked = block_atoms is not None and all(a.pbc.any() for a in atoms_list)
+    # a big box evaluated in spatial order lists its neighbours in that order (ForceEvaluator.sort_min_atoms)
+    blocked = blocked or evaluate.sorts_box(len(atoms_list), sum(len(a) for a in atoms_list),
+                                            all(a.pbc.all() for a in atoms_list), dtype)
     graphs = [_edgeless_graph(a, evaluate.radius, dtype) if blocked else
               AtomicGraph.from_atoms(a, evaluate.radius, energy_key=None, forces_key=None, stress_key=None,
                                      dtype=dtype) for a in atoms_list]
@@ -153,6 +156,7 @@ class MDResult:
     ns_per_day_cpu: float | None = None  # per replica per CPU day of this process, after the warm-up (simulate_dense)
     block_atoms: int | None = None  # evaluated atoms per block of a blocked run (None: whole boxes)
     blocks: dict = field(default_factory=dict)  # per structure: grid, blocks, evaluated atoms of the last call
+    edges: int | None = None  # neighbour-list edges held (with the skin): state.graph's, or the evaluator's own list
 
     @property
     def n_stable(self) -> int:
@@ -395,7 +399,8 @@ def simulate(
                       ns_per_day=ns_day, atom_steps_per_s=(done - warmup) * n_atoms / steady, out=out_dir,
                       files=files, warmup_steps=warmup,
                       ns_per_day_incl_warmup=done * integ.dt_fs * 1e-6 / max(wall, 1e-12) * 86400.0,
-                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats))
+                      block_atoms=evaluate.block_atoms, blocks=dict(evaluate.block_stats),
+                      edges=evaluate.held_edges(state.graph))
     if h5 is not None:
         h5.close()
     if xyz is not None:

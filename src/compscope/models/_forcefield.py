@@ -18,9 +18,11 @@ from compscope.nn import (
     MLPReadout,
     ProductBasis,
     RadialEmbedding,
+    edge_geometry,
     edge_pairs,
     fused_available,
     gate_for,
+    geometry_supported,
     potential_outputs,
     scatter_sum,
 )
@@ -128,6 +130,9 @@ class EquivariantPotential(nn.Module):
         # radial activations. None: the network itself. Not used in training (forward(training=True)).
         self.radial_table_intervals: int | None = None
         self._radial_tables: list | None = None
+        # inference on the tabulated path: the node-wise steps between edge products in blocks of this many atoms
+        # (cache-sized arrays on big boxes; same result); None: all atoms at once
+        self.node_chunk_size: int | None = 4096
         self.register_load_state_dict_post_hook(_sync_e0)
         # learnable per-element scale and shift of the interaction energy
         self.element_scale = nn.Parameter(torch.full((n_el,), float(scale)))
@@ -206,11 +211,9 @@ class EquivariantPotential(nn.Module):
         if receivers is not None:
             return self._pruned_node_energies(positions, node_attrs, species_idx, edge_index, cell_shifts,
                                               edge_cell, fused, include_e0, chunk, receivers, tables)
-        send, recv = edge_index[0], edge_index[1]
-        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
-        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
-        lengths = vectors.norm(dim=-1)  # (E,)
-        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        recv = edge_index[1]
+        lengths, edge_sh, envelope = self._edge_features(positions, edge_index, cell_shifts, edge_cell,
+                                                         tables is not None)
         # (E, num_bessel), exactly 0 beyond r_max; not needed with tables (they take the lengths)
         edge_radial = self.radial(lengths) if tables is None else None
 
@@ -218,18 +221,18 @@ class EquivariantPotential(nn.Module):
         pairs = (edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) and tables is None
                  else None)
         h = self.embedding(node_attrs)  # (N, mul)
-        node_energy = torch.zeros_like(positions[:, 0])  # (N,)
-        for layer, (inter, prod, gate, sc, readout) in enumerate(zip(
-            self.interactions, self.products, self.gates, self.self_connections, self.readouts
-        )):
-            if tables is not None:
-                a = inter.forward_tabulated(h, edge_sh, lengths, edge_index, tables[layer])  # (N, irreps_a.dim)
-            else:
+        if tables is not None:
+            node_energy = self._tabulated_layers(h, species_idx, edge_sh, lengths, edge_index, tables)
+        else:
+            node_energy = torch.zeros_like(positions[:, 0])  # (N,)
+            for inter, prod, gate, sc, readout in zip(
+                self.interactions, self.products, self.gates, self.self_connections, self.readouts
+            ):
                 a = inter(h, edge_sh, edge_radial, edge_index, fused, pairs, chunk)  # (N, irreps_a.dim)
-            h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
-            node_energy = node_energy + readout(h)  # (N,)
+                h = gate(prod(a, species_idx, fused) + sc(h, species_idx))  # (N, irreps_out.dim)
+                node_energy = node_energy + readout(h)  # (N,)
         if self.isolated_e0:  # an atom without neighbours has zero interaction energy
-            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])  # smooth, (N,)
+            coordination = scatter_sum(envelope, recv, positions.shape[0])  # smooth, (N,)
             node_energy = ((node_energy - self.one_body_energies(positions)[species_idx])
                            * self.element_scale[species_idx]
                            + self.element_shift[species_idx] * (1.0 - torch.exp(-coordination)))
@@ -237,15 +240,47 @@ class EquivariantPotential(nn.Module):
             node_energy = node_energy * self.element_scale[species_idx] + self.element_shift[species_idx]
         return node_energy + self.atomic_energies[species_idx] if include_e0 else node_energy  # (N,)
 
+    def _tabulated_layers(self, h, species_idx, edge_sh, lengths, edge_index, tables) -> torch.Tensor:
+        """The layers on the tabulated path: summed readout energies (N,) before scale and shift.
+
+        Between two edge products every step is node-wise (channel mix, product basis, self-connection, gate,
+        readout, the next layer's ``linear_up``), so it runs in blocks of :attr:`node_chunk_size` atoms: each op
+        then works on arrays that stay in cache (on a 100k-atom box an (N, 21, 32) array is 260 MB and every
+        node-wise pass went to memory), forward and backward (autograd runs a block's chain before the next's).
+        The same ops on the same rows: the result does not depend on the block size."""
+        n = h.shape[0]
+        size = getattr(self, "node_chunk_size", None)  # (models pickled before it existed: none)
+        size = n if size is None or size <= 0 or size >= n else int(size)
+        layers = list(zip(self.interactions, self.products, self.gates, self.self_connections, self.readouts))
+        x = layers[0][0].channels_in(h, const_feats=True)  # the species embedding: no position dependence
+        node_energy = None
+        for layer, (inter, prod, gate, sc, readout) in enumerate(layers):
+            agg = inter.aggregate_tabulated(x, edge_sh, lengths, edge_index, tables[layer], n)  # (N, K, mul)
+            nxt = layers[layer + 1][0] if layer + 1 < len(layers) else None
+            parts = [(agg, h, species_idx)] if size == n else zip(agg.split(size), h.split(size),
+                                                                  species_idx.split(size))
+            hs, es, xs = [], [], []
+            for agg_c, h_c, idx_c in parts:
+                a = inter.linear.forward_channels(agg_c)  # (C, irreps_a.dim)
+                h_c = gate(prod(a, idx_c, True) + sc(h_c, idx_c))  # (C, irreps_out.dim)
+                hs.append(h_c)
+                es.append(readout(h_c))
+                if nxt is not None:
+                    xs.append(nxt.channels_in(h_c))
+            h = hs[0] if len(hs) == 1 else torch.cat(hs)
+            e = es[0] if len(es) == 1 else torch.cat(es)
+            node_energy = e if node_energy is None else node_energy + e
+            if nxt is not None:
+                x = xs[0] if len(xs) == 1 else torch.cat(xs)
+        return node_energy
+
     def _pruned_node_energies(self, positions, node_attrs, species_idx, edge_index, cell_shifts, edge_cell,
                               fused: bool, include_e0: bool, chunk: int | None, receivers: list[int],
                               tables: list | None = None) -> torch.Tensor:
         """:meth:`node_energies` with ``receivers`` (layer by layer fewer atoms; see there)."""
-        send, recv = edge_index[0], edge_index[1]
-        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
-        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
-        lengths = vectors.norm(dim=-1)  # (E,)
-        edge_sh = self.sh(vectors)  # (E, sh.dim)
+        recv = edge_index[1]
+        lengths, edge_sh, envelope = self._edge_features(positions, edge_index, cell_shifts, edge_cell,
+                                                         tables is not None)
         edge_radial = self.radial(lengths) if tables is None else None  # (E, num_bessel)
         pairs = (edge_pairs(edge_index, cell_shifts) if fused and fused_available(positions) and tables is None
                  else None)
@@ -257,7 +292,8 @@ class EquivariantPotential(nn.Module):
             bound = torch.tensor(int(m), dtype=recv.dtype, device=recv.device)
             e = int(torch.searchsorted(recv, bound))  # edges into atoms < m (edges sorted by receiver)
             if tables is not None:
-                a = inter.forward_tabulated(h, edge_sh[:e], lengths[:e], edge_index[:, :e], tables[layer], n_out=m)
+                a = inter.forward_tabulated(h, edge_sh[:e], lengths[:e], edge_index[:, :e], tables[layer], n_out=m,
+                                            const_feats=layer == 0)
             else:
                 layer_pairs = None
                 if pairs is not None:  # the weight rows the prefix uses, renumbered
@@ -271,12 +307,32 @@ class EquivariantPotential(nn.Module):
         m = int(receivers[-1])
         idx = species_idx[:m]
         if self.isolated_e0:
-            coordination = scatter_sum(self.radial.cutoff(lengths), recv, positions.shape[0])[:m]
+            coordination = scatter_sum(envelope, recv, positions.shape[0])[:m]
             node_energy = ((node_energy - self.one_body_energies(positions)[idx]) * self.element_scale[idx]
                            + self.element_shift[idx] * (1.0 - torch.exp(-coordination)))
         else:
             node_energy = node_energy * self.element_scale[idx] + self.element_shift[idx]
         return node_energy + self.atomic_energies[idx] if include_e0 else node_energy  # (m,)
+
+    def _edge_features(self, positions, edge_index, cell_shifts, edge_cell, inference: bool):
+        """Edge lengths (E,), spherical harmonics (E, sh.dim) and cutoff envelope (E,) (what the coordination of
+        ``isolated_e0`` sums; None without it). ``inference`` (the tabulated path) on the CPU with one cell for all
+        edges (a single structure: ``edge_cell`` an expanded (3, 3)) uses the fused kernel
+        :func:`~compscope.nn.edge_geometry` (same values, one pass over edges forward and one backward); otherwise
+        torch ops."""
+        n_edges = edge_index.shape[1]
+        lmax = self.irreps_sh.lmax
+        if (inference and n_edges > 0 and edge_cell.stride(0) == 0 and geometry_supported(lmax)
+                and fused_available(positions, cell_shifts)):
+            cut = self.radial.cutoff
+            lengths, sh, env = edge_geometry(positions, edge_cell[0], cell_shifts, edge_index, lmax,
+                                             cut.r_max if self.isolated_e0 else 0.0, cut.p)
+            return lengths, sh, (env if self.isolated_e0 else None)
+        send, recv = edge_index[0], edge_index[1]
+        offsets = torch.einsum("ei,eij->ej", cell_shifts, edge_cell)
+        vectors = positions[recv] - positions[send] + offsets  # (E, 3)
+        lengths = vectors.norm(dim=-1)  # (E,)
+        return lengths, self.sh(vectors), (self.radial.cutoff(lengths) if self.isolated_e0 else None)
 
     def owned_energies(self, graph: AtomicGraph, positions: torch.Tensor, receivers: list[int]) -> torch.Tensor:
         """Per-atom energies (receivers[-1],) of a blocked graph's leading atoms, E0s included in float64

@@ -14,6 +14,7 @@ from ._cnf import (
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._fused import edge_pairs, fused_available
 from ._gate import Gate, gate_for
+from ._geometry import edge_geometry, edges_within, geometry_supported
 from ._interaction import Interaction
 from ._linear import ElementLinear
 from ._mlp import ScalarMLP
@@ -31,7 +32,8 @@ __all__ = [
     "ChannelwiseTensorProduct", "ElementLinear", "Gate", "ScalarMLP",
     "forces_and_stress", "potential_outputs", "prepare_strain", "gate_for", "Interaction",
     "ProductBasis", "BesselBasis", "PolynomialCutoff", "RadialEmbedding", "LinearReadout", "MLPReadout",
-    "scatter_sum", "edge_pairs", "fused_available", "RadialTable", "DEFAULT_TABLE_INTERVALS",
+    "scatter_sum", "edge_pairs", "fused_available", "RadialTable", "DEFAULT_TABLE_INTERVALS", "edge_geometry",
+    "edges_within", "geometry_supported",
     "time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
     "align_permutation", "equivariant_ot",
 ]

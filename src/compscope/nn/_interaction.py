@@ -116,14 +116,30 @@ class Interaction(nn.Module):
         edge_index: torch.Tensor,  # (2, E)
         table: RadialTable,
         n_out: int | None = None,
+        const_feats: bool = False,
     ) -> torch.Tensor:
         """:meth:`forward` on the fused CPU path with the radial weights read from ``table`` (built by
         :meth:`radial_table` from this interaction's MLP and the model's radial embedding): inference only, no
-        per-edge radial activations; the same result up to the table's deviation from the network."""
-        h = self.tp.to_channels(self.linear_up(node_feats))  # (N, d1, mul)
+        per-edge radial activations; the same result up to the table's deviation from the network.
+
+        ``const_feats``: ``node_feats`` do not depend on positions or strain (the first layer's species
+        embedding), so the backward skips their gradient (forces and stress only: the tabulated path gives no
+        parameter gradients, as the radial network is a constant table here)."""
+        h = self.channels_in(node_feats, const_feats)  # (N, d1, mul)
         n = node_feats.shape[0] if n_out is None else int(n_out)
-        agg = tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())  # (n, K, mul)
-        return self.linear.forward_channels(agg)  # (n, irreps_out.dim)
+        return self.linear.forward_channels(self.aggregate_tabulated(h, edge_sh, lengths, edge_index, table, n))
+
+    def channels_in(self, node_feats: torch.Tensor, const_feats: bool = False) -> torch.Tensor:
+        """The node-wise first step of :meth:`forward_tabulated`: ``linear_up`` and the channel layout (N, d1, mul)
+        (detached with ``const_feats``, see there)."""
+        h = self.tp.to_channels(self.linear_up(node_feats), gather_backward=True)  # (N, d1, mul)
+        return h.detach() if const_feats else h
+
+    def aggregate_tabulated(self, h: torch.Tensor, edge_sh: torch.Tensor, lengths: torch.Tensor,
+                            edge_index: torch.Tensor, table: RadialTable, n: int) -> torch.Tensor:
+        """The edge step of :meth:`forward_tabulated`: the neighbour sum (n, K, mul) of the channel features ``h``
+        (:meth:`channels_in`); :meth:`linear`'s ``forward_channels`` of it is the atomic basis."""
+        return tabulated_edge_product(h, edge_sh, lengths, table, edge_index, n, self.tp.sparse_cg())
 
     def radial_table(self, embedding: nn.Module, r_max: float, n_intervals: int,
                      dtype: torch.dtype) -> RadialTable:

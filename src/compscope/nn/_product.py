@@ -78,10 +78,11 @@ class ProductBasis(nn.Module):
         feats = [a]
         b = a
         # every product's second input is A itself: its channel layout is gathered once
-        a_ch = self.products[0].to_channels(a, second=True) if len(self.products) else a  # (N, d_a, mul)
         use_fused = fused and fused_available(a)
+        a_ch = (self.products[0].to_channels(a, second=True, gather_backward=use_fused) if len(self.products)
+                else a)  # (N, d_a, mul)
         for tp, mix in zip(self.products, self.mixers):
-            x = tp.to_channels(b)  # (N, d_b, mul)
+            x = tp.to_channels(b, gather_backward=use_fused)  # (N, d_b, mul)
             if use_fused:
                 z = fused_node_product(x, a_ch, tp.weight.view(tp.num_paths, tp.mul), tp.sparse_cg())
             else:

@@ -295,14 +295,15 @@ GENERATED = os.environ.get("COMPSCOPE_TP_CODEGEN", "1") != "0"
 """Use the kernels generated per CG structure (:mod:`._tp_codegen`); False: the generic ones here (reference)."""
 
 
-def _kernels(cg: SparseCG, generated: bool | None = None):
+def _kernels(cg: SparseCG, generated: bool | None = None, mul: int = 0, need_gx: bool = True):
     """``(fwd(..., lo, hi, out), bwd(..., lo, hi, gx, gy, gr), cg_args)``: generated or generic kernels and the
-    CG arguments they take after the edge arrays."""
+    CG arguments they take after the edge arrays. ``need_gx=False`` may pick a backward that leaves ``gx`` alone
+    (zeros: ``x`` needs no gradient)."""
     if GENERATED if generated is None else generated:
         from ._tp_codegen import generated_kernels
 
-        fwd, bwd = generated_kernels(cg)
-        return fwd, bwd, lambda dtype: (_coef(cg, dtype),)
+        fwd, bwd, bwd_nox = generated_kernels(cg, mul)
+        return fwd, (bwd if need_gx else bwd_nox), lambda dtype: (_coef(cg, dtype),)
     return _tab_fwd, _tab_bwd, lambda dtype: (cg.start, cg.a, cg.b, _coef(cg, dtype), cg.path)
 
 
@@ -310,7 +311,7 @@ def _tab_forward(x, y, r, table: RadialTable, send, recv, n_nodes: int, cg: Spar
                  generated: bool | None = None) -> torch.Tensor:
     out = torch.zeros(n_nodes, cg.k, x.shape[2], dtype=x.dtype)
     recv_np = recv.numpy()
-    fwd, _, cg_args = _kernels(cg, generated)
+    fwd, _, cg_args = _kernels(cg, generated, x.shape[2])
     args = (_np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv_np, *cg_args(x.dtype))
     nt = _threads(send.shape[0])
     sorted_recv = nt > 1 and bool(np.all(recv_np[1:] >= recv_np[:-1]))
@@ -324,11 +325,15 @@ def _tab_forward(x, y, r, table: RadialTable, send, recv, n_nodes: int, cg: Spar
     return _reduce(outs)
 
 
-def _tab_backward(grad, x, y, r, table: RadialTable, send, recv, cg: SparseCG, generated: bool | None = None):
+def _tab_backward(grad, x, y, r, table: RadialTable, send, recv, cg: SparseCG, generated: bool | None = None,
+                  need_gx: bool = True):
+    """Gradients ``(gx, gy, gr)``; ``gx`` is zeros without ``need_gx`` (when ``x`` needs no gradient)."""
+    gen = GENERATED if generated is None else generated
+    per_edge = torch.empty if gen else torch.zeros  # the generated kernels write every row of gy and gr
     gx = torch.zeros(x.shape, dtype=x.dtype)
-    gy = torch.zeros(y.shape, dtype=x.dtype)
-    gr = torch.zeros(r.shape, dtype=x.dtype)
-    _, bwd, cg_args = _kernels(cg, generated)
+    gy = per_edge(y.shape, dtype=x.dtype)
+    gr = per_edge(r.shape, dtype=x.dtype)
+    _, bwd, cg_args = _kernels(cg, generated, x.shape[2], need_gx)
     args = (_np(grad), _np(x), _np(y), _np(r), table.coef, table.inv_h, table.r_max, send.numpy(), recv.numpy(),
             *cg_args(x.dtype))
     nt = _threads(send.shape[0])
@@ -349,8 +354,9 @@ class _TabulatedEdgeProduct(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         x, y, r, send, recv = ctx.saved_tensors
-        gx, gy, gr = _tab_backward(grad.contiguous(), x, y, r, ctx.table, send, recv, ctx.cg)
-        return gx, gy, gr, None, None, None, None, None
+        need_gx = ctx.needs_input_grad[0]
+        gx, gy, gr = _tab_backward(grad.contiguous(), x, y, r, ctx.table, send, recv, ctx.cg, need_gx=need_gx)
+        return (gx if need_gx else None), gy, gr, None, None, None, None, None
 
 
 def tabulated_edge_product(x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor, table: RadialTable,

@@ -38,6 +38,37 @@ def _channel_layout(irreps: o3.Irreps, mul: int) -> torch.Tensor:
     return perm
 
 
+_INVERSES: dict = {}
+
+
+def _inverse(perm: torch.Tensor) -> torch.Tensor:
+    """The inverse of the permutation ``perm`` (cached per tensor)."""
+    key = (perm.data_ptr(), perm.shape[0], perm._version)
+    inv = _INVERSES.get(key)
+    if inv is None or inv.shape != perm.shape:
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.shape[0], device=perm.device)
+        if len(_INVERSES) > 64:
+            _INVERSES.clear()
+        _INVERSES[key] = inv
+    return inv
+
+
+class _Permute(torch.autograd.Function):
+    """Columns ``x[:, perm]`` of a permutation ``perm``; the backward gathers with the inverse (differentiable
+    again: training through forces)."""
+
+    @staticmethod
+    def forward(ctx, x, perm, inv):
+        ctx.save_for_backward(perm, inv)
+        return x.index_select(1, perm)
+
+    @staticmethod
+    def backward(ctx, grad):
+        perm, inv = ctx.saved_tensors
+        return _Permute.apply(grad, inv, perm), None, None
+
+
 class ChannelwiseTensorProduct(nn.Module):
     """Drop-in replacement for a channel-wise ``e3nn.o3.TensorProduct`` (all instructions "uvu" or all "uuu").
 
@@ -168,11 +199,16 @@ class ChannelwiseTensorProduct(nn.Module):
             self._sparse = SparseCG(cg, self.path_of_k)
         return self._sparse
 
-    def to_channels(self, x: torch.Tensor, second: bool = False) -> torch.Tensor:
-        """e3nn layout (B, irreps.dim) -> component-major channels (B, d, u) of input 1 (or 2, for "uuu")."""
-        if second:
-            return x.index_select(1, self.perm2).view(x.shape[0], self.d2, self.mul)
-        return x.index_select(1, self.perm1).view(x.shape[0], self.d1, self.mul)
+    def to_channels(self, x: torch.Tensor, second: bool = False, gather_backward: bool = False) -> torch.Tensor:
+        """e3nn layout (B, irreps.dim) -> component-major channels (B, d, u) of input 1 (or 2, for "uuu").
+
+        ``gather_backward`` (the fused CPU path): the layout change is a permutation of columns, so its backward is
+        the inverse permutation, a gather (``index_select``'s own backward is a scatter-add over all columns,
+        twice as slow); not traceable to TorchScript (a Python autograd function)."""
+        perm, d = (self.perm2, self.d2) if second else (self.perm1, self.d1)
+        if gather_backward and perm.shape[0] == x.shape[1]:
+            return _Permute.apply(x, perm, _inverse(perm)).view(x.shape[0], d, self.mul)
+        return x.index_select(1, perm).view(x.shape[0], d, self.mul)
 
     def from_channels(self, z: torch.Tensor) -> torch.Tensor:
         """Raw products (B, K, u) (or (B, K * u), e.g. after a sum over edges) -> e3nn layout (B, irreps_out.dim)."""
