@@ -9,6 +9,9 @@ backpropagates the MLP by hand:
 - bonds and repulsion: ``dE/dr`` along the unit pair vector;
 - angles ``theta = atan2(|a x b|, a.b)``: ``dtheta/da = ((a.b)/|a|^2 a - b)/|a x b|`` (and a <-> b);
 - dihedrals: the gradient of Blondel & Karplus (J. Comput. Chem. 17, 1132 (1996), eqs. 25-27);
+- two-dimensional torsion terms ``sum a_mn cos(m phi + n psi) + b_mn sin(m phi + n psi)``: ``cos(k phi)`` and
+  ``sin(k phi)`` by the angle-addition recurrence (two trigonometric calls per dihedral, not two per mode), then
+  ``dE/dphi`` and ``dE/dpsi`` through the dihedral gradients;
 - the MLP: ``dE/dz`` by the chain rule through its layers, then through the standardised features (distances,
   angle cosines ``dcos/da = b/(|a||b|) - cos a/|a|^2``, dihedral cos/sin).
 
@@ -63,11 +66,27 @@ def _dihedral_grad(x, q, out):
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
-def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, energy,
-           forces):  # pragma: no cover - numba
+def _harmonics(angle, cs, sn):  # pragma: no cover - numba
+    """cs[k] = cos(k angle), sn[k] = sin(k angle) for k = 0..len(cs)-1 by the angle-addition recurrence."""
+    c1, s1 = math.cos(angle), math.sin(angle)
+    cs[0], sn[0] = 1.0, 0.0
+    for k in range(1, cs.shape[0]):
+        cs[k] = cs[k - 1] * c1 - sn[k - 1] * s1
+        sn[k] = sn[k - 1] * c1 + cs[k - 1] * s1
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, cmap, modes, c_cos,
+           c_sin, energy, forces):  # pragma: no cover - numba
     """Prior energies (B,) and forces (B, n, 3) (overwritten)."""
     n_mol, n = x.shape[0], x.shape[1]
     dd = np.zeros((4, 3), x.dtype)
+    de2 = np.zeros((4, 3), x.dtype)
+    k_max = 0
+    for p in range(modes.shape[0]):
+        k_max = max(k_max, abs(modes[p, 0]), abs(modes[p, 1]))
+    cp, sp = np.zeros(k_max + 1, x.dtype), np.zeros(k_max + 1, x.dtype)
+    cq, sq = np.zeros(k_max + 1, x.dtype), np.zeros(k_max + 1, x.dtype)
     for mol in range(n_mol):
         xm = x[mol]
         fm = forces[mol]
@@ -132,6 +151,27 @@ def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos
             for r4 in range(4):
                 for d in range(3):
                     fm[dih[t, r4], d] -= de * dd[r4, d]
+        # ---- prior: two-dimensional torsion terms
+        for t in range(cmap.shape[0]):
+            phi = _dihedral_grad(xm, cmap[t, :4], dd)
+            psi = _dihedral_grad(xm, cmap[t, 4:], de2)
+            _harmonics(phi, cp, sp)
+            _harmonics(psi, cq, sq)
+            dphi, dpsi = 0.0, 0.0
+            for p in range(modes.shape[0]):
+                m, k = modes[p, 0], modes[p, 1]
+                cm, sm = cp[abs(m)], sp[abs(m)] if m >= 0 else -sp[abs(m)]
+                ck, sk = cq[abs(k)], sq[abs(k)] if k >= 0 else -sq[abs(k)]
+                c = cm * ck - sm * sk  # cos(m phi + k psi)
+                s = sm * ck + cm * sk
+                e += c_cos[t, p] * c + c_sin[t, p] * s
+                g = c_sin[t, p] * c - c_cos[t, p] * s  # d/dtheta
+                dphi += m * g
+                dpsi += k * g
+            for r4 in range(4):
+                for d in range(3):
+                    fm[cmap[t, r4], d] -= dphi * dd[r4, d]
+                    fm[cmap[t, 4 + r4], d] -= dpsi * de2[r4, d]
         energy[mol] = e
 
 
@@ -221,9 +261,12 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
     p = model.prior
     m = p.dihedral_cos.shape[1]
     dih = p.dihedrals if m else p.dihedrals[:0]
+    n_modes = len(p.cmap_modes)
+    cmap = p.cmap if n_modes else p.cmap[:0]
     args = [i(p.bonds, 2), f(p.bond_r0), f(p.bond_k), i(p.angles, 3), f(p.angle_theta0), f(p.angle_k),
             i(p.repulsion_pairs, 2), f(p.repulsion_sigma), f(p.repulsion_epsilon), i(dih, 4),
-            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m)]
+            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m), i(cmap, 8),
+            i(p.cmap_modes, 2), f(p.cmap_cos).reshape(len(cmap), n_modes), f(p.cmap_sin).reshape(len(cmap), n_modes)]
     net = model.feature_net
     if net is None:
         return tuple(args), None
