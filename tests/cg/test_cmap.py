@@ -198,3 +198,34 @@ def test_cmap_bad_input(frames):
         resolve_config({"model": {"cmap": {"bins": 64, "smooth": 1}}})
     full = resolve_config({"model": {"cmap": {"order": 10}}})
     assert full["model"]["cmap"] == {"bins": 64, "pseudocount": 0.01, "smoothing": 0.05, "order": 10}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_seed_ensemble_is_the_members_mean(frames, dtype):
+    """average_models: one fast model whose energies and forces are the members' mean (fused kernel and autograd)."""
+    from compscope.cg import average_models
+
+    prior = _prior(frames, order=6, bins=36)
+    feat = feature_net_kwargs(frames, {"hidden": [16, 8], "activation": "silu"})
+    members = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        members.append(build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=prior, net=None,
+                                   energy_scale=KT, feature_net=feat).to(dtype))
+    ens = average_models(members)
+    assert ens.feature_net.mlp[0].out_features == 48
+    x = torch.as_tensor(frames[::11], dtype=dtype)
+    e_m, f_m = (torch.stack(t).mean(0) for t in zip(*[m.energy_forces(x) for m in members]))
+    tol = {torch.float64: 1e-10, torch.float32: 2e-4}[dtype]
+    for fused in (True, False):
+        ens.fused_kernels = fused
+        e, f = ens.energy_forces(x)
+        assert torch.allclose(e, e_m, atol=tol * max(1.0, float(e_m.abs().max())), rtol=0)
+        assert torch.allclose(f, f_m, atol=tol * max(1.0, float(f_m.abs().max())), rtol=0)
+    assert not torch.allclose(members[0].energy_forces(x)[1], f_m, atol=1e-3)  # the members do differ
+    other = build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=fit_prior(frames, 300.0), net=None,
+                        energy_scale=KT, feature_net=feat).to(dtype)
+    with pytest.raises(ConfigError, match="prior"):
+        average_models([members[0], other])
+    with pytest.raises(ConfigError, match="fast CG models"):
+        average_models([build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=prior)])

@@ -4,12 +4,14 @@ Atoms become beads (:func:`slice_map`, :func:`com_map`, presets ``backbone`` and
 stays correct when bonds to hydrogen were constrained in the reference; :func:`map_reference` maps a
 ``compscope md reference`` file; :func:`fit_prior` fits the physical prior by Boltzmann inversion; :func:`train`
 fits a :class:`compscope.models.CGPotential` (prior + equivariant network) by force matching or denoising force
-matching with the shared trainer. The CG potential follows the force-field contract, so CG simulation runs on the
-MD engine (``compscope cg simulate`` drives ``compscope.md.simulate`` from the CLI layer).
+matching with the shared trainer; :func:`average_models` folds a seed ensemble of fast models into one. The CG
+potential follows the force-field contract, so CG simulation runs on the MD engine (``compscope cg simulate``
+drives ``compscope.md.simulate`` from the CLI layer).
 """
 
 from ._compare import backbone_dihedrals, compare, free_energy_mse, read_frames
 from ._data import REGENERATE_HINT, CGData, load_cg, map_reference
+from ._ensemble import average_models
 from ._errors import CGDataError, CGMappingError
 from ._mapping import (
     PRESETS,
@@ -31,4 +33,4 @@ __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError
            "CMAP_DEFAULTS", "cmap_fit", "cmap_modes",
            "CGDataModule", "CGModule", "feature_net_kwargs", "fold_split", "model_kwargs", "resolve_config", "train",
            "write_cg_trajectory",
-           "backbone_dihedrals", "compare", "free_energy_mse", "read_frames"]
+           "backbone_dihedrals", "compare", "free_energy_mse", "read_frames", "average_models"]

@@ -149,22 +149,27 @@ class CGModule(L.LightningModule):
     Args:
         model: :func:`compscope.models.build_model` arguments of the CG potential (``name: CGPotential``).
         loss: ``force_matching`` or ``denoising`` (force matching plus denoising score matching).
-        noise: ``sigma`` of the denoising term, Å.
+        noise: ``sigma`` of the denoising term, Å; a list of sigmas is a schedule: each frame draws one of them,
+            and its squared error is weighted by ``(sigma / max sigma)^2`` (the target's variance falls as
+            ``1/sigma^2``; the usual ``lambda(sigma) = sigma^2`` weighting of multi-level denoising).
         denoising_weight: ``w`` of the denoising term.
         temperature: K of the data (kT of the denoising target).
         force_scale: the loss divides squared force errors by this squared (eV/Å; the data's force std).
         lr, weight_decay: AdamW.
     """
 
-    def __init__(self, model: Mapping[str, Any], loss: str = "force_matching", noise: float = 0.05,
+    def __init__(self, model: Mapping[str, Any], loss: str = "force_matching", noise: float | list[float] = 0.05,
                  denoising_weight: float = 1.0, temperature: float = 300.0, force_scale: float = 1.0,
                  lr: float = 3e-3, weight_decay: float = 0.0):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"module.loss={loss!r}: use one of {list(LOSSES)}")
-        if noise <= 0 or denoising_weight < 0 or force_scale <= 0:
-            raise ConfigError("module.noise and module.force_scale must be > 0, denoising_weight >= 0")
+        sigmas = [float(s) for s in (noise if isinstance(noise, (list, tuple)) else [noise])]
+        if not sigmas or min(sigmas) <= 0 or denoising_weight < 0 or force_scale <= 0:
+            raise ConfigError(f"module.noise={noise!r}: every sigma and module.force_scale must be > 0, "
+                              "denoising_weight >= 0", hint="e.g. noise: 0.01 or noise: [0.005, 0.01, 0.02]")
         self.save_hyperparameters()
+        self.sigmas = sigmas
         self.model = build_model(**model)
         self.kT = kT_eV(temperature)
 
@@ -178,9 +183,14 @@ class CGModule(L.LightningModule):
         loss = fm
         if self.hparams.loss == "denoising":
             eps = torch.randn_like(x)
-            sig = self.hparams.noise
+            if len(self.sigmas) == 1:
+                sig, weight = self.sigmas[0], 1.0
+            else:  # one sigma per frame from the schedule
+                levels = torch.as_tensor(self.sigmas, dtype=x.dtype, device=x.device)
+                sig = levels[torch.randint(len(levels), (len(x),), device=x.device)][:, None, None]
+                weight = (sig / levels.max()) ** 2
             target = -self.kT * eps / sig
-            dsm = ((self._forces(x + sig * eps) - target) ** 2).mean() / s2
+            dsm = (weight * (self._forces(x + sig * eps) - target) ** 2).mean() / s2
             loss = fm + self.hparams.denoising_weight * dsm
             self.log("train_dsm", dsm, batch_size=len(x))
         self.log("train_fm", fm, batch_size=len(x))
