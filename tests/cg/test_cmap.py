@@ -229,3 +229,58 @@ def test_seed_ensemble_is_the_members_mean(frames, dtype):
         average_models([members[0], other])
     with pytest.raises(ConfigError, match="fast CG models"):
         average_models([build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=prior)])
+
+
+def _draw(u, n, seed):
+    """(phi, psi) pairs (n, 2) drawn from exp(-u(phi, psi)/kT) on a fine grid (jittered within a cell)."""
+    g = np.linspace(-np.pi, np.pi, 181)[:-1] + np.pi / 180
+    pp, qq = np.meshgrid(g, g, indexing="ij")
+    w = np.exp(-u(pp, qq) / KT).ravel()
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(w), size=n, p=w / w.sum())
+    return np.stack([pp.ravel()[idx], qq.ravel()[idx]], 1) + rng.uniform(-np.pi / 180, np.pi / 180, (n, 2))
+
+
+def test_cmap_correction_is_the_free_energy_difference():
+    """Model angles from exp(-U_m/kT), data angles from exp(-U_d/kT): one IBI step dU = U_d - U_m (up to a constant)
+    where both are populated; identical samples give no correction."""
+    from compscope.cg import cmap_correction
+
+    def u_model(p, q):
+        return 0.02 * np.cos(p) + 0.01 * np.cos(q)
+
+    def u_data(p, q):
+        return u_model(p, q) + 0.015 * np.cos(p + q) - 0.01 * np.sin(2 * q)
+
+    m, d = _draw(u_model, 400_000, 0), _draw(u_data, 200_000, 1)
+    opts = {"bins": 36, "pseudocount": 0.1, "smoothing": 0.0, "order": 4}
+    a, b = cmap_correction(m, d, KT, **opts)
+    g = np.linspace(-np.pi, np.pi, 40)
+    pp, qq = np.meshgrid(g, g, indexing="ij")
+    got = _series(a, b, 4, pp, qq)
+    want = u_data(pp, qq) - u_model(pp, qq)
+    assert np.abs((got - got.mean()) - (want - want.mean())).max() < 0.15 * KT
+    a0, b0 = cmap_correction(d, d, KT, **opts)
+    assert np.abs(_series(a0, b0, 4, pp, qq)).max() < 1e-12
+    with pytest.raises(CGDataError, match="angles"):
+        cmap_correction(m[:1], d, KT)
+
+
+def test_refine_cmap_moves_only_the_torsion_term(frames):
+    from compscope.cg import refine_cmap
+
+    model = _model(frames, torch.float64)
+    rng = np.random.default_rng(4)
+    other = _chain(rng.normal(1.0, 0.3, 500), rng.normal(-1.0, 0.3, 500))  # a basin the data never visit
+    new = refine_cmap(model, other, frames, order=6, bins=36)
+    x = torch.as_tensor(np.concatenate([frames[:5], other[:5]]))
+    de = (new.energy_forces(x)[0] - model.energy_forces(x)[0]).numpy()
+    assert de[5:].mean() - de[:5].mean() > 1.0 * KT  # the model's over-visited basin is raised against the data's
+    model.prior = CGPrior(5)
+    new.prior = CGPrior(5)
+    torch.testing.assert_close(new.energy_forces(x), model.energy_forces(x))  # the network is unchanged
+    with pytest.raises(ConfigError, match="order"):
+        refine_cmap(_model(frames, torch.float64), other, frames, order=11)
+    with pytest.raises(ConfigError, match="backbone"):
+        refine_cmap(build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=fit_prior(frames, 300.0),
+                                feature_net=feature_net_kwargs(frames, {})), other, frames)

@@ -27,7 +27,7 @@ from compscope.models import bond_angles, bond_lengths, dihedral_angles
 
 from ._errors import CGDataError
 
-__all__ = ["fit_prior", "chain_topology", "kT_eV", "CMAP_DEFAULTS", "cmap_modes", "cmap_fit"]
+__all__ = ["fit_prior", "chain_topology", "kT_eV", "CMAP_DEFAULTS", "cmap_modes", "cmap_fit", "cmap_correction"]
 
 #: the 2-D torsion term's fit: histogram bins per angle, frames added per bin, Gaussian smoothing (rad), highest mode
 CMAP_DEFAULTS = {"bins": 64, "pseudocount": 0.01, "smoothing": 0.05, "order": 12}
@@ -64,12 +64,23 @@ def cmap_fit(phi: np.ndarray, psi: np.ndarray, kT: float, bins: int = 64, pseudo
         raise CGDataError(f"cmap bins={bins}, order={order}, pseudocount={pseudocount}, smoothing={smoothing}: need "
                           "bins >= 4, 1 <= order < bins/2, pseudocount > 0 and smoothing >= 0",
                           hint="e.g. model.cmap {bins: 64, order: 12, pseudocount: 0.01, smoothing: 0.05}")
+    return _project(_free_energy_grid(phi, psi, kT, bins, pseudocount, smoothing), order)
+
+
+def _free_energy_grid(phi: np.ndarray, psi: np.ndarray, kT: float, bins: int, pseudocount: float,
+                      smoothing: float) -> np.ndarray:
+    """``-kT ln p`` (bins, bins) of the smoothed 2-D histogram with ``pseudocount`` frames per bin."""
     h, _, _ = np.histogram2d(phi, psi, bins=bins, range=[[-np.pi, np.pi], [-np.pi, np.pi]])
     if smoothing > 0:  # periodic Gaussian: its Fourier factor exp(-k^2 s^2 / 2) on the grid's wavenumbers
         k = np.fft.fftfreq(bins, d=1.0 / bins)
         damp = np.exp(-0.5 * smoothing ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))
         h = np.clip(np.fft.ifft2(np.fft.fft2(h) * damp).real, 0.0, None)
-    f = -kT * np.log((h + pseudocount) / (h.sum() + pseudocount * bins * bins))
+    return -kT * np.log((h + pseudocount) / (h.sum() + pseudocount * bins * bins))
+
+
+def _project(f: np.ndarray, order: int) -> tuple[list[float], list[float]]:
+    """Coefficients of :func:`cmap_modes` ``(order)`` of a periodic grid function ``f`` (bins, bins) at bin centres."""
+    bins = f.shape[0]
     c = -np.pi + (np.arange(bins) + 0.5) * 2 * np.pi / bins  # bin centres
     modes = np.asarray(cmap_modes(order), dtype=float)
     th = c[:, None, None] * modes[:, 0] + c[None, :, None] * modes[:, 1]  # (bins, bins, P)
@@ -77,6 +88,25 @@ def cmap_fit(phi: np.ndarray, psi: np.ndarray, kT: float, bins: int = 64, pseudo
     a = 2.0 / bins ** 2 * np.einsum("ij,ijp->p", f, np.cos(th))
     b = 2.0 / bins ** 2 * np.einsum("ij,ijp->p", f, np.sin(th))
     return a.tolist(), b.tolist()
+
+
+def cmap_correction(model_angles: np.ndarray, data_angles: np.ndarray, kT: float, bins: int = 64,
+                    pseudocount: float = 0.01, smoothing: float = 0.05, order: int = 12,
+                    max_kT: float = 3.0) -> tuple[list[float], list[float]]:
+    """One iterative-Boltzmann-inversion step on a 2-D torsion term (Reith et al., J. Comput. Chem. 24, 1624
+    (2003), on the (phi, psi) marginal): coefficients of ``dU = F_data - F_model``, clipped to ``+-max_kT`` kT,
+    where ``F = -kT ln p`` of each set's smoothed histogram of the angle pairs (N, 2). The model's pseudo-count is
+    scaled by its frame count over the data's, so regions neither set visits get ``dU = 0``. Adding ``dU`` to the
+    term moves the model's (phi, psi) distribution towards the data's."""
+    model_angles, data_angles = np.asarray(model_angles), np.asarray(data_angles)
+    if len(model_angles) < 2 or len(data_angles) < 2:
+        raise CGDataError(f"a CMAP correction needs model and data angles, got {len(model_angles)} and "
+                          f"{len(data_angles)} pairs")
+    scale = len(model_angles) / len(data_angles)
+    f_data = _free_energy_grid(data_angles[:, 0], data_angles[:, 1], kT, bins, pseudocount, smoothing)
+    f_model = _free_energy_grid(model_angles[:, 0], model_angles[:, 1], kT, bins, pseudocount * scale, smoothing)
+    du = np.clip(f_data - f_model, -max_kT * kT, max_kT * kT)
+    return _project(du - du.mean(), order)
 
 
 def _fourier_fit(phi: np.ndarray, kT: float, order: int, bins: int = 72,
