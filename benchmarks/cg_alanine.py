@@ -19,10 +19,11 @@ first ``--burn-frames`` frames of each are left out of the comparison. ``--cmap 
 torsion term in every method's prior (``model.cmap``, Boltzmann-inverted from the fold's training frames; JSON keys
 ``bins``, ``pseudocount``, ``smoothing``, ``order``), ``--noise`` with several values is a denoising sigma schedule,
 ``--ensemble K`` trains K seeds of every cell (each with the full ``--minutes``) and simulates their force average
-(``compscope.cg.average_models``: one model, one model's MD cost). ``--refine N`` (with ``--cmap``) adds N
-iterative-Boltzmann-inversion steps on the (phi, psi) term after training (``compscope.cg.refine_cmap``): each
-simulates the model (``--replicas`` x ``--refine-steps``, other seeds) and corrects the term towards the training
-frames' (phi, psi) histogram (the same 10^4 frames; never the held-out block); its CPU time is reported apart.
+(``compscope.cg.average_models``: one model, one model's MD cost). A method with ``+ibi`` (needs ``--cmap``) adds
+``--refine N`` iterative-Boltzmann-inversion steps on the (phi, psi) term after training
+(``compscope.cg.refine_cmap``): each simulates the model (``--replicas`` x ``--refine-steps``, other seeds) and
+corrects the term towards the training frames' (phi, psi) histogram (the same 10^4 frames; never the held-out
+block); its CPU time is reported apart.
 
 The reference's own floor is reported per fold (``reference_floor``): the JS and MSE of the held-out block against
 the other three blocks. A CG model that were exact would still score about half of the block-vs-block JS against a
@@ -92,8 +93,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--noise", type=float, nargs="+", default=[0.02], help="denoising sigma(s), Å (several: schedule)")
     ap.add_argument("--cmap", default=None, help="JSON of model.cmap (the 2-D torsion prior term), e.g. '{}'")
     ap.add_argument("--ensemble", type=int, default=1, help="seeds per cell, their forces averaged")
-    ap.add_argument("--refine", type=int, default=0, help="IBI steps on the (phi, psi) term after training")
-    ap.add_argument("--refine-methods", nargs="*", default=None, help="methods that get --refine (default: all)")
+    ap.add_argument("--refine", type=int, default=2, help="IBI steps on the (phi, psi) term of +ibi methods")
     ap.add_argument("--refine-steps", type=int, default=None, help="steps per replica of each IBI run")
     ap.add_argument("--refine-damping", type=float, default=1.0)
     ap.add_argument("--denoising-weight", type=float, default=0.5)
@@ -171,9 +171,11 @@ def main(argv: list[str] | None = None) -> Path:
     for k, (fold, method, size) in enumerate(grid):
         if k < args.start:
             continue
-        loss, _, fmap = method.partition("+")
-        if loss not in ("force_matching", "denoising") or fmap not in ("", "ofm"):
-            raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm")
+        loss, *extras = method.split("+")
+        if loss not in ("force_matching", "denoising") or set(extras) - {"ofm", "ibi"} or \
+                len(set(extras)) < len(extras):
+            raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm, +ibi")
+        fmap = "ofm" if "ofm" in extras else ""
         train_idx, _ = fold_split(lengths, fold)
         data_file = cg_file
         if fmap == "ofm":  # the optimised force map, fitted on this fold's training frames only
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> Path:
             model_file = save_package(average_models([load_model(p) for p in members]), work / f"{tag}_ensemble.pt")
         train_cpu = time.process_time() - t0
         t0 = time.process_time()
-        n_refine = args.refine if args.refine_methods is None or method in args.refine_methods else 0
+        n_refine = args.refine if "ibi" in extras else 0
         for it in range(n_refine):
             from compscope.cg import load_cg, refine_cmap
             from compscope.models.artifacts import load_model, save_package
