@@ -76,17 +76,15 @@ def _harmonics(angle, cs, sn):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
-def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, cmap, modes, c_cos,
-           c_sin, energy, forces):  # pragma: no cover - numba
+def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, cmap, c_cos, c_sin,
+           energy, forces):  # pragma: no cover - numba
     """Prior energies (B,) and forces (B, n, 3) (overwritten)."""
     n_mol, n = x.shape[0], x.shape[1]
     dd = np.zeros((4, 3), x.dtype)
     de2 = np.zeros((4, 3), x.dtype)
-    k_max = 0
-    for p in range(modes.shape[0]):
-        k_max = max(k_max, abs(modes[p, 0]), abs(modes[p, 1]))
+    k_max = c_cos.shape[1] - 1  # dense modes: m = 0..K, n = -K..K
     cp, sp = np.zeros(k_max + 1, x.dtype), np.zeros(k_max + 1, x.dtype)
-    cq, sq = np.zeros(k_max + 1, x.dtype), np.zeros(k_max + 1, x.dtype)
+    cq, sq = np.zeros(2 * k_max + 1, x.dtype), np.zeros(2 * k_max + 1, x.dtype)
     for mol in range(n_mol):
         xm = x[mol]
         fm = forces[mol]
@@ -156,18 +154,23 @@ def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos
             phi = _dihedral_grad(xm, cmap[t, :4], dd)
             psi = _dihedral_grad(xm, cmap[t, 4:], de2)
             _harmonics(phi, cp, sp)
-            _harmonics(psi, cq, sq)
+            _harmonics(psi, cq[k_max:], sq[k_max:])
+            for j in range(1, k_max + 1):  # negative n: cos(-n psi) = cos(n psi), sin(-n psi) = -sin(n psi)
+                cq[k_max - j] = cq[k_max + j]
+                sq[k_max - j] = -sq[k_max + j]
             dphi, dpsi = 0.0, 0.0
-            for p in range(modes.shape[0]):
-                m, k = modes[p, 0], modes[p, 1]
-                cm, sm = cp[abs(m)], sp[abs(m)] if m >= 0 else -sp[abs(m)]
-                ck, sk = cq[abs(k)], sq[abs(k)] if k >= 0 else -sq[abs(k)]
-                c = cm * ck - sm * sk  # cos(m phi + k psi)
-                s = sm * ck + cm * sk
-                e += c_cos[t, p] * c + c_sin[t, p] * s
-                g = c_sin[t, p] * c - c_cos[t, p] * s  # d/dtheta
-                dphi += m * g
-                dpsi += k * g
+            for m in range(k_max + 1):
+                cm, sm = cp[m], sp[m]
+                gm = 0.0
+                for j in range(2 * k_max + 1):
+                    a, b = c_cos[t, m, j], c_sin[t, m, j]
+                    c = cm * cq[j] - sm * sq[j]  # cos(m phi + n psi), n = j - K
+                    s = sm * cq[j] + cm * sq[j]
+                    e += a * c + b * s
+                    g = b * c - a * s  # d/dtheta
+                    gm += g
+                    dpsi += (j - k_max) * g
+                dphi += m * gm
             for r4 in range(4):
                 for d in range(3):
                     fm[cmap[t, r4], d] -= dphi * dd[r4, d]
@@ -261,12 +264,11 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
     p = model.prior
     m = p.dihedral_cos.shape[1]
     dih = p.dihedrals if m else p.dihedrals[:0]
-    n_modes = len(p.cmap_modes)
-    cmap = p.cmap if n_modes else p.cmap[:0]
+    cmap, (c_cos, c_sin) = p.cmap if len(p.cmap_modes) else p.cmap[:0], _dense_modes(p, np_dt)
     args = [i(p.bonds, 2), f(p.bond_r0), f(p.bond_k), i(p.angles, 3), f(p.angle_theta0), f(p.angle_k),
             i(p.repulsion_pairs, 2), f(p.repulsion_sigma), f(p.repulsion_epsilon), i(dih, 4),
             f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m), i(cmap, 8),
-            i(p.cmap_modes, 2), f(p.cmap_cos).reshape(len(cmap), n_modes), f(p.cmap_sin).reshape(len(cmap), n_modes)]
+            c_cos[:len(cmap)], c_sin[:len(cmap)]]
     net = model.feature_net
     if net is None:
         return tuple(args), None
@@ -276,6 +278,24 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
     scale = float(model.energy_scale)
     return tuple(args), (i(net.pairs, 2), i(net.angles, 3), i(net.dihedrals, 4), f(net.feature_mean),
                          f(net.feature_std), layers, act, scale)
+
+
+def _dense_modes(prior, np_dt) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D torsion coefficients on a dense grid (C, K+1, 2K+1) of modes m = 0..K, n = -K..K (zeros where the
+    prior has no mode; a mode with m < 0 is stored as (-m, -n) with its sine coefficient negated)."""
+    modes = prior.cmap_modes.cpu().numpy().reshape(-1, 2)
+    k = int(np.abs(modes).max()) if len(modes) else 0
+    n_c = len(prior.cmap)
+    a = np.zeros((n_c, k + 1, 2 * k + 1))
+    b = np.zeros((n_c, k + 1, 2 * k + 1))
+    ca = prior.cmap_cos.detach().cpu().double().numpy().reshape(n_c, len(modes))
+    cb = prior.cmap_sin.detach().cpu().double().numpy().reshape(n_c, len(modes))
+    for p, (mm, nn) in enumerate(modes):
+        sign = 1.0 if mm >= 0 else -1.0
+        mm, nn = (mm, nn) if mm >= 0 else (-mm, -nn)
+        a[:, mm, nn + k] += ca[:, p]
+        b[:, mm, nn + k] += sign * cb[:, p]
+    return np.ascontiguousarray(a.astype(np_dt)), np.ascontiguousarray(b.astype(np_dt))
 
 
 def _mlp(z: torch.Tensor, layers: list, act: str, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
