@@ -15,7 +15,15 @@ Methods (``--methods``): ``force_matching`` (plain: the aggregated force map), `
 denoising score matching), each with ``+ofm`` for the optimised force map (``compscope.cg.optimised_force_map``,
 fitted on the fold's training frames only, one CG file per fold). ``--model fast`` is the prior + CGnet-style MLP
 (``model.feature_net``), ``equivariant`` the equivariant network. The CG replicas start from training frames; the
-first ``--burn-frames`` frames of each are left out of the comparison.
+first ``--burn-frames`` frames of each are left out of the comparison. ``--cmap '{}'`` puts the 2-D (phi, psi)
+torsion term in every method's prior (``model.cmap``, Boltzmann-inverted from the fold's training frames; JSON keys
+``bins``, ``pseudocount``, ``smoothing``, ``order``), ``--noise`` with several values is a denoising sigma schedule,
+``--ensemble K`` trains K seeds of every cell (each with the full ``--minutes``) and simulates their force average
+(``compscope.cg.average_models``: one model, one model's MD cost). A method with ``+ibi`` (needs ``--cmap``) adds
+``--refine N`` iterative-Boltzmann-inversion steps on the (phi, psi) term after training
+(``compscope.cg.refine_cmap``): each simulates the model (``--replicas`` x ``--refine-steps``, other seeds) and
+corrects the term towards the training frames' (phi, psi) histogram (the same 10^4 frames; never the held-out
+block); its CPU time is reported apart.
 
 The reference's own floor is reported per fold (``reference_floor``): the JS and MSE of the held-out block against
 the other three blocks. A CG model that were exact would still score about half of the block-vs-block JS against a
@@ -82,7 +90,12 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget per run")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="cpu", help="what the training budget counts")
     ap.add_argument("--model", choices=["fast", "equivariant"], default="fast")
-    ap.add_argument("--noise", type=float, default=0.02, help="denoising sigma, Å")
+    ap.add_argument("--noise", type=float, nargs="+", default=[0.02], help="denoising sigma(s), Å (several: schedule)")
+    ap.add_argument("--cmap", default=None, help="JSON of model.cmap (the 2-D torsion prior term), e.g. '{}'")
+    ap.add_argument("--ensemble", type=int, default=1, help="seeds per cell, their forces averaged")
+    ap.add_argument("--refine", type=int, default=2, help="IBI steps on the (phi, psi) term of +ibi methods")
+    ap.add_argument("--refine-steps", type=int, default=None, help="steps per replica of each IBI run")
+    ap.add_argument("--refine-damping", type=float, default=1.0)
     ap.add_argument("--denoising-weight", type=float, default=0.5)
     ap.add_argument("--dihedral-order", type=int, default=3, help="harmonics of the Boltzmann-inverted dihedral prior")
     ap.add_argument("--dihedral-pseudocount", type=float, default=1.0, help="per histogram bin of the dihedral prior")
@@ -151,14 +164,18 @@ def main(argv: list[str] | None = None) -> Path:
 
     path = save()
     model = {"net": None, "feature_net": {}} if args.model == "fast" else {}
-    model.update(dihedral_order=args.dihedral_order, dihedral_pseudocount=args.dihedral_pseudocount)
+    model.update(dihedral_order=args.dihedral_order, dihedral_pseudocount=args.dihedral_pseudocount,
+                 cmap=None if args.cmap is None else json.loads(args.cmap))
+    noise = args.noise[0] if len(args.noise) == 1 else list(args.noise)
     grid = [(fold, method, size) for fold in args.folds for method in args.methods for size in args.sizes]
     for k, (fold, method, size) in enumerate(grid):
         if k < args.start:
             continue
-        loss, _, fmap = method.partition("+")
-        if loss not in ("force_matching", "denoising") or fmap not in ("", "ofm"):
-            raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm")
+        loss, *extras = method.split("+")
+        if loss not in ("force_matching", "denoising") or set(extras) - {"ofm", "ibi"} or \
+                len(set(extras)) < len(extras):
+            raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm, +ibi")
+        fmap = "ofm" if "ofm" in extras else ""
         train_idx, _ = fold_split(lengths, fold)
         data_file = cg_file
         if fmap == "ofm":  # the optimised force map, fitted on this fold's training frames only
@@ -166,16 +183,43 @@ def main(argv: list[str] | None = None) -> Path:
             if not data_file.exists():
                 map_reference(args.ref, "backbone", data_file, force_map="optimised", fit_frames=train_idx)
         tag = f"f{fold}_{method}_{size or 'all'}"
-        cfg = {"seed": args.seed, "model": model,
-               "data": {"path": str(data_file), "fold": fold, "n_train": size or None, "n_valid": 2000,
-                        "batch_size": 64},
-               "module": {"loss": loss, "noise": args.noise, "denoising_weight": args.denoising_weight},
-               "trainer": {"max_epochs": 100000, "max_time_minutes": args.minutes, "budget_clock": args.clock,
-                           "progress_bar": False, "ema_decay": 0.99}}
         t0 = time.process_time()
-        res = train(cfg, out=work / tag)
+        members, steps = [], 0
+        for m in range(args.ensemble):
+            cfg = {"seed": args.seed + m, "model": model,
+                   "data": {"path": str(data_file), "fold": fold, "n_train": size or None, "n_valid": 2000,
+                            "batch_size": 64},
+                   "module": {"loss": loss, "noise": noise, "denoising_weight": args.denoising_weight},
+                   "trainer": {"max_epochs": 100000, "max_time_minutes": args.minutes, "budget_clock": args.clock,
+                               "progress_bar": False, "ema_decay": 0.99}}
+            res = train(cfg, out=work / (tag if m == 0 else f"{tag}_seed{m}"))
+            members.append(res.run.file("model.pt"))
+            steps += res.trainer.global_step
+        model_file = members[0]
+        if len(members) > 1:  # one model whose forces are the members' mean
+            from compscope.cg import average_models
+            from compscope.models.artifacts import load_model, save_package
+
+            model_file = save_package(average_models([load_model(p) for p in members]), work / f"{tag}_ensemble.pt")
         train_cpu = time.process_time() - t0
-        sim = _cg_run(res.run.file("model.pt"), data_file, args.replicas, args.steps, args.dt,
+        t0 = time.process_time()
+        n_refine = args.refine if "ibi" in extras else 0
+        for it in range(n_refine):
+            from compscope.cg import load_cg, refine_cmap
+            from compscope.models.artifacts import load_model, save_package
+
+            tr = train_idx if not size or size >= len(train_idx) else \
+                train_idx[np.linspace(0, len(train_idx) - 1, size).round().astype(int)]
+            data_x = np.concatenate(load_cg(data_file).positions)[tr]
+            pre = _cg_run(model_file, data_file, args.replicas, args.refine_steps or args.steps, args.dt,
+                          args.traj_every, args.seed + 1000 + it, work / f"{tag}_ibi{it}_traj.h5",
+                          start_frames=train_idx)
+            cg_x = pre["x"][:, args.burn_frames:].reshape(-1, 5, 3)
+            new = refine_cmap(load_model(model_file), cg_x, data_x, damping=args.refine_damping,
+                              **(json.loads(args.cmap) if args.cmap else {}))
+            model_file = save_package(new, work / f"{tag}_ibi{it + 1}.pt")
+        refine_cpu = time.process_time() - t0
+        sim = _cg_run(model_file, data_file, args.replicas, args.steps, args.dt,
                       args.traj_every, args.seed, work / f"{tag}_traj.h5", start_frames=train_idx)
         # the held-out block as the reference of this fold; the CG run after its burn-in
         held = work / f"f{fold}_held.h5"
@@ -186,7 +230,8 @@ def main(argv: list[str] | None = None) -> Path:
         phi, _ = backbone_dihedrals(sim["x"].reshape(-1, 5, 3))
         ess = effective_sample_size(basin_indicator(phi.reshape(args.replicas, -1)))
         runs.append({"fold": fold, "method": method, "n_train": size or info["n_frames"],
-                     "train_steps": res.trainer.global_step, "train_cpu_s": train_cpu,
+                     "train_steps": steps, "train_cpu_s": train_cpu, "ensemble": args.ensemble,
+                     "refine_steps": n_refine, "refine_cpu_s": refine_cpu,
                      "cg_slow_basin_population": float(basin_indicator(phi).mean()),
                      **{k: v for k, v in cmp.items() if not k.startswith(("js bond", "js angle"))},
                      "bond_js_max": max(v for k, v in cmp.items() if k.startswith("js bond")),

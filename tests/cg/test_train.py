@@ -112,3 +112,36 @@ def test_nan_forces_are_left_out_and_counted(tmp_path):
     d = load_cg(tmp_path / "cg.h5")
     assert d.n_dropped_nonfinite == 3 and all(np.isfinite(f).all() for f in d.forces)
     assert len(d.positions[0]) == 98 and len(d.positions[1]) == 99
+
+
+def test_denoising_sigma_schedule(cg_file):
+    """module.noise as a list: one sigma per frame from the list, squared errors weighted by (sigma / max)^2; a
+    list of one repeated sigma is the single-sigma loss; bad schedules are refused."""
+    from compscope.cg import CGDataModule, model_kwargs
+
+    full = resolve_config({"data": {"path": str(cg_file), "n_train": 64}, "model": {"net": None, "feature_net": {}}})
+    data = CGDataModule(**full["data"])
+    data.load()
+    kwargs = model_kwargs(full, data)
+    x, f = data._train.tensors[0][:16], data._train.tensors[1][:16]
+
+    def loss(noise, seed=3):
+        torch.manual_seed(0)
+        module = CGModule(kwargs, loss="denoising", noise=noise, denoising_weight=1.0, temperature=300.0)
+        module.log = lambda *a, **k: None  # no trainer attached
+        torch.manual_seed(seed)
+        return module, float(module.training_step((x, f), 0).detach())
+
+    _, single = loss(0.01)
+    _, repeated = loss([0.01, 0.01])
+    assert abs(single - repeated) < 1e-6 * abs(single)
+    module, mixed = loss([0.005, 0.02])
+    torch.manual_seed(3)
+    eps = torch.randn_like(x)
+    sig = torch.tensor([0.005, 0.02])[torch.randint(2, (len(x),))][:, None, None]
+    fm = ((module._forces(x) - f) ** 2).mean()
+    dsm = ((sig / 0.02) ** 2 * (module._forces(x + sig * eps) + module.kT * eps / sig) ** 2).mean()
+    assert abs(mixed - float((fm + dsm).detach())) < 1e-4 * mixed
+    for bad in ([], [0.01, -0.01], 0.0):
+        with pytest.raises(ConfigError, match="noise"):
+            CGModule(kwargs, loss="denoising", noise=bad)

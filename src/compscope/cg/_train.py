@@ -8,7 +8,10 @@ A config (YAML or dict; ``compscope cg train CONFIG``) has these sections, every
   prior-only model), ``feature_net`` (``{hidden, activation}`` of the CGnet-style
   :class:`~compscope.models.CGFeatureNet`, the fast network for a few beads; null: none), ``dihedral_prior`` (fit
   dihedral terms into the prior; ``dihedral_order`` harmonics, ``dihedral_pseudocount`` per histogram bin, see
-  :func:`~compscope.cg.fit_prior`), ``energy_scale`` (``kT`` or eV);
+  :func:`~compscope.cg.fit_prior`), ``cmap`` (a 2-D (phi, psi) torsion term in the prior, Boltzmann-inverted from the
+  training frames' 2-D histogram: ``{bins, pseudocount, smoothing, order}`` or ``{}`` for the defaults of
+  :data:`~compscope.cg.CMAP_DEFAULTS`; the dihedrals it covers get no 1-D term; null: none), ``energy_scale``
+  (``kT`` or eV);
 - ``module``: :class:`CGModule` (loss ``force_matching`` or ``denoising``, noise, denoising weight, lr);
 - ``trainer``: :class:`~compscope.train.TrainerConfig` (``monitor`` defaults to ``val_force_rmse``);
 - ``seed`` and ``out`` (the run folder, :class:`compscope.train.RunDir`).
@@ -57,7 +60,7 @@ DEFAULT_NET = {"r_max": 8.0, "num_bessel": 8, "max_ell": 2, "hidden_irreps": "16
 # the dihedral prior on by default: the network is E(3)-invariant and cannot tell L- from D-alanine (alpha_R from
 # alpha_L); the dihedral terms' sine parts can (tests/cg/test_model.py)
 MODEL_DEFAULTS = {"net": DEFAULT_NET, "dihedral_prior": True, "energy_scale": "kT", "feature_net": None,
-                  "dihedral_order": 3, "dihedral_pseudocount": 1.0}
+                  "dihedral_order": 3, "dihedral_pseudocount": 1.0, "cmap": None}
 #: the fast network (``model.feature_net: {}`` with ``model.net: null``): a CGnet-style MLP on internal coordinates
 FEATURE_NET_DEFAULTS = {"hidden": [64, 64], "activation": "tanh"}
 
@@ -146,22 +149,27 @@ class CGModule(L.LightningModule):
     Args:
         model: :func:`compscope.models.build_model` arguments of the CG potential (``name: CGPotential``).
         loss: ``force_matching`` or ``denoising`` (force matching plus denoising score matching).
-        noise: ``sigma`` of the denoising term, Å.
+        noise: ``sigma`` of the denoising term, Å; a list of sigmas is a schedule: each frame draws one of them,
+            and its squared error is weighted by ``(sigma / max sigma)^2`` (the target's variance falls as
+            ``1/sigma^2``; the usual ``lambda(sigma) = sigma^2`` weighting of multi-level denoising).
         denoising_weight: ``w`` of the denoising term.
         temperature: K of the data (kT of the denoising target).
         force_scale: the loss divides squared force errors by this squared (eV/Å; the data's force std).
         lr, weight_decay: AdamW.
     """
 
-    def __init__(self, model: Mapping[str, Any], loss: str = "force_matching", noise: float = 0.05,
+    def __init__(self, model: Mapping[str, Any], loss: str = "force_matching", noise: float | list[float] = 0.05,
                  denoising_weight: float = 1.0, temperature: float = 300.0, force_scale: float = 1.0,
                  lr: float = 3e-3, weight_decay: float = 0.0):
         super().__init__()
         if loss not in LOSSES:
             raise ConfigError(f"module.loss={loss!r}: use one of {list(LOSSES)}")
-        if noise <= 0 or denoising_weight < 0 or force_scale <= 0:
-            raise ConfigError("module.noise and module.force_scale must be > 0, denoising_weight >= 0")
+        sigmas = [float(s) for s in (noise if isinstance(noise, (list, tuple)) else [noise])]
+        if not sigmas or min(sigmas) <= 0 or denoising_weight < 0 or force_scale <= 0:
+            raise ConfigError(f"module.noise={noise!r}: every sigma and module.force_scale must be > 0, "
+                              "denoising_weight >= 0", hint="e.g. noise: 0.01 or noise: [0.005, 0.01, 0.02]")
         self.save_hyperparameters()
+        self.sigmas = sigmas
         self.model = build_model(**model)
         self.kT = kT_eV(temperature)
 
@@ -175,9 +183,14 @@ class CGModule(L.LightningModule):
         loss = fm
         if self.hparams.loss == "denoising":
             eps = torch.randn_like(x)
-            sig = self.hparams.noise
+            if len(self.sigmas) == 1:
+                sig, weight = self.sigmas[0], 1.0
+            else:  # one sigma per frame from the schedule
+                levels = torch.as_tensor(self.sigmas, dtype=x.dtype, device=x.device)
+                sig = levels[torch.randint(len(levels), (len(x),), device=x.device)][:, None, None]
+                weight = (sig / levels.max()) ** 2
             target = -self.kT * eps / sig
-            dsm = ((self._forces(x + sig * eps) - target) ** 2).mean() / s2
+            dsm = (weight * (self._forces(x + sig * eps) - target) ** 2).mean() / s2
             loss = fm + self.hparams.denoising_weight * dsm
             self.log("train_dsm", dsm, batch_size=len(x))
         self.log("train_fm", fm, batch_size=len(x))
@@ -218,6 +231,13 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
                               hint=f"feature_net takes {sorted(FEATURE_NET_DEFAULTS)} (the angles, dihedrals and "
                                    "feature statistics come from the data)")
         model["feature_net"] = {**FEATURE_NET_DEFAULTS, **model["feature_net"]}
+    if model["cmap"] is not None:
+        from ._prior import CMAP_DEFAULTS
+
+        if not isinstance(model["cmap"], Mapping) or set(model["cmap"]) - set(CMAP_DEFAULTS):
+            raise ConfigError(f"CG config: model.cmap={model['cmap']!r} is not a mapping of known keys",
+                              hint=f"model.cmap takes {sorted(CMAP_DEFAULTS)} ({{}} for the defaults) or null")
+        model["cmap"] = {**CMAP_DEFAULTS, **model["cmap"]}
     trainer = resolve_section(config, "trainer", TrainerConfig, TRAINER_DEFAULTS)
     TrainerConfig(**trainer)
     return {"seed": int(config.get("seed", 0)), "out": None if config.get("out") is None else str(config["out"]),
@@ -234,7 +254,8 @@ def model_kwargs(cfg: Mapping[str, Any], data: CGDataModule) -> dict[str, Any]:
     d = data.cg
     m = cfg["model"]
     prior = fit_prior(data.train_positions, d.temperature, dihedrals=bool(m["dihedral_prior"]),
-                      fourier_order=int(m["dihedral_order"]), pseudocount=float(m["dihedral_pseudocount"]))
+                      fourier_order=int(m["dihedral_order"]), pseudocount=float(m["dihedral_pseudocount"]),
+                      cmap=m.get("cmap"))
     scale = kT_eV(d.temperature) if m["energy_scale"] == "kT" else float(m["energy_scale"])
     out = {"name": "CGPotential", "bead_z": list(d.bead_z), "prior": prior,
            "net": None if m["net"] is None else dict(m["net"]), "energy_scale": scale}

@@ -4,11 +4,14 @@
 et al., J. Chem. Phys. 153, 194101 (2020)). The prior keeps simulations in the physical region where the network
 has no data: harmonic bonds ``k_b/2 (r - r_0)^2`` and angles ``k_a/2 (theta - theta_0)^2``, a repulsion
 ``eps (sigma/r)^6`` between beads not joined by a bond or an angle, and optional dihedral Fourier series
-``sum_n a_n cos(n phi) + b_n sin(n phi)``. Its parameters come from Boltzmann inversion of the mapped reference
-data (:func:`compscope.cg.fit_prior`), so they are plain numbers here and the model is rebuilt from its constructor
-arguments (model packages, :mod:`compscope.models.artifacts`). The network is the force-field network
-(:class:`~compscope.models.EquivariantPotential`) with one embedding per bead position, or (and) a CGnet-style MLP
-on internal coordinates (:class:`CGFeatureNet`), which costs microseconds per step for a few beads.
+``sum_n a_n cos(n phi) + b_n sin(n phi)``, and optional two-dimensional torsion terms on a pair of dihedrals
+(CMAP-like, as the (phi, psi) correction of CHARMM; MacKerell et al., J. Comput. Chem. 25, 1400 (2004)): a
+two-dimensional periodic Fourier series ``sum_(m,n) a_mn cos(m phi + n psi) + b_mn sin(m phi + n psi)`` over a
+half-plane of modes, smooth everywhere with exact analytic forces. Its parameters come from Boltzmann inversion of
+the mapped reference data (:func:`compscope.cg.fit_prior`), so they are plain numbers here and the model is rebuilt
+from its constructor arguments (model packages, :mod:`compscope.models.artifacts`). The network is the force-field
+network (:class:`~compscope.models.EquivariantPotential`) with one embedding per bead position, or (and) a
+CGnet-style MLP on internal coordinates (:class:`CGFeatureNet`), which costs microseconds per step for a few beads.
 
 The model follows the force-field contract (``cutoff``, ``forward(graph) -> {energy, node_energy, forces}``), so
 ``compscope md run`` simulates it like any potential. A graph batch must hold whole copies of the molecule, beads
@@ -75,16 +78,20 @@ class CGPrior(nn.Module):
         repulsion_pairs, repulsion_sigma, repulsion_epsilon: (R, 2) pairs, Å, eV.
         dihedrals, dihedral_cos, dihedral_sin: (D, 4) quadruples and (D, M) Fourier coefficients (eV) of
             ``cos(n phi)``, ``sin(n phi)`` for ``n = 1..M``.
+        cmap, cmap_modes, cmap_cos, cmap_sin: (C, 8) pairs of quadruples (phi from the first four beads, psi from
+            the last four), (P, 2) integer modes ``(m, n)`` and (C, P) coefficients (eV) of ``cos(m phi + n psi)``,
+            ``sin(m phi + n psi)``.
     """
 
     def __init__(self, n_beads: int, bonds: Sequence = (), bond_r0: Sequence = (), bond_k: Sequence = (),
                  angles: Sequence = (), angle_theta0: Sequence = (), angle_k: Sequence = (),
                  repulsion_pairs: Sequence = (), repulsion_sigma: Sequence = (), repulsion_epsilon: Sequence = (),
-                 dihedrals: Sequence = (), dihedral_cos: Sequence = (), dihedral_sin: Sequence = ()):
+                 dihedrals: Sequence = (), dihedral_cos: Sequence = (), dihedral_sin: Sequence = (),
+                 cmap: Sequence = (), cmap_modes: Sequence = (), cmap_cos: Sequence = (), cmap_sin: Sequence = ()):
         super().__init__()
         self.n_beads = int(n_beads)
         for name, rows, width in (("bonds", bonds, 2), ("angles", angles, 3), ("repulsion_pairs", repulsion_pairs, 2),
-                                  ("dihedrals", dihedrals, 4)):
+                                  ("dihedrals", dihedrals, 4), ("cmap", cmap, 8)):
             idx = _index(list(rows), width, name)
             if idx.numel() and idx.max() >= self.n_beads:
                 raise ConfigError(f"prior {name} name bead {int(idx.max())} but the molecule has {n_beads} beads")
@@ -102,6 +109,22 @@ class CGPrior(nn.Module):
         for name, vals in (("dihedral_cos", dihedral_cos), ("dihedral_sin", dihedral_sin)):
             t = torch.as_tensor([list(r) for r in vals], dtype=dt).reshape(len(self.dihedrals), m)
             self.register_buffer(name, t)
+        modes = torch.as_tensor([list(r) for r in cmap_modes], dtype=torch.long).reshape(-1, 2)
+        self.register_buffer("cmap_modes", modes)
+        for name, vals in (("cmap_cos", cmap_cos), ("cmap_sin", cmap_sin)):
+            t = torch.as_tensor([list(r) for r in vals], dtype=dt)
+            if t.numel() != len(self.cmap) * len(modes):
+                raise ConfigError(f"prior {name} needs {len(self.cmap)} x {len(modes)} coefficients (cmap terms x "
+                                  f"cmap_modes), got shape {tuple(t.shape)}")
+            self.register_buffer(name, t.reshape(len(self.cmap), len(modes)))
+
+    def _cmap_energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Energies (G, C) of the two-dimensional torsion terms of frames ``x`` (G, n_beads, 3)."""
+        phi = dihedral_angles(x, self.cmap[:, :4])  # (G, C)
+        psi = dihedral_angles(x, self.cmap[:, 4:])
+        mn = self.cmap_modes.to(x.dtype)
+        th = phi[..., None] * mn[:, 0] + psi[..., None] * mn[:, 1]  # (G, C, P)
+        return (self.cmap_cos * torch.cos(th) + self.cmap_sin * torch.sin(th)).sum(-1)
 
     def term_energies(self, x: torch.Tensor) -> torch.Tensor:
         """Energy (G, n_beads) of frames ``x`` (G, n_beads, 3), each term credited to its first bead."""
@@ -121,6 +144,8 @@ class CGPrior(nn.Module):
             nphi = phi[..., None] * n  # (G, D, M)
             ed = (self.dihedral_cos * torch.cos(nphi) + self.dihedral_sin * torch.sin(nphi)).sum(-1)
             e = e.index_add(1, self.dihedrals[:, 0], ed)
+        if len(self.cmap) and len(self.cmap_modes):
+            e = e.index_add(1, self.cmap[:, 0], self._cmap_energy(x))
         return e
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,6 +164,8 @@ class CGPrior(nn.Module):
             n = torch.arange(1, self.dihedral_cos.shape[1] + 1, dtype=x.dtype, device=x.device)
             nphi = phi[..., None] * n  # (G, D, M)
             e = e + (self.dihedral_cos * torch.cos(nphi) + self.dihedral_sin * torch.sin(nphi)).sum((-1, -2))
+        if len(self.cmap) and len(self.cmap_modes):
+            e = e + self._cmap_energy(x).sum(-1)
         return e
 
 

@@ -9,6 +9,9 @@ backpropagates the MLP by hand:
 - bonds and repulsion: ``dE/dr`` along the unit pair vector;
 - angles ``theta = atan2(|a x b|, a.b)``: ``dtheta/da = ((a.b)/|a|^2 a - b)/|a x b|`` (and a <-> b);
 - dihedrals: the gradient of Blondel & Karplus (J. Comput. Chem. 17, 1132 (1996), eqs. 25-27);
+- two-dimensional torsion terms ``sum a_mn cos(m phi + n psi) + b_mn sin(m phi + n psi)``: ``cos(k phi)`` and
+  ``sin(k phi)`` by the angle-addition recurrence (two trigonometric calls per dihedral, not two per mode), then
+  ``dE/dphi`` and ``dE/dpsi`` through the dihedral gradients;
 - the MLP: ``dE/dz`` by the chain rule through its layers, then through the standardised features (distances,
   angle cosines ``dcos/da = b/(|a||b|) - cos a/|a|^2``, dihedral cos/sin).
 
@@ -63,11 +66,25 @@ def _dihedral_grad(x, q, out):
 
 
 @nb.njit(cache=True, fastmath=_FASTMATH)
-def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, energy,
-           forces):  # pragma: no cover - numba
+def _harmonics(angle, cs, sn):  # pragma: no cover - numba
+    """cs[k] = cos(k angle), sn[k] = sin(k angle) for k = 0..len(cs)-1 by the angle-addition recurrence."""
+    c1, s1 = math.cos(angle), math.sin(angle)
+    cs[0], sn[0] = 1.0, 0.0
+    for k in range(1, cs.shape[0]):
+        cs[k] = cs[k - 1] * c1 - sn[k - 1] * s1
+        sn[k] = sn[k - 1] * c1 + cs[k - 1] * s1
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos, d_sin, cmap, c_cos, c_sin,
+           energy, forces):  # pragma: no cover - numba
     """Prior energies (B,) and forces (B, n, 3) (overwritten)."""
     n_mol, n = x.shape[0], x.shape[1]
     dd = np.zeros((4, 3), x.dtype)
+    de2 = np.zeros((4, 3), x.dtype)
+    k_max = c_cos.shape[1] - 1  # dense modes: m = 0..K, n = -K..K
+    cp, sp = np.zeros(k_max + 1, x.dtype), np.zeros(k_max + 1, x.dtype)
+    cq, sq = np.zeros(2 * k_max + 1, x.dtype), np.zeros(2 * k_max + 1, x.dtype)
     for mol in range(n_mol):
         xm = x[mol]
         fm = forces[mol]
@@ -132,6 +149,32 @@ def _prior(x, bonds, b_r0, b_k, angles, a_t0, a_k, rep, r_sig, r_eps, dih, d_cos
             for r4 in range(4):
                 for d in range(3):
                     fm[dih[t, r4], d] -= de * dd[r4, d]
+        # ---- prior: two-dimensional torsion terms
+        for t in range(cmap.shape[0]):
+            phi = _dihedral_grad(xm, cmap[t, :4], dd)
+            psi = _dihedral_grad(xm, cmap[t, 4:], de2)
+            _harmonics(phi, cp, sp)
+            _harmonics(psi, cq[k_max:], sq[k_max:])
+            for j in range(1, k_max + 1):  # negative n: cos(-n psi) = cos(n psi), sin(-n psi) = -sin(n psi)
+                cq[k_max - j] = cq[k_max + j]
+                sq[k_max - j] = -sq[k_max + j]
+            dphi, dpsi = 0.0, 0.0
+            for m in range(k_max + 1):
+                cm, sm = cp[m], sp[m]
+                gm = 0.0
+                for j in range(2 * k_max + 1):
+                    a, b = c_cos[t, m, j], c_sin[t, m, j]
+                    c = cm * cq[j] - sm * sq[j]  # cos(m phi + n psi), n = j - K
+                    s = sm * cq[j] + cm * sq[j]
+                    e += a * c + b * s
+                    g = b * c - a * s  # d/dtheta
+                    gm += g
+                    dpsi += (j - k_max) * g
+                dphi += m * gm
+            for r4 in range(4):
+                for d in range(3):
+                    fm[cmap[t, r4], d] -= dphi * dd[r4, d]
+                    fm[cmap[t, 4 + r4], d] -= dpsi * de2[r4, d]
         energy[mol] = e
 
 
@@ -221,9 +264,11 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
     p = model.prior
     m = p.dihedral_cos.shape[1]
     dih = p.dihedrals if m else p.dihedrals[:0]
+    cmap, (c_cos, c_sin) = p.cmap if len(p.cmap_modes) else p.cmap[:0], _dense_modes(p, np_dt)
     args = [i(p.bonds, 2), f(p.bond_r0), f(p.bond_k), i(p.angles, 3), f(p.angle_theta0), f(p.angle_k),
             i(p.repulsion_pairs, 2), f(p.repulsion_sigma), f(p.repulsion_epsilon), i(dih, 4),
-            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m)]
+            f(p.dihedral_cos).reshape(len(dih), m), f(p.dihedral_sin).reshape(len(dih), m), i(cmap, 8),
+            c_cos[:len(cmap)], c_sin[:len(cmap)]]
     net = model.feature_net
     if net is None:
         return tuple(args), None
@@ -233,6 +278,24 @@ def pack_cg(model, dtype: torch.dtype) -> tuple:
     scale = float(model.energy_scale)
     return tuple(args), (i(net.pairs, 2), i(net.angles, 3), i(net.dihedrals, 4), f(net.feature_mean),
                          f(net.feature_std), layers, act, scale)
+
+
+def _dense_modes(prior, np_dt) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D torsion coefficients on a dense grid (C, K+1, 2K+1) of modes m = 0..K, n = -K..K (zeros where the
+    prior has no mode; a mode with m < 0 is stored as (-m, -n) with its sine coefficient negated)."""
+    modes = prior.cmap_modes.cpu().numpy().reshape(-1, 2)
+    k = int(np.abs(modes).max()) if len(modes) else 0
+    n_c = len(prior.cmap)
+    a = np.zeros((n_c, k + 1, 2 * k + 1))
+    b = np.zeros((n_c, k + 1, 2 * k + 1))
+    ca = prior.cmap_cos.detach().cpu().double().numpy().reshape(n_c, len(modes))
+    cb = prior.cmap_sin.detach().cpu().double().numpy().reshape(n_c, len(modes))
+    for p, (mm, nn) in enumerate(modes):
+        sign = 1.0 if mm >= 0 else -1.0
+        mm, nn = (mm, nn) if mm >= 0 else (-mm, -nn)
+        a[:, mm, nn + k] += ca[:, p]
+        b[:, mm, nn + k] += sign * cb[:, p]
+    return np.ascontiguousarray(a.astype(np_dt)), np.ascontiguousarray(b.astype(np_dt))
 
 
 def _mlp(z: torch.Tensor, layers: list, act: str, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
