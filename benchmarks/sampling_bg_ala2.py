@@ -41,7 +41,7 @@ TRAIN = {"steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 250}
 ECNF = {"hidden": 64, "num_layers": 4, "n_steps": 20, "atom_types": list(range(22)), "div_nodes": 4,
         "div_panels": 2}
 ECNF_MODULE = {"loss": "flow_matching", "alignment": "rotation", "lr": 5e-4, "sigma": 0.0}
-ECNF_TRAINER = {"max_epochs": 1000000, "budget_clock": "cpu", "val_check_interval": 2000, "checkpoint_minutes": 10,
+ECNF_TRAINER = {"max_epochs": 1000000, "budget_clock": "cpu", "val_check_interval": 1000, "checkpoint_minutes": 10,
                 "ema_decay": 0.999, "gradient_clip_val": 1.0, "num_threads": 1, "progress_bar": False}
 
 
