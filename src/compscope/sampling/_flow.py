@@ -17,7 +17,8 @@ the augmented state, which needs it at every one of the 4 stages of every step, 
 ``div_nodes=M`` (:meth:`EquivariantCNF.integrate`) separates the two integrals: ``x(t)`` is integrated by RK4
 with the field alone (the uniform grid of ``n_steps`` plus the M nodes), and ``int div v(t, x(t)) dt`` by
 M-point Gauss-Legendre quadrature in ``t`` of the exact divergence at the trajectory's states at the nodes (on
-each of ``div_panels`` panels, :func:`quadrature_nodes`): M x panels divergences per draw instead of
+each of ``div_panels`` panels; :func:`compscope.nn.integrate_divergence` and :func:`compscope.nn.quadrature_nodes`,
+the shared implementation): M x panels divergences per draw instead of
 ``4 n_steps``. Both errors vanish as the steps and nodes grow (RK4 error ``O(h^4)``, Gauss-Legendre that of a
 polynomial fit of ``div v(t, x(t))`` of degree ``2M - 1`` per panel); :func:`flow_integration_error` measures
 them against a fine solve.
@@ -31,7 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from compscope.nn import EGNN, divergence_exact, divergence_hutchinson, ode_solve
+from compscope.nn import (
+    EGNN,
+    divergence_exact,
+    divergence_hutchinson,
+    integrate_divergence,
+    ode_solve,
+    quadrature_nodes,
+)
 
 from ._errors import SamplingInputError
 from ._targets import check_positions
@@ -172,23 +180,10 @@ class EquivariantCNF(nn.Module):
         return x, a
 
     def _integrate_quadrature(self, x: torch.Tensor, t0: float, t1: float, n: int, nodes: int):
-        s_nodes, w_nodes = quadrature_nodes(nodes, self.div_panels)
-        s_grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, n + 1), s_nodes]))
-        if t1 < t0:  # data -> base: walk the flow time from 1 down to 0
-            s_grid = s_grid[::-1]
-        at_node = {int(np.nonzero(s_grid == s)[0][0]): w for s, w in zip(s_nodes, w_nodes)}
-        grid = [float(s) for s in s_grid]
-        a = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        x = x.detach()
-        sign = 1.0 if t1 >= t0 else -1.0
-        for k in range(len(grid)):
-            if k in at_node:
-                _, div = self._rhs(grid[k], x.clone(), None, False)
-                a = a + sign * float(at_node[k]) * div
-            if k + 1 < len(grid):
-                with torch.no_grad():
-                    x = ode_solve(self.field, x, grid[k:k + 2], "rk4")
-        return x, a
+        if (min(t0, t1), max(t0, t1)) != (0.0, 1.0):
+            raise SamplingInputError(f"the quadrature of the divergence runs over the whole flow time, got "
+                                     f"[{t0}, {t1}]", hint="integrate from 0 to 1 or 1 to 0, or div_nodes=None")
+        return integrate_divergence(self.field, x, n, nodes, self.div_panels, reverse=t1 < t0)
 
     def log_prob(self, x: torch.Tensor, n_steps: int | None = None, exact: bool = True,
                  generator: torch.Generator | None = None, create_graph: bool = False,
@@ -222,17 +217,6 @@ class EquivariantCNF(nn.Module):
         if create_graph:
             return x, log_q
         return x.detach(), log_q.detach()
-
-
-def quadrature_nodes(nodes: int, panels: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Composite Gauss-Legendre rule on the flow time ``[0, 1]``: ``nodes`` points on each of ``panels`` panels
-    with boundaries ``(k / panels)^(1/2)``, narrower toward the data end ``t = 1``, where the divergence of a
-    trained flow changes fastest (measured on LJ13 flow-matching flows). Returns increasing times and weights
-    (summing to 1)."""
-    s, w = np.polynomial.legendre.leggauss(int(nodes))
-    edges = np.linspace(0.0, 1.0, int(panels) + 1) ** 0.5
-    t = np.concatenate([a + (b - a) * (s + 1) / 2 for a, b in zip(edges[:-1], edges[1:])])
-    return t, np.concatenate([(b - a) / 2 * w for a, b in zip(edges[:-1], edges[1:])])
 
 
 def _check_nodes(nodes: int | None) -> int | None:
