@@ -185,7 +185,12 @@ def _ecnf_part(a, out: Path, train, test, target) -> dict:
 
     flow, info = load_flow(out / "flow")
     rows = [json.loads(line) for line in (out / "flow" / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    timing = json.loads((out / "flow" / "train_time.json").read_text())
+    timing_file = out / "flow" / "train_time.json"  # written when a run ends within its budget
+    if timing_file.exists():
+        timing = json.loads(timing_file.read_text())
+    else:  # a run stopped from outside: the CPU seconds its checkpoint's timer recorded (budget_clock cpu)
+        spent = torch.load(info["checkpoint"], map_location="cpu", weights_only=False)["callbacks"]["Timer"]
+        timing = {"train_seconds": sum(spent["time_elapsed"].values())}
     c0 = time.process_time()
     check = flow_integration_error(flow, a.check_draws, ECNF_SOLVERS, reference=ECNF_SOLVER_REFERENCE,
                                    seed=10_000 + a.seed, reference_dtype=torch.float64)
