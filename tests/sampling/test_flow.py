@@ -169,3 +169,18 @@ def test_quadrature_nodes_and_bad_input():
     for bad in (0, -2, 1.5):
         with pytest.raises(SamplingInputError, match="div_nodes"):
             EquivariantCNF(3, 2, div_nodes=bad)
+
+
+def test_flow_integration_error_against_a_float64_reference():
+    # a float32 flow checked against a fine float64 solve on the same base draws: the quadrature error shrinks with
+    # the nodes down to float32 round-off, the positions agree, and the reference is solved in float64
+    from compscope.sampling import flow_integration_error
+
+    flow = _flow(4, 2, steps=8, dtype=torch.float32)
+    rows = flow_integration_error(flow, 3, [(8, 1, 1), (24, 8, 3)], reference=(48, 12, 4), seed=1,
+                                  reference_dtype=torch.float64)
+    coarse, fine, ref = rows
+    assert ref["reference"]["dtype"] == "torch.float64" and ref["reference"]["div_panels"] == 4
+    assert fine["log_q_centred_rms"] < 1e-3 < coarse["log_q_rms"] and fine["log_q_max"] < coarse["log_q_max"]
+    assert 0 < fine["log_q_rms"] and fine["x_rms"] < 1e-4 and fine["cpu_s_per_draw"] > 0
+    assert next(flow.parameters()).dtype == torch.float32 and flow.div_panels == 1  # the flow is left as it was

@@ -6,8 +6,10 @@ from ._cnf import (
     divergence_exact,
     divergence_hutchinson,
     equivariant_ot,
+    integrate_divergence,
     kabsch,
     ode_solve,
+    quadrature_nodes,
     straight_path,
     time_grid,
 )
@@ -35,5 +37,5 @@ __all__ = [
     "scatter_sum", "edge_pairs", "fused_available", "RadialTable", "DEFAULT_TABLE_INTERVALS", "edge_geometry",
     "edges_within", "geometry_supported",
     "time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
-    "align_permutation", "equivariant_ot",
+    "align_permutation", "equivariant_ot", "integrate_divergence", "quadrature_nodes",
 ]

@@ -4,6 +4,9 @@
   is a tensor or a tuple of tensors (positions and features; positions and the integrated divergence);
 - :func:`divergence_exact` (one autograd pass per coordinate) and :func:`divergence_hutchinson` (unbiased, one
   probe) of a vector field, for the instantaneous change of variables ``d log q / dt = -div v``;
+- :func:`integrate_divergence`: the state by RK4 with the field alone and ``int div v dt`` by composite
+  Gauss-Legendre quadrature of the exact divergence at the path's states (:func:`quadrature_nodes`), far fewer
+  exact divergences than RK4 of the augmented state (4 per step), which dominate the cost of exact log-densities;
 - :func:`straight_path`: the conditional flow-matching path ``x_t = (1 - t) x_0 + t x_1`` and its constant target
   velocity ``x_1 - x_0`` (Lipman et al., ICLR 2023);
 - equivariant alignment of base draws to data (Klein, Krämer & Noé, NeurIPS 2023): :func:`kabsch` (optimal
@@ -20,8 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
-           "align_permutation", "equivariant_ot"]
+__all__ = ["time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "integrate_divergence",
+           "quadrature_nodes", "straight_path", "kabsch", "align_permutation", "equivariant_ot"]
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -91,6 +94,60 @@ def divergence_hutchinson(v: torch.Tensor, x: torch.Tensor, noise: torch.Tensor,
     as ``x``; centred Rademacher or Gaussian noise projected on the mean-free subspace)."""
     (g,) = torch.autograd.grad((v * noise).sum(), x, create_graph=create_graph, retain_graph=True)
     return (g * noise).sum(tuple(range(1, g.ndim)))
+
+
+def quadrature_nodes(nodes: int, panels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss-Legendre rule on the flow time ``[0, 1]``: ``nodes`` points on each of ``panels`` panels
+    with boundaries ``(k / panels)^(1/2)``, narrower toward the data end ``t = 1``, where the divergence of a
+    trained flow changes fastest (measured on LJ13 flow-matching flows). Returns increasing times and weights
+    (summing to 1)."""
+    if int(nodes) != nodes or nodes < 1 or int(panels) != panels or panels < 1:
+        raise ValueError(f"nodes={nodes!r}, panels={panels!r}: both must be positive integers")
+    s, w = np.polynomial.legendre.leggauss(int(nodes))
+    edges = np.linspace(0.0, 1.0, int(panels) + 1) ** 0.5
+    t = np.concatenate([a + (b - a) * (s + 1) / 2 for a, b in zip(edges[:-1], edges[1:])])
+    return t, np.concatenate([(b - a) / 2 * w for a, b in zip(edges[:-1], edges[1:])])
+
+
+def integrate_divergence(field: Callable[[float, torch.Tensor], torch.Tensor], x: torch.Tensor, n_steps: int,
+                         nodes: int, panels: int = 1, reverse: bool = False,
+                         divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x(end), int div v dt)`` of ``dx/dt = field(t, x)`` over the flow time ``[0, 1]`` (``reverse``: from 1
+    down to 0, the integral then taken from 1 to 0, i.e. negative of the forward one), no graph kept.
+
+    ``x`` is integrated by classical RK4 with the field alone over the uniform grid of ``n_steps`` merged with the
+    quadrature nodes; the divergence integral by the composite Gauss-Legendre rule of :func:`quadrature_nodes`
+    (``nodes`` per panel, ``panels`` panels) applied to the exact divergence at the path's states at the nodes:
+    ``nodes * panels`` divergences per draw instead of ``4 n_steps``. Both errors vanish as steps and nodes grow
+    (RK4 ``O(h^4)``; Gauss-Legendre exact for polynomials in ``t`` of degree ``2 nodes - 1`` per panel).
+
+    Args:
+        field: ``v = field(t, x)`` of ``x``'s shape, rows (first axis) independent draws.
+        x: (batch, ...) start states (at ``t = 0``, or ``t = 1`` when ``reverse``).
+        divergence: ``div(v, x)`` (batch,) with ``x`` requiring grad (default :func:`divergence_exact`; e.g. a
+            graph-batched divergence for molecules of different sizes).
+    """
+    div_fn = divergence_exact if divergence is None else divergence
+    s_nodes, w_nodes = quadrature_nodes(nodes, panels)
+    s_grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, int(n_steps) + 1), s_nodes]))
+    if reverse:  # data -> base: walk the flow time from 1 down to 0
+        s_grid = s_grid[::-1]
+    at_node = {int(np.nonzero(s_grid == s)[0][0]): float(w) for s, w in zip(s_nodes, w_nodes)}
+    grid = [float(s) for s in s_grid]
+    a = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+    x = x.detach()
+    sign = -1.0 if reverse else 1.0
+    for k in range(len(grid)):
+        if k in at_node:
+            with torch.enable_grad():
+                xk = x.clone().requires_grad_(True)
+                div = div_fn(field(grid[k], xk), xk)
+            a = a + sign * at_node[k] * div.detach()
+        if k + 1 < len(grid):
+            with torch.no_grad():
+                x = ode_solve(field, x, grid[k:k + 2], "rk4")
+    return x, a
 
 
 def straight_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,8 @@ the augmented state, which needs it at every one of the 4 stages of every step, 
 ``div_nodes=M`` (:meth:`EquivariantCNF.integrate`) separates the two integrals: ``x(t)`` is integrated by RK4
 with the field alone (the uniform grid of ``n_steps`` plus the M nodes), and ``int div v(t, x(t)) dt`` by
 M-point Gauss-Legendre quadrature in ``t`` of the exact divergence at the trajectory's states at the nodes (on
-each of ``div_panels`` panels, :func:`quadrature_nodes`): M x panels divergences per draw instead of
+each of ``div_panels`` panels; :func:`compscope.nn.integrate_divergence` and :func:`compscope.nn.quadrature_nodes`,
+the shared implementation): M x panels divergences per draw instead of
 ``4 n_steps``. Both errors vanish as the steps and nodes grow (RK4 error ``O(h^4)``, Gauss-Legendre that of a
 polynomial fit of ``div v(t, x(t))`` of degree ``2M - 1`` per panel); :func:`flow_integration_error` measures
 them against a fine solve.
@@ -31,7 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from compscope.nn import EGNN, divergence_exact, divergence_hutchinson, ode_solve
+from compscope.nn import (
+    EGNN,
+    divergence_exact,
+    divergence_hutchinson,
+    integrate_divergence,
+    ode_solve,
+    quadrature_nodes,
+)
 
 from ._errors import SamplingInputError
 from ._targets import check_positions
@@ -172,23 +180,10 @@ class EquivariantCNF(nn.Module):
         return x, a
 
     def _integrate_quadrature(self, x: torch.Tensor, t0: float, t1: float, n: int, nodes: int):
-        s_nodes, w_nodes = quadrature_nodes(nodes, self.div_panels)
-        s_grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, n + 1), s_nodes]))
-        if t1 < t0:  # data -> base: walk the flow time from 1 down to 0
-            s_grid = s_grid[::-1]
-        at_node = {int(np.nonzero(s_grid == s)[0][0]): w for s, w in zip(s_nodes, w_nodes)}
-        grid = [float(s) for s in s_grid]
-        a = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        x = x.detach()
-        sign = 1.0 if t1 >= t0 else -1.0
-        for k in range(len(grid)):
-            if k in at_node:
-                _, div = self._rhs(grid[k], x.clone(), None, False)
-                a = a + sign * float(at_node[k]) * div
-            if k + 1 < len(grid):
-                with torch.no_grad():
-                    x = ode_solve(self.field, x, grid[k:k + 2], "rk4")
-        return x, a
+        if (min(t0, t1), max(t0, t1)) != (0.0, 1.0):
+            raise SamplingInputError(f"the quadrature of the divergence runs over the whole flow time, got "
+                                     f"[{t0}, {t1}]", hint="integrate from 0 to 1 or 1 to 0, or div_nodes=None")
+        return integrate_divergence(self.field, x, n, nodes, self.div_panels, reverse=t1 < t0)
 
     def log_prob(self, x: torch.Tensor, n_steps: int | None = None, exact: bool = True,
                  generator: torch.Generator | None = None, create_graph: bool = False,
@@ -224,17 +219,6 @@ class EquivariantCNF(nn.Module):
         return x.detach(), log_q.detach()
 
 
-def quadrature_nodes(nodes: int, panels: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Composite Gauss-Legendre rule on the flow time ``[0, 1]``: ``nodes`` points on each of ``panels`` panels
-    with boundaries ``(k / panels)^(1/2)``, narrower toward the data end ``t = 1``, where the divergence of a
-    trained flow changes fastest (measured on LJ13 flow-matching flows). Returns increasing times and weights
-    (summing to 1)."""
-    s, w = np.polynomial.legendre.leggauss(int(nodes))
-    edges = np.linspace(0.0, 1.0, int(panels) + 1) ** 0.5
-    t = np.concatenate([a + (b - a) * (s + 1) / 2 for a, b in zip(edges[:-1], edges[1:])])
-    return t, np.concatenate([(b - a) / 2 * w for a, b in zip(edges[:-1], edges[1:])])
-
-
 def _check_nodes(nodes: int | None) -> int | None:
     if nodes is None:
         return None
@@ -245,37 +229,45 @@ def _check_nodes(nodes: int | None) -> int | None:
 
 
 def flow_integration_error(flow: EquivariantCNF, n: int, settings: list[tuple],
-                           reference: tuple = (64, None), seed: int = 0) -> list[dict]:
+                           reference: tuple = (64, None), seed: int = 0,
+                           reference_dtype: torch.dtype | None = None) -> list[dict]:
     """Error of ``log q`` and of the samples of cheaper solver settings against a fine solve, on the same ``n``
     base draws. A setting is ``(n_steps, div_nodes)`` or ``(n_steps, div_nodes, div_panels)`` (the arguments of
     :meth:`EquivariantCNF.integrate`); for each, the RMS and maximum of ``log q - log q_ref`` over the draws, of its
     deviation from the mean (what changes importance weights: a constant offset cancels in self-normalised
     estimates), the RMS position difference and the CPU seconds per draw. ``reference`` defaults to 64 RK4 steps
-    with the divergence at every stage."""
+    with the divergence at every stage; ``reference_dtype`` (e.g. float64 for a float32 flow) solves it with a copy
+    of the flow in that dtype, so that the error of the flow's own precision is measured too."""
+    import copy
     import time
 
-    panels0 = flow.div_panels
+    z = _centre(torch.randn(n, flow.n_particles, flow.dim, generator=torch.Generator().manual_seed(seed),
+                            dtype=torch.float64))
+    ref_flow = flow if reference_dtype is None else copy.deepcopy(flow).to(reference_dtype)
 
-    def run(steps, nodes, panels=1):
-        flow.div_panels = _check_nodes(panels)
+    def run(f, steps, nodes, panels=1):
+        panels0 = f.div_panels
+        f.div_panels = _check_nodes(panels)
         try:
             c = time.process_time()
-            x, lq = flow.sample(n, n_steps=steps, div_nodes=nodes, generator=torch.Generator().manual_seed(seed))
-            return x.double(), lq.double(), (time.process_time() - c) / n
+            x, a = f.integrate(z.to(next(f.parameters()).dtype), 0.0, 1.0, steps, div_nodes=nodes)
+            return x.double(), mean_free_log_normal(z) - a.double(), (time.process_time() - c) / n
         finally:
-            flow.div_panels = panels0
+            f.div_panels = panels0
 
-    x_ref, lq_ref, s_ref = run(*reference)
+    x_ref, lq_ref, s_ref = run(ref_flow, *reference)
     out = []
     for setting in settings:
-        x, lq, sec = run(*setting)
+        x, lq, sec = run(flow, *setting)
         d = lq - lq_ref
         out.append({"n_steps": setting[0], "div_nodes": setting[1],
                     "div_panels": setting[2] if len(setting) > 2 else 1,
                     "log_q_rms": d.pow(2).mean().sqrt().item(), "log_q_max": d.abs().max().item(),
                     "log_q_centred_rms": (d - d.mean()).pow(2).mean().sqrt().item(),
                     "x_rms": (x - x_ref).pow(2).mean().sqrt().item(), "cpu_s_per_draw": sec})
-    out.append({"reference": {"n_steps": reference[0], "div_nodes": reference[1], "cpu_s_per_draw": s_ref}})
+    out.append({"reference": {"n_steps": reference[0], "div_nodes": reference[1],
+                              "div_panels": reference[2] if len(reference) > 2 else 1,
+                              "dtype": str(next(ref_flow.parameters()).dtype), "cpu_s_per_draw": s_ref}})
     return out
 
 
