@@ -22,6 +22,18 @@ class EquationMismatchError(CompscopeError, ValueError):
     """A model is evaluated on another equation or grid than it was trained on."""
 
 
+def check_trained_for(model, what: str, command: str, equation: str | None = None, nx: int | None = None) -> None:
+    """Raise :class:`EquationMismatchError` unless ``equation``/``nx`` (None: any) are ``model.equation``/``model.nx``;
+    ``what`` names the model in the message, ``command`` the CLI verb that trains one."""
+    name = get_equation(equation).name if equation is not None else model.equation
+    if name != model.equation or (nx is not None and int(nx) != model.nx):
+        raise EquationMismatchError(
+            f"this {what} model was trained for {model.equation} at nx={model.nx}, but asked to run on "
+            f"{name} at nx={nx if nx is not None else model.nx}",
+            hint=f"run it on {model.equation} nx={model.nx}, or train one for {name} nx={nx or model.nx} "
+                 f"(compscope pde {command})")
+
+
 def load_solver(checkpoint: str | os.PathLike, equation: str | None = None, nx: int | None = None):
     """Load a trained solver; raise :class:`EquationMismatchError` if equation/nx differ from training."""
     path = Path(checkpoint)

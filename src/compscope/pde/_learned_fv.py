@@ -283,15 +283,9 @@ class LearnedFluxFV(nn.Module):
     # ---- checks ---------------------------------------------------------------------------------------------
     def check(self, equation: str | None = None, nx: int | None = None) -> None:
         """Raise :class:`~compscope.pde.EquationMismatchError` when asked to run on another equation or grid."""
-        from ._evaluate import EquationMismatchError
+        from ._evaluate import check_trained_for
 
-        name = get_equation(equation).name if equation is not None else self.equation
-        if name != self.equation or (nx is not None and int(nx) != self.nx):
-            raise EquationMismatchError(
-                f"this learned finite-volume model was trained for {self.equation} at nx={self.nx}, but asked to "
-                f"run on {name} at nx={nx if nx is not None else self.nx}",
-                hint=f"run it on {self.equation} nx={self.nx}, or train one for {name} nx={nx or self.nx} "
-                     "(compscope pde train-fv)")
+        check_trained_for(self, "learned finite-volume", "train-fv", equation, nx)
 
     def macs_per_face(self) -> int:
         """Multiply-adds of the network and the null-space corrections per face and right-hand side (the
