@@ -11,7 +11,10 @@ Parts (``--parts``, comma-separated; each writes its own JSON so a long part can
   mace-torch (its ASE calculator on a model of the same size, in ``.venv-mace``) on the same boxes, same run.
   Writes ``md_scaling.json``.
 - ``stability``: NVT (Langevin, 300 K) of a 12,288-atom box (4x4x4 cells) with the trained water model; density and
-  O-O g(r) against the training frames'. Writes ``md_scaling_stability.json``.
+  O-O g(r) against the training frames'. Resumable in chunks (``--stability-ps 100 --stability-dt 2
+  --stability-masses deuterium``). Writes ``md_scaling_stability.json`` (or ``--stability-result``).
+- ``stability-dt``: the check of that step: the 192-atom box with standard masses at 0.5 fs and deuterium at 1 and
+  2 fs; mean potential energy, temperature and O-O g(r) side by side. Writes ``md_scaling_stability_dt.json``.
 
     COMPSCOPE_DATA=../shared/data python -m benchmarks.md_scaling --parts water --budget-minutes 30
     python -m benchmarks.md_scaling --parts throughput --model benchmarks/work/md_scaling/ours_water_30min/model.pt
@@ -519,27 +522,119 @@ def _throughput_summary(done: dict) -> dict:
     return out
 
 
-def part_stability(args) -> Path:
-    """NVT (Langevin, 300 K, dt 0.5 fs) of a 4x4x4 water box (12,288 atoms) with the trained water model; density
-    and O-O g(r) of the trajectory against the training frames'."""
+HEAVY_WATER = {"standard": None, "deuterium": 2.014}  # hydrogen mass (amu) of the stability runs
+
+
+def _water_start(masses: str):
+    """The first test frame of the water set with standard or deuterium hydrogen masses (static properties of the
+    classical Boltzmann distribution, density and g(r), do not depend on masses; D2O allows twice the step)."""
+    from compscope.data import dataset_path
+
+    start = read(dataset_path("water", "water_test.extxyz"), 0)
+    if HEAVY_WATER[masses] is not None:
+        m = start.get_masses()
+        m[start.get_atomic_numbers() == 1] = HEAVY_WATER[masses]
+        start.set_masses(m)
+    return start
+
+
+def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, supercell, chunk: int, seed: int = 0):
+    """``simulate`` to ``steps`` in resumable chunks of ``chunk`` steps (restart every ``every`` steps), one log
+    line per chunk (simulated ps, atom-steps/s, temperature, potential energy per atom)."""
     import torch
 
-    from compscope.data import dataset_path
-    from compscope.md import density_g_cm3, load_potential, radial_distribution, simulate
+    from compscope.md import read_h5_observables, simulate
+
+    done = 0
+    if (out / "trajectory.h5").exists():
+        done = int(read_h5_observables(out / "trajectory.h5")["step"][-1])
+    res = None
+    while done < steps or res is None:
+        target = min(steps, done + chunk) if done < steps else steps
+        t0 = time.time()
+        res = simulate(model, start, steps=target, dt=dt, temperature=300.0, integrator="langevin", friction=0.01,
+                       supercell=supercell, out=out, traj_every=every, extxyz=False, plots=False,
+                       resume=(out / "restart.pt").exists(), dtype=torch.float32, seed=seed)
+        obs = read_h5_observables(out / "trajectory.h5")
+        n = obs["positions"].shape[1]
+        print(f"{time.strftime('%H:%M:%S')} step {target}/{steps} ({target * dt / 1000:.2f} ps) "
+              f"{(target - done) * n / max(time.time() - t0, 1e-9):.0f} atom-steps/s, "
+              f"T {obs['temperature'][-1].item():.1f} K, "
+              f"E_pot/atom {obs['potential_energy'][-1].item() / n:.4f} eV, violations {len(res.violations)}",
+              flush=True)
+        done = target
+        if res.violations:
+            break
+    return res
+
+
+def _block_mean(x: np.ndarray, blocks: int = 5) -> tuple[float, float]:
+    """Mean and standard error from ``blocks`` contiguous blocks."""
+    b = np.array([c.mean() for c in np.array_split(np.asarray(x, float), blocks)])
+    return float(x.mean()), float(b.std(ddof=1) / np.sqrt(len(b)))
+
+
+def part_stability_dt(args) -> Path:
+    """Is the stability run's step safe? The 192-atom box for ``--dt-check-ps`` ps each with standard masses at
+    0.5 fs and deuterium masses at 1 and 2 fs (Langevin BAOAB, 300 K): mean potential energy per atom (block
+    errors), mean temperature and O-O g(r) must agree (configurational averages do not depend on masses)."""
+    import torch
+
+    from compscope.md import load_potential, radial_distribution, read_h5_observables
     from compscope.runtime import configure_threads
 
     os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
     configure_threads(args.threads)
     model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
     model = load_potential(model_path, dtype=torch.float32)
-    start = read(dataset_path("water", "water_test.extxyz"), 0)
-    out = OUT / "stability_12k"
-    every = max(1, args.stability_steps // 10)
-    steps = args.stability_steps
-    resume = (out / "restart.pt").exists()
-    res = simulate(model, start, steps=steps, dt=0.5, temperature=300.0, integrator="langevin", friction=0.01,
-                   supercell=(4, 4, 4), out=out, traj_every=every, extxyz=False, plots=False, resume=resume,
-                   dtype=torch.float32)
+    rows = {}
+    for masses, dt in (("standard", 0.5), ("deuterium", 1.0), ("deuterium", 2.0)):
+        out = OUT / f"stability_dt_{masses}_{dt:g}fs"
+        steps = int(round(args.dt_check_ps * 1000 / dt))
+        res = _run_chunked(model, _water_start(masses), out, steps, dt, every=max(1, int(round(20 / dt))),
+                           supercell=None, chunk=steps, seed=0)
+        obs = read_h5_observables(out / "trajectory.h5")
+        keep = obs["time_ps"] >= args.dt_check_ps / 5  # the first fifth is equilibration
+        n = obs["positions"].shape[1]
+        epot, epot_se = _block_mean(np.ravel(obs["potential_energy"][keep]) / n)
+        temp, temp_se = _block_mean(np.ravel(obs["temperature"][keep]))
+        frames = [a for a, k in zip(_h5_frames(out / "trajectory.h5"), keep) if k]
+        r, g = radial_distribution(frames, r_max=6.0, n_bins=60, pair=(8, 8))
+        rows[f"{masses}/{dt:g}fs"] = {
+            "hydrogen_mass_amu": HEAVY_WATER[masses] or 1.008, "dt_fs": dt, "steps": res.steps,
+            "frames_used": int(keep.sum()), "violations": [v.to_dict() for v in res.violations],
+            "epot_eV_per_atom": epot, "epot_se": epot_se, "temperature_K": temp, "temperature_se": temp_se,
+            "g_OO": g.tolist(), "g_OO_first_peak": float(g.max()), "atom_steps_per_s": res.atom_steps_per_s}
+    base = rows["standard/0.5fs"]
+    for v in rows.values():
+        v["epot_shift_vs_standard_0.5fs_in_se"] = (v["epot_eV_per_atom"] - base["epot_eV_per_atom"]) / max(
+            np.hypot(v["epot_se"], base["epot_se"]), 1e-12)
+        v["g_OO_max_abs_diff_vs_standard_0.5fs"] = float(np.abs(np.array(v["g_OO"]) - np.array(base["g_OO"])).max())
+    payload = {"system": "water cell (192 atoms, 12.44 Å), Langevin BAOAB 300 K, friction 0.01/fs, float32",
+               "model": model_path, "ps_each": args.dt_check_ps, "r": r.tolist(), "runs": rows, "targets": TARGETS}
+    return write_result("md_scaling_stability_dt", payload, seed=0, notes=args.note)
+
+
+def part_stability(args) -> Path:
+    """NVT (Langevin BAOAB, 300 K) of a 4x4x4 water box (12,288 atoms) with the trained water model for
+    ``--stability-ps`` ps at ``--stability-dt`` fs with ``--stability-masses`` hydrogens, resumable in chunks; density
+    and O-O g(r) of the second half against the training frames'."""
+    import torch
+
+    from compscope.data import dataset_path
+    from compscope.md import density_g_cm3, load_potential, radial_distribution
+    from compscope.runtime import configure_threads
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    configure_threads(args.threads)
+    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
+    model = load_potential(model_path, dtype=torch.float32)
+    dt = args.stability_dt
+    out = OUT / (args.stability_out or "stability_12k")
+    steps = int(round(args.stability_ps * 1000 / dt)) if args.stability_ps else args.stability_steps
+    every = max(1, int(round(args.stability_every_ps * 1000 / dt)))
+    res = _run_chunked(model, _water_start(args.stability_masses), out, steps, dt, every, (4, 4, 4),
+                       chunk=every * 5)
     frames = _h5_frames(out / "trajectory.h5")
     half = frames[len(frames) // 2:]  # the second half of the saved frames
     train = read(dataset_path("water", "water_train.extxyz"), "::8")  # 40 of the 320 training frames
@@ -547,10 +642,12 @@ def part_stability(args) -> Path:
     _, g_ref = radial_distribution(train, r_max=6.0, n_bins=60, pair=(8, 8))
     obs = json.loads((out / "summary.json").read_text())
     payload = {
-        "system": "water 4x4x4 (12,288 atoms), Langevin 300 K, friction 0.01/fs, dt 0.5 fs, float32",
-        "model": model_path, "steps": res.steps, "simulated_ps": res.steps * 0.5e-3,
+        "system": f"water 4x4x4 (12,288 atoms), Langevin BAOAB 300 K, friction 0.01/fs, dt {dt:g} fs, "
+                  f"{args.stability_masses} hydrogen masses, float32",
+        "model": model_path, "steps": res.steps, "dt_fs": dt, "hydrogen_masses": args.stability_masses,
+        "simulated_ps": res.steps * dt * 1e-3,
         "n_stable": res.n_stable, "violations": [v.to_dict() for v in res.violations],
-        "atom_steps_per_s": res.atom_steps_per_s, "peak_rss_gib": obs.get("peak_rss_gib"),
+        "atom_steps_per_s_last_chunk": res.atom_steps_per_s, "peak_rss_gib": obs.get("peak_rss_gib"),
         "density_g_cm3": {"md": density_g_cm3(half[-1]), "training": float(np.mean([density_g_cm3(a) for a in train])),
                           "note": "NVT: the cell is fixed, so the density is the start's by construction"},
         "g_OO": {"r": r.tolist(), "md": g_md.tolist(), "training": g_ref.tolist(),
@@ -560,7 +657,7 @@ def part_stability(args) -> Path:
                  "frames_md": len(half), "frames_training": len(train)},
         "temperature_K_last": float(_h5_temperature(out / "trajectory.h5")), "targets": TARGETS,
     }
-    return write_result("md_scaling_stability", payload, seed=0, notes=args.note)
+    return write_result(args.stability_result or "md_scaling_stability", payload, seed=0, notes=args.note)
 
 
 def _h5_frames(path: Path) -> list:
@@ -584,7 +681,7 @@ def _h5_temperature(path: Path) -> float:
 # ------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="water", help="comma-separated: water, throughput, stability")
+    ap.add_argument("--parts", default="water", help="comma-separated: water, throughput, stability, stability-dt")
     ap.add_argument("--budget-minutes", type=float, default=30.0, help="water: training budget of each code")
     ap.add_argument("--threads", type=int, default=1, help="water: torch threads of each code")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
@@ -597,7 +694,15 @@ def main() -> None:
                                                   "`small` model; stability the water run's model.pt)")
     ap.add_argument("--plan", default=DEFAULT_PLAN, help="throughput: 'code,atoms,dtype,threads,steps;...'")
     ap.add_argument("--timeout", type=float, default=1800.0, help="throughput: limit of one measurement (s)")
-    ap.add_argument("--stability-steps", type=int, default=200)
+    ap.add_argument("--stability-steps", type=int, default=200, help="stability: steps (when --stability-ps is 0)")
+    ap.add_argument("--stability-ps", type=float, default=0.0, help="stability: simulated ps (0: --stability-steps)")
+    ap.add_argument("--stability-dt", type=float, default=0.5, help="stability: time step, fs")
+    ap.add_argument("--stability-masses", choices=sorted(HEAVY_WATER), default="standard",
+                    help="stability: hydrogen masses (deuterium: D2O, same static properties, twice the step)")
+    ap.add_argument("--stability-every-ps", type=float, default=0.5, help="stability: ps between saved frames")
+    ap.add_argument("--stability-out", default=None, help="stability: run folder name under the work folder")
+    ap.add_argument("--stability-result", default=None, help="stability: result JSON name")
+    ap.add_argument("--dt-check-ps", type=float, default=10.0, help="stability-dt: simulated ps of each run")
     ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
                                                   "benchmarks/work/md_scaling/throughput_cache.json)")
     ap.add_argument("--result-name", default="md_scaling", help="throughput: name of the result JSON")
@@ -612,6 +717,8 @@ def main() -> None:
             print("wrote", part_throughput(args))
         elif part == "stability":
             print("wrote", part_stability(args))
+        elif part == "stability-dt":
+            print("wrote", part_stability_dt(args))
         else:
             raise SystemExit(f"unknown part {part!r}")
 
