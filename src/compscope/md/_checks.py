@@ -72,14 +72,24 @@ def check_start(atoms_list: list, potential=None, min_distance: float = 0.5, sou
             )
 
 
-def check_timestep(dt_fs: float, atomic_numbers) -> str | None:
-    """Warn (and return the message) when ``dt_fs`` is clearly too large for the lightest element present."""
+def check_timestep(dt_fs: float, atomic_numbers, masses=None) -> str | None:
+    """Warn (and return the message) when ``dt_fs`` is clearly too large for the lightest atom present.
+
+    The limit is 1 fs with standard hydrogens and 5 fs without hydrogen; the hydrogen limit grows as the square root
+    of the lightest hydrogen mass when ``masses`` (amu) are given (deuterium: 1.4 fs; vibrational periods scale as
+    the square root of the mass)."""
     z = np.asarray(atomic_numbers)
-    limit = 1.0 if np.any(z == 1) else 5.0
+    hydrogen = z == 1
+    if np.any(hydrogen):
+        m_h = float(np.min(np.asarray(masses, float)[hydrogen])) if masses is not None else 1.008
+        limit = round(float(np.sqrt(max(m_h, 1e-3) / 1.008)), 2)
+        suggest = round(0.5 * limit, 2)
+    else:
+        limit, suggest = 5.0, 2.0
     if dt_fs > limit:
-        msg = (f"time step {dt_fs} fs is too large for {'hydrogen-containing ' if limit == 1.0 else ''}systems "
-               f"(> {limit} fs): bond vibrations will be integrated badly and the run may blow up; use "
-               f"--dt {0.5 if limit == 1.0 else 2.0}")
+        what = "hydrogen-containing systems" if np.any(hydrogen) else "systems"
+        msg = (f"time step {dt_fs} fs is too large for {what} (> {limit} fs): bond vibrations will be integrated "
+               f"badly and the run may blow up; use --dt {suggest}")
         warnings.warn(msg, UserWarning, stacklevel=3)
         log.warning(msg)
         return msg

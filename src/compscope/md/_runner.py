@@ -291,7 +291,8 @@ def simulate(
     block_atoms = _block_atoms(potential, atom_chunk, atoms_list, dtype, block_memory_gib)
     if check_inputs:
         check_start(atoms_list[:1] if all(a is atoms_list[0] for a in atoms_list) else atoms_list, potential)
-        check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]))
+        check_timestep(dt, np.concatenate([a.get_atomic_numbers() for a in atoms_list]),
+                       np.concatenate([a.get_masses() for a in atoms_list]))
     integ = integrator if isinstance(integrator, Integrator) else make_integrator(
         integrator, dt, temperature, seed=seed,
         **({"friction": friction} if integrator in ("langevin", "npt") else {}))
