@@ -633,20 +633,34 @@ def part_stability(args) -> Path:
     out = OUT / (args.stability_out or "stability_12k")
     steps = int(round(args.stability_ps * 1000 / dt)) if args.stability_ps else args.stability_steps
     every = max(1, int(round(args.stability_every_ps * 1000 / dt)))
-    res = _run_chunked(model, _water_start(args.stability_masses), out, steps, dt, every, (4, 4, 4),
-                       chunk=every * 5)
+    if args.stability_report_only:  # what the (possibly unfinished) run has so far, without running it
+        sfile = out / "summary.json"  # written at the end of each chunk
+        summary = json.loads(sfile.read_text()) if sfile.exists() else {
+            "n_stable": None, "atom_steps_per_s": None, "replica_summary": []}
+        from types import SimpleNamespace
+
+        from compscope.md import read_h5_observables
+
+        res = SimpleNamespace(steps=int(read_h5_observables(out / "trajectory.h5")["step"][-1]),
+                              n_stable=summary["n_stable"], violations=[],
+                              atom_steps_per_s=summary["atom_steps_per_s"])
+        unstable = [r for r in summary["replica_summary"] if not r["stable"]]
+    else:
+        res = _run_chunked(model, _water_start(args.stability_masses), out, steps, dt, every, (4, 4, 4),
+                           chunk=every * 5)
+        unstable = [v.to_dict() for v in res.violations]
     frames = _h5_frames(out / "trajectory.h5")
     half = frames[len(frames) // 2:]  # the second half of the saved frames
     train = read(dataset_path("water", "water_train.extxyz"), "::8")  # 40 of the 320 training frames
     r, g_md = radial_distribution(half, r_max=6.0, n_bins=60, pair=(8, 8))
     _, g_ref = radial_distribution(train, r_max=6.0, n_bins=60, pair=(8, 8))
-    obs = json.loads((out / "summary.json").read_text())
+    obs = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     payload = {
         "system": f"water 4x4x4 (12,288 atoms), Langevin BAOAB 300 K, friction 0.01/fs, dt {dt:g} fs, "
                   f"{args.stability_masses} hydrogen masses, float32",
         "model": model_path, "steps": res.steps, "dt_fs": dt, "hydrogen_masses": args.stability_masses,
-        "simulated_ps": res.steps * dt * 1e-3,
-        "n_stable": res.n_stable, "violations": [v.to_dict() for v in res.violations],
+        "simulated_ps": res.steps * dt * 1e-3, "target_ps": steps * dt * 1e-3, "complete": res.steps >= steps,
+        "n_stable": res.n_stable, "violations": unstable,
         "atom_steps_per_s_last_chunk": res.atom_steps_per_s, "peak_rss_gib": obs.get("peak_rss_gib"),
         "density_g_cm3": {"md": density_g_cm3(half[-1]), "training": float(np.mean([density_g_cm3(a) for a in train])),
                           "note": "NVT: the cell is fixed, so the density is the start's by construction"},
@@ -702,6 +716,8 @@ def main() -> None:
     ap.add_argument("--stability-every-ps", type=float, default=0.5, help="stability: ps between saved frames")
     ap.add_argument("--stability-out", default=None, help="stability: run folder name under the work folder")
     ap.add_argument("--stability-result", default=None, help="stability: result JSON name")
+    ap.add_argument("--stability-report-only", action="store_true",
+                    help="stability: write the JSON from what the run folder holds (an unfinished run too)")
     ap.add_argument("--dt-check-ps", type=float, default=10.0, help="stability-dt: simulated ps of each run")
     ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
                                                   "benchmarks/work/md_scaling/throughput_cache.json)")
