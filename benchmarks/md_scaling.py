@@ -679,11 +679,12 @@ def _h5_frames(path: Path) -> list:
     import h5py
     from ase import Atoms
 
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:  # a running job may be writing it: complete frames only
         p = f["particles/all"]
         z, cell = p["species"][:], p["box/edges"][0]
         pos = p["position/value"]
-        return [Atoms(numbers=z, positions=pos[t], cell=cell, pbc=True) for t in range(pos.shape[0])]
+        n = int(f.attrs.get("n_frames", pos.shape[0]))
+        return [Atoms(numbers=z, positions=pos[t], cell=cell, pbc=True) for t in range(n)]
 
 
 def _h5_temperature(path: Path) -> float:
