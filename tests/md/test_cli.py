@@ -52,6 +52,12 @@ def test_cli_bad_input(ar_cluster, tmp_path):
     write(start, bad)
     r = CliRunner().invoke(app, ["md", "run", cfg, str(start), "--steps", "1", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "overlapping atoms" in r.output
+    write(start, ar_cluster)
+    r = CliRunner().invoke(app, ["md", "run", cfg, str(start), "--steps", "1", "--repartition"])
+    assert r.exit_code == 2 and "--hydrogen-mass" in r.output
+    r = CliRunner().invoke(app, ["md", "run", cfg, str(start), "--steps", "1", "--hydrogen-mass", "3",
+                                 "--repartition", "--out", str(tmp_path / "hmr")])
+    assert r.exit_code == 0, r.output  # argon has no hydrogens: nothing to change, the run goes on
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="not a readable"):

@@ -48,6 +48,11 @@ def run(
     radial_table: str = typer.Option("auto", help="Read the radial MLPs from spline tables of this many intervals "
                                                   "(CPU inference, ~2x faster, deviation ~1e-9): a number, auto "
                                                   "(float32 only) or none."),
+    hydrogen_mass: float = typer.Option(0.0, help="Hydrogen mass in amu for a longer step (e.g. 2.014: D2O-style "
+                                                   "isotope substitution; static properties unchanged); 0: as in "
+                                                   "START."),
+    repartition: bool = typer.Option(False, "--repartition", help="With --hydrogen-mass: take the added mass from "
+                                                                  "the bonded heavy atoms (HMR, total mass kept)."),
 ) -> None:
     """Run MD of START with MODEL; monitors stop replicas that blow up and save their last good frame."""
     import torch
@@ -73,6 +78,9 @@ def run(
         blocks = int(blocks)
     if not block_memory_gib > 0:
         fail(f"--block-memory-gib must be > 0, got {block_memory_gib}")
+    if hydrogen_mass < 0 or (repartition and not hydrogen_mass):
+        fail("--hydrogen-mass must be a positive mass in amu (0: unchanged); --repartition needs it",
+             hint="e.g. --hydrogen-mass 2.014 (deuterium) or --hydrogen-mass 3 --repartition (HMR)")
     table: int | str | None = None if radial_table.lower() == "none" else radial_table
     if table not in (None, "auto"):
         if not str(table).isdigit() or int(table) < 1:
@@ -85,7 +93,8 @@ def run(
                        integrator=integrator, friction=friction, seed=seed, out=out, traj_every=traj_every,
                        resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz,
                        supercell=None if tuple(supercell) == (1, 1, 1) else tuple(supercell), edge_chunk=chunk,
-                       atom_chunk=blocks, block_memory_gib=block_memory_gib, radial_table=table)
+                       atom_chunk=blocks, block_memory_gib=block_memory_gib, radial_table=table,
+                       hydrogen_mass=hydrogen_mass or None, repartition=repartition)
     except (MDInputError, TrajectoryError, ValueError, FileNotFoundError) as err:
         fail(err)
         return

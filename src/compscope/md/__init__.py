@@ -10,6 +10,7 @@ Public API (see docs/md.md):
   (R, n, 3) tensors, one potential call per step, frames written in blocks;
 - :mod:`compscope.md.potentials`: analytic potentials under the force-field contract;
 - :func:`radial_distribution` (g(r), partial g_ab(r)) and :func:`density_g_cm3`: structural monitors of liquids;
+- :func:`with_hydrogen_mass`: heavier hydrogens (isotope substitution or HMR) for a longer step;
 - :func:`load_potential`: the MODEL argument of ``compscope md`` (a YAML potential config or any model file).
 
 The ASE calculator and the OpenMM bridge are in :mod:`compscope.integrations`.
@@ -27,6 +28,7 @@ from ._integrators import (
     VelocityVerlet,
     make_integrator,
 )
+from ._masses import masses_digest, with_hydrogen_mass
 from ._model import build_from_config, load_potential
 from ._monitors import StabilityMonitor, Violation, bond_lengths, find_bonds, summary_table
 from ._observables import density_g_cm3, radial_distribution
@@ -60,5 +62,5 @@ __all__ = [
     "maxwell_boltzmann", "remove_com_momentum", "temperature", "ExtxyzTrajectory", "H5Trajectory",
     "TrajectoryError", "load_restart", "read_h5_observables", "repair_extxyz", "save_restart",
     "radial_distribution", "density_g_cm3", "make_supercells", "check_periodic_support",
-    "simulate_dense", "supports_dense",
+    "simulate_dense", "supports_dense", "with_hydrogen_mass", "masses_digest",
 ]

@@ -29,6 +29,7 @@ from ase import units
 
 from ._checks import MDInputError, check_start, check_timestep
 from ._integrators import Integrator, make_integrator
+from ._masses import masses_digest
 from ._monitors import StabilityMonitor, summary_table
 from ._runner import (
     CONFIG,
@@ -201,7 +202,7 @@ def simulate_dense(
     cfg = {"integrator": integ.config(), "replicas": replicas,
            "atomic_numbers": [a.get_atomic_numbers().tolist() for a in atoms_list],
            "potential": type(potential).__name__, "cutoff": float(potential.cutoff), "skin": 0.0,
-           "dtype": str(dtype), "engine": "dense"}
+           "dtype": str(dtype), "engine": "dense", "masses": masses_digest(atoms_list)}
     restart = None
     if resume:
         restart = _resume(out_dir, cfg)
@@ -341,7 +342,7 @@ def _resume(out_dir: Path, cfg: dict) -> dict:
     from compscope.train import check_unchanged  # the one resume guard (loaded on resume only: lightning)
 
     check_unchanged(old, cfg, unsafe=(*RESUME_UNSAFE, "engine"), where=str(out_dir),
-                    defaults={"engine": "graph"},
+                    defaults={"engine": "graph", "masses": cfg["masses"]},
                     hint="resuming would mix two different simulations: use the original settings, or a new --out "
                          "folder")
     try:

@@ -21,6 +21,7 @@ from compscope.models import DEFAULT_BLOCK_MEMORY_GIB
 from ._checks import MDInputError, check_start, check_timestep
 from ._forces import ForceEvaluator
 from ._integrators import Integrator, make_integrator
+from ._masses import masses_digest, with_hydrogen_mass
 from ._monitors import StabilityMonitor, Violation, summary_table
 from ._state import MDState, kinetic_energy, maxwell_boltzmann, temperature
 from ._trajectory import (
@@ -199,11 +200,12 @@ def _run_config(atoms_list, integ: Integrator, replicas: int, potential, skin: f
         "integrator": integ.config(), "replicas": replicas,
         "atomic_numbers": [a.get_atomic_numbers().tolist() for a in atoms_list],
         "potential": type(potential).__name__, "cutoff": float(potential.cutoff), "skin": skin, "dtype": str(dtype),
+        "masses": masses_digest(atoms_list),
     }
 
 
 # settings a resumed MD run must share with the run it continues (cutoff and skin may change: same physics)
-RESUME_UNSAFE = ("integrator", "replicas", "atomic_numbers", "potential", "dtype")
+RESUME_UNSAFE = ("integrator", "replicas", "atomic_numbers", "potential", "dtype", "masses")
 
 
 def simulate(
@@ -232,6 +234,8 @@ def simulate(
     atom_chunk: int | str | None = "auto",
     block_memory_gib: float = DEFAULT_BLOCK_MEMORY_GIB,
     radial_table: int | str | None = "auto",
+    hydrogen_mass: float | None = None,
+    repartition: bool = False,
 ) -> MDResult:
     """Run MD of ``replicas`` copies of ``start`` (or of each structure in a list) with stability monitors.
 
@@ -273,6 +277,10 @@ def simulate(
             ~1e-9 relative, below float32 round-off), for potentials with a ``radial_table_intervals`` attribute;
             ``"auto"``: tables of :data:`compscope.nn.DEFAULT_TABLE_INTERVALS` intervals in float32, the network
             itself in float64 (where the table's deviation would exceed round-off); ``None``: the network.
+        hydrogen_mass: give the hydrogens this mass (amu) for a longer step (:func:`with_hydrogen_mass`: density,
+            g(r) and other static properties are unchanged; dynamics are not); ``None``: the structures' masses.
+        repartition: with ``hydrogen_mass``, take the added mass from the bonded heavy atoms (HMR, total mass kept)
+            instead of making the hydrogens heavier (isotope substitution).
 
     Returns:
         :class:`MDResult` with the final state, the per-replica stability summary and the speed.
@@ -284,6 +292,8 @@ def simulate(
     atoms_list, replicas = _atoms_list(start, replicas)
     if supercell is not None:
         atoms_list = make_supercells(atoms_list, supercell)
+    if hydrogen_mass is not None:
+        atoms_list = [with_hydrogen_mass(a, hydrogen_mass, repartition) for a in atoms_list]
     if any(a.pbc.any() for a in atoms_list):
         check_periodic_support(potential)
     _set_edge_chunk(potential, edge_chunk, sum(len(a) for a in atoms_list))
@@ -316,6 +326,7 @@ def simulate(
         from compscope.train import check_unchanged  # the one resume guard (loaded on resume only: lightning)
 
         check_unchanged(old, cfg, unsafe=RESUME_UNSAFE, where=str(out_dir),
+                        defaults={"masses": cfg["masses"]},  # runs begun before masses were recorded: not checked
                         hint="resuming would mix two different simulations: use the original settings, or a new "
                              "--out folder")
         try:
