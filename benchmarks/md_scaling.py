@@ -529,13 +529,10 @@ def _water_start(masses: str):
     """The first test frame of the water set with standard or deuterium hydrogen masses (static properties of the
     classical Boltzmann distribution, density and g(r), do not depend on masses; D2O allows twice the step)."""
     from compscope.data import dataset_path
+    from compscope.md import with_hydrogen_mass
 
     start = read(dataset_path("water", "water_test.extxyz"), 0)
-    if HEAVY_WATER[masses] is not None:
-        m = start.get_masses()
-        m[start.get_atomic_numbers() == 1] = HEAVY_WATER[masses]
-        start.set_masses(m)
-    return start
+    return start if HEAVY_WATER[masses] is None else with_hydrogen_mass(start, HEAVY_WATER[masses])
 
 
 def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, supercell, chunk: int, seed: int = 0):
