@@ -50,7 +50,7 @@ class OpenMMSystemError(CompscopeError):
 
 
 _SUPPORTED = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "NonbondedForce",
-              "CMMotionRemover")
+              "CMMotionRemover", "CustomGBForce")
 
 
 @nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")  # x/0 gives inf/NaN, as in OpenMM
@@ -186,6 +186,147 @@ def _kernel(x, bonds, bond_p, angles, angle_p, torsions, torsion_p, pairs, pair_
         energy[b] = e
 
 
+# The OBC2 CustomGBForce of OpenMM's ``implicit/obc2.xml`` (``openmm.app.internal.customgbforces.GBSAOBC2Force``
+# with its defaults: solute dielectric 1, solvent 78.5, no salt, ACE surface term), expression by expression: the
+# only CustomGBForce SystemEnergy evaluates. (kind, name, expression); computed-value kinds 0 = SingleParticle,
+# 2 = ParticlePairNoExclusions, energy-term kinds the same.
+_OBC2_COMPUTED = (
+    ("I", "select(step(r+sr2-or1), 0.5*(1/L-1/U+0.25*(r-sr2^2/r)*(1/(U^2)-1/(L^2))+0.5*log(L/U)/r), 0);"
+          "U=r+sr2;L=max(or1, D);D=abs(r-sr2)", 2),
+    ("B", "1/(1/or-tanh(psi-0.8*psi^2+4.85*psi^3)/radius);psi=I*or; radius=or+offset; offset=0.009", 0),
+)
+_OBC2_ENERGY = (
+    ("-0.5*138.935485*(1/soluteDielectric-1/solventDielectric)*charge^2/B; solventDielectric=78.5; "
+     "soluteDielectric=1; kappa=0; offset=0.008999999999999999", 0),
+    ("28.3919551*(radius+0.14)^2*(radius/B)^6; radius=or+offset; solventDielectric=78.5; soluteDielectric=1; "
+     "kappa=0; offset=0.008999999999999999", 0),
+    ("-138.935485*(1/soluteDielectric-1/solventDielectric)*charge1*charge2/f;f=sqrt(r^2+B1*B2*exp(-r^2/(4*B1*B2)));"
+     " solventDielectric=78.5; soluteDielectric=1; kappa=0; offset=0.008999999999999999", 2),
+)
+_OBC2_PARTICLE = ("charge", "or", "sr")
+#: the constants of those expressions: Coulomb constant (kJ nm / (mol e^2), the value written in obc2.xml's
+#: expressions, not ONE_4PI_EPS0), dielectrics, the offset (nm) between "or" and the atomic radius, the ACE surface
+#: energy constant (kJ/mol/nm^2 x 4 pi) and the solvent probe radius (nm)
+_OBC2_COULOMB, _OBC2_EPS_IN, _OBC2_EPS_OUT, _OBC2_OFFSET, _OBC2_ACE, _OBC2_PROBE = (
+    138.935485, 1.0, 78.5, 0.009, 28.3919551, 0.14)
+
+
+@nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
+    """Add the OBC2 generalised-Born energy (and forces) of every configuration of ``x`` to ``energy``/``forces``.
+
+    ``q``, ``orad``, ``srad`` (n,): the CustomGBForce's per-particle ``charge``, ``or`` (offset radius), ``sr``
+    (scaled offset radius). ``gb_c`` (4,): ``-0.5 * coulomb * (1/eps_in - 1/eps_out)``, the offset, the ACE
+    constant, the probe radius. Pass 1: the HCT integral ``I_i = sum_{j != i} g(r_ij, or_i, sr_j)``, the OBC2
+    Born radius ``B_i`` and the energy (self, surface, pair terms); pass 2: the chain rule through the Born radii,
+    ``dE/dx = sum_i dE/dB_i dB_i/dI_i dI_i/dx``."""
+    n = x.shape[1]
+    zero = x.dtype.type(0.0)
+    one = x.dtype.type(1.0)
+    half = x.dtype.type(0.5)
+    quarter = x.dtype.type(0.25)
+    c_self, offset, ace, probe = gb_c[0], gb_c[1], gb_c[2], gb_c[3]
+    c_pair = x.dtype.type(2.0) * c_self
+    a1, a2, a3 = x.dtype.type(0.8), x.dtype.type(4.85), x.dtype.type(1.0)
+    integ = np.empty(n, dtype=x.dtype)
+    born = np.empty(n, dtype=x.dtype)
+    dedb = np.empty(n, dtype=x.dtype)
+    for b in range(x.shape[0]):
+        xb = x[b]
+        fb = forces[b]
+        for i in range(n):
+            s = zero
+            oi = orad[i]
+            for j in range(n):
+                if j == i:
+                    continue
+                sj = srad[j]
+                dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
+                r = math.sqrt(dx * dx + dy * dy + dz * dz)
+                if r + sj - oi >= zero:  # step(r + sr2 - or1): 1 at 0, as OpenMM's step
+                    u = r + sj
+                    ll = max(oi, abs(r - sj))
+                    s += half * (one / ll - one / u + quarter * (r - sj * sj / r) * (one / (u * u) - one / (ll * ll))
+                                 + half * math.log(ll / u) / r)
+            integ[i] = s
+        e = zero
+        for i in range(n):
+            oi = orad[i]
+            rad = oi + offset
+            psi = integ[i] * oi
+            t = math.tanh(psi - a1 * psi * psi + a2 * psi * psi * psi)
+            bi = one / (one / oi - t / rad)
+            born[i] = bi
+            e_self = c_self * q[i] * q[i] / bi
+            w = rad / bi
+            w3 = w * w * w
+            e_sa = ace * (rad + probe) * (rad + probe) * w3 * w3
+            e += e_self + e_sa
+            dedb[i] = -(e_self + x.dtype.type(6.0) * e_sa) / bi
+        for i in range(n):
+            for j in range(i + 1, n):
+                dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
+                r2 = dx * dx + dy * dy + dz * dz
+                bb = born[i] * born[j]
+                ex = math.exp(-r2 / (x.dtype.type(4.0) * bb))
+                f2 = r2 + bb * ex
+                f = math.sqrt(f2)
+                ep = c_pair * q[i] * q[j] / f
+                e += ep
+                if want_forces:
+                    de_df2 = -half * ep / f2  # dE/d(f^2)
+                    d_bb = de_df2 * ex * (one + r2 / (x.dtype.type(4.0) * bb))  # dE/d(B_i B_j)
+                    dedb[i] += d_bb * born[j]
+                    dedb[j] += d_bb * born[i]
+                    g = de_df2 * (x.dtype.type(2.0) - half * ex)  # dE/dr / r (d(f^2)/dr = r (2 - ex/2))
+                    fb[i, 0] += g * dx
+                    fb[i, 1] += g * dy
+                    fb[i, 2] += g * dz
+                    fb[j, 0] -= g * dx
+                    fb[j, 1] -= g * dy
+                    fb[j, 2] -= g * dz
+        energy[b] += e
+        if not want_forces:
+            continue
+        for i in range(n):
+            # dB/dI = B^2 sech^2(u) (du/dpsi) or / radius, u = psi - 0.8 psi^2 + 4.85 psi^3, psi = I or
+            oi = orad[i]
+            psi = integ[i] * oi
+            t = math.tanh(psi - a1 * psi * psi + a2 * psi * psi * psi)
+            dudpsi = a3 - x.dtype.type(2.0) * a1 * psi + x.dtype.type(3.0) * a2 * psi * psi
+            dedi = dedb[i] * born[i] * born[i] * (one - t * t) * dudpsi * oi / (oi + offset)
+            for j in range(n):
+                if j == i:
+                    continue
+                sj = srad[j]
+                dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
+                r = math.sqrt(dx * dx + dy * dy + dz * dz)
+                if r + sj - oi < zero:
+                    continue
+                u = r + sj
+                d = r - sj
+                if abs(d) > oi:  # L = |r - sr|
+                    ll = abs(d)
+                    dl = one if d > zero else -one
+                else:  # L = or
+                    ll = oi
+                    dl = zero
+                inv_r = one / r
+                h = r - sj * sj * inv_r
+                k = one / (u * u) - one / (ll * ll)
+                dg = half * (-dl / (ll * ll) + one / (u * u)
+                             + quarter * (one + sj * sj * inv_r * inv_r) * k
+                             + quarter * h * (x.dtype.type(-2.0) / (u * u * u) + x.dtype.type(2.0) * dl / (ll * ll * ll))
+                             + half * ((dl / ll - one / u) * inv_r - math.log(ll / u) * inv_r * inv_r))
+                g = dedi * dg * inv_r  # dE/dr_ij / r_ij through I_i
+                fb[i, 0] += g * dx
+                fb[i, 1] += g * dy
+                fb[i, 2] += g * dz
+                fb[j, 0] -= g * dx
+                fb[j, 1] -= g * dy
+                fb[j, 2] -= g * dz
+
+
 def _force_parameters(system) -> dict:
     """Every term of ``system`` as index and parameter arrays (float64, OpenMM units); refuses what the kernels
     do not implement."""
@@ -202,6 +343,12 @@ def _force_parameters(system) -> dict:
         raise OpenMMSystemError(f"SystemEnergy cannot evaluate {', '.join(other)}",
                                 hint=f"supported forces: {', '.join(_SUPPORTED)}; evaluate this system with OpenMM")
     bonds, bond_p, angles, angle_p, tors, tors_p = [], [], [], [], [], []
+    gb = [_obc2_parameters(f) for f in system.getForces() if isinstance(f, mm.CustomGBForce)]
+    if len(gb) > 1:
+        raise OpenMMSystemError("SystemEnergy: more than one CustomGBForce", hint="evaluate this system with OpenMM")
+    if gb and len(gb[0]["gb_q"]) != n:
+        raise OpenMMSystemError(f"SystemEnergy: the CustomGBForce has {len(gb[0]['gb_q'])} particles, the system {n}",
+                                hint="add every particle to the CustomGBForce")
     pair_params: dict[tuple[int, int], tuple[float, float, float]] = {}
     n_nonbonded = 0
     for f in system.getForces():
@@ -251,7 +398,46 @@ def _force_parameters(system) -> dict:
         return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
     return {"bonds": idx(bonds, 2), "bond_p": par(bond_p, 2), "angles": idx(angles, 3), "angle_p": par(angle_p, 2),
-            "torsions": idx(tors, 4), "torsion_p": par(tors_p, 3), "pairs": idx(pairs, 2), "pair_p": par(pair_p, 3)}
+            "torsions": idx(tors, 4), "torsion_p": par(tors_p, 3), "pairs": idx(pairs, 2), "pair_p": par(pair_p, 3),
+            **(gb[0] if gb else {})}
+
+
+def _norm(expression: str) -> str:
+    return "".join(expression.split())
+
+
+def _obc2_parameters(force) -> dict:
+    """Per-particle parameters of an OBC2 ``CustomGBForce`` (``gb_q``, ``gb_or``, ``gb_sr``, ``gb_c``); refuses a
+    force whose expressions, kinds, parameters or settings differ from :data:`_OBC2_COMPUTED`/:data:`_OBC2_ENERGY`
+    (it would be another function)."""
+    import openmm as mm
+
+    hint = "only OpenMM's implicit/obc2.xml (OBC2, default dielectrics, no salt, NoCutoff) is implemented"
+    computed = tuple(tuple(force.getComputedValueParameters(i)) for i in range(force.getNumComputedValues()))
+    terms = tuple(tuple(force.getEnergyTermParameters(i)) for i in range(force.getNumEnergyTerms()))
+    same = (len(computed) == len(_OBC2_COMPUTED) and len(terms) == len(_OBC2_ENERGY)
+            and all(a[0] == b[0] and _norm(a[1]) == _norm(b[1]) and int(a[2]) == b[2]
+                    for a, b in zip(computed, _OBC2_COMPUTED))
+            and all(_norm(a[0]) == _norm(b[0]) and int(a[1]) == b[1] for a, b in zip(terms, _OBC2_ENERGY)))
+    if not same:
+        raise OpenMMSystemError("SystemEnergy: the CustomGBForce is not OpenMM's OBC2 (its computed values or energy "
+                                "terms differ)", hint=hint)
+    names = tuple(force.getPerParticleParameterName(i) for i in range(force.getNumPerParticleParameters()))
+    if names != _OBC2_PARTICLE:
+        raise OpenMMSystemError(f"SystemEnergy: the CustomGBForce has per-particle parameters {names}, not "
+                                f"{_OBC2_PARTICLE}", hint=hint)
+    if (force.getNumGlobalParameters() or force.getNumTabulatedFunctions() or force.getNumExclusions()
+            or force.getNumEnergyParameterDerivatives()):
+        raise OpenMMSystemError("SystemEnergy: the CustomGBForce has global parameters, tabulated functions, "
+                                "exclusions or parameter derivatives", hint=hint)
+    if force.getNonbondedMethod() != mm.CustomGBForce.NoCutoff:
+        raise OpenMMSystemError("SystemEnergy: the CustomGBForce uses a cutoff method", hint=hint)
+    p = np.array([force.getParticleParameters(i) for i in range(force.getNumParticles())], dtype=np.float64)
+    if len(p) and not (p[:, 1] > 0).all():
+        raise OpenMMSystemError("SystemEnergy: the CustomGBForce has non-positive radii", hint=hint)
+    c_self = -0.5 * _OBC2_COULOMB * (1.0 / _OBC2_EPS_IN - 1.0 / _OBC2_EPS_OUT)
+    return {"gb_q": p[:, 0].copy(), "gb_or": p[:, 1].copy(), "gb_sr": p[:, 2].copy(),
+            "gb_c": np.array([c_self, _OBC2_OFFSET, _OBC2_ACE, _OBC2_PROBE])}
 
 
 class SystemEnergy:
@@ -277,7 +463,10 @@ class SystemEnergy:
     @property
     def n_terms(self) -> dict:
         """Number of bonds, angles, torsions and nonbonded pairs evaluated."""
-        return {k: len(self._p64[k]) for k in ("bonds", "angles", "torsions", "pairs")}
+        out = {k: len(self._p64[k]) for k in ("bonds", "angles", "torsions", "pairs")}
+        if "gb_q" in self._p64:
+            out["gb_particles"] = len(self._p64["gb_q"])
+        return out
 
     def _run(self, x, want_forces: bool):
         x = np.asarray(x)
@@ -295,6 +484,8 @@ class SystemEnergy:
         forces = np.empty_like(x) if want_forces else np.empty((len(x), 0, 3), dtype=x.dtype)
         _kernel(x, p["bonds"], p["bond_p"], p["angles"], p["angle_p"], p["torsions"], p["torsion_p"], p["pairs"],
                 p["pair_p"], want_forces, energy, forces)
+        if "gb_q" in p:
+            _gb_kernel(x, p["gb_q"], p["gb_or"], p["gb_sr"], p["gb_c"], want_forces, energy, forces)
         if single:
             return energy[0], forces[0] if want_forces else None
         return energy, forces if want_forces else None
