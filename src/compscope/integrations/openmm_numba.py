@@ -14,6 +14,14 @@ configuration, analytic forces):
   ``4 eps ((sigma/r)^12 - (sigma/r)^6)`` over every pair, Lorentz-Berthelot combination, the exceptions' own
   ``(q_i q_j, sigma, eps)`` replacing the combined ones (zero for excluded pairs, scaled for 1-4 pairs);
   the dispersion correction and reaction field only act with cutoffs (OpenMM ignores them here, so do we);
+- ``CustomGBForce``, only OpenMM's OBC2 (``implicit/obc2.xml``; Onufriev, Bashford & Case 2004) with its
+  default settings: the HCT descreening integral ``I_i = sum_{j != i} g(r_ij, or_i, sr_j)``, the Born radius
+  ``B_i = 1 / (1/or_i - tanh(psi - 0.8 psi^2 + 4.85 psi^3) / rho_i)`` (``psi = I_i or_i``, ``rho_i = or_i +
+  0.009 nm``), the self and pair GB terms ``-k (1 - 1/78.5) q_i q_j / f_GB`` (``f_GB = sqrt(r^2 + B_i B_j
+  exp(-r^2 / (4 B_i B_j)))``, self terms with half the weight and ``f_GB = B_i``) and the ACE surface term
+  ``28.39 (rho_i + 0.14)^2 (rho_i / B_i)^6``; forces in two passes (direct terms, then the chain rule through
+  every Born radius). The force's expressions are compared with that function term by term and any other
+  CustomGBForce is refused;
 - ``CMMotionRemover``: no energy.
 
 Any other force, a periodic system, a cutoff method, virtual sites, per-particle parameter offsets or global
@@ -225,8 +233,9 @@ def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
     one = x.dtype.type(1.0)
     half = x.dtype.type(0.5)
     quarter = x.dtype.type(0.25)
+    two = x.dtype.type(2.0)
     c_self, offset, ace, probe = gb_c[0], gb_c[1], gb_c[2], gb_c[3]
-    c_pair = x.dtype.type(2.0) * c_self
+    c_pair = two * c_self
     a1, a2, a3 = x.dtype.type(0.8), x.dtype.type(4.85), x.dtype.type(1.0)
     integ = np.empty(n, dtype=x.dtype)
     born = np.empty(n, dtype=x.dtype)
@@ -278,7 +287,7 @@ def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
                     d_bb = de_df2 * ex * (one + r2 / (x.dtype.type(4.0) * bb))  # dE/d(B_i B_j)
                     dedb[i] += d_bb * born[j]
                     dedb[j] += d_bb * born[i]
-                    g = de_df2 * (x.dtype.type(2.0) - half * ex)  # dE/dr / r (d(f^2)/dr = r (2 - ex/2))
+                    g = de_df2 * (two - half * ex)  # dE/dr / r (d(f^2)/dr = r (2 - ex/2))
                     fb[i, 0] += g * dx
                     fb[i, 1] += g * dy
                     fb[i, 2] += g * dz
@@ -293,7 +302,7 @@ def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
             oi = orad[i]
             psi = integ[i] * oi
             t = math.tanh(psi - a1 * psi * psi + a2 * psi * psi * psi)
-            dudpsi = a3 - x.dtype.type(2.0) * a1 * psi + x.dtype.type(3.0) * a2 * psi * psi
+            dudpsi = a3 - two * a1 * psi + x.dtype.type(3.0) * a2 * psi * psi
             dedi = dedb[i] * born[i] * born[i] * (one - t * t) * dudpsi * oi / (oi + offset)
             for j in range(n):
                 if j == i:
@@ -316,7 +325,7 @@ def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
                 k = one / (u * u) - one / (ll * ll)
                 dg = half * (-dl / (ll * ll) + one / (u * u)
                              + quarter * (one + sj * sj * inv_r * inv_r) * k
-                             + quarter * h * (x.dtype.type(-2.0) / (u * u * u) + x.dtype.type(2.0) * dl / (ll * ll * ll))
+                             + quarter * h * two * (dl / (ll * ll * ll) - one / (u * u * u))
                              + half * ((dl / ll - one / u) * inv_r - math.log(ll / u) * inv_r * inv_r))
                 g = dedi * dg * inv_r  # dE/dr_ij / r_ij through I_i
                 fb[i, 0] += g * dx

@@ -1,0 +1,149 @@
+"""SystemEnergy evaluates OpenMM's OBC2 implicit solvent (CustomGBForce of implicit/obc2.xml) as OpenMM's Reference
+platform does: alanine dipeptide (amber14 + OBC2, unconstrained) on perturbed conformations in float64 (1e-9
+relative) and float32, a synthetic cluster whose close pairs reach every branch of the descreening integral (an atom
+buried in another's radius, L = or and L = |r - sr|), forces against finite differences, and refusal of every
+CustomGBForce that is not that function (other dielectric, salt, OBC1, GBn2, an edited expression)."""
+
+from __future__ import annotations
+
+import numpy as np
+import openmm as mm
+import pytest
+from openmm.app.internal.customgbforces import GBSAOBC1Force, GBSAOBC2Force
+
+from compscope.integrations.openmm_numba import OpenMMSystemError, SystemEnergy
+from compscope.integrations.openmm_systems import alanine_dipeptide_system
+
+
+def _reference(system, x: np.ndarray, gb_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    system = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
+    for f in system.getForces():
+        f.setForceGroup(1 if isinstance(f, mm.CustomGBForce) else 0)
+    ctx = mm.Context(system, mm.VerletIntegrator(0.001), mm.Platform.getPlatformByName("Reference"))
+    groups = {1} if gb_only else {0, 1}
+    e, f = [], []
+    for xx in x:
+        ctx.setPositions(xx)
+        st = ctx.getState(getEnergy=True, getForces=True, groups=groups)
+        e.append(st.getPotentialEnergy()._value)
+        f.append(st.getForces(asNumpy=True)._value)
+    return np.array(e), np.array(f)
+
+
+@pytest.fixture(scope="module")
+def ala2():
+    pdb, system = alanine_dipeptide_system("obc", constraints=None)
+    x0 = np.asarray(pdb.getPositions(asNumpy=True)._value)
+    rng = np.random.default_rng(3)
+    x = x0[None] + np.concatenate([0.005 * rng.standard_normal((5, 22, 3)), 0.02 * rng.standard_normal((5, 22, 3))])
+    return system, x, _reference(system, x), _reference(system, x, gb_only=True)
+
+
+def test_alanine_dipeptide_obc2_float64_equals_openmm(ala2):
+    system, x, (e_ref, f_ref), (e_gb, _) = ala2
+    se = SystemEnergy(system)
+    assert se.n_terms["gb_particles"] == 22
+    # the solvation energy is a sizeable, configuration-dependent part of the total: not a constant offset
+    assert np.abs(e_gb).min() > 20.0 and np.ptp(e_gb) > 1.0
+    e, f = se.energy_forces(x)
+    np.testing.assert_allclose(e, e_ref, rtol=1e-9, atol=1e-9 * np.abs(e_ref).max())
+    np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-9 * np.abs(f_ref).max())
+    np.testing.assert_array_equal(se.energy(x), e)
+    # the vacuum part alone differs from the total by exactly OpenMM's GB energy
+    vacuum = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
+    vacuum.removeForce([i for i, f in enumerate(vacuum.getForces()) if isinstance(f, mm.CustomGBForce)][0])
+    np.testing.assert_allclose(e - SystemEnergy(vacuum).energy(x), e_gb, rtol=1e-9)
+
+
+def test_alanine_dipeptide_obc2_float32(ala2):
+    system, x, (e_ref, f_ref), _ = ala2
+    e, f = SystemEnergy(system).energy_forces(x.astype(np.float32))
+    assert e.dtype == np.float32 and f.dtype == np.float32
+    np.testing.assert_allclose(e, e_ref, rtol=0, atol=1e-5 * np.abs(e_ref).max())
+    np.testing.assert_allclose(f, f_ref, rtol=0, atol=1e-5 * np.abs(f_ref).max())
+
+
+def _cluster(n: int = 7, seed: int = 0, force=None):
+    """``n`` charged particles with amber-like GB radii, packed so closely that some atoms lie inside another's
+    radius (the ``step(r + sr2 - or1)`` branch) and others overlap partly (``L = or1``)."""
+    rng = np.random.default_rng(seed)
+    s = mm.System()
+    gb = force if force is not None else GBSAOBC2Force(SA="ACE")
+    for _ in range(n):
+        s.addParticle(12.0)
+        radius, scale = float(rng.uniform(0.12, 0.2)), float(rng.uniform(0.7, 0.9))
+        gb.addParticle([float(rng.uniform(-0.8, 0.8)), radius, scale])
+    gb.finalize()
+    s.addForce(gb)
+    x = rng.uniform(0, 0.25, (12, n, 3))
+    x[:, 1] = x[:, 0] + 0.01  # j = 1 deep inside atom 0: r + sr_1 < or_0
+    return s, x
+
+
+def test_cluster_reaches_every_branch_and_equals_openmm():
+    system, x = _cluster()
+    gb = system.getForce(0)
+    p = np.array([gb.getParticleParameters(i) for i in range(system.getNumParticles())])
+    r = np.linalg.norm(x[:, :, None] - x[:, None], axis=-1)
+    iu = ~np.eye(len(p), dtype=bool)
+    buried = (r + p[None, None, :, 2] < p[None, :, None, 1]) & iu
+    partial = (np.abs(r - p[None, None, :, 2]) < p[None, :, None, 1]) & ~buried & iu
+    far = (np.abs(r - p[None, None, :, 2]) > p[None, :, None, 1]) & iu
+    assert buried.any() and partial.any() and far.any()
+    e_ref, f_ref = _reference(system, x)
+    for dtype, tol in ((np.float64, 1e-9), (np.float32, 3e-5)):
+        e, f = SystemEnergy(system).energy_forces(x.astype(dtype))
+        np.testing.assert_allclose(e, e_ref, rtol=0, atol=tol * np.abs(e_ref).max())
+        np.testing.assert_allclose(f, f_ref, rtol=0, atol=tol * np.abs(f_ref).max())
+
+
+def test_obc2_forces_are_minus_gradient(ala2):
+    system, x, _, _ = ala2
+    se = SystemEnergy(system)
+    _, f = se.energy_forces(x[:1])
+    h = 1e-6
+    for i in range(22):
+        for k in range(3):
+            xp, xm = x[0].copy(), x[0].copy()
+            xp[i, k] += h
+            xm[i, k] -= h
+            fd = -(se.energy(xp) - se.energy(xm)) / (2 * h)
+            assert fd == pytest.approx(f[0, i, k], rel=1e-5, abs=1e-3), (i, k)
+
+
+def _edited(system, edit):
+    s = mm.XmlSerializer.deserialize(mm.XmlSerializer.serialize(system))
+    edit([f for f in s.getForces() if isinstance(f, mm.CustomGBForce)][0])
+    return s
+
+
+@pytest.mark.parametrize("force", [GBSAOBC2Force(solventDielectric=80.0, SA="ACE"), GBSAOBC2Force(SA=None),
+                                   GBSAOBC2Force(SA="ACE", kappa=1.0), GBSAOBC1Force(SA="ACE")],
+                         ids=["dielectric", "no-surface-term", "salt", "obc1"])
+def test_refuses_other_generalised_born_models(force):
+    system, _ = _cluster(force=force)
+    with pytest.raises(OpenMMSystemError, match="not OpenMM's OBC2") as err:
+        SystemEnergy(system)
+    assert err.value.hint
+
+
+def test_refuses_edited_obc2_force():
+    system, _ = _cluster()
+    SystemEnergy(system)  # the unedited force is accepted
+    edits = [
+        ("not OpenMM's OBC2", lambda f: f.setEnergyTermParameters(1, "0*B", mm.CustomGBForce.SingleParticle)),
+        ("not OpenMM's OBC2", lambda f: f.setComputedValueParameters(
+            1, "B", f.getComputedValueParameters(1)[1].replace("4.85", "4.86"), mm.CustomGBForce.SingleParticle)),
+        ("cutoff", lambda f: f.setNonbondedMethod(mm.CustomGBForce.CutoffNonPeriodic)),
+        ("global parameters", lambda f: f.addGlobalParameter("lam", 1.0)),
+        ("per-particle", lambda f: f.addPerParticleParameter("extra")),
+    ]
+    for match, edit in edits:
+        with pytest.raises(OpenMMSystemError, match=match):
+            SystemEnergy(_edited(system, edit))
+
+
+def test_refuses_gbn2():
+    _, system = alanine_dipeptide_system("gbn2", constraints=None)
+    with pytest.raises(OpenMMSystemError, match="CustomGBForce"):
+        SystemEnergy(system)
