@@ -147,3 +147,37 @@ def test_refuses_gbn2():
     _, system = alanine_dipeptide_system("gbn2", constraints=None)
     with pytest.raises(OpenMMSystemError, match="CustomGBForce"):
         SystemEnergy(system)
+
+
+def test_system_potential_units_and_dense_md(ala2):
+    """The dense MD adapter returns SystemEnergy's numbers in eV and eV/Å for positions in Å, in the dtype of the
+    positions, and steps R replicas of the flexible molecule (hydrogen masses repartitioned) stably at 2 fs."""
+    import ase
+    import torch
+    from ase import units
+
+    from compscope.integrations.openmm_numba import SystemPotential
+    from compscope.md import simulate_dense, with_hydrogen_mass
+
+    system, x, (e_ref, f_ref), _ = ala2
+    pot = SystemPotential(system)
+    for dtype, tol in ((torch.float64, 1e-9), (torch.float32, 1e-5)):
+        e, f = pot.energy_forces(torch.as_tensor(x * 10.0, dtype=dtype))
+        assert e.dtype == dtype and f.dtype == dtype and f.shape == x.shape
+        kj = units.kJ / units.mol
+        np.testing.assert_allclose(e.double().numpy(), e_ref * kj, rtol=0, atol=tol * np.abs(e_ref).max() * kj)
+        np.testing.assert_allclose(f.double().numpy(), f_ref * kj / 10.0, rtol=0,
+                                   atol=tol * np.abs(f_ref).max() * kj / 10.0)
+    with pytest.raises(OpenMMSystemError, match="no graph interface"):
+        pot(None)
+
+    pdb, _ = alanine_dipeptide_system("obc", constraints=None)
+    atoms = ase.Atoms([a.element.symbol for a in pdb.topology.atoms()],
+                      positions=np.asarray(pdb.getPositions(asNumpy=True)._value) * 10.0)
+    atoms = with_hydrogen_mass(atoms, 3.024, repartition=True)
+    res = simulate_dense(pot, atoms, steps=300, dt=2.0, temperature=300.0, replicas=8, friction=0.01, seed=1)
+    assert all(s["stable"] for s in res.summary) and not res.violations
+    p = res.state.momenta.view(8, 22, 3)
+    m = res.state.masses.view(8, 22, 1)
+    t_kin = float((p * p / m).sum() / (3 * 22 * 8) / units.kB)  # equipartition over 8 replicas
+    assert 200.0 < t_kin < 420.0

@@ -30,7 +30,9 @@ another function. Tests compare energies and forces with OpenMM's Reference plat
 in float64 (relative 1e-9) and float32.
 
 Units are OpenMM's (nm, kJ/mol, kJ/mol/nm); callers convert at their boundary. The kernels compute in the dtype
-of the positions (float32 or float64).
+of the positions (float32 or float64). :class:`SystemPotential` is that boundary for compscope's MD engine: the
+dense-potential contract of :func:`compscope.md.simulate_dense` (``energy_forces(x (R, n, 3))`` in Å, eV, eV/Å,
+torch tensors), so R replicas of a small OpenMM molecule step with one numba call per step.
 
 Examples:
     >>> from compscope.integrations.openmm_systems import alanine_dipeptide_system  # doctest: +SKIP
@@ -44,10 +46,12 @@ import math
 
 import numba as nb
 import numpy as np
+import torch
+from ase import units
 
 from compscope.errors import CompscopeError
 
-__all__ = ["SystemEnergy", "OpenMMSystemError", "ONE_4PI_EPS0"]
+__all__ = ["SystemEnergy", "SystemPotential", "OpenMMSystemError", "ONE_4PI_EPS0"]
 
 #: 1 / (4 pi eps0) in kJ nm / (mol e^2), OpenMM's value (``SimTKOpenMMRealType.h``, CODATA 2018 since OpenMM 8)
 ONE_4PI_EPS0 = 138.93545764438198
@@ -506,3 +510,42 @@ class SystemEnergy:
     def energy_forces(self, x) -> tuple[np.ndarray, np.ndarray]:
         """``(energy (batch,) kJ/mol, forces (batch, n, 3) kJ/mol/nm)`` of positions (batch, n, 3) in nm."""
         return self._run(x, True)
+
+
+class SystemPotential(torch.nn.Module):
+    """An OpenMM ``System`` as a dense compscope potential: :class:`SystemEnergy` in compscope units.
+
+    ``energy_forces(x)`` takes positions (R, n, 3) in Å (torch) and returns energies (R,) in eV and forces
+    (R, n, 3) in eV/Å, in the dtype of ``x``: the contract of :func:`compscope.md.simulate_dense`. Every pair of the
+    molecule is evaluated (no cutoff); ``cutoff`` (1 Å) is only the radius of the MD engine's bookkeeping graph,
+    which this potential never reads. ``forward(graph)`` is not implemented: use the dense engine.
+
+    Args:
+        system: an ``openmm.System`` (or its XML) that :class:`SystemEnergy` evaluates.
+        dtype: the dtype the MD engine runs in by default (``torch.float64`` or ``torch.float32``).
+    """
+
+    #: eV per kJ/mol
+    KJ_PER_MOL = units.kJ / units.mol
+
+    def __init__(self, system, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if dtype not in (torch.float32, torch.float64):
+            raise OpenMMSystemError(f"SystemPotential runs in float32 or float64, not {dtype}")
+        self.system_energy = SystemEnergy(system)
+        self.n_particles = self.system_energy.n_particles
+        self.cutoff = 1.0
+        # an empty parameter that only carries the default dtype (the MD engine reads it from parameters())
+        self._dtype = torch.nn.Parameter(torch.zeros(0, dtype=dtype), requires_grad=False)
+
+    def energy_forces(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(energy (R,) eV, forces (R, n, 3) eV/Å)`` of positions ``x`` (R, n, 3) in Å."""
+        xa = x.detach().cpu().numpy()
+        e, f = self.system_energy.energy_forces(xa * xa.dtype.type(0.1))  # Å -> nm, dtype kept
+        k = self.KJ_PER_MOL
+        return (torch.from_numpy(np.asarray(e * e.dtype.type(k))).to(x.device),
+                torch.from_numpy(f * f.dtype.type(0.1 * k)).to(x.device))
+
+    def forward(self, graph, compute_forces: bool = True, compute_stress: bool = False):
+        raise OpenMMSystemError("SystemPotential has no graph interface: it evaluates whole molecules",
+                                hint="run it with compscope.md.simulate_dense (energy_forces)")
