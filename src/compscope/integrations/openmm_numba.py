@@ -223,45 +223,83 @@ _OBC2_COULOMB, _OBC2_EPS_IN, _OBC2_EPS_OUT, _OBC2_OFFSET, _OBC2_ACE, _OBC2_PROBE
     138.935485, 1.0, 78.5, 0.009, 28.3919551, 0.14)
 
 
+@nb.njit(cache=True, fastmath={"contract"}, error_model="numpy", inline="always")
+def _hct(r, inv_r, o, s, want_derivative, zero, one):
+    """``(g, dg/dr)``: the HCT descreening of an atom of offset radius ``o`` by one of scaled radius ``s`` at
+    distance ``r`` (the computed value ``I`` of OBC2: ``select(step(r+sr2-or1), ..., 0)``, ``L = max(or1, |r -
+    sr2|)``, ``U = r + sr2``)."""
+    if r + s - o < zero:  # step(x) is 1 at x = 0, as OpenMM's
+        return zero, zero
+    half = one / (one + one)
+    quarter = half * half
+    d = r - s
+    if abs(d) > o:  # L = |r - sr|
+        ll = abs(d)
+        dl = one if d > zero else -one
+    else:  # L = or
+        ll = o
+        dl = zero
+    inv_u = one / (r + s)
+    inv_l = one / ll
+    h = r - s * s * inv_r
+    k = inv_u * inv_u - inv_l * inv_l
+    lg = math.log(ll * inv_u)
+    g = half * (inv_l - inv_u + quarter * h * k + half * lg * inv_r)
+    if not want_derivative:
+        return g, zero
+    dg = half * (-dl * inv_l * inv_l + inv_u * inv_u + quarter * (one + s * s * inv_r * inv_r) * k
+                 + half * h * (dl * inv_l * inv_l * inv_l - inv_u * inv_u * inv_u)
+                 + half * ((dl * inv_l - inv_u) - lg * inv_r) * inv_r)
+    return g, dg
+
+
 @nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")
 def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
     """Add the OBC2 generalised-Born energy (and forces) of every configuration of ``x`` to ``energy``/``forces``.
 
     ``q``, ``orad``, ``srad`` (n,): the CustomGBForce's per-particle ``charge``, ``or`` (offset radius), ``sr``
     (scaled offset radius). ``gb_c`` (4,): ``-0.5 * coulomb * (1/eps_in - 1/eps_out)``, the offset, the ACE
-    constant, the probe radius. Pass 1: the HCT integral ``I_i = sum_{j != i} g(r_ij, or_i, sr_j)``, the OBC2
-    Born radius ``B_i`` and the energy (self, surface, pair terms); pass 2: the chain rule through the Born radii,
-    ``dE/dx = sum_i dE/dB_i dB_i/dI_i dI_i/dx``."""
+    constant, the probe radius. One pass over the unordered pairs gives the HCT integrals ``I_i = sum_{j != i}
+    g(r_ij, or_i, sr_j)`` (both directions of a pair share its distance) and their derivatives; then the OBC2 Born
+    radii ``B_i``, the self and surface terms; a second pass the GB pair terms (energy, direct forces, their
+    ``dE/dB``); a third the forces, direct plus the chain rule through every Born radius
+    (``dE/dx = sum_i dE/dB_i dB_i/dI_i dI_i/dx``)."""
     n = x.shape[1]
     zero = x.dtype.type(0.0)
     one = x.dtype.type(1.0)
     half = x.dtype.type(0.5)
-    quarter = x.dtype.type(0.25)
     two = x.dtype.type(2.0)
+    four = x.dtype.type(4.0)
     c_self, offset, ace, probe = gb_c[0], gb_c[1], gb_c[2], gb_c[3]
     c_pair = two * c_self
-    a1, a2, a3 = x.dtype.type(0.8), x.dtype.type(4.85), x.dtype.type(1.0)
+    a1, a2 = x.dtype.type(0.8), x.dtype.type(4.85)
+    n_pairs = n * (n - 1) // 2
     integ = np.empty(n, dtype=x.dtype)
     born = np.empty(n, dtype=x.dtype)
     dedb = np.empty(n, dtype=x.dtype)
+    dedi = np.empty(n, dtype=x.dtype)
+    pd = np.empty((n_pairs, 3), dtype=x.dtype)  # x_j - x_i of pair p = (i < j)
+    pr = np.empty((n_pairs, 2), dtype=x.dtype)  # r^2, 1/r
+    pg = np.empty((n_pairs, 3), dtype=x.dtype)  # dI_i/dr, dI_j/dr, direct dE/dr / r of the GB pair term
     for b in range(x.shape[0]):
         xb = x[b]
         fb = forces[b]
+        integ[:] = zero
+        p = 0
         for i in range(n):
-            s = zero
-            oi = orad[i]
-            for j in range(n):
-                if j == i:
-                    continue
-                sj = srad[j]
+            for j in range(i + 1, n):
                 dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
-                r = math.sqrt(dx * dx + dy * dy + dz * dz)
-                if r + sj - oi >= zero:  # step(r + sr2 - or1): 1 at 0, as OpenMM's step
-                    u = r + sj
-                    ll = max(oi, abs(r - sj))
-                    s += half * (one / ll - one / u + quarter * (r - sj * sj / r) * (one / (u * u) - one / (ll * ll))
-                                 + half * math.log(ll / u) / r)
-            integ[i] = s
+                r2 = dx * dx + dy * dy + dz * dz
+                r = math.sqrt(r2)
+                inv_r = one / r
+                pd[p, 0], pd[p, 1], pd[p, 2] = dx, dy, dz
+                pr[p, 0], pr[p, 1] = r2, inv_r
+                g1, dg1 = _hct(r, inv_r, orad[i], srad[j], want_forces, zero, one)
+                g2, dg2 = _hct(r, inv_r, orad[j], srad[i], want_forces, zero, one)
+                integ[i] += g1
+                integ[j] += g2
+                pg[p, 0], pg[p, 1] = dg1, dg2
+                p += 1
         e = zero
         for i in range(n):
             oi = orad[i]
@@ -276,68 +314,42 @@ def _gb_kernel(x, q, orad, srad, gb_c, want_forces, energy, forces):
             e_sa = ace * (rad + probe) * (rad + probe) * w3 * w3
             e += e_self + e_sa
             dedb[i] = -(e_self + x.dtype.type(6.0) * e_sa) / bi
+            # dB/dI = B^2 sech^2(u) (du/dpsi) or / radius, u = psi - 0.8 psi^2 + 4.85 psi^3, psi = I or
+            dedi[i] = born[i] * born[i] * (one - t * t) * (one - two * a1 * psi + x.dtype.type(3.0) * a2 * psi * psi) \
+                * oi / rad
+        p = 0
         for i in range(n):
             for j in range(i + 1, n):
-                dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
-                r2 = dx * dx + dy * dy + dz * dz
+                r2 = pr[p, 0]
                 bb = born[i] * born[j]
-                ex = math.exp(-r2 / (x.dtype.type(4.0) * bb))
+                ex = math.exp(-r2 / (four * bb))
                 f2 = r2 + bb * ex
-                f = math.sqrt(f2)
-                ep = c_pair * q[i] * q[j] / f
+                ep = c_pair * q[i] * q[j] / math.sqrt(f2)
                 e += ep
                 if want_forces:
                     de_df2 = -half * ep / f2  # dE/d(f^2)
-                    d_bb = de_df2 * ex * (one + r2 / (x.dtype.type(4.0) * bb))  # dE/d(B_i B_j)
+                    d_bb = de_df2 * ex * (one + r2 / (four * bb))  # dE/d(B_i B_j)
                     dedb[i] += d_bb * born[j]
                     dedb[j] += d_bb * born[i]
-                    g = de_df2 * (two - half * ex)  # dE/dr / r (d(f^2)/dr = r (2 - ex/2))
-                    fb[i, 0] += g * dx
-                    fb[i, 1] += g * dy
-                    fb[i, 2] += g * dz
-                    fb[j, 0] -= g * dx
-                    fb[j, 1] -= g * dy
-                    fb[j, 2] -= g * dz
+                    pg[p, 2] = de_df2 * (two - half * ex)  # dE/dr / r (d(f^2)/dr = r (2 - ex/2))
+                p += 1
         energy[b] += e
         if not want_forces:
             continue
         for i in range(n):
-            # dB/dI = B^2 sech^2(u) (du/dpsi) or / radius, u = psi - 0.8 psi^2 + 4.85 psi^3, psi = I or
-            oi = orad[i]
-            psi = integ[i] * oi
-            t = math.tanh(psi - a1 * psi * psi + a2 * psi * psi * psi)
-            dudpsi = a3 - two * a1 * psi + x.dtype.type(3.0) * a2 * psi * psi
-            dedi = dedb[i] * born[i] * born[i] * (one - t * t) * dudpsi * oi / (oi + offset)
-            for j in range(n):
-                if j == i:
-                    continue
-                sj = srad[j]
-                dx, dy, dz = xb[j, 0] - xb[i, 0], xb[j, 1] - xb[i, 1], xb[j, 2] - xb[i, 2]
-                r = math.sqrt(dx * dx + dy * dy + dz * dz)
-                if r + sj - oi < zero:
-                    continue
-                u = r + sj
-                d = r - sj
-                if abs(d) > oi:  # L = |r - sr|
-                    ll = abs(d)
-                    dl = one if d > zero else -one
-                else:  # L = or
-                    ll = oi
-                    dl = zero
-                inv_r = one / r
-                h = r - sj * sj * inv_r
-                k = one / (u * u) - one / (ll * ll)
-                dg = half * (-dl / (ll * ll) + one / (u * u)
-                             + quarter * (one + sj * sj * inv_r * inv_r) * k
-                             + quarter * h * two * (dl / (ll * ll * ll) - one / (u * u * u))
-                             + half * ((dl / ll - one / u) * inv_r - math.log(ll / u) * inv_r * inv_r))
-                g = dedi * dg * inv_r  # dE/dr_ij / r_ij through I_i
-                fb[i, 0] += g * dx
-                fb[i, 1] += g * dy
-                fb[i, 2] += g * dz
-                fb[j, 0] -= g * dx
-                fb[j, 1] -= g * dy
-                fb[j, 2] -= g * dz
+            dedi[i] *= dedb[i]  # dE/dI_i
+        p = 0
+        for i in range(n):
+            for j in range(i + 1, n):
+                g = pg[p, 2] + (dedi[i] * pg[p, 0] + dedi[j] * pg[p, 1]) * pr[p, 1]  # dE/dr_ij / r_ij
+                dx, dy, dz = g * pd[p, 0], g * pd[p, 1], g * pd[p, 2]
+                fb[i, 0] += dx
+                fb[i, 1] += dy
+                fb[i, 2] += dz
+                fb[j, 0] -= dx
+                fb[j, 1] -= dy
+                fb[j, 2] -= dz
+                p += 1
 
 
 def _force_parameters(system) -> dict:
