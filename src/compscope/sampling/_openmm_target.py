@@ -82,7 +82,8 @@ class OpenMMTarget(Target):
         temperature: K; ``kT = R T``.
         platform: OpenMM platform: ``Reference`` (double precision, default) or ``CPU``; or ``numba``: the same
             System's energy from :class:`compscope.integrations.openmm_numba.SystemEnergy`, batched (systems of
-            bonds, angles, periodic torsions and a no-cutoff nonbonded force only; others are refused).
+            bonds, angles, periodic torsions, a no-cutoff nonbonded force and OpenMM's OBC2 generalized-Born force
+            only; others are refused).
         name: the target's name.
         n_particles: the number of atoms the samples have; a system with another number is refused.
         nonfinite: what a configuration whose OpenMM energy or force is NaN/inf (overlapping atoms) gets:
@@ -264,7 +265,7 @@ def alanine_dipeptide(temperature: float = 300.0, platform: str = "Reference", c
         n_particles: atoms of the samples to be evaluated (checked against the system's 22).
         nonfinite: ``"inf"`` or ``"raise"`` (see :class:`OpenMMTarget`).
         solvent: a key of :data:`compscope.integrations.openmm_systems.SOLVENTS` (``vacuum``, ``obc``, ``gbn2``);
-            the ``numba`` platform evaluates vacuum only (it refuses the generalized-Born force).
+            the ``numba`` platform evaluates vacuum and ``obc`` (it refuses GBn2).
     """
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
 
