@@ -53,6 +53,62 @@ def _openmm_per_config(system, x: np.ndarray, min_cpu_s: float) -> dict:
     return {"cpu_us_per_config": cpu / calls * 1e6, "wall_us_per_config": wall / calls * 1e6, "calls": calls}
 
 
+def _stationarity(pot, atoms, args, ref: Path) -> dict:
+    """Start ``ref_replicas`` replicas from random frames of the OpenMM reference (equilibrium samples of the same
+    potential), run ``ref_ps`` ps each at ``dt`` and compare the frames' Ramachandran histogram and basin
+    populations with the reference's: a distribution that drifts away from the reference means other physics.
+    Detects errors on the ps scale (alpha_R <-> beta exchange), not in the slow basin's population."""
+    import tempfile
+    import warnings
+
+    import h5py
+
+    from compscope.analysis import ALANINE_DIPEPTIDE_BASINS, backbone_dihedrals, basin_labels, ramachandran_js
+    from compscope.md import simulate_dense
+
+    with h5py.File(ref) as h5:
+        reps = sorted(h5["replicas"])
+        phi_ref = np.concatenate([h5["replicas"][k]["phi"][:] for k in reps])
+        psi_ref = np.concatenate([h5["replicas"][k]["psi"][:] for k in reps])
+        sizes = [len(h5["replicas"][k]["phi"]) for k in reps]
+        rng = np.random.default_rng(args.seed + 1)
+        pick = np.sort(rng.choice(sum(sizes), size=args.ref_replicas, replace=False))
+        offsets = np.cumsum([0, *sizes])
+        starts = []
+        for g in pick:
+            k = int(np.searchsorted(offsets, g, side="right") - 1)
+            a = atoms.copy()
+            a.set_positions(h5["replicas"][reps[k]]["positions"][g - offsets[k]])
+            starts.append(a)
+    steps = round(args.ref_ps * 1000.0 / args.dt)
+    every = round(1000.0 / args.dt)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = simulate_dense(pot, starts, steps=steps, dt=args.dt, temperature=300.0, replicas=len(starts),
+                             friction=0.001, seed=args.seed, out=tmp, traj_every=every)
+        with h5py.File(Path(tmp) / "trajectory.h5") as h5:
+            x = h5["particles/all/position/value"][1:]  # frames after the start, (frames, R * n, 3)
+            temp = h5["observables/temperature/value"][1:]
+    x = x.reshape(-1, len(atoms), 3)
+    phi, psi = backbone_dihedrals(x)
+    n_b = len(ALANINE_DIPEPTIDE_BASINS)
+    lab = basin_labels(phi, psi)
+    lab_ref = basin_labels(phi_ref, psi_ref)
+    sub = rng.choice(len(phi_ref), size=len(phi), replace=False)
+    out = {"replicas": len(starts), "ps_per_replica": args.ref_ps, "dt_fs": args.dt, "frames": int(len(phi)),
+           "n_stable": res.n_stable, "mean_temperature_K": float(np.mean(temp)),
+           "reference_frames": int(len(phi_ref)), "basins": [b.name for b in ALANINE_DIPEPTIDE_BASINS],
+           "populations": [float(np.mean(lab == i)) for i in range(n_b)],
+           "reference_populations": [float(np.mean(lab_ref == i)) for i in range(n_b)],
+           "ramachandran_js_32": ramachandran_js(phi, psi, phi_ref, psi_ref, bins=32),
+           "ramachandran_js_32_floor": ramachandran_js(phi_ref[sub], psi_ref[sub], phi_ref, psi_ref, bins=32),
+           "cpu_s": res.cpu_s}
+    print(f"stationarity: JS {out['ramachandran_js_32']:.4f} (floor {out['ramachandran_js_32_floor']:.4f}), "
+          f"populations {np.round(out['populations'], 3)} vs {np.round(out['reference_populations'], 3)}, "
+          f"<T> {out['mean_temperature_K']:.1f} K", flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 100, 1000])
@@ -62,6 +118,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--dt", type=float, default=2.0)
     ap.add_argument("--dt-compare", type=float, nargs="*", default=[1.0],
                     help="also run the largest batch at these steps, for the same simulated time (a time-step check)")
+    ap.add_argument("--ref", default=None, help="the OpenMM implicit-solvent reference HDF5 (stationarity check)")
+    ap.add_argument("--ref-replicas", type=int, default=500, help="replicas started from reference frames")
+    ap.add_argument("--ref-ps", type=float, default=10.0, help="ps per replica of the stationarity check")
     ap.add_argument("--hydrogen-mass", type=float, default=3.024)
     ap.add_argument("--openmm-seconds", type=float, default=20.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -136,12 +195,14 @@ def main(argv: list[str] | None = None) -> Path:
               f"<E_pot> {row['final_potential_energy_mean_kJ_mol']:.1f} kJ/mol",
               flush=True)
 
+    stationarity = None if args.ref is None else _stationarity(pot, atoms, args, Path(args.ref))
+
     best = min(row["cpu_us_per_config"] for row in energy_forces["float64"])
     payload = {
         "system": "alanine dipeptide, amber14 + OBC2 (implicit/obc2.xml), no cutoff",
         "energy_forces": energy_forces, "openmm_cpu_energy_forces": openmm_call,
         "energy_forces_speedup_float64_best_batch": openmm_call["cpu_us_per_config"] / best,
-        "openmm_md": openmm_md, "dense_md": dense,
+        "openmm_md": openmm_md, "dense_md": dense, "stationarity": stationarity,
         "dense_md_setup": {"constraints": None, "hydrogen_mass_amu": args.hydrogen_mass, "repartition": True,
                            "integrator": "langevin (BAOAB)", "friction_per_fs": 0.001, "temperature_K": 300.0,
                            "dtype": "float64"},
