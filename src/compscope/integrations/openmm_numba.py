@@ -19,7 +19,7 @@ configuration, analytic forces):
   ``B_i = 1 / (1/or_i - tanh(psi - 0.8 psi^2 + 4.85 psi^3) / rho_i)`` (``psi = I_i or_i``, ``rho_i = or_i +
   0.009 nm``), the self and pair GB terms ``-k (1 - 1/78.5) q_i q_j / f_GB`` (``f_GB = sqrt(r^2 + B_i B_j
   exp(-r^2 / (4 B_i B_j)))``, self terms with half the weight and ``f_GB = B_i``) and the ACE surface term
-  ``28.39 (rho_i + 0.14)^2 (rho_i / B_i)^6``; forces in two passes (direct terms, then the chain rule through
+  ``28.39 (rho_i + 0.14)^2 (rho_i / B_i)^6``; analytic forces (direct terms, then the chain rule through
   every Born radius). The force's expressions are compared with that function term by term and any other
   CustomGBForce is refused;
 - ``CMMotionRemover``: no energy.
