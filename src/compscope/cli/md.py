@@ -199,15 +199,37 @@ def reference(
     chunk_frames: int = typer.Option(20, help="Frames between a replica's checkpoints (larger for long replicas)."),
     total_replicas: int = typer.Option(0, help="Run until OUT holds this many replicas (overrides --replicas; "
                                        "the same command starts and resumes a long campaign)."),
+    engine: str = typer.Option("openmm", help="openmm (one OpenMM context per replica, Ray) or dense (all replicas "
+                                              "in one batch: numba amber14 + OBC2, no constraints, HMR; ~7x "
+                                              "cheaper; rerun to resume; OUT written when complete)."),
+    hydrogen_mass: float = typer.Option(3.024, help="dense: hydrogen mass in amu (repartitioned from the heavy "
+                                                    "atom)."),
+    equilibrate_ps: float = typer.Option(20.0, help="dense: ps dropped at the start of every replica."),
 ) -> None:
-    """Classical OpenMM MD reference data (amber14): positions, forces, phi/psi to HDF5, fanned out with Ray.
+    """Classical MD reference data (amber14): positions, forces, phi/psi to HDF5.
 
-    Appends new replicas to an existing OUT file; replicas cut short by an interruption are resumed.
+    openmm engine: fanned out with Ray; appends new replicas to an existing OUT file; replicas cut short by an
+    interruption are resumed. dense engine: --replicas replicas of --steps steps each after the equilibration, run
+    together in OUT.dense/ (resumable) and written to OUT when complete.
     """
-    from compscope.md.reference import ReferenceError, generate_alanine_dipeptide
+    from compscope.md.reference import ReferenceError, generate_alanine_dipeptide, generate_alanine_dipeptide_dense
 
     if system != "alanine-dipeptide":
         fail(f"unknown reference system {system!r}: only 'alanine-dipeptide' is available")
+    if engine not in ("openmm", "dense"):
+        fail(f"--engine must be openmm or dense, got {engine!r}")
+    if engine == "dense":
+        try:
+            info = generate_alanine_dipeptide_dense(
+                out, solvent=solvent, replicas=replicas, ns=steps * dt * 1e-6, dt_fs=dt, temperature=temperature,
+                save_every_ps=save_every * dt / 1000.0, hydrogen_mass=hydrogen_mass, equilibrate_ps=equilibrate_ps,
+                seed=seed)
+        except (ReferenceError, ValueError) as err:
+            fail(err)
+            return
+        typer.echo(f"{info['replicas']} replicas x {info['frames_per_replica']} frames in {out} "
+                   f"({info['total_ns']:.4f} ns total, {info['ns_per_day_per_core']:.0f} ns/day per core)")
+        return
     try:
         info = generate_alanine_dipeptide(out, solvent=solvent, replicas=replicas, steps=steps, dt_fs=dt,
                                           temperature=temperature, save_every=save_every, workers=workers or None,
