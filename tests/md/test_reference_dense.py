@@ -53,6 +53,21 @@ def test_resume_after_interruption(tmp_path):
         np.testing.assert_array_equal(h1["replicas/0001/positions"][:], h2["replicas/0001/positions"][:3])
 
 
+def test_starts_from_a_reference_file(tmp_path):
+    """Replicas started from frames of another reference file begin exactly there (frame 0 is the start)."""
+    generate_alanine_dipeptide_dense(tmp_path / "a.h5", ns=0.001, **KW)
+    kw = {**KW, "equilibrate_ps": 0.0, "replicas": 3}
+    generate_alanine_dipeptide_dense(tmp_path / "b.h5", ns=0.0005, starts=tmp_path / "a.h5", **kw)
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
+        frames = np.concatenate([a[f"replicas/{g}/positions"][:] for g in sorted(a["replicas"])])
+        picked = frames[np.linspace(0, len(frames) - 1, 3).round().astype(int)]
+        got = np.stack([b[f"replicas/{g}/positions"][0] for g in sorted(b["replicas"])])
+        assert b.attrs["starts"] == str(tmp_path / "a.h5")
+    np.testing.assert_allclose(got, picked, atol=1e-5)  # float32 trajectory storage
+    with pytest.raises(ReferenceError, match="not found"):
+        generate_alanine_dipeptide_dense(tmp_path / "c.h5", ns=0.001, starts=tmp_path / "nope.h5", **KW)
+
+
 def test_bad_input(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"")
     with pytest.raises(ReferenceError, match="exists"):

@@ -205,6 +205,8 @@ def reference(
     hydrogen_mass: float = typer.Option(3.024, help="dense: hydrogen mass in amu (repartitioned from the heavy "
                                                     "atom)."),
     equilibrate_ps: float = typer.Option(20.0, help="dense: ps dropped at the start of every replica."),
+    starts: Path = typer.Option(None, help="dense: a reference HDF5 whose frames (evenly spaced) start the replicas "
+                                           "(default: all from the committed PDB)."),
 ) -> None:
     """Classical MD reference data (amber14): positions, forces, phi/psi to HDF5.
 
@@ -223,7 +225,7 @@ def reference(
             info = generate_alanine_dipeptide_dense(
                 out, solvent=solvent, replicas=replicas, ns=steps * dt * 1e-6, dt_fs=dt, temperature=temperature,
                 save_every_ps=save_every * dt / 1000.0, hydrogen_mass=hydrogen_mass, equilibrate_ps=equilibrate_ps,
-                seed=seed)
+                seed=seed, starts=starts)
         except (ReferenceError, ValueError) as err:
             fail(err)
             return

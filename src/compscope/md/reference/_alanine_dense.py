@@ -43,6 +43,7 @@ def generate_alanine_dipeptide_dense(
     friction_per_ps: float = 1.0,
     seed: int = 0,
     chunk_ps: float = 50.0,
+    starts: str | Path | None = None,
 ) -> dict:
     """Run (or resume) ``replicas`` replicas for ``equilibrate_ps + 1000 ns`` ps each and write the reference file.
 
@@ -60,6 +61,9 @@ def generate_alanine_dipeptide_dense(
         friction_per_ps: Langevin friction, 1/ps (OpenMM's reference runs use 1/ps).
         seed: seed of the initial momenta and of the noise.
         chunk_ps: ps between progress lines (each chunk ends with a restart file).
+        starts: a reference HDF5 file of this molecule (either layout's ``replicas/*/positions``) whose frames start
+            the replicas, ``replicas`` frames evenly spaced over all of them (decorrelated starts that already
+            visit the slow basins); default: every replica from the committed PDB structure.
 
     Returns:
         dict with ``path``, ``replicas``, ``frames_per_replica``, ``total_ns``, ``ns_per_day_per_core`` (simulated
@@ -88,6 +92,8 @@ def generate_alanine_dipeptide_dense(
     _, system = alanine_dipeptide_system(solvent, constraints=None)
     pot = SystemPotential(system, dtype=torch.float64)
     start = with_hydrogen_mass(read(PDB_PATH), hydrogen_mass, repartition=True)
+    if starts is not None:
+        start = _starts_from(Path(starts), start, replicas)
     done = 0
     if (work / "trajectory.h5").exists() and (work / "restart.pt").exists():
         done = int(read_h5_observables(work / "trajectory.h5")["step"][-1])
@@ -106,12 +112,35 @@ def generate_alanine_dipeptide_dense(
                                  hint="use a smaller --dt or a larger --hydrogen-mass")
     cpu = time.process_time() - cpu0
     rate = (done - steps0) * dt_fs * 1e-6 * replicas / max(cpu, 1e-9) * 86400.0 if done > steps0 else 0.0
-    return _write(out, work, pot, start, dict(
+    return _write(out, work, pot, start[0] if isinstance(start, list) else start, dict(
         system="alanine-dipeptide (ACE-ALA-NME)", forcefield=FORCEFIELD + "".join(f" + {x}" for x in SOLVENTS[solvent]),
         solvent=solvent, temperature_K=float(temperature), dt_fs=float(dt_fs), save_every=every,
         engine="compscope.md.simulate_dense + numba SystemPotential", constraints="none",
         hydrogen_mass_amu=float(hydrogen_mass), hydrogen_mass_repartitioning=True,
-        equilibrate_ps=float(equilibrate_ps), friction_per_ps=float(friction_per_ps)), seed, rate)
+        equilibrate_ps=float(equilibrate_ps), friction_per_ps=float(friction_per_ps),
+        starts=str(starts) if starts is not None else "pdb"), seed, rate)
+
+
+def _starts_from(path: Path, template, replicas: int) -> list:
+    """``replicas`` copies of ``template`` placed at frames of the reference file ``path``, evenly spaced."""
+    import h5py
+
+    if not path.exists():
+        raise ReferenceError(f"start file {path} not found", hint="pass a reference HDF5 file of alanine dipeptide")
+    with h5py.File(path, "r") as h5:
+        groups = sorted(h5.get("replicas", {}))
+        sizes = [h5[f"replicas/{g}/positions"].shape[0] for g in groups]
+        if not groups or h5[f"replicas/{groups[0]}/positions"].shape[1:] != (len(template), 3):
+            raise ReferenceError(f"{path} holds no alanine-dipeptide frames (replicas/*/positions of "
+                                 f"{len(template)} atoms)", hint="pass a file written by compscope md reference")
+        offsets = np.cumsum([0, *sizes])
+        out = []
+        for k in np.linspace(0, offsets[-1] - 1, replicas).round().astype(int):
+            g = int(np.searchsorted(offsets, k, side="right") - 1)
+            a = template.copy()
+            a.positions = h5[f"replicas/{groups[g]}/positions"][k - offsets[g]]
+            out.append(a)
+    return out
 
 
 def _write(out: Path, work: Path, pot, start, meta: dict, seed: int, rate: float) -> dict:
