@@ -116,6 +116,9 @@ def _compiled_chunk_trace():
     """``torch.compile`` of :func:`_chunk_trace` (made once per process; None where compilation is unavailable)."""
     if "fn" not in _COMPILED:
         try:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.compile_threads = 1  # compile in this process, on its one core (counted in its CPU time)
             _COMPILED["fn"] = torch.compile(_chunk_trace, dynamic=False)
         except Exception as err:  # noqa: BLE001 - any backend failure: eager is exact too, only slower
             warnings.warn(f"torch.compile unavailable for the EGNN divergence ({err}); using eager", stacklevel=3)
@@ -134,10 +137,18 @@ def egnn_update_divergence(egnn, h: torch.Tensor, x: torch.Tensor, max_elements:
     node features (constant in ``x``), ``x`` (B, n, d); ``x_out`` (B, n, d) as ``egnn`` over all pairs ``i != j``
     of each configuration, ``div`` (B,) the exact trace of ``d (x_out - x) / d x`` (module docstring).
 
-    ``max_elements`` bounds the size of one dense tangent tensor (tangents x batch x n x n x hidden; small, to
-    stay in cache: one tangent at a time for LJ55); no graph is kept (the result is for evaluation, not
-    training). ``compile``: run the per-chunk work through ``torch.compile`` (None: :func:`compile_default`)."""
+    ``max_elements`` bounds the size of one dense tangent tensor (tangents x draws x n x n x hidden; small, to
+    stay in cache: one draw and one tangent at a time for LJ55; larger batches are split into equal
+    sub-batches); no graph is kept (the result is for evaluation, not training). ``compile``: run the per-chunk
+    work through ``torch.compile`` (None: :func:`compile_default`)."""
     b, n, d = x.shape
+    per_draw = n * n * egnn.embed.out_features
+    if b > 1 and b * per_draw > max_elements:  # draws in equal sub-batches that stay in cache
+        sub = max(c for c in range(1, b + 1) if b % c == 0 and c * per_draw <= max(max_elements, per_draw))
+        if sub < b:
+            parts = [egnn_update_divergence(egnn, h[i:i + sub], x[i:i + sub], max_elements, compile)
+                     for i in range(0, b, sub)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     with torch.no_grad():
         x = x.detach()
         off = 1.0 - torch.eye(n, dtype=x.dtype, device=x.device)
