@@ -118,7 +118,11 @@ def _compiled_chunk_trace():
         try:
             import torch._inductor.config as inductor_config
 
-            inductor_config.compile_threads = 1  # compile in this process, on its one core (counted in its CPU time)
+            import torch._dynamo.config as dynamo_config
+
+            inductor_config.compile_threads = 1  # compile in this process, on its one core
+            # one compiled graph per (model, dtype, chunk shape): allow a few models and dtypes per process
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
             _COMPILED["fn"] = torch.compile(_chunk_trace, dynamic=False)
         except Exception as err:  # noqa: BLE001 - any backend failure: eager is exact too, only slower
             warnings.warn(f"torch.compile unavailable for the EGNN divergence ({err}); using eager", stacklevel=3)
