@@ -116,9 +116,8 @@ def _compiled_chunk_trace():
     """``torch.compile`` of :func:`_chunk_trace` (made once per process; None where compilation is unavailable)."""
     if "fn" not in _COMPILED:
         try:
-            import torch._inductor.config as inductor_config
-
             import torch._dynamo.config as dynamo_config
+            import torch._inductor.config as inductor_config
 
             inductor_config.compile_threads = 1  # compile in this process, on its one core
             # one compiled graph per (model, dtype, chunk shape): allow a few models and dtypes per process
