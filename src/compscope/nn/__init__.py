@@ -13,6 +13,7 @@ from ._cnf import (
     straight_path,
     time_grid,
 )
+from ._egnn_trace import egnn_update_divergence
 from ._forces import forces_and_stress, potential_outputs, prepare_strain
 from ._fused import edge_pairs, fused_available
 from ._gate import Gate, gate_for
@@ -38,4 +39,5 @@ __all__ = [
     "edges_within", "geometry_supported",
     "time_grid", "ode_solve", "divergence_exact", "divergence_hutchinson", "straight_path", "kabsch",
     "align_permutation", "equivariant_ot", "integrate_divergence", "quadrature_nodes",
+    "egnn_update_divergence",
 ]
