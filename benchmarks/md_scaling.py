@@ -15,6 +15,8 @@ Parts (``--parts``, comma-separated; each writes its own JSON so a long part can
   --stability-masses deuterium``). Writes ``md_scaling_stability.json`` (or ``--stability-result``).
 - ``stability-dt``: the check of that step: the 192-atom box with standard masses at 0.5 fs and deuterium at 1 and
   2 fs; mean potential energy, temperature and O-O g(r) side by side. Writes ``md_scaling_stability_dt.json``.
+- ``density-npt``: the model's own density at 300 K and 1 bar (NPT of the 192-atom cell, D2O masses, 1 fs; the H2O
+  mass density from the volume) against the DFT frames'. Writes ``md_scaling_density_npt.json``.
 
     COMPSCOPE_DATA=../shared/data python -m benchmarks.md_scaling --parts water --budget-minutes 30
     python -m benchmarks.md_scaling --parts throughput --model benchmarks/work/md_scaling/ours_water_30min/model.pt
@@ -612,6 +614,52 @@ def part_stability_dt(args) -> Path:
     return write_result("md_scaling_stability_dt", payload, seed=0, notes=args.note)
 
 
+def part_density_npt(args) -> Path:
+    """The water model's own density: NPT (Langevin + stochastic cell rescaling, 1 bar, 300 K) of the 192-atom
+    cell with D2O masses for ``--npt-ps`` ps at ``--npt-dt`` fs; the H2O mass density (64 x 18.015 amu / V) of the
+    last two thirds, block errors, against the DFT frames' (their fixed cell)."""
+    import torch
+
+    from compscope.md import density_g_cm3, load_potential, read_h5_observables
+    from compscope.runtime import configure_threads
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    configure_threads(args.threads)
+    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
+    model = load_potential(model_path, dtype=torch.float32)
+    dt = args.npt_dt
+    out = OUT / f"density_npt_{dt:g}fs"
+    steps = int(round(args.npt_ps * 1000 / dt))
+    start = _water_start("deuterium")
+    from compscope.md import simulate
+
+    t0 = time.process_time()
+    res = simulate(model, start, steps=steps, dt=dt, temperature=300.0, integrator="npt", out=out,
+                   traj_every=max(1, int(round(50 / dt))), extxyz=False, plots=False,
+                   resume=(out / "restart.pt").exists(), dtype=torch.float32, seed=0)
+    obs = read_h5_observables(out / "trajectory.h5")
+    keep = obs["time_ps"] >= args.npt_ps / 3
+    n_water = int((start.get_atomic_numbers() == 8).sum())
+    vol = np.ravel(obs["volume"])[keep]  # Å^3
+    rho = n_water * 18.015 / vol * 1.66053906660  # g/cm^3 (amu/Å^3 -> g/cm^3)
+    mean, se = _block_mean(rho)
+    train = read(dataset_path_water("water_train.extxyz"), "::8")
+    payload = {"system": f"water cell (64 H2O), NPT: Langevin BAOAB + stochastic cell rescaling, 300 K, 1 bar, "
+                         f"dt {dt:g} fs, D2O masses, float32",
+               "model": model_path, "steps": res.steps, "simulated_ps": res.steps * dt * 1e-3, "n_stable": res.n_stable,
+               "frames_used": int(keep.sum()), "density_h2o_g_cm3": mean, "density_se": se,
+               "density_training_g_cm3": float(np.mean([density_g_cm3(a) for a in train])),
+               "temperature_K_mean": float(np.mean(np.ravel(obs["temperature"])[keep])),
+               "cpu_s": time.process_time() - t0, "targets": TARGETS}
+    return write_result("md_scaling_density_npt", payload, seed=0, notes=args.note)
+
+
+def dataset_path_water(name: str):
+    from compscope.data import dataset_path
+
+    return dataset_path("water", name)
+
+
 def part_stability(args) -> Path:
     """NVT (Langevin BAOAB, 300 K) of a 4x4x4 water box (12,288 atoms) with the trained water model for
     ``--stability-ps`` ps at ``--stability-dt`` fs with ``--stability-masses`` hydrogens, resumable in chunks; density
@@ -693,7 +741,8 @@ def _h5_temperature(path: Path) -> float:
 # ------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="water", help="comma-separated: water, throughput, stability, stability-dt")
+    ap.add_argument("--parts", default="water",
+                    help="comma-separated: water, throughput, stability, stability-dt, density-npt")
     ap.add_argument("--budget-minutes", type=float, default=30.0, help="water: training budget of each code")
     ap.add_argument("--threads", type=int, default=1, help="water: torch threads of each code")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
@@ -716,6 +765,8 @@ def main() -> None:
     ap.add_argument("--stability-result", default=None, help="stability: result JSON name")
     ap.add_argument("--stability-report-only", action="store_true",
                     help="stability: write the JSON from what the run folder holds (an unfinished run too)")
+    ap.add_argument("--npt-ps", type=float, default=30.0, help="density-npt: simulated ps")
+    ap.add_argument("--npt-dt", type=float, default=1.0, help="density-npt: time step, fs")
     ap.add_argument("--dt-check-ps", type=float, default=10.0, help="stability-dt: simulated ps of each run")
     ap.add_argument("--cache", default=None, help="throughput: the cache of finished measurements (default "
                                                   "benchmarks/work/md_scaling/throughput_cache.json)")
@@ -733,6 +784,8 @@ def main() -> None:
             print("wrote", part_stability(args))
         elif part == "stability-dt":
             print("wrote", part_stability_dt(args))
+        elif part == "density-npt":
+            print("wrote", part_density_npt(args))
         else:
             raise SystemExit(f"unknown part {part!r}")
 
