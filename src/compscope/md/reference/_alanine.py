@@ -131,24 +131,34 @@ def _merge(h5, shard: Path) -> int:
         spec = json.loads(str(z["spec"]))
         if int(z["done"]) < int(spec["steps"]):
             return 0
-        g = h5.require_group(f"replicas/{int(spec['replica']):04d}")
         pos = z["positions"].reshape(-1, 22, 3)
-        for k in ("positions", "forces", "energy", "time_ps", "phi", "psi"):  # a re-merge after an interrupted one
-            if k in g:
-                del g[k]
-        for k in ("positions", "forces", "energy", "time_ps"):
-            g[k] = z[k].reshape(pos.shape) if k in ("positions", "forces") else z[k]
-        g["phi"] = dihedral(pos, PHI)
-        g["psi"] = dihedral(pos, PSI)
         sim_ns = int(spec["steps"]) * spec["dt_fs"] * 1e-6
-        g.attrs.update({"seed": spec["seed"], "steps": spec["steps"], "wall_s": float(z["wall_s"]),
-                        "ns_per_day": sim_ns / max(float(z["wall_s"]), 1e-9) * 86400.0,
-                        "platform": spec["platform"]})
-        g["positions"].attrs["unit"] = "angstrom"
-        g["forces"].attrs["unit"] = "eV/angstrom"
-        g["energy"].attrs["unit"] = "eV"
+        store_replica(h5, int(spec["replica"]), pos, z["forces"].reshape(pos.shape), z["energy"], z["time_ps"],
+                      {"seed": spec["seed"], "steps": spec["steps"], "wall_s": float(z["wall_s"]),
+                       "ns_per_day": sim_ns / max(float(z["wall_s"]), 1e-9) * 86400.0, "platform": spec["platform"]})
     shard.unlink()
     return len(pos)
+
+
+def store_replica(h5, index: int, positions, forces, energy, time_ps, attrs: dict):
+    """Write one replica's frames as ``/replicas/XXXX`` (positions Å, forces eV/Å, energy eV, time_ps, and phi/psi
+    computed from the positions) with ``attrs``; an existing group's arrays are replaced (a re-merge after an
+    interrupted one)."""
+    g = h5.require_group(f"replicas/{int(index):04d}")
+    for k in ("positions", "forces", "energy", "time_ps", "phi", "psi"):
+        if k in g:
+            del g[k]
+    g["positions"], g["forces"], g["energy"], g["time_ps"] = positions, forces, energy, time_ps
+    g["phi"], g["psi"] = dihedral(positions, PHI), dihedral(positions, PSI)
+    for k, unit in (("positions", "angstrom"), ("forces", "eV/angstrom"), ("energy", "eV")):
+        g[k].attrs["unit"] = unit
+    g.attrs.update(attrs)
+    return g
+
+
+def forcefield_name(solvent: str) -> str:
+    """The force-field files of ``solvent`` as stored in a reference file's ``forcefield`` attribute."""
+    return FORCEFIELD + "".join(f" + {x}" for x in SOLVENTS[solvent])
 
 
 def generate_alanine_dipeptide(
@@ -197,9 +207,8 @@ def generate_alanine_dipeptide(
         raise ReferenceError(f"need replicas >= 0 and steps ({steps}) a positive multiple of save_every ({save_every})")
     if dt_fs > 4.0:
         raise ReferenceError(f"dt {dt_fs} fs is too large for amber14 with H-bond constraints; use <= 2 fs")
-    meta = {"system": "alanine-dipeptide (ACE-ALA-NME)", "forcefield": FORCEFIELD + "".join(
-        f" + {x}" for x in SOLVENTS[solvent]), "solvent": solvent, "temperature_K": float(temperature),
-        "dt_fs": float(dt_fs), "save_every": int(save_every)}
+    meta = {"system": "alanine-dipeptide (ACE-ALA-NME)", "forcefield": forcefield_name(solvent), "solvent": solvent,
+            "temperature_K": float(temperature), "dt_fs": float(dt_fs), "save_every": int(save_every)}
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from compscope.integrations.openmm_systems import SOLVENTS, alanine_dipeptide_system
 
-from ._alanine import FORCEFIELD, PDB_PATH, PHI, PSI, ReferenceError, dihedral
+from ._alanine import PDB_PATH, ReferenceError, forcefield_name, store_replica
 
 __all__ = ["generate_alanine_dipeptide_dense"]
 
@@ -113,7 +113,7 @@ def generate_alanine_dipeptide_dense(
     cpu = time.process_time() - cpu0
     rate = (done - steps0) * dt_fs * 1e-6 * replicas / max(cpu, 1e-9) * 86400.0 if done > steps0 else 0.0
     return _write(out, work, pot, start[0] if isinstance(start, list) else start, dict(
-        system="alanine-dipeptide (ACE-ALA-NME)", forcefield=FORCEFIELD + "".join(f" + {x}" for x in SOLVENTS[solvent]),
+        system="alanine-dipeptide (ACE-ALA-NME)", forcefield=forcefield_name(solvent),
         solvent=solvent, temperature_K=float(temperature), dt_fs=float(dt_fs), save_every=every,
         engine="compscope.md.simulate_dense + numba SystemPotential", constraints="none",
         hydrogen_mass_amu=float(hydrogen_mass), hydrogen_mass_repartitioning=True,
@@ -165,14 +165,9 @@ def _write(out: Path, work: Path, pot, start, meta: dict, seed: int, rate: float
         for r in range(n_rep):
             x = pos[:, r * n:(r + 1) * n]
             e, f = pot.energy_forces(torch.from_numpy(x))
-            g = h5.create_group(f"replicas/{r:04d}")
-            g["positions"], g["forces"], g["energy"] = x, f.numpy(), e.numpy()
-            g["time_ps"] = t_ps
-            g["phi"], g["psi"] = dihedral(x, PHI), dihedral(x, PSI)
-            g["positions"].attrs["unit"], g["forces"].attrs["unit"], g["energy"].attrs["unit"] = (
-                "angstrom", "eV/angstrom", "eV")
-            g.attrs.update({"seed": int(seed), "replica_in_batch": r, "steps": int(obs["step"][-1]),
-                            "platform": "numba-dense", "ns_per_day": rate / max(n_rep, 1)})
+            store_replica(h5, r, x, f.numpy(), e.numpy(), t_ps,
+                          {"seed": int(seed), "replica_in_batch": r, "steps": int(obs["step"][-1]),
+                           "platform": "numba-dense", "ns_per_day": rate / max(n_rep, 1)})
     tmp.replace(out)
     return {"path": str(out), "replicas": n_rep, "frames_per_replica": int(len(t_ps)),
             "total_ns": float(n_rep * len(t_ps) * meta["save_every"] * meta["dt_fs"] * 1e-6),
