@@ -537,6 +537,20 @@ def _water_start(masses: str):
     return start if HEAVY_WATER[masses] is None else with_hydrogen_mass(start, HEAVY_WATER[masses])
 
 
+def _water_model(args):
+    """``(path, float32 potential)`` of the stability parts' water model (``--model`` or the water run's), with the
+    data path and thread count set."""
+    import torch
+
+    from compscope.md import load_potential
+    from compscope.runtime import configure_threads
+
+    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
+    configure_threads(args.threads)
+    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
+    return model_path, load_potential(model_path, dtype=torch.float32)
+
+
 def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, supercell, chunk: int, seed: int = 0):
     """``simulate`` to ``steps`` in resumable chunks of ``chunk`` steps (restart every ``every`` steps), one log
     line per chunk (simulated ps, atom-steps/s, temperature, potential energy per atom)."""
@@ -577,15 +591,10 @@ def part_stability_dt(args) -> Path:
     """Is the stability run's step safe? The 192-atom box for ``--dt-check-ps`` ps each with standard masses at
     0.5 fs and deuterium masses at 1 and 2 fs (Langevin BAOAB, 300 K): mean potential energy per atom (block
     errors), mean temperature and O-O g(r) must agree (configurational averages do not depend on masses)."""
-    import torch
 
-    from compscope.md import load_potential, radial_distribution, read_h5_observables
-    from compscope.runtime import configure_threads
+    from compscope.md import radial_distribution, read_h5_observables
 
-    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
-    configure_threads(args.threads)
-    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
-    model = load_potential(model_path, dtype=torch.float32)
+    model_path, model = _water_model(args)
     rows = {}
     for masses, dt in (("standard", 0.5), ("deuterium", 1.0), ("deuterium", 2.0)):
         out = OUT / f"stability_dt_{masses}_{dt:g}fs"
@@ -620,19 +629,14 @@ def part_density_npt(args) -> Path:
     last two thirds, block errors, against the DFT frames' (their fixed cell)."""
     import torch
 
-    from compscope.md import density_g_cm3, load_potential, read_h5_observables
-    from compscope.runtime import configure_threads
+    from compscope.data import dataset_path
+    from compscope.md import density_g_cm3, read_h5_observables, simulate
 
-    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
-    configure_threads(args.threads)
-    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
-    model = load_potential(model_path, dtype=torch.float32)
+    model_path, model = _water_model(args)
     dt = args.npt_dt
     out = OUT / f"density_npt_{dt:g}fs"
     steps = int(round(args.npt_ps * 1000 / dt))
     start = _water_start("deuterium")
-    from compscope.md import simulate
-
     t0 = time.process_time()
     res = simulate(model, start, steps=steps, dt=dt, temperature=300.0, integrator="npt", out=out,
                    traj_every=max(1, int(round(50 / dt))), extxyz=False, plots=False,
@@ -643,7 +647,7 @@ def part_density_npt(args) -> Path:
     vol = np.ravel(obs["volume"])[keep]  # Å^3
     rho = n_water * 18.015 / vol * 1.66053906660  # g/cm^3 (amu/Å^3 -> g/cm^3)
     mean, se = _block_mean(rho)
-    train = read(dataset_path_water("water_train.extxyz"), "::8")
+    train = read(dataset_path("water", "water_train.extxyz"), "::8")
     payload = {"system": f"water cell (64 H2O), NPT: Langevin BAOAB + stochastic cell rescaling, 300 K, 1 bar, "
                          f"dt {dt:g} fs, D2O masses, float32",
                "model": model_path, "steps": res.steps, "simulated_ps": res.steps * dt * 1e-3, "n_stable": res.n_stable,
@@ -654,26 +658,15 @@ def part_density_npt(args) -> Path:
     return write_result("md_scaling_density_npt", payload, seed=0, notes=args.note)
 
 
-def dataset_path_water(name: str):
-    from compscope.data import dataset_path
-
-    return dataset_path("water", name)
-
-
 def part_stability(args) -> Path:
     """NVT (Langevin BAOAB, 300 K) of a 4x4x4 water box (12,288 atoms) with the trained water model for
     ``--stability-ps`` ps at ``--stability-dt`` fs with ``--stability-masses`` hydrogens, resumable in chunks; density
     and O-O g(r) of the second half against the training frames'."""
-    import torch
 
     from compscope.data import dataset_path
-    from compscope.md import density_g_cm3, load_potential, radial_distribution
-    from compscope.runtime import configure_threads
+    from compscope.md import density_g_cm3, radial_distribution
 
-    os.environ.setdefault("COMPSCOPE_DATA", _data_env().get("COMPSCOPE_DATA", ""))
-    configure_threads(args.threads)
-    model_path = args.model or str(OUT / f"ours_water_{args.run_name or f'{args.budget_minutes:g}min'}" / "model.pt")
-    model = load_potential(model_path, dtype=torch.float32)
+    model_path, model = _water_model(args)
     dt = args.stability_dt
     out = OUT / (args.stability_out or "stability_12k")
     steps = int(round(args.stability_ps * 1000 / dt)) if args.stability_ps else args.stability_steps
