@@ -9,8 +9,9 @@ projected back to zero mean. Log-densities follow the instantaneous change of va
 
 integrated together with ``x`` by classical fixed-step RK4 (:func:`compscope.nn.ode_solve`, the continuous-flow
 core shared with ``generate``). The divergence is computed **exactly**, without a graph by forward-mode
-differentiation written out for the EGNN (:func:`compscope.nn.egnn_update_divergence`: about 2.5x cheaper than
-autograd in eager mode, 5-6x compiled, on LJ55 and alanine-dipeptide-sized fields), by one autograd pass per
+differentiation written out for the EGNN (:func:`compscope.nn.egnn_update_divergence`: 1.5-2.7x cheaper than
+autograd in eager mode, 3.2-7.6x compiled, on LJ13, LJ55 and alanine-dipeptide-sized fields in float32 and float64:
+``benchmarks/results/cnf_divergence.json``), by one autograd pass per
 coordinate when a graph is kept, or, for training on larger systems, by Hutchinson's unbiased estimator with
 Rademacher noise.
 
