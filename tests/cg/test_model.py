@@ -142,3 +142,74 @@ def test_feature_net_is_rotation_invariant_but_chiral(frames):
     assert torch.allclose(model.energy_forces(x @ rot.T + 1.5)[0], e, atol=1e-10)
     assert not torch.allclose(model.energy_forces(-x)[0], e, atol=1e-4)  # mirror image: other energy
     assert_forces_are_gradients(model, model.make_graph(x[:2]))
+
+
+def _no_fused_steps(*args, **kwargs):
+    return None
+
+
+@pytest.mark.parametrize("integrator", ["langevin", "nve"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", ["tanh", "silu"])
+def test_fused_md_steps_follow_the_step_by_step_trajectory(frames, dtype, integrator, activation, monkeypatch,
+                                                           tmp_path):
+    """The compiled multi-step loop (CGPotential.dense_md_steps) gives the trajectory of simulate_dense's
+    one-step-at-a-time path: same integrator arithmetic, same thermostat draws (its generator ends in the same
+    state, so a resume continues identically), same saved frames."""
+    from ase import Atoms
+
+    from compscope.md import read_h5_observables, simulate_dense
+
+    model = _feature_model(frames, dtype, activation)
+    starts = [Atoms(numbers=model.atomic_numbers, positions=frames[i * 37]) for i in range(6)]
+    kw = dict(steps=120, dt=4.0, replicas=6, traj_every=40, integrator=integrator, temperature=300.0, seed=3)
+    calls = []
+    hook = type(model).dense_md_steps
+
+    def counting(self, *a, **k):
+        out = hook(self, *a, **k)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(type(model), "dense_md_steps", counting)
+    fused = simulate_dense(model, starts, out=tmp_path / "fused", **kw)
+    assert calls and all(calls)  # the compiled loop ran every chunk
+    monkeypatch.setattr(type(model), "dense_md_steps", _no_fused_steps)
+    plain = simulate_dense(model, starts, out=tmp_path / "plain", **kw)
+    tol = {torch.float64: 1e-9, torch.float32: 2e-3}[dtype]
+    for a, b in ((fused.state.positions, plain.state.positions), (fused.state.momenta, plain.state.momenta),
+                 (fused.state.forces, plain.state.forces), (fused.state.energy, plain.state.energy)):
+        assert a.dtype == dtype and torch.allclose(a, b, atol=tol, rtol=tol)
+    assert float((fused.state.positions - torch.as_tensor(np.concatenate([s.positions for s in starts]),
+                                                          dtype=dtype)).abs().max()) > 0.05  # it moved
+    ha, hb = read_h5_observables(tmp_path / "fused" / "trajectory.h5"), read_h5_observables(
+        tmp_path / "plain" / "trajectory.h5")
+    assert np.array_equal(ha["step"], hb["step"])
+    assert np.allclose(ha["positions"], hb["positions"], atol=tol, rtol=tol)
+
+
+def test_fused_md_steps_keep_stopped_replicas_still_and_decline_what_they_do_not_cover(frames):
+    """A stopped replica (inactive, zero momenta) neither moves nor feels forces; the loop declines a model
+    without an MLP and batches above fused_md_max_replicas, and leaves its inputs untouched."""
+    from ase import units
+
+    model = _feature_model(frames, torch.float64)
+    x = torch.as_tensor(frames[:3], dtype=torch.float64).clone()
+    e0, f = model.energy_forces(x)
+    p = torch.randn(3, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    p[1] = 0.0
+    act = torch.tensor([True, False, True]).view(3, 1, 1)
+    masses = torch.full((3, 5, 1), 12.0, dtype=torch.float64)
+    before = (x.clone(), p.clone(), f.clone())
+    out = model.dense_md_steps(x, p, torch.where(act, f, 0.0), act, dt=2.0 * units.fs, masses=masses, steps=25,
+                               langevin=True, c1=0.9, sigma=torch.full_like(masses, 0.3),
+                               noise=torch.randn(25, 3, 5, 3, dtype=torch.float64))
+    x1, p1, f1, e1 = out
+    assert torch.equal(x1[1], x[1]) and torch.equal(p1[1], p[1]) and torch.equal(f1[1], torch.zeros_like(f1[1]))
+    assert float((x1[0] - x[0]).abs().max()) > 1e-3
+    assert torch.allclose(e1, model.energy_forces(x1)[0], atol=1e-10)  # the energies of the final positions
+    assert all(torch.equal(a, b) for a, b in zip((x, p, f), before))  # inputs untouched
+    model.fused_md_max_replicas = 2
+    assert model.dense_md_steps(x, p, f, act, dt=1.0, masses=masses, steps=3) is None
+    prior_only = _model(frames, torch.float64, net=None)
+    assert prior_only.dense_md_steps(x, p, f, act, dt=1.0, masses=masses, steps=3) is None

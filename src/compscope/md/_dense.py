@@ -269,6 +269,7 @@ def simulate_dense(
     if warmup == 0:
         t_steady, c_steady = t0, c0
     t_flush = t_bar = t0
+    use_fused = True
     with _progress(progress) as bar:
         task = bar.add_task("md", total=steps, completed=start_step, nsday=0.0, rate=0.0, rss=peak_rss_gib(),
                             stable=f"{replicas}/{replicas} stable")
@@ -279,7 +280,11 @@ def simulate_dense(
             # a chunk ends at every saved frame and at every check of the monitor
             k = min(traj_every - step % traj_every, every - step % every, steps - step)
             with torch.no_grad():
-                for _ in range(k):
+                fused = _fused_steps(potential, integ, x, p, f, act, k) if use_fused else None
+                use_fused = fused is not None or k < 2  # a potential that declines once declines for the run
+                if fused is not None:
+                    x, p, f, e = fused
+                for _ in range(k if fused is None else 0):
                     x, p, f, e = integ.step_dense(x, p, f, energy_forces, act)
             step += k
             state, new = monitor.check(to_state(x, p, f, e, act, step))
@@ -333,6 +338,21 @@ def simulate_dense(
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1))
         files["summary"] = str(out_dir / SUMMARY)
     return result
+
+
+def _fused_steps(potential, integ: Integrator, x, p, f, act, k: int):
+    """``k`` steps in the potential's own compiled loop (``dense_md_steps``, e.g. a CG model's fused kernel), or
+    None (then the caller steps one at a time). The integrator's random draws are those of ``k`` single steps, in
+    their order, so both paths follow the same trajectory; when the potential declines they are put back."""
+    hook = getattr(potential, "dense_md_steps", None)
+    if hook is None or k < 2 or type(integ).fused_args is Integrator.fused_args:
+        return None
+    state = integ.rng_state()
+    out = hook(x, p, f, act, **integ.fused_args(k, x))
+    if out is None:
+        integ.set_rng_state(state)  # the draws go back: the step-by-step path takes them again
+        return None
+    return out
 
 
 def _resume(out_dir: Path, cfg: dict) -> dict:

@@ -77,6 +77,12 @@ class Integrator:
         raise MDInputError(f"the {self.name} integrator has no dense step",
                            hint="use the langevin or nve integrator, or compscope.md.simulate")
 
+    def fused_args(self, steps: int, x: torch.Tensor) -> dict | None:
+        """Constants (and, for a thermostat, the next ``steps`` noise draws) for a potential that runs several
+        dense steps in one compiled loop (``dense_md_steps``), or None where this integrator has no such form.
+        Drawing the noise advances the generator exactly as ``steps`` calls of :meth:`step_dense`."""
+        return None
+
     def _kick(self, state: MDState, h: float) -> torch.Tensor:
         return state.momenta + h * state.forces
 
@@ -98,6 +104,9 @@ class VelocityVerlet(Integrator):
         state = state.replace(momenta=self._kick(state, 0.5 * self.dt))
         state = evaluate(self._drift(state, self.dt))
         return state.replace(momenta=self._kick(state, 0.5 * self.dt), step=state.step + 1)
+
+    def fused_args(self, steps, x):
+        return {"dt": self.dt, "masses": self.dense_masses, "steps": int(steps)}
 
     def step_dense(self, x, p, f, energy_forces, active):
         h = 0.5 * self.dt
@@ -172,6 +181,13 @@ class LangevinBAOAB(Integrator):
         e, f = energy_forces(x)
         f = torch.where(active, f, 0.0)
         return x, p + h * f, f, e
+
+    def fused_args(self, steps, x):
+        noise = torch.empty(steps, x.shape[0] * x.shape[1], 3, dtype=torch.float64)
+        for s in range(steps):  # one draw per step, as step_dense makes them
+            torch.randn(x.shape[0] * x.shape[1], 3, generator=self.generator, dtype=torch.float64, out=noise[s])
+        return {"dt": self.dt, "masses": self.dense_masses, "steps": int(steps), "langevin": True, "c1": self.c1,
+                "sigma": self.dense_sigma, "noise": noise.to(dtype=x.dtype).view(steps, *x.shape)}
 
     def conserved(self, state: MDState) -> torch.Tensor | None:
         return None

@@ -16,6 +16,11 @@ backpropagates the MLP by hand:
   angle cosines ``dcos/da = b/(|a||b|) - cos a/|a|^2``, dihedral cos/sin).
 
 It computes the same function as the autograd path (tests compare energies and forces in float32 and float64).
+
+:func:`fused_md_steps` runs whole chunks of MD steps (velocity Verlet or Langevin BAOAB, the arithmetic of
+``compscope.md``'s dense integrators, the thermostat's normal draws passed in) inside one compiled loop with the
+MLP in numba too: for the few replicas of a long CG run the per-step cost is then the arithmetic, not the ~20
+tensor operations and kernel calls of one Python-level step.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numba as nb
 import numpy as np
 import torch
 
-__all__ = ["fused_cg_energy_forces", "pack_cg"]
+__all__ = ["fused_cg_energy_forces", "fused_md_steps", "pack_cg"]
 
 _FASTMATH = {"reassoc", "contract", "nsz"}  # no 'nnan'/'ninf': NaN must still reach the stability monitors
 
@@ -336,3 +341,106 @@ def fused_cg_energy_forces(x: torch.Tensor, packed: tuple) -> tuple[torch.Tensor
         energy += e_net.numpy()
         _feature_forces(xn, pairs, angles, dih, std, np.ascontiguousarray(dz.numpy()), forces)
     return torch.from_numpy(energy), torch.from_numpy(forces)
+
+
+@nb.njit(cache=True, fastmath=_FASTMATH)
+def _mlp_nb(z, ws, wts, bs, tanh, scale, us, hs, gs, energy, dz):  # pragma: no cover - numba
+    """Numba twin of :func:`_mlp`: ``energy += scale * MLP(z)`` and ``dz = dE/dz`` for all rows of z (B, F), layer
+    by layer as matrix products (BLAS through ``np.dot``). ws/wts/bs: per layer (in, out) weights, their
+    transposes and (out,) biases; us/hs/gs: per hidden layer (B, width) buffers of pre-activations, activations
+    and gradients. At least one hidden layer."""
+    n_l, n_b = len(ws), z.shape[0]
+    for ll in range(n_l - 1):
+        u, h, bias = us[ll], hs[ll], bs[ll]
+        np.dot(z if ll == 0 else hs[ll - 1], ws[ll], u)
+        for b in range(n_b):
+            for j in range(u.shape[1]):
+                v = u[b, j] + bias[j]
+                u[b, j] = v
+                h[b, j] = math.tanh(v) if tanh else v / (1.0 + math.exp(-v))
+    w_last, h, g = ws[n_l - 1], hs[n_l - 2], gs[n_l - 2]
+    for b in range(n_b):
+        e = bs[n_l - 1][0]
+        for i in range(w_last.shape[0]):
+            e += h[b, i] * w_last[i, 0]
+            g[b, i] = scale * w_last[i, 0]
+        energy[b] += scale * e
+    for ll in range(n_l - 2, -1, -1):
+        u, h, g = us[ll], hs[ll], gs[ll]
+        for b in range(n_b):
+            for j in range(u.shape[1]):
+                if tanh:
+                    g[b, j] *= 1.0 - h[b, j] * h[b, j]
+                else:
+                    sg = 1.0 / (1.0 + math.exp(-u[b, j]))
+                    g[b, j] *= sg * (1.0 + u[b, j] * (1.0 - sg))
+        np.dot(g, wts[ll], dz if ll == 0 else gs[ll - 1])
+
+
+@nb.njit(cache=True)
+def _md_steps(x, p, f, e, m, sigma, act, xi, dt, langevin, c1, prior, net, ws, wts, bs, tanh, scale, z, dz, us,
+              hs, gs):  # pragma: no cover - numba
+    """``len(xi)`` steps of the dense integrators in place (x, p, f (B, n, 3); e (B,); m, sigma (B, n, 1); act (B,)
+    bool; xi (steps, B, n, 3) normal draws, unused without ``langevin``): velocity Verlet ``B A(dt) B`` or BAOAB
+    ``B A O A B`` with ``compscope.md``'s operation order (no fastmath here), forces of a stopped replica zero."""
+    h = 0.5 * dt
+    n_mol, n = x.shape[0], x.shape[1]
+    for s in range(xi.shape[0]):
+        for b in range(n_mol):
+            for a in range(n):
+                for d in range(3):
+                    p[b, a, d] = p[b, a, d] + h * f[b, a, d]
+                    if langevin:
+                        x[b, a, d] = x[b, a, d] + h * p[b, a, d] / m[b, a, 0]
+                        noise = sigma[b, a, 0] * xi[s, b, a, d] if act[b] else 0.0
+                        p[b, a, d] = c1 * p[b, a, d] + noise
+                        x[b, a, d] = x[b, a, d] + h * p[b, a, d] / m[b, a, 0]
+                    else:
+                        x[b, a, d] = x[b, a, d] + dt * p[b, a, d] / m[b, a, 0]
+        _prior(x, *prior, e, f)
+        _features(x, *net, z)
+        _mlp_nb(z, ws, wts, bs, tanh, scale, us, hs, gs, e, dz)
+        _feature_forces(x, net[0], net[1], net[2], net[4], dz, f)
+        for b in range(n_mol):
+            for a in range(n):
+                for d in range(3):
+                    if not act[b]:
+                        f[b, a, d] = 0.0
+                    p[b, a, d] = p[b, a, d] + h * f[b, a, d]
+
+
+def fused_md_steps(x: torch.Tensor, p: torch.Tensor, f: torch.Tensor, active: torch.Tensor, packed: tuple, *,
+                   dt: float, masses: torch.Tensor, langevin: bool = False, c1: float = 1.0,
+                   sigma: torch.Tensor | None = None, noise: torch.Tensor | None = None, steps: int = 0):
+    """``steps`` MD steps of B replicas (x, p, f (B, n, 3), active (B, 1, 1)) with the potential of :func:`pack_cg`
+    arguments ``packed``; returns new ``(x, p, f, energy)`` tensors (the inputs are not modified), or None for a
+    potential this loop does not cover (no MLP, or one without hidden layers). ``dt`` in ASE time units, masses
+    (B, n, 1) amu; Langevin: ``c1``, per-atom noise amplitude ``sigma`` (B, n, 1) and the normal draws ``noise``
+    (steps, B, n, 3) of the thermostat. Same arithmetic as the step-by-step dense integrators."""
+    prior, net = packed
+    if net is None or len(net[5]) < 2:
+        return None
+    np_dt = x.numpy().dtype
+
+    def arr(t):
+        return np.array(t.detach().numpy(), dtype=np_dt, order="C", copy=True)
+
+    xn, pn, fn = arr(x), arr(p), arr(f)
+    b = xn.shape[0]
+    e = np.zeros(b, np_dt)
+    m = arr(masses)
+    sg = arr(sigma) if langevin else np.zeros_like(m)
+    xi = arr(noise) if langevin else np.zeros((steps, *xn.shape), np_dt)
+    act = np.ascontiguousarray(active.reshape(-1).numpy().astype(np.bool_))
+    pairs, angles, dih, mean, std, layers, act_name, scale = net
+    ws = tuple(np.ascontiguousarray(w.numpy()) for w, _ in layers)
+    wts = tuple(np.ascontiguousarray(w.T) for w in ws)
+    bs = tuple(np.ascontiguousarray(bb.numpy()) for _, bb in layers)
+    widths, n_feat = [w.shape[1] for w in ws[:-1]], len(mean)
+    z, dz = np.zeros((b, n_feat), np_dt), np.zeros((b, n_feat), np_dt)
+    us = tuple(np.zeros((b, w), np_dt) for w in widths)
+    hs = tuple(np.zeros((b, w), np_dt) for w in widths)
+    gs = tuple(np.zeros((b, w), np_dt) for w in widths)
+    _md_steps(xn, pn, fn, e, m, sg, act, xi, float(dt), bool(langevin), float(c1), prior,
+              (pairs, angles, dih, mean, std), ws, wts, bs, act_name == "tanh", float(scale), z, dz, us, hs, gs)
+    return torch.from_numpy(xn), torch.from_numpy(pn), torch.from_numpy(fn), torch.from_numpy(e)
