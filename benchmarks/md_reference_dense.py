@@ -81,24 +81,20 @@ def _populations(phi: np.ndarray, psi: np.ndarray) -> dict:
 
 
 def _slow(phi: np.ndarray, frame_ps: float) -> dict:
-    from compscope.analysis import basin_entries, basin_indicator, effective_sample_size
+    from compscope.analysis import basin_indicator, effective_sample_size, ess_two_state
 
     ind = basin_indicator(phi).reshape(phi.shape).astype(np.float64)
     half = phi.shape[1] // 2
-    entries = int(basin_entries(ind.astype(int), 1).sum())
-    exits = int(np.sum((ind[:, :-1] == 1) & (ind[:, 1:] == 0)))
-    t_in, t_out = ind.sum() * frame_ps, (1.0 - ind).sum() * frame_ps  # ps
-    k_in, k_out = entries / max(t_out, 1e-12), exits / max(t_in, 1e-12)  # 1/ps
+    two = ess_two_state(ind)
+    t_in, t_out = ind[:, :-1].sum() * frame_ps, (1.0 - ind[:, :-1]).sum() * frame_ps  # ps with a successor
     per = ind.mean(1)
-    occupied = ind.any(1)
     return {"population": float(ind.mean()), "se_replicas": float(per.std(ddof=1) / np.sqrt(len(per))),
             "first_half": float(ind[:, :half].mean()), "second_half": float(ind[:, half:].mean()),
-            "started_in_basin": float(ind[:, 0].mean()), "replicas_visiting": int(occupied.sum()),
-            "entries": entries, "exits": exits,
-            "mean_dwell_in_ps": t_in / exits if exits else None, "mean_time_between_entries_ps":
-                t_out / entries if entries else None,
-            # a two-state Markov indicator has integrated autocorrelation time 2 / (k_in + k_out): ESS from counts
-            "ess_two_state": float((t_in + t_out) * (k_in + k_out) / 2.0),
+            "started_in_basin": float(ind[:, 0].mean()), "replicas_visiting": int(ind.any(1).sum()),
+            "entries": two["n01"], "exits": two["n10"],
+            "mean_dwell_in_ps": t_in / two["n10"] if two["n10"] else None,
+            "mean_time_between_entries_ps": t_out / two["n01"] if two["n01"] else None,
+            "ess_two_state": two["ess"],
             "ess_first_zero": float(effective_sample_size(ind)) if ind.std() > 0 else 0.0,
             "ess_batch_means": float(effective_sample_size(ind, "batch_means")) if ind.std() > 0 else 0.0,
             "frame_ps": frame_ps}

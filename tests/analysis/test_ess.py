@@ -12,6 +12,7 @@ from compscope.analysis import (
     effective_sample_size,
     ess_batch_means,
     ess_first_zero,
+    ess_two_state,
     integrated_autocorrelation_time,
 )
 
@@ -83,3 +84,38 @@ def test_bad_input():
         ess_batch_means(np.random.default_rng(0).standard_normal(10), batch_size=8)
     with pytest.raises(AnalysisInputError, match="stationary"):
         ar1_autocorrelation_time(1.0)
+
+
+def _two_state_chains(a: float, b: float, n_chains: int, n_steps: int, seed: int) -> np.ndarray:
+    """Markov chains on {0, 1} with P(0->1) = a, P(1->0) = b, started from the stationary distribution."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((n_chains, n_steps))
+    x[:, 0] = rng.random(n_chains) < a / (a + b)
+    u = rng.random((n_chains, n_steps))
+    for t in range(1, n_steps):
+        x[:, t] = np.where(x[:, t - 1] == 1, u[:, t] >= b, u[:, t] < a)
+    return x
+
+
+def test_two_state_ess_matches_the_markov_chain_and_the_autocorrelation_estimators():
+    """A two-state Markov chain has tau = (2 - a - b)/(a + b) exactly: the count-based estimate recovers it, and
+    agrees with the first-zero estimator where that one has enough transitions to work."""
+    a, b = 0.002, 0.05  # a rare state: population a/(a+b) ~ 3.8 %
+    x = _two_state_chains(a, b, 40, 20_000, seed=5)
+    r = ess_two_state(x)
+    tau = (2 - a - b) / (a + b)
+    assert r["tau"] == pytest.approx(tau, rel=0.1)
+    assert r["p01"] == pytest.approx(a, rel=0.1) and r["p10"] == pytest.approx(b, rel=0.1)
+    assert r["ess"] == pytest.approx(x.size / tau, rel=0.1) and r["n"] == x.size
+    assert ess_first_zero(x) == pytest.approx(r["ess"], rel=0.35)
+    # few transitions in many short chains: the count still estimates the rates without bias
+    short = _two_state_chains(a, b, 400, 200, seed=6)
+    assert ess_two_state(short)["p01"] == pytest.approx(a, rel=0.25)
+
+
+def test_two_state_ess_without_transitions_and_bad_input():
+    assert ess_two_state(np.ones((3, 50)))["ess"] == 0.0 and ess_two_state(np.zeros(9))["tau"] == float("inf")
+    r = ess_two_state(np.array([0, 0, 1, 1, 0, 0.0]))
+    assert (r["n01"], r["n10"]) == (1, 1) and r["p01"] == pytest.approx(1 / 3) and r["p10"] == pytest.approx(1 / 2)
+    with pytest.raises(AnalysisInputError, match="0/1 indicator"):
+        ess_two_state(np.array([0.0, 0.5, 1.0]))

@@ -27,6 +27,7 @@ from ._ess import (
     effective_sample_size,
     ess_batch_means,
     ess_first_zero,
+    ess_two_state,
     integrated_autocorrelation_time,
 )
 from ._profiles import free_energy_profile_1d, profile_error
@@ -34,7 +35,8 @@ from ._ramachandran import js_divergence, ramachandran_histogram, ramachandran_j
 from ._tica import TICAModel, dihedral_features, distance_features, fit_tica
 
 __all__ = ["AnalysisInputError", "autocorrelation", "integrated_autocorrelation_time", "effective_sample_size",
-           "ess_first_zero", "ess_batch_means", "ar1_autocorrelation_time", "dihedral_angles", "backbone_dihedrals",
+           "ess_first_zero", "ess_batch_means", "ess_two_state", "ar1_autocorrelation_time", "dihedral_angles",
+           "backbone_dihedrals",
            "ALANINE_DIPEPTIDE_PHI", "ALANINE_DIPEPTIDE_PSI", "Basin", "ALANINE_DIPEPTIDE_BASINS",
            "ALANINE_DIPEPTIDE_SLOW_BASIN", "in_interval", "basin_indicator", "basin_labels", "first_visit_times",
            "basin_entries", "basin_populations", "ramachandran_histogram", "js_divergence", "ramachandran_js",

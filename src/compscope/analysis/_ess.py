@@ -21,6 +21,8 @@ Notes:
     Both estimators are biased low for series shorter than a few ``tau``; neither can see a state that no chain
     visited (issue #21: a plain MD chain that sat in one basin reports a huge ESS of phi). Always read the ESS of a
     basin indicator together with the number of basin entries (:func:`compscope.analysis.basin_entries`).
+    For an indicator with only a few transitions in many chains (a rare basin in all-atom MD), both see the chains'
+    length rather than the physics; :func:`ess_two_state` counts the transitions instead.
 
 Examples:
     >>> import numpy as np
@@ -40,7 +42,7 @@ import torch
 from ._errors import AnalysisInputError
 
 __all__ = ["autocorrelation", "integrated_autocorrelation_time", "ess_first_zero", "ess_batch_means",
-           "effective_sample_size", "ar1_autocorrelation_time"]
+           "effective_sample_size", "ar1_autocorrelation_time", "ess_two_state"]
 
 
 def _chains(x, name: str = "x", min_steps: int = 2) -> np.ndarray:
@@ -137,3 +139,33 @@ def ar1_autocorrelation_time(a: float) -> float:
     if not -1 < a < 1:
         raise AnalysisInputError(f"AR(1) coefficient {a} is not stationary", hint="use -1 < a < 1")
     return (1 + a) / (1 - a)
+
+
+def ess_two_state(x) -> dict:
+    """ESS of a 0/1 indicator from its counted transitions, as a two-state Markov chain at the frame spacing.
+
+    With ``a = P(0 -> 1)`` and ``b = P(1 -> 0)`` per frame (estimated as transitions over the frames that have a
+    successor in that state, pooled over chains), the indicator's autocorrelation is ``(1 - a - b)^k``, so
+    ``tau = (2 - a - b) / (a + b)`` and ``ESS = N / tau``. Unlike the autocorrelation estimators it stays
+    meaningful with a handful of transitions in many short chains (and is 0 without any). It assumes Markovian
+    jumps: fast recrossings of a basin's edge count as transitions and inflate it.
+
+    Args:
+        x: (n_steps,) or (n_chains, n_steps) values in {0, 1}.
+
+    Returns:
+        ``ess``, ``tau`` (frames; inf without transitions), ``p01``, ``p10`` (per frame), ``n01``, ``n10``
+        (transitions counted) and ``n`` (frames).
+    """
+    a = _chains(x, "indicator")
+    if not np.isin(a, (0.0, 1.0)).all():
+        raise AnalysisInputError("ess_two_state needs a 0/1 indicator", hint="pass e.g. basin_indicator(phi)")
+    src, dst = a[:, :-1], a[:, 1:]
+    n0, n1 = float((src == 0).sum()), float((src == 1).sum())
+    n01, n10 = int(((src == 0) & (dst == 1)).sum()), int(((src == 1) & (dst == 0)).sum())
+    p01 = n01 / n0 if n0 else 0.0
+    p10 = n10 / n1 if n1 else 0.0
+    rate = p01 + p10
+    tau = (2.0 - rate) / rate if rate > 0 else math.inf
+    return {"ess": float(a.size / tau) if rate > 0 else 0.0, "tau": tau, "p01": p01, "p10": p10, "n01": n01,
+            "n10": n10, "n": int(a.size)}
