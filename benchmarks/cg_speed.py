@@ -13,6 +13,14 @@ fair measure, wall seconds what a user waits):
   observable, ``alpha_R``) of 10 CG replicas of the fast model per CPU and wall second, against the all-atom
   implicit-solvent MD of the reference file (its replicas as chains): its ESS per simulated ns times the all-atom
   speed measured in this run (CPU clock), and per second of the reference campaign's own wall time.
+- the best all-atom implicit-solvent samplers for the slow basin (``--dense-ref``, ``--remd-cpu-s``): MD on the
+  dense engine (numba amber14 + OBC2, flexible X-H, hydrogens 3.024 amu, 2 fs; its ESS from the 1 µs reference it
+  made, per CPU second at the speed measured here for 200 replicas) and replica exchange (openmmtools, 4
+  temperatures 300-1000 K, 0.5 ps exchanges, 2 fs with H bonds rigid, CPU platform one thread, the best vacuum
+  setting of ``sampling_largestep``) run here for ``--remd-cpu-s`` CPU seconds (saved in WORK/remd_obc, reused and
+  extended by a rerun). Slow-basin ESS by the two-state estimate (``compscope.analysis.ess_two_state``: counted
+  entries and exits; the autocorrelation estimators see chain lengths when transitions are few) and by Timewarp's
+  first-zero estimator, for every sampler; the headline ratio divides CG by the best all-atom sampler.
 
 Usage::
 
@@ -54,14 +62,70 @@ def _speed(res, replicas: int, steps: int, dt: float) -> dict:
 
 def _basins(phi: np.ndarray, psi: np.ndarray) -> dict:
     """ESS and population of the slow-basin and alpha_R indicators of chains (n_chains, n_frames)."""
-    from compscope.analysis import ALANINE_DIPEPTIDE_BASINS, basin_indicator, effective_sample_size
+    from compscope.analysis import ALANINE_DIPEPTIDE_BASINS, basin_indicator, effective_sample_size, ess_two_state
 
     alpha = next(b for b in ALANINE_DIPEPTIDE_BASINS if b.name == "alpha_R")
     slow = basin_indicator(phi)
     a = alpha.contains(phi, psi).astype(np.float64)
+    two = ess_two_state(slow.astype(np.float64))
     return {"slow_basin_ess": effective_sample_size(slow), "slow_basin_population": float(slow.mean()),
+            "slow_basin_ess_two_state": two["ess"], "slow_basin_entries": two["n01"], "slow_basin_exits": two["n10"],
             "alpha_R_ess": effective_sample_size(a), "alpha_R_population": float(a.mean()),
             "frames": int(phi.size), "chains": int(phi.shape[0])}
+
+
+def _dense_allatom(dense_ref: Path, seed: int) -> dict:
+    """Slow-basin ESS of the dense-engine all-atom reference per CPU second, at the dense engine's speed measured
+    here (200 flexible replicas, hydrogens 3.024 amu, 2 fs, 1000 steps after a 200-step warm-up)."""
+    import warnings
+
+    from benchmarks.md_obc_numba import dense_alanine_obc
+    from benchmarks.md_reference_dense import read_reference
+    from compscope.md import simulate_dense
+
+    phi, psi, meta = read_reference(dense_ref)
+    out = _basins(phi, psi)
+    pot, atoms = dense_alanine_obc(3.024)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the engine's rule-of-thumb step for 3 amu hydrogens
+        res = simulate_dense(pot, atoms, steps=1200, dt=2.0, temperature=300.0, replicas=200, friction=0.001,
+                             seed=seed)
+    ns_day = res.ns_per_day_cpu * 200
+    cpu_s = phi.size * meta["frame_ps"] / 1000.0 / ns_day * 86400.0
+    out.update(ns_total=phi.size * meta["frame_ps"] / 1000.0, ns_per_day_all_replicas_cpu=ns_day,
+               cpu_s_at_this_run_speed=cpu_s, slow_basin_ess_per_cpu_s=out["slow_basin_ess"] / cpu_s,
+               slow_basin_ess_two_state_per_cpu_s=out["slow_basin_ess_two_state"] / cpu_s,
+               alpha_R_ess_per_cpu_s=out["alpha_R_ess"] / cpu_s,
+               note="MD of the dense engine (numba amber14 + OBC2, flexible X-H, H 3.024 amu, BAOAB 2 fs, 1/ps); "
+                    "the ESS of the 1 us it produced, per CPU second at its speed measured in this run")
+    return out
+
+
+def _remd_obc(work: Path, cpu_s: float, seed: int) -> dict:
+    """Implicit-solvent replica exchange (openmmtools) run here for ``cpu_s`` CPU seconds in total (a rerun
+    continues the saved run up to a larger budget): the 300 K replica's slow-basin and alpha_R ESS per CPU second of
+    the whole run (set-up and the dropped first 10 % of iterations included)."""
+    from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
+    from compscope.sampling import ALA2_REFERENCE_DEFAULTS, read_replica_exchange_run, run_replica_exchange
+
+    setting = {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+               "constraints": "HBonds", "solvent": "obc", "platform": "CPU"}
+    spec = {**ALA2_REFERENCE_DEFAULTS, "checkpoint_interval": 20, **setting, "t_min": 300.0, "n_iterations": 10**7,
+            "seed": seed, "run": 0, "dir": str(work / "remd_obc" / "run_00")}
+    prog = run_replica_exchange(spec, max_cpu_s=cpu_s)
+    n_it = int(prog["iterations"])
+    data = read_replica_exchange_run(spec["dir"], n_it // 10)
+    pos = data["positions"]
+    phi, psi = dihedral_angles(pos, ALANINE_DIPEPTIDE_PHI), dihedral_angles(pos, ALANINE_DIPEPTIDE_PSI)
+    out = _basins(np.atleast_2d(phi), np.atleast_2d(psi))
+    run_cpu = float(prog["cpu_s"] + prog.get("setup_cpu_s", 0.0))
+    out.update(setting={k: v for k, v in setting.items()}, iterations=n_it, burn_in_iterations=n_it // 10,
+               exchange_interval_ps=0.5, cpu_s=run_cpu, wall_s=float(prog["wall_s"] + prog.get("setup_wall_s", 0.0)),
+               exchange_acceptance=[round(float(a), 4) for a in data["acceptance"]],
+               slow_basin_ess_per_cpu_s=out["slow_basin_ess"] / run_cpu,
+               slow_basin_ess_two_state_per_cpu_s=out["slow_basin_ess_two_state"] / run_cpu,
+               alpha_R_ess_per_cpu_s=out["alpha_R_ess"] / run_cpu)
+    return out
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -76,6 +140,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--dt", type=float, default=4.0)
     ap.add_argument("--openmm-seconds", type=float, default=60.0)
     ap.add_argument("--ess-ns", type=float, default=1.0, help="ns per CG replica of the ESS run (10 replicas)")
+    ap.add_argument("--dense-ref", default=None,
+                    help="the dense-engine all-atom reference (compscope md reference --engine dense): its ESS")
+    ap.add_argument("--remd-cpu-s", type=float, default=0.0, help="CPU seconds of implicit-solvent replica exchange")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="cg_speed")
     ap.add_argument("--work", default=None)
@@ -146,7 +213,14 @@ def main(argv: list[str] | None = None) -> Path:
         # ESS per simulated ns of the reference times the all-atom speed measured here (CPU clock): the same
         # clock as the CG runs of this process
         aa[f"{k}_ess_per_cpu_s_at_this_run_speed"] = aa[f"{k}_ess"] / aa_ns * aa_ns_per_cpu_s
+    cg["slow_basin_ess_two_state_per_cpu_s"] = cg["slow_basin_ess_two_state"] / max(res.cpu_s, 1e-9)
+    aa["slow_basin_ess_per_cpu_s"] = aa["slow_basin_ess_per_cpu_s_at_this_run_speed"]
+    aa["slow_basin_ess_two_state_per_cpu_s"] = aa["slow_basin_ess_two_state"] / aa_ns * aa_ns_per_cpu_s
     out["sampling"] = {"cg_fast_10_replicas": cg, "allatom_implicit_md": aa}
+    if args.dense_ref:
+        out["sampling"]["allatom_implicit_dense_md"] = _dense_allatom(Path(args.dense_ref), args.seed)
+    if args.remd_cpu_s > 0:
+        out["sampling"]["allatom_implicit_remd"] = _remd_obc(work, args.remd_cpu_s, args.seed)
 
     # headline ratios (CPU clock for CG and OpenMM of this run; wall for the reference's ESS)
     best = {r["replicas"]: r for r in runs if r["model"] == "fast"}
@@ -164,6 +238,13 @@ def main(argv: list[str] | None = None) -> Path:
                 best[r]["ns_per_day_all_replicas_cpu"] / eq_rows[(r, "graph (before)")]["ns_per_day_all_replicas_cpu"])
     head["alpha_R_ess_per_cpu_s_cg_vs_allatom"] = (cg["alpha_R_ess_per_cpu_s"]
                                                     / max(aa["alpha_R_ess_per_cpu_s_at_this_run_speed"], 1e-300))
+    allatom = {k: v for k, v in out["sampling"].items() if k.startswith("allatom_implicit")}
+    if len(allatom) > 1:  # the best all-atom sampler of the slow basin, by each estimator
+        for est, key in (("two_state", "slow_basin_ess_two_state_per_cpu_s"),
+                         ("first_zero", "slow_basin_ess_per_cpu_s")):
+            best_aa = max(allatom, key=lambda k: allatom[k][key])
+            head[f"slow_basin_best_allatom_{est}"] = best_aa
+            head[f"slow_basin_ess_per_cpu_s_cg_vs_best_allatom_{est}"] = cg[key] / max(allatom[best_aa][key], 1e-300)
     head["slow_basin_ess_cg"] = cg["slow_basin_ess"]
     head["slow_basin_ess_allatom"] = aa["slow_basin_ess"]
     out["headline"] = head

@@ -53,6 +53,23 @@ def _openmm_per_config(system, x: np.ndarray, min_cpu_s: float) -> dict:
     return {"cpu_us_per_config": cpu / calls * 1e6, "wall_us_per_config": wall / calls * 1e6, "calls": calls}
 
 
+def dense_alanine_obc(hydrogen_mass: float = 3.024) -> tuple:
+    """``(potential, atoms)`` of the dense all-atom setup: amber14 + OBC2 without constraints as a numba
+    :class:`~compscope.integrations.openmm_numba.SystemPotential`, the PDB structure with its force-field masses and
+    hydrogens of ``hydrogen_mass`` amu repartitioned from their heavy atoms."""
+    import ase
+
+    from compscope.integrations.openmm_numba import SystemPotential
+    from compscope.integrations.openmm_systems import alanine_dipeptide_system
+    from compscope.md import with_hydrogen_mass
+
+    pdb, system = alanine_dipeptide_system("obc", constraints=None)
+    x0 = np.asarray(pdb.getPositions(asNumpy=True)._value)
+    atoms = ase.Atoms([a.element.symbol for a in pdb.topology.atoms()], positions=x0 * 10.0)
+    atoms.set_masses([system.getParticleMass(i)._value for i in range(system.getNumParticles())])
+    return SystemPotential(system), with_hydrogen_mass(atoms, hydrogen_mass, repartition=True)
+
+
 def _stationarity(pot, atoms, args, ref: Path) -> dict:
     """Start ``ref_replicas`` replicas from random frames of the OpenMM reference (equilibrium samples of the same
     potential), run ``ref_ps`` ps each at ``dt`` and compare the frames' Ramachandran histogram and basin
@@ -130,13 +147,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     import warnings
 
-    import ase
     import torch
     from ase import units
 
     from compscope.integrations.openmm_numba import SystemEnergy, SystemPotential
     from compscope.integrations.openmm_systems import alanine_dipeptide_system
-    from compscope.md import simulate_dense, with_hydrogen_mass
+    from compscope.md import simulate_dense
     from compscope.md.reference import implicit_solvent_speed
 
     torch.set_num_threads(1)
@@ -165,10 +181,7 @@ def main(argv: list[str] | None = None) -> Path:
     openmm_md["cpu_us_per_step"] = openmm_md["cpu_s"] / openmm_md["steps"] * 1e6
     print(f"OpenMM MD (HBonds, 2 fs): {openmm_md['ns_per_day_cpu']:.0f} ns/day per CPU core", flush=True)
 
-    pot = SystemPotential(system)
-    atoms = ase.Atoms([a.element.symbol for a in pdb.topology.atoms()], positions=x0 * 10.0)
-    atoms.set_masses([system.getParticleMass(i)._value for i in range(system.getNumParticles())])
-    atoms = with_hydrogen_mass(atoms, args.hydrogen_mass, repartition=True)
+    pot, atoms = dense_alanine_obc(args.hydrogen_mass)
     dense = []
     runs = [(r, args.dt, args.steps) for r in args.replicas]
     runs += [(max(args.replicas), d, round(args.steps * args.dt / d)) for d in args.dt_compare]

@@ -35,7 +35,7 @@ import numpy as np
 from benchmarks._common import RESULTS, write_result
 
 
-def _from_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+def read_reference(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """phi, psi (R, T) of a reference file (one group per replica; replicas cut to the shortest)."""
     import h5py
 
@@ -50,7 +50,7 @@ def _from_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return phi, psi, meta
 
 
-def _from_run(folder: Path, equilibrate_ps: float) -> tuple[np.ndarray, np.ndarray, dict]:
+def read_run_folder(folder: Path, equilibrate_ps: float) -> tuple[np.ndarray, np.ndarray, dict]:
     """phi, psi (R, T) of the frames after ``equilibrate_ps`` of an unfinished dense run folder."""
     import h5py
 
@@ -150,13 +150,13 @@ def main(argv: list[str] | None = None) -> None:
 
     complete = args.dense.exists()
     if complete:
-        phi_d, psi_d, meta = _from_file(args.dense)
+        phi_d, psi_d, meta = read_reference(args.dense)
     else:
         run = args.dense.with_name(args.dense.name + ".dense")
         if not (run / "trajectory.h5").exists():
             raise SystemExit(f"neither {args.dense} nor its run folder {run} exists")
-        phi_d, psi_d, meta = _from_run(run, args.equilibrate_ps)
-    phi_o, psi_o, meta_o = _from_file(args.openmm)
+        phi_d, psi_d, meta = read_run_folder(run, args.equilibrate_ps)
+    phi_o, psi_o, meta_o = read_reference(args.openmm)
     frame = meta["frame_ps"]
     rate = args.ns_per_day
     if rate is None:

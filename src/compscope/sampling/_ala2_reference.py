@@ -132,8 +132,9 @@ def run_replica_exchange(spec: dict, max_iterations: int | None = None, max_cpu_
     """Run (or continue) one replica-exchange run described by ``spec``; returns its progress.
 
     ``spec``: the config plus ``run`` (index) and ``dir`` (its folder); optional ``constraints`` (``None``, the
-    reference's default, or ``"HBonds"``) and ``hydrogen_mass`` (amu; hydrogen-mass repartitioning, e.g. 3.024 for
-    4 fs steps with ``HBonds``). Iterations go in chunks of ``checkpoint_interval``; after each chunk
+    reference's default, or ``"HBonds"``), ``hydrogen_mass`` (amu; hydrogen-mass repartitioning, e.g. 3.024 for
+    4 fs steps with ``HBonds``) and ``solvent`` (``"vacuum"``, the default, or ``"obc"``: amber14 + OBC2 implicit
+    solvent, the coarse-graining reference's system). Iterations go in chunks of ``checkpoint_interval``; after each chunk
     ``progress.json`` (iterations done, wall seconds, CPU seconds of this process) is rewritten.
     ``max_iterations`` stops early (the run stays resumable), as an interrupted run would; ``max_cpu_s`` stops after
     the chunk in which the run's CPU seconds (all chunks, resumed ones included) reach it. A lock file keeps a
@@ -203,7 +204,7 @@ def _run_locked(spec: dict, run_dir: Path, max_iterations: int | None, max_cpu_s
     else:
         for f in run_dir.glob("remd*.nc"):  # a run that died before its first checkpoint: start over
             f.unlink()
-        pdb, system = alanine_dipeptide_system("vacuum", constraints=spec.get("constraints"))
+        pdb, system = alanine_dipeptide_system(spec.get("solvent", "vacuum"), constraints=spec.get("constraints"))
         if spec.get("hydrogen_mass"):
             from compscope.integrations.openmm_systems import repartition_hydrogen_mass
 
@@ -407,7 +408,7 @@ def assemble_ala2_reference(out: str | Path, n_blocks: int = 10, burn_in: int | 
         h5.attrs["config"] = json.dumps(cfg)
         h5.attrs["summary"] = json.dumps(summary)
         h5.attrs["target"] = json.dumps({"name": "ala2", "temperature": float(cfg["t_min"]), "forcefield": "amber14",
-                                         "solvent": "vacuum", "constraints": None})
+                                         "solvent": cfg.get("solvent", "vacuum"), "constraints": None})
     os.replace(tmp, final)
     return final, summary
 
