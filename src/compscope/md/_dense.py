@@ -284,8 +284,9 @@ def simulate_dense(
                 use_fused = fused is not None or k < 2  # a potential that declines once declines for the run
                 if fused is not None:
                     x, p, f, e = fused
-                for _ in range(k if fused is None else 0):
-                    x, p, f, e = integ.step_dense(x, p, f, energy_forces, act)
+                else:
+                    for _ in range(k):
+                        x, p, f, e = integ.step_dense(x, p, f, energy_forces, act)
             step += k
             state, new = monitor.check(to_state(x, p, f, e, act, step))
             if new:
