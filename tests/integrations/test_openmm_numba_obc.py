@@ -182,3 +182,51 @@ def test_system_potential_units_and_dense_md(ala2):
     m = res.state.masses.view(8, 22, 1)
     t_kin = float((p * p / m).sum() / (3 * 22 * 8) / units.kB)  # equipartition over 8 replicas
     assert 200.0 < t_kin < 420.0
+
+
+@pytest.mark.parametrize("solvent", ["obc", "vacuum"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_threads_split_the_batch_and_give_the_serial_result_bitwise(solvent, dtype, monkeypatch):
+    """From PARALLEL_MIN_BATCH replicas on, the batch is cut into one chunk per numba thread, each through the
+    serial kernels: energies and forces equal the serial result bit for bit (chunk sizes that do not divide the
+    batch, energy-only calls too); smaller batches stay serial. The suite runs numba on one thread, so the chunks
+    run one after another here; the next test runs them on two threads."""
+    from compscope.integrations import openmm_numba
+
+    pdb, system = alanine_dipeptide_system(solvent, constraints=None)
+    se = SystemEnergy(system)
+    x0 = np.asarray(pdb.getPositions(asNumpy=True)._value)
+    for b in (openmm_numba.PARALLEL_MIN_BATCH - 1, openmm_numba.PARALLEL_MIN_BATCH, 37):
+        x = (x0[None] + 0.01 * np.random.default_rng(b).standard_normal((b, len(x0), 3))).astype(dtype)
+        monkeypatch.setattr(openmm_numba.nb, "get_num_threads", lambda: 1)
+        e1, f1 = se.energy_forces(x)
+        e1_only = se.energy(x)
+        monkeypatch.setattr(openmm_numba.nb, "get_num_threads", lambda: 3)
+        e2, f2 = se.energy_forces(x)
+        assert np.array_equal(e1, e2) and np.array_equal(f1, f2) and np.array_equal(e1_only, se.energy(x))
+        assert np.isfinite(e2).all() and float(np.abs(f2).max()) > 1.0
+
+
+def test_two_numba_threads_give_the_serial_result(tmp_path):
+    """The same on two real threads (a child process: this suite pins numba to one)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "two.py"
+    script.write_text(
+        "import numpy as np, numba\n"
+        "from compscope.integrations.openmm_numba import SystemEnergy\n"
+        "from compscope.integrations.openmm_systems import alanine_dipeptide_system\n"
+        "pdb, system = alanine_dipeptide_system('obc', constraints=None)\n"
+        "x0 = np.asarray(pdb.getPositions(asNumpy=True)._value)\n"
+        "x = x0[None] + 0.01 * np.random.default_rng(0).standard_normal((41, 22, 3))\n"
+        "se = SystemEnergy(system)\n"
+        "numba.set_num_threads(1); e1, f1 = se.energy_forces(x)\n"
+        "numba.set_num_threads(2); e2, f2 = se.energy_forces(x)\n"
+        "assert numba.get_num_threads() == 2\n"
+        "print('same' if np.array_equal(e1, e2) and np.array_equal(f1, f2) else 'different')\n")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2", "COMPSCOPE_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("same")
