@@ -80,11 +80,12 @@ def _dense_allatom(dense_ref: Path, seed: int) -> dict:
     import warnings
 
     from benchmarks.md_obc_numba import dense_alanine_obc
-    from benchmarks.md_reference_dense import read_reference
+    from benchmarks.md_reference_dense import read_dense
     from compscope.md import simulate_dense
 
-    phi, psi, meta = read_reference(dense_ref)
+    phi, psi, meta = read_dense(dense_ref)
     out = _basins(phi, psi)
+    out["reference_complete"] = meta["complete"]
     pot, atoms = dense_alanine_obc(3.024)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the engine's rule-of-thumb step for 3 amu hydrogens
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--openmm-seconds", type=float, default=60.0)
     ap.add_argument("--ess-ns", type=float, default=1.0, help="ns per CG replica of the ESS run (10 replicas)")
     ap.add_argument("--dense-ref", default=None,
-                    help="the dense-engine all-atom reference (compscope md reference --engine dense): its ESS")
+                    help="the dense-engine all-atom reference (compscope md reference --engine dense; while it "
+                         "runs, its run folder is read): its ESS")
     ap.add_argument("--remd-cpu-s", type=float, default=0.0, help="CPU seconds of implicit-solvent replica exchange")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="cg_speed")

@@ -69,6 +69,20 @@ def read_run_folder(folder: Path, equilibrate_ps: float) -> tuple[np.ndarray, np
     return phi, psi, {"frame_ps": frame_ps, "equilibrate_ps": equilibrate_ps}
 
 
+def read_dense(path: Path, equilibrate_ps: float = 20.0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """phi, psi (R, T) and metadata of a dense reference: the finished file, or while the campaign runs, its run
+    folder ``<file>.dense/`` (``meta["complete"]`` says which)."""
+    path = Path(path)
+    if path.exists():
+        phi, psi, meta = read_reference(path)
+        return phi, psi, {**meta, "complete": True}
+    run = path.with_name(path.name + ".dense")
+    if not (run / "trajectory.h5").exists():
+        raise SystemExit(f"neither {path} nor its run folder {run} exists")
+    phi, psi, meta = read_run_folder(run, equilibrate_ps)
+    return phi, psi, {**meta, "complete": False}
+
+
 def _populations(phi: np.ndarray, psi: np.ndarray) -> dict:
     """Each basin's population with its standard error over replicas (rows of phi/psi are independent runs)."""
     from compscope.analysis import ALANINE_DIPEPTIDE_BASINS, basin_indicator
@@ -148,14 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", default="md_reference_dense")
     args = ap.parse_args(argv)
 
-    complete = args.dense.exists()
-    if complete:
-        phi_d, psi_d, meta = read_reference(args.dense)
-    else:
-        run = args.dense.with_name(args.dense.name + ".dense")
-        if not (run / "trajectory.h5").exists():
-            raise SystemExit(f"neither {args.dense} nor its run folder {run} exists")
-        phi_d, psi_d, meta = read_run_folder(run, args.equilibrate_ps)
+    phi_d, psi_d, meta = read_dense(args.dense, args.equilibrate_ps)
+    complete = meta["complete"]
     phi_o, psi_o, meta_o = read_reference(args.openmm)
     frame = meta["frame_ps"]
     rate = args.ns_per_day
