@@ -213,3 +213,19 @@ def test_fused_md_steps_keep_stopped_replicas_still_and_decline_what_they_do_not
     assert model.dense_md_steps(x, p, f, act, dt=1.0, masses=masses, steps=3) is None
     prior_only = _model(frames, torch.float64, net=None)
     assert prior_only.dense_md_steps(x, p, f, act, dt=1.0, masses=masses, steps=3) is None
+
+
+def test_model_files_from_before_the_2d_term_still_load(frames, tmp_path):
+    """A package whose state has no cmap buffers (written before the 2-D prior term existed) loads into a prior
+    without that term; a prior that has the term still refuses a state that lacks its values."""
+    model = _feature_model(frames, torch.float64)
+    state = {k: v for k, v in model.state_dict().items() if ".cmap" not in k}
+    again = _feature_model(frames, torch.float64)
+    again.load_state_dict(state)  # strict: every other key present
+    x = torch.as_tensor(frames[:3])
+    torch.testing.assert_close(again.energy_forces(x)[0], model.energy_forces(x)[0])
+    with_term = CGPotential([6, 7, 6, 6, 7], prior={**fit_prior(frames, 300.0), "cmap": [[0, 1, 2, 3, 1, 2, 3, 4]],
+                                                    "cmap_modes": [[1, 0]], "cmap_cos": [[0.1]], "cmap_sin": [[0.0]]})
+    bare = {k: v for k, v in with_term.state_dict().items() if ".cmap" not in k}
+    with pytest.raises(RuntimeError, match="cmap"):
+        with_term.load_state_dict(bare)

@@ -118,6 +118,16 @@ class CGPrior(nn.Module):
                                   f"cmap_modes), got shape {tuple(t.shape)}")
             self.register_buffer(name, t.reshape(len(self.cmap), len(modes)))
 
+    _CMAP_BUFFERS = ("cmap", "cmap_modes", "cmap_cos", "cmap_sin")
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # model files written before the 2-D (phi, psi) term have no cmap buffers: a prior built without that term
+        # (empty buffers) loads them as they are; one that has the term still needs its saved values
+        for name in self._CMAP_BUFFERS:
+            if prefix + name not in state_dict and getattr(self, name).numel() == 0:
+                state_dict[prefix + name] = getattr(self, name)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _cmap_energy(self, x: torch.Tensor) -> torch.Tensor:
         """Energies (G, C) of the two-dimensional torsion terms of frames ``x`` (G, n_beads, 3)."""
         phi = dihedral_angles(x, self.cmap[:, :4])  # (G, C)

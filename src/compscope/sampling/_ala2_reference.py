@@ -134,8 +134,8 @@ def run_replica_exchange(spec: dict, max_iterations: int | None = None, max_cpu_
     ``spec``: the config plus ``run`` (index) and ``dir`` (its folder); optional ``constraints`` (``None``, the
     reference's default, or ``"HBonds"``), ``hydrogen_mass`` (amu; hydrogen-mass repartitioning, e.g. 3.024 for
     4 fs steps with ``HBonds``) and ``solvent`` (``"vacuum"``, the default, or ``"obc"``: amber14 + OBC2 implicit
-    solvent, the coarse-graining reference's system). Iterations go in chunks of ``checkpoint_interval``; after each chunk
-    ``progress.json`` (iterations done, wall seconds, CPU seconds of this process) is rewritten.
+    solvent, the coarse-graining reference's system). Iterations go in chunks of ``checkpoint_interval``; after each
+    chunk ``progress.json`` (iterations done, wall seconds, CPU seconds of this process) is rewritten.
     ``max_iterations`` stops early (the run stays resumable), as an interrupted run would; ``max_cpu_s`` stops after
     the chunk in which the run's CPU seconds (all chunks, resumed ones included) reach it. A lock file keeps a
     second process off a run that is going.
