@@ -551,7 +551,8 @@ def _water_model(args):
     return model_path, load_potential(model_path, dtype=torch.float32)
 
 
-def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, supercell, chunk: int, seed: int = 0):
+def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, supercell, chunk: int, seed: int = 0,
+                 monitor=None, initial_momenta: str = "maxwell-boltzmann"):
     """``simulate`` to ``steps`` in resumable chunks of ``chunk`` steps (restart every ``every`` steps), one log
     line per chunk (simulated ps, atom-steps/s, temperature, potential energy per atom)."""
     import torch
@@ -567,7 +568,8 @@ def _run_chunked(model, start, out: Path, steps: int, dt: float, every: int, sup
         t0 = time.time()
         res = simulate(model, start, steps=target, dt=dt, temperature=300.0, integrator="langevin", friction=0.01,
                        supercell=supercell, out=out, traj_every=every, extxyz=False, plots=False,
-                       resume=(out / "restart.pt").exists(), dtype=torch.float32, seed=seed)
+                       resume=(out / "restart.pt").exists(), dtype=torch.float32, seed=seed, monitor=monitor,
+                       initial_momenta=initial_momenta)
         obs = read_h5_observables(out / "trajectory.h5")
         n = obs["positions"].shape[1]
         print(f"{time.strftime('%H:%M:%S')} step {target}/{steps} ({target * dt / 1000:.2f} ps) "
@@ -684,8 +686,20 @@ def part_stability(args) -> Path:
                               atom_steps_per_s=summary["atom_steps_per_s"])
         unstable = [r for r in summary["replica_summary"] if not r["stable"]]
     else:
-        res = _run_chunked(model, _water_start(args.stability_masses), out, steps, dt, every, (4, 4, 4),
-                           chunk=every * 5)
+        from compscope.md import StabilityMonitor
+
+        # a continuation starts from a saved frame with its momenta (e.g. a stopped run's last good frame), the
+        # box as it is; --stability-reactive leaves the bond check out (a proton hopping to the next oxygen
+        # "stretches" the start's O-H bond although nothing blew up); every other check stays on
+        start = (read(args.stability_start) if args.stability_start else _water_start(args.stability_masses))
+        if args.stability_start and HEAVY_WATER[args.stability_masses] is not None:
+            from compscope.md import with_hydrogen_mass
+
+            start = with_hydrogen_mass(start, HEAVY_WATER[args.stability_masses])  # extxyz keeps no masses
+        monitor = StabilityMonitor(max_bond_stretch=None) if args.stability_reactive else None
+        res = _run_chunked(model, start, out, steps, dt, every, None if args.stability_start else (4, 4, 4),
+                           chunk=every * 5, seed=args.stability_seed, monitor=monitor,
+                           initial_momenta="atoms" if args.stability_start else "maxwell-boltzmann")
         unstable = [v.to_dict() for v in res.violations]
     frames = _h5_frames(out / "trajectory.h5")
     half = frames[len(frames) // 2:]  # the second half of the saved frames
@@ -708,8 +722,30 @@ def part_stability(args) -> Path:
                  "max_abs_diff": float(np.abs(g_md - g_ref).max()),
                  "frames_md": len(half), "frames_training": len(train)},
         "temperature_K_last": float(_h5_temperature(out / "trajectory.h5")), "targets": TARGETS,
+        "start": args.stability_start or "first test frame, 4x4x4", "bond_check": not args.stability_reactive,
+        "water_ions": _water_ions(frames, every * dt * 1e-3),
     }
-    return write_result(args.stability_result or "md_scaling_stability", payload, seed=0, notes=args.note)
+    return write_result(args.stability_result or "md_scaling_stability", payload, seed=args.stability_seed,
+                        notes=args.note)
+
+
+def _water_ions(frames: list, frame_ps: float, r_oh: float = 1.25) -> dict:
+    """Oxygens with other than two hydrogens within ``r_oh`` Å in each saved frame: hydronium (3) / hydroxide (1)
+    ions, the trace of a proton transfer (neutral water at 300 K has essentially none on these time scales)."""
+    from ase.neighborlist import neighbor_list
+
+    counts = []
+    for a in frames:
+        z = a.get_atomic_numbers()
+        i, j = neighbor_list("ij", a, r_oh)
+        oh = (z[i] == 8) & (z[j] == 1)
+        n_h = np.bincount(i[oh], minlength=len(a))[z == 8]
+        counts.append(int((n_h != 2).sum()))
+    counts = np.asarray(counts)
+    return {"frames": len(counts), "frame_ps": frame_ps, "frames_with_ions": int((counts > 0).sum()),
+            "max_ions": int(counts.max()) if len(counts) else 0,
+            "first_frame_with_ions": int(np.argmax(counts > 0)) if (counts > 0).any() else None,
+            "per_frame": counts.tolist()}
 
 
 def _h5_frames(path: Path) -> list:
@@ -756,6 +792,12 @@ def main() -> None:
     ap.add_argument("--stability-every-ps", type=float, default=0.5, help="stability: ps between saved frames")
     ap.add_argument("--stability-out", default=None, help="stability: run folder name under the work folder")
     ap.add_argument("--stability-result", default=None, help="stability: result JSON name")
+    ap.add_argument("--stability-start", default=None,
+                    help="stability: continue from this extxyz frame (positions and momenta, e.g. a stopped run's "
+                         "failed_replica_0.extxyz: its last good frame) instead of the 4x4x4 start")
+    ap.add_argument("--stability-reactive", action="store_true",
+                    help="stability: no bond check (protons may hop between oxygens); the other checks stay")
+    ap.add_argument("--stability-seed", type=int, default=0, help="stability: seed of the thermostat")
     ap.add_argument("--stability-report-only", action="store_true",
                     help="stability: write the JSON from what the run folder holds (an unfinished run too)")
     ap.add_argument("--npt-ps", type=float, default=30.0, help="density-npt: simulated ps")

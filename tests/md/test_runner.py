@@ -61,6 +61,27 @@ def test_bond_stretch_monitor_h2(tmp_path):
     assert res.violations[0].reason == "bond_stretch"
 
 
+def test_bond_check_off_for_systems_whose_bonds_change_partner():
+    """max_bond_stretch=None: the same dissociating H2 runs on (no bond check, as for liquid water, where a proton
+    may hop to the next oxygen); the other checks stay on (the hot replica's temperature still stops it when its
+    limit is low), and a factor <= 1 is still refused."""
+    morse = Morse(D=4.75, a=1.94, r0=0.741, cutoff=3.0, r_on=2.5)
+    h2 = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.741]])
+    hot = h2.copy()
+    hot.set_momenta([[0, 0, -np.sqrt(2 * 1.008 * 4.0)], [0, 0, np.sqrt(2 * 1.008 * 4.0)]])
+    kw = dict(steps=300, dt=0.25, integrator="nve", temperature=0.0, initial_momenta="atoms")
+    res = simulate(morse, [h2, hot], monitor=StabilityMonitor(check_every=1, max_temperature=1e9,
+                                                             max_bond_stretch=None), **kw)
+    assert [r["stable"] for r in res.summary] == [True, True]
+    d = res.state.positions[3] - res.state.positions[2]
+    assert float(d.norm()) > 1.6 * 0.741  # it did dissociate
+    res = simulate(morse, [h2, hot], monitor=StabilityMonitor(check_every=1, max_temperature=1000.0,
+                                                             max_bond_stretch=None), **kw)
+    assert not res.summary[1]["stable"] and res.violations[0].reason == "temperature"
+    with pytest.raises(MDInputError, match="factor > 1"):
+        StabilityMonitor(max_bond_stretch=0.9)
+
+
 class _NaNAfter(LennardJones):
     """LJ that returns NaN forces for replica 0 once its first atom moved 0.05 Å (a learned model failing)."""
 

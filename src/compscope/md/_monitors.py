@@ -84,7 +84,9 @@ class StabilityMonitor:
     """Watches every replica of a run; see the module docstring for the checks.
 
     Args:
-        max_bond_stretch: stop when a bond exceeds this factor of its initial length.
+        max_bond_stretch: stop when a bond exceeds this factor of its initial length; None: no bond check, for
+            systems whose bonds may legitimately change partner (liquid water, where a proton can hop to the next
+            oxygen: the start's O-H bond then "stretches" although nothing blew up); the other checks still run.
         min_distance: stop when two atoms come closer than this, Å.
         max_temperature: stop above this temperature, K (default ``temperature_factor * max(T, 100 K)``).
         temperature_factor: see ``max_temperature``.
@@ -95,7 +97,7 @@ class StabilityMonitor:
 
     def __init__(
         self,
-        max_bond_stretch: float = 1.6,
+        max_bond_stretch: float | None = 1.6,
         min_distance: float = 0.5,
         max_temperature: float | None = None,
         temperature_factor: float = 5.0,
@@ -103,11 +105,11 @@ class StabilityMonitor:
         check_every: int = 10,
         bond_scale: float = 1.2,
     ):
-        if max_bond_stretch <= 1.0:
-            raise MDInputError(f"max_bond_stretch is a factor > 1, got {max_bond_stretch}")
+        if max_bond_stretch is not None and max_bond_stretch <= 1.0:
+            raise MDInputError(f"max_bond_stretch is a factor > 1 (or None: no bond check), got {max_bond_stretch}")
         if check_every < 1:
             raise MDInputError(f"check_every must be >= 1, got {check_every}")
-        self.max_bond_stretch = float(max_bond_stretch)
+        self.max_bond_stretch = None if max_bond_stretch is None else float(max_bond_stretch)
         self.min_distance = float(min_distance)
         self.max_temperature = max_temperature
         self.temperature_factor = float(temperature_factor)
@@ -135,7 +137,8 @@ class StabilityMonitor:
             self.conserved0 = reference["conserved0"]
             self.violations = [Violation(**v) for v in reference.get("violations", [])]
         else:
-            self.bonds = find_bonds(state.graph, self.bond_scale)  # (B, 2)
+            self.bonds = (find_bonds(state.graph, self.bond_scale) if self.max_bond_stretch is not None
+                          else torch.zeros((0, 2), dtype=torch.long))  # (B, 2)
             self.bond_ref = bond_lengths(state.positions, self.bonds, state.graph)  # (B,)
             self._check_minimum_image(state)
             c = integrator.conserved(state)
