@@ -39,6 +39,25 @@ def test_cli_run_and_resume(ar_cluster, tmp_path):
     assert "60 steps" in r.output
 
 
+def test_cli_no_bond_check_runs_on_where_a_bond_breaks(tmp_path):
+    """H2 started compressed to 0.52 Å (1.4 eV of Morse energy, still bound) swings out past 1.1 Å: the default bond
+    check stops it (1.6 x its start length), --no-bond-check lets it run on (the hot start only sets the
+    temperature limit, 5 x 4000 K, out of the way)."""
+    from ase import Atoms
+
+    start = tmp_path / "h2.extxyz"
+    write(start, Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.52]]))
+    cfg = str(CONFIGS[[p.name for p in CONFIGS].index("morse_h2.yaml")])
+    base = ["md", "run", cfg, str(start), "--steps", "200", "--dt", "0.25", "--integrator", "nve",
+            "--temperature", "4000", "--no-progress", "--no-extxyz", "--no-plots"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "0/1 replicas stable" in r.output and "bond_stretch" in r.output
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b"), "--no-bond-check"])
+    assert r.exit_code == 0, r.output
+    assert "1/1 replicas stable" in r.output
+
+
 def test_cli_bad_input(ar_cluster, tmp_path):
     start = tmp_path / "ar13.xyz"
     write(start, ar_cluster)

@@ -33,6 +33,10 @@ def run(
     extxyz: bool = typer.Option(True, help="Also write trajectory.extxyz."),
     dtype: str = typer.Option("auto", help="float32, float64 or auto (the model's dtype)."),
     max_bond_stretch: float = typer.Option(1.6, help="Stop a replica when a bond exceeds this x its start length."),
+    bond_check: bool = typer.Option(True, "--bond-check/--no-bond-check",
+                                    help="--no-bond-check: no bond-stretch stop, for liquids whose bonds change "
+                                         "partner (water: a proton may hop to the next oxygen); the other checks "
+                                         "stay."),
     min_distance: float = typer.Option(0.5, help="Stop a replica when two atoms come closer (Å)."),
     max_drift: float = typer.Option(0.05, help="Stop an NVE/NHC replica whose energy drifts more (eV/atom)."),
     progress: bool = typer.Option(True, help="Show a progress bar with ns/day, atom-steps/s and peak memory."),
@@ -88,7 +92,8 @@ def run(
         table = int(table)
     try:
         pot = load_potential(model, dtype=tdt)
-        monitor = StabilityMonitor(max_bond_stretch=max_bond_stretch, min_distance=min_distance, max_drift=max_drift)
+        monitor = StabilityMonitor(max_bond_stretch=max_bond_stretch if bond_check else None,
+                                   min_distance=min_distance, max_drift=max_drift)
         res = simulate(pot, start, steps=steps, dt=dt, temperature=temperature, replicas=replicas,
                        integrator=integrator, friction=friction, seed=seed, out=out, traj_every=traj_every,
                        resume=resume, monitor=monitor, dtype=tdt, progress=progress, plots=plots, extxyz=extxyz,
