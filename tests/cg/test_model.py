@@ -229,3 +229,15 @@ def test_model_files_from_before_the_2d_term_still_load(frames, tmp_path):
     bare = {k: v for k, v in with_term.state_dict().items() if ".cmap" not in k}
     with pytest.raises(RuntimeError, match="cmap"):
         with_term.load_state_dict(bare)
+
+
+def test_fused_md_steps_refuse_noise_of_the_wrong_shape(frames):
+    """Langevin draws must be one (B, n, 3) array per step: a short noise array is refused, not read past its end."""
+    model = _feature_model(frames, torch.float64)
+    x = torch.as_tensor(frames[:2], dtype=torch.float64).clone()
+    e, f = model.energy_forces(x)
+    masses = torch.full((2, 5, 1), 12.0, dtype=torch.float64)
+    with pytest.raises(ConfigError, match="noise of shape"):
+        model.dense_md_steps(x, torch.zeros_like(x), f, torch.ones(2, 1, 1, dtype=torch.bool), dt=0.1, masses=masses,
+                             steps=5, langevin=True, c1=0.9, sigma=torch.ones_like(masses),
+                             noise=torch.zeros(4, 2, 5, 3, dtype=torch.float64))

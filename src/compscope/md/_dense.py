@@ -346,13 +346,13 @@ def _fused_steps(potential, integ: Integrator, x, p, f, act, k: int):
     None (then the caller steps one at a time). The integrator's random draws are those of ``k`` single steps, in
     their order, so both paths follow the same trajectory; when the potential declines they are put back."""
     hook = getattr(potential, "dense_md_steps", None)
-    if hook is None or k < 2 or type(integ).fused_args is Integrator.fused_args:
+    if hook is None or k < 2:
         return None
     state = integ.rng_state()
-    out = hook(x, p, f, act, **integ.fused_args(k, x))
+    args = integ.fused_args(k, x)  # None: an integrator without such a form (nothing drawn)
+    out = None if args is None else hook(x, p, f, act, **args)
     if out is None:
         integ.set_rng_state(state)  # the draws go back: the step-by-step path takes them again
-        return None
     return out
 
 

@@ -31,6 +31,8 @@ import numba as nb
 import numpy as np
 import torch
 
+from compscope.errors import ConfigError
+
 __all__ = ["fused_cg_energy_forces", "fused_md_steps", "pack_cg"]
 
 _FASTMATH = {"reassoc", "contract", "nsz"}  # no 'nnan'/'ninf': NaN must still reach the stability monitors
@@ -378,14 +380,14 @@ def _mlp_nb(z, ws, wts, bs, tanh, scale, us, hs, gs, energy, dz):  # pragma: no 
 
 
 @nb.njit(cache=True)
-def _md_steps(x, p, f, e, m, sigma, act, xi, dt, langevin, c1, prior, net, ws, wts, bs, tanh, scale, z, dz, us,
-              hs, gs):  # pragma: no cover - numba
-    """``len(xi)`` steps of the dense integrators in place (x, p, f (B, n, 3); e (B,); m, sigma (B, n, 1); act (B,)
-    bool; xi (steps, B, n, 3) normal draws, unused without ``langevin``): velocity Verlet ``B A(dt) B`` or BAOAB
+def _md_steps(steps, x, p, f, e, m, sigma, act, xi, dt, langevin, c1, prior, net, ws, wts, bs, tanh, scale, z, dz,
+              us, hs, gs):  # pragma: no cover - numba
+    """``steps`` steps of the dense integrators in place (x, p, f (B, n, 3); e (B,); m, sigma (B, n, 1); act (B,)
+    bool; xi (steps, B, n, 3) normal draws, read only with ``langevin``): velocity Verlet ``B A(dt) B`` or BAOAB
     ``B A O A B`` with ``compscope.md``'s operation order (no fastmath here), forces of a stopped replica zero."""
     h = 0.5 * dt
     n_mol, n = x.shape[0], x.shape[1]
-    for s in range(xi.shape[0]):
+    for s in range(steps):
         for b in range(n_mol):
             for a in range(n):
                 for d in range(3):
@@ -430,7 +432,10 @@ def fused_md_steps(x: torch.Tensor, p: torch.Tensor, f: torch.Tensor, active: to
     e = np.zeros(b, np_dt)
     m = arr(masses)
     sg = arr(sigma) if langevin else np.zeros_like(m)
-    xi = arr(noise) if langevin else np.zeros((steps, *xn.shape), np_dt)
+    xi = arr(noise) if langevin else np.zeros((0, *xn.shape), np_dt)  # velocity Verlet draws nothing
+    if langevin and xi.shape != (steps, *xn.shape):
+        raise ConfigError(f"noise of shape {tuple(xi.shape)} for {steps} steps of {tuple(xn.shape)} frames",
+                          hint="pass one (B, n, 3) draw per step (LangevinBAOAB.fused_args makes them)")
     act = np.ascontiguousarray(active.reshape(-1).numpy().astype(np.bool_))
     pairs, angles, dih, mean, std, layers, act_name, scale = net
     ws = tuple(np.ascontiguousarray(w.numpy()) for w, _ in layers)
@@ -441,6 +446,6 @@ def fused_md_steps(x: torch.Tensor, p: torch.Tensor, f: torch.Tensor, active: to
     us = tuple(np.zeros((b, w), np_dt) for w in widths)
     hs = tuple(np.zeros((b, w), np_dt) for w in widths)
     gs = tuple(np.zeros((b, w), np_dt) for w in widths)
-    _md_steps(xn, pn, fn, e, m, sg, act, xi, float(dt), bool(langevin), float(c1), prior,
+    _md_steps(int(steps), xn, pn, fn, e, m, sg, act, xi, float(dt), bool(langevin), float(c1), prior,
               (pairs, angles, dih, mean, std), ws, wts, bs, act_name == "tanh", float(scale), z, dz, us, hs, gs)
     return torch.from_numpy(xn), torch.from_numpy(pn), torch.from_numpy(fn), torch.from_numpy(e)
