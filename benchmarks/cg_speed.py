@@ -102,17 +102,29 @@ def _dense_allatom(dense_ref: Path, seed: int) -> dict:
     return out
 
 
+#: the implicit-solvent replica exchange of this benchmark (and of ``ala2_remd_starts``): 4 temperatures 300-1000 K,
+#: 0.5 ps exchanges, 2 fs with H bonds rigid, amber14 + OBC2, OpenMM CPU platform
+REMD_OBC_SETTING = {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
+                    "constraints": "HBonds", "solvent": "obc", "platform": "CPU"}
+
+
+def remd_obc_spec(run_dir: Path, seed: int) -> dict:
+    """The :func:`compscope.sampling.run_replica_exchange` spec of one such run in ``run_dir``."""
+    from compscope.sampling import ALA2_REFERENCE_DEFAULTS
+
+    return {**ALA2_REFERENCE_DEFAULTS, "checkpoint_interval": 20, **REMD_OBC_SETTING, "t_min": 300.0,
+            "n_iterations": 10**7, "seed": seed, "run": 0, "dir": str(run_dir)}
+
+
 def _remd_obc(work: Path, cpu_s: float, seed: int) -> dict:
     """Implicit-solvent replica exchange (openmmtools) run here for ``cpu_s`` CPU seconds in total (a rerun
     continues the saved run up to a larger budget): the 300 K replica's slow-basin and alpha_R ESS per CPU second of
     the whole run (set-up and the dropped first 10 % of iterations included)."""
     from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
-    from compscope.sampling import ALA2_REFERENCE_DEFAULTS, read_replica_exchange_run, run_replica_exchange
+    from compscope.sampling import read_replica_exchange_run, run_replica_exchange
 
-    setting = {"n_replicas": 4, "t_max": 1000.0, "timestep_fs": 2.0, "steps_per_iteration": 250,
-               "constraints": "HBonds", "solvent": "obc", "platform": "CPU"}
-    spec = {**ALA2_REFERENCE_DEFAULTS, "checkpoint_interval": 20, **setting, "t_min": 300.0, "n_iterations": 10**7,
-            "seed": seed, "run": 0, "dir": str(work / "remd_obc" / "run_00")}
+    setting = REMD_OBC_SETTING
+    spec = remd_obc_spec(work / "remd_obc" / "run_00", seed)
     prog = run_replica_exchange(spec, max_cpu_s=cpu_s)
     n_it = int(prog["iterations"])
     data = read_replica_exchange_run(spec["dir"], n_it // 10)

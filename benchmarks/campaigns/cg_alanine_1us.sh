@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Issue #22's long campaign, stage by stage; every stage resumes or is skipped when its output exists, so the same
+# command continues it after an interruption (a session's end, a machine that was reset: then it starts over).
+#
+#   git worktree add --detach /work/run-cg HEAD          # a snapshot: never edit src/ under a running job
+#   CAMPAIGN=/work/cg-runs STAGES="starts ref check" setsid bash /work/run-cg/benchmarks/campaigns/cg_alanine_1us.sh \
+#       >> /work/cg-runs/campaign.log 2>&1 < /dev/null &
+#
+# Stages (CPU cost on this 2-core machine):
+#   starts  2 implicit-solvent replica-exchange runs (OpenMM, 300-1000 K), STARTS_CPU_S CPU-s each, in parallel;
+#           their 300 K frames -> starts.h5 (start frames of the reference, and an OpenMM sample to check it)
+#   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~4 CPU-h; 2 threads)
+#   check   md_reference_dense.json: the reference against the replica-exchange frames
+#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (~1 CPU-h)
+#   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~3.5 CPU-h)
+#   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
+# Results land in this checkout's benchmarks/results (copy them to main's and run `python -m benchmarks.readme`).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+CAMPAIGN=${CAMPAIGN:-$ROOT/benchmarks/work/cg_campaign}
+STAGES=${STAGES:-"starts ref check acc stab speed"}
+STARTS_CPU_S=${STARTS_CPU_S:-800}
+SIZES=${SIZES:-10000}
+PY=${PY:-python}
+export PYTHONPATH="$ROOT/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}" COMPSCOPE_DATA=${COMPSCOPE_DATA:-$ROOT/../shared/data}
+export HDF5_USE_FILE_LOCKING=FALSE
+mkdir -p "$CAMPAIGN"
+cd "$ROOT"
+REF="$CAMPAIGN/ref_dense/ala2_obc_dense.h5"
+ACC="$CAMPAIGN/acc"
+say() { echo "[$(date -u +%FT%TZ)] $*"; }
+
+for stage in $STAGES; do
+  case $stage in
+  starts)
+    if [ ! -f "$CAMPAIGN/starts.h5" ]; then
+      say "starts: 2 replica-exchange runs, $STARTS_CPU_S CPU-s each"
+      for k in 0 1; do
+        COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.ala2_remd_starts run --work "$CAMPAIGN/remd" --run $k \
+          --cpu-s "$STARTS_CPU_S" > "$CAMPAIGN/remd_$k.log" 2>&1 &
+      done
+      wait
+      $PY -m benchmarks.ala2_remd_starts write --work "$CAMPAIGN/remd" --out "$CAMPAIGN/starts.h5"
+    fi ;;
+  ref)
+    if [ ! -f "$REF" ]; then
+      say "ref: dense reference (resumes from $REF.dense)"
+      mkdir -p "$(dirname "$REF")"
+      COMPSCOPE_NUM_THREADS=${REF_THREADS:-2} $PY -m compscope md reference alanine-dipeptide --engine dense \
+        --solvent obc --replicas 200 --steps 2500000 --dt 2 --save-every 500 --hydrogen-mass 3.024 \
+        --equilibrate-ps 20 --starts "$CAMPAIGN/starts.h5" --out "$REF"
+    fi ;;
+  check)
+    say "check"
+    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.md_reference_dense --dense "$REF" --openmm "$CAMPAIGN/starts.h5" ;;
+  acc)
+    say "acc: sizes $SIZES"
+    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds 1 2 3 0 --sizes $SIZES --model fast \
+      --minutes 1.5 --clock cpu --replicas 100 --steps 50000 --dt 4 --traj-every 250 --burn-frames 50 \
+      --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 2 --work "$ACC" \
+      --methods force_matching denoising+ofm+ibi --explicit-seconds 20 --name "cg_alanine_1us_${SIZES// /_}" ;;
+  stab)
+    say "stab"
+    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_stability --model "$ACC/f0_denoising+ofm+ibi_10000/model.pt" \
+      --cg "$ACC/cg_f0_ofm.h5" --replicas 10 --ns 1000 --dt 4 --out "$CAMPAIGN/stability" --ref "$REF" ;;
+  speed)
+    say "speed"
+    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_speed --cg "$ACC/cg_f0_ofm.h5" \
+      --fast "$ACC/f0_denoising+ofm+ibi_10000/model.pt" --ref "$REF" --dense-ref "$REF" --remd-cpu-s 1500 \
+      --ess-ns 2 --openmm-seconds 60 --work "$CAMPAIGN/remd" --name cg_speed ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
+  esac
+done
+say "done: $STAGES"
