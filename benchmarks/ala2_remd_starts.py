@@ -43,15 +43,26 @@ def run(work: Path, k: int, cpu_s: float) -> dict:
 
 
 def write(work: Path, out: Path, blocks: int) -> dict:
+    runs = sorted((work / "remd_obc").glob("run_*"))
+    if not runs:
+        raise SystemExit(f"no replica-exchange run in {work / 'remd_obc'}: run the `run` verb first")
+    before = os.environ.get("HDF5_USE_FILE_LOCKING")
+    os.environ["HDF5_USE_FILE_LOCKING"] = "FALSE"  # read runs that are still writing (HDF5 reads it at each open)
+    try:
+        return _write(runs, out, blocks)
+    finally:  # not for the rest of the process: other files keep their locks
+        if before is None:
+            os.environ.pop("HDF5_USE_FILE_LOCKING")
+        else:
+            os.environ["HDF5_USE_FILE_LOCKING"] = before
+
+
+def _write(runs: list[Path], out: Path, blocks: int) -> dict:
     import h5py
 
     from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
     from compscope.sampling import read_replica_exchange_run
 
-    os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")  # read runs that are still writing
-    runs = sorted((work / "remd_obc").glob("run_*"))
-    if not runs:
-        raise SystemExit(f"no replica-exchange run in {work / 'remd_obc'}: run the `run` verb first")
     summary, g = [], 0
     tmp = out.with_suffix(".tmp.h5")
     with h5py.File(tmp, "w") as h5:

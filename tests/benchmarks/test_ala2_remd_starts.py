@@ -1,6 +1,8 @@
 """benchmarks.ala2_remd_starts: a real (short) implicit-solvent replica exchange, its 300 K frames written in the
 reference layout that the dense reference's ``--starts`` and ``md_reference_dense --openmm`` read."""
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import pytest
 pytest.importorskip("openmmtools")
 
 
-def test_run_then_write_gives_reference_layout_start_frames(tmp_path):
+def test_run_then_write_gives_reference_layout_start_frames(tmp_path, monkeypatch):
     from benchmarks import ala2_remd_starts as starts
     from benchmarks.md_reference_dense import read_reference
     from compscope.md.reference._alanine_dense import _starts_from
@@ -17,7 +19,9 @@ def test_run_then_write_gives_reference_layout_start_frames(tmp_path):
     assert prog["iterations"] == 20
     again = starts.run(tmp_path, 0, cpu_s=0.01)  # the budget is spent: a rerun adds nothing
     assert again["iterations"] == 20
+    monkeypatch.delenv("HDF5_USE_FILE_LOCKING", raising=False)
     info = starts.write(tmp_path, tmp_path / "starts.h5", blocks=3)
+    assert "HDF5_USE_FILE_LOCKING" not in os.environ  # HDF5 file locks stay on for the rest of the process
     assert info["groups"] == 3 and info["runs"][0]["frames"] == 19  # iterations 2-20 (0-1 burnt in)
     with h5py.File(tmp_path / "starts.h5") as h5:
         pos = np.concatenate([h5[f"replicas/{g}/positions"][:] for g in sorted(h5["replicas"])])
