@@ -32,6 +32,9 @@ finite held-out block, so targets below that floor cannot be tested with this re
 Usage::
 
     python -m benchmarks.cg_alanine --ref /path/ala2_obc.h5 --folds 0 --sizes 1000 --minutes 3 --name cg_alanine
+
+Folds side by side on two cores: run ``--folds 0 1 --name A`` and ``--folds 2 3 --name B`` (same ``--work``), then
+``python -m benchmarks.cg_alanine --merge results/A.json results/B.json --name cg_alanine``.
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
 
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ref", required=True, help="reference HDF5 of `compscope md reference --solvent obc`")
+    ap.add_argument("--ref", default=None, help="reference HDF5 of `compscope md reference --solvent obc`")
     ap.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--methods", nargs="+", default=["force_matching", "denoising"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000, 0], help="0: all frames")
@@ -110,7 +113,13 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="cg_alanine")
     ap.add_argument("--work", default=None, help="folder for runs (default: a temporary one)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="combine result files of this script run in parallel on disjoint folds into --name")
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge([Path(f) for f in args.merge], args.name)
+    if not args.ref:
+        ap.error("--ref is required (or --merge)")
 
     import h5py
 
@@ -250,6 +259,29 @@ def main(argv: list[str] | None = None) -> Path:
         print(json.dumps(runs[-1]))
         path = save()
     return path
+
+
+def merge(files: list[Path], name: str) -> Path:
+    """One result from several of this script's results on disjoint folds of the same reference (runs side by side
+    on separate cores): runs and reference floors concatenated, the summary recomputed, partial if any part was."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    if len({(d["reference_ns"], d["reference_frames"]) for d in docs}) != 1:
+        raise SystemExit("the files come from different references (reference_ns / reference_frames differ)")
+    folds = [r["fold"] for d in docs for r in d["runs"]]
+    seen = [set(map(int, d["reference_floor"])) for d in docs]
+    if any(a & b for i, a in enumerate(seen) for b in seen[i + 1:]):
+        raise SystemExit("the files share folds: merge results of disjoint --folds only")
+    runs = sorted((r for d in docs for r in d["runs"]), key=lambda r: (r["fold"], r["method"], r["n_train"]))
+    payload = {k: v for k, v in docs[0].items() if k not in ("benchmark", "date", "command", "seed", "machine",
+                                                              "versions", "notes")}
+    payload.update(partial=any(d["partial"] for d in docs), runs=runs, summary=_summary(runs),
+                   reference_floor={k: v for d in docs for k, v in d["reference_floor"].items()},
+                   merged_from=[{"file": Path(f).name, "command": d["command"], "date": d["date"],
+                                 "folds": sorted(set(int(k) for k in d["reference_floor"]))}
+                                for f, d in zip(files, docs)])
+    payload["settings"] = {**docs[0]["settings"], "folds": sorted(set(folds) | set().union(*seen))}
+    notes = sorted({n for d in docs for n in d.get("notes", [])})
+    return write_result(name, payload, seed=docs[0].get("seed"), notes=notes)
 
 
 def _summary(runs: list[dict]) -> dict:

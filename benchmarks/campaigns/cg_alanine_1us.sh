@@ -11,7 +11,8 @@
 #           their 300 K frames -> starts.h5 (start frames of the reference, and an OpenMM sample to check it)
 #   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~4 CPU-h; 2 threads)
 #   check   md_reference_dense.json: the reference against the replica-exchange frames
-#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (~1 CPU-h)
+#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (~1 CPU-h,
+#           two processes on folds 0 1 / 2 3, merged into one JSON)
 #   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~3.5 CPU-h)
 #   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
 # Results land in this checkout's benchmarks/results (copy them to main's and run `python -m benchmarks.readme`).
@@ -53,11 +54,20 @@ for stage in $STAGES; do
     say "check"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.md_reference_dense --dense "$REF" --openmm "$CAMPAIGN/starts.h5" ;;
   acc)
-    say "acc: sizes $SIZES"
-    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds 1 2 3 0 --sizes $SIZES --model fast \
-      --minutes 1.5 --clock cpu --replicas 100 --steps 50000 --dt 4 --traj-every 250 --burn-frames 50 \
-      --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 2 --work "$ACC" \
-      --methods force_matching denoising+ofm+ibi --explicit-seconds 20 --name "cg_alanine_1us_${SIZES// /_}" ;;
+    # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 2 ns (CG sampling
+    # noise well below the JS target), IBI runs 100 x 200 ps
+    name="cg_alanine_1us_${SIZES// /_}"
+    say "acc: sizes $SIZES -> $name"
+    for half in "0 1" "2 3"; do  # separate work folders: each maps the reference to its own cg.h5
+      COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds $half --sizes $SIZES --model fast \
+        --minutes 1.5 --clock cpu --replicas 100 --steps 500000 --refine-steps 50000 --dt 4 --traj-every 250 \
+        --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 2 \
+        --work "$ACC$([ "$half" = "0 1" ] || echo "_23")" --methods force_matching denoising+ofm+ibi --explicit-seconds 20 \
+        --name "${name}_folds_${half// /}" > "$CAMPAIGN/acc_${half// /}.log" 2>&1 &
+    done
+    wait
+    $PY -m benchmarks.cg_alanine --merge "$ROOT/benchmarks/results/${name}_folds_01.json" \
+      "$ROOT/benchmarks/results/${name}_folds_23.json" --name "$name" ;;
   stab)
     say "stab"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_stability --model "$ACC/f0_denoising+ofm+ibi_10000/model.pt" \

@@ -93,3 +93,37 @@ def test_throughput_under_load_helpers(tmp_path):
     cfg = resolve_config(tul.train_config(tmp_path / "run", {"max_steps": 7, "monitor": None}))
     assert cfg["trainer"]["max_steps"] == 7 and cfg["model"]["init_args"]["r_max"] > 0
     assert cfg["trainer"]["num_threads"] is None  # the new defaults: compscope.runtime chooses
+
+
+def test_cg_alanine_merges_disjoint_folds_and_refuses_overlaps(tmp_path, monkeypatch):
+    cg = importlib.import_module("benchmarks.cg_alanine")
+    monkeypatch.setattr(cg, "write_result", lambda name, payload, seed=None, notes=None: (name, payload, notes))
+
+    def part(folds, js, name):
+        runs = [{"fold": f, "method": "denoising", "n_train": 10000, "ramachandran_js_64": j,
+                 "free_energy_mse_64": 2 * j, "ramachandran_js_61": j} for f, j in zip(folds, js)]
+        doc = {"benchmark": name, "date": "d", "command": f"cmd {name}", "seed": 0, "machine": {}, "versions": {},
+               "partial": False, "reference_ns": 1000.0, "reference_frames": 10, "runs": runs,
+               "reference_floor": {str(f): {"js_64": 0.001} for f in folds}, "settings": {"folds": folds},
+               "notes": [f"note {name}"]}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+    a, b = part([0, 1], [0.01, 0.03], "a"), part([2, 3], [0.02, 0.04], "b")
+    name, payload, notes = cg.merge([a, b], "both")
+    assert name == "both" and [r["fold"] for r in payload["runs"]] == [0, 1, 2, 3]
+    s = payload["summary"]["denoising@10000"]
+    assert s["folds"] == [0, 1, 2, 3] and s["js_64_mean"] == pytest.approx(0.025)
+    assert s["mse_64_mean"] == pytest.approx(0.05) and payload["settings"]["folds"] == [0, 1, 2, 3]
+    assert set(payload["reference_floor"]) == {"0", "1", "2", "3"} and notes == ["note a", "note b"]
+    assert [m["folds"] for m in payload["merged_from"]] == [[0, 1], [2, 3]]
+    with pytest.raises(SystemExit, match="share folds"):
+        cg.merge([a, part([1], [0.02], "c")], "x")
+    other = json.loads(b.read_text())
+    other["reference_ns"] = 65.0
+    b.write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="different references"):
+        cg.merge([a, b], "x")
+    with pytest.raises(SystemExit):
+        cg.main(["--folds", "0"])  # neither --ref nor --merge
