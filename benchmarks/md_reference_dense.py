@@ -154,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dense", type=Path, required=True,
                     help="the dense reference file (while it runs: the same path; its <file>.dense/ folder is read)")
-    ap.add_argument("--openmm", type=Path, required=True, help="the OpenMM reference file (compscope md reference)")
+    ap.add_argument("--openmm", type=Path, required=True,
+                    help="an OpenMM-engine sample in the reference layout: `compscope md reference` (MD) or "
+                         "`benchmarks.ala2_remd_starts write` (300 K frames of replica exchange)")
     ap.add_argument("--equilibrate-ps", type=float, default=20.0, help="dropped from a run folder's frames")
     ap.add_argument("--ns-per-day", type=float, default=None,
                     help="dense engine ns/day per core (default: md_obc_numba.json's 500-replica rate)")
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     k = max(1, min(phi_d.shape[0] // 2, int(round(n_o / per_rep_ns))))  # dense replicas of the OpenMM size
     pick = rng.permutation(phi_d.shape[0])
     noise = _js(phi_d[pick[:k]], psi_d[pick[:k]], phi_d[pick[k:2 * k]], psi_d[pick[k:2 * k]])
+    # the OpenMM sample's own noise: its even against its odd groups (replicas, or blocks of replica-exchange runs)
+    self_noise = _js(phi_o[0::2], psi_o[0::2], phi_o[1::2], psi_o[1::2]) if len(phi_o) > 1 else None
     slow = _slow(phi_d, frame)
     cpu_s = phi_d.size * frame / 1000 / rate * 86400.0
     slow["cpu_s_at_measured_rate"] = cpu_s
@@ -191,13 +195,18 @@ def main(argv: list[str] | None = None) -> None:
         "slow_basin_dense": slow, "slow_basin_openmm": _slow(phi_o, meta_o["frame_ps"]),
         "ramachandran_dense_vs_openmm": _js(phi_d, psi_d, phi_o, psi_o),
         "ramachandran_noise_at_openmm_size": {**noise, "replicas_each": k},
+        "ramachandran_openmm_halves": self_noise, "dense_starts": meta.get("starts"),
         "dense_ns_per_day_per_core": rate, "png": png,
         "notes": ["dense: flexible X-H bonds, hydrogens 3.024 amu (repartitioned), BAOAB 2 fs; OpenMM: H bonds rigid "
                   "(LangevinMiddle 2 fs): the same potential and temperature, positions sampled from the same "
                   "Boltzmann distribution up to the bond constraints",
-                  "standard errors over replicas treat every replica as an independent run; the dense replicas "
-                  "start from evenly spaced frames of the OpenMM reference (20 ps equilibration dropped), so the "
-                  "first-half vs second-half populations show how far 5 ns relax a start-frame bias",
+                  "standard errors over replicas treat every replica (or replica-exchange block) as an independent "
+                  "run; the dense replicas start from evenly spaced frames of the file in dense_starts (20 ps "
+                  "equilibration dropped), so the first-half vs second-half populations show how far 5 ns relax a "
+                  "start-frame bias",
+                  "ramachandran_openmm_halves: JS between the even and the odd groups of the OpenMM sample, its own "
+                  "noise at half its size; for a replica-exchange sample (decorrelated by the exchanges) it is the "
+                  "fairer noise scale than ramachandran_noise_at_openmm_size, which counts only its simulated ns",
                   "the slow basin's ESS estimators need transitions: with few entries and exits (counted here) "
                   "both the first-zero and the batch-means ESS are set by the chains' length, not by the physics, "
                   "and are upper bounds"],
