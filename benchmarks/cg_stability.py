@@ -16,6 +16,10 @@ Usage::
 
     COMPSCOPE_NUM_THREADS=1 python -m benchmarks.cg_stability --model runs/cg/model.pt --cg cg.h5 \\
         --replicas 10 --ns 1000 --dt 4 --out work/cg_stability --ref ala2_obc_dense.h5
+
+On two cores: the same command with ``--parts 2 --part 0`` and ``--parts 2 --part 1`` in two processes (replicas
+0-4 and 5-9, same start frames, seeds SEED and SEED + 1, folders OUT/part_0 and OUT/part_1), then ``--parts 2
+--report-only`` for one report over both.
 """
 
 from __future__ import annotations
@@ -67,7 +71,16 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="cg_stability")
     ap.add_argument("--note", default="")
+    ap.add_argument("--parts", type=int, default=1,
+                    help="split the replicas over this many processes (run folders OUT/part_K, seeds SEED + K)")
+    ap.add_argument("--part", type=int, default=None, help="with --parts: the part this process runs (0-based)")
     args = ap.parse_args(argv)
+    if args.parts < 1 or args.replicas < args.parts:
+        ap.error(f"--parts must be between 1 and --replicas ({args.replicas})")
+    if args.parts > 1 and args.part is None and not args.report_only:
+        ap.error("--parts > 1 runs one part per process: give --part K (0 to parts - 1), or --report-only")
+    if args.part is not None and not 0 <= args.part < args.parts:
+        ap.error(f"--part must be in 0..{args.parts - 1}")
 
     import torch
     from ase import Atoms, units
@@ -80,36 +93,59 @@ def main(argv: list[str] | None = None) -> Path:
     pot = load_potential(args.model)
     data = load_cg(args.cg)
     train = np.concatenate(data.positions)
-    run = Path(args.out)
     every = max(1, int(round(args.frame_ps * 1000.0 / args.dt)))
     total = int(round(args.ns * 1e6 / args.dt / every)) * every
     chunk = max(every, int(round(args.chunk_ns * 1e6 / args.dt / every)) * every)
-    done = 0
-    if (run / "trajectory.h5").exists() and (run / "restart.pt").exists():
-        done = int(read_h5_observables(run / "trajectory.h5")["step"][-1])
-    cpu = json.loads((run / "cpu.json").read_text())["cpu_s"] if (run / "cpu.json").exists() else 0.0
+    # the same start frames whatever the split; part k runs its slice of them with seed + k
+    pick = np.random.default_rng(args.seed).choice(len(train), size=args.replicas, replace=False)
+    slices = np.array_split(np.arange(args.replicas), args.parts)
+    folders = [Path(args.out)] if args.parts == 1 else [Path(args.out) / f"part_{k}" for k in range(args.parts)]
+
+    def steps_done(run: Path) -> int:
+        if (run / "trajectory.h5").exists() and (run / "restart.pt").exists():
+            return int(read_h5_observables(run / "trajectory.h5")["step"][-1])
+        return 0
+
+    def cpu_of(run: Path) -> float:
+        return json.loads((run / "cpu.json").read_text())["cpu_s"] if (run / "cpu.json").exists() else 0.0
+
     if not args.report_only:
-        pick = np.random.default_rng(args.seed).choice(len(train), size=args.replicas, replace=False)
-        starts = [Atoms(numbers=pot.atomic_numbers, positions=train[i]) for i in pick]
+        k = args.part or 0
+        run, mine, seed = folders[k], slices[k], args.seed + (k if args.parts > 1 else 0)
+        run.mkdir(parents=True, exist_ok=True)
+        done, cpu = steps_done(run), cpu_of(run)
+        starts = [Atoms(numbers=pot.atomic_numbers, positions=train[pick[i]]) for i in mine]
         while done < total:
             target = min(total, done + chunk)
             c0 = time.process_time()
-            res = simulate_dense(pot, starts, steps=target, dt=args.dt, temperature=300.0, replicas=args.replicas,
-                                 friction=0.01, seed=args.seed, out=run, traj_every=every,
+            res = simulate_dense(pot, starts, steps=target, dt=args.dt, temperature=300.0, replicas=len(mine),
+                                 friction=0.01, seed=seed, out=run, traj_every=every,
                                  resume=(run / "restart.pt").exists(), check_inputs=False,
                                  monitor=StabilityMonitor(check_every=args.check_every))
             cpu += time.process_time() - c0
             (run / "cpu.json").write_text(json.dumps({"cpu_s": cpu}))
             done = target
             print(f"{time.strftime('%H:%M:%S')} {done * args.dt * 1e-6:.4g} of {total * args.dt * 1e-6:.4g} ns per "
-                  f"replica, {res.n_stable}/{args.replicas} stable, {cpu:.0f} CPU-s", flush=True)
+                  f"replica, {res.n_stable}/{len(mine)} stable, {cpu:.0f} CPU-s", flush=True)
             if res.n_stable == 0:
                 break
-    summary = json.loads((run / "summary.json").read_text())
-    x, step = _frames(run, args.replicas, len(pot.atomic_numbers))
-    stopped = {r["replica"]: r["stopped_at_step"] for r in summary["replica_summary"]
-               if r.get("stopped_at_step") is not None}
-    good = [x[r][step < stopped.get(r, np.inf)] for r in range(args.replicas)]
+    # the report: every part that has run, its replicas numbered as in the unsplit run
+    parts = [(k, f) for k, f in enumerate(folders) if (f / "summary.json").exists()]
+    if not parts:
+        raise SystemExit(f"no run in {args.out} yet: run it (with --part K for each part) before --report-only")
+    good, stopped, n_stable, cpu, dones, ns_all = [], {}, 0, 0.0, [], 0.0
+    for k, run in parts:
+        summary = json.loads((run / "summary.json").read_text())
+        x, step = _frames(run, len(slices[k]), len(pot.atomic_numbers))
+        for r in summary["replica_summary"]:
+            if r.get("stopped_at_step") is not None:
+                stopped[int(slices[k][r["replica"]])] = r["stopped_at_step"]
+        good += [x[j][step < stopped.get(int(i), np.inf)] for j, i in enumerate(slices[k])]
+        n_stable += summary["n_stable"]
+        cpu += cpu_of(run)
+        dones.append(steps_done(run))
+        ns_all += dones[-1] * args.dt * 1e-6 * len(slices[k])
+    done = min(dones)
     frames = np.concatenate(good)
     prior = pot.prior
     bonds = prior.bonds.cpu().numpy().reshape(-1, 2)
@@ -120,12 +156,13 @@ def main(argv: list[str] | None = None) -> Path:
     t_min = min(len(c) for c in chains)
     two = ess_two_state(basin_indicator(np.stack([c[:t_min] for c in chains])).astype(np.float64))
     ns_done = done * args.dt * 1e-6
-    payload = {"complete": done >= total and summary["n_stable"] == args.replicas, "model": str(args.model),
-               "replicas": args.replicas, "n_stable": summary["n_stable"], "dt_fs": args.dt,
+    payload = {"complete": done >= total and len(parts) == args.parts and n_stable == args.replicas,
+               "model": str(args.model), "replicas": args.replicas, "n_stable": n_stable, "dt_fs": args.dt,
+               "parts": args.parts, "parts_reported": [k for k, _ in parts],
                "simulated_ns_per_replica": ns_done, "target_ns_per_replica": args.ns,
                "stopped": {str(r): s for r, s in stopped.items()}, "frames": int(len(frames)),
                "frame_ps": every * args.dt / 1000.0, "check_every_steps": args.check_every,
-               "cpu_s": cpu, "ns_per_day_all_replicas_cpu": ns_done * args.replicas / max(cpu, 1e-9) * 86400.0,
+               "cpu_s": cpu, "ns_per_day_all_replicas_cpu": ns_all / max(cpu, 1e-9) * 86400.0,
                "bonds_run": _bond_stats(frames, bonds, r0, width), "bonds_training": _bond_stats(train, bonds, r0,
                                                                                               width),
                "slow_basin": {"population": float(basin_indicator(phi).mean()), "entries": two["n01"],

@@ -13,7 +13,8 @@
 #   check   md_reference_dense.json: the reference against the replica-exchange frames
 #   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (~1 CPU-h,
 #           two processes on folds 0 1 / 2 3, merged into one JSON)
-#   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~3.5 CPU-h)
+#   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~3.5 CPU-h; two processes of
+#           5 replicas, one report)
 #   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
 # Results land in this checkout's benchmarks/results (copy them to main's and run `python -m benchmarks.readme`).
 set -euo pipefail
@@ -69,9 +70,14 @@ for stage in $STAGES; do
     $PY -m benchmarks.cg_alanine --merge "$ROOT/benchmarks/results/${name}_folds_01.json" \
       "$ROOT/benchmarks/results/${name}_folds_23.json" --name "$name" ;;
   stab)
-    say "stab"
-    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_stability --model "$ACC/f0_denoising+ofm+ibi_10000/model.pt" \
-      --cg "$ACC/cg_f0_ofm.h5" --replicas 10 --ns 1000 --dt 4 --out "$CAMPAIGN/stability" --ref "$REF" ;;
+    say "stab: 2 processes x 5 replicas"
+    stab=(-m benchmarks.cg_stability --model "$ACC/f0_denoising+ofm+ibi_10000/model.pt" --cg "$ACC/cg_f0_ofm.h5"
+          --replicas 10 --ns 1000 --dt 4 --out "$CAMPAIGN/stability" --ref "$REF" --parts 2)
+    for k in 0 1; do
+      COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --part $k > "$CAMPAIGN/stab_$k.log" 2>&1 &
+    done
+    wait
+    COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --report-only ;;
   speed)
     say "speed"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_speed --cg "$ACC/cg_f0_ofm.h5" \
