@@ -55,13 +55,13 @@ for stage in $STAGES; do
     say "check"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.md_reference_dense --dense "$REF" --openmm "$CAMPAIGN/starts.h5" ;;
   acc)
-    # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 2 ns (CG sampling
+    # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 1 ns (CG sampling
     # noise well below the JS target), IBI runs 100 x 200 ps
     name="cg_alanine_1us_${SIZES// /_}"
     say "acc: sizes $SIZES -> $name"
     for half in "0 1" "2 3"; do  # separate work folders: each maps the reference to its own cg.h5
       COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds $half --sizes $SIZES --model fast \
-        --minutes 1.5 --clock cpu --replicas 100 --steps 500000 --refine-steps 50000 --dt 4 --traj-every 250 \
+        --minutes 1.5 --clock cpu --replicas 100 --steps 250000 --refine-steps 50000 --dt 4 --traj-every 250 \
         --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 2 \
         --work "$ACC$([ "$half" = "0 1" ] || echo "_23")" --methods force_matching denoising+ofm+ibi --explicit-seconds 20 \
         --name "${name}_folds_${half// /}" > "$CAMPAIGN/acc_${half// /}.log" 2>&1 &
