@@ -9,11 +9,11 @@
 # Stages (CPU cost on this 2-core machine):
 #   starts  2 implicit-solvent replica-exchange runs (OpenMM, 300-1000 K), STARTS_CPU_S CPU-s each, in parallel;
 #           their 300 K frames -> starts.h5 (start frames of the reference, and an OpenMM sample to check it)
-#   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~4 CPU-h; 2 threads)
+#   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~100 min on 2 threads)
 #   check   md_reference_dense.json: the reference against the replica-exchange frames
-#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (~1 CPU-h,
+#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (14 min wall,
 #           two processes on folds 0 1 / 2 3, merged into one JSON)
-#   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~3.5 CPU-h; two processes of
+#   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~100 min on 2 cores: two processes of
 #           5 replicas, one report)
 #   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
 # Results land in this checkout's benchmarks/results (copy them to main's and run `python -m benchmarks.readme`).
