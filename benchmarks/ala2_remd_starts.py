@@ -60,7 +60,7 @@ def write(work: Path, out: Path, blocks: int) -> dict:
 def _write(runs: list[Path], out: Path, blocks: int) -> dict:
     import h5py
 
-    from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, dihedral_angles
+    from compscope.analysis import ALANINE_DIPEPTIDE_PHI, ALANINE_DIPEPTIDE_PSI, basin_indicator, dihedral_angles
     from compscope.sampling import read_replica_exchange_run
 
     summary, g = [], 0
@@ -76,8 +76,8 @@ def _write(runs: list[Path], out: Path, blocks: int) -> dict:
             pos = read_replica_exchange_run(rd, n_it // 10)["positions"]
             phi = dihedral_angles(pos, ALANINE_DIPEPTIDE_PHI)
             psi = dihedral_angles(pos, ALANINE_DIPEPTIDE_PSI)
-            slow = (phi > 0) & (phi < 2.2)
-            entries = int(slow[0] + (np.diff(slow.astype(int)) > 0).sum())
+            slow = basin_indicator(phi).astype(int)  # the slow basin 1[0 < phi < 2.2]
+            entries = int(slow[0] + (np.diff(slow) > 0).sum())
             summary.append({"run": rd.name, "iterations": n_it, "frames": int(len(pos)),
                             "slow_basin": float(slow.mean()), "slow_entries": entries})
             for idx in np.array_split(np.arange(len(pos)), max(1, min(blocks, len(pos)))):

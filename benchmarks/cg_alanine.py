@@ -267,8 +267,7 @@ def merge(files: list[Path], name: str) -> Path:
     docs = [json.loads(Path(f).read_text()) for f in files]
     if len({(d["reference_ns"], d["reference_frames"]) for d in docs}) != 1:
         raise SystemExit("the files come from different references (reference_ns / reference_frames differ)")
-    folds = [r["fold"] for d in docs for r in d["runs"]]
-    seen = [set(map(int, d["reference_floor"])) for d in docs]
+    seen = [set(map(int, d["reference_floor"])) for d in docs]  # each part's --folds
     if any(a & b for i, a in enumerate(seen) for b in seen[i + 1:]):
         raise SystemExit("the files share folds: merge results of disjoint --folds only")
     runs = sorted((r for d in docs for r in d["runs"]), key=lambda r: (r["fold"], r["method"], r["n_train"]))
@@ -277,9 +276,8 @@ def merge(files: list[Path], name: str) -> Path:
     payload.update(partial=any(d["partial"] for d in docs), runs=runs, summary=_summary(runs),
                    reference_floor={k: v for d in docs for k, v in d["reference_floor"].items()},
                    merged_from=[{"file": Path(f).name, "command": d["command"], "date": d["date"],
-                                 "folds": sorted(set(int(k) for k in d["reference_floor"]))}
-                                for f, d in zip(files, docs)])
-    payload["settings"] = {**docs[0]["settings"], "folds": sorted(set(folds) | set().union(*seen))}
+                                 "folds": sorted(folds)} for f, d, folds in zip(files, docs, seen)])
+    payload["settings"] = {**docs[0]["settings"], "folds": sorted(set().union(*seen))}
     notes = sorted({n for d in docs for n in d.get("notes", [])})
     return write_result(name, payload, seed=docs[0].get("seed"), notes=notes)
 
