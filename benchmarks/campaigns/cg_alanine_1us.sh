@@ -11,8 +11,8 @@
 #           their 300 K frames -> starts.h5 (start frames of the reference, and an OpenMM sample to check it)
 #   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~100 min on 2 threads)
 #   check   md_reference_dense.json: the reference against the replica-exchange frames
-#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (14 min wall,
-#           two processes on folds 0 1 / 2 3, merged into one JSON)
+#   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (14 min wall
+#           with 2 IBI steps, ~25 with 4; two processes on folds 0 1 / 2 3, merged into one JSON)
 #   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~100 min on 2 cores: two processes of
 #           5 replicas, one report)
 #   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
@@ -28,7 +28,10 @@ export PYTHONPATH="$ROOT/src:$ROOT${PYTHONPATH:+:$PYTHONPATH}" COMPSCOPE_DATA=${
 mkdir -p "$CAMPAIGN"
 cd "$ROOT"
 REF="$CAMPAIGN/ref_dense/ala2_obc_dense.h5"
-ACC="$CAMPAIGN/acc"
+ACC=${ACC:-$CAMPAIGN/acc}  # the acc stage's work folder (the stab and speed stages take its fold-0 model)
+# the fold-0 data-efficient model as the acc stage evaluated it (after its IBI steps; before session 36 the stab and
+# speed stages took the trained model before IBI by mistake)
+FINAL="$ACC/f0_denoising+ofm+ibi_10000_final.pt"
 say() { echo "[$(date -u +%FT%TZ)] $*"; }
 
 for stage in $STAGES; do
@@ -55,14 +58,16 @@ for stage in $STAGES; do
     say "check"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.md_reference_dense --dense "$REF" --openmm "$CAMPAIGN/starts.h5" ;;
   acc)
-    # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 1 ns (CG sampling
-    # noise well below the JS target), IBI runs 100 x 200 ps
+    # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 1 ns; IBI: two steps
+    # of 100 x 200 ps (full steps), then two of 100 x 1 ns at half step (session 36: the short runs' slow-basin
+    # noise made further full steps oscillate)
     name="cg_alanine_1us_${SIZES// /_}"
     say "acc: sizes $SIZES -> $name"
     for half in "0 1" "2 3"; do  # separate work folders: each maps the reference to its own cg.h5
       COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds $half --sizes $SIZES --model fast \
-        --minutes 1.5 --clock cpu --replicas 100 --steps 250000 --refine-steps 50000 --dt 4 --traj-every 250 \
-        --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 2 \
+        --minutes 1.5 --clock cpu --replicas 100 --steps 250000 --dt 4 --traj-every 250 \
+        --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 4 \
+        --refine-steps 50000 50000 250000 --refine-damping 1 1 0.5 \
         --work "$ACC$([ "$half" = "0 1" ] || echo "_23")" --methods force_matching denoising+ofm+ibi --explicit-seconds 20 \
         --name "${name}_folds_${half// /}" > "$CAMPAIGN/acc_${half// /}.log" 2>&1 &
     done
@@ -71,7 +76,7 @@ for stage in $STAGES; do
       "$ROOT/benchmarks/results/${name}_folds_23.json" --name "$name" ;;
   stab)
     say "stab: 2 processes x 5 replicas"
-    stab=(-m benchmarks.cg_stability --model "$ACC/f0_denoising+ofm+ibi_10000/model.pt" --cg "$ACC/cg_f0_ofm.h5"
+    stab=(-m benchmarks.cg_stability --model "$FINAL" --cg "$ACC/cg_f0_ofm.h5"
           --replicas 10 --ns 1000 --dt 4 --out "$CAMPAIGN/stability" --ref "$REF" --parts 2)
     for k in 0 1; do
       COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --part $k > "$CAMPAIGN/stab_$k.log" 2>&1 &
@@ -81,7 +86,7 @@ for stage in $STAGES; do
   speed)
     say "speed"
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_speed --cg "$ACC/cg_f0_ofm.h5" \
-      --fast "$ACC/f0_denoising+ofm+ibi_10000/model.pt" --ref "$REF" --dense-ref "$REF" --remd-cpu-s 1500 \
+      --fast "$FINAL" --ref "$REF" --dense-ref "$REF" --remd-cpu-s 1500 \
       --ess-ns 2 --openmm-seconds 60 --work "$CAMPAIGN/remd" --name cg_speed ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

@@ -127,3 +127,22 @@ def test_cg_alanine_merges_disjoint_folds_and_refuses_overlaps(tmp_path, monkeyp
         cg.merge([a, b], "x")
     with pytest.raises(SystemExit):
         cg.main(["--folds", "0"])  # neither --ref nor --merge
+
+
+def test_cg_alanine_evaluation_floor_draws_training_windows_and_shrinks_with_more_frames():
+    cg = importlib.import_module("benchmarks.cg_alanine")
+    rng = np.random.default_rng(0)
+    lengths = [400] * 8  # 4 folds of 2 replicas each
+    n = sum(lengths)
+    phi, psi = rng.uniform(-np.pi, np.pi, n), rng.normal(0.5, 0.6, n)
+    held_phi = phi.copy()
+    held_phi[:800] = 3.0  # fold 0's block sits on one phi value: far from any training window
+    small = cg.evaluation_floor(held_phi, psi, lengths, 0, replicas=2, window=50, draws=3)
+    assert small["training_replicas"] == 6 and small["window_frames"] == 50 and small["draws"] == 3
+    assert small["js_64"] > 0.4  # the windows come from training replicas, never from the held-out block
+    few = cg.evaluation_floor(phi, psi, lengths, 1, replicas=2, window=20, draws=4, seed=1)
+    many = cg.evaluation_floor(phi, psi, lengths, 1, replicas=12, window=400, draws=4, seed=1)
+    assert many["js_64"] < few["js_64"] and many["js_64_std"] >= 0 and set(few) >= {"js_61", "mse_64", "mse_61"}
+    with pytest.raises(SystemExit, match="must be >= 1"):
+        cg.evaluation_floor(phi, psi, lengths, 1, replicas=2, window=0)
+    assert [cg._per_step([50, 250], k) for k in range(4)] == [50, 250, 250, 250]  # IBI per-step schedules
