@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--dt", type=float, default=4.0)
     ap.add_argument("--traj-every", type=int, default=250)
     ap.add_argument("--start", type=int, default=0, help="skip the first runs of the grid (resume by hand)")
+    ap.add_argument("--floor-only", action="store_true",
+                    help="only the reference's floors (block vs rest, and the evaluation floor): no training")
     ap.add_argument("--floor-draws", type=int, default=5, help="draws of the evaluation floor (reference windows)")
     ap.add_argument("--explicit-seconds", type=float, default=60.0)
     ap.add_argument("--target-ns", type=float, default=1000.0)
@@ -156,8 +158,6 @@ def main(argv: list[str] | None = None) -> Path:
             aa_wall = ref_ns / aa_rate * 86400.0 if aa_rate > 0 else float("nan")
         psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
         lengths = [len(reps[r]["phi"]) for r in reps]
-    cg_file = work / "cg.h5"
-    info = map_reference(args.ref, "backbone", cg_file)
     # the reference's own floor: each held-out block against the other three
     floor = {}
     for fold in args.folds:
@@ -171,6 +171,17 @@ def main(argv: list[str] | None = None) -> Path:
     window = args.steps // args.traj_every + 1 - args.burn_frames  # frames per CG replica in the comparison
     eval_floor = {str(fold): evaluation_floor(phi_ref, psi_ref, lengths, fold, args.replicas, window,
                                               draws=args.floor_draws, seed=args.seed) for fold in args.folds}
+    if args.floor_only:
+        means = {k: float(np.mean([f[k] for f in eval_floor.values()])) for k in ("js_64", "js_61", "mse_64", "mse_61")}
+        return write_result(args.name, {
+            "reference_ns": ref_ns, "reference_frames": int(sum(lengths)),
+            "reference_basin_population": float(basin_indicator(phi_ref).mean()),
+            "held_out_basin_population": {str(f): float(basin_indicator(phi_ref[fold_split(lengths, f)[1]]).mean())
+                                          for f in args.folds},
+            "reference_floor": floor, "evaluation_floor": eval_floor, "evaluation_floor_mean": means,
+            "settings": vars(args)}, seed=args.seed)
+    cg_file = work / "cg.h5"
+    info = map_reference(args.ref, "backbone", cg_file)
     explicit = explicit_solvent_speed(seconds=args.explicit_seconds)
     runs: list[dict] = []
 

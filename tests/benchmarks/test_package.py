@@ -146,3 +146,24 @@ def test_cg_alanine_evaluation_floor_draws_training_windows_and_shrinks_with_mor
     with pytest.raises(SystemExit, match="must be >= 1"):
         cg.evaluation_floor(phi, psi, lengths, 1, replicas=2, window=0)
     assert [cg._per_step([50, 250], k) for k in range(4)] == [50, 250, 250, 250]  # IBI per-step schedules
+
+
+def test_cg_alanine_floor_only_reads_a_reference_and_writes_both_floors(tmp_path, monkeypatch):
+    import h5py
+
+    cg = importlib.import_module("benchmarks.cg_alanine")
+    monkeypatch.setattr(cg, "write_result", lambda name, payload, seed=None, notes=None: (name, payload))
+    rng = np.random.default_rng(3)
+    ref = tmp_path / "ref.h5"
+    with h5py.File(ref, "w") as f:
+        f.attrs["dt_fs"] = 2.0
+        for r in range(8):
+            g = f.create_group(f"replicas/{r:04d}")
+            g.attrs["steps"], g.attrs["ns_per_day"] = 50000, 1000.0
+            g["phi"], g["psi"] = rng.uniform(-np.pi, np.pi, 300), rng.normal(0.0, 1.0, 300)
+    name, payload = cg.main(["--ref", str(ref), "--floor-only", "--replicas", "4", "--steps", "2500",
+                             "--traj-every", "25", "--burn-frames", "1", "--floor-draws", "2", "--name", "fl"])
+    assert name == "fl" and payload["reference_ns"] == pytest.approx(0.8) and payload["reference_frames"] == 2400
+    assert set(payload["evaluation_floor"]) == set(payload["reference_floor"]) == {"0", "1", "2", "3"}
+    assert payload["evaluation_floor"]["0"]["window_frames"] == 100 and payload["evaluation_floor"]["2"]["draws"] == 2
+    assert 0 < payload["evaluation_floor_mean"]["js_64"] < 1
