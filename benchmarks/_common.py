@@ -100,3 +100,18 @@ def write_result(name: str, payload: dict[str, Any], seed: int | None = None, no
     path = out / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=float) + "\n")
     return path
+
+
+def reference_core_seconds(f) -> tuple[float, str]:
+    """Core-seconds an all-atom ``compscope md reference`` file (an open h5py File) took, and how it is known: OpenMM
+    replicas store their wall time (each on a core of its own); the dense engine's replicas ran together and each
+    stores its share of that core's ns/day, so their ns over the summed rate is the time."""
+    reps = f["replicas"]
+    if all("wall_s" in reps[r].attrs for r in reps):
+        return float(sum(reps[r].attrs["wall_s"] for r in reps)), "the replicas' integrator wall time, one core each"
+    ns = sum(int(reps[r].attrs["steps"]) * float(f.attrs["dt_fs"]) * 1e-6 for r in reps)
+    rate = float(sum(float(reps[r].attrs.get("ns_per_day", 0.0)) for r in reps))
+    if rate <= 0:
+        raise SystemExit("the reference stores neither wall times nor ns/day per replica: regenerate it with "
+                         "`compscope md reference`")
+    return ns / rate * 86400.0, "the dense engine's recorded ns/day (all replicas on one core)"

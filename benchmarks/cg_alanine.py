@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import write_result
+from benchmarks._common import reference_core_seconds, write_result
 
 
 def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float, traj_every: int, seed: int,
@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> Path:
         # all-atom basin-indicator ESS per wall second of one core (replicas as independent chains)
         n_min = min(len(reps[r]["phi"]) for r in reps)
         aa_ess = effective_sample_size(np.stack([basin_indicator(reps[r]["phi"][:n_min]) for r in reps]))
-        if all("wall_s" in reps[r].attrs for r in reps):
-            aa_wall = float(sum(reps[r].attrs["wall_s"] for r in reps))
-        else:  # the dense engine records its speed, not per-replica wall time: its core-seconds for these ns
-            aa_wall = ref_ns / aa_rate * 86400.0 if aa_rate > 0 else float("nan")
+        aa_wall = reference_core_seconds(f)[0]
         psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
         lengths = [len(reps[r]["phi"]) for r in reps]
     # the reference's own floor: each held-out block against the other three

@@ -167,3 +167,21 @@ def test_cg_alanine_floor_only_reads_a_reference_and_writes_both_floors(tmp_path
     assert set(payload["evaluation_floor"]) == set(payload["reference_floor"]) == {"0", "1", "2", "3"}
     assert payload["evaluation_floor"]["0"]["window_frames"] == 100 and payload["evaluation_floor"]["2"]["draws"] == 2
     assert 0 < payload["evaluation_floor_mean"]["js_64"] < 1
+
+
+def test_reference_core_seconds_of_openmm_and_dense_references(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "r.h5", "w") as f:
+        f.attrs["dt_fs"] = 2.0
+        for r, wall in enumerate((10.0, 30.0)):
+            f.create_group(f"replicas/{r}").attrs.update({"steps": 500000, "wall_s": wall, "ns_per_day": 5.0})
+        assert _common.reference_core_seconds(f)[0] == 40.0  # OpenMM: each replica's own wall time
+        for r in ("0", "1"):
+            del f["replicas"][r].attrs["wall_s"]
+        # dense engine: 2 ns at 5 + 5 ns/day of one core
+        assert _common.reference_core_seconds(f)[0] == pytest.approx(2.0 / 10.0 * 86400.0)
+        for r in ("0", "1"):
+            f["replicas"][r].attrs["ns_per_day"] = 0.0
+        with pytest.raises(SystemExit, match="regenerate"):
+            _common.reference_core_seconds(f)
