@@ -12,7 +12,7 @@
 #   ref     the 1 us dense reference: 200 replicas x 5 ns + 20 ps, numba amber14 + OBC2 (~100 min on 2 threads)
 #   check   md_reference_dense.json: the reference against the replica-exchange frames
 #   acc     cg_alanine: 4 folds x {force matching, denoising + optimised map + IBI} at SIZES frames (14 min wall
-#           with 2 IBI steps, ~25 with 4; two processes on folds 0 1 / 2 3, merged into one JSON)
+#           with 2 IBI steps, ~30 with 6; two processes on folds 0 1 / 2 3, merged into one JSON)
 #   stab    cg_stability: 10 x 1 us of the fold-0 data-efficient model at 4 fs (~100 min on 2 cores: two processes of
 #           5 replicas, one report)
 #   speed   cg_speed against the dense reference and the replica exchange (extended to 1,500 CPU-s)
@@ -59,14 +59,15 @@ for stage in $STAGES; do
     COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.md_reference_dense --dense "$REF" --openmm "$CAMPAIGN/starts.h5" ;;
   acc)
     # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 1 ns; IBI: two steps
-    # of 100 x 200 ps (full steps), then two of 100 x 1 ns at half step (session 36: the short runs' slow-basin
-    # noise made further full steps oscillate)
+    # of 100 x 200 ps (full steps), then four of 100 x 1 ns at half step (session 36, fold 0 by hand: further full
+    # steps on 200 ps runs oscillated with the slow basin's noise; these four took JS vs the held-out block from
+    # 0.024 to 0.016 and vs the whole reference from 0.016 to 0.0095)
     name="cg_alanine_1us_${SIZES// /_}"
     say "acc: sizes $SIZES -> $name"
     for half in "0 1" "2 3"; do  # separate work folders: each maps the reference to its own cg.h5
       COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds $half --sizes $SIZES --model fast \
         --minutes 1.5 --clock cpu --replicas 100 --steps 250000 --dt 4 --traj-every 250 \
-        --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 4 \
+        --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 6 \
         --refine-steps 50000 50000 250000 --refine-damping 1 1 0.5 \
         --work "$ACC$([ "$half" = "0 1" ] || echo "_23")" --methods force_matching denoising+ofm+ibi --explicit-seconds 20 \
         --name "${name}_folds_${half// /}" > "$CAMPAIGN/acc_${half// /}.log" 2>&1 &
