@@ -135,7 +135,8 @@ def main(argv: list[str] | None = None) -> Path:
     import h5py
 
     from compscope.analysis import basin_indicator, effective_sample_size, js_divergence, ramachandran_histogram
-    from compscope.cg import backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference, train
+    from compscope.cg import (backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference,
+                              read_frames, train)
     from compscope.md.reference import explicit_solvent_speed
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cg_alanine_"))
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> Path:
         cg_eval = work / f"{tag}_eval.h5"
         _burned(sim["traj"], args.burn_frames, cg_eval)
         cmp = compare(cg_eval, held, png=work / f"{tag}.png")
-        phi, psi = backbone_dihedrals(sim["x"][:, args.burn_frames:].reshape(-1, 5, 3))
+        phi, psi = backbone_dihedrals(read_frames(cg_eval)[0])  # the compared frames (stable, after burn-in)
         whole = {f"ramachandran_js_{b}_vs_reference": js_divergence(ramachandran_histogram(phi, psi, b),
                                                                     ramachandran_histogram(phi_ref, psi_ref, b))
                  for b in (64, 61)}
