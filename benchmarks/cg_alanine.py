@@ -135,8 +135,7 @@ def main(argv: list[str] | None = None) -> Path:
     import h5py
 
     from compscope.analysis import basin_indicator, effective_sample_size, js_divergence, ramachandran_histogram
-    from compscope.cg import (backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference,
-                              read_frames, train)
+    from compscope.cg import backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference, read_frames, train
     from compscope.md.reference import explicit_solvent_speed
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cg_alanine_"))
