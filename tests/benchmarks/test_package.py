@@ -185,3 +185,29 @@ def test_reference_core_seconds_of_openmm_and_dense_references(tmp_path):
             f["replicas"][r].attrs["ns_per_day"] = 0.0
         with pytest.raises(SystemExit, match="regenerate"):
             _common.reference_core_seconds(f)
+
+
+def test_cg_alanine_runs_end_to_end_on_the_fixture_reference(tmp_path, monkeypatch):
+    """Training, 3 IBI steps with per-step schedules, evaluation, both floors and the whole-reference JS, for real."""
+    import h5py
+
+    cg = importlib.import_module("benchmarks.cg_alanine")
+    out = {}
+    monkeypatch.setattr(cg, "write_result", lambda name, payload, seed=None, notes=None: out.update(payload) or name)
+    ref = Path(__file__).parents[1] / "fixtures" / "cg" / "ala2_obc_4x100.h5"
+    cg.main(["--ref", str(ref), "--folds", "0", "--sizes", "200", "--minutes", "0.03", "--replicas", "4",
+             "--steps", "2000", "--traj-every", "50", "--burn-frames", "5", "--cmap", "{}", "--noise", "0.01",
+             "--refine", "3", "--refine-steps", "500", "1000", "--refine-damping", "1", "0.5",
+             "--methods", "denoising+ofm+ibi", "--explicit-seconds", "0.5", "--floor-draws", "2",
+             "--work", str(tmp_path)])
+    (run,) = out["runs"]
+    assert run["refine_steps"] == 3 and Path(run["model_file"]).name == "f0_denoising+ofm+ibi_200_final.pt"
+    assert Path(run["model_file"]).read_bytes() == (tmp_path / "f0_denoising+ofm+ibi_200_ibi3.pt").read_bytes()
+    assert 0 < run["ramachandran_js_64_vs_reference"] < 1 and out["evaluation_floor"]["0"]["window_frames"] == 36
+    assert "js_64_vs_reference_mean" in out["summary"]["denoising+ofm+ibi@200"]
+    # the IBI runs followed the schedule: 500 steps, then 1000 (the last value repeats)
+    frames = []
+    for k in range(3):
+        with h5py.File(tmp_path / f"f0_denoising+ofm+ibi_200_ibi{k}_traj.h5", "r") as f:
+            frames.append(f["positions"].shape[1])
+    assert frames == [11, 21, 21]
