@@ -126,9 +126,16 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--work", default=None, help="folder for runs (default: a temporary one)")
     ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                     help="combine result files of this script run in parallel on disjoint folds into --name")
+    ap.add_argument("--rescore", default=None, metavar="JSON",
+                    help="add the whole-reference JS to the runs of an earlier result of this script, from their "
+                         "evaluation files (TAG_eval.h5) in --work folders; writes --name")
     args = ap.parse_args(argv)
     if args.merge:
         return merge([Path(f) for f in args.merge], args.name)
+    if args.rescore:
+        if not args.ref or not args.work:
+            ap.error("--rescore needs --ref (the same reference) and --work (folders holding the runs' files)")
+        return rescore(Path(args.rescore), Path(args.ref), [Path(w) for w in args.work.split(",")], args.name)
     if not args.ref:
         ap.error("--ref is required (or --merge)")
 
@@ -308,6 +315,37 @@ def merge(files: list[Path], name: str) -> Path:
     payload["settings"] = {**docs[0]["settings"], "folds": sorted(set().union(*seen))}
     notes = sorted({n for d in docs for n in d.get("notes", [])})
     return write_result(name, payload, seed=docs[0].get("seed"), notes=notes)
+
+
+def rescore(result: Path, ref: Path, works: list[Path], name: str) -> Path:
+    """An earlier result with each run's Ramachandran JS against the whole reference added (from the run's
+    evaluation file, the frames its held-out comparison used) and the summary recomputed."""
+    import h5py
+
+    from compscope.analysis import js_divergence, ramachandran_histogram
+    from compscope.cg import backbone_dihedrals, read_frames
+
+    doc = json.loads(result.read_text())
+    with h5py.File(ref, "r") as f:
+        reps = f["replicas"]
+        frames = sum(len(reps[r]["phi"]) for r in reps)
+        if frames != doc["reference_frames"]:
+            raise SystemExit(f"{ref} has {frames} frames, {result.name} was measured on {doc['reference_frames']}")
+        phi_ref = np.concatenate([reps[r]["phi"][:] for r in reps])
+        psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
+    hist = {b: ramachandran_histogram(phi_ref, psi_ref, b) for b in (64, 61)}
+    for run in doc["runs"]:
+        tag = f"f{run['fold']}_{run['method']}_{run['n_train'] if run['n_train'] < frames else 'all'}"
+        found = [w / f"{tag}_eval.h5" for w in works if (w / f"{tag}_eval.h5").exists()]
+        if not found:
+            raise SystemExit(f"no {tag}_eval.h5 in {', '.join(map(str, works))}: give the runs' --work folders")
+        phi, psi = backbone_dihedrals(read_frames(found[0])[0])
+        for b in (64, 61):
+            run[f"ramachandran_js_{b}_vs_reference"] = js_divergence(ramachandran_histogram(phi, psi, b), hist[b])
+    payload = {k: v for k, v in doc.items() if k not in ("benchmark", "date", "command", "seed", "machine",
+                                                         "versions", "notes")}
+    payload.update(summary=_summary(doc["runs"]), rescored_from={"command": doc["command"], "date": doc["date"]})
+    return write_result(name, payload, seed=doc.get("seed"), notes=doc.get("notes", []))
 
 
 def _per_step(values: list, step: int):

@@ -211,3 +211,14 @@ def test_cg_alanine_runs_end_to_end_on_the_fixture_reference(tmp_path, monkeypat
         with h5py.File(tmp_path / f"f0_denoising+ofm+ibi_200_ibi{k}_traj.h5", "r") as f:
             frames.append(f["positions"].shape[1])
     assert frames == [11, 21, 21]
+    # --rescore adds the whole-reference JS to an earlier result from the runs' evaluation files
+    doc = {**out, "benchmark": "x", "date": "d", "command": "first", "seed": 0, "notes": []}
+    whole = doc["runs"][0].pop("ramachandran_js_64_vs_reference")
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    out.clear()
+    cg.main(["--rescore", str(tmp_path / "r.json"), "--ref", str(ref), "--work", f"{tmp_path}/none,{tmp_path}"])
+    assert out["runs"][0]["ramachandran_js_64_vs_reference"] == pytest.approx(whole)
+    assert out["rescored_from"]["command"] == "first"
+    assert "js_64_vs_reference_mean" in out["summary"]["denoising+ofm+ibi@200"]
+    with pytest.raises(SystemExit, match="no f0_denoising"):
+        cg.main(["--rescore", str(tmp_path / "r.json"), "--ref", str(ref), "--work", f"{tmp_path}/none"])
