@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> Path:
     import h5py
 
     from compscope.analysis import basin_indicator, effective_sample_size, js_divergence, ramachandran_histogram
-    from compscope.cg import backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference, read_frames, train
+    from compscope.cg import backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference, train
     from compscope.md.reference import explicit_solvent_speed
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cg_alanine_"))
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> Path:
             "settings": vars(args)}, seed=args.seed)
     cg_file = work / "cg.h5"
     info = map_reference(args.ref, "backbone", cg_file)
+    ref_hist = _ramachandran(phi_ref, psi_ref)
     explicit = explicit_solvent_speed(seconds=args.explicit_seconds)
     runs: list[dict] = []
 
@@ -273,10 +274,7 @@ def main(argv: list[str] | None = None) -> Path:
         cg_eval = work / f"{tag}_eval.h5"
         _burned(sim["traj"], args.burn_frames, cg_eval)
         cmp = compare(cg_eval, held, png=work / f"{tag}.png")
-        phi, psi = backbone_dihedrals(read_frames(cg_eval)[0])  # the compared frames (stable, after burn-in)
-        whole = {f"ramachandran_js_{b}_vs_reference": js_divergence(ramachandran_histogram(phi, psi, b),
-                                                                    ramachandran_histogram(phi_ref, psi_ref, b))
-                 for b in (64, 61)}
+        whole = _js_vs_reference(cg_eval, ref_hist)
         phi, _ = backbone_dihedrals(sim["x"].reshape(-1, 5, 3))
         ess = effective_sample_size(basin_indicator(phi.reshape(args.replicas, -1)))
         runs.append({"fold": fold, "method": method, "n_train": size or info["n_frames"],
@@ -305,8 +303,7 @@ def merge(files: list[Path], name: str) -> Path:
     if any(a & b for i, a in enumerate(seen) for b in seen[i + 1:]):
         raise SystemExit("the files share folds: merge results of disjoint --folds only")
     runs = sorted((r for d in docs for r in d["runs"]), key=lambda r: (r["fold"], r["method"], r["n_train"]))
-    payload = {k: v for k, v in docs[0].items() if k not in ("benchmark", "date", "command", "seed", "machine",
-                                                              "versions", "notes")}
+    payload = {k: v for k, v in docs[0].items() if k not in _PROVENANCE}
     payload.update(partial=any(d["partial"] for d in docs), runs=runs, summary=_summary(runs),
                    reference_floor={k: v for d in docs for k, v in d["reference_floor"].items()},
                    evaluation_floor={k: v for d in docs for k, v in d.get("evaluation_floor", {}).items()},
@@ -322,9 +319,6 @@ def rescore(result: Path, ref: Path, works: list[Path], name: str) -> Path:
     evaluation file, the frames its held-out comparison used) and the summary recomputed."""
     import h5py
 
-    from compscope.analysis import js_divergence, ramachandran_histogram
-    from compscope.cg import backbone_dihedrals, read_frames
-
     doc = json.loads(result.read_text())
     with h5py.File(ref, "r") as f:
         reps = f["replicas"]
@@ -333,19 +327,36 @@ def rescore(result: Path, ref: Path, works: list[Path], name: str) -> Path:
             raise SystemExit(f"{ref} has {frames} frames, {result.name} was measured on {doc['reference_frames']}")
         phi_ref = np.concatenate([reps[r]["phi"][:] for r in reps])
         psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
-    hist = {b: ramachandran_histogram(phi_ref, psi_ref, b) for b in (64, 61)}
+    hist = _ramachandran(phi_ref, psi_ref)
     for run in doc["runs"]:
         tag = f"f{run['fold']}_{run['method']}_{run['n_train'] if run['n_train'] < frames else 'all'}"
         found = [w / f"{tag}_eval.h5" for w in works if (w / f"{tag}_eval.h5").exists()]
         if not found:
             raise SystemExit(f"no {tag}_eval.h5 in {', '.join(map(str, works))}: give the runs' --work folders")
-        phi, psi = backbone_dihedrals(read_frames(found[0])[0])
-        for b in (64, 61):
-            run[f"ramachandran_js_{b}_vs_reference"] = js_divergence(ramachandran_histogram(phi, psi, b), hist[b])
-    payload = {k: v for k, v in doc.items() if k not in ("benchmark", "date", "command", "seed", "machine",
-                                                         "versions", "notes")}
+        run.update(_js_vs_reference(found[0], hist))
+    payload = {k: v for k, v in doc.items() if k not in _PROVENANCE}
     payload.update(summary=_summary(doc["runs"]), rescored_from={"command": doc["command"], "date": doc["date"]})
     return write_result(name, payload, seed=doc.get("seed"), notes=doc.get("notes", []))
+
+
+#: a result file's own provenance, which a derived result (merge, rescore) writes afresh
+_PROVENANCE = ("benchmark", "date", "command", "seed", "machine", "versions", "notes")
+
+
+def _ramachandran(phi: np.ndarray, psi: np.ndarray) -> dict:
+    from compscope.analysis import ramachandran_histogram
+
+    return {b: ramachandran_histogram(phi, psi, b) for b in (64, 61)}
+
+
+def _js_vs_reference(eval_file: Path, ref_hist: dict) -> dict:
+    """Ramachandran JS (64 and 61 bins) of a run's compared frames (stable, after burn-in) against the whole
+    reference's histograms."""
+    from compscope.analysis import js_divergence
+    from compscope.cg import backbone_dihedrals, read_frames
+
+    hist = _ramachandran(*backbone_dihedrals(read_frames(eval_file)[0]))
+    return {f"ramachandran_js_{b}_vs_reference": js_divergence(hist[b], ref_hist[b]) for b in ref_hist}
 
 
 def _per_step(values: list, step: int):
