@@ -32,6 +32,7 @@ ACC=${ACC:-$CAMPAIGN/acc}  # the acc stage's work folder (the stab and speed sta
 # the fold-0 data-efficient model as the acc stage evaluated it (after its IBI steps; before session 36 the stab and
 # speed stages took the trained model before IBI by mistake)
 FINAL="$ACC/f0_denoising+ofm+ibi_10000_final.pt"
+# the stab stage's run folder lives beside that model, so a new acc folder (ACC=...) never resumes another model's run
 say() { echo "[$(date -u +%FT%TZ)] $*"; }
 
 for stage in $STAGES; do
@@ -78,7 +79,7 @@ for stage in $STAGES; do
   stab)
     say "stab: 2 processes x 5 replicas"
     stab=(-m benchmarks.cg_stability --model "$FINAL" --cg "$ACC/cg_f0_ofm.h5"
-          --replicas 10 --ns 1000 --dt 4 --out "$CAMPAIGN/stability" --ref "$REF" --parts 2)
+          --replicas 10 --ns 1000 --dt 4 --out "$ACC/stability" --ref "$REF" --parts 2)
     for k in 0 1; do
       COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --part $k > "$CAMPAIGN/stab_$k.log" 2>&1 &
     done
