@@ -102,6 +102,12 @@ def write_result(name: str, payload: dict[str, Any], seed: int | None = None, no
     return path
 
 
+def reference_ns(f) -> float:
+    """Simulated ns of all replicas of an all-atom ``compscope md reference`` file (an open h5py File)."""
+    reps = f["replicas"]
+    return sum(int(reps[r].attrs["steps"]) * float(f.attrs["dt_fs"]) * 1e-6 for r in reps)
+
+
 def reference_core_seconds(f) -> tuple[float, str]:
     """Core-seconds an all-atom ``compscope md reference`` file (an open h5py File) took, and how it is known: OpenMM
     replicas store their wall time (each on a core of its own); the dense engine's replicas ran together and each
@@ -109,7 +115,7 @@ def reference_core_seconds(f) -> tuple[float, str]:
     reps = f["replicas"]
     if all("wall_s" in reps[r].attrs for r in reps):
         return float(sum(reps[r].attrs["wall_s"] for r in reps)), "the replicas' integrator wall time, one core each"
-    ns = sum(int(reps[r].attrs["steps"]) * float(f.attrs["dt_fs"]) * 1e-6 for r in reps)
+    ns = reference_ns(f)
     rate = float(sum(float(reps[r].attrs.get("ns_per_day", 0.0)) for r in reps))
     if rate <= 0:
         raise SystemExit("the reference stores neither wall times nor ns/day per replica: regenerate it with "

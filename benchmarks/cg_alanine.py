@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import reference_core_seconds, write_result
+from benchmarks._common import reference_core_seconds, reference_ns, write_result
 
 
 def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float, traj_every: int, seed: int,
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     with h5py.File(args.ref, "r") as f:
         reps = f["replicas"]
-        ref_ns = sum(int(reps[r].attrs["steps"]) * float(f.attrs["dt_fs"]) * 1e-6 for r in reps)
+        ref_ns = reference_ns(f)
         dense = str(f.attrs.get("engine", "")).startswith("compscope.md.simulate_dense")
         rates = [float(reps[r].attrs.get("ns_per_day", 0.0)) for r in reps]
         # OpenMM replicas each ran on a core of their own; the dense engine's ran together on one core and each
@@ -369,7 +369,7 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
     """The score of an exact CG model under the protocol: ``draws`` times, ``replicas`` windows of ``window``
     consecutive reference frames (whole replicas when shorter), from replicas of the training blocks only, against
     the held-out block ``fold`` (Ramachandran JS and free-energy MSE on 64 x 64 and 61 x 61 bins)."""
-    from compscope.analysis import js_divergence, ramachandran_histogram
+    from compscope.analysis import js_divergence
     from compscope.cg import fold_split, free_energy_mse
 
     if replicas < 1 or window < 1 or draws < 1:
@@ -382,7 +382,7 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
     if not cands:
         raise SystemExit(f"fold {fold}: every reference replica has held-out frames; no training windows to draw")
     rng = np.random.default_rng(seed)
-    ref = {b: ramachandran_histogram(phi[held], psi[held], b) for b in (64, 61)}
+    ref = _ramachandran(phi[held], psi[held])
     scores: dict[str, list[float]] = {}
     for _ in range(draws):
         idx = []
@@ -391,8 +391,7 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
             o = starts[r] + int(rng.integers(0, lengths[r] - w + 1))
             idx.append(np.arange(o, o + w))
         idx = np.concatenate(idx)
-        for b in (64, 61):
-            h = ramachandran_histogram(phi[idx], psi[idx], b)
+        for b, h in _ramachandran(phi[idx], psi[idx]).items():
             scores.setdefault(f"js_{b}", []).append(js_divergence(h, ref[b]))
             scores.setdefault(f"mse_{b}", []).append(free_energy_mse(h, ref[b]))
     out = {k: float(np.mean(v)) for k, v in scores.items()}

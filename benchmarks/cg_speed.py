@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import reference_core_seconds, write_result
+from benchmarks._common import reference_core_seconds, reference_ns, write_result
 
 
 def _starts(model, cg_file: Path, replicas: int, seed: int) -> list:
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> Path:
         m = min(len(reps[r]["phi"]) for r in reps)
         aa = _basins(np.stack([reps[r]["phi"][:m] for r in reps]), np.stack([reps[r]["psi"][:m] for r in reps]))
         aa_wall, how = reference_core_seconds(f)
-        aa_ns = sum(int(reps[r].attrs["steps"]) * float(f.attrs["dt_fs"]) * 1e-6 for r in reps)
+        aa_ns = reference_ns(f)
     aa.update(ns_total=aa_ns, wall_s=aa_wall, note=f"the reference campaign's own time: {how}")
     aa_ns_per_cpu_s = out["allatom_implicit"]["ns_per_day_cpu"] / 86400.0  # measured in this run
     for k in ("slow_basin", "alpha_R"):
