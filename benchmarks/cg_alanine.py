@@ -222,11 +222,14 @@ def main(argv: list[str] | None = None) -> Path:
             raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm, +ibi")
         fmap = "ofm" if "ofm" in extras else ""
         train_idx, _ = fold_split(lengths, fold)
+        # the frames this run may see (the CG data module's stride): the optimised map and IBI use no others
+        tr = train_idx if not size or size >= len(train_idx) else \
+            train_idx[np.linspace(0, len(train_idx) - 1, size).round().astype(int)]
         data_file = cg_file
-        if fmap == "ofm":  # the optimised force map, fitted on this fold's training frames only
-            data_file = work / f"cg_f{fold}_ofm.h5"
+        if fmap == "ofm":  # the optimised force map, fitted on this run's training frames only
+            data_file = work / f"cg_f{fold}_ofm_{size or 'all'}.h5"
             if not data_file.exists():
-                map_reference(args.ref, "backbone", data_file, force_map="optimised", fit_frames=train_idx)
+                map_reference(args.ref, "backbone", data_file, force_map="optimised", fit_frames=tr)
         tag = f"f{fold}_{method}_{size or 'all'}"
         t0 = time.process_time()
         members, steps = [], 0
@@ -253,8 +256,6 @@ def main(argv: list[str] | None = None) -> Path:
             from compscope.cg import load_cg, refine_cmap
             from compscope.models.artifacts import load_model, save_package
 
-            tr = train_idx if not size or size >= len(train_idx) else \
-                train_idx[np.linspace(0, len(train_idx) - 1, size).round().astype(int)]
             data_x = np.concatenate(load_cg(data_file).positions)[tr]
             pre = _cg_run(model_file, data_file, args.replicas, _per_step(args.refine_steps or [args.steps], it),
                           args.dt, args.traj_every, args.seed + 1000 + it, work / f"{tag}_ibi{it}_traj.h5",

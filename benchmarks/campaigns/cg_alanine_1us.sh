@@ -78,7 +78,7 @@ for stage in $STAGES; do
       "$ROOT/benchmarks/results/${name}_folds_23.json" --name "$name" ;;
   stab)
     say "stab: 2 processes x 5 replicas"
-    stab=(-m benchmarks.cg_stability --model "$FINAL" --cg "$ACC/cg_f0_ofm.h5"
+    stab=(-m benchmarks.cg_stability --model "$FINAL" --cg "$ACC/cg_f0_ofm_10000.h5"
           --replicas 10 --ns 1000 --dt 4 --out "$ACC/stability" --ref "$REF" --parts 2)
     for k in 0 1; do
       COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --part $k > "$CAMPAIGN/stab_$k.log" 2>&1 &
@@ -87,7 +87,7 @@ for stage in $STAGES; do
     COMPSCOPE_NUM_THREADS=1 $PY "${stab[@]}" --report-only ;;
   speed)
     say "speed"
-    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_speed --cg "$ACC/cg_f0_ofm.h5" \
+    COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_speed --cg "$ACC/cg_f0_ofm_10000.h5" \
       --fast "$FINAL" --ref "$REF" --dense-ref "$REF" --remd-cpu-s 1500 \
       --ess-ns 2 --openmm-seconds 60 --work "$CAMPAIGN/remd" --name cg_speed ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;

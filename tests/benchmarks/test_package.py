@@ -211,6 +211,9 @@ def test_cg_alanine_runs_end_to_end_on_the_fixture_reference(tmp_path, monkeypat
         with h5py.File(tmp_path / f"f0_denoising+ofm+ibi_200_ibi{k}_traj.h5", "r") as f:
             frames.append(f["positions"].shape[1])
     assert frames == [11, 21, 21]
+    # the optimised force map saw only the run's 200 training frames (a data-efficiency claim counts every frame)
+    with h5py.File(tmp_path / "cg_f0_ofm_200.h5", "r") as f:
+        assert f.attrs["force_map_fit_frames"] == 200
     # --rescore adds the whole-reference JS to an earlier result from the runs' evaluation files
     doc = {**out, "benchmark": "x", "date": "d", "command": "first", "seed": 0, "notes": []}
     whole = doc["runs"][0].pop("ramachandran_js_64_vs_reference")

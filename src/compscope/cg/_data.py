@@ -89,6 +89,7 @@ def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = 
         with h5py.File(out, "w") as g:
             g.attrs.update({"mapping": json.dumps(cgmap.to_dict()), "source": str(ref), "has_forces": has_forces,
                             "force_map": force_map,
+                            **({} if fit_info is None else {"force_map_fit_frames": fit_info["n_frames"]}),
                             **{k: attrs[k] for k in ("temperature_K", "solvent", "dt_fs", "save_every", "forcefield")
                                if k in attrs}})
             g["bead_z"] = np.asarray(cgmap.bead_z)
