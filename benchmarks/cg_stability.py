@@ -133,18 +133,27 @@ def main(argv: list[str] | None = None) -> Path:
     parts = [(k, f) for k, f in enumerate(folders) if (f / "summary.json").exists()]
     if not parts:
         raise SystemExit(f"no run in {args.out} yet: run it (with --part K for each part) before --report-only")
-    good, stopped, n_stable, cpu, dones, ns_all = [], {}, 0, 0.0, [], 0.0
-    for k, run in parts:
+    good, stopped, n_stable, cpu, dones, ns_all, busy = [], {}, 0, 0.0, [], 0.0, []
+    for k, run in list(parts):
         summary = json.loads((run / "summary.json").read_text())
-        x, step = _frames(run, len(slices[k]), len(pot.atomic_numbers))
+        try:  # a part still running holds its trajectory file locked for writing: report without it
+            x, step = _frames(run, len(slices[k]), len(pot.atomic_numbers))
+            n_done = steps_done(run)
+        except OSError as err:
+            print(f"part {k} is busy ({type(err).__name__}): reported without it; run --report-only after it ends")
+            busy.append(k)
+            parts.remove((k, run))
+            continue
         for r in summary["replica_summary"]:
             if r.get("stopped_at_step") is not None:
                 stopped[int(slices[k][r["replica"]])] = r["stopped_at_step"]
         good += [x[j][step < stopped.get(int(i), np.inf)] for j, i in enumerate(slices[k])]
         n_stable += summary["n_stable"]
         cpu += cpu_of(run)
-        dones.append(steps_done(run))
+        dones.append(n_done)
         ns_all += dones[-1] * args.dt * 1e-6 * len(slices[k])
+    if not parts:
+        raise SystemExit(f"every part in {args.out} is busy (running): --report-only after they end")
     done = min(dones)
     frames = np.concatenate(good)
     prior = pot.prior
@@ -158,7 +167,7 @@ def main(argv: list[str] | None = None) -> Path:
     ns_done = done * args.dt * 1e-6
     payload = {"complete": done >= total and len(parts) == args.parts and n_stable == args.replicas,
                "model": str(args.model), "replicas": args.replicas, "n_stable": n_stable, "dt_fs": args.dt,
-               "parts": args.parts, "parts_reported": [k for k, _ in parts],
+               "parts": args.parts, "parts_reported": [k for k, _ in parts], "parts_busy": busy,
                "simulated_ns_per_replica": ns_done, "target_ns_per_replica": args.ns,
                "stopped": {str(r): s for r, s in stopped.items()}, "frames": int(len(frames)),
                "frame_ps": every * args.dt / 1000.0, "check_every_steps": args.check_every,

@@ -53,6 +53,23 @@ def test_parts_run_apart_and_report_together(model_and_cg, tmp_path, monkeypatch
     assert both["complete"] and both["n_stable"] == 4 and both["frames"] == 4 * 21
     assert both["parts_reported"] == [0, 1] and both["simulated_ns_per_replica"] == pytest.approx(0.0008)
     assert {b["beads"][0] for b in both["bonds_run"]} == {0, 1, 2, 3}
+    # a part still writing its trajectory (another process holds the file open) is left out of a report, not fatal
+    import subprocess
+    import sys
+
+    hold = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+                             "print('open', flush=True); time.sleep(60)",
+                             str(tmp_path / "split" / "part_0" / "trajectory.h5")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert hold.stdout.readline().strip() == "open"
+        _run(stab, model, cg, tmp_path / "split", "--parts", "2", "--report-only")
+        busy = written["cg_stability"][-1]
+        assert busy["parts_busy"] == [0] and busy["parts_reported"] == [1] and not busy["complete"]
+        assert busy["frames"] == 2 * 21
+    finally:
+        hold.kill()
+        hold.wait()
+        hold.stdout.close()
     # part 0 runs the unsplit run's first two replicas from the same start frames with the same seed
     x_one = json.loads((tmp_path / "one" / "summary.json").read_text())
     assert x_one["replicas"] == 4
