@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> Path:
         whole = _js_vs_reference(cg_eval, ref_hist)
         phi, _ = backbone_dihedrals(sim["x"].reshape(-1, 5, 3))
         ess = effective_sample_size(basin_indicator(phi.reshape(args.replicas, -1)))
-        runs.append({"fold": fold, "method": method, "n_train": size or info["n_frames"],
+        runs.append({"fold": fold, "method": method, "n_train": int(len(tr)), "size": size or "all",
                      "train_steps": steps, "train_cpu_s": train_cpu, "ensemble": args.ensemble,
                      "refine_steps": n_refine, "refine_cpu_s": refine_cpu, "model_file": str(final),
                      "cg_slow_basin_population": float(basin_indicator(phi).mean()),
@@ -330,7 +330,9 @@ def rescore(result: Path, ref: Path, works: list[Path], name: str) -> Path:
         psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
     hist = _ramachandran(phi_ref, psi_ref)
     for run in doc["runs"]:
-        tag = f"f{run['fold']}_{run['method']}_{run['n_train'] if run['n_train'] < frames else 'all'}"
+        # results before "size" was recorded gave all the reference's frames as n_train for "all"
+        size = run.get("size", run["n_train"] if run["n_train"] < frames else "all")
+        tag = f"f{run['fold']}_{run['method']}_{size}"
         found = [w / f"{tag}_eval.h5" for w in works if (w / f"{tag}_eval.h5").exists()]
         if not found:
             raise SystemExit(f"no {tag}_eval.h5 in {', '.join(map(str, works))}: give the runs' --work folders")
@@ -405,7 +407,8 @@ def _summary(runs: list[dict]) -> dict:
     """Mean and spread over folds of each (method, training size): JS, MSE, the folds it covers."""
     out: dict = {}
     for r in runs:
-        out.setdefault(f"{r['method']}@{r['n_train']}", []).append(r)
+        # keyed by the requested size: "all" is a few frames more or less on each fold
+        out.setdefault(f"{r['method']}@{r.get('size', r['n_train'])}", []).append(r)
     summ = {}
     for key, rs in out.items():
         js = [r["ramachandran_js_64"] for r in rs]
