@@ -417,9 +417,13 @@ def _summary(runs: list[dict]) -> dict:
                      "js_64_std": float(np.std(js)), "mse_64_mean": float(np.mean(mse)),
                      "mse_64_std": float(np.std(mse)),
                      "js_61_mean": float(np.mean([r["ramachandran_js_61"] for r in rs]))}
-        whole = [r["ramachandran_js_64_vs_reference"] for r in rs if "ramachandran_js_64_vs_reference" in r]
-        if len(whole) == len(rs):
-            summ[key]["js_64_vs_reference_mean"] = float(np.mean(whole))
+        # per-fold lists of what every run reports (older results lack some): a blown-up CG run shows here
+        for src, dst in (("ramachandran_js_64_vs_reference", "js_64_vs_reference"), ("cg_stable", "stable_replicas"),
+                         ("cg_slow_basin_population", "slow_basin")):
+            if all(src in r for r in rs):
+                summ[key][dst] = [r[src] for r in rs]
+        if "js_64_vs_reference" in summ[key]:
+            summ[key]["js_64_vs_reference_mean"] = float(np.mean(summ[key]["js_64_vs_reference"]))
     return summ
 
 

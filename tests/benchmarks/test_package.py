@@ -101,7 +101,8 @@ def test_cg_alanine_merges_disjoint_folds_and_refuses_overlaps(tmp_path, monkeyp
 
     def part(folds, js, name):
         runs = [{"fold": f, "method": "denoising", "n_train": 10000, "ramachandran_js_64": j,
-                 "free_energy_mse_64": 2 * j, "ramachandran_js_61": j} for f, j in zip(folds, js)]
+                 "free_energy_mse_64": 2 * j, "ramachandran_js_61": j, "cg_stable": 100 - f}
+                for f, j in zip(folds, js)]
         doc = {"benchmark": name, "date": "d", "command": f"cmd {name}", "seed": 0, "machine": {}, "versions": {},
                "partial": False, "reference_ns": 1000.0, "reference_frames": 10, "runs": runs,
                "reference_floor": {str(f): {"js_64": 0.001} for f in folds}, "settings": {"folds": folds},
@@ -116,6 +117,7 @@ def test_cg_alanine_merges_disjoint_folds_and_refuses_overlaps(tmp_path, monkeyp
     s = payload["summary"]["denoising@10000"]
     assert s["folds"] == [0, 1, 2, 3] and s["js_64_mean"] == pytest.approx(0.025)
     assert s["mse_64_mean"] == pytest.approx(0.05) and payload["settings"]["folds"] == [0, 1, 2, 3]
+    assert s["stable_replicas"] == [100, 99, 98, 97] and "slow_basin" not in s and "js_64_vs_reference" not in s
     assert set(payload["reference_floor"]) == {"0", "1", "2", "3"} and notes == ["note a", "note b"]
     assert [m["folds"] for m in payload["merged_from"]] == [[0, 1], [2, 3]]
     with pytest.raises(SystemExit, match="share folds"):
