@@ -87,7 +87,7 @@ def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float,
     return {"wall_s": wall, "cpu_s": res.cpu_s, "n_stable": res.n_stable, "replicas": replicas, "steps": steps,
             "dt_fs": dt, "ns_per_day_per_replica": res.ns_per_day, "ns_per_day_all_replicas": res.ns_per_day * replicas,
             "ns_per_day_all_replicas_cpu": res.ns_per_day_cpu * replicas,
-            "traj": str(out), "x": x}
+            "traj": str(out), "x": x, "stable_frames": stable}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--model", choices=["fast", "equivariant"], default="fast")
     ap.add_argument("--noise", type=float, nargs="+", default=[0.02], help="denoising sigma(s), Å (several: schedule)")
     ap.add_argument("--cmap", default=None, help="JSON of model.cmap (the 2-D torsion prior term), e.g. '{}'")
+    ap.add_argument("--max-epochs", type=int, default=100000,
+                    help="epochs at most (the time budget usually ends training first; small sets overfit)")
     ap.add_argument("--ensemble", type=int, default=1, help="seeds per cell, their forces averaged")
     ap.add_argument("--refine", type=int, default=2, help="IBI steps on the (phi, psi) term of +ibi methods")
     ap.add_argument("--refine-steps", type=int, nargs="+", default=None,
@@ -238,8 +240,8 @@ def main(argv: list[str] | None = None) -> Path:
                    "data": {"path": str(data_file), "fold": fold, "n_train": size or None, "n_valid": 2000,
                             "batch_size": 64},
                    "module": {"loss": loss, "noise": noise, "denoising_weight": args.denoising_weight},
-                   "trainer": {"max_epochs": 100000, "max_time_minutes": args.minutes, "budget_clock": args.clock,
-                               "progress_bar": False, "ema_decay": 0.99}}
+                   "trainer": {"max_epochs": args.max_epochs, "max_time_minutes": args.minutes,
+                               "budget_clock": args.clock, "progress_bar": False, "ema_decay": 0.99}}
             res = train(cfg, out=work / (tag if m == 0 else f"{tag}_seed{m}"))
             members.append(res.run.file("model.pt"))
             steps += res.trainer.global_step
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> Path:
             model_file = save_package(average_models([load_model(p) for p in members]), work / f"{tag}_ensemble.pt")
         train_cpu = time.process_time() - t0
         t0 = time.process_time()
-        n_refine = args.refine if "ibi" in extras else 0
+        n_refine, refine_stopped, refined = (args.refine if "ibi" in extras else 0), None, 0
         for it in range(n_refine):
             from compscope.cg import load_cg, refine_cmap
             from compscope.models.artifacts import load_model, save_package
@@ -260,10 +262,16 @@ def main(argv: list[str] | None = None) -> Path:
             pre = _cg_run(model_file, data_file, args.replicas, _per_step(args.refine_steps or [args.steps], it),
                           args.dt, args.traj_every, args.seed + 1000 + it, work / f"{tag}_ibi{it}_traj.h5",
                           start_frames=train_idx)
-            cg_x = pre["x"][:, args.burn_frames:].reshape(-1, 5, 3)
+            cg_x = _after_burn_in(pre, args.burn_frames)
+            if not len(cg_x):  # the model blew up in every replica: evaluate it as it is, keep the grid going
+                refine_stopped = f"IBI step {it}: no CG frame after burn-in ({pre['n_stable']} of " \
+                                 f"{args.replicas} replicas stable)"
+                print(refine_stopped, flush=True)
+                break
             new = refine_cmap(load_model(model_file), cg_x, data_x, damping=_per_step(args.refine_damping, it),
                               **(json.loads(args.cmap) if args.cmap else {}))
             model_file = save_package(new, work / f"{tag}_ibi{it + 1}.pt")
+            refined += 1
         refine_cpu = time.process_time() - t0
         final = work / f"{tag}_final.pt"  # the model this run evaluates (after any IBI): cg_stability, cg_speed take it
         shutil.copyfile(model_file, final)
@@ -272,23 +280,36 @@ def main(argv: list[str] | None = None) -> Path:
         # the held-out block as the reference of this fold; the CG run after its burn-in
         held = work / f"f{fold}_held.h5"
         _held_out(cg_file, fold, held)
-        cg_eval = work / f"{tag}_eval.h5"
-        _burned(sim["traj"], args.burn_frames, cg_eval)
-        cmp = compare(cg_eval, held, png=work / f"{tag}.png")
-        whole = _js_vs_reference(cg_eval, ref_hist)
-        phi, _ = backbone_dihedrals(sim["x"].reshape(-1, 5, 3))
-        ess = effective_sample_size(basin_indicator(phi.reshape(args.replicas, -1)))
-        runs.append({"fold": fold, "method": method, "n_train": int(len(tr)), "size": size or "all",
-                     "train_steps": steps, "train_cpu_s": train_cpu, "ensemble": args.ensemble,
-                     "refine_steps": n_refine, "refine_cpu_s": refine_cpu, "model_file": str(final),
-                     "cg_slow_basin_population": float(basin_indicator(phi).mean()),
-                     **{k: v for k, v in cmp.items() if not k.startswith(("js bond", "js angle"))}, **whole,
-                     "bond_js_max": max(v for k, v in cmp.items() if k.startswith("js bond")),
-                     "angle_js_max": max(v for k, v in cmp.items() if k.startswith("js angle")),
-                     "cg_ns_per_day": sim["ns_per_day_all_replicas"], "cg_stable": sim["n_stable"],
-                     "cg_ns_per_day_cpu": sim["ns_per_day_all_replicas_cpu"],
-                     "cg_basin_ess_per_s": ess / sim["wall_s"], "cg_basin_ess_per_cpu_s": ess / sim["cpu_s"],
-                     "dt_fs": args.dt})
+        run = {"fold": fold, "method": method, "n_train": int(len(tr)), "size": size or "all",
+               "train_steps": steps, "train_cpu_s": train_cpu, "ensemble": args.ensemble,
+               "refine_steps": refined, "refine_cpu_s": refine_cpu, "model_file": str(final),
+               "cg_ns_per_day": sim["ns_per_day_all_replicas"], "cg_stable": sim["n_stable"],
+               "cg_ns_per_day_cpu": sim["ns_per_day_all_replicas_cpu"], "dt_fs": args.dt}
+        if refine_stopped:
+            run["refine_stopped"] = refine_stopped
+        cg_x = _after_burn_in(sim, args.burn_frames)
+        if not len(cg_x):  # nothing to score: the metrics are missing (None), not made up
+            run.update({k: None for k in _METRICS}, failed=f"no CG frame after burn-in ({sim['n_stable']} of "
+                                                             f"{args.replicas} replicas stable)")
+        else:
+            cg_eval = work / f"{tag}_eval.h5"
+            _burned(sim["traj"], args.burn_frames, cg_eval)
+            cmp = compare(cg_eval, held, png=work / f"{tag}.png")
+            phi, _ = backbone_dihedrals(cg_x)
+            # ESS over the replicas that stayed stable to the end (all of them in a healthy run)
+            whole_runs = sim["x"][sim["stable_frames"] == sim["x"].shape[1]]
+            ess = None
+            if len(whole_runs):
+                rphi, _ = backbone_dihedrals(whole_runs.reshape(-1, 5, 3))
+                ess = effective_sample_size(basin_indicator(rphi.reshape(len(whole_runs), -1)))
+            run.update({"cg_slow_basin_population": float(basin_indicator(phi).mean()),
+                        **{k: v for k, v in cmp.items() if not k.startswith(("js bond", "js angle"))},
+                        **_js_vs_reference(cg_eval, ref_hist),
+                        "bond_js_max": max(v for k, v in cmp.items() if k.startswith("js bond")),
+                        "angle_js_max": max(v for k, v in cmp.items() if k.startswith("js angle")),
+                        "cg_basin_ess_per_s": None if ess is None else ess / sim["wall_s"],
+                        "cg_basin_ess_per_cpu_s": None if ess is None else ess / sim["cpu_s"]})
+        runs.append(run)
         print(json.dumps(runs[-1]))
         path = save()
     return path
@@ -330,6 +351,8 @@ def rescore(result: Path, ref: Path, works: list[Path], name: str) -> Path:
         psi_ref = np.concatenate([reps[r]["psi"][:] for r in reps])
     hist = _ramachandran(phi_ref, psi_ref)
     for run in doc["runs"]:
+        if run.get("failed"):  # nothing was scored, there is no evaluation file
+            continue
         # results before "size" was recorded gave all the reference's frames as n_train for "all"
         size = run.get("size", run["n_train"] if run["n_train"] < frames else "all")
         tag = f"f{run['fold']}_{run['method']}_{size}"
@@ -360,6 +383,18 @@ def _js_vs_reference(eval_file: Path, ref_hist: dict) -> dict:
 
     hist = _ramachandran(*backbone_dihedrals(read_frames(eval_file)[0]))
     return {f"ramachandran_js_{b}_vs_reference": js_divergence(hist[b], ref_hist[b]) for b in ref_hist}
+
+
+_METRICS = ("cg_slow_basin_population", "ramachandran_js_64", "free_energy_mse_64", "ramachandran_js_61",
+            "free_energy_mse_61", "ramachandran_js_64_vs_reference", "ramachandran_js_61_vs_reference", "bond_js_max",
+            "angle_js_max", "cg_basin_ess_per_s", "cg_basin_ess_per_cpu_s")
+
+
+def _after_burn_in(sim: dict, burn: int) -> np.ndarray:
+    """(N, n_beads, 3): each replica's frames after the burn-in and before its monitor stopped it."""
+    x = sim["x"]
+    parts = [x[r, burn:n] for r, n in enumerate(sim["stable_frames"]) if n > burn]
+    return np.concatenate(parts) if parts else np.empty((0, *x.shape[2:]))
 
 
 def _per_step(values: list, step: int):
@@ -404,26 +439,32 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
 
 
 def _summary(runs: list[dict]) -> dict:
-    """Mean and spread over folds of each (method, training size): JS, MSE, the folds it covers."""
+    """Mean and spread over folds of each (method, training size): JS, MSE, the folds it covers. A run with no CG
+    frame to score has None metrics; any such fold makes its cell's means None (a failure is not averaged away)."""
     out: dict = {}
     for r in runs:
         # keyed by the requested size: "all" is a few frames more or less on each fold
         out.setdefault(f"{r['method']}@{r.get('size', r['n_train'])}", []).append(r)
+
+    def stat(f, xs):
+        return None if any(x is None for x in xs) else float(f(xs))
+
     summ = {}
     for key, rs in out.items():
         js = [r["ramachandran_js_64"] for r in rs]
         mse = [r["free_energy_mse_64"] for r in rs]
-        summ[key] = {"folds": [r["fold"] for r in rs], "js_64": js, "mse_64": mse, "js_64_mean": float(np.mean(js)),
-                     "js_64_std": float(np.std(js)), "mse_64_mean": float(np.mean(mse)),
-                     "mse_64_std": float(np.std(mse)),
-                     "js_61_mean": float(np.mean([r["ramachandran_js_61"] for r in rs]))}
+        summ[key] = {"folds": [r["fold"] for r in rs], "js_64": js, "mse_64": mse, "js_64_mean": stat(np.mean, js),
+                     "js_64_std": stat(np.std, js), "mse_64_mean": stat(np.mean, mse),
+                     "mse_64_std": stat(np.std, mse),
+                     "js_61_mean": stat(np.mean, [r["ramachandran_js_61"] for r in rs]),
+                     "failed_folds": [r["fold"] for r in rs if r.get("failed")]}
         # per-fold lists of what every run reports (older results lack some): a blown-up CG run shows here
         for src, dst in (("ramachandran_js_64_vs_reference", "js_64_vs_reference"), ("cg_stable", "stable_replicas"),
                          ("cg_slow_basin_population", "slow_basin")):
             if all(src in r for r in rs):
                 summ[key][dst] = [r[src] for r in rs]
         if "js_64_vs_reference" in summ[key]:
-            summ[key]["js_64_vs_reference_mean"] = float(np.mean(summ[key]["js_64_vs_reference"]))
+            summ[key]["js_64_vs_reference_mean"] = stat(np.mean, summ[key]["js_64_vs_reference"])
     return summ
 
 

@@ -62,12 +62,14 @@ for stage in $STAGES; do
     # two processes on disjoint folds (one core each), then one JSON; CG evaluation runs 100 x 1 ns; IBI: two steps
     # of 100 x 200 ps (full steps), then four of 100 x 1 ns at half step (session 36, fold 0 by hand: further full
     # steps on 200 ps runs oscillated with the slow basin's noise; these four took JS vs the held-out block from
-    # 0.024 to 0.016 and vs the whole reference from 0.016 to 0.0095)
+    # 0.024 to 0.016 and vs the whole reference from 0.016 to 0.0095). Training: 1.5 CPU-minutes or 100 epochs,
+    # whichever ends first (session 37: 10^3 frames for 500 epochs overfit into models that blow up within 40 ps;
+    # 10^4 frames end by time at ~63 epochs, so the cap changes only the 10^3 cell)
     name="cg_alanine_1us_${SIZES// /_}"
     say "acc: sizes $SIZES -> $name"
     for half in "0 1" "2 3"; do  # separate work folders: each maps the reference to its own cg.h5
       COMPSCOPE_NUM_THREADS=1 $PY -m benchmarks.cg_alanine --ref "$REF" --folds $half --sizes $SIZES --model fast \
-        --minutes 1.5 --clock cpu --replicas 100 --steps 250000 --dt 4 --traj-every 250 \
+        --minutes 1.5 --max-epochs 100 --clock cpu --replicas 100 --steps 250000 --dt 4 --traj-every 250 \
         --burn-frames 50 --dihedral-order 6 --dihedral-pseudocount 0.1 --cmap '{}' --noise 0.01 --refine 6 \
         --refine-steps 50000 50000 250000 --refine-damping 1 1 0.5 \
         --work "$ACC$([ "$half" = "0 1" ] || echo "_23")" --methods force_matching denoising+ofm+ibi --explicit-seconds 20 \

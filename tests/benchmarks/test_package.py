@@ -189,6 +189,31 @@ def test_reference_core_seconds_of_openmm_and_dense_references(tmp_path):
             _common.reference_core_seconds(f)
 
 
+@pytest.mark.filterwarnings("ignore:time step")  # the step is meant to be too large
+def test_cg_alanine_keeps_going_when_a_model_blows_up(tmp_path, monkeypatch):
+    """A real blow-up (a 60 fs step): IBI stops with a message, the run is recorded as failed with None metrics
+    (not a score from junk frames), the cell's means are None, rescore skips it."""
+    cg = importlib.import_module("benchmarks.cg_alanine")
+    out = {}
+    monkeypatch.setattr(cg, "write_result", lambda name, payload, seed=None, notes=None: out.update(payload) or name)
+    ref = Path(__file__).parents[1] / "fixtures" / "cg" / "ala2_obc_4x100.h5"
+    cg.main(["--ref", str(ref), "--folds", "0", "--sizes", "200", "--minutes", "0.03", "--replicas", "4",
+             "--steps", "400", "--traj-every", "50", "--burn-frames", "2", "--cmap", "{}", "--dt", "60",
+             "--refine", "2", "--refine-steps", "400", "--methods", "denoising+ofm+ibi", "--explicit-seconds", "0.5",
+             "--floor-draws", "2", "--max-epochs", "3", "--work", str(tmp_path)])
+    (run,) = out["runs"]
+    assert run["cg_stable"] == 0 and run["refine_steps"] == 0 and "IBI step 0" in run["refine_stopped"]
+    assert "no CG frame" in run["failed"] and run["ramachandran_js_64"] is None
+    assert run["cg_slow_basin_population"] is None
+    assert run["train_steps"] == 3 * 3  # --max-epochs 3 of 200 frames in batches of 64
+    cell = out["summary"]["denoising+ofm+ibi@200"]
+    assert cell["js_64_mean"] is None and cell["failed_folds"] == [0] and cell["stable_replicas"] == [0]
+    doc = {**out, "benchmark": "x", "date": "d", "command": "c", "seed": 0, "notes": []}
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    cg.main(["--rescore", str(tmp_path / "r.json"), "--ref", str(ref), "--work", str(tmp_path)])
+    assert out["runs"][0]["failed"] and out["summary"]["denoising+ofm+ibi@200"]["js_64_mean"] is None
+
+
 def test_cg_alanine_runs_end_to_end_on_the_fixture_reference(tmp_path, monkeypatch):
     """Training, 3 IBI steps with per-step schedules, evaluation, both floors and the whole-reference JS, for real."""
     import h5py
