@@ -460,7 +460,8 @@ def _summary(runs: list[dict]) -> dict:
                      "failed_folds": [r["fold"] for r in rs if r.get("failed")]}
         # per-fold lists of what every run reports (older results lack some): a blown-up CG run shows here
         for src, dst in (("ramachandran_js_64_vs_reference", "js_64_vs_reference"), ("cg_stable", "stable_replicas"),
-                         ("cg_slow_basin_population", "slow_basin")):
+                         ("cg_slow_basin_population", "slow_basin"), ("bond_js_max", "bond_js_max"),
+                         ("angle_js_max", "angle_js_max")):
             if all(src in r for r in rs):
                 summ[key][dst] = [r[src] for r in rs]
         if "js_64_vs_reference" in summ[key]:
