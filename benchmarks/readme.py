@@ -13,7 +13,8 @@ The block between ``<!-- BENCHMARKS:START -->`` and ``<!-- BENCHMARKS:END -->`` 
   ``{{ [ff30#/results/mace/forces_mae_meV_A] / [ff30#/results/compscope/forces_mae_meV_A] | .1f }}``;
 - a pointer segment with ``*`` or ``?`` matches keys (or list indices) as a glob and yields the list of matches:
   ``{{ max([pde#/summary/E*/neural_error]) | .0f }}``;
-- formats beyond Python's: ``met`` (``met`` / ``not met``), ``yes`` (``yes`` / ``no``), ``k`` (thousands, ``117k``).
+- formats beyond Python's: ``met`` (``met`` / ``not met``), ``yes`` (``yes`` / ``no``), ``k`` (thousands, ``117k``);
+  a null value (a quantity a failed run could not measure) renders ``n/a`` whatever the format.
 
 A missing file, key or alias, or an expression that does not evaluate, raises :class:`TemplateError` naming the
 placeholder. Usage::
@@ -95,6 +96,8 @@ def resolve(doc: Any, pointer: str) -> Any:
 
 
 def _format(value: Any, spec: str) -> str:
+    if value is None:  # JSON null: a quantity the run could not measure (a failed run); a target is not met by it
+        return "not met" if spec == "met" else "n/a"
     if spec == "met":
         return "met" if value else "not met"
     if spec == "yes":

@@ -30,13 +30,16 @@ def test_every_number_in_the_tables_is_a_placeholder():
 def results(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({
         "x": 2.0, "y": 8.0, "n": 117206, "ok": True, "cells": {"E1/nx100": {"e": 1.5}, "E2/nx50": {"e": 3.0}},
-        "flags": [True, False, True]}))
+        "flags": [True, False, True], "none": None}))
     return tmp_path
 
 
 def test_placeholders_values_formats_aliases_and_ratios(results):
     text = "{{@ a = a.json }}\nx={{[a#/x]|.2f}} r={{[a#/y] / [a.json#/x]|.1f}}x n={{[a#/n]|k}} {{[a#/ok]|met}}\n"
     assert render_template(text, results) == "x=2.00 r=4.0x n=117k met\n"
+    # a null (what a failed run could not measure) renders n/a in any format, and a target on it is not met
+    text = "{{[a.json#/none]|.3f}} {{[a.json#/none]|k}} {{[a.json#/none]|met}}"
+    assert render_template(text, results) == "n/a n/a not met"
 
 
 def test_globs_escapes_and_functions(results):
