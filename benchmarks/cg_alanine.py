@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
     import h5py
 
     from compscope.analysis import basin_indicator, effective_sample_size, js_divergence, ramachandran_histogram
-    from compscope.cg import backbone_dihedrals, compare, fold_split, free_energy_mse, map_reference, train
+    from compscope.cg import backbone_dihedrals, compare, even_stride, fold_split, free_energy_mse, map_reference, train
     from compscope.md.reference import explicit_solvent_speed
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cg_alanine_"))
@@ -224,9 +224,7 @@ def main(argv: list[str] | None = None) -> Path:
             raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm, +ibi")
         fmap = "ofm" if "ofm" in extras else ""
         train_idx, _ = fold_split(lengths, fold)
-        # the frames this run may see (the CG data module's stride): the optimised map and IBI use no others
-        tr = train_idx if not size or size >= len(train_idx) else \
-            train_idx[np.linspace(0, len(train_idx) - 1, size).round().astype(int)]
+        tr = even_stride(train_idx, size or None)  # the frames the run trains on: the optimised map and IBI too
         data_file = cg_file
         if fmap == "ofm":  # the optimised force map, fitted on this run's training frames only
             data_file = work / f"cg_f{fold}_ofm_{size or 'all'}.h5"

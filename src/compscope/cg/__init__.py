@@ -26,13 +26,23 @@ from ._mapping import (
 )
 from ._prior import CMAP_DEFAULTS, chain_topology, cmap_correction, cmap_fit, cmap_modes, fit_prior, kT_eV
 from ._refine import refine_cmap
-from ._train import CGDataModule, CGModule, feature_net_kwargs, fold_split, model_kwargs, resolve_config, train
+from ._train import (
+    CGDataModule,
+    CGModule,
+    even_stride,
+    feature_net_kwargs,
+    fold_split,
+    model_kwargs,
+    resolve_config,
+    train,
+)
 from ._trajectory import write_cg_trajectory
 
 __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError", "CGMappingError", "PRESETS",
            "CGMap", "com_map", "map_from_spec",
            "optimised_force_map", "free_groups", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
            "CMAP_DEFAULTS", "cmap_fit", "cmap_modes", "cmap_correction", "refine_cmap",
-           "CGDataModule", "CGModule", "feature_net_kwargs", "fold_split", "model_kwargs", "resolve_config", "train",
+           "CGDataModule", "CGModule", "even_stride", "feature_net_kwargs", "fold_split", "model_kwargs",
+           "resolve_config", "train",
            "write_cg_trajectory",
            "backbone_dihedrals", "compare", "free_energy_mse", "read_frames", "average_models"]

@@ -47,8 +47,8 @@ from ._data import load_cg
 from ._errors import CGDataError
 from ._prior import fit_prior, kT_eV
 
-__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "model_kwargs", "SECTIONS",
-           "LOSSES", "DEFAULT_NET"]
+__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "even_stride", "model_kwargs",
+           "SECTIONS", "LOSSES", "DEFAULT_NET"]
 
 SECTIONS = ("seed", "out", "data", "model", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_force_rmse", "max_epochs": 20}
@@ -116,7 +116,7 @@ class CGDataModule(L.LightningDataModule):
         x = np.concatenate(d.positions)
         f = np.concatenate(d.forces) if d.forces is not None else np.full_like(x, np.nan)
         tr, va = fold_split([len(p) for p in d.positions], self.fold, self.n_folds)
-        tr, va = _stride(tr, self.n_train), _stride(va, self.n_valid)
+        tr, va = even_stride(tr, self.n_train), even_stride(va, self.n_valid)
         dt = torch.get_default_dtype()
         self._train = torch.utils.data.TensorDataset(torch.as_tensor(x[tr], dtype=dt), torch.as_tensor(f[tr], dtype=dt))
         self._valid = torch.utils.data.TensorDataset(torch.as_tensor(x[va], dtype=dt), torch.as_tensor(f[va], dtype=dt))
@@ -135,7 +135,9 @@ class CGDataModule(L.LightningDataModule):
         return torch.utils.data.DataLoader(self._valid, batch_size=256)
 
 
-def _stride(idx: np.ndarray, n: int | None) -> np.ndarray:
+def even_stride(idx: np.ndarray, n: int | None) -> np.ndarray:
+    """``n`` of the frame indices ``idx`` at an even stride (None, or ``n`` >= their number: all): the frames
+    :class:`CGDataModule` trains and validates on, for whatever else must see exactly those frames."""
     if n is None or n >= len(idx):
         return idx
     if n < 1:
