@@ -144,7 +144,15 @@ def main(argv: list[str] | None = None) -> Path:
     import h5py
 
     from compscope.analysis import basin_indicator, effective_sample_size, js_divergence, ramachandran_histogram
-    from compscope.cg import backbone_dihedrals, compare, even_stride, fold_split, free_energy_mse, map_reference, train
+    from compscope.cg import (
+        backbone_dihedrals,
+        compare,
+        fold_split,
+        free_energy_mse,
+        map_reference,
+        split_frames,
+        train,
+    )
     from compscope.md.reference import explicit_solvent_speed
 
     work = Path(args.work or tempfile.mkdtemp(prefix="cg_alanine_"))
@@ -223,8 +231,8 @@ def main(argv: list[str] | None = None) -> Path:
                 len(set(extras)) < len(extras):
             raise SystemExit(f"unknown method {method!r}: force_matching or denoising, optionally +ofm, +ibi")
         fmap = "ofm" if "ofm" in extras else ""
-        train_idx, _ = fold_split(lengths, fold)
-        tr = even_stride(train_idx, size or None)  # the frames the run trains on: the optimised map and IBI too
+        train_idx, _ = fold_split(lengths, fold)  # the training blocks: CG runs start from their frames
+        tr = split_frames(lengths, fold, n_train=size or None)[0]  # the run's training frames: the map's and IBI's too
         data_file = cg_file
         if fmap == "ofm":  # the optimised force map, fitted on this run's training frames only
             data_file = work / f"cg_f{fold}_ofm_{size or 'all'}.h5"

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from compscope.cg import CGDataError, CGModule, fold_split, load_cg, map_reference, resolve_config, train
+from compscope.cg import (
+    CGDataError,
+    CGDataModule,
+    CGModule,
+    fold_split,
+    load_cg,
+    map_reference,
+    resolve_config,
+    split_frames,
+    train,
+)
 from compscope.errors import ConfigError, ResumeError
 from compscope.models import CGPotential
 from compscope.testing import assert_same_weights
@@ -52,6 +62,36 @@ def test_fold_split_blocks():
     assert va.tolist() == [9, 28, 29]
     with pytest.raises(ConfigError):
         fold_split([10], fold=4)
+
+
+def test_validation_frames_never_come_from_the_held_out_block():
+    lengths = [400, 400, 800]
+    for fold in (0, 1, 3, None):
+        pool, held = fold_split(lengths, fold)
+        tr, va, he = split_frames(lengths, fold, n_train=100, n_valid=30, valid_fraction=0.1)
+        assert he.tolist() == held.tolist()
+        assert len(tr) == 100 and len(va) == 30
+        assert not set(va) & set(held) and not set(tr) & set(held) and not set(tr) & set(va)
+        assert set(va) <= set(pool[-len(pool) // 10:])  # the last tenth of the training blocks
+        if fold in (0, 3):  # one contiguous training stretch: validation is its end, after every training frame
+            assert va.min() > tr.max()
+    tr, va, _ = split_frames(lengths, 1, n_train=None, n_valid=None, valid_fraction=0.05)
+    assert len(tr) + len(va) == 1200 and len(va) == 60
+    with pytest.raises(ConfigError):
+        split_frames(lengths, 0, valid_fraction=0.0)
+    with pytest.raises(CGDataError):
+        split_frames([2], None, valid_fraction=0.5)  # 1 training-block frame cannot give one to validation too
+
+
+def test_data_module_validates_off_the_held_out_block(cg_file):
+    data = CGDataModule(cg_file, fold=2, n_train=50, n_valid=20, valid_fraction=0.1)
+    data.load()
+    d = load_cg(cg_file)
+    x = np.concatenate(d.positions)
+    _, held = fold_split([len(p) for p in d.positions], 2)
+    held_rows = {x[i].tobytes() for i in held}
+    valid = data._valid.tensors[0].numpy().astype(x.dtype)
+    assert len(valid) == 20 and not any(v.tobytes() in held_rows for v in valid)
 
 
 @pytest.mark.parametrize("loss", ["force_matching", "denoising"])

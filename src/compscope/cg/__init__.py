@@ -34,6 +34,7 @@ from ._train import (
     fold_split,
     model_kwargs,
     resolve_config,
+    split_frames,
     train,
 )
 from ._trajectory import write_cg_trajectory
@@ -43,6 +44,6 @@ __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError
            "optimised_force_map", "free_groups", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
            "CMAP_DEFAULTS", "cmap_fit", "cmap_modes", "cmap_correction", "refine_cmap",
            "CGDataModule", "CGModule", "even_stride", "feature_net_kwargs", "fold_split", "model_kwargs",
-           "resolve_config", "train",
+           "resolve_config", "split_frames", "train",
            "write_cg_trajectory",
            "backbone_dihedrals", "compare", "free_energy_mse", "read_frames", "average_models"]

@@ -3,7 +3,8 @@
 A config (YAML or dict; ``compscope cg train CONFIG``) has these sections, every key a constructor argument:
 
 - ``data``: :class:`CGDataModule` (path of a ``compscope cg map`` file, fold / n_folds of the cross-validation by
-  trajectory blocks, n_train frames, n_valid, batch_size);
+  trajectory blocks, n_train frames, n_valid and valid_fraction (validation frames come from the end of the
+  training blocks, never from the held-out block), batch_size);
 - ``model``: ``net`` (arguments of :class:`~compscope.models.EquivariantPotential` except ``species``; null for a
   prior-only model), ``feature_net`` (``{hidden, activation}`` of the CGnet-style
   :class:`~compscope.models.CGFeatureNet`, the fast network for a few beads; null: none), ``dihedral_prior`` (fit
@@ -47,8 +48,8 @@ from ._data import load_cg
 from ._errors import CGDataError
 from ._prior import fit_prior, kT_eV
 
-__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "even_stride", "model_kwargs",
-           "SECTIONS", "LOSSES", "DEFAULT_NET"]
+__all__ = ["CGDataModule", "CGModule", "train", "resolve_config", "fold_split", "split_frames", "even_stride",
+           "model_kwargs", "SECTIONS", "LOSSES", "DEFAULT_NET"]
 
 SECTIONS = ("seed", "out", "data", "model", "module", "trainer")
 TRAINER_DEFAULTS = {"monitor": "val_force_rmse", "max_epochs": 20}
@@ -86,23 +87,46 @@ def fold_split(lengths: list[int], fold: int | None, n_folds: int = 4) -> tuple[
     return idx[mask], idx[~mask]
 
 
+def split_frames(lengths: list[int], fold: int | None, n_folds: int = 4, n_train: int | None = None,
+                 n_valid: int | None = 2000, valid_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training, validation and held-out frame indices (into the concatenated frames) of a CG file.
+
+    The held-out block is :func:`fold_split`'s and is never trained or validated on: validation frames come from
+    the last ``valid_fraction`` of the training blocks (a contiguous stretch of trajectory, so that they are not
+    the training frames' correlated neighbours) and training frames from the rest; ``n_train`` / ``n_valid`` of
+    them at an even stride (:func:`even_stride`). An early-stopping monitor then never selects on the test data.
+    """
+    if not 0.0 < float(valid_fraction) < 1.0:
+        raise ConfigError(f"data.valid_fraction={valid_fraction}: must be in (0, 1)")
+    pool, held = fold_split(lengths, fold, n_folds)
+    n_pool_valid = max(1, int(round(valid_fraction * len(pool))))
+    if n_pool_valid >= len(pool):
+        raise CGDataError(f"{len(pool)} training-block frame(s): too few to keep {n_pool_valid} for validation",
+                          hint="use a longer reference or a smaller data.valid_fraction")
+    train, valid = pool[:-n_pool_valid], pool[-n_pool_valid:]
+    return even_stride(train, n_train), even_stride(valid, n_valid), held
+
+
 class CGDataModule(L.LightningDataModule):
     """Mapped frames and forces of a CG file, split by trajectory blocks.
 
     Args:
         path: a ``compscope cg map`` file.
-        fold, n_folds: the held-out block (see :func:`fold_split`).
+        fold, n_folds: the held-out block (see :func:`fold_split`); nothing of it is trained or validated on.
         n_train: training frames, taken at an even stride from the training blocks (None: all).
-        n_valid: held-out frames used for validation, at an even stride (None: all).
+        n_valid: validation frames, at an even stride from the validation stretch (None: all).
+        valid_fraction: the last part of the training blocks kept for validation (:func:`split_frames`).
         batch_size: frames per step.
         require_forces: refuse a file without forces (force matching); NaN frames were dropped by ``cg map``.
     """
 
     def __init__(self, path: str = "cg.h5", fold: int | None = 0, n_folds: int = 4, n_train: int | None = None,
-                 n_valid: int | None = 2000, batch_size: int = 64, require_forces: bool = True):
+                 n_valid: int | None = 2000, valid_fraction: float = 0.05, batch_size: int = 64,
+                 require_forces: bool = True):
         super().__init__()
         self.path, self.fold, self.n_folds = str(path), fold, int(n_folds)
         self.n_train, self.n_valid, self.batch_size = n_train, n_valid, int(batch_size)
+        self.valid_fraction = float(valid_fraction)
         self.require_forces = bool(require_forces)
         self._train = None
 
@@ -115,8 +139,8 @@ class CGDataModule(L.LightningDataModule):
         self.cg = d
         x = np.concatenate(d.positions)
         f = np.concatenate(d.forces) if d.forces is not None else np.full_like(x, np.nan)
-        tr, va = fold_split([len(p) for p in d.positions], self.fold, self.n_folds)
-        tr, va = even_stride(tr, self.n_train), even_stride(va, self.n_valid)
+        tr, va, _ = split_frames([len(p) for p in d.positions], self.fold, self.n_folds, self.n_train, self.n_valid,
+                                 self.valid_fraction)
         dt = torch.get_default_dtype()
         self._train = torch.utils.data.TensorDataset(torch.as_tensor(x[tr], dtype=dt), torch.as_tensor(f[tr], dtype=dt))
         self._valid = torch.utils.data.TensorDataset(torch.as_tensor(x[va], dtype=dt), torch.as_tensor(f[va], dtype=dt))
