@@ -44,6 +44,11 @@ def test_cg_verbs_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     assert "ramachandran_js_64" in r.output and "free_energy_mse_64" in r.output
     assert (tmp_path / "cgtraj_compare.png").stat().st_size > 10_000
+    r = _run(["cg", "compare", traj, REF, "--out", tmp_path / "cmp"])  # the CLI grammar's --out: a folder
+    assert r.exit_code == 0, r.output
+    table = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert 0 <= table["ramachandran_js_64"] <= np.log(2) and table["ref"] == str(REF)
+    assert (tmp_path / "cmp" / "compare.png").stat().st_size > 10_000
 
 
 def test_cg_map_bad_mapping_and_missing_file(tmp_path):

@@ -39,3 +39,24 @@ def test_ramachandran_js_of_samples():
     assert ramachandran_histogram(*a, bins=61).shape == (61, 61)
     c = np.stack([rng.normal(-1.5, 0.2, 200_000), rng.normal(2.5, 0.2, 200_000)])
     assert ramachandran_js(*a, *c) > 0.4
+
+
+def test_compare_plots_the_distributions_of_any_map(tmp_path):
+    """A 4-bead map (no Ramachandran pair) still gets its table and a plot of bonds, angles and the dihedral; the
+    5-bead backbone gets the Ramachandran row on top (one more row of panels)."""
+    from PIL import Image
+
+    from compscope.cg import compare, map_reference
+
+    from .conftest import REF
+
+    heights = {}
+    for name, mapping in (("four", [4, 6, 8, 14]), ("backbone", "backbone")):
+        cg = tmp_path / f"{name}.h5"
+        map_reference(REF, mapping, cg)
+        res = compare(cg, REF, tmp_path / f"{name}.png")
+        assert res["js bond 0-1"] < 1e-9  # a file against its own reference: the same frames
+        assert ("ramachandran_js_64" in res) == (name == "backbone")
+        with Image.open(tmp_path / f"{name}.png") as im:
+            heights[name] = im.size[1]
+    assert heights["backbone"] > heights["four"] > 0

@@ -118,17 +118,54 @@ def compare(cg_path: str | Path, ref_path: str | Path, png: str | Path | None = 
             ha, hb = ramachandran_histogram(pa, sa, bins), ramachandran_histogram(pb, sb, bins)
             out[f"ramachandran_js_{bins}"] = js_divergence(ha, hb)
             out[f"free_energy_mse_{bins}"] = free_energy_mse(ha, hb, temp)
-        if png is not None:
-            _plot(pa, sa, pb, sb, dists, temp, png)
+    if png is not None:
+        _plot((pa, sa, pb, sb) if n == 5 else None, dists, {k: out[f"js {k}"] for k in dists}, temp, png)
     return out
 
 
-def _plot(pa, sa, pb, sb, dists, temp, png) -> None:
+def _plot(rama, dists, js, temp, png, per_row: int = 6) -> None:
+    """One row of Ramachandran free energies (CG, reference, difference) if there is one, then one row per kind of
+    internal coordinate (bonds Å, angles and dihedrals in degrees; at most ``per_row`` of each), each panel's JS in
+    its title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    kinds = {}
+    for name in dists:
+        kinds.setdefault(name.split()[0], []).append(name)
+    rows = [("rama", None)] if rama is not None else []
+    rows += [(k, names[:per_row]) for k, names in kinds.items()]
+    ncols = max([3 if r == "rama" else len(n) for r, n in rows] or [1])
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(3.4 * ncols, 3.0 * len(rows)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for row, (kind, names) in zip(axes, rows):
+        if kind == "rama":
+            _plot_rama(fig, row, *rama, temp)
+            continue
+        for ax, name in zip(row, names):
+            a, b = dists[name]
+            if kind != "bond":
+                a, b = np.degrees(a), np.degrees(b)
+            lo, hi = (-180.0, 180.0) if kind == "dihedral" else (min(a.min(), b.min()), max(a.max(), b.max()))
+            ax.set_visible(True)
+            ax.hist(b, 60, range=(lo, hi), density=True, histtype="stepfilled", alpha=0.35, color="C1",
+                    label="reference")
+            ax.hist(a, 60, range=(lo, hi), density=True, histtype="step", color="C0", label="CG")
+            ax.set_title(f"{name}: JS {js[name]:.3g}", fontsize=9)
+            ax.set_xlabel("Å" if kind == "bond" else "deg")
+            ax.set_yticks([])
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100, format="png")
+    plt.close(fig)
+    Path(png).write_bytes(buf.getvalue())
+
+
+def _plot_rama(fig, row, pa, sa, pb, sb, temp) -> None:
     kT = _KB_KCAL * temp
     fes = []
     for p, s in ((pa, sa), (pb, sb)):
@@ -137,26 +174,16 @@ def _plot(pa, sa, pb, sb, dists, temp, png) -> None:
             f = -kT * np.log(h)
         f[~np.isfinite(f)] = np.nan
         fes.append(f - np.nanmin(f))
-    ncols = 3 + min(len(dists), 4)
-    fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.2))
     ext = [-180, 180, -180, 180]
-    for ax, f, title in zip(axes[:2], fes, ("CG", "reference")):
+    for ax, f, title in zip(row[:2], fes, ("CG", "reference")):
+        ax.set_visible(True)
         im = ax.imshow(f.T, origin="lower", extent=ext, vmax=8, cmap="viridis")
         ax.set_title(f"{title}: F (kcal/mol)", fontsize=9)
         ax.set_xlabel("φ (deg)")
         ax.set_ylabel("ψ (deg)")
         fig.colorbar(im, ax=ax)
-    im = axes[2].imshow((fes[0] - fes[1]).T, origin="lower", extent=ext, cmap="RdBu_r", vmin=-3, vmax=3)
-    axes[2].set_title("CG - reference (kcal/mol)", fontsize=9)
-    fig.colorbar(im, ax=axes[2])
-    for ax, (name, (a, b)) in zip(axes[3:], list(dists.items())[:4]):
-        lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
-        ax.hist(a, 60, range=(lo, hi), density=True, histtype="step", label="CG")
-        ax.hist(b, 60, range=(lo, hi), density=True, histtype="step", label="reference")
-        ax.set_title(name, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, dpi=100, format="png")
-    plt.close(fig)
-    Path(png).write_bytes(buf.getvalue())
+    row[2].set_visible(True)
+    im = row[2].imshow((fes[0] - fes[1]).T, origin="lower", extent=ext, cmap="RdBu_r", vmin=-3, vmax=3)
+    row[2].set_title("CG - reference (kcal/mol)", fontsize=9)
+    row[2].set_xlabel("φ (deg)")
+    fig.colorbar(im, ax=row[2])

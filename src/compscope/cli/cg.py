@@ -154,15 +154,21 @@ def _read_md(path: Path, replicas: int, summary: list[dict], traj_every: int):
 def compare(
     cgtraj: Path = typer.Argument(..., help="CG trajectory from `compscope cg simulate` (or a CG map file)."),
     ref: Path = typer.Argument(..., help="Reference: the atomistic HDF5 (mapped with CGTRAJ's map) or a CG file."),
-    png: Path | None = typer.Option(None, help="Side-by-side PNG (default: CGTRAJ's stem + _compare.png)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for compare.json (the table) and compare.png."),
+    png: Path | None = typer.Option(None, help="Side-by-side PNG (default: OUT/compare.png, else CGTRAJ's stem + "
+                                                "_compare.png)."),
 ) -> None:
     """Ramachandran free energies side by side, difference map, distributions; JS and free-energy MSE table."""
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
     from compscope.cg import compare as compare_cg
 
-    png = png or cgtraj.with_name(cgtraj.stem + "_compare.png")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    png = png or (out / "compare.png" if out is not None else cgtraj.with_name(cgtraj.stem + "_compare.png"))
     res = compare_cg(cgtraj, ref, png)
     table = Table(title=f"{cgtraj} vs {ref}")
     table.add_column("metric")
@@ -170,5 +176,9 @@ def compare(
     for k, v in res.items():
         table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(table)
+    if out is not None:
+        (out / "compare.json").write_text(json.dumps({"cgtraj": str(cgtraj), "ref": str(ref), **res}, indent=1,
+                                                     default=str))
+        typer.echo(f"table: {out / 'compare.json'}")
     if png.exists():
         typer.echo(f"plot: {png}")
