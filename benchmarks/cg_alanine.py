@@ -419,29 +419,45 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
     if replicas < 1 or window < 1 or draws < 1:
         raise SystemExit(f"evaluation floor: replicas={replicas}, window={window}, draws={draws} must be >= 1")
     _, held = fold_split(lengths, fold)
+    ref = _ramachandran(phi[held], psi[held])
+    scores: dict[str, list[float]] = {}
+    for idx in floor_windows(lengths, fold, replicas, window, draws, seed):
+        for b, h in _ramachandran(phi[idx], psi[idx]).items():
+            scores.setdefault(f"js_{b}", []).append(js_divergence(h, ref[b]))
+            scores.setdefault(f"mse_{b}", []).append(free_energy_mse(h, ref[b]))
+    out = {k: float(np.mean(v)) for k, v in scores.items()}
+    out.update({f"{k}_std": float(np.std(v)) for k, v in scores.items()})
+    out.update(draws=draws, replicas=replicas, window_frames=window,
+               training_replicas=len(_training_replicas(lengths, fold)))
+    return out
+
+
+def _training_replicas(lengths: list[int], fold: int) -> list[int]:
+    """Reference replicas with no frame in the held-out block ``fold``."""
+    from compscope.cg import fold_split
+
+    _, held = fold_split(lengths, fold)
     is_held = np.zeros(int(sum(lengths)), bool)
     is_held[held] = True
     starts = np.cumsum([0, *lengths[:-1]])
-    cands = [r for r, (s, n) in enumerate(zip(starts, lengths)) if not is_held[s:s + n].any()]
+    return [r for r, (s, n) in enumerate(zip(starts, lengths)) if not is_held[s:s + n].any()]
+
+
+def floor_windows(lengths: list[int], fold: int, replicas: int, window: int, draws: int, seed: int = 0):
+    """Yield the frame indices of each draw of :func:`evaluation_floor`: ``replicas`` windows of ``window``
+    consecutive frames from reference replicas with no held-out frame."""
+    cands = _training_replicas(lengths, fold)
     if not cands:
         raise SystemExit(f"fold {fold}: every reference replica has held-out frames; no training windows to draw")
+    starts = np.cumsum([0, *lengths[:-1]])
     rng = np.random.default_rng(seed)
-    ref = _ramachandran(phi[held], psi[held])
-    scores: dict[str, list[float]] = {}
     for _ in range(draws):
         idx = []
         for r in rng.choice(cands, size=replicas, replace=len(cands) < replicas):
             w = min(window, lengths[r])
             o = starts[r] + int(rng.integers(0, lengths[r] - w + 1))
             idx.append(np.arange(o, o + w))
-        idx = np.concatenate(idx)
-        for b, h in _ramachandran(phi[idx], psi[idx]).items():
-            scores.setdefault(f"js_{b}", []).append(js_divergence(h, ref[b]))
-            scores.setdefault(f"mse_{b}", []).append(free_energy_mse(h, ref[b]))
-    out = {k: float(np.mean(v)) for k, v in scores.items()}
-    out.update({f"{k}_std": float(np.std(v)) for k, v in scores.items()})
-    out.update(draws=draws, replicas=replicas, window_frames=window, training_replicas=len(cands))
-    return out
+        yield np.concatenate(idx)
 
 
 def _summary(runs: list[dict]) -> dict:

@@ -258,3 +258,20 @@ def test_cg_alanine_runs_end_to_end_on_the_fixture_reference(tmp_path, monkeypat
     assert "js_64_vs_reference_mean" in out["summary"]["denoising+ofm+ibi@200"]
     with pytest.raises(SystemExit, match="no f0_denoising"):
         cg.main(["--rescore", str(tmp_path / "r.json"), "--ref", str(ref), "--work", f"{tmp_path}/none"])
+    # cg_mse_bins rescores the same runs and the exact model on bins with >= c held-out frames: c = 1 is
+    # cg_alanine's own MSE (model and evaluation floor alike), and fewer bins are scored as c grows
+    mb = importlib.import_module("benchmarks.cg_mse_bins")
+    bins = {}
+    monkeypatch.setattr(mb, "write_result", lambda name, payload, seed=None: bins.update(payload) or name)
+    doc["runs"][0]["ramachandran_js_64_vs_reference"] = whole
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    mb.main(["--result", str(tmp_path / "r.json"), "--ref", str(ref), "--work", str(tmp_path), "--draws", "2",
+             "--min-counts", "1", "3"])
+    by = {r["size"]: r["by_min_count"] for r in bins["runs"]}
+    assert by[200]["1"]["mse"] == pytest.approx(doc["runs"][0]["free_energy_mse_64"])
+    assert by[200]["3"]["bins"] < by[200]["1"]["bins"]
+    assert bins["blocks"]["0"]["exact_model"]["1"]["mse"] == pytest.approx(doc["evaluation_floor"]["0"]["mse_64"])
+    assert bins["blocks"]["0"]["probability_in_bins"]["1"] == pytest.approx(1.0)
+    assert 0 < bins["blocks"]["0"]["probability_in_bins"]["3"] < 1
+    with pytest.raises(SystemExit):
+        mb.main(["--result", str(tmp_path / "r.json"), "--ref", str(ref), "--work", str(tmp_path), "--min-counts", "0"])

@@ -38,9 +38,15 @@ KCAL_PER_EV = 23.060547830619026  # kcal/mol per eV
 _KB_KCAL = 0.0019872042586  # kcal/mol/K
 
 
-def free_energy_mse(p: np.ndarray, q: np.ndarray, temperature: float = 300.0) -> float:
-    """MSE (kcal/mol)^2 of ``-kT ln p`` and ``-kT ln q`` on bins populated in both, after the best constant shift."""
+def free_energy_mse(p: np.ndarray, q: np.ndarray, temperature: float = 300.0, where: np.ndarray | None = None) -> float:
+    """MSE (kcal/mol)^2 of ``-kT ln p`` and ``-kT ln q`` on bins populated in both, after the best constant shift.
+
+    ``where``: a boolean mask of the bins to score besides (e.g. bins with at least so many reference frames: the
+    free energy of a bin holding a few correlated frames is mostly noise, and an unweighted mean over bins counts it
+    as much as a basin's)."""
     ok = (np.asarray(p) > 0) & (np.asarray(q) > 0)
+    if where is not None:
+        ok &= np.asarray(where, bool)
     if not ok.any():
         return float("inf")
     kT = _KB_KCAL * temperature
