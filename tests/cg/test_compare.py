@@ -29,6 +29,13 @@ def test_free_energy_mse_is_shift_invariant_in_kcal():
     d = np.zeros(64)
     d[0] = -kT
     assert free_energy_mse(p, q / q.sum()) == pytest.approx(((d - d.mean()) ** 2).mean())
+    # ``where`` scores only the masked bins: leaving out the changed bin leaves a pure shift, MSE 0
+    mask = np.ones((8, 8), bool)
+    mask[0, 0] = False
+    assert free_energy_mse(p, q / q.sum(), where=mask) == pytest.approx(0.0, abs=1e-20)
+    mask[:] = False
+    mask[0, :2] = True  # two bins, one lower by kT: deviations -kT/2 and +kT/2
+    assert free_energy_mse(p, q / q.sum(), where=mask) == pytest.approx(kT ** 2 / 4)
 
 
 def test_ramachandran_js_of_samples():
