@@ -186,13 +186,15 @@ def main(argv: list[str] | None = None) -> Path:
     eval_floor = {str(fold): evaluation_floor(phi_ref, psi_ref, lengths, fold, args.replicas, window,
                                               draws=args.floor_draws, seed=args.seed) for fold in args.folds}
     if args.floor_only:
-        means = {k: float(np.mean([f[k] for f in eval_floor.values()])) for k in ("js_64", "js_61", "mse_64", "mse_61")}
+        means = {k: float(np.mean([f[k] for f in eval_floor.values()]))
+                 for k in ("js_64", "js_61", "mse_64", "mse_61", "js_64_vs_reference")}
         return write_result(args.name, {
             "reference_ns": ref_ns, "reference_frames": int(sum(lengths)),
             "reference_basin_population": float(basin_indicator(phi_ref).mean()),
             "held_out_basin_population": {str(f): float(basin_indicator(phi_ref[fold_split(lengths, f)[1]]).mean())
                                           for f in args.folds},
             "reference_floor": floor, "evaluation_floor": eval_floor, "evaluation_floor_mean": means,
+            "training_frames_floor": training_frames_floor(phi_ref, psi_ref, lengths, args.folds, args.sizes),
             "settings": vars(args)}, seed=args.seed)
     cg_file = work / "cg.h5"
     info = map_reference(args.ref, "backbone", cg_file)
@@ -412,23 +414,52 @@ def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold:
                      draws: int = 5, seed: int = 0) -> dict:
     """The score of an exact CG model under the protocol: ``draws`` times, ``replicas`` windows of ``window``
     consecutive reference frames (whole replicas when shorter), from replicas of the training blocks only, against
-    the held-out block ``fold`` (Ramachandran JS and free-energy MSE on 64 x 64 and 61 x 61 bins)."""
-    from compscope.analysis import js_divergence
+    the held-out block ``fold`` (Ramachandran JS and free-energy MSE on 64 x 64 and 61 x 61 bins; JS on 64 x 64
+    against the whole reference too)."""
+    from compscope.analysis import js_divergence, ramachandran_histogram
     from compscope.cg import fold_split, free_energy_mse
 
     if replicas < 1 or window < 1 or draws < 1:
         raise SystemExit(f"evaluation floor: replicas={replicas}, window={window}, draws={draws} must be >= 1")
     _, held = fold_split(lengths, fold)
     ref = _ramachandran(phi[held], psi[held])
+    whole = ramachandran_histogram(phi, psi, 64)
     scores: dict[str, list[float]] = {}
     for idx in floor_windows(lengths, fold, replicas, window, draws, seed):
-        for b, h in _ramachandran(phi[idx], psi[idx]).items():
+        hists = _ramachandran(phi[idx], psi[idx])
+        for b, h in hists.items():
             scores.setdefault(f"js_{b}", []).append(js_divergence(h, ref[b]))
             scores.setdefault(f"mse_{b}", []).append(free_energy_mse(h, ref[b]))
+        # against the whole reference, which holds these windows: a lower bound of what a model can score there
+        scores.setdefault("js_64_vs_reference", []).append(js_divergence(hists[64], whole))
     out = {k: float(np.mean(v)) for k, v in scores.items()}
     out.update({f"{k}_std": float(np.std(v)) for k, v in scores.items()})
     out.update(draws=draws, replicas=replicas, window_frames=window,
                training_replicas=len(_training_replicas(lengths, fold)))
+    return out
+
+
+def training_frames_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], folds: list[int],
+                          sizes: list[int]) -> dict:
+    """What the training frames themselves score: Ramachandran JS (64 x 64) of each fold's ``size`` training frames
+    (the frames a run trains on, :func:`compscope.cg.split_frames`; 0: all) against the held-out block and against
+    the whole reference. A model that only reproduced its training histogram would score this."""
+    from compscope.analysis import js_divergence, ramachandran_histogram
+    from compscope.cg import split_frames
+
+    whole = ramachandran_histogram(phi, psi, 64)
+    out: dict = {}
+    for size in sizes:
+        row = {}
+        for fold in folds:
+            tr, _, held = split_frames(lengths, fold, n_train=size or None)
+            h = ramachandran_histogram(phi[tr], psi[tr], 64)
+            row[str(fold)] = {"n_train": int(len(tr)),
+                              "js_64": js_divergence(h, ramachandran_histogram(phi[held], psi[held], 64)),
+                              "js_64_vs_reference": js_divergence(h, whole)}
+        row["js_64_mean"] = float(np.mean([row[str(f)]["js_64"] for f in folds]))
+        row["js_64_vs_reference_mean"] = float(np.mean([row[str(f)]["js_64_vs_reference"] for f in folds]))
+        out[str(size or "all")] = row
     return out
 
 

@@ -164,11 +164,19 @@ def test_cg_alanine_floor_only_reads_a_reference_and_writes_both_floors(tmp_path
             g.attrs["steps"], g.attrs["ns_per_day"] = 50000, 1000.0
             g["phi"], g["psi"] = rng.uniform(-np.pi, np.pi, 300), rng.normal(0.0, 1.0, 300)
     name, payload = cg.main(["--ref", str(ref), "--floor-only", "--replicas", "4", "--steps", "2500",
-                             "--traj-every", "25", "--burn-frames", "1", "--floor-draws", "2", "--name", "fl"])
+                             "--traj-every", "25", "--burn-frames", "1", "--floor-draws", "2", "--name", "fl",
+                             "--sizes", "100", "0"])
     assert name == "fl" and payload["reference_ns"] == pytest.approx(0.8) and payload["reference_frames"] == 2400
     assert set(payload["evaluation_floor"]) == set(payload["reference_floor"]) == {"0", "1", "2", "3"}
     assert payload["evaluation_floor"]["0"]["window_frames"] == 100 and payload["evaluation_floor"]["2"]["draws"] == 2
     assert 0 < payload["evaluation_floor_mean"]["js_64"] < 1
+    # the exact model against the whole reference (which holds its windows) scores below its held-out score
+    assert 0 < payload["evaluation_floor_mean"]["js_64_vs_reference"] < payload["evaluation_floor_mean"]["js_64"]
+    # the training frames' own histogram: fewer frames score worse, and "all" is every training frame of the fold
+    data = payload["training_frames_floor"]
+    assert set(data) == {"100", "all"} and data["all"]["0"]["n_train"] == 1710  # 1800 less the 5 % validation
+    assert data["100"]["js_64_mean"] > data["all"]["js_64_mean"] > 0
+    assert data["all"]["js_64_vs_reference_mean"] < data["all"]["js_64_mean"]
 
 
 def test_reference_core_seconds_of_openmm_and_dense_references(tmp_path):
