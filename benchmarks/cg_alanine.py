@@ -45,6 +45,7 @@ Folds side by side on two cores: run ``--folds 0 1 --name A`` and ``--folds 2 3 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import tempfile
@@ -56,14 +57,20 @@ import numpy as np
 from benchmarks._common import reference_core_seconds, reference_ns, write_result
 
 
-def _cg_run(model_path: Path, start: Path, replicas: int, steps: int, dt: float, traj_every: int, seed: int,
+def _cg_run(model_path, start: Path, replicas: int, steps: int, dt: float, traj_every: int, seed: int,
             out: Path, start_frames: np.ndarray | None = None) -> dict:
+    """CG replicas of a model (a file, or a model in memory) from frames of the CG file ``start``."""
     from ase import Atoms
 
     from compscope.cg import load_cg, write_cg_trajectory
     from compscope.md import StabilityMonitor, load_potential, simulate_dense
 
-    pot = load_potential(model_path)
+    if isinstance(model_path, (str, Path)):
+        pot = load_potential(model_path)
+    else:
+        pot = model_path.eval()
+        for p in pot.parameters():
+            p.requires_grad_(False)
     data = load_cg(start)
     frames = np.concatenate(data.positions)
     pool = np.arange(len(frames)) if start_frames is None else np.asarray(start_frames)
@@ -261,25 +268,21 @@ def main(argv: list[str] | None = None) -> Path:
             model_file = save_package(average_models([load_model(p) for p in members]), work / f"{tag}_ensemble.pt")
         train_cpu = time.process_time() - t0
         t0 = time.process_time()
-        n_refine, refine_stopped, refined = (args.refine if "ibi" in extras else 0), None, 0
-        for it in range(n_refine):
-            from compscope.cg import load_cg, refine_cmap
+        refine_stopped, refined = None, 0
+        if "ibi" in extras and args.refine:
+            from compscope.cg import ibi_refine, load_cg
             from compscope.models.artifacts import load_model, save_package
 
             data_x = np.concatenate(load_cg(data_file).positions)[tr]
-            pre = _cg_run(model_file, data_file, args.replicas, _per_step(args.refine_steps or [args.steps], it),
-                          args.dt, args.traj_every, args.seed + 1000 + it, work / f"{tag}_ibi{it}_traj.h5",
-                          start_frames=train_idx)
-            cg_x = _after_burn_in(pre, args.burn_frames)
-            if not len(cg_x):  # the model blew up in every replica: evaluate it as it is, keep the grid going
-                refine_stopped = f"IBI step {it}: no CG frame after burn-in ({pre['n_stable']} of " \
-                                 f"{args.replicas} replicas stable)"
+            res = ibi_refine(load_model(model_file), data_x, _ibi_sampler(args, data_file, work / tag, train_idx),
+                             args.refine, damping=args.refine_damping,
+                             on_step=functools.partial(_save_step, work / tag, save_package),
+                             **(json.loads(args.cmap) if args.cmap else {}))
+            refined, refine_stopped = res.steps, res.stopped
+            if refined:  # each corrected model was saved as TAG_ibi{k}.pt: the last one is evaluated
+                model_file = work / f"{tag}_ibi{refined}.pt"
+            if refine_stopped:  # the model blew up in every replica: evaluate it as it is, keep the grid going
                 print(refine_stopped, flush=True)
-                break
-            new = refine_cmap(load_model(model_file), cg_x, data_x, damping=_per_step(args.refine_damping, it),
-                              **(json.loads(args.cmap) if args.cmap else {}))
-            model_file = save_package(new, work / f"{tag}_ibi{it + 1}.pt")
-            refined += 1
         refine_cpu = time.process_time() - t0
         final = work / f"{tag}_final.pt"  # the model this run evaluates (after any IBI): cg_stability, cg_speed take it
         shutil.copyfile(model_file, final)
@@ -396,6 +399,24 @@ def _js_vs_reference(eval_file: Path, ref_hist: dict) -> dict:
 _METRICS = ("cg_slow_basin_population", "ramachandran_js_64", "free_energy_mse_64", "ramachandran_js_61",
             "free_energy_mse_61", "ramachandran_js_64_vs_reference", "ramachandran_js_61_vs_reference", "bond_js_max",
             "angle_js_max", "cg_basin_ess_per_s", "cg_basin_ess_per_cpu_s")
+
+
+def _save_step(prefix: Path, save, k: int, model) -> None:
+    """``on_step`` of :func:`compscope.cg.ibi_refine`: the model after IBI step ``k`` as ``PREFIX_ibi{k}.pt``."""
+    save(model, prefix.with_name(f"{prefix.name}_ibi{k}.pt"))
+
+
+def _ibi_sampler(args, data_file: Path, prefix: Path, start_frames: np.ndarray):
+    """The sampler of :func:`compscope.cg.ibi_refine` for IBI step ``k``: ``args.replicas`` CG replicas of the
+    step's length (``--refine-steps``) from training-block frames, trajectory ``PREFIX_ibi{k}_traj.h5``, the
+    frames after burn-in of the replicas that stayed stable."""
+    def sample(model, k: int) -> np.ndarray:
+        sim = _cg_run(model, data_file, args.replicas, _per_step(args.refine_steps or [args.steps], k), args.dt,
+                      args.traj_every, args.seed + 1000 + k, prefix.with_name(f"{prefix.name}_ibi{k}_traj.h5"),
+                      start_frames=start_frames)
+        return _after_burn_in(sim, args.burn_frames)
+
+    return sample
 
 
 def _after_burn_in(sim: dict, burn: int) -> np.ndarray:

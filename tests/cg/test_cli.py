@@ -98,3 +98,40 @@ def test_fast_model_trains_simulates_and_resumes(tmp_path):
     r = _run([*args[:-3], "--out", tmp_path / "graph.h5", "--steps", "20", "--engine", "graph", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["engine"] == "graph"
+
+
+def test_cg_refine_runs_ibi_steps_on_the_md_engine_and_resumes(tmp_path):
+    """`cg refine`: IBI steps of a fast model with the (phi, psi) term, each from a real CG run; one file per step,
+    an existing refinement needs --resume, which runs only the steps left; the refined model keeps its config (so
+    `cg simulate` finds its start frames); a model without the term is refused before any MD."""
+    cg = tmp_path / "cg.h5"
+    assert _run(["cg", "map", REF, "--out", cg]).exit_code == 0
+    cfg = {"seed": 0, "data": {"path": str(cg), "n_train": 200, "n_valid": 20, "batch_size": 50},
+           "model": {"net": None, "feature_net": {"hidden": [8]}, "cmap": {"order": 4, "bins": 24}},
+           "module": {"loss": "denoising", "noise": 0.01}, "trainer": {"max_epochs": 1, "progress_bar": False}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert _run(["cg", "train", tmp_path / "cfg.yaml", "--out", tmp_path / "run"]).exit_code == 0
+    model, out = tmp_path / "run" / "model.pt", tmp_path / "ref.pt"
+    common = ["--replicas", "3", "--steps", "300", "--steps", "600", "--traj-every", "50", "--burn-frames", "2",
+              "--dt", "2", "--out", out, "--no-progress"]
+    r = _run(["cg", "refine", model, "--iterations", "2", *common])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert summary["ibi_steps"] == 2 and summary["stopped"] is None and summary["target_frames"] == 200
+    assert [h["frames"] for h in summary["history"]] == [3 * 5, 3 * 11]  # the steps schedule: 300, then 600
+    assert (tmp_path / "ref_ibi1.pt").exists() and (tmp_path / "ref_ibi2.pt").exists() and out.exists()
+    r = _run(["cg", "refine", model, "--iterations", "3", *common])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = _run(["cg", "refine", model, "--iterations", "3", *common, "--resume"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output[r.output.index("{"):])
+    assert summary["resumed_from"] == 2 and [h["step"] for h in summary["history"]] == [0, 1, 2]
+    r = _run(["cg", "simulate", out, "--replicas", "2", "--steps", "20", "--traj-every", "10",
+              "--out", tmp_path / "t.h5", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({**cfg, "model": {"net": None, "feature_net": {"hidden": [8]}}}))
+    assert _run(["cg", "train", plain, "--out", tmp_path / "run2"]).exit_code == 0
+    r = _run(["cg", "refine", tmp_path / "run2" / "model.pt", "--iterations", "1", *common[:-3], "--out",
+              tmp_path / "x.pt"])
+    assert r.exit_code == 2 and "(phi, psi) term" in r.output and not (tmp_path / "x_ibi").exists()

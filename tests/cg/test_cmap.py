@@ -284,3 +284,40 @@ def test_refine_cmap_moves_only_the_torsion_term(frames):
     with pytest.raises(ConfigError, match="backbone"):
         refine_cmap(build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=fit_prior(frames, 300.0),
                                 feature_net=feature_net_kwargs(frames, {})), other, frames)
+
+
+def test_ibi_refine_steps_schedule_fixed_point_and_blow_up(frames):
+    """ibi_refine: the data's own frames are its fixed point (no correction); a damping schedule scales each step's
+    correction; a sample with no frame stops it with a message and keeps the last model; resume continues."""
+    from compscope.cg import ibi_refine, refine_cmap
+
+    model = _model(frames, torch.float64)
+    coef = lambda m: np.asarray(m.prior.cmap_cos.detach())  # noqa: E731
+    rng = np.random.default_rng(4)
+    other = _chain(rng.normal(1.0, 0.3, 500), rng.normal(-1.0, 0.3, 500))
+    # the model "samples" the data's own distribution: nothing to correct
+    res = ibi_refine(model, frames, lambda m, k: frames, 2, order=6, bins=36)
+    assert res.steps == 2 and res.stopped is None and [h["step"] for h in res.history] == [0, 1]
+    assert res.history[0]["js_64_vs_data"] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(coef(res.model), coef(model), atol=1e-12)
+    # damping schedule [1, 0.5]: the second step applies half of what a full step would
+    seen, saved = [], []
+    res = ibi_refine(model, frames, lambda m, k: seen.append(k) or other, 2, damping=[1.0, 0.5],
+                     on_step=lambda k, m: saved.append(k), order=6, bins=36)
+    assert seen == [0, 1] and saved == [1, 2]
+    one = refine_cmap(model, other, frames, order=6, bins=36)
+    full = refine_cmap(one, other, frames, order=6, bins=36)
+    assert np.abs(coef(full) - coef(one)).max() > 1e-3  # a real correction to halve
+    np.testing.assert_allclose(coef(res.model) - coef(one), 0.5 * (coef(full) - coef(one)), atol=1e-8)
+    # resume after step 1: the same model as uninterrupted
+    again = ibi_refine(one, frames, lambda m, k: other, 2, damping=[1.0, 0.5], first_step=1, order=6, bins=36)
+    assert again.steps == 2 and [h["step"] for h in again.history] == [1]
+    np.testing.assert_allclose(coef(again.model), coef(res.model), atol=1e-12)
+    # a model that blew up: no frames -> stop with a message, the last model kept
+    res = ibi_refine(model, frames, lambda m, k: other if k == 0 else other[:0], 3, order=6, bins=36)
+    assert res.steps == 1 and "IBI step 1" in res.stopped
+    with pytest.raises(ConfigError, match="first_step"):
+        ibi_refine(model, frames, lambda m, k: frames, 2, first_step=3)
+    with pytest.raises(ConfigError, match="backbone"):  # refused before any sampling
+        ibi_refine(build_model("CGPotential", bead_z=[6, 7, 6, 6, 7], prior=fit_prior(frames, 300.0),
+                               feature_net=feature_net_kwargs(frames, {})), frames, lambda m, k: 1 / 0, 1)

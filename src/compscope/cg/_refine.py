@@ -6,10 +6,14 @@ basins, so basin populations drift even where each force is close. One iterative
 without touching the rest: simulate the model, histogram its (phi, psi), add ``kT ln(p_model / p_data)``
 (smoothed, clipped, as the same Fourier series) to the prior's 2-D torsion term (:func:`compscope.cg.cmap_correction`).
 Only the training frames enter, never the held-out block. The simulation is the caller's (the task layer does not
-run MD): ``refine_cmap`` takes the model's frames.
+run MD): ``refine_cmap`` takes the model's frames, :func:`ibi_refine` a function that samples a model
+(``compscope cg refine`` and ``benchmarks/cg_alanine.py`` pass one that runs the MD engine).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,7 +24,73 @@ from ._compare import backbone_dihedrals
 from ._ensemble import _prior_kwargs
 from ._prior import CMAP_DEFAULTS, cmap_correction, kT_eV
 
-__all__ = ["refine_cmap"]
+__all__ = ["refine_cmap", "ibi_refine", "IBIResult"]
+
+
+def _check_refinable(model: torch.nn.Module) -> None:
+    """Refuse a model whose (phi, psi) term cannot be corrected: no 2-D backbone term, or a message-passing net."""
+    prior = getattr(model, "prior", None)
+    cmap = getattr(prior, "cmap", None)
+    if cmap is None or len(cmap) != 1 or cmap[0].tolist() != [0, 1, 2, 3, 1, 2, 3, 4]:
+        raise ConfigError("refine_cmap needs a model whose prior has the backbone's (phi, psi) term",
+                          hint="train with model.cmap: {} on a backbone map (configs/cg/ala2_backbone_fast_cmap.yaml)")
+    if getattr(model, "net", None) is not None:
+        raise ConfigError("refine_cmap takes fast CG models (model.feature_net, no model.net)")
+
+
+@dataclass
+class IBIResult:
+    """What :func:`ibi_refine` did: the last model, the corrections applied, why it stopped early (None: it did
+    not), and per step the model's sample size and its Ramachandran JS (64 x 64) against the data frames."""
+
+    model: torch.nn.Module
+    steps: int
+    stopped: str | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+def ibi_refine(model: torch.nn.Module, data_frames: np.ndarray,
+               sample: Callable[[torch.nn.Module, int], np.ndarray], steps: int,
+               damping: float | Sequence[float] = 1.0, temperature: float = 300.0,
+               on_step: Callable[[int, torch.nn.Module], None] | None = None, first_step: int = 0,
+               **cmap: float) -> IBIResult:
+    """``steps`` IBI corrections of a fast CG model's (phi, psi) term towards ``data_frames`` (T, 5, 3).
+
+    Each step samples the current model with the caller's ``sample(model, step)`` (frames (M, 5, 3) of its stable
+    replicas after burn-in) and applies :func:`refine_cmap`. A sample with no frame (the model blew up in every
+    replica) stops the refinement with a message instead of raising: the caller keeps the last model.
+
+    Args:
+        damping: one value, or one per step (the last one repeats).
+        on_step: called as ``on_step(k, model)`` after correction ``k`` (1-based), e.g. to save each model.
+        first_step: resume: ``model`` is the model after ``first_step`` corrections; steps ``first_step`` to
+            ``steps - 1`` are run (their damping and the sampler's step index as in an uninterrupted run).
+        cmap: :func:`refine_cmap` settings.
+    """
+    from compscope.analysis import js_divergence, ramachandran_histogram
+
+    _check_refinable(model)  # before the first (long) CG run, not after it
+    if steps < 0 or not 0 <= first_step <= steps:
+        raise ConfigError(f"steps={steps}, first_step={first_step}: need 0 <= first_step <= steps")
+    damp = [float(damping)] if np.isscalar(damping) else [float(d) for d in damping]
+    if not damp:
+        raise ConfigError("damping: give one value or one per step")
+    target = ramachandran_histogram(*backbone_dihedrals(np.asarray(data_frames)), 64)
+    out = IBIResult(model=model, steps=first_step)
+    for k in range(first_step, steps):
+        x = np.asarray(sample(out.model, k))
+        if not len(x):
+            out.stopped = (f"IBI step {k}: the model's sample has no frame (every replica blew up or none passed "
+                           "burn-in)")
+            return out
+        js = js_divergence(ramachandran_histogram(*backbone_dihedrals(x), 64), target)
+        out.history.append({"step": k, "frames": int(len(x)), "js_64_vs_data": float(js)})
+        out.model = refine_cmap(out.model, x, data_frames, temperature=temperature,
+                                damping=damp[min(k, len(damp) - 1)], **cmap)
+        out.steps = k + 1
+        if on_step is not None:
+            on_step(k + 1, out.model)
+    return out
 
 
 def refine_cmap(model: torch.nn.Module, model_frames: np.ndarray, data_frames: np.ndarray,
@@ -35,12 +105,8 @@ def refine_cmap(model: torch.nn.Module, model_frames: np.ndarray, data_frames: n
     """
     from compscope.models import build_model
 
+    _check_refinable(model)
     prior = model.prior
-    if len(prior.cmap) != 1 or prior.cmap[0].tolist() != [0, 1, 2, 3, 1, 2, 3, 4]:
-        raise ConfigError("refine_cmap needs a model whose prior has the backbone's (phi, psi) term",
-                          hint="train with model.cmap: {} on a backbone map")
-    if getattr(model, "net", None) is not None:
-        raise ConfigError("refine_cmap takes fast CG models (model.feature_net, no model.net)")
     if not 0 < damping <= 1:
         raise ConfigError(f"damping={damping}: must be in (0, 1]")
     opts = {**CMAP_DEFAULTS, **cmap}

@@ -5,7 +5,9 @@
 ``configs/cg/``); ``compscope cg simulate MODEL --replicas R --steps N --out cgtraj.h5`` runs Langevin dynamics of
 the CG potential on the MD engine (:func:`compscope.md.simulate_dense`: all replicas in one tensor, one model call
 per step, stability monitors, frames written in blocks; ``--engine graph``: :func:`compscope.md.simulate`) and
-writes a CG trajectory (:func:`compscope.cg.write_cg_trajectory`); ``compscope cg compare cgtraj.h5 REF.h5``
+writes a CG trajectory (:func:`compscope.cg.write_cg_trajectory`); ``compscope cg refine MODEL`` corrects a fast
+model's (phi, psi) term by IBI steps, each from such a run (:func:`compscope.cg.ibi_refine`, ``_cg_refine``);
+``compscope cg compare cgtraj.h5 REF.h5``
 prints the JS / free-energy MSE table and writes the side-by-side PNG (:func:`compscope.cg.compare`). The CLI joins
 ``cg`` and ``md`` here because a task package never imports another one.
 """
@@ -130,6 +132,34 @@ def simulate(
     if res.cpu_s is not None:
         info.update(cpu_s=round(res.cpu_s, 3), ns_per_day_all_replicas_cpu=round(res.ns_per_day_cpu * replicas, 2))
     typer.echo(json.dumps(info, indent=2))
+
+
+@app.command()
+def refine(
+    model: Path = typer.Argument(..., help="A fast CG model with the (phi, psi) term (model.cmap) from `cg train`."),
+    iterations: int = typer.Option(6, help="IBI steps."),
+    replicas: int = typer.Option(100, help="CG replicas of each step's run."),
+    steps: list[int] = typer.Option([50000], help="MD steps per replica of each IBI run; repeat the option for a "
+                                                  "schedule (one per IBI step, the last repeats)."),
+    damping: list[float] = typer.Option([1.0], help="Fraction of each IBI correction applied; repeat for a "
+                                                    "schedule (e.g. 1 1 0.5: full steps, then half steps)."),
+    dt: float = typer.Option(4.0, help="Time step in fs."),
+    traj_every: int = typer.Option(250, help="Steps between the frames the correction is computed from."),
+    burn_frames: int = typer.Option(50, help="Frames of each replica left out at its start."),
+    friction: float = typer.Option(0.01, help="Langevin friction in 1/fs."),
+    seed: int = typer.Option(0, help="Seed of start frames and noise."),
+    data: Path | None = typer.Option(None, help="CG file of the training data (default: the one the model names)."),
+    out: Path | None = typer.Option(None, "--out", help="Refined model (default: MODEL's stem + _refined.pt)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last saved step (OUT_ibi{k}.pt)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Iterative Boltzmann inversion of the model's (phi, psi) term towards its training frames, each step from a
+    CG run on the MD engine (the benchmark's recipe: `benchmarks/cg_alanine.py` method suffix +ibi)."""
+    from ._cg_refine import refine_model
+
+    summary = refine_model(model, out, iterations, replicas, steps, damping, dt, traj_every, burn_frames, friction,
+                           seed, data, resume, progress)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def _read_md(path: Path, replicas: int, summary: list[dict], traj_every: int):
