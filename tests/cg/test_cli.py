@@ -66,6 +66,15 @@ def test_cg_map_optimised_force_map_lowers_the_force_noise(tmp_path):
     info = json.loads(r.output)
     assert info["force_map"] == "optimised"
     assert sum(a**2 for a in info["force_map_rms_after"]) < sum(b**2 for b in info["force_map_rms_before"])
+    # fitted on one fold's training frames only (the split `cg train` makes): 300 - 5 % validation = 285, or 100
+    for extra, n in (([], 285), (["--fit-n-train", "100"], 100)):
+        r = _run(["cg", "map", REF, "--force-map", "optimised", "--fit-fold", "1", *extra, "--out", tmp_path / "f.h5"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.output)["force_map_fit_frames"] == n
+        with h5py.File(tmp_path / "f.h5") as f:
+            assert f.attrs["force_map_fit_frames"] == n and f.attrs["n_frames"] == 400  # every frame is still mapped
+    r = _run(["cg", "map", REF, "--fit-fold", "1", "--out", tmp_path / "g.h5"])
+    assert r.exit_code == 2 and "--force-map optimised" in r.output
 
 
 def test_fast_model_trains_simulates_and_resumes(tmp_path):

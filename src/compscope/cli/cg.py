@@ -34,11 +34,27 @@ def map_(
     force_map: str = typer.Option("aggregated", help="aggregated (constrained hydrogens added to their bead) or "
                                                      "optimised (least-noise force map fitted on the frames, "
                                                      "Kramer et al. 2023)."),
+    fit_fold: int | None = typer.Option(None, help="Fit the optimised map on the training frames of this fold only "
+                                                   "(as `cg train` data.fold splits; default: all frames)."),
+    fit_n_train: int | None = typer.Option(None, help="With --fit-fold: that many training frames at an even stride "
+                                                      "(as data.n_train), so the map sees no other force."),
 ) -> None:
     """Map every frame of REF to beads; mapped forces aggregate hydrogens constrained to a bead's atom."""
-    from compscope.cg import map_reference
+    from compscope.cg import CGDataError, map_reference, split_frames
 
-    info = map_reference(ref, _mapping_arg(mapping), out, force_map=force_map)
+    fit_frames = None
+    if fit_fold is not None or fit_n_train is not None:
+        if force_map != "optimised" or fit_fold is None:
+            raise CGDataError("--fit-fold / --fit-n-train choose the frames an optimised force map is fitted on",
+                              hint="use them with --force-map optimised, and give --fit-fold")
+        import h5py
+
+        if not ref.exists():
+            raise CGDataError(f"{ref} not found", hint="give the HDF5 file written by `compscope md reference`")
+        with h5py.File(ref, "r") as f:
+            lengths = [len(f["replicas"][r]["positions"]) for r in sorted(f["replicas"])]
+        fit_frames = split_frames(lengths, fit_fold, n_train=fit_n_train)[0]
+    info = map_reference(ref, _mapping_arg(mapping), out, force_map=force_map, fit_frames=fit_frames)
     typer.echo(json.dumps(info, indent=2))
 
 
