@@ -47,7 +47,7 @@ def _open(path: str | Path, mode: str = "r"):
 
 
 def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = None, force_map: str = "aggregated",
-                  fit_frames: np.ndarray | None = None, max_fit_frames: int = 20000) -> dict:
+                  fit_frames: np.ndarray | None = None, max_fit_frames: int = 20000, progress: bool = False) -> dict:
     """Map every replica of a reference file to beads and write the CG file ``out``.
 
     Args:
@@ -59,6 +59,7 @@ def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = 
         fit_frames: indices into the concatenated frames (replicas in name order) that the optimised force map is
             fitted on (default: all; a cross-validation passes its training frames so that no held-out force is
             used); at most ``max_fit_frames`` of them, at an even stride.
+        progress: a progress bar over the replicas (a 1 µs reference has hundreds).
 
     Returns:
         ``{"out", "n_beads", "n_frames", "n_dropped_nonfinite", "has_forces", "replicas", "force_map"}`` (with an
@@ -93,7 +94,15 @@ def map_reference(ref: str | Path, mapping="backbone", out: str | Path | None = 
                             **{k: attrs[k] for k in ("temperature_K", "solvent", "dt_fs", "save_every", "forcefield")
                                if k in attrs}})
             g["bead_z"] = np.asarray(cgmap.bead_z)
-            for name in sorted(f["replicas"]):
+            names = sorted(f["replicas"])
+            if progress:  # on stderr, and only on a terminal: stdout may be the JSON a script reads
+                from rich.console import Console
+                from rich.progress import track
+
+                console = Console(stderr=True)
+                if console.is_terminal:
+                    names = track(names, description=f"mapping {len(names)} replicas", console=console)
+            for name in names:
                 src = f["replicas"][name]
                 x = src["positions"][:]
                 ok = np.isfinite(x).all(axis=(1, 2))

@@ -38,6 +38,7 @@ def map_(
                                                    "(as `cg train` data.fold splits; default: all frames)."),
     fit_n_train: int | None = typer.Option(None, help="With --fit-fold: that many training frames at an even stride "
                                                       "(as data.n_train), so the map sees no other force."),
+    progress: bool = typer.Option(True, help="Show a progress bar over the replicas."),
 ) -> None:
     """Map every frame of REF to beads; mapped forces aggregate hydrogens constrained to a bead's atom."""
     from compscope.cg import CGDataError, map_reference, split_frames
@@ -54,7 +55,8 @@ def map_(
         with h5py.File(ref, "r") as f:
             lengths = [len(f["replicas"][r]["positions"]) for r in sorted(f["replicas"])]
         fit_frames = split_frames(lengths, fit_fold, n_train=fit_n_train)[0]
-    info = map_reference(ref, _mapping_arg(mapping), out, force_map=force_map, fit_frames=fit_frames)
+    info = map_reference(ref, _mapping_arg(mapping), out, force_map=force_map, fit_frames=fit_frames,
+                         progress=progress)
     typer.echo(json.dumps(info, indent=2))
 
 
