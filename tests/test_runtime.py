@@ -116,3 +116,17 @@ def test_fit_shares_a_free_core_choice_between_its_processes(monkeypatch):
     assert _configure_threads(TrainerConfig(devices=2, num_threads=2)) == 2  # per process, as given
     monkeypatch.setenv(ENV_VAR, "2")
     assert _configure_threads(TrainerConfig(devices=2)) == 2  # COMPSCOPE_NUM_THREADS is per process
+
+
+def test_one_core_pins_the_process_and_restores_its_affinity():
+    import os
+
+    from compscope.runtime import one_core
+
+    before = os.sched_getaffinity(0)
+    with one_core() as pinned:
+        assert pinned and len(os.sched_getaffinity(0)) == 1 and os.sched_getaffinity(0) <= before
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(RuntimeError), one_core():  # restored on an error too
+        raise RuntimeError("x")
+    assert os.sched_getaffinity(0) == before

@@ -110,7 +110,7 @@ def test_explicit_solvent_speed_runs_a_water_box():
 
     info = explicit_solvent_speed(seconds=0.5)
     assert info["n_waters"] > 50 and info["n_atoms"] == 22 + 3 * info["n_waters"]
-    assert info["steps"] >= 50 and info["ns_per_day"] > 0
+    assert info["steps"] >= 50 and info["ns_per_day"] > 0 and info["pinned_one_core"]  # one thread, one core
 
 
 def test_new_replicas_skip_indices_already_in_the_file(tmp_path):

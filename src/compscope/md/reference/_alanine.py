@@ -18,6 +18,7 @@ HDF5 layout::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -37,6 +38,7 @@ from compscope.integrations.openmm_systems import (
     SOLVENTS,
     alanine_dipeptide_system,
 )
+from compscope.runtime import one_core
 
 __all__ = ["generate_alanine_dipeptide", "run_replica", "dihedral", "ReferenceError", "PHI", "PSI", "PDB_PATH",
            "plot_free_energy", "explicit_solvent_speed", "implicit_solvent_speed"]
@@ -391,12 +393,16 @@ def _openmm_speed(system, positions, seconds: float, dt_fs: float, threads: int,
     mm.LocalEnergyMinimizer.minimize(ctx, 10.0, 200)
     ctx.setVelocitiesToTemperature(300 * u.kelvin, 1)
     integ.step(50)
-    steps, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - t0 < seconds:
-        integ.step(50)
-        steps += 50
-    ctx.getState(getEnergy=True)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    # one thread on one core: unpinned, OpenMM's worker thread and this one wake each other across cores every
+    # step (4-5x slower for 22 atoms on an idle machine; see compscope.runtime.one_core)
+    pin = one_core() if platform == "CPU" and int(threads) == 1 else contextlib.nullcontext(False)
+    with pin as pinned:
+        steps, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            integ.step(50)
+            steps += 50
+        ctx.getState(getEnergy=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     ns = steps * dt_fs * 1e-6
     return {"ns_per_day": ns / wall * 86400.0, "ns_per_day_cpu": ns / max(cpu, 1e-9) * 86400.0, "steps": steps,
-            "wall_s": wall, "cpu_s": cpu, "threads": int(threads), "platform": platform}
+            "wall_s": wall, "cpu_s": cpu, "threads": int(threads), "platform": platform, "pinned_one_core": pinned}
