@@ -120,13 +120,23 @@ def test_fit_shares_a_free_core_choice_between_its_processes(monkeypatch):
 
 def test_one_core_pins_the_process_and_restores_its_affinity():
     import os
+    import threading
 
     from compscope.runtime import one_core
 
     before = os.sched_getaffinity(0)
-    with one_core() as pinned:
-        assert pinned and len(os.sched_getaffinity(0)) == 1 and os.sched_getaffinity(0) <= before
-    assert os.sched_getaffinity(0) == before
+    started, stop = threading.Event(), threading.Event()
+    worker = threading.Thread(target=lambda: started.set() or stop.wait(10))  # a thread that exists before
+    worker.start()
+    started.wait(5)
+    try:
+        with one_core() as pinned:
+            assert pinned and len(os.sched_getaffinity(0)) == 1 and os.sched_getaffinity(0) <= before
+            assert os.sched_getaffinity(worker.native_id) == os.sched_getaffinity(0)  # every thread, not only this
+        assert os.sched_getaffinity(0) == before and os.sched_getaffinity(worker.native_id) == before
+    finally:
+        stop.set()
+        worker.join()
     with pytest.raises(RuntimeError), one_core():  # restored on an error too
         raise RuntimeError("x")
     assert os.sched_getaffinity(0) == before
