@@ -410,8 +410,10 @@ def _ibi_sampler(args, data_file: Path, prefix: Path, start_frames: np.ndarray):
     """The sampler of :func:`compscope.cg.ibi_refine` for IBI step ``k``: ``args.replicas`` CG replicas of the
     step's length (``--refine-steps``) from training-block frames, trajectory ``PREFIX_ibi{k}_traj.h5``, the
     frames after burn-in of the replicas that stayed stable."""
+    from compscope.cg import per_step
+
     def sample(model, k: int) -> np.ndarray:
-        sim = _cg_run(model, data_file, args.replicas, _per_step(args.refine_steps or [args.steps], k), args.dt,
+        sim = _cg_run(model, data_file, args.replicas, per_step(args.refine_steps or [args.steps], k), args.dt,
                       args.traj_every, args.seed + 1000 + k, prefix.with_name(f"{prefix.name}_ibi{k}_traj.h5"),
                       start_frames=start_frames)
         return _after_burn_in(sim, args.burn_frames)
@@ -424,11 +426,6 @@ def _after_burn_in(sim: dict, burn: int) -> np.ndarray:
     x = sim["x"]
     parts = [x[r, burn:n] for r, n in enumerate(sim["stable_frames"]) if n > burn]
     return np.concatenate(parts) if parts else np.empty((0, *x.shape[2:]))
-
-
-def _per_step(values: list, step: int):
-    """The value of IBI step ``step`` from a per-step list whose last value repeats."""
-    return values[min(step, len(values) - 1)]
 
 
 def evaluation_floor(phi: np.ndarray, psi: np.ndarray, lengths: list[int], fold: int, replicas: int, window: int,

@@ -147,7 +147,9 @@ def test_cg_alanine_evaluation_floor_draws_training_windows_and_shrinks_with_mor
     assert many["js_64"] < few["js_64"] and many["js_64_std"] >= 0 and set(few) >= {"js_61", "mse_64", "mse_61"}
     with pytest.raises(SystemExit, match="must be >= 1"):
         cg.evaluation_floor(phi, psi, lengths, 1, replicas=2, window=0)
-    assert [cg._per_step([50, 250], k) for k in range(4)] == [50, 250, 250, 250]  # IBI per-step schedules
+    from compscope.cg import per_step
+
+    assert [per_step([50, 250], k) for k in range(4)] == [50, 250, 250, 250]  # IBI per-step schedules
 
 
 def test_cg_alanine_floor_only_reads_a_reference_and_writes_both_floors(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from ._mapping import (
     slice_map,
 )
 from ._prior import CMAP_DEFAULTS, chain_topology, cmap_correction, cmap_fit, cmap_modes, fit_prior, kT_eV
-from ._refine import IBIResult, ibi_refine, refine_cmap
+from ._refine import IBIResult, ibi_refine, per_step, refine_cmap
 from ._train import (
     CGDataModule,
     CGModule,
@@ -43,6 +43,7 @@ __all__ = ["REGENERATE_HINT", "CGData", "load_cg", "map_reference", "CGDataError
            "CGMap", "com_map", "map_from_spec",
            "optimised_force_map", "free_groups", "read_pdb_atoms", "slice_map", "chain_topology", "fit_prior", "kT_eV",
            "CMAP_DEFAULTS", "cmap_fit", "cmap_modes", "cmap_correction", "refine_cmap", "ibi_refine", "IBIResult",
+           "per_step",
            "CGDataModule", "CGModule", "even_stride", "feature_net_kwargs", "fold_split", "model_kwargs",
            "resolve_config", "split_frames", "train",
            "write_cg_trajectory",

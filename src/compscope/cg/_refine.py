@@ -24,7 +24,12 @@ from ._compare import backbone_dihedrals
 from ._ensemble import _prior_kwargs
 from ._prior import CMAP_DEFAULTS, cmap_correction, kT_eV
 
-__all__ = ["refine_cmap", "ibi_refine", "IBIResult"]
+__all__ = ["refine_cmap", "ibi_refine", "IBIResult", "per_step"]
+
+
+def per_step(values: Sequence, step: int):
+    """The value of step ``step`` in a per-step schedule whose last value repeats (IBI damping, run lengths)."""
+    return values[min(step, len(values) - 1)]
 
 
 def _check_refinable(model: torch.nn.Module) -> None:
@@ -86,7 +91,7 @@ def ibi_refine(model: torch.nn.Module, data_frames: np.ndarray,
         js = js_divergence(ramachandran_histogram(*backbone_dihedrals(x), 64), target)
         out.history.append({"step": k, "frames": int(len(x)), "js_64_vs_data": float(js)})
         out.model = refine_cmap(out.model, x, data_frames, temperature=temperature,
-                                damping=damp[min(k, len(damp) - 1)], **cmap)
+                                damping=per_step(damp, k), **cmap)
         out.steps = k + 1
         if on_step is not None:
             on_step(k + 1, out.model)

@@ -16,22 +16,16 @@ from pathlib import Path
 import numpy as np
 
 
-def _per_step(values: list, k: int):
-    return values[min(k, len(values) - 1)]
-
-
 def refine_model(model: Path, out: Path | None, iterations: int, replicas: int, steps: list[int],
                  damping: list[float], dt: float, traj_every: int, burn_frames: int, friction: float, seed: int,
                  data: Path | None, resume: bool, progress: bool) -> dict:
     """Run the IBI steps (the ``compscope cg refine`` verb); returns its summary."""
-    from ase import Atoms
-
-    from compscope.cg import CGDataError, CGDataModule, ibi_refine
+    from compscope.cg import CGDataError, CGDataModule, ibi_refine, per_step
     from compscope.errors import ConfigError, ResumeError
     from compscope.md import StabilityMonitor, load_potential, simulate_dense
     from compscope.models.artifacts import load_model, save_package
 
-    from .cg import _read_md
+    from .cg import _read_md, start_atoms
 
     if iterations < 1 or replicas < 1 or min(steps) < 1 or traj_every < 1 or burn_frames < 0:
         raise ConfigError("--iterations, --replicas, --steps and --traj-every must be >= 1, --burn-frames >= 0")
@@ -49,9 +43,7 @@ def refine_model(model: Path, out: Path | None, iterations: int, replicas: int, 
     dm = CGDataModule(**{**cfg_data, "require_forces": False})
     dm.load()
     frames, temperature = dm.train_positions, dm.cg.temperature
-    if frames.shape[1] != len(base.atomic_numbers):
-        raise CGDataError(f"{cfg_data['path']} has {frames.shape[1]} beads, the model {len(base.atomic_numbers)}",
-                          hint="give the CG file of the model's map")
+    start_atoms(base.atomic_numbers, frames, cfg_data["path"], 1, seed)  # refuses another map's file before any MD
     out = Path(out) if out is not None else Path(model).with_name(Path(model).stem + "_refined.pt")
     step_file = lambda k: out.with_name(f"{out.stem}_ibi{k}.pt")  # noqa: E731
     done = max((k for k in range(1, iterations + 1) if step_file(k).exists()), default=0)
@@ -67,11 +59,8 @@ def refine_model(model: Path, out: Path | None, iterations: int, replicas: int, 
         m = m.eval()
         for p in m.parameters():
             p.requires_grad_(False)
-        rng = np.random.default_rng(seed + 1000 + k)
-        pick = rng.choice(len(frames), size=replicas, replace=len(frames) < replicas)
-        atoms = [Atoms(numbers=list(m.atomic_numbers), positions=frames[i]) for i in pick]
-        n = _per_step(steps, k)
-        res = simulate_dense(m, atoms, steps=n, dt=dt, temperature=temperature, friction=friction,
+        atoms = start_atoms(m.atomic_numbers, frames, cfg_data["path"], replicas, seed + 1000 + k)
+        res = simulate_dense(m, atoms, steps=per_step(steps, k), dt=dt, temperature=temperature, friction=friction,
                              seed=seed + 1000 + k, out=runs / f"step{k}", traj_every=traj_every,
                              monitor=StabilityMonitor(check_every=50), progress=progress)
         x, stable = _read_md(runs / f"step{k}" / "trajectory.h5", replicas, res.summary, traj_every)

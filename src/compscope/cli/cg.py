@@ -112,7 +112,6 @@ def simulate(
 ) -> None:
     """Langevin dynamics (BAOAB) of the CG potential on the MD engine, replicas batched, monitors on."""
     import numpy as np
-    from ase import Atoms
 
     from compscope.cg import CGDataError, load_cg, write_cg_trajectory
     from compscope.md import MDInputError, StabilityMonitor, load_potential, simulate_dense
@@ -128,12 +127,7 @@ def simulate(
         raise CGDataError("no start frames: the model does not name its training data",
                           hint="pass --start cg.h5 (a `compscope cg map` file)")
     data = load_cg(src)
-    frames = np.concatenate(data.positions)
-    if frames.shape[1] != len(pot.atomic_numbers):
-        raise CGDataError(f"{src} has {frames.shape[1]} beads, the model {len(pot.atomic_numbers)}",
-                          hint="start from a CG file of the model's map")
-    pick = np.random.default_rng(seed).choice(len(frames), size=replicas, replace=len(frames) < replicas)
-    atoms = [Atoms(numbers=pot.atomic_numbers, positions=frames[i]) for i in pick]
+    atoms = start_atoms(pot.atomic_numbers, np.concatenate(data.positions), src, replicas, seed)
     md_dir = out.with_name(out.stem + "_md")
     kw = dict(steps=steps, dt=dt, temperature=temperature, integrator="langevin", friction=friction, seed=seed,
               out=md_dir, traj_every=traj_every, resume=resume, monitor=StabilityMonitor(check_every=check_every),
@@ -180,6 +174,21 @@ def refine(
     typer.echo(json.dumps(summary, indent=2))
 
 
+def start_atoms(numbers, frames, src, replicas: int, seed: int) -> list:
+    """Start structures of CG replicas: ``replicas`` of the CG frames (T, n_beads, 3) of file ``src``, picked with
+    ``seed``; a file of another map (other bead count) is refused."""
+    import numpy as np
+    from ase import Atoms
+
+    from compscope.cg import CGDataError
+
+    if frames.shape[1] != len(numbers):
+        raise CGDataError(f"{src} has {frames.shape[1]} beads, the model {len(numbers)}",
+                          hint="start from a CG file of the model's map")
+    pick = np.random.default_rng(seed).choice(len(frames), size=replicas, replace=len(frames) < replicas)
+    return [Atoms(numbers=list(numbers), positions=frames[i]) for i in pick]
+
+
 def _read_md(path: Path, replicas: int, summary: list[dict], traj_every: int):
     """(R, T, n, 3) positions of an MD trajectory and the frames of each replica before it was stopped."""
     import h5py
@@ -207,8 +216,6 @@ def compare(
                                                 "_compare.png)."),
 ) -> None:
     """Ramachandran free energies side by side, difference map, distributions; JS and free-energy MSE table."""
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
